@@ -1,0 +1,79 @@
+/* fbp_kernels.c: run-time CPU-feature dispatch between the baseline and AVX2 kernels. */
+#include "fbp_kernels.h"
+
+#define DECLARE(T, TAG, ISA)                                                                    \
+    int train_##TAG##_##ISA(const fbp_net *, const fbp_data *, const int64_t *, int64_t,       \
+                            int64_t, double, double, double, int, int64_t *);                  \
+    int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int);  \
+    int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
+                               T *const *, T *const *);
+
+DECLARE(double, d, baseline)
+DECLARE(float, f, baseline)
+#ifdef FBP_HAVE_AVX2
+DECLARE(double, d, avx2)
+DECLARE(float, f, avx2)
+#endif
+
+static int use_avx2 = -1; /* -1: not yet decided */
+
+static int cpu_has_avx2(void)
+{
+#ifdef FBP_HAVE_AVX2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int avx2(void)
+{
+    if (use_avx2 < 0) use_avx2 = cpu_has_avx2();
+    return use_avx2;
+}
+
+const char *fbp_isa(void) { return avx2() ? "avx2" : "baseline"; }
+
+const char *fbp_set_isa(int best)
+{
+    use_avx2 = best ? cpu_has_avx2() : 0;
+    return fbp_isa();
+}
+
+int fbp_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FBP_HAVE_AVX2
+#define PICK(name, TAG) (avx2() ? name##_##TAG##_avx2 : name##_##TAG##_baseline)
+#else
+#define PICK(name, TAG) name##_##TAG##_baseline
+#endif
+
+#define DEFINE(T, TAG)                                                                           \
+    int fbp_train_##TAG(const fbp_net *net, const fbp_data *data, const int64_t *order,          \
+                        int64_t n, int64_t batch, double eta, double lmbda, double n_total,      \
+                        int nthreads, int64_t *bad_batch)                                        \
+    {                                                                                            \
+        return PICK(train, TAG)(net, data, order, n, batch, eta, lmbda, n_total, nthreads,       \
+                                bad_batch);                                                      \
+    }                                                                                            \
+    int fbp_forward_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,               \
+                          int64_t count, T *out, int nthreads)                                   \
+    {                                                                                            \
+        return PICK(forward, TAG)(net, data, start, count, out, nthreads);                       \
+    }                                                                                            \
+    int fbp_grad_sum_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,              \
+                           int64_t count, T *const *gb, T *const *gwt)                           \
+    {                                                                                            \
+        return PICK(grad_sum, TAG)(net, data, start, count, gb, gwt);                            \
+    }
+
+DEFINE(double, d)
+DEFINE(float, f)

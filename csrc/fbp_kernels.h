@@ -1,0 +1,65 @@
+/* fbp_kernels.h: fused backpropagation kernels for sigmoid (and tanh/ReLU) MLPs.
+ *
+ * The network is stored the way the kernels like it: wt[l] is W_l transposed, a
+ * row-major (sizes[l] x sizes[l+1]) block, so that every inner loop (forward
+ * z += x_k * W[:, k], backward dot(W[:, k], delta), update W[:, k] -= c x_k delta)
+ * runs over one contiguous row.  First-layer inputs come as CSR rows, so the
+ * ~80% zero pixels of MNIST cost nothing.  Kernels never allocate Python objects,
+ * never touch the GIL, and validate nothing: Python checks shapes before calling.
+ */
+#ifndef FBP_KERNELS_H
+#define FBP_KERNELS_H
+
+#include <stdint.h>
+
+enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
+enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2 };
+enum { FBP_OK = 0, FBP_DIVERGED = 1, FBP_NOMEM = -1 };
+
+typedef struct {
+    int n_layers;          /* L: number of weight layers (num_layers - 1) */
+    const int64_t *sizes;  /* L + 1 layer widths */
+    void *const *wt;       /* wt[l]: sizes[l] x sizes[l+1], row-major, REAL */
+    void *const *b;        /* b[l]: sizes[l+1], REAL */
+    int activation;        /* FBP_SIGMOID | FBP_TANH | FBP_RELU (every layer) */
+    int cost;              /* FBP_QUADRATIC | FBP_CROSS_ENTROPY | FBP_LOG_LIKELIHOOD */
+} fbp_net;
+
+typedef struct {
+    const int64_t *indptr;   /* n + 1 row offsets into indices/values */
+    const int32_t *indices;  /* column (input unit) of each stored value */
+    const void *values;      /* REAL input values */
+    const void *y;           /* REAL targets, n x sizes[L] (may be NULL for forward) */
+} fbp_data;
+
+/* One call trains over `n` samples taken in the order `order`, in mini-batches of
+ * `batch` (the last may be shorter): w <- decay*w - (eta/m) sum delta a^T with
+ * decay = 1 - eta*lmbda/n_total.  Returns FBP_OK, FBP_NOMEM, or FBP_DIVERGED with
+ * *bad_batch set to the index of the mini-batch that produced a non-finite weight. */
+int fbp_train_d(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                int64_t *bad_batch);
+int fbp_train_f(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                int64_t *bad_batch);
+
+/* Output activations of rows start..start+count-1 into out (count x sizes[L]). */
+int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
+                  double *out, int nthreads);
+int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
+                  float *out, int nthreads);
+
+/* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
+ * to gb[l] (sizes[l+1]) and gwt[l] (sizes[l] x sizes[l+1]). */
+int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
+                   double *const *gb, double *const *gwt);
+int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
+                   float *const *gb, float *const *gwt);
+
+/* CPU-feature dispatch: "avx2" (AVX2+FMA clone) or "baseline" (portable x86-64/SSE2). */
+const char *fbp_isa(void);
+/* Force a code path: 0 baseline, 1 best available. Returns the ISA now in use. */
+const char *fbp_set_isa(int best);
+int fbp_openmp(void);
+
+#endif

@@ -1,0 +1,28 @@
+"""fastbp: fast, faithful classic backpropagation.
+
+``from fastbp import network, network2, mnist_loader`` gives drop-ins for the classic
+modules of the same names, running on compiled kernels.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+try:
+    from . import _core
+except ImportError as exc:  # no silent pure-Python fallback: say how to build
+    raise ImportError(
+        "fastbp's compiled extension (fastbp._core) is not built or cannot be loaded "
+        f"({exc}).  Install fastbp with a C compiler available: `pip install .` from the "
+        "source tree, or for development `pip install --no-build-isolation "
+        "-Cbuild-dir=build -e .` (re-run it after changing csrc/)."
+    ) from exc
+
+from ._engine import get_num_threads, set_num_threads
+
+__all__ = ["get_num_threads", "set_num_threads", "isa", "__version__"]
+
+
+def isa() -> str:
+    """The SIMD code path in use: "avx2" (AVX2+FMA) or "baseline" (portable)."""
+    return _core.isa()

@@ -1,0 +1,105 @@
+"""fastbp.network: a drop-in for the classic ``network.py``, on compiled kernels.
+
+A sigmoid network trained by mini-batch stochastic gradient descent on the
+quadratic cost.  Same constructor, attributes, methods, printed lines and random
+stream as network.py: after ``np.random.seed(s)`` and ``random.seed(s)`` the initial
+weights are bit-identical and training follows the same trajectory (to float
+rounding).  The difference is speed: ``SGD`` runs each epoch in one compiled call,
+with the GIL released.
+
+Differences you may notice:
+
+* ``SGD`` does not shuffle your ``training_data`` list in place; it shuffles a list
+  of indices with the same ``random.shuffle`` calls, so the mini-batches are the same.
+* ``weights``/``biases`` are replaced by new arrays after training, as in the classic
+  code; ``dtype=np.float32`` trains in single precision.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from ._engine import QUADRATIC, CompiledNetwork, check_count, check_rate, pack, threads_for
+
+__all__ = ["Network", "sigmoid", "sigmoid_prime"]
+
+
+class Network(CompiledNetwork):
+    _activation = "sigmoid"
+    _cost_code = QUADRATIC
+
+    def __init__(self, sizes: Any, dtype: Any = np.float64) -> None:
+        """``sizes`` lists the widths of the layers, e.g. [784, 30, 10].  Biases and
+        then weights are drawn from N(0, 1) with ``np.random.randn``, as in network.py
+        (the input layer has no biases)."""
+        self._setup(sizes, dtype)
+        sizes = self.sizes
+        self.biases = [np.random.randn(y, 1).astype(self.dtype, copy=False) for y in sizes[1:]]
+        self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
+                        for x, y in zip(sizes[:-1], sizes[1:])]
+
+    def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
+            test_data: Any = None) -> None:
+        """Train with mini-batch stochastic gradient descent.
+
+        ``training_data`` is a list of ``(x, y)`` pairs (x (n_in, 1), y (n_out, 1)); with
+        ``test_data`` (pairs ``(x, label)``) the network is evaluated after each epoch
+        and ``Epoch j: correct / total`` is printed, else ``Epoch j complete``.
+        """
+        epochs = check_count("epochs", epochs, 0)
+        mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
+        eta = check_rate("eta", eta)
+        train = pack(training_data, self.sizes, self.dtype, "vector", "training_data")
+        test = None
+        if test_data is not None:
+            test_data = list(test_data)
+            if test_data:
+                test = pack(test_data, self.sizes, self.dtype, "label", "test_data")
+        n = train.n
+        order = list(range(n))
+        threads = threads_for(self.sizes, mini_batch_size, train.density(self.sizes[0]))
+        self._claim()
+        try:
+            wt, b = self._params(copy=True)
+            net = self._net(wt, b)
+            try:
+                for j in range(epochs):
+                    random.shuffle(order)
+                    self._run_epoch(net, wt, b, train, np.array(order, dtype=np.int64),
+                                    mini_batch_size, eta, 0.0, n, threads, j)
+                    if test is not None:
+                        correct = int(np.sum(np.argmax(self._outputs(test, net), axis=1)
+                                             == test.labels))
+                        print(f"Epoch {j}: {correct} / {test.n}")
+                    else:
+                        print(f"Epoch {j} complete")
+            finally:
+                self._publish(wt, b)
+        finally:
+            self._busy.release()
+
+    def update_mini_batch(self, mini_batch: Any, eta: float) -> None:
+        """One gradient-descent step on the list of ``(x, y)`` pairs ``mini_batch``."""
+        self._update(mini_batch, eta, 0.0, 1.0)
+
+    def evaluate(self, test_data: Any) -> int:
+        """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
+        test = pack(test_data, self.sizes, self.dtype, "label", "test_data")
+        return int(np.sum(np.argmax(self._outputs(test), axis=1) == test.labels))
+
+    def cost_derivative(self, output_activations: Any, y: Any) -> Any:
+        """dC_x/da for the quadratic cost: ``output_activations - y``."""
+        return output_activations - y
+
+
+def sigmoid(z: Any) -> Any:
+    """The sigmoid function."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def sigmoid_prime(z: Any) -> Any:
+    """Derivative of the sigmoid function."""
+    return sigmoid(z) * (1 - sigmoid(z))
