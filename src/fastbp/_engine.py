@@ -253,6 +253,20 @@ def _labels_if_integral(items: list) -> np.ndarray | None:
 # ---------------------------------------------------------------- the network
 
 
+def _is_kernel_view(a: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether ``a`` is a view published by ``_publish`` (so its base is kernel-ready)."""
+    base = a.base
+    if not isinstance(base, np.ndarray) or a.dtype != dtype or base.dtype != dtype:
+        return False
+    if base.base is not None or not base.flags.c_contiguous or base.ndim != a.ndim - (a.ndim - base.ndim):
+        return False
+    same_start = a.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+    n_out = a.shape[0]
+    if a.ndim == 2 and a.shape[1] != 1:  # a weight view: base is (n_in, padded n_out)
+        return same_start and base.shape == (a.shape[1], _core.padded(n_out)) and a.strides[1] == base.strides[0]
+    return same_start and base.shape == (_core.padded(n_out),)
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -283,7 +297,8 @@ class CompiledNetwork:
     # -- parameters
 
     def _params(self, copy: bool) -> tuple[list, list]:
-        """Contiguous W^T (n_in, n_out) and b (n_out,) arrays for the kernels."""
+        """The parameters as the kernels take them: W^T blocks (n_in, padded n_out) and
+        padded b vectors, fresh copies (``copy``) or reused when already in that form."""
         weights, biases = self.weights, self.biases
         L = self.num_layers - 1
         if len(weights) != L or len(biases) != L:
@@ -291,24 +306,32 @@ class CompiledNetwork:
                              f"got {len(weights)} and {len(biases)}")
         wt, b = [], []
         for l, (w, bl) in enumerate(zip(weights, biases)):
+            n_in, n_out = self.sizes[l], self.sizes[l + 1]
             w = np.asarray(w)
             bl = np.asarray(bl)
-            shape_w = (self.sizes[l + 1], self.sizes[l])
-            if w.shape != shape_w:
-                raise ValueError(f"weights[{l}] has shape {w.shape}, expected {shape_w}")
-            if bl.shape not in ((self.sizes[l + 1], 1), (self.sizes[l + 1],)):
-                raise ValueError(f"biases[{l}] has shape {bl.shape}, expected ({self.sizes[l + 1]}, 1)")
-            if copy:
-                wt.append(np.array(w.T, dtype=self.dtype, order="C"))
-                b.append(np.array(bl.reshape(-1), dtype=self.dtype))
-            else:
-                wt.append(np.ascontiguousarray(w.T, dtype=self.dtype))
-                b.append(np.ascontiguousarray(bl.reshape(-1), dtype=self.dtype))
+            if w.shape != (n_out, n_in):
+                raise ValueError(f"weights[{l}] has shape {w.shape}, expected {(n_out, n_in)}")
+            if bl.shape not in ((n_out, 1), (n_out,)):
+                raise ValueError(f"biases[{l}] has shape {bl.shape}, expected ({n_out}, 1)")
+            if w.dtype.kind not in "fiub" or bl.dtype.kind not in "fiub":
+                raise TypeError(f"weights[{l}] and biases[{l}] must be real arrays")
+            if not copy and _is_kernel_view(w, self.dtype) and _is_kernel_view(bl, self.dtype):
+                wt.append(w.base)
+                b.append(bl.base)
+                continue
+            ld = _core.padded(n_out)
+            wt_l = np.zeros((n_in, ld), dtype=self.dtype)
+            wt_l[:, :n_out] = w.T
+            b_l = np.zeros(ld, dtype=self.dtype)
+            b_l[:n_out] = bl.reshape(-1)
+            wt.append(wt_l)
+            b.append(b_l)
         return wt, b
 
     def _publish(self, wt: list, b: list) -> None:
-        self.weights = [w.T for w in wt]
-        self.biases = [bl.reshape(-1, 1) for bl in b]
+        """Expose kernel buffers as the classic (n_out, n_in) and (n_out, 1) arrays."""
+        self.weights = [w[:, :n].T for w, n in zip(wt, self.sizes[1:])]
+        self.biases = [bl[:n].reshape(-1, 1) for bl, n in zip(b, self.sizes[1:])]
 
     def _net(self, wt: list, b: list) -> Any:
         return _core._Net(wt, b, np.asarray(self.sizes, dtype=np.int64),
@@ -333,30 +356,41 @@ class CompiledNetwork:
     def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
         """Summed per-sample gradients in the public layout: (nabla_b, nabla_w)."""
         net = self._net(*self._params(copy=False))
-        gb = [np.zeros(n, dtype=self.dtype) for n in self.sizes[1:]]
-        gwt = [np.zeros((a, b), dtype=self.dtype) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in self.sizes[1:]]
+        gwt = [np.zeros((a, _core.padded(b)), dtype=self.dtype)
+               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
         _core.grad_sum(net, packed.indptr, packed.indices, packed.values, packed.y, gb, gwt)
-        return [g.reshape(-1, 1) for g in gb], [g.T for g in gwt]
+        outs = self.sizes[1:]
+        return [g[:n].reshape(-1, 1) for g, n in zip(gb, outs)], [g[:, :n].T for g, n in zip(gwt, outs)]
 
     def _run_epoch(self, net: Any, wt: list, b: list, packed: Packed, order: np.ndarray,
-                   batch: int, eta: float, lmbda: float, n_total: int, threads: int,
+                   batch: int, eta: float, lmbda: float, n_total: float, threads: int,
                    epoch: int) -> None:
-        """Train over ``order``; on divergence restore the last finite state and raise."""
-        snapshot = [a.copy() for a in wt + b]
-        bad = _core.train(net, packed.indptr, packed.indices, packed.values, packed.y, order,
-                          batch, eta, lmbda, float(n_total), threads)
-        if bad < 0:
+        """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
+        mini-batch that did it, restore the parameters from just before it, and raise."""
+        params = wt + b
+        snapshot = [a.copy() for a in params]
+        args = (packed.indptr, packed.indices, packed.values, packed.y)
+        _core.train(net, *args, order, batch, eta, lmbda, float(n_total), threads)
+        if all(np.isfinite(a).all() for a in params):
             return
-        for a, s in zip(wt + b, snapshot):
+        # A NaN or inf never turns finite again, so replaying one mini-batch at a time
+        # (the same arithmetic, so the same numbers) finds the first bad one.
+        for a, s in zip(params, snapshot):
             a[...] = s
-        if bad > 0:  # replay the good mini-batches: same order, same arithmetic, same result
-            _core.train(net, packed.indptr, packed.indices, packed.values, packed.y,
-                        order[: bad * batch], batch, eta, lmbda, float(n_total), threads)
-        self._publish(wt, b)
-        raise FloatingPointError(
-            f"training diverged in epoch {epoch}, mini-batch {bad}: a weight or bias became "
-            f"NaN or inf (eta={eta:g} may be too large); the network keeps the parameters "
-            "from before that mini-batch")
+        for k, start in enumerate(range(0, len(order), batch)):
+            before = [a.copy() for a in params]
+            _core.train(net, *args, order[start:start + batch], batch, eta, lmbda,
+                        float(n_total), threads)
+            if not all(np.isfinite(a).all() for a in params):
+                for a, s in zip(params, before):
+                    a[...] = s
+                self._publish(wt, b)
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch}, mini-batch {k}: a weight or bias "
+                    f"became NaN or inf (is eta={eta:g} too large?); the network keeps the "
+                    "parameters from before that mini-batch")
+        raise AssertionError("non-finite parameters that replay could not reproduce")
 
     def _update(self, mini_batch: Any, eta: float, lmbda: float, n_total: float) -> None:
         """One compiled mini-batch step (update_mini_batch)."""

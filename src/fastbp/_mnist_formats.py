@@ -163,14 +163,22 @@ def arrays_from_npz(source: PathLike | IO[bytes]) -> Arrays:
 
 def _unscale(x: np.ndarray, what: str) -> np.ndarray:
     """Turn the pickle's float pixels (uint8 / 256, or / 255) back into uint8."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size and (np.isnan(x).any() or x.min() < 0.0 or x.max() > 1.0):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if not x.size:
+        return np.zeros(x.shape, dtype=np.uint8)
+    lo, hi = x.min(), x.max()
+    if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
         raise ValueError(f"{what}: pixel values outside [0, 1]")
-    for scale, tol in ((256.0, 0.0), (255.0, 1e-3)):
-        scaled = x * scale
-        rounded = np.rint(scaled)
-        if np.all(np.abs(scaled - rounded) <= tol) and (not x.size or rounded.max() <= 255):
-            return rounded.astype(np.uint8)
+    if hi <= 255 / 256:
+        scaled = x * x.dtype.type(256)  # exact for multiples of 1/256
+        out = scaled.astype(np.uint8)
+        if np.array_equal(out, scaled):
+            return out
+    scaled = np.rint(x.astype(np.float64) * 255.0)
+    if np.allclose(scaled / 255.0, x, rtol=0.0, atol=1e-6):
+        return scaled.astype(np.uint8)
     raise ValueError(f"{what}: pixel values are not multiples of 1/256 or 1/255")
 
 
@@ -221,7 +229,7 @@ def arrays_from_pkl_gz(path: PathLike) -> Arrays:
 
 def parse_mnist_csv(stream: IO[bytes], what: str = "csv") -> tuple[np.ndarray, np.ndarray]:
     """Parse MNIST CSV (a header row, then ``label,p1,...,p784``) into uint8 images and labels."""
-    text = io.TextIOWrapper(stream, encoding="ascii", newline="")
+    text = io.TextIOWrapper(stream, encoding="ascii")  # universal newlines: CRLF or LF
     try:
         header = text.readline().strip().split(",")
         if len(header) != 785 or header[0] != "label":

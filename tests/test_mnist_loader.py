@@ -1,0 +1,198 @@
+"""Tests of ``fastbp.mnist_loader``, the drop-in for the classic ``mnist_loader``.
+
+The real-data tests need real MNIST in ``$FASTBP_DATA`` (e.g. ``FASTBP_DATA=/work/shared/data``)
+and are skipped, with the reason, when it is absent. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastbp import _mnist_formats, mnist_loader
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+FIRST_TEN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+def _real_data_dir() -> Path:
+    env = os.environ.get("FASTBP_DATA")
+    if not env:
+        pytest.skip("real MNIST not available: FASTBP_DATA is not set")
+    d = Path(env)
+    names = [
+        _mnist_formats.NPZ_NAME,
+        _mnist_formats.PKL_NAME,
+        _mnist_formats.WHEEL_NAME,
+        *_mnist_formats.IDX_NAMES.values(),
+        *(f"{n}.gz" for n in _mnist_formats.IDX_NAMES.values()),
+    ]
+    if not d.is_dir() or not any((d / n).is_file() for n in names):
+        pytest.skip(f"real MNIST not available: no MNIST files in FASTBP_DATA={env}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def raw():
+    _real_data_dir()
+    return mnist_loader.mnist_arrays(download=False)
+
+
+@pytest.fixture(scope="module")
+def classic():
+    _real_data_dir()
+    return mnist_loader.load_data(download=False)
+
+
+@pytest.fixture(scope="module")
+def wrapped():
+    _real_data_dir()
+    return mnist_loader.load_data_wrapper(download=False)
+
+
+# ---------------------------------------------------------------- no data needed
+
+
+def test_vectorized_result():
+    for j in range(10):
+        e = mnist_loader.vectorized_result(j)
+        assert e.shape == (10, 1) and e.dtype == np.float64
+        assert e[j, 0] == 1.0 and e.sum() == 1.0
+
+
+def test_load_matrices_rejects_integer_dtype():
+    with pytest.raises(TypeError, match="floating"):
+        mnist_loader.load_matrices(np.uint8)
+
+
+def test_loader_is_self_contained():
+    """mnist_loader imports nothing from fastbp except its own _mnist_* helpers."""
+    src = Path(mnist_loader.__file__).read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            assert (node.module or "").startswith("_mnist_"), node.module
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            assert not (node.module or "").startswith("fastbp"), node.module
+        if isinstance(node, ast.Import):
+            assert all(not a.name.startswith("fastbp") for a in node.names)
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_raw_arrays(raw):
+    assert raw["x_train"].shape == (60000, 28, 28) and raw["x_test"].shape == (10000, 28, 28)
+    assert all(raw[k].dtype == np.uint8 for k in _mnist_formats.KEYS)
+    assert np.bincount(raw["y_train"], minlength=10).tolist() == TRAIN_COUNTS
+    assert np.bincount(raw["y_test"], minlength=10).tolist() == TEST_COUNTS
+
+
+def test_load_data_shapes_and_dtypes(classic):
+    sizes = [50000, 10000, 10000]
+    assert isinstance(classic, tuple) and len(classic) == 3
+    for (x, y), n in zip(classic, sizes):
+        assert isinstance(x, np.ndarray) and x.shape == (n, 784) and x.dtype == np.float32
+        assert isinstance(y, np.ndarray) and y.shape == (n,) and y.dtype == np.int64
+        assert x.flags.c_contiguous and x.flags.writeable
+
+
+def test_pixel_range_is_classic_uint8_over_256(classic):
+    for x, _ in classic:
+        assert x.min() == 0.0
+        assert x.max() == np.float32(255 / 256) == np.float32(0.99609375)
+
+
+def test_split_matches_official_order(classic, raw):
+    """Pixels are exactly float32(uint8) / 256, split 50,000 / last 10,000 / test."""
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = classic
+    x = raw["x_train"].reshape(60000, 784).astype(np.float32) / np.float32(256)
+    np.testing.assert_array_equal(tr_x, x[:50000])
+    np.testing.assert_array_equal(va_x, x[50000:])
+    t = raw["x_test"].reshape(-1, 784).astype(np.float32) / np.float32(256)
+    np.testing.assert_array_equal(te_x, t)
+    np.testing.assert_array_equal(tr_y, raw["y_train"][:50000])
+    np.testing.assert_array_equal(va_y, raw["y_train"][50000:])
+    np.testing.assert_array_equal(te_y, raw["y_test"])
+
+
+def test_labels(classic):
+    (_, tr_y), (_, va_y), (_, te_y) = classic
+    assert tr_y[:10].tolist() == FIRST_TEN
+    counts = np.bincount(np.concatenate([tr_y, va_y]), minlength=10)
+    assert counts.tolist() == TRAIN_COUNTS
+    assert np.bincount(te_y, minlength=10).tolist() == TEST_COUNTS
+    for y in (tr_y, va_y, te_y):
+        assert y.min() == 0 and y.max() == 9
+
+
+def test_load_data_returns_fresh_arrays(classic):
+    again = mnist_loader.load_data(download=False)
+    assert again[0][0] is not classic[0][0]
+    np.testing.assert_array_equal(again[0][0], classic[0][0])
+
+
+def test_wrapper_formats(wrapped, classic):
+    training, validation, test = wrapped
+    assert all(isinstance(d, list) for d in wrapped)
+    assert [len(d) for d in wrapped] == [50000, 10000, 10000]
+    (tr_x, tr_y), (va_x, va_y), _ = classic
+    for i in (0, 1, 49999):
+        x, y = training[i]
+        assert x.shape == (784, 1) and x.dtype == np.float32
+        assert x.base is not None and not x.flags.owndata  # a view, as np.reshape gives
+        assert y.shape == (10, 1) and y.dtype == np.float64
+        assert y.sum() == 1.0 and int(np.argmax(y)) == tr_y[i]
+        np.testing.assert_array_equal(x[:, 0], tr_x[i])
+    for data, (xs, ys) in ((validation, (va_x, va_y)), (test, classic[2])):
+        for i in (0, 9999):
+            x, label = data[i]
+            assert x.shape == (784, 1) and x.dtype == np.float32
+            assert type(label) is int and label == ys[i]
+            np.testing.assert_array_equal(x[:, 0], xs[i])
+    assert [int(np.argmax(y)) for _, y in training[:10]] == FIRST_TEN
+
+
+def test_load_matrices(classic):
+    m64 = mnist_loader.load_matrices(download=False)
+    m32 = mnist_loader.load_matrices(np.float32, download=False)
+    for (x64, y64), (x32, y32), (x, y) in zip(m64, m32, classic):
+        assert x64.dtype == np.float64 and x32.dtype == np.float32
+        assert x64.shape == x.shape and y64.dtype == np.int64
+        np.testing.assert_array_equal(x64, x.astype(np.float64))  # exact: k / 256
+        np.testing.assert_array_equal(x32, x)
+        np.testing.assert_array_equal(y64, y)
+        np.testing.assert_array_equal(y32, y)
+
+
+def test_same_numbers_as_classic_pickle(tmp_path, raw, classic):
+    """A classic-style pickle (float32 uint8/256, int64 labels) loads to what load_data() gives.
+
+    Written uncompressed to keep the test quick; gzip handling is tested on small files.
+    """
+    x = raw["x_train"].reshape(60000, 784).astype(np.float32) / np.float32(256)
+    y = raw["y_train"].astype(np.int64)
+    te = (raw["x_test"].reshape(-1, 784).astype(np.float32) / np.float32(256), raw["y_test"])
+    obj = ((x[:50000], y[:50000]), (x[50000:], y[50000:]), (te[0], te[1].astype(np.int64)))
+    path = tmp_path / "mnist.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+    from_pickle = mnist_loader.load_data(path=path)
+    for (px, py), (cx, cy), (ox, oy) in zip(from_pickle, classic, obj):
+        np.testing.assert_array_equal(px, ox)
+        np.testing.assert_array_equal(cx, ox)
+        assert cx.dtype == ox.dtype and cy.dtype == oy.dtype
+        np.testing.assert_array_equal(cy, oy)
+        np.testing.assert_array_equal(py, oy)
+
+
+def test_data_dir_keyword(raw):
+    d = _real_data_dir()
+    a = mnist_loader.mnist_arrays(d, download=False)
+    for k in _mnist_formats.KEYS:
+        np.testing.assert_array_equal(a[k], raw[k])
