@@ -204,3 +204,158 @@ def csr_rows(real[:, ::1] X):
                 p += X[i, j] != 0
             indptr[i + 1] = p
     return indptr_a, indices_a[:nnz], values_a[:nnz]
+
+
+cdef extern from "Python.h":
+    ctypedef struct Py_buffer:
+        void *buf
+        Py_ssize_t len
+        Py_ssize_t itemsize
+        char *format
+    int PyObject_GetBuffer(object obj, Py_buffer *view, int flags) except -1
+    void PyBuffer_Release(Py_buffer *view)
+    int PyBUF_C_CONTIGUOUS
+    int PyBUF_FORMAT
+
+
+cdef inline int _kind(Py_buffer *v, Py_ssize_t n) noexcept:
+    """1 for float64, 2 for float32, 0 if the buffer is not n native floats."""
+    cdef char c = v.format[0]
+    cdef char f = v.format[1] if c in b"<=@" else c
+    if c in b"<=@" and v.format[2] != 0:
+        return 0
+    if c not in b"<=@" and v.format[1] != 0:
+        return 0
+    if f == b"d" and v.itemsize == 8 and v.len == 8 * n:
+        return 1
+    if f == b"f" and v.itemsize == 4 and v.len == 4 * n:
+        return 2
+    return 0
+
+
+cdef extern from "fbp_pack.h" nogil:
+    int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite)
+    int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite)
+    int64_t fbp_append_nonzero_ff(const float *x, int64_t n, int32_t *idx, float *val, int64_t p)
+    int64_t fbp_append_nonzero_fd(const float *x, int64_t n, int32_t *idx, double *val, int64_t p)
+    int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *val, int64_t p)
+    int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p)
+
+
+cdef inline int64_t _count(const void *x, char kind, int64_t n, int *bad) noexcept nogil:
+    if kind == 1:
+        return fbp_count_nonzero_d(<const double *>x, n, bad)
+    return fbp_count_nonzero_f(<const float *>x, n, bad)
+
+
+cdef inline int64_t _fill(const void *x, char kind, int64_t n, int32_t *idx, void *val,
+                          bint double, int64_t p) noexcept nogil:
+    if kind == 1:
+        if double:
+            return fbp_append_nonzero_dd(<const double *>x, n, idx, <double *>val, p)
+        return fbp_append_nonzero_df(<const double *>x, n, idx, <float *>val, p)
+    if double:
+        return fbp_append_nonzero_fd(<const float *>x, n, idx, <double *>val, p)
+    return fbp_append_nonzero_ff(<const float *>x, n, idx, <float *>val, p)
+
+
+cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
+                             bint double) noexcept nogil:
+    cdef int64_t j
+    for j in range(n):
+        if double:
+            (<double *>out)[j] = (<const double *>y)[j] if kind == 1 else (<const float *>y)[j]
+        else:
+            (<float *>out)[j] = <float>((<const double *>y)[j] if kind == 1 else (<const float *>y)[j])
+
+
+def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double):
+    """Fast path for packing ``[(x, y), ...]`` straight from each array's buffer.
+
+    Returns ``(indptr, indices, values, Y)`` (Y None without ``targets``), or None when
+    some item is not a 2-tuple of contiguous float32/float64 arrays of the right sizes
+    (the caller then takes the general, slower NumPy path, which explains errors).
+    Raises ValueError naming the first item with a NaN or inf.
+    """
+    import numpy as np
+
+    cdef Py_ssize_t n = len(items), i, j, nnz = 0, p
+    cdef Py_buffer *xb = <Py_buffer *>malloc(max(n, 1) * sizeof(Py_buffer))
+    cdef Py_buffer *yb = <Py_buffer *>malloc(max(n, 1) * sizeof(Py_buffer))
+    cdef char *xk = <char *>malloc(max(n, 1))
+    cdef char *yk = <char *>malloc(max(n, 1))
+    cdef Py_ssize_t got_x = 0, got_y = 0
+    cdef int nonfinite = 0
+    cdef void *vals
+    cdef char *ys
+    cdef int32_t[::1] idx
+    cdef int64_t[::1] ptr
+    if xb == NULL or yb == NULL or xk == NULL or yk == NULL:
+        free(xb); free(yb); free(xk); free(yk)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            item = items[i]
+            if type(item) is not tuple or len(<tuple>item) != 2:
+                return None
+            x = (<tuple>item)[0]
+            if not isinstance(x, np.ndarray):
+                return None
+            try:
+                PyObject_GetBuffer(x, &xb[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            except (BufferError, ValueError, TypeError):
+                return None
+            got_x += 1
+            xk[i] = _kind(&xb[i], n_in)
+            if xk[i] == 0:
+                return None
+            if targets:
+                y = (<tuple>item)[1]
+                if not isinstance(y, np.ndarray):
+                    return None
+                try:
+                    PyObject_GetBuffer(y, &yb[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+                except (BufferError, ValueError, TypeError):
+                    return None
+                got_y += 1
+                yk[i] = _kind(&yb[i], n_out)
+                if yk[i] == 0:
+                    return None
+        # pass 1: count non-zeros and find the first non-finite value
+        bad = -1
+        with nogil:
+            for i in range(n):
+                nnz += _count(xb[i].buf, xk[i], n_in, &nonfinite)
+                if targets and not nonfinite:
+                    _count(yb[i].buf, yk[i], n_out, &nonfinite)
+                if nonfinite:
+                    bad = i
+                    break
+        if bad >= 0:
+            raise ValueError(f"item {bad} contains NaN or inf")
+        dt = np.float64 if double else np.float32
+        indptr_a = np.empty(n + 1, dtype=np.int64)
+        indices_a = np.empty(nnz + 1, dtype=np.int32)  # + 1: _fill writes one past the end
+        values_a = np.empty(nnz + 1, dtype=dt)
+        Y_a = np.zeros((n, max(n_out, 1)), dtype=dt) if targets else None
+        ptr = indptr_a
+        idx = indices_a
+        vals = _address(values_a)
+        ys = <char *>_address(Y_a) if targets else NULL
+        # pass 2: fill (targets through the same routine: a zero-skipping copy)
+        p = 0
+        with nogil:
+            ptr[0] = 0
+            for i in range(n):
+                p = _fill(xb[i].buf, xk[i], n_in, &idx[0], vals, double, p)
+                ptr[i + 1] = p
+                if targets:
+                    _fill_dense(yb[i].buf, yk[i], n_out, ys + i * n_out * (8 if double else 4),
+                                double)
+        return indptr_a, indices_a[:nnz], values_a[:nnz], Y_a
+    finally:
+        for i in range(got_x):
+            PyBuffer_Release(&xb[i])
+        for i in range(got_y):
+            PyBuffer_Release(&yb[i])
+        free(xb); free(yb); free(xk); free(yk)

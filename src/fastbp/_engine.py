@@ -210,13 +210,23 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
     """
     items = _pairs(data, what)
     n_in, n_out = sizes[0], sizes[-1]
+    with_y = targets == "vector" and not isinstance(items[0][1], numbers.Integral)
+    try:
+        fast = _core.pack_pairs(items, n_in, n_out, with_y, dtype == np.float64)
+    except ValueError as exc:  # "item i contains NaN or inf"
+        raise ValueError(f"{what}[{str(exc).split()[1]}]: contains NaN or inf") from None
+    if fast is not None and (with_y or targets != "vector"):
+        packed = Packed(*fast[:3], n=len(items), y=fast[3])
+        if targets == "label":
+            packed.labels = _labels(items, n_out, what)
+        return packed
     X = _stack(items, 0, n_in, what, "x")
     indptr, indices, values = pack_inputs(X, dtype, what)
     packed = Packed(indptr, indices, values, len(items))
     if targets == "none":
         return packed
-    labels = _labels_if_integral(items)
     if targets == "vector":
+        labels = _labels_if_integral(items)
         if labels is not None:
             if n_out < 2 or labels.min() < 0 or labels.max() >= n_out:
                 raise ValueError(f"{what}: integer labels must lie in [0, {n_out}) for a one-hot target")
@@ -228,12 +238,18 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
             Y = np.ascontiguousarray(Y, dtype=dtype)
         packed.y = Y
     else:
-        if labels is None:
-            Y = _stack(items, 1, n_out, what, "y")
-            _check_finite(Y, what, "y")
-            labels = np.argmax(Y, axis=1)
-        packed.labels = labels
+        packed.labels = _labels(items, n_out, what)
     return packed
+
+
+def _labels(items: list, n_out: int, what: str) -> np.ndarray:
+    """Class labels: the integer y's, or the argmax of vector y's."""
+    labels = _labels_if_integral(items)
+    if labels is None:
+        Y = _stack(items, 1, n_out, what, "y")
+        _check_finite(Y, what, "y")
+        labels = np.argmax(Y, axis=1)
+    return labels
 
 
 def _labels_if_integral(items: list) -> np.ndarray | None:
