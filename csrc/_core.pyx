@@ -7,6 +7,10 @@ calling.  Every kernel runs with the GIL released.
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
+cimport numpy as cnp
+
+cnp.import_array()
+
 cdef extern from "fbp_kernels.h" nogil:
     ctypedef struct fbp_net:
         int n_layers
@@ -39,6 +43,16 @@ cdef extern from "fbp_kernels.h" nogil:
     const char *fbp_isa()
     const char *fbp_set_isa(int best)
     int fbp_openmp()
+
+cdef extern from "fbp_pack.h" nogil:
+    int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite)
+    int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite)
+    int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
+                           int64_t *counts, int nthreads)
+    void fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
+                       const int64_t *indptr, int32_t *idx, void *val, int out_double,
+                       int nthreads)
+
 
 ctypedef fused real:
     float
@@ -173,90 +187,71 @@ def grad_sum(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] valu
         raise MemoryError("fastbp: out of memory in grad_sum")
 
 
-def csr_rows(real[:, ::1] X):
+def csr_rows(real[:, ::1] X, int nthreads=1):
     """Compress the rows of X to CSR: ``(indptr int64, indices int32, values)``.
 
-    Zeros are skipped, so the first layer never multiplies by a blank pixel.  NaN
-    and inf are kept (they are not zero), for the caller's finiteness check.
+    Zeros are skipped, so the first layer never multiplies by a blank pixel.  Raises
+    ValueError naming the first row with a NaN or inf.
     """
     import numpy as np
 
-    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], i, j
-    cdef int64_t nnz = 0
-    with nogil:
+    cdef Py_ssize_t n = X.shape[0], k = X.shape[1], i
+    cdef const void **rows = <const void **>malloc(max(n, 1) * sizeof(void *))
+    cdef char *kinds = <char *>malloc(max(n, 1))
+    cdef int64_t bad
+    cdef int64_t[::1] ptr
+    cdef int32_t[::1] idx
+    cdef void *out
+    if rows == NULL or kinds == NULL:
+        free(rows); free(kinds)
+        raise MemoryError()
+    try:
         for i in range(n):
-            for j in range(k):
-                nnz += X[i, j] != 0
-    indptr_a = np.empty(n + 1, dtype=np.int64)
-    # one spare slot: the fill loop below writes every element and advances on non-zeros
-    indices_a = np.empty(nnz + 1, dtype=np.int32)
-    values_a = np.empty(nnz + 1, dtype=np.float64 if real is double else np.float32)
-    cdef int64_t[::1] indptr = indptr_a
-    cdef int32_t[::1] indices = indices_a
-    cdef real[::1] values = values_a
-    cdef int64_t p = 0
-    with nogil:
-        indptr[0] = 0
-        for i in range(n):
-            for j in range(k):
-                indices[p] = <int32_t>j
-                values[p] = X[i, j]
-                p += X[i, j] != 0
-            indptr[i + 1] = p
-    return indptr_a, indices_a[:nnz], values_a[:nnz]
+            rows[i] = &X[i, 0] if k > 0 else NULL
+            kinds[i] = 1 if real is double else 2
+        indptr_a = np.empty(n + 1, dtype=np.int64)
+        ptr = indptr_a
+        with nogil:
+            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], nthreads)
+            ptr[0] = 0
+            for i in range(n):
+                ptr[i + 1] += ptr[i]
+        if bad >= 0:
+            raise ValueError(f"item {bad} contains NaN or inf")
+        indices_a = np.empty(ptr[n], dtype=np.int32)
+        values_a = np.empty(ptr[n], dtype=np.float64 if real is double else np.float32)
+        idx = indices_a
+        out = _address(values_a) if ptr[n] > 0 else NULL
+        with nogil:
+            fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, out,
+                          real is double, nthreads)
+        return indptr_a, indices_a, values_a
+    finally:
+        free(rows); free(kinds)
 
 
-cdef extern from "Python.h":
-    ctypedef struct Py_buffer:
-        void *buf
-        Py_ssize_t len
-        Py_ssize_t itemsize
-        char *format
-    int PyObject_GetBuffer(object obj, Py_buffer *view, int flags) except -1
-    void PyBuffer_Release(Py_buffer *view)
-    int PyBUF_C_CONTIGUOUS
-    int PyBUF_FORMAT
-
-
-cdef inline int _kind(Py_buffer *v, Py_ssize_t n) noexcept:
-    """1 for float64, 2 for float32, 0 if the buffer is not n native floats."""
-    cdef char c = v.format[0]
-    cdef char f = v.format[1] if c in b"<=@" else c
-    if c in b"<=@" and v.format[2] != 0:
+cdef inline char _kind(object a, Py_ssize_t n):
+    """1 for float64, 2 for float32, 0 unless ``a`` is an aligned, C-contiguous array of
+    n native floats (the C-API macros make this check nearly free per item)."""
+    if not cnp.PyArray_Check(a):
         return 0
-    if c not in b"<=@" and v.format[1] != 0:
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_SIZE(arr) != n or not cnp.PyArray_ISCARRAY_RO(arr):
         return 0
-    if f == b"d" and v.itemsize == 8 and v.len == 8 * n:
+    if not cnp.PyArray_ISNOTSWAPPED(arr):
+        return 0
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t == cnp.NPY_DOUBLE:
         return 1
-    if f == b"f" and v.itemsize == 4 and v.len == 4 * n:
+    if t == cnp.NPY_FLOAT:
         return 2
     return 0
-
-
-cdef extern from "fbp_pack.h" nogil:
-    int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite)
-    int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite)
-    int64_t fbp_append_nonzero_ff(const float *x, int64_t n, int32_t *idx, float *val, int64_t p)
-    int64_t fbp_append_nonzero_fd(const float *x, int64_t n, int32_t *idx, double *val, int64_t p)
-    int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *val, int64_t p)
-    int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p)
 
 
 cdef inline int64_t _count(const void *x, char kind, int64_t n, int *bad) noexcept nogil:
     if kind == 1:
         return fbp_count_nonzero_d(<const double *>x, n, bad)
     return fbp_count_nonzero_f(<const float *>x, n, bad)
-
-
-cdef inline int64_t _fill(const void *x, char kind, int64_t n, int32_t *idx, void *val,
-                          bint double, int64_t p) noexcept nogil:
-    if kind == 1:
-        if double:
-            return fbp_append_nonzero_dd(<const double *>x, n, idx, <double *>val, p)
-        return fbp_append_nonzero_df(<const double *>x, n, idx, <float *>val, p)
-    if double:
-        return fbp_append_nonzero_fd(<const float *>x, n, idx, <double *>val, p)
-    return fbp_append_nonzero_ff(<const float *>x, n, idx, <float *>val, p)
 
 
 cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
@@ -269,7 +264,8 @@ cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
             (<float *>out)[j] = <float>((<const double *>y)[j] if kind == 1 else (<const float *>y)[j])
 
 
-def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double):
+def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double,
+               int nthreads=1):
     """Fast path for packing ``[(x, y), ...]`` straight from each array's buffer.
 
     Returns ``(indptr, indices, values, Y)`` (Y None without ``targets``), or None when
@@ -279,83 +275,69 @@ def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint
     """
     import numpy as np
 
-    cdef Py_ssize_t n = len(items), i, j, nnz = 0, p
-    cdef Py_buffer *xb = <Py_buffer *>malloc(max(n, 1) * sizeof(Py_buffer))
-    cdef Py_buffer *yb = <Py_buffer *>malloc(max(n, 1) * sizeof(Py_buffer))
+    cdef Py_ssize_t n = len(items), i, nnz = 0
+    cdef int64_t bad
+    cdef const void **xp = <const void **>malloc(max(n, 1) * sizeof(void *))
+    cdef const void **yp = <const void **>malloc(max(n, 1) * sizeof(void *))
     cdef char *xk = <char *>malloc(max(n, 1))
     cdef char *yk = <char *>malloc(max(n, 1))
-    cdef Py_ssize_t got_x = 0, got_y = 0
     cdef int nonfinite = 0
     cdef void *vals
     cdef char *ys
     cdef int32_t[::1] idx
     cdef int64_t[::1] ptr
-    if xb == NULL or yb == NULL or xk == NULL or yk == NULL:
-        free(xb); free(yb); free(xk); free(yk)
+    if xp == NULL or yp == NULL or xk == NULL or yk == NULL:
+        free(xp); free(yp); free(xk); free(yk)
         raise MemoryError()
     try:
+        # the caller's list keeps every array alive while we hold raw pointers
         for i in range(n):
             item = items[i]
             if type(item) is not tuple or len(<tuple>item) != 2:
                 return None
             x = (<tuple>item)[0]
-            if not isinstance(x, np.ndarray):
-                return None
-            try:
-                PyObject_GetBuffer(x, &xb[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            except (BufferError, ValueError, TypeError):
-                return None
-            got_x += 1
-            xk[i] = _kind(&xb[i], n_in)
+            xk[i] = _kind(x, n_in)
             if xk[i] == 0:
                 return None
+            xp[i] = cnp.PyArray_DATA(<cnp.ndarray>x)
             if targets:
                 y = (<tuple>item)[1]
-                if not isinstance(y, np.ndarray):
-                    return None
-                try:
-                    PyObject_GetBuffer(y, &yb[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-                except (BufferError, ValueError, TypeError):
-                    return None
-                got_y += 1
-                yk[i] = _kind(&yb[i], n_out)
+                yk[i] = _kind(y, n_out)
                 if yk[i] == 0:
                     return None
-        # pass 1: count non-zeros and find the first non-finite value
-        bad = -1
-        with nogil:
-            for i in range(n):
-                nnz += _count(xb[i].buf, xk[i], n_in, &nonfinite)
-                if targets and not nonfinite:
-                    _count(yb[i].buf, yk[i], n_out, &nonfinite)
-                if nonfinite:
-                    bad = i
-                    break
-        if bad >= 0:
-            raise ValueError(f"item {bad} contains NaN or inf")
-        dt = np.float64 if double else np.float32
+                yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)
+        # pass 1: count non-zeros per row and find the first non-finite value
         indptr_a = np.empty(n + 1, dtype=np.int64)
-        indices_a = np.empty(nnz + 1, dtype=np.int32)  # + 1: _fill writes one past the end
-        values_a = np.empty(nnz + 1, dtype=dt)
-        Y_a = np.zeros((n, max(n_out, 1)), dtype=dt) if targets else None
         ptr = indptr_a
-        idx = indices_a
-        vals = _address(values_a)
-        ys = <char *>_address(Y_a) if targets else NULL
-        # pass 2: fill (targets through the same routine: a zero-skipping copy)
-        p = 0
         with nogil:
+            bad = fbp_rows_count(n, xp, xk, n_in, &ptr[1], nthreads)
+            if bad < 0 and targets:
+                for i in range(n):
+                    _count(yp[i], yk[i], n_out, &nonfinite)
+                    if nonfinite:
+                        bad = i
+                        break
             ptr[0] = 0
             for i in range(n):
-                p = _fill(xb[i].buf, xk[i], n_in, &idx[0], vals, double, p)
-                ptr[i + 1] = p
-                if targets:
-                    _fill_dense(yb[i].buf, yk[i], n_out, ys + i * n_out * (8 if double else 4),
+                ptr[i + 1] += ptr[i]
+        if bad >= 0:
+            raise ValueError(f"item {bad} contains NaN or inf")
+        nnz = ptr[n]
+        dt = np.float64 if double else np.float32
+        indices_a = np.empty(nnz, dtype=np.int32)
+        values_a = np.empty(nnz, dtype=dt)
+        Y_a = np.zeros((n, max(n_out, 1)), dtype=dt) if targets else None
+        idx = indices_a
+        vals = _address(values_a) if nnz > 0 else NULL
+        ys = <char *>_address(Y_a) if targets else NULL
+        # pass 2: fill
+        with nogil:
+            fbp_rows_fill(n, xp, xk, n_in, &ptr[0], &idx[0] if nnz > 0 else NULL, vals, double,
+                          nthreads)
+            if targets:
+                for i in range(n):
+                    _fill_dense(yp[i], yk[i], n_out, ys + i * n_out * (8 if double else 4),
                                 double)
-        return indptr_a, indices_a[:nnz], values_a[:nnz], Y_a
+        return indptr_a, indices_a, values_a, Y_a
     finally:
-        for i in range(got_x):
-            PyBuffer_Release(&xb[i])
-        for i in range(got_y):
-            PyBuffer_Release(&yb[i])
-        free(xb); free(yb); free(xk); free(yk)
+        free(xp); free(yp); free(xk); free(yk)

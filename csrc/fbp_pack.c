@@ -21,13 +21,30 @@
 COUNT(f, float, uint32_t, 0x7f800000u)
 COUNT(d, double, uint64_t, 0x7ff0000000000000ull)
 
+/* Blocks of 8 that are all zero (most of an MNIST image's margin) are skipped whole;
+ * inside a block the copy is branch-free (it may write a zero at position p, so it is
+ * only used while the block cannot reach past `end`, the row's last slot + 1). */
 #define APPEND(TAG, S, D)                                                                   \
-    int64_t fbp_append_nonzero_##TAG(const S *x, int64_t n, int32_t *idx, D *val, int64_t p) \
+    int64_t fbp_append_nonzero_##TAG(const S *x, int64_t n, int32_t *idx, D *val, int64_t p, \
+                                     int64_t end)                                           \
     {                                                                                       \
-        for (int64_t j = 0; j < n; ++j) {                                                   \
-            idx[p] = (int32_t)j;                                                            \
-            val[p] = (D)x[j];                                                               \
-            p += x[j] != 0;                                                                 \
+        int64_t j = 0;                                                                      \
+        for (; j + 8 <= n && p + 8 < end; j += 8) {                                         \
+            int any = 0;                                                                    \
+            for (int i = 0; i < 8; ++i) any |= x[j + i] != 0;                               \
+            if (!any) continue;                                                             \
+            for (int i = 0; i < 8; ++i) {                                                   \
+                idx[p] = (int32_t)(j + i);                                                  \
+                val[p] = (D)x[j + i];                                                       \
+                p += x[j + i] != 0;                                                         \
+            }                                                                               \
+        }                                                                                   \
+        for (; j < n && p < end; ++j) {                                                     \
+            if (x[j] != 0) {                                                                \
+                idx[p] = (int32_t)j;                                                        \
+                val[p] = (D)x[j];                                                           \
+                ++p;                                                                        \
+            }                                                                               \
         }                                                                                   \
         return p;                                                                           \
     }
@@ -36,3 +53,39 @@ APPEND(ff, float, float)
 APPEND(fd, float, double)
 APPEND(df, double, float)
 APPEND(dd, double, double)
+
+int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
+                       int64_t *counts, int nthreads)
+{
+    int64_t bad = -1;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        int nonfinite = 0;
+        counts[i] = kind[i] == 1 ? fbp_count_nonzero_d((const double *)x[i], width, &nonfinite)
+                                 : fbp_count_nonzero_f((const float *)x[i], width, &nonfinite);
+        if (nonfinite) {
+#pragma omp critical(fbp_bad_row)
+            if (bad < 0 || i < bad) bad = i;
+        }
+    }
+    return bad;
+}
+
+void fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
+                   const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads)
+{
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        if (out_double) {
+            if (kind[i] == 1)
+                fbp_append_nonzero_dd((const double *)x[i], width, idx, (double *)val, indptr[i], indptr[i + 1]);
+            else
+                fbp_append_nonzero_fd((const float *)x[i], width, idx, (double *)val, indptr[i], indptr[i + 1]);
+        } else {
+            if (kind[i] == 1)
+                fbp_append_nonzero_df((const double *)x[i], width, idx, (float *)val, indptr[i], indptr[i + 1]);
+            else
+                fbp_append_nonzero_ff((const float *)x[i], width, idx, (float *)val, indptr[i], indptr[i + 1]);
+        }
+    }
+}

@@ -8,11 +8,24 @@
 int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite);
 int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite);
 
-/* Append the non-zeros of x[:n] (column index, value) at position p; returns the new
- * end.  Writes idx[p] and val[p] even for a zero, so leave one spare slot. */
-int64_t fbp_append_nonzero_ff(const float *x, int64_t n, int32_t *idx, float *val, int64_t p);
-int64_t fbp_append_nonzero_fd(const float *x, int64_t n, int32_t *idx, double *val, int64_t p);
-int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *val, int64_t p);
-int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p);
+/* Append the non-zeros of x[:n] (column index, value) at position p, writing nothing
+ * at or past `end`; returns the new position. */
+int64_t fbp_append_nonzero_ff(const float *x, int64_t n, int32_t *idx, float *val, int64_t p,
+                              int64_t end);
+int64_t fbp_append_nonzero_fd(const float *x, int64_t n, int32_t *idx, double *val, int64_t p,
+                              int64_t end);
+int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *val, int64_t p,
+                              int64_t end);
+int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p,
+                              int64_t end);
 
 #endif
+
+/* Whole-list versions, items split between threads: x[i] points at row i's n values,
+ * kind[i] is 1 (double) or 2 (float).  fbp_rows_count writes counts[i] and returns the
+ * first row with a NaN or inf (or -1); fbp_rows_fill appends row i at indptr[i] into
+ * idx/val (val double if out_double, else float). */
+int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
+                       int64_t *counts, int nthreads);
+void fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
+                   const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads);
