@@ -238,6 +238,8 @@ cdef inline char _kind(object a, Py_ssize_t n):
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_SIZE(arr) != n or not cnp.PyArray_ISCARRAY_RO(arr):
         return 0
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):  # only (n, 1) or (n,)
+        return 0
     if not cnp.PyArray_ISNOTSWAPPED(arr):
         return 0
     cdef int t = cnp.PyArray_TYPE(arr)

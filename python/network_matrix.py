@@ -16,7 +16,6 @@ Independent of fastbp.
 import random
 
 import numpy as np
-
 from network_loop import sigmoid, sigmoid_prime
 
 

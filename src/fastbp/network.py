@@ -17,12 +17,12 @@ Differences you may notice:
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import numpy as np
 
-from ._engine import QUADRATIC, CompiledNetwork, check_count, check_rate, pack, threads_for
+from ._engine import QUADRATIC, CompiledNetwork
+from ._validate import check_count, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
@@ -52,34 +52,22 @@ class Network(CompiledNetwork):
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
-        train = pack(training_data, self.sizes, self.dtype, "vector", "training_data")
+        train = self._pack(training_data, "vector", "training_data")
         test = None
         if test_data is not None:
             test_data = list(test_data)
             if test_data:
-                test = pack(test_data, self.sizes, self.dtype, "label", "test_data")
-        n = train.n
-        order = list(range(n))
-        threads = threads_for(self.sizes, mini_batch_size, train.density(self.sizes[0]))
-        self._claim()
-        try:
-            wt, b = self._params(copy=True)
-            net = self._net(wt, b)
-            try:
-                for j in range(epochs):
-                    random.shuffle(order)
-                    self._run_epoch(net, wt, b, train, np.array(order, dtype=np.int64),
-                                    mini_batch_size, eta, 0.0, n, threads, j)
-                    if test is not None:
-                        correct = int(np.sum(np.argmax(self._outputs(test, net), axis=1)
-                                             == test.labels))
-                        print(f"Epoch {j}: {correct} / {test.n}")
-                    else:
-                        print(f"Epoch {j} complete")
-            finally:
-                self._publish(wt, b)
-        finally:
-            self._busy.release()
+                test = self._pack(test_data, "label", "test_data")
+
+        def report(j: int, net: Any, eta: float) -> float:
+            if test is not None:
+                correct = int(np.sum(np.argmax(self._outputs(test, net), axis=1) == test.labels))
+                print(f"Epoch {j}: {correct} / {test.n}")
+            else:
+                print(f"Epoch {j} complete")
+            return eta
+
+        self._train(train, epochs, mini_batch_size, eta, 0.0, report)
 
     def update_mini_batch(self, mini_batch: Any, eta: float) -> None:
         """One gradient-descent step on the list of ``(x, y)`` pairs ``mini_batch``."""
@@ -87,7 +75,7 @@ class Network(CompiledNetwork):
 
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
-        test = pack(test_data, self.sizes, self.dtype, "label", "test_data")
+        test = self._pack(test_data, "label", "test_data")
         return int(np.sum(np.argmax(self._outputs(test), axis=1) == test.labels))
 
     def cost_derivative(self, output_activations: Any, y: Any) -> Any:
