@@ -17,6 +17,7 @@ Differences you may notice:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,12 +43,15 @@ class Network(CompiledNetwork):
                         for x, y in zip(sizes[:-1], sizes[1:])]
 
     def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
-            test_data: Any = None) -> None:
+            test_data: Any = None, *, verbose: bool = True,
+            callback: Callable[[int, Network], Any] | None = None) -> None:
         """Train with mini-batch stochastic gradient descent.
 
         ``training_data`` is a list of ``(x, y)`` pairs (x (n_in, 1), y (n_out, 1)); with
         ``test_data`` (pairs ``(x, label)``) the network is evaluated after each epoch
         and ``Epoch j: correct / total`` is printed, else ``Epoch j complete``.
+        Beyond the classic code: ``verbose=False`` prints nothing, and
+        ``callback(epoch, network)`` runs after each epoch (return False to stop).
         """
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
@@ -59,12 +63,14 @@ class Network(CompiledNetwork):
             if test_data:
                 test = self._pack(test_data, "label", "test_data")
 
-        def report(j: int, net: Any, eta: float) -> float:
-            if test is not None:
+        def report(j: int, net: Any, eta: float) -> float | None:
+            if verbose and test is not None:
                 correct = int(np.sum(np.argmax(self._outputs(test, net), axis=1) == test.labels))
                 print(f"Epoch {j}: {correct} / {test.n}")
-            else:
+            elif verbose:
                 print(f"Epoch {j} complete")
+            if callback is not None and callback(j, self) is False:
+                return None
             return eta
 
         self._train(train, epochs, mini_batch_size, eta, 0.0, report)

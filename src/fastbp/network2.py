@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -138,14 +139,18 @@ class Network(CompiledNetwork):
             monitor_evaluation_cost: bool = False, monitor_evaluation_accuracy: bool = False,
             monitor_training_cost: bool = False, monitor_training_accuracy: bool = False,
             early_stopping_n: int = 0, lr_schedule_n: int = 0,
-            monitor_gradient_norms: bool = False) -> tuple[list, list, list, list]:
+            monitor_gradient_norms: bool = False, *, verbose: bool = True,
+            callback: Callable[[int, Network], Any] | None = None,
+            ) -> tuple[list, list, list, list]:
         """Train with mini-batch stochastic gradient descent and L2 weight decay.
 
         Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
         training_cost, training_accuracy)``; a list is empty unless its flag is set.
         ``early_stopping_n`` and ``lr_schedule_n`` (0 = off) watch the accuracy on
-        ``evaluation_data``.
+        ``evaluation_data``.  ``verbose=False`` prints nothing; ``callback(epoch,
+        network)`` runs after each epoch's monitoring (return False to stop).
         """
+        say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
@@ -169,28 +174,30 @@ class Network(CompiledNetwork):
         state = {"best": -1, "stale": 0, "stale_lr": 0}
 
         def after_epoch(j: int, net: Any, eta: float) -> float | None:
-            print(f"Epoch {j} training complete")
+            say(f"Epoch {j} training complete")
             if monitor_training_cost:
                 cost = self._total_cost(train, lmbda, net)
                 training_cost.append(cost)
-                print(f"Cost on training data: {cost}")
+                say(f"Cost on training data: {cost}")
             if monitor_training_accuracy:
                 accuracy = self._accuracy(train, net)
                 training_accuracy.append(accuracy)
-                print(f"Accuracy on training data: {accuracy} / {n}")
+                say(f"Accuracy on training data: {accuracy} / {n}")
             if monitor_evaluation_cost:
                 cost = self._total_cost(evaluation, lmbda, net)
                 evaluation_cost.append(cost)
-                print(f"Cost on evaluation data: {cost}")
+                say(f"Cost on evaluation data: {cost}")
             accuracy = None
             if monitor_evaluation_accuracy or watch:
                 accuracy = self._accuracy(evaluation, net)
             if monitor_evaluation_accuracy:
                 evaluation_accuracy.append(accuracy)
-                print(f"Accuracy on evaluation data: {accuracy} / {evaluation.n}")
+                say(f"Accuracy on evaluation data: {accuracy} / {evaluation.n}")
             if monitor_gradient_norms:
                 self.gradient_norm_history.append(self._norms(train))
-            print()
+            say()
+            if callback is not None and callback(j, self) is False:
+                return None
             if not watch:
                 return eta
             if accuracy > state["best"]:
@@ -199,16 +206,16 @@ class Network(CompiledNetwork):
             state["stale"] += 1
             state["stale_lr"] += 1
             if early_stopping_n and state["stale"] >= early_stopping_n:
-                print(f"Early stopping: no better evaluation accuracy in {early_stopping_n} "
+                say(f"Early stopping: no better evaluation accuracy in {early_stopping_n} "
                       "epochs")
                 return None
             if lr_schedule_n and state["stale_lr"] >= lr_schedule_n:
                 eta /= 2
                 state["stale_lr"] = 0
                 if eta <= eta0 / 128:
-                    print(f"Learning-rate schedule: eta reached {eta:g} = eta/128; stopping")
+                    say(f"Learning-rate schedule: eta reached {eta:g} = eta/128; stopping")
                     return None
-                print(f"Learning-rate schedule: halving eta to {eta:g}")
+                say(f"Learning-rate schedule: halving eta to {eta:g}")
             return eta
 
         self._train(train, epochs, mini_batch_size, eta, lmbda, after_epoch)
@@ -333,6 +340,10 @@ def _atomic_write_json(filename: str | os.PathLike, data: Any) -> None:
 
 
 #### Miscellaneous functions
+
+
+def _quiet(*args: Any) -> None:
+    """print, silenced (``SGD(verbose=False)``)."""
 
 
 def vectorized_result(j: int) -> np.ndarray:

@@ -1,0 +1,7 @@
+"""``python -m fastbp``: see ``fastbp.cli``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
