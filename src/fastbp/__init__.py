@@ -19,8 +19,9 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
     ) from exc
 
 from ._engine import get_num_threads, set_num_threads
+from .gradcheck import gradcheck
 
-__all__ = ["get_num_threads", "set_num_threads", "isa", "__version__"]
+__all__ = ["__version__", "get_num_threads", "gradcheck", "isa", "set_num_threads"]
 
 
 def isa() -> str:

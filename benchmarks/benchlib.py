@@ -1,0 +1,400 @@
+"""Shared helpers for fastbp's benchmarks: data, epoch runners, system facts.
+
+Used by the pytest-benchmark suites (``bench_*.py``) and by ``report.py``.  Every
+runner trains one epoch from the same start: ``np.random.seed(seed)`` draws the
+initial parameters exactly as network.py does, and ``random.seed(seed)`` followed by
+one ``random.shuffle`` of ``range(n)`` gives the mini-batch order, so the per-example
+loop, the NumPy matrix version, fastbp and the PyTorch baselines all see the same
+mini-batches in the same order (and end with the same weights, to float rounding).
+
+Each runner returns ``(seconds, weights)``: the wall time of the timed part and the
+trained weight matrices as (n_out, n_in) NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REFERENCE_DIR = HERE.parent / "python"  # network_loop.py, network_matrix.py
+EPOCH = 50_000  # samples in the classic MNIST training split
+ETA = 3.0
+MAIN_SIZES = (784, 30, 10)
+DEEP_SIZES = (784, 30, 30, 30, 30, 10)
+WIDE_SIZES = (784, 100, 10)
+SYNTHETIC_ZERO_FRACTION = 0.8
+
+if REFERENCE_DIR.is_dir() and str(REFERENCE_DIR) not in sys.path:
+    sys.path.insert(0, str(REFERENCE_DIR))
+
+
+def references() -> tuple[Any, Any]:
+    """The reference modules ``(network_loop, network_matrix)``; ImportError if absent."""
+    import network_loop
+    import network_matrix
+
+    return network_loop, network_matrix
+
+
+def torch_or_none() -> Any:
+    """The ``torch`` module, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class BenchData:
+    """Training data in every form the implementations take.
+
+    ``X`` (n, 784) float32 rows of ``uint8 / 256`` pixels, ``labels`` (n,) int64, and
+    ``pairs``: the network.py list of ``(x (784, 1) float32, y (10, 1) float64)``.
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    real: bool
+    source: str
+    pairs: list = field(default_factory=list)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            eye = np.eye(10)
+            self.pairs = [(x.reshape(784, 1), eye[k].reshape(10, 1))
+                          for x, k in zip(self.X, self.labels.tolist())]
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def density(self) -> float:
+        """Fraction of non-zero input pixels."""
+        return float(np.count_nonzero(self.X)) / self.X.size
+
+    def subset(self, n: int) -> BenchData:
+        """The first ``n`` samples (the same pair objects, no copies)."""
+        n = min(n, self.n)
+        if n == self.n:
+            return self
+        key = ("subset", n)
+        if key not in self._cache:
+            self._cache[key] = BenchData(self.X[:n], self.labels[:n], self.real, self.source,
+                                         self.pairs[:n])
+        return self._cache[key]
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X (784, n), Y (10, n))`` float64 columns for the NumPy matrix reference."""
+        if "columns" not in self._cache:
+            X = np.ascontiguousarray(self.X.T, dtype=np.float64)
+            Y = np.ascontiguousarray(np.eye(10)[self.labels].T)
+            self._cache["columns"] = (X, Y)
+        return self._cache["columns"]
+
+    def tensors(self, dtype: Any) -> tuple[Any, Any]:
+        """``(X (n, 784), Y (n, 10))`` torch tensors of ``dtype``."""
+        torch = torch_or_none()
+        key = ("tensors", str(dtype))
+        if key not in self._cache:
+            X = torch.from_numpy(np.ascontiguousarray(self.X)).to(dtype).contiguous()
+            Y = torch.from_numpy(np.eye(10)[self.labels]).to(dtype).contiguous()
+            self._cache[key] = (X, Y)
+        return self._cache[key]
+
+
+def synthetic_data(n: int = EPOCH, seed: int = 12345) -> BenchData:
+    """MNIST-shaped random data: 784 pixels, 80% of them zero, 10 classes."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(1, 256, size=(n, 784)).astype(np.float32) / np.float32(256)
+    X[rng.random((n, 784)) < SYNTHETIC_ZERO_FRACTION] = 0
+    labels = rng.integers(0, 10, size=n).astype(np.int64)
+    return BenchData(X, labels, real=False,
+                     source=f"SYNTHETIC MNIST-shaped data ({n:,} samples, "
+                            f"{SYNTHETIC_ZERO_FRACTION:.0%} zeros, random labels)")
+
+
+def load_data(n: int = EPOCH, synthetic: bool = False) -> BenchData:
+    """Real MNIST (the first ``n`` of the classic 50,000 training images) when
+    ``$FASTBP_DATA`` holds it, else synthetic data; ``source`` says which and why."""
+    why = "synthetic data requested"
+    if not synthetic:
+        data_dir = os.environ.get("FASTBP_DATA", "").strip()
+        if not data_dir:
+            why = "FASTBP_DATA is not set"
+        else:
+            try:
+                from fastbp import mnist_loader
+
+                (X, labels), _, _ = mnist_loader.load_data(data_dir, download=False)
+                return BenchData(np.ascontiguousarray(X[:n]), labels[:n].astype(np.int64),
+                                 real=True,
+                                 source=f"real MNIST, first {min(n, len(labels)):,} images "
+                                        f"of the classic training split (FASTBP_DATA={data_dir})")
+            except Exception as exc:  # noqa: BLE001 - any failure means: fall back, say why
+                why = f"MNIST not loadable from FASTBP_DATA={data_dir}: {exc}"
+    data = synthetic_data(n)
+    data.source += f" -- {why}"
+    return data
+
+
+# ---------------------------------------------------------------- runners
+
+
+def init_params(sizes: Any, seed: int) -> tuple[list, list]:
+    """``(biases, weights)`` drawn as network.py draws them after ``np.random.seed(seed)``."""
+    np.random.seed(seed)
+    biases = [np.random.randn(y, 1) for y in sizes[1:]]
+    weights = [np.random.randn(y, x) for x, y in zip(sizes[:-1], sizes[1:])]
+    return biases, weights
+
+
+def shuffled_order(n: int, seed: int) -> list:
+    """The permutation ``random.shuffle`` applies after ``random.seed(seed)``."""
+    random.seed(seed)
+    order = list(range(n))
+    random.shuffle(order)
+    return order
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _clock() -> float:
+    gc.collect()
+    return time.perf_counter()
+
+
+def run_loop(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+             eta: float = ETA) -> tuple[float, list]:
+    """network_loop (the classic per-example network.py): one ``SGD`` epoch."""
+    network_loop, _ = references()
+    np.random.seed(seed)
+    net = network_loop.Network(list(sizes))
+    training = list(data.pairs)  # SGD shuffles its argument in place
+    random.seed(seed)
+    t0 = _clock()
+    with _quiet():
+        net.SGD(training, 1, batch, eta)
+    return time.perf_counter() - t0, net.weights
+
+
+def run_matrix(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+               eta: float = ETA) -> tuple[float, list]:
+    """network_matrix: its SGD epoch loop over pre-stacked float64 columns (the one-off
+    stacking that its ``SGD`` does first is not timed)."""
+    _, network_matrix = references()
+    X, Y = data.columns()
+    np.random.seed(seed)
+    net = network_matrix.Network(list(sizes))
+    order = shuffled_order(data.n, seed)
+    t0 = _clock()
+    for k in range(0, data.n, batch):
+        idx = order[k:k + batch]
+        net.update_matrices(X[:, idx], Y[:, idx], eta)
+    return time.perf_counter() - t0, net.weights
+
+
+def run_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = ETA,
+               dtype: Any = np.float64, threads: int | None = 1,
+               epochs: int = 1) -> tuple[float, list]:
+    """fastbp.network: one ``SGD`` call of ``epochs`` epochs on the list of pairs (the
+    packing of the list into CSR inside that call is timed)."""
+    import fastbp
+    from fastbp import network
+
+    fastbp.set_num_threads(threads)
+    np.random.seed(seed)
+    net = network.Network(list(sizes), dtype=dtype)
+    random.seed(seed)
+    t0 = _clock()
+    with _quiet():
+        net.SGD(data.pairs, epochs, batch, eta)
+    return time.perf_counter() - t0, [np.asarray(w) for w in net.weights]
+
+
+def _torch_dtype(torch: Any, dtype: Any) -> Any:
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+
+
+def run_torch_autograd(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                       eta: float = ETA, dtype: Any = np.float64,
+                       threads: int = 1) -> tuple[float, list]:
+    """PyTorch: ``nn.Sequential(Linear, Sigmoid, ...)`` + autograd + ``optim.SGD(lr=eta)``
+    on the loss ``0.5 * sum((a - y)**2) / m``, whose gradient is the classic
+    (summed quadratic cost)/m, so each step is exactly network.py's update."""
+    torch = torch_or_none()
+    tdt = _torch_dtype(torch, dtype)
+    torch.set_num_threads(threads)
+    X, Y = data.tensors(tdt)
+    biases, weights = init_params(sizes, seed)
+    layers = []
+    for w, b in zip(weights, biases):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0]).to(tdt)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b.ravel()))
+        layers += [lin, torch.nn.Sigmoid()]
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=eta)
+    mse = torch.nn.functional.mse_loss
+    order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
+    t0 = _clock()
+    for k in range(0, data.n, batch):
+        idx = order[k:k + batch]
+        xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
+        opt.zero_grad(set_to_none=True)
+        loss = mse(model(xb), yb, reduction="sum") * (0.5 / len(idx))
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - t0
+    return seconds, [m.weight.detach().double().numpy() for m in model
+                     if isinstance(m, torch.nn.Linear)]
+
+
+def run_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                     eta: float = ETA, dtype: Any = np.float64,
+                     threads: int = 1) -> tuple[float, list]:
+    """PyTorch without autograd: explicit matmuls for forward, backward and update,
+    in place (``addmm``/``addmm_``), as network_matrix does them."""
+    torch = torch_or_none()
+    tdt = _torch_dtype(torch, dtype)
+    torch.set_num_threads(threads)
+    X, Y = data.tensors(tdt)
+    biases, weights = init_params(sizes, seed)
+    W = [torch.from_numpy(w).to(tdt).contiguous() for w in weights]
+    B = [torch.from_numpy(b.ravel()).to(tdt).contiguous() for b in biases]
+    L = len(W)
+    order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
+    t0 = _clock()
+    with torch.no_grad():
+        for k in range(0, data.n, batch):
+            idx = order[k:k + batch]
+            step = -eta / len(idx)
+            a = [X.index_select(0, idx)]
+            for w, b in zip(W, B):
+                a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
+            out = a[-1]
+            delta = (out - Y.index_select(0, idx)) * out * (1 - out)
+            for layer in range(L - 1, -1, -1):
+                prev = a[layer]
+                if layer:  # the next delta uses this layer's weights before their update
+                    nxt = delta.mm(W[layer]) * prev * (1 - prev)
+                W[layer].addmm_(delta.t(), prev, alpha=step)
+                B[layer].add_(delta.sum(0), alpha=step)
+                if layer:
+                    delta = nxt
+    seconds = time.perf_counter() - t0
+    return seconds, [w.double().numpy() for w in W]
+
+
+RUNNERS = {
+    "loop": run_loop,
+    "matrix": run_matrix,
+    "fastbp": run_fastbp,
+    "torch-autograd": run_torch_autograd,
+    "torch-manual": run_torch_manual,
+}
+
+
+def max_weight_difference(a: list, b: list) -> float:
+    """Largest absolute difference between two lists of weight matrices."""
+    return max(float(np.max(np.abs(np.asarray(x, dtype=np.float64) - np.asarray(y))))
+               for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------- FLOPs and system
+
+
+def flops_per_sample(sizes: Any, density: float = 1.0) -> float:
+    """Arithmetic for one training sample: forward 2*sum(n_in*n_out) multiply-adds
+    counted as 2 FLOPs, and backward + update taken as twice the forward.  With
+    ``density`` < 1 the first layer counts only the non-zero inputs."""
+    first = sizes[0] * density * sizes[1]
+    rest = sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return 3 * 2 * (first + rest)
+
+
+def peak_gflops(threads: int, n: int = 2000, tries: int = 3) -> float:
+    """Best float64 matmul rate (GFLOP/s) of an n x n product with ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n)), rng.random((n, n))
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b  # warm up
+        for _ in range(tries):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def system_info() -> dict:
+    """CPU, NumPy/BLAS, fastbp and torch facts, as a flat dict of strings."""
+    import fastbp
+    from fastbp import _core
+
+    info = {
+        "CPU": cpu_model(),
+        "logical CPUs (os.cpu_count)": str(os.cpu_count()),
+        "usable CPUs (sched_getaffinity)": (str(len(os.sched_getaffinity(0)))
+                                            if hasattr(os, "sched_getaffinity") else "?"),
+        "Python": platform.python_version(),
+        "platform": platform.platform(),
+        "NumPy": np.__version__,
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        for p in threadpool_info():
+            name = f"{p.get('user_api')}: {p.get('internal_api')} {p.get('version') or ''}".strip()
+            extra = f", arch {p['architecture']}" if p.get("architecture") else ""
+            info[f"thread pool ({Path(p['filepath']).name})"] = (
+                f"{name}, {p.get('num_threads')} threads by default{extra}")
+    except ImportError:
+        info["BLAS"] = "unknown (threadpoolctl not installed)"
+    info["fastbp"] = f"{fastbp.__version__}, ISA {fastbp.isa()}, OpenMP {_core.openmp()}"
+    env = {k: os.environ[k] for k in ("FASTBP_NUM_THREADS", "OMP_NUM_THREADS",
+                                      "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    info["thread environment variables"] = ", ".join(f"{k}={v}" for k, v in env.items()) or "none"
+    torch = torch_or_none()
+    if torch is None:
+        info["PyTorch"] = "torch not installed: PyTorch baselines skipped"
+    else:
+        info["PyTorch"] = (f"{torch.__version__}, {torch.get_num_threads()} intra-op threads "
+                           f"by default, MKL {torch.backends.mkl.is_available()}, "
+                           f"OpenMP {torch.backends.openmp.is_available()}")
+    return info
