@@ -64,11 +64,13 @@ def test_init_bit_identical_to_network_py(sizes, seed):
         assert w.dtype == np.float64 and b.dtype == np.float64
         assert np.array_equal(w, rw), f"weights[{l}]"
         assert np.array_equal(b, rb), f"biases[{l}]"
-    # both consumed the same number of draws: the streams are still in step
-    after_net = np.random.get_state()[1].copy()
+    # both consume the same draws: the global stream ends in the same place
+    np.random.seed(seed)
+    network.Network(sizes)
+    after_net = np.random.random()
     np.random.seed(seed)
     network_loop.Network(sizes)
-    assert np.array_equal(after_net, np.random.get_state()[1])
+    assert np.random.random() == after_net
 
 
 @pytest.mark.parametrize("sizes", [[784, 30, 10], [2, 3, 1], [5, 17, 9, 3]])
@@ -517,10 +519,8 @@ def _divergence_setup(dtype, x_big):
     zero gradient (the output is exactly 0.5), and the single sample with y = 0 and huge
     inputs overflows the first-layer weights in one step."""
     net, ref = twin([2, 3, 1], 0, dtype=dtype)
-    w0, b0 = np.zeros((3, 2)), np.zeros((3, 1))
-    w1, b1 = np.array([[1.0, -1.0, 0.0]]), np.zeros((1, 1))
-    for n in (net, ref):
-        n.weights, n.biases = [w0.copy(), w1.copy()], [b0.copy(), b1.copy()]
+    ref.weights = [np.zeros((3, 2)), np.array([[1.0, -1.0, 0.0]])]
+    ref.biases = [np.zeros((3, 1)), np.zeros((1, 1))]
     copy_params(ref, net, dtype)
     rng = np.random.default_rng(0)
     n_samples, bad = 20, 13
@@ -543,12 +543,14 @@ def test_sgd_divergence_raises_and_keeps_finite_parameters(dtype, eta, x_big, ca
         shuffled = list(data)
         random.seed(seed)
         random.shuffle(shuffled)
+        first_bad = None
         with np.errstate(all="ignore"):
             for k in range(0, len(shuffled), batch):
                 ref.update_mini_batch(shuffled[k:k + batch], eta)
                 if not all(np.isfinite(a).all() for a in ref.weights + ref.biases):
+                    first_bad = k // batch
                     break
-        assert k // batch == k_bad
+        assert first_bad == k_bad
     random.seed(seed)
     with pytest.raises(FloatingPointError) as info:
         net.SGD(data, 3, batch, eta)
@@ -574,15 +576,6 @@ def test_update_mini_batch_divergence_raises(capsys):
     for a, b in zip(net.weights + net.biases, before):
         assert np.array_equal(a, b)
 
-
-def test_sgd_divergence_in_a_later_epoch_names_that_epoch(capsys):
-    """Train normally for an epoch, then the same data with a huge eta: epoch 1 in the
-    message of a two-epoch run whose first epoch is harmless is not constructible with a
-    fixed eta, so check epoch numbering via a run whose epoch 0 diverges at once."""
-    net, _, data, bad = _divergence_setup(np.float64, 1e12)
-    random.seed(1)
-    with pytest.raises(FloatingPointError, match=r"epoch 0\b"):
-        net.SGD([data[bad]] * 3, 2, 1, 1e300)
 
 
 # ---------------------------------------------------------------- 11. bad input
@@ -620,10 +613,14 @@ def small():
     return net, data
 
 
-def _bad(data, i, x=None, y=None):
+_KEEP = object()
+
+
+def _bad(data, i, x=_KEEP, y=_KEEP):
+    """A copy of ``data`` with item ``i``'s x and/or y replaced."""
     out = list(data)
     ox, oy = out[i]
-    out[i] = (ox if x is None else x, oy if y is None else y)
+    out[i] = (ox if x is _KEEP else x, oy if y is _KEEP else y)
     return out
 
 
@@ -636,6 +633,8 @@ def _x_with(value, pos=5, dtype=np.float64):
 def _bad_data_cases(data):
     y_nan = np.zeros((10, 1))
     y_nan[3] = np.nan
+    y_inf = np.zeros((10, 1))
+    y_inf[2] = -np.inf
     return [
         ("empty", [], ValueError, r"(?i)empty"),
         ("x too short", _bad(data, 2, x=np.zeros((783, 1))), ValueError,
@@ -665,27 +664,27 @@ def _bad_data_cases(data):
         ("x NaN as list", _bad(data, 3, x=_x_with(np.nan).tolist()), ValueError,
          r"\[3\].*NaN"),
         ("y NaN", _bad(data, 5, y=y_nan), ValueError, r"\[5\].*NaN"),
-        ("y inf, x int", [(np.zeros((784, 1), np.int64), y) for _, y in _bad(data, 5, y=-y_nan
-                                                                             * np.inf)],
+        ("y inf, x int", [(np.zeros((784, 1), np.int64), y) for _, y in _bad(data, 5, y=y_inf)],
          ValueError, r"\[5\].*(NaN|inf)"),
         ("label out of range", [(x, 10) for x, _ in data], ValueError, r"(?i)label"),
     ]
 
 
-def test_bad_training_data_gives_clear_errors(small, capsys):
+BAD_DATA_CASES = [c[0] for c in _bad_data_cases(make_data(0, [784, 5, 10], 6))]
+
+
+@pytest.mark.parametrize("case", BAD_DATA_CASES)
+def test_bad_training_data_gives_clear_errors(small, case, capsys):
     net, data = small
     before = [a.copy() for a in net.weights + net.biases]
-    for name, bad, exc, pattern in _bad_data_cases(data):
-        with pytest.raises(exc, match=pattern):
-            net.SGD(bad, 1, 2, 1.0)
-        with pytest.raises(exc, match=pattern):
-            net.update_mini_batch(bad, 1.0)
-        if bad:
-            with pytest.raises(exc, match=pattern):
-                net.SGD(data, 1, 2, 1.0, test_data=None) if False else net.SGD(bad, 1, 2, 1.0)
-        # nothing was trained by a rejected call
-        for a, b in zip(net.weights + net.biases, before):
-            assert np.array_equal(a, b), name
+    (_, bad, exc, pattern), = [c for c in _bad_data_cases(data) if c[0] == case]
+    with pytest.raises(exc, match=pattern):
+        net.SGD(bad, 1, 2, 1.0)
+    with pytest.raises(exc, match=pattern):
+        net.update_mini_batch(bad, 1.0)
+    # nothing was trained by a rejected call
+    for a, b in zip(net.weights + net.biases, before):
+        assert np.array_equal(a, b)
     assert capsys.readouterr().out == ""
 
 
@@ -706,8 +705,14 @@ def test_bad_test_data(small, capsys):
         net.SGD(data, 1, 2, 1.0, test_data=_bad(test, 1, x=np.zeros((783, 1))))
     with pytest.raises(ValueError, match=r"\[0\].*NaN"):
         net.evaluate(_bad(test, 0, x=_x_with(np.nan)))
-    with pytest.raises(ValueError, match=r"(?i)empty"):
-        net.evaluate([])
+
+
+def test_evaluate_empty_test_data_is_zero_like_network_py(small):
+    """network.py's evaluate([]) is sum([]) == 0; a drop-in should not raise."""
+    net, _ = small
+    ref = network_loop.Network([784, 5, 10])
+    copy_params(net, ref)
+    assert net.evaluate([]) == ref.evaluate([]) == 0
 
 
 def test_bad_training_data_container(small):
@@ -798,7 +803,7 @@ def test_import_without_the_compiled_extension_fails_loudly():
             print("IMPORTED")
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, cwd=Path(fastbp.__file__).parents[2])
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     assert "IMPORT-ERROR:" in out.stdout, out.stdout
     msg = out.stdout
