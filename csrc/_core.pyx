@@ -4,7 +4,7 @@
 Nothing here checks shapes: the Python layer (``fastbp._engine``) does that before
 calling.  Every kernel runs with the GIL released.
 """
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -52,6 +52,10 @@ cdef extern from "fbp_pack.h" nogil:
     void fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                        const int64_t *indptr, int32_t *idx, void *val, int out_double,
                        int nthreads)
+
+
+cdef extern from "fbp_shuffle.h" nogil:
+    void fbp_mt_shuffle(int64_t *x, int64_t n, uint32_t *mt, int *pos)
 
 
 ctypedef fused real:
@@ -343,3 +347,14 @@ def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint
         return indptr_a, indices_a, values_a, Y_a
     finally:
         free(xp); free(yp); free(xk); free(yk)
+
+
+def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
+    """``random.shuffle`` of ``x`` in place, driven by the MT19937 state ``mt`` (624
+    words) at index ``pos``; returns the new index (see fbp_shuffle.h)."""
+    if mt.shape[0] != 624 or not 0 <= pos <= 624 or x.shape[0] > 2**32:
+        raise ValueError("mt_shuffle needs a 624-word state, 0 <= pos <= 624, len <= 2**32")
+    if x.shape[0] > 1:
+        with nogil:
+            fbp_mt_shuffle(&x[0], x.shape[0], &mt[0], &pos)
+    return pos

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import _core
 from ._packing import Packed, pack, pack_inputs
+from ._shuffle import shuffle
 from ._validate import check_dtype, check_positive, check_rate, check_sizes
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2}
@@ -239,12 +239,12 @@ class CompiledNetwork:
         try:
             wt, b = self._params(copy=True)
             net = self._net(wt, b)
-            order = list(range(train.n))
+            order = np.arange(train.n, dtype=np.int64)
             try:
                 for j in range(epochs):
-                    random.shuffle(order)
-                    self._run_epoch(net, wt, b, train, np.array(order, dtype=np.int64), batch,
-                                    eta, lmbda, float(train.n), threads, j)
+                    shuffle(order)  # random.shuffle's permutation, computed in C
+                    self._run_epoch(net, wt, b, train, order, batch, eta, lmbda,
+                                    float(train.n), threads, j)
                     self._publish(wt, b)
                     eta = after_epoch(j, net, eta)
                     if eta is None:

@@ -1,0 +1,701 @@
+"""fastbp benchmark report: fastbp against the classic references and PyTorch.
+
+    python benchmarks/report.py [--quick] [--out DIR] [--repeats N] [--synthetic] [--no-torch]
+
+Everything runs in this one process, interleaved and repeated: for each repeat r, every
+case (implementation x network x mini-batch size x dtype x threads) trains one epoch
+from the same start (``np.random.seed(r)``, ``random.seed(r)``), in an order rotated by
+r.  Times are medians over repeats; every speed-up is the median of per-repeat ratios.
+Writes ``report.md``, ``results.json`` and PNG plots to ``--out`` (default
+``./fastbp-bench-report``).  Uses real MNIST when ``$FASTBP_DATA`` holds it, else
+synthetic MNIST-shaped data (and says so at the top of the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+import benchlib as bl  # noqa: E402
+
+BATCHES = (1, 10, 100, 1000)
+ARCHS = (bl.MAIN_SIZES, bl.WIDE_SIZES, bl.DEEP_SIZES)
+IMPL_NAMES = {
+    "loop": "per-example loop (network_loop)",
+    "matrix": "NumPy matrix (network_matrix)",
+    "torch-autograd": "PyTorch nn + autograd + optim.SGD",
+    "torch-manual": "PyTorch manual (no autograd)",
+    "fastbp": "fastbp",
+}
+TARGETS = (  # (what, fastbp case, reference, required speed-up)
+    ("[784,30,10] f64, batch 10: vs per-example loop", bl.MAIN_SIZES, 10, "loop", 40.0),
+    ("[784,30,10] f64, batch 10: vs NumPy matrix", bl.MAIN_SIZES, 10, "matrix", 5.0),
+    ("[784,30,10] f64, batch 10: vs best PyTorch CPU variant (f64)", bl.MAIN_SIZES, 10,
+     "torch-best", 3.0),
+    ("[784,30,30,30,30,10] f64, batch 10: vs per-example loop", bl.DEEP_SIZES, 10, "loop", 30.0),
+    ("[784,30,10] f64, batch 100: vs NumPy matrix", bl.MAIN_SIZES, 100, "matrix", 2.0),
+)
+
+
+# ---------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    """One thing to time: an implementation on one network, batch size, dtype, threads."""
+
+    impl: str
+    sizes: tuple
+    batch: int
+    dtype: str = "float64"
+    threads: int = 1
+    n: int = 0  # samples timed (0: the whole epoch); times are scaled to a whole epoch
+    max_repeats: int | None = None  # time only in the first max_repeats repeats
+    steady: bool = False  # fastbp: also time a 2-epoch call (2-epoch minus 1-epoch)
+    times: dict = field(default_factory=dict)  # repeat -> seconds per epoch
+    steady_times: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return key(self.impl, self.sizes, self.batch, self.dtype, self.threads)
+
+    def median(self, steady: bool = False) -> float:
+        values = list((self.steady_times if steady else self.times).values())
+        return statistics.median(values) if values else float("nan")
+
+
+def key(impl: str, sizes: Any, batch: int, dtype: str = "float64", threads: int = 1) -> str:
+    return f"{impl}|{'-'.join(map(str, sizes))}|b{batch}|{dtype}|t{threads}"
+
+
+def make_plan(quick: bool, have_torch: bool, have_refs: bool, epoch: int) -> list[Case]:
+    """The cases to time.  The slow references run on the first n samples (scaled)."""
+    sub_loop = 2_000 if quick else 5_000
+    sub_slow = 10_000 if quick else epoch  # matrix / torch where they take seconds
+    cases: list[Case] = []
+    if have_refs:
+        if quick:
+            cases.append(Case("loop", bl.MAIN_SIZES, 10, n=5_000))
+        else:
+            cases.append(Case("loop", bl.MAIN_SIZES, 10, max_repeats=2))
+        cases += [Case("loop", bl.MAIN_SIZES, b, n=sub_loop) for b in BATCHES if b != 10]
+        cases += [Case("loop", s, 10, n=sub_loop) for s in (bl.WIDE_SIZES, bl.DEEP_SIZES)]
+        cases += [Case("matrix", bl.MAIN_SIZES, b, n=sub_slow if b == 1 else 0)
+                  for b in BATCHES]
+        cases += [Case("matrix", s, 10, n=sub_slow) for s in (bl.WIDE_SIZES, bl.DEEP_SIZES)]
+    if have_torch:
+        for impl in ("torch-autograd", "torch-manual"):
+            for dt in ("float64", "float32"):
+                cases.append(Case(impl, bl.MAIN_SIZES, 10, dt))
+            if not quick:
+                cases.append(Case(impl, bl.MAIN_SIZES, 10, "float64", threads=2))
+        cases += [Case("torch-manual", bl.MAIN_SIZES, b, n=sub_slow if b == 1 else 0)
+                  for b in BATCHES if b != 10]
+    for sizes in ARCHS:
+        for b in BATCHES:
+            for t in (1, 2):
+                cases.append(Case("fastbp", sizes, b, "float64", t,
+                                  steady=(b == 10 or sizes == bl.MAIN_SIZES)))
+        cases += [Case("fastbp", sizes, 10, "float32", t, steady=True) for t in (1, 2)]
+    return cases
+
+
+def run_case(case: Case, data: bl.BenchData, seed: int) -> None:
+    sub = data.subset(case.n) if case.n else data
+    kwargs: dict = {"seed": seed}
+    if case.impl not in ("loop", "matrix"):
+        kwargs.update(dtype=np.dtype(case.dtype), threads=case.threads)
+    runner = bl.RUNNERS[case.impl]
+    seconds, _ = runner(sub, case.sizes, case.batch, **kwargs)
+    case.times[seed] = seconds * data.n / sub.n
+    if case.steady:
+        two, _ = runner(sub, case.sizes, case.batch, epochs=2, **kwargs)
+        case.steady_times[seed] = (two - seconds) * data.n / sub.n
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def ratio(ref: Case | None, fast: Case | None, steady: bool = False) -> float:
+    """Median over common repeats of ref_time / fast_time (how many times faster)."""
+    if ref is None or fast is None:
+        return float("nan")
+    ft = fast.steady_times if steady else fast.times
+    common = sorted(set(ref.times) & set(ft))
+    if not common:
+        return float("nan")
+    return statistics.median(ref.times[r] / ft[r] for r in common if ft[r] > 0)
+
+
+def fmt_s(x: float) -> str:
+    if x != x:
+        return "–"
+    return f"{x:.3g} s" if x >= 0.01 else f"{x * 1e3:.3g} ms"
+
+
+def fmt_x(x: float) -> str:
+    if x != x:
+        return "–"
+    return f"{x:.3g}×" if x < 100 else f"{x:.0f}×"
+
+
+def fmt_rate(epoch: int, t: float) -> str:
+    return "–" if t != t or t <= 0 else f"{epoch / t:,.0f}"
+
+
+def table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def net_name(sizes: Any) -> str:
+    return "[" + ",".join(map(str, sizes)) + "]"
+
+
+# ---------------------------------------------------------------- the report
+
+
+class Report:
+    def __init__(self, cases: list[Case], data: bl.BenchData, args: argparse.Namespace):
+        self.cases = {c.key: c for c in cases}
+        self.data = data
+        self.args = args
+        self.epoch = data.n
+
+    def get(self, impl: str, sizes: Any, batch: int, dtype: str = "float64",
+            threads: int = 1) -> Case | None:
+        c = self.cases.get(key(impl, sizes, batch, dtype, threads))
+        return c if c is not None and c.times else None
+
+    def auto_threads(self, sizes: Any, batch: int) -> int | None:
+        """What fastbp's automatic rule picks (None: unknown)."""
+        try:
+            import fastbp
+            from fastbp._engine import threads_for
+
+            prev = fastbp.get_num_threads()
+            fastbp.set_num_threads(None)
+            try:
+                return threads_for(list(sizes), batch, self.data.density)
+            finally:
+                fastbp.set_num_threads(prev)
+        except Exception:  # noqa: BLE001 - a report, not a test: say "unknown"
+            return None
+
+    def fastbp_auto(self, sizes: Any, batch: int, dtype: str = "float64") -> Case | None:
+        t = self.auto_threads(sizes, batch) or 1
+        return self.get("fastbp", sizes, batch, dtype, min(t, 2))
+
+    def best_torch(self, dtype: str = "float64") -> Case | None:
+        found = [c for c in self.cases.values()
+                 if c.impl.startswith("torch") and c.sizes == bl.MAIN_SIZES and c.batch == 10
+                 and c.dtype == dtype and c.times]
+        return min(found, key=lambda c: c.median()) if found else None
+
+    # -- sections
+
+    def headline(self) -> tuple[str, list]:
+        sizes, b = bl.MAIN_SIZES, 10
+        loop, matrix = self.get("loop", sizes, b), self.get("matrix", sizes, b)
+        rows, plot = [], []
+        order = ["loop", "matrix", "torch-autograd", "torch-manual", "fastbp"]
+        cs = sorted((c for c in self.cases.values()
+                     if c.sizes == sizes and c.batch == b and c.times),
+                    key=lambda c: (order.index(c.impl), c.dtype != "float64", c.threads))
+        for c in cs:
+            ta = self.get("torch-autograd", sizes, b, c.dtype)
+            tm = self.get("torch-manual", sizes, b, c.dtype)
+            note = ""
+            if c.n:
+                note = f"timed on first {c.n:,} samples, scaled ×{self.epoch / c.n:g}"
+            elif c.max_repeats:
+                note = f"whole epoch, {len(c.times)} repeat(s)"
+            if c.impl == "fastbp":
+                note = "SGD call (includes packing the list into CSR)"
+            name = f"{IMPL_NAMES[c.impl]}"
+            vals = sorted(c.times.values())
+            rows.append([name, c.dtype, c.threads, fmt_s(c.median()),
+                         f"{fmt_s(vals[0])} – {fmt_s(vals[-1])}", fmt_rate(self.epoch, c.median()),
+                         fmt_x(ratio(loop, c)), fmt_x(ratio(matrix, c)),
+                         "–" if c is ta else fmt_x(ratio(ta, c)),
+                         "–" if c is tm else fmt_x(ratio(tm, c)), note])
+            plot.append((f"{c.impl} {c.dtype[5:]}b {c.threads}T", c.median()))
+            if c.steady_times:
+                rows.append([f"fastbp, per epoch excl. packing (2-epoch − 1-epoch call)", c.dtype,
+                             c.threads, fmt_s(c.median(True)), "",
+                             fmt_rate(self.epoch, c.median(True)),
+                             fmt_x(ratio(loop, c, True)), fmt_x(ratio(matrix, c, True)),
+                             fmt_x(ratio(ta, c, True)), fmt_x(ratio(tm, c, True)),
+                             "steady-state training loop only"])
+        header = ["implementation", "dtype", "threads", "median s/epoch", "min – max",
+                  "samples/s", "× loop", "× matrix", "× torch autograd", "× torch manual",
+                  "notes"]
+        text = (f"### {net_name(sizes)}, mini-batch {b}, eta {bl.ETA}, one epoch of "
+                f"{self.epoch:,} samples\n\n"
+                "Speed-up columns: how many times faster the row is than the reference "
+                "(median of per-repeat ratios); the PyTorch columns compare with the PyTorch "
+                "variant of the same dtype run with 1 thread; loop and matrix are float64.\n\n"
+                + table(header, rows))
+        return text, plot
+
+    def architectures(self) -> str:
+        rows = []
+        for sizes in ARCHS:
+            loop, matrix = self.get("loop", sizes, 10), self.get("matrix", sizes, 10)
+            for c in (loop, matrix):
+                if c is not None:
+                    note = f"first {c.n:,} samples, scaled" if c.n else ""
+                    rows.append([net_name(sizes), IMPL_NAMES[c.impl], c.dtype, c.threads,
+                                 fmt_s(c.median()), fmt_rate(self.epoch, c.median()), "", "",
+                                 note])
+            for dt in ("float64", "float32"):
+                for t in (1, 2):
+                    c = self.get("fastbp", sizes, 10, dt, t)
+                    if c is None:
+                        continue
+                    rows.append([net_name(sizes), "fastbp", dt, t, fmt_s(c.median()),
+                                 fmt_rate(self.epoch, c.median()),
+                                 fmt_x(ratio(loop, c)), fmt_x(ratio(matrix, c)),
+                                 f"excl. packing: {fmt_s(c.median(True))} "
+                                 f"({fmt_x(ratio(loop, c, True))} loop, "
+                                 f"{fmt_x(ratio(matrix, c, True))} matrix)"])
+        header = ["network", "implementation", "dtype", "threads", "median s/epoch",
+                  "samples/s", "× loop", "× matrix", "notes"]
+        return (f"### Architectures, mini-batch 10, eta {bl.ETA} (fastbp: SGD call)\n\n"
+                + table(header, rows))
+
+    def batch_sweep(self) -> tuple[str, dict]:
+        sizes = bl.MAIN_SIZES
+        rows, curves = [], {}
+        for b in BATCHES:
+            refs = {impl: self.get(impl, sizes, b) for impl in ("loop", "matrix", "torch-manual")}
+            f1, f2 = self.get("fastbp", sizes, b, threads=1), self.get("fastbp", sizes, b,
+                                                                       threads=2)
+            row = [b] + [fmt_s(refs[i].median()) if refs[i] else "–" for i in refs]
+            row += [fmt_s(f.median()) if f else "–" for f in (f1, f2)]
+            for impl, ref in refs.items():
+                r1, r2 = ratio(ref, f1), ratio(ref, f2)
+                row.append(f"{fmt_x(r1)} / {fmt_x(r2)}")
+                curves.setdefault((impl, 1), []).append((b, r1))
+                curves.setdefault((impl, 2), []).append((b, r2))
+            rows.append(row)
+        header = ["batch", "loop s/epoch", "matrix s/epoch", "torch manual s/epoch",
+                  "fastbp 1T", "fastbp 2T", "fastbp × loop (1T / 2T)",
+                  "fastbp × matrix (1T / 2T)", "fastbp × torch manual (1T / 2T)"]
+        return (f"### Mini-batch size sweep, {net_name(sizes)}, float64 (fastbp: SGD call; "
+                "PyTorch manual with 1 thread)\n\n" + table(header, rows)), curves
+
+    def thread_study(self) -> tuple[str, list]:
+        from_engine = None
+        try:
+            from fastbp._engine import AUTO_THREAD_MIN_FLOPS
+
+            from_engine = AUTO_THREAD_MIN_FLOPS
+        except ImportError:
+            pass
+        rows, results = [], []
+        for sizes in ARCHS:
+            for b in BATCHES:
+                c1 = self.get("fastbp", sizes, b, threads=1)
+                c2 = self.get("fastbp", sizes, b, threads=2)
+                if c1 is None or c2 is None:
+                    continue
+                gain = ratio(c1, c2)  # > 1: 2 threads faster
+                gain_s = ratio(c1, c2, True) if c2.steady_times else float("nan")
+                flops = 4 * b * (sizes[0] * self.data.density * sizes[1] + sum(
+                    x * y for x, y in zip(sizes[1:-1], sizes[2:])))
+                auto = self.auto_threads(sizes, b)
+                best = 2 if gain > 1.05 else 1 if gain < 0.95 else 0  # 0: a tie (within 5%)
+                ok = "?" if auto is None else "yes" if best in (0, auto) else "**no**"
+                results.append((sizes, b, flops, gain, auto, best))
+                rows.append([net_name(sizes), b, f"{flops:,.0f}", fmt_s(c1.median()),
+                             fmt_s(c2.median()), fmt_x(gain), fmt_x(gain_s),
+                             "tie" if best == 0 else f"{best}T", auto or "?", ok])
+        header = ["network", "batch", "FLOPs per mini-batch (rule's estimate)",
+                  "1 thread s/epoch", "2 threads s/epoch", "2T speed-up (SGD call)",
+                  "2T speed-up (excl. packing)", "faster", "auto picks", "auto right?"]
+        text = ("### Thread study: fastbp with 1 vs 2 threads (float64)\n\n"
+                "2T speed-up = median of per-repeat (1-thread time / 2-thread time); 'faster' "
+                "needs a 5% margin, else 'tie'.  The automatic rule "
+                "(`fastbp._engine.threads_for`) uses 2 threads when "
+                "4 · batch · (784 · density · n₁ + Σ later n_in·n_out) ≥ "
+                f"{from_engine if from_engine is not None else '?':,} FLOPs.\n\n"
+                + table(header, rows) + "\n\n" + self.thread_verdict(results, from_engine))
+        return text, results
+
+    def thread_verdict(self, results: list, threshold: float | None) -> str:
+        wins = [r for r in results if r[5] == 2]
+        losses = [r for r in results if r[5] == 1]
+        wrong = [r for r in results if r[4] is not None and r[5] not in (0, r[4])]
+        say = []
+        say.append("2 threads paid (≥5% faster) at: " + (", ".join(
+            f"{net_name(s)} batch {b}" for s, b, *_ in wins) or "none") + ".")
+        say.append("1 thread was faster at: " + (", ".join(
+            f"{net_name(s)} batch {b}" for s, b, *_ in losses) or "none") + ".")
+        by_b = {}
+        for s, b, _, g, _, _ in results:
+            by_b.setdefault(b, []).append(g)
+        say.append("Median 2-thread speed-up by batch size over the networks: " + ", ".join(
+            f"batch {b}: {fmt_x(statistics.median(g))}" for b, g in sorted(by_b.items())) + ".")
+        if not wrong:
+            say.append("The automatic rule chose the faster setting (or a tie) in every case.")
+        else:
+            say.append(f"The automatic rule chose wrongly in {len(wrong)} of {len(results)} "
+                       "cases: " + ", ".join(
+                           f"{net_name(s)} batch {b} (picks {a}T, {fmt_x(g)} with 2T)"
+                           for s, b, _, g, a, _ in wrong) + ".")
+        if wins and losses:
+            lo = max(r[2] for r in losses)
+            hi = min(r[2] for r in wins)
+            if lo < hi:
+                say.append(f"By FLOPs per mini-batch the two groups separate: 1 thread wins up "
+                           f"to {lo:,.0f}, 2 threads win from {hi:,.0f}; a threshold in between "
+                           f"(current: {threshold:,}) would choose right here.")
+            else:
+                say.append(f"FLOPs per mini-batch alone do not separate them ({lo:,.0f} "
+                           f"lost with 2 threads, {hi:,.0f} won): batch size matters beyond "
+                           "arithmetic (two barriers per mini-batch).")
+        return "**Verdict.** " + " ".join(say)
+
+    def targets(self) -> tuple[str, list]:
+        rows, verdicts = [], []
+        for what, sizes, b, ref_name, need in TARGETS:
+            ref = self.best_torch() if ref_name == "torch-best" else self.get(ref_name, sizes, b)
+            f1 = self.get("fastbp", sizes, b, threads=1)
+            fa = self.fastbp_auto(sizes, b)
+            r1, ra = ratio(ref, f1), ratio(ref, fa)
+            rs = ratio(ref, fa, True) if fa is not None and fa.steady_times else float("nan")
+            if ref is None:
+                met = "not measured"
+            elif ra >= need:
+                met = "**met**"
+            elif rs >= need:
+                met = "missed on the SGD call, met excl. packing"
+            else:
+                met = "**missed**"
+            refname = "–" if ref is None else (
+                f"{IMPL_NAMES[ref.impl]} {ref.dtype} {ref.threads}T"
+                + (f" (first {ref.n:,}, scaled)" if ref.n else ""))
+            rows.append([what, refname, f"≥ {need:g}×", fmt_x(r1),
+                         f"{fmt_x(ra)} ({fa.threads}T)" if fa else "–", fmt_x(rs), met])
+            verdicts.append({"target": what, "required": need, "fastbp_1T": r1,
+                             "fastbp_auto": ra, "auto_threads": fa.threads if fa else None,
+                             "fastbp_auto_excl_packing": rs, "verdict": met.strip("*")})
+        header = ["target", "reference", "required", "fastbp 1T (SGD call)",
+                  "fastbp auto threads (SGD call)", "auto, excl. packing", "verdict"]
+        real = ("" if self.data.real else
+                "\n\n**These numbers are on SYNTHETIC data, not real MNIST: the targets are "
+                "defined on real MNIST and are not checked by this run.**")
+        return ("## Speed targets\n\nJudged on fastbp's `SGD` call (packing included) with "
+                "the thread count its automatic rule picks.\n\n" + table(header, rows) + real,
+                verdicts)
+
+    def flops(self, peak1: float, peak_all: float) -> tuple[str, dict]:
+        d = self.data.density
+        rows, out = [], {}
+        for sizes in ARCHS:
+            c = self.get("fastbp", sizes, 10, threads=1)
+            if c is None:
+                continue
+            dense = self.epoch * bl.flops_per_sample(sizes) / 1e9
+            eff = self.epoch * bl.flops_per_sample(sizes, d) / 1e9
+            t, ts = c.median(), c.median(True)
+            rows.append([net_name(sizes), f"{dense:.2f}", f"{eff:.2f}",
+                         f"{dense / peak1:.3f} s / {eff / peak1:.3f} s",
+                         fmt_s(t), fmt_s(ts),
+                         f"{dense / ts:.1f} ({dense / ts / peak1:.0%})",
+                         f"{eff / ts:.1f} ({eff / ts / peak1:.0%})"])
+            out[net_name(sizes)] = {"dense_gflop": dense, "effective_gflop": eff,
+                                    "sgd_call_s": t, "excl_packing_s": ts}
+        header = ["network", "dense GFLOP/epoch", "effective GFLOP/epoch (sparse input)",
+                  "time at 1T peak (dense / effective)", "fastbp 1T SGD call",
+                  "fastbp 1T excl. packing", "dense-equiv. GFLOP/s (% of 1T peak)",
+                  "effective GFLOP/s (% of 1T peak)"]
+        main = out.get(net_name(bl.MAIN_SIZES))
+        closing = ""
+        if main:
+            closing = (
+                f"\n\nFor {net_name(bl.MAIN_SIZES)} one epoch needs "
+                f"{main['dense_gflop']:.2f} GFLOP dense-equivalent, which at this machine's "
+                f"1-thread matmul peak takes {main['dense_gflop'] / peak1:.3f} s; fastbp's "
+                f"training loop takes {main['excl_packing_s']:.3f} s "
+                f"({main['sgd_call_s']:.3f} s with packing), i.e. "
+                f"{main['dense_gflop'] / main['excl_packing_s'] / peak1:.0%} of peak counted "
+                f"dense (possible above 100% only because zero inputs are skipped) and "
+                f"{main['effective_gflop'] / main['excl_packing_s'] / peak1:.0%} of peak "
+                f"counting only the arithmetic on non-zero inputs.  Small matrices (30 "
+                f"outputs, 10 samples per step) cannot reach matmul peak: each step is a few "
+                f"microseconds of work with a serial dependency between layers and steps.")
+        text = (
+            "## Arithmetic intensity and peak\n\n"
+            f"Peak float64 matmul (2000×2000 @ 2000×2000, best of 3): **{peak1:.1f} GFLOP/s "
+            f"with 1 BLAS thread**, **{peak_all:.1f} GFLOP/s with {os.cpu_count()} threads**.\n\n"
+            "FLOPs per sample = 3 × 2 × Σ n_in·n_out (forward multiply-adds as 2 FLOPs; "
+            "backward + update ≈ 2× forward).  'Effective' counts only the non-zero inputs of "
+            f"the first layer (input density {d:.1%}).  Mini-batch 10, float64.\n\n"
+            + table(header, rows) + closing)
+        return text, out
+
+
+def equivalence(data: bl.BenchData, have_torch: bool, have_refs: bool) -> str:
+    """Train each implementation on the first 500 samples and compare weights."""
+    if not have_refs:
+        return "Equivalence check skipped: reference implementations not found."
+    sub = data.subset(500)
+    rows = []
+    for sizes in (bl.MAIN_SIZES, bl.DEEP_SIZES):
+        _, ref = bl.run_loop(sub, sizes, 10)
+        impls = ["matrix", "fastbp"] + (["torch-autograd", "torch-manual"] if have_torch else [])
+        for impl in impls:
+            for dt in ("float64", "float32"):
+                if impl == "matrix" and dt == "float32":
+                    continue
+                kw = {} if impl == "matrix" else {"dtype": np.dtype(dt)}
+                _, w = bl.RUNNERS[impl](sub, sizes, 10, **kw)
+                rows.append([net_name(sizes), IMPL_NAMES[impl], dt,
+                             f"{bl.max_weight_difference(w, ref):.2g}"])
+    return ("## Equivalence check\n\nEvery implementation trained one epoch on the first 500 "
+            "samples (mini-batch 10, eta 3.0, same initial weights and order); largest "
+            "|Δw| against the per-example loop (float64 should be ~1e-14, float32 ~1e-6):\n\n"
+            + table(["network", "implementation", "dtype", "max |Δw|"], rows))
+
+
+def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"loop": "tab:blue", "matrix": "tab:orange", "torch-manual": "tab:green"}
+    for (impl, t), pts in sorted(curves.items()):
+        pts = [(b, r) for b, r in pts if r == r]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", color=styles[impl], ls="-" if t == 1 else "--",
+                    label=f"over {impl} (fastbp {t} thread{'s' if t > 1 else ''})")
+    ax.axhline(1, color="grey", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="mini-batch size", ylabel="speed-up (×)",
+           title="fastbp speed-up per epoch, [784,30,10] float64")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "speedup_vs_batch.png", dpi=110)
+    plt.close(fig)
+    made.append("speedup_vs_batch.png")
+
+    if headline:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(headline) + 1.2))
+        labels, values = zip(*headline)
+        ax.barh(range(len(values)), values, color=["tab:red" if "fastbp" in lab else "tab:gray"
+                                                   for lab in labels])
+        ax.set_yticks(range(len(values)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xscale="log", xlabel="seconds per epoch (median, log scale)",
+               title="One epoch of [784,30,10], mini-batch 10")
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.3g} s", va="center", fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "epoch_time_by_impl.png", dpi=110)
+        plt.close(fig)
+        made.append("epoch_time_by_impl.png")
+
+    if threads:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for sizes in ARCHS:
+            pts = [(b, g) for s, b, _, g, _, _ in threads if s == sizes]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=net_name(sizes))
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set(xscale="log", xlabel="mini-batch size", ylabel="2-thread speed-up (×)",
+               title="fastbp: 1-thread time / 2-thread time (SGD call)")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "threads_vs_batch.png", dpi=110)
+        plt.close(fig)
+        made.append("threads_vs_batch.png")
+    return made
+
+
+def blas_single_thread() -> tuple[Any, str]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext(), ("**BLAS threads NOT fixed** (threadpoolctl not "
+                                          "installed): NumPy used its default thread count.")
+    return threadpool_limits(limits=1, user_api="blas"), (
+        "BLAS fixed to 1 thread for the whole run with "
+        "`threadpoolctl.threadpool_limits(limits=1, user_api='blas')` (the per-example loop "
+        "and the matrix reference are single-threaded; only the peak-GFLOP/s measurement "
+        "also uses all threads).")
+
+
+def parse(argv: list | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repeats, smaller subsets for the slow references (~2 min)")
+    p.add_argument("--out", default="fastbp-bench-report", help="output directory")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved repeats (default 3 with --quick, else 5)")
+    p.add_argument("--synthetic", action="store_true", help="use synthetic data, not MNIST")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 5
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    return args
+
+
+def main(argv: list | None = None) -> int:
+    args = parse(argv)
+    import fastbp
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    info = bl.system_info()
+    torch = None if args.no_torch else bl.torch_or_none()
+    torch_threads0 = torch.get_num_threads() if torch is not None else None
+    try:
+        bl.references()
+        have_refs = True
+    except ImportError:
+        have_refs = False
+    data = bl.load_data(bl.EPOCH, synthetic=args.synthetic)
+    if not data.real:
+        log("=" * 72 + f"\nWARNING: {data.source}\n" + "=" * 72)
+    log(f"data: {data.source}; density {data.density:.1%}")
+    threads0 = fastbp.get_num_threads()
+
+    log("peak GFLOP/s ...")
+    peak1, peak_all = bl.peak_gflops(1), bl.peak_gflops(os.cpu_count() or 1)
+    limiter, blas_note = blas_single_thread()
+    cases = make_plan(args.quick, torch is not None, have_refs, data.n)
+    try:
+        with limiter:
+            log("equivalence check ...")
+            equiv = equivalence(data, torch is not None, have_refs)
+            for r in range(args.repeats):
+                t0 = time.perf_counter()
+                k = r * len(cases) // args.repeats
+                for case in cases[k:] + cases[:k]:
+                    if case.max_repeats is None or r < case.max_repeats:
+                        run_case(case, data, r)
+                log(f"repeat {r + 1}/{args.repeats}: {time.perf_counter() - t0:.1f} s")
+    finally:
+        fastbp.set_num_threads(threads0)
+        if torch is not None:
+            torch.set_num_threads(torch_threads0)
+
+    rep = Report(cases, data, args)
+    head, head_plot = rep.headline()
+    sweep, curves = rep.batch_sweep()
+    thr, thr_results = rep.thread_study()
+    tgt, verdicts = rep.targets()
+    flops_text, flops_data = rep.flops(peak1, peak_all)
+    images = plots(out, head_plot, curves, thr_results)
+    elapsed = time.perf_counter() - started
+
+    torch_note = ("PyTorch: `torch.set_num_threads(1)` for every PyTorch run unless the "
+                  "threads column says 2 (then `torch.set_num_threads(2)`)."
+                  if torch is not None else
+                  "**PyTorch baselines skipped: " + ("--no-torch given" if args.no_torch
+                                                     else "torch not installed") + ".**")
+    banner = ("" if data.real else
+              "> **WARNING: SYNTHETIC DATA.** Real MNIST was not available, so these timings "
+              "are on random MNIST-shaped data (80% zeros).  Timings are representative; the "
+              "speed targets are defined on real MNIST and are not checked.\n\n")
+    parts = [
+        "# fastbp benchmark report\n",
+        banner + f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
+        f"`python benchmarks/report.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        f" in {elapsed:.0f} s ({'quick' if args.quick else 'full'} mode, {args.repeats} "
+        "interleaved repeats).\n",
+        f"**Data:** {data.source}; input density {data.density:.1%} non-zero.\n",
+        tgt,
+        "## Results\n\n" + head,
+        "![epoch times](epoch_time_by_impl.png)" if "epoch_time_by_impl.png" in images else "",
+        rep.architectures(),
+        sweep,
+        "![speed-up vs batch](speedup_vs_batch.png)" if "speedup_vs_batch.png" in images else "",
+        thr,
+        "![threads](threads_vs_batch.png)" if "threads_vs_batch.png" in images else "",
+        flops_text,
+        equiv,
+        "## Method\n\n" + "\n".join(f"- {x}" for x in (
+            "One process; for each repeat r every case is timed once, in a fixed order "
+            "rotated by r, from `np.random.seed(r)` initial weights (network.py's draws) "
+            "and the `random.seed(r)` shuffle, so all implementations train the same "
+            "mini-batches.  Times are medians over repeats; speed-ups are medians of "
+            "per-repeat ratios (over the repeats both cases ran in).",
+            "fastbp: `fastbp.network.Network(sizes, dtype).SGD(training_data, 1, m, 3.0)` on "
+            "the network.py list of (x, y) pairs; the time includes validating and packing "
+            "the list into CSR.  'Excl. packing' = time of a 2-epoch call minus a 1-epoch "
+            "call.  Threads set with `fastbp.set_num_threads(1 or 2)`.",
+            "Per-example loop: `network_loop.Network.SGD` (the classic code); where marked it "
+            "ran on the first n samples and its time is scaled to the whole epoch (its cost "
+            "is linear in n).",
+            "NumPy matrix: `network_matrix.Network.update_matrices` over the same "
+            "mini-batches of pre-stacked float64 column matrices (the one-off stacking is "
+            "not timed, which favours the reference).",
+            "PyTorch (i) `nn.Sequential(Linear, Sigmoid, …)` + autograd + `optim.SGD(lr=3.0)` "
+            "on the loss 0.5·Σ(a−y)²/m (MSE with reduction='sum' × 0.5/m, so the step equals "
+            "network.py's); (ii) explicit `addmm`/`addmm_` forward, backward and update under "
+            "`torch.no_grad()`.  Both index pre-built tensors with the same shuffled order.",
+            blas_note,
+            torch_note,
+            "2 CPUs are shared with anything else running on the machine; 2-thread results "
+            "are the most sensitive to that (a descheduled thread stalls both at the next "
+            "barrier): see the min – max column.",
+        )),
+        "## System\n\n" + table(["", ""], [[k, v] for k, v in info.items()]
+                                 + [["peak float64 matmul", f"{peak1:.1f} GFLOP/s (1 thread), "
+                                     f"{peak_all:.1f} GFLOP/s (all threads)"]]),
+    ]
+    md = "\n\n".join(p for p in parts if p) + "\n"
+    (out / "report.md").write_text(md, encoding="utf-8")
+    results = {
+        "data": {"real": data.real, "source": data.source, "n": data.n,
+                 "density": data.density},
+        "mode": "quick" if args.quick else "full", "repeats": args.repeats,
+        "system": info, "peak_gflops": {"1_thread": peak1, "all_threads": peak_all},
+        "targets": verdicts, "flops": flops_data,
+        "cases": [{"impl": c.impl, "sizes": list(c.sizes), "batch": c.batch, "dtype": c.dtype,
+                   "threads": c.threads, "samples_timed": c.n or data.n,
+                   "seconds_per_epoch": {str(k): v for k, v in c.times.items()},
+                   "excl_packing_seconds": {str(k): v for k, v in c.steady_times.items()}}
+                  for c in cases],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(tgt)
+    print()
+    print(head)
+    print(f"\nwrote {out / 'report.md'} ({', '.join(['results.json'] + images)}) "
+          f"in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""Tests of the compiled kernels behind ``fastbp.network``: thread-count independence,
+the baseline and AVX2 code paths, single precision, a numerical gradient check, and
+property-based comparisons with the classic ``network_loop`` reference.
+
+Real-MNIST tests need ``$FASTBP_DATA`` and are skipped, with the reason, without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import threading
+
+import network_loop
+import numpy as np
+import pytest
+from conftest import (
+    assert_close,
+    assert_grads_close,
+    assert_params_close,
+    copy_params,
+    make_data,
+    make_labelled,
+    make_x,
+    twin,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastbp
+from fastbp import _core, network
+
+TIGHT = 1e-12
+
+
+def sgd(net, data, epochs, batch, eta, seed, test_data=None):
+    """One SGD call after ``random.seed(seed)``; a copy of the list for network_loop, which
+    shuffles its argument in place."""
+    random.seed(seed)
+    net.SGD(list(data), epochs, batch, eta, test_data)
+
+
+def params(net) -> list:
+    return [np.array(a) for a in net.weights + net.biases]
+
+
+def assert_params_equal(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for i, (u, v) in enumerate(zip(a, b)):
+        assert u.dtype == v.dtype and np.array_equal(u, v), f"parameter array {i} differs"
+
+
+# ---------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("sizes", [[784, 30, 10], [784, 30, 30, 30, 30, 10]])
+def test_thread_count_does_not_change_an_epoch(mnist_train, sizes, num_threads, capsys):
+    """1 and 2 threads: bit-identical parameters, and both equal to network_loop."""
+    results = {}
+    for n in (1, 2):
+        num_threads(n)
+        net, _ = twin(sizes, 42)
+        sgd(net, mnist_train, 1, 10, 3.0, seed=1)
+        results[n] = params(net)
+    assert_params_equal(results[1], results[2])
+    _, ref = twin(sizes, 42)
+    sgd(ref, mnist_train, 1, 10, 3.0, seed=1)
+    for got, want in zip(results[2], params(ref)):
+        assert_close(got, want, 1e-9)
+
+
+@pytest.mark.parametrize("sizes", [[1, 1], [2, 3, 1], [3, 2, 5, 1], [33, 9, 17, 2]])
+@pytest.mark.parametrize("batch", [1, 2, 3, 5])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_thread_count_does_not_change_small_nets(sizes, batch, dtype, num_threads, capsys):
+    """Layers narrower than the thread count and mini-batches smaller than it, where some
+    threads get no rows or no samples."""
+    data = make_data(3, sizes, 23, sparse=sizes[0] > 10)
+    results = {}
+    for n in (1, 2, 3):
+        num_threads(n)
+        net, _ = twin(sizes, 5, dtype=dtype)
+        sgd(net, data, 2, batch, 2.0, seed=7)
+        net.update_mini_batch(data[:batch], 1.0)
+        results[n] = params(net)
+    assert_params_equal(results[1], results[2])
+    assert_params_equal(results[1], results[3])
+
+
+def test_thread_count_does_not_change_evaluation(mnist_train, mnist_test, num_threads):
+    outs = {}
+    for n in (1, 2):
+        num_threads(n)
+        net, _ = twin([784, 30, 10], 3)
+        X = np.hstack([x for x, _ in mnist_test])
+        outs[n] = (net.feedforward(X), net.evaluate(mnist_test))
+    assert np.array_equal(outs[1][0], outs[2][0])
+    assert outs[1][1] == outs[2][1]
+
+
+def test_set_num_threads_validates(num_threads):
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match=r"num_threads"):
+            num_threads(bad)
+    num_threads(3)
+    assert fastbp.get_num_threads() == 3
+    num_threads(None)
+
+
+def test_separate_networks_train_concurrently_in_python_threads(mnist_train):
+    """The kernels release the GIL; networks trained at the same time in different threads
+    must not interfere (update_mini_batch draws no random numbers, so the runs are
+    deterministic)."""
+    data = mnist_train[:600]
+
+    def run(net):
+        for k in range(0, len(data), 10):
+            net.update_mini_batch(data[k:k + 10], 3.0)
+
+    seq = []
+    for seed in (1, 2, 3):
+        net, _ = twin([784, 30, 10], seed)
+        run(net)
+        seq.append(params(net))
+    nets = [twin([784, 30, 10], seed)[0] for seed in (1, 2, 3)]
+    threads = [threading.Thread(target=run, args=(net,)) for net in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for net, want in zip(nets, seq):
+        assert_params_equal(params(net), want)
+
+
+# ---------------------------------------------------------------- ISA code paths
+
+
+def test_set_isa_switches_the_code_path(isa):
+    assert fastbp.isa() == _core.isa() == isa
+    if isa == "baseline":
+        assert _core.set_isa(False) == "baseline"
+
+
+@pytest.mark.parametrize("sizes", [[2, 3, 1], [784, 30, 10], [5, 17, 9, 3], [9, 8, 16, 7]])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_backprop_and_update_under_each_isa(isa, sizes, sparse):
+    net, ref = twin(sizes, 1)
+    data = make_data(2, sizes, 12, sparse=sparse)
+    for x, y in data[:3]:
+        assert_grads_close(net.backprop(x, y), ref.backprop(x, y), TIGHT)
+        assert_close(net.feedforward(x), ref.feedforward(x), TIGHT)
+    net.update_mini_batch(data, 3.0)
+    ref.update_mini_batch(data, 3.0)
+    assert_params_close(net, ref, TIGHT)
+
+
+def test_epoch_under_each_isa(isa, mnist_train, num_threads, capsys):
+    for n in (1, 2):
+        num_threads(n)
+        net, ref = twin([784, 30, 30, 10], 2)
+        sgd(net, mnist_train[:1500], 1, 10, 3.0, seed=3)
+        sgd(ref, mnist_train[:1500], 1, 10, 3.0, seed=3)
+        assert_params_close(net, ref, 1e-9)
+
+
+def test_float32_under_each_isa(isa, mnist_train):
+    net, ref = twin([784, 30, 10], 2, dtype=np.float32)
+    copy_params(net, ref, np.float64)  # the reference starts from the same float32 values
+    net.update_mini_batch(mnist_train[:10], 3.0)
+    ref.update_mini_batch(mnist_train[:10], 3.0)
+    for a, b in zip(params(net), params(ref)):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_baseline_and_best_isa_agree(mnist_train, capsys):
+    before = _core.isa()
+    try:
+        runs = []
+        for best in (False, True):
+            _core.set_isa(best)
+            net, _ = twin([784, 30, 10], 4)
+            sgd(net, mnist_train[:1000], 1, 10, 3.0, seed=8)
+            runs.append(params(net))
+    finally:
+        _core.set_isa(before != "baseline")
+    for a, b in zip(*runs):
+        assert_close(a, b, 1e-10)
+
+
+# ---------------------------------------------------------------- gradient check
+
+
+def _quadratic_cost(net, x, y) -> float:
+    a = net.feedforward(x)
+    return 0.5 * float(np.sum((a - y) ** 2))
+
+
+@pytest.mark.parametrize("sizes,sparse", [([6, 7, 5, 3], False), ([784, 30, 10], True),
+                                          ([2, 3, 1], False), ([4, 12, 12, 12, 2], False)])
+def test_backprop_matches_central_differences(sizes, sparse):
+    net, _ = twin(sizes, 17)
+    rng = np.random.default_rng(5)
+    x = make_x(rng, sizes[0], sparse)
+    if sparse:
+        x[:20] = rng.random((20, 1)) + 0.1  # make sure some sampled columns are non-zero
+    y = rng.random((sizes[-1], 1))
+    nabla_b, nabla_w = net.backprop(x, y)
+    h = 1e-5
+    numeric, analytic = [], []
+    for l in range(len(sizes) - 1):
+        for params_l, grads_l, kind in ((net.weights, nabla_w, "w"), (net.biases, nabla_b, "b")):
+            p = params_l[l]
+            n_out, n_in = p.shape
+            for _ in range(8):
+                i = int(rng.integers(n_out))
+                j = int(rng.integers(min(n_in, 20))) if kind == "w" else 0
+                orig = p[i, j]
+                p[i, j] = orig + h
+                c_plus = _quadratic_cost(net, x, y)
+                p[i, j] = orig - h
+                c_minus = _quadratic_cost(net, x, y)
+                p[i, j] = orig
+                numeric.append((c_plus - c_minus) / (2 * h))
+                analytic.append(grads_l[l][i, j])
+    numeric, analytic = np.array(numeric), np.array(analytic)
+    assert np.linalg.norm(analytic) > 0
+    rel = np.linalg.norm(numeric - analytic) / np.linalg.norm(analytic)
+    assert rel < 1e-6, rel
+    per_entry = np.abs(numeric - analytic) / np.maximum(np.abs(analytic), 1e-4)
+    assert per_entry.max() < 1e-6, per_entry.max()
+
+
+# ---------------------------------------------------------------- float32
+
+
+def test_float32_mini_batch_close_to_float64_reference(mnist_train):
+    for sizes in ([784, 30, 10], [784, 30, 30, 30, 30, 10]):
+        net, ref = twin(sizes, 3, dtype=np.float32)
+        copy_params(net, ref, np.float64)
+        net.update_mini_batch(mnist_train[:10], 3.0)
+        ref.update_mini_batch(mnist_train[:10], 3.0)
+        for a, b in zip(params(net), params(ref)):
+            assert a.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes", [[784, 30, 10], [784, 30, 30, 30, 30, 10]])
+def test_float32_epoch_close_to_float64_reference(mnist_train, mnist_test, sizes, capsys):
+    net, ref = twin(sizes, 4, dtype=np.float32)
+    copy_params(net, ref, np.float64)
+    sgd(net, mnist_train, 1, 10, 3.0, seed=2)
+    sgd(ref, mnist_train, 1, 10, 3.0, seed=2)
+    for a, b in zip(params(net), params(ref)):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    assert abs(net.evaluate(mnist_test) - ref.evaluate(mnist_test)) <= 2
+
+
+def test_float32_outputs_and_gradients(mnist_train):
+    net64, ref = twin([784, 30, 30, 10], 6)
+    net32, _ = twin([784, 30, 30, 10], 6, dtype=np.float32)
+    copy_params(net32, ref, np.float64)
+    copy_params(net32, net64, np.float64)
+    for x, y in mnist_train[:5]:
+        out = net32.feedforward(x)
+        assert out.dtype == np.float32
+        assert_close(out, ref.feedforward(x), 1e-5)
+        got = net32.backprop(x, y)
+        for g in got[0] + got[1]:
+            assert g.dtype == np.float32
+        assert_grads_close(got, ref.backprop(x, y), 5e-3)
+        assert_grads_close(net64.backprop(x, y), ref.backprop(x, y), TIGHT)
+    # float64 inputs into a float32 network are fine
+    x64 = mnist_train[0][0].astype(np.float64)
+    assert np.array_equal(net32.feedforward(x64), net32.feedforward(mnist_train[0][0]))
+
+
+def test_float32_params_stay_float32_after_hand_edits(capsys):
+    sizes = [5, 4, 3]
+    net, _ = twin(sizes, 0, dtype=np.float32)
+    net.weights[0] = np.ones((4, 5))  # float64 assigned by the user
+    net.SGD(make_data(0, sizes, 8), 1, 3, 1.0)
+    for a in net.weights + net.biases:
+        assert a.dtype == np.float32
+
+
+# ---------------------------------------------------------------- low-level helpers
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_csr_rows_round_trip(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.random((9, 13)).astype(dtype)
+    X[rng.random(X.shape) < 0.7] = 0
+    X[4] = 0  # an all-zero row
+    indptr, indices, values = _core.csr_rows(np.ascontiguousarray(X))
+    assert indptr[0] == 0 and indptr[-1] == np.count_nonzero(X) == len(values)
+    dense = np.zeros_like(X)
+    for r in range(X.shape[0]):
+        cols = indices[indptr[r]:indptr[r + 1]]
+        assert np.all(np.diff(cols) > 0)  # sorted, as the first-layer update expects
+        dense[r, cols] = values[indptr[r]:indptr[r + 1]]
+    assert np.array_equal(dense, X)
+    X[6, 3] = np.nan
+    with pytest.raises(ValueError, match=r"\b6\b"):
+        _core.csr_rows(X)
+
+
+def test_padding():
+    for n in (1, 7, 8, 9, 30, 784):
+        ld = _core.padded(n)
+        assert ld % _core.PAD == 0 and n <= ld < n + _core.PAD
+
+
+def test_all_zero_inputs(capsys):
+    """Rows with no non-zero input at all (empty CSR rows, even an empty CSR array)."""
+    sizes = [6, 4, 2]
+    net, ref = twin(sizes, 2)
+    data = [(np.zeros((6, 1)), y) for _, y in make_data(0, sizes, 5)]
+    assert_grads_close(net.backprop(*data[0]), ref.backprop(*data[0]), TIGHT)
+    assert_close(net.feedforward(np.zeros(6)), ref.feedforward(np.zeros((6, 1))), TIGHT)
+    net.update_mini_batch(data, 2.0)
+    ref.update_mini_batch(data, 2.0)
+    assert_params_close(net, ref, TIGHT)
+    sgd(net, data, 2, 2, 1.0, seed=0)
+    sgd(ref, data, 2, 2, 1.0, seed=0)
+    assert_params_close(net, ref, TIGHT)
+
+
+# ---------------------------------------------------------------- property-based
+
+
+@st.composite
+def problems(draw):
+    n_layers = draw(st.integers(2, 4))
+    sizes = draw(st.lists(st.integers(1, 40), min_size=n_layers, max_size=n_layers))
+    return dict(
+        sizes=sizes,
+        batch=draw(st.integers(1, 17)),
+        n=draw(st.integers(1, 40)),
+        sparse=draw(st.booleans()),
+        onehot=draw(st.booleans()) and sizes[-1] > 1,
+        eta=draw(st.sampled_from([0.0, 0.05, 0.5, 3.0, 10.0])),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+PROPERTY = settings(max_examples=40, deadline=None, database=None)
+
+
+@PROPERTY
+@given(problems())
+def test_property_update_mini_batch_matches_reference(p):
+    net, ref = twin(p["sizes"], p["seed"] % 1000)
+    data = make_data(p["seed"], p["sizes"], p["batch"], p["sparse"], p["onehot"])
+    x, y = data[0]
+    assert_grads_close(net.backprop(x, y), ref.backprop(x, y), 1e-11)
+    net.update_mini_batch(data, p["eta"])
+    ref.update_mini_batch(data, p["eta"])
+    assert_params_close(net, ref, 1e-11)
+
+
+@PROPERTY
+@given(problems())
+def test_property_one_epoch_sgd_matches_reference(p):
+    net, ref = twin(p["sizes"], p["seed"] % 1000)
+    data = make_data(p["seed"], p["sizes"], p["n"], p["sparse"], p["onehot"])
+    labelled = make_labelled(p["seed"] + 1, p["sizes"], 7, p["sparse"])
+    out_ref, out_net = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out_ref):
+        sgd(ref, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
+    with contextlib.redirect_stdout(out_net):
+        sgd(net, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
+    assert_params_close(net, ref, 1e-10)
+    assert out_net.getvalue() == out_ref.getvalue()
+
+
+@settings(max_examples=15, deadline=None, database=None)
+@given(problems())
+def test_property_threads_and_float32(p):
+    data = make_data(p["seed"], p["sizes"], p["n"], p["sparse"], p["onehot"])
+    before = fastbp.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            fastbp.set_num_threads(n)
+            net, _ = twin(p["sizes"], 1)
+            _quiet_sgd(net, data, p)
+            runs.append(params(net))
+        assert_params_equal(*runs)
+    finally:
+        fastbp.set_num_threads(before)
+    net32, ref = twin(p["sizes"], 1, dtype=np.float32)
+    copy_params(net32, ref, np.float64)
+    mb = data[:p["batch"]]
+    net32.update_mini_batch(mb, min(p["eta"], 3.0))
+    ref.update_mini_batch(mb, min(p["eta"], 3.0))
+    for a, b in zip(params(net32), params(ref)):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _quiet_sgd(net, data, p):
+    random.seed(p["seed"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(data, 1, p["batch"], p["eta"])
+
+
+def test_network_module_is_the_one_under_test():
+    assert network.Network.__module__ == "fastbp.network"
+    assert network_loop.Network is not network.Network
