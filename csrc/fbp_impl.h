@@ -168,21 +168,55 @@ static inline void FN(prefetch_row)(const fbp_data *d, int64_t r)
 
 #define LD(l) fbp_ld(net->sizes[l])
 
-/* A[l] (l = 1..L) points at this sample's (padded) row of activations of layer l. */
-static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, REAL *const *A)
+/* First stored index >= k in a sorted CSR row. */
+static inline int64_t FN(lower)(const int32_t *idx, int64_t lo, int64_t hi, int64_t k)
+{
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (idx[mid] < k) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Part p of the first layer's product for data row r: z = (p == 0 ? b : 0) plus the sum
+ * of x_k W^T[k] over the row's non-zero inputs k in [n_in p / PARTS, n_in (p+1) / PARTS). */
+static void FN(first_layer_part)(const fbp_net *net, const fbp_data *d, int64_t r, int p,
+                                 REAL *restrict z)
+{
+    const int64_t ld = LD(1), n_in = net->sizes[0];
+    const int64_t lo = d->indptr[r], hi = d->indptr[r + 1];
+    const int64_t k0 = n_in * p / FBP_PARTS, k1 = n_in * (p + 1) / FBP_PARTS;
+    const int64_t p0 = k0 > 0 ? FN(lower)(d->indices, lo, hi, k0) : lo;
+    const int64_t p1 = k1 < n_in ? FN(lower)(d->indices, p0, hi, k1) : hi;
+    if (p == 0)
+        memcpy(z, net->b[0], (size_t)ld * sizeof(REAL));
+    else
+        memset(z, 0, (size_t)ld * sizeof(REAL));
+    FN(sparse_gemv)(z, (const REAL *)net->wt[0], ld, d->indices + p0,
+                    (const REAL *)d->values + p0, p1 - p0);
+}
+
+/* A[l] (l = 1..L) points at this sample's (padded) row of activations of layer l.  If
+ * have_z1, A[1] already holds z_1 (summed from the parts); else it is computed here,
+ * part by part, with `scratch` (a row of LD(1)) for the later parts. */
+static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, REAL *const *A,
+                            REAL *scratch, int have_z1)
 {
     const int L = net->n_layers;
-    const REAL *xv = (const REAL *)d->values;
+    if (!have_z1) {
+        FN(first_layer_part)(net, d, r, 0, A[1]);
+        for (int p = 1; p < FBP_PARTS; ++p) {
+            FN(first_layer_part)(net, d, r, p, scratch);
+            FN(axpy)(A[1], 1, scratch, LD(1));
+        }
+    }
     for (int l = 0; l < L; ++l) {
         const int64_t ld = LD(l + 1);
-        const REAL *restrict wt = (const REAL *)net->wt[l];
         REAL *restrict z = A[l + 1];
-        memcpy(z, net->b[l], (size_t)ld * sizeof(REAL));
-        if (l == 0) {  /* z = W x + b over the non-zero inputs only */
-            FN(sparse_gemv)(z, wt, ld, d->indices + d->indptr[r], xv + d->indptr[r],
-                            d->indptr[r + 1] - d->indptr[r]);
-        } else {
+        if (l > 0) {
+            const REAL *restrict wt = (const REAL *)net->wt[l];
             const REAL *restrict ain = A[l];
+            memcpy(z, net->b[l], (size_t)ld * sizeof(REAL));
             for (int64_t k = 0; k < net->sizes[l]; ++k) FN(axpy)(z, ain[k], wt + k * ld, ld);
         }
         if (l == L - 1 && net->cost == FBP_LOG_LIKELIHOOD)
@@ -234,16 +268,6 @@ static int64_t FN(total_units)(const fbp_net *net)
     return t;
 }
 
-/* First stored index >= k in a sorted CSR row. */
-static inline int64_t FN(lower)(const int32_t *idx, int64_t lo, int64_t hi, int64_t k)
-{
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (idx[mid] < k) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-}
-
 /* The fused update of rows [k0, k1) of weight layer l for a mini-batch of m samples
  * (rows[s] = data row of sample s): W^T[k] = decay W^T[k] - (eta/m) sum_s a_k delta. */
 static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int64_t k0, int64_t k1,
@@ -289,16 +313,17 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
               int64_t batch, double eta, double lmbda, double n_total, int nthreads)
 {
     const int L = net->n_layers;
-    const int64_t units = FN(total_units)(net);
+    const int64_t units = FN(total_units)(net), ld1 = LD(1), n_in = net->sizes[0];
     int64_t maxw = 0;
     for (int l = 1; l <= L; ++l) maxw = LD(l) > maxw ? LD(l) : maxw;
     if (batch > n) batch = n;
     if (n <= 0) return FBP_OK;
     REAL *abuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
     REAL *dbuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
+    REAL *zpart = (REAL *)malloc((size_t)(FBP_PARTS * batch * ld1) * sizeof(REAL));
     REAL *tmp = (REAL *)malloc((size_t)maxw * sizeof(REAL));
-    if (!abuf || !dbuf || !tmp) {
-        free(abuf); free(dbuf); free(tmp);
+    if (!abuf || !dbuf || !zpart || !tmp) {
+        free(abuf); free(dbuf); free(zpart); free(tmp);
         return FBP_NOMEM;
     }
     const REAL decay = (REAL)(1.0 - eta * (lmbda / n_total));
@@ -320,22 +345,33 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
             const int64_t m = (n - start) < batch ? (n - start) : batch;
             const int64_t *rows = order + start;
             const REAL c = (REAL)(eta / (double)m);
-            /* forward and backward, samples split between threads */
-            const int64_t s0 = (m * t) / nt, s1 = (m * (t + 1)) / nt;
-            for (int64_t s = s0; s < s1; ++s) {
-                /* prefetch the next sample of this thread: here, or in the next batch */
-                const int64_t next = s + 1 < s1 ? start + s + 1 : start + batch + s0;
-                if (next < n) FN(prefetch_row)(data, order[next]);
+            /* 1. the first layer's product, part p by thread p % nt, for every sample */
+            for (int p = t; p < FBP_PARTS; p += nt) {
+                for (int64_t s = 0; s < m; ++s) {
+                    if (s + 1 < m) FN(prefetch_row)(data, rows[s + 1]);
+                    else if (start + batch < n) FN(prefetch_row)(data, order[start + batch]);
+                    FN(first_layer_part)(net, data, rows[s], p, zpart + (p * batch + s) * ld1);
+                }
+            }
+#pragma omp barrier
+            /* 2. the rest of the forward pass and the backward pass, samples split */
+            for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
                 FN(rows)(net, abuf, m, s, A);
                 FN(rows)(net, dbuf, m, s, D);
-                FN(forward_one)(net, data, rows[s], A);
+                memcpy(A[1], zpart + s * ld1, (size_t)ld1 * sizeof(REAL));
+                for (int p = 1; p < FBP_PARTS; ++p)
+                    FN(axpy)(A[1], 1, zpart + (p * batch + s) * ld1, ld1);
+                FN(forward_one)(net, data, rows[s], A, NULL, 1);
                 FN(backward_one)(net, Y + rows[s] * nout, A, D);
             }
 #pragma omp barrier
-            /* fused update, weight rows split between threads: no two threads write the
-               same weight, and each weight sees the samples in the same order, so the
-               result does not depend on the number of threads */
-            for (int l = 0; l < L; ++l) {
+            /* 3. the fused update, weight rows split between threads (the first layer's
+               by the same parts as in 1): no two threads write the same weight, and each
+               weight sees the samples in the same order, whatever the thread count */
+            for (int p = t; p < FBP_PARTS; p += nt)
+                FN(update_rows)(net, data, 0, n_in * p / FBP_PARTS, n_in * (p + 1) / FBP_PARTS,
+                                rows, m, c, decay, abuf, dbuf);
+            for (int l = 1; l < L; ++l) {
                 const int64_t rows_l = net->sizes[l];
                 FN(update_rows)(net, data, l, rows_l * t / nt, rows_l * (t + 1) / nt, rows, m,
                                 c, decay, abuf, dbuf);
@@ -344,7 +380,7 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
 #pragma omp barrier
         }
     }
-    free(abuf); free(dbuf); free(tmp);
+    free(abuf); free(dbuf); free(zpart); free(tmp);
     return FBP_OK;
 }
 
@@ -358,7 +394,7 @@ int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t
     if (nthreads < 1) nthreads = 1;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && count > 64)
     {
-        REAL *abuf = (REAL *)malloc((size_t)units * sizeof(REAL));
+        REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
         REAL *A[64];
         if (abuf) {
             FN(rows)(net, abuf, 1, 0, A);
@@ -369,7 +405,7 @@ int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < count; ++i) {
             if (!abuf) continue;
-            FN(forward_one)(net, data, start + i, A);
+            FN(forward_one)(net, data, start + i, A, abuf + units, 0);
             memcpy(out + i * nout, A[L], (size_t)nout * sizeof(REAL));
         }
         free(abuf);
@@ -382,7 +418,7 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
 {
     const int L = net->n_layers;
     const int64_t units = FN(total_units)(net);
-    REAL *abuf = (REAL *)malloc((size_t)units * sizeof(REAL));
+    REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
     REAL *dbuf = (REAL *)malloc((size_t)units * sizeof(REAL));
     if (!abuf || !dbuf) {
         free(abuf); free(dbuf);
@@ -395,7 +431,7 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
     const REAL *xv = (const REAL *)data->values;
     for (int64_t i = 0; i < count; ++i) {
         const int64_t r = start + i;
-        FN(forward_one)(net, data, r, A);
+        FN(forward_one)(net, data, r, A, abuf + units, 0);
         FN(backward_one)(net, Y + r * net->sizes[L], A, D);
         for (int l = 0; l < L; ++l) {
             const int64_t ld = LD(l + 1);

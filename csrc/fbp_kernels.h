@@ -21,6 +21,12 @@ enum { FBP_OK = 0, FBP_NOMEM = -1 };
 #define FBP_PAD 8
 static inline int64_t fbp_ld(int64_t n) { return (n + FBP_PAD - 1) / FBP_PAD * FBP_PAD; }
 
+/* The first layer's inputs are split into FBP_PARTS fixed ranges; its product is always
+ * summed part by part, z = (b + part 0) + part 1, so the result is the same whether one
+ * thread computes both parts or each of two threads computes one (and keeps its half
+ * of the first weight matrix in its own cache for the update too). */
+#define FBP_PARTS 2
+
 typedef struct {
     int n_layers;          /* L: number of weight layers (num_layers - 1) */
     const int64_t *sizes;  /* L + 1 layer widths */

@@ -371,8 +371,10 @@ def test_property_one_epoch_sgd_matches_reference(p):
     out_ref, out_net = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_ref):
         sgd(ref, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
+    after_ref = random.getstate()
     with contextlib.redirect_stdout(out_net):
         sgd(net, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
+    assert random.getstate() == after_ref
     assert_params_close(net, ref, 1e-10)
     assert out_net.getvalue() == out_ref.getvalue()
 

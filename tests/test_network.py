@@ -374,7 +374,9 @@ def test_integer_labels_as_training_targets_are_one_hot():
 def test_sgd_one_epoch_matches_reference_mnist(mnist_train, sizes, capsys):
     net, ref = twin(sizes, 42)
     loop_sgd(ref, mnist_train, 1, 10, 3.0, seed=1)
+    after_ref = random.getstate()
     fast_sgd(net, mnist_train, 1, 10, 3.0, seed=1)
+    assert random.getstate() == after_ref
     assert_params_close(net, ref, 1e-9)
     assert capsys.readouterr().out == "Epoch 0 complete\nEpoch 0 complete\n"
 
@@ -444,6 +446,24 @@ def test_sgd_uses_the_same_random_stream_as_network_py(capsys):
     fast_sgd(net, data, 3, 5, 1.0, seed=77)
     assert random.random() == after_ref
     assert_params_close(net, ref, 1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 700, 2000])
+def test_sgd_shuffles_exactly_like_random_shuffle(n, capsys):
+    """Same mini-batches and the same ``random`` state afterwards, over several epochs,
+    starting from a state that is not fresh from a seed."""
+    sizes = [3, 4, 2]
+    net, ref = twin(sizes, n)
+    data = make_data(n, sizes, n)
+    random.seed(f"fastbp-{n}")
+    [random.random() for _ in range(n % 5)]
+    start = random.getstate()
+    ref.SGD(list(data), 3, 4, 0.5)
+    after_ref = random.getstate()
+    random.setstate(start)
+    net.SGD(data, 3, 4, 0.5)
+    assert random.getstate() == after_ref
+    assert_params_close(net, ref, 1e-11)
 
 
 def test_sgd_accepts_tuples_and_generators(capsys):

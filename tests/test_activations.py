@@ -1,0 +1,259 @@
+"""Activations and the softmax/log-likelihood output of ``fastbp.network2`` (issue 5.4).
+
+Every expectation comes from ``network2_loop`` (python/), which has the same
+``activation=`` and ``LogLikelihoodCost`` extensions, built with the same seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import random
+
+import network2_loop
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastbp import network2
+
+COMBOS = [("sigmoid", "QuadraticCost"), ("sigmoid", "CrossEntropyCost"),
+          ("sigmoid", "LogLikelihoodCost"), ("tanh", "QuadraticCost"),
+          ("tanh", "LogLikelihoodCost"), ("relu", "QuadraticCost"), ("relu", "LogLikelihoodCost")]
+SIZES = [5, 9, 7, 4]
+
+
+def pair(sizes, seed, activation, cost, dtype=np.float64):
+    np.random.seed(seed)
+    net = network2.Network(sizes, cost=getattr(network2, cost), activation=activation,
+                           dtype=dtype)
+    np.random.seed(seed)
+    ref = network2_loop.Network(list(sizes), cost=getattr(network2_loop, cost),
+                                activation=activation)
+    return net, ref
+
+
+def close(actual, desired, rtol, what=""):
+    actual, desired = np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64)
+    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
+    scale = float(np.max(np.abs(desired))) if desired.size else 0.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def params_close(net, ref, rtol):
+    for l, (w, rw) in enumerate(zip(net.weights, ref.weights)):
+        close(w, rw, rtol, f"weights[{l}]")
+    for l, (b, rb) in enumerate(zip(net.biases, ref.biases)):
+        close(b, rb, rtol, f"biases[{l}]")
+
+
+def data(seed, sizes, n):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        y = np.zeros((sizes[-1], 1))
+        y[rng.integers(sizes[-1])] = 1.0
+        out.append((rng.standard_normal((sizes[0], 1)), y))
+    return out
+
+
+def labelled(seed, sizes, n):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((sizes[0], 1)), int(rng.integers(sizes[-1]))) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_cross_entropy_needs_sigmoid(activation):
+    with pytest.raises(ValueError, match="CrossEntropyCost"):
+        network2.Network(SIZES, cost=network2.CrossEntropyCost, activation=activation)
+    with pytest.raises(ValueError):  # the default cost is cross-entropy
+        network2.Network(SIZES, activation=activation)
+
+
+@pytest.mark.parametrize("activation", ["softplus", "Sigmoid", "", None, 1])
+def test_unknown_activation_rejected(activation):
+    with pytest.raises((ValueError, TypeError)):
+        network2.Network(SIZES, cost=network2.QuadraticCost, activation=activation)
+
+
+@pytest.mark.parametrize("cost", [network2_loop.QuadraticCost, "QuadraticCost", None])
+def test_foreign_cost_rejected(cost):
+    with pytest.raises(ValueError):
+        network2.Network(SIZES, cost=cost)
+
+
+@pytest.mark.parametrize("activation,cost", COMBOS)
+def test_init_identical_and_activation_attribute(activation, cost):
+    net, ref = pair(SIZES, 0, activation, cost)
+    assert net.activation == activation and net.cost is getattr(network2, cost)
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+        assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------- agreement with the reference
+
+
+@pytest.mark.parametrize("activation,cost", COMBOS)
+def test_feedforward_matches_reference(activation, cost):
+    net, ref = pair(SIZES, 1, activation, cost)
+    xs = labelled(2, SIZES, 6)
+    for x, _ in xs:
+        close(net.feedforward(x), ref.feedforward(x), 1e-12, "column")
+        close(net.feedforward(x.ravel()), ref.feedforward(x), 1e-12, "flat")
+    X = np.hstack([x for x, _ in xs])
+    close(net.feedforward(X), ref.feedforward(X) if cost != "LogLikelihoodCost"
+          else np.hstack([ref.feedforward(x) for x, _ in xs]), 1e-12, "matrix")
+
+
+@pytest.mark.parametrize("activation,cost", COMBOS)
+def test_backprop_matches_reference(activation, cost):
+    net, ref = pair(SIZES, 3, activation, cost)
+    for x, y in data(4, SIZES, 4):
+        (gb, gw), (rb, rw) = net.backprop(x, y), ref.backprop(x, y)
+        assert len(gb) == len(rb) == len(gw) == len(rw) == len(SIZES) - 1
+        for l in range(len(gb)):
+            close(gb[l], rb[l], 1e-12, f"nabla_b[{l}]")
+            close(gw[l], rw[l], 1e-12, f"nabla_w[{l}]")
+
+
+@pytest.mark.parametrize("activation,cost", COMBOS)
+def test_update_mini_batch_matches_reference(activation, cost):
+    net, ref = pair(SIZES, 5, activation, cost)
+    batch = data(6, SIZES, 8)
+    for lmbda in (0.0, 3.0):
+        net.update_mini_batch(batch, 0.2, lmbda, 40)
+        ref.update_mini_batch(batch, 0.2, lmbda, 40)
+    params_close(net, ref, 1e-12)
+
+
+def _sgd_both(net, ref, train, evaluation, epochs, batch, eta, lmbda, seed=11):
+    kw = dict(lmbda=lmbda, evaluation_data=evaluation, monitor_evaluation_cost=True,
+              monitor_evaluation_accuracy=True, monitor_training_cost=True,
+              monitor_training_accuracy=True)
+    out_fast, out_ref = io.StringIO(), io.StringIO()
+    random.seed(seed)
+    with contextlib.redirect_stdout(out_fast):
+        got = net.SGD(train, epochs, batch, eta, **kw)
+    random.seed(seed)
+    with contextlib.redirect_stdout(out_ref):
+        want = ref.SGD(list(train), epochs, batch, eta, **kw)
+    return got, want, out_fast.getvalue(), out_ref.getvalue()
+
+
+def _check_sgd(got, want, got_text, want_text, rtol):
+    assert got[1] == want[1] and got[3] == want[3]
+    for a, b in zip(got[0] + got[2], want[0] + want[2]):
+        assert math.isclose(a, b, rel_tol=rtol, abs_tol=1e-300), (a, b)
+    g_lines, w_lines = got_text.splitlines(), want_text.splitlines()
+    assert len(g_lines) == len(w_lines)
+    for g, w in zip(g_lines, w_lines):
+        if w.startswith("Cost on"):
+            assert g.rsplit(": ", 1)[0] == w.rsplit(": ", 1)[0]
+            assert math.isclose(float(g.rsplit(": ", 1)[1]), float(w.rsplit(": ", 1)[1]),
+                                rel_tol=rtol, abs_tol=1e-300)
+        else:
+            assert g == w
+
+
+@pytest.mark.parametrize("activation,cost", COMBOS)
+def test_short_sgd_matches_reference(activation, cost):
+    net, ref = pair(SIZES, 7, activation, cost)
+    train, evaluation = data(8, SIZES, 60), labelled(9, SIZES, 20)
+    got, want, got_text, want_text = _sgd_both(net, ref, train, evaluation, 3, 7, 0.1, 0.5)
+    _check_sgd(got, want, got_text, want_text, 1e-9)
+    params_close(net, ref, 1e-9)
+    assert not np.allclose(net.weights[0], pair(SIZES, 7, activation, cost)[0].weights[0])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_mnist_short_sgd_matches_reference(mnist, activation):
+    training, test = mnist
+    sizes = [784, 20, 10]
+    net, ref = pair(sizes, 8, activation, "LogLikelihoodCost")
+    got, want, got_text, want_text = _sgd_both(net, ref, training[:600], test[:100], 1, 10,
+                                               0.1, 1.0)
+    _check_sgd(got, want, got_text, want_text, 1e-9)
+    params_close(net, ref, 1e-9)
+    assert got[1][0] > 50  # it learns
+
+
+@given(sizes=st.lists(st.integers(1, 8), min_size=2, max_size=4),
+       combo=st.sampled_from(COMBOS), lmbda=st.sampled_from([0.0, 0.7]),
+       batch=st.integers(1, 6), n=st.integers(3, 16), seed=st.integers(0, 2**16),
+       epochs=st.integers(1, 2))
+@settings(max_examples=30, deadline=None)
+def test_random_architectures_match_reference(sizes, combo, lmbda, batch, n, seed, epochs):
+    activation, cost = combo
+    net, ref = pair(sizes, seed, activation, cost)
+    train, evaluation = data(seed + 1, sizes, n), labelled(seed + 2, sizes, 5)
+    got, want, got_text, want_text = _sgd_both(net, ref, train, evaluation, epochs, batch,
+                                               0.1, lmbda, seed)
+    _check_sgd(got, want, got_text, want_text, 1e-9)
+    params_close(net, ref, 1e-9)
+    x = train[0][0]
+    close(net.feedforward(x), ref.feedforward(x), 1e-9)
+
+
+# ---------------------------------------------------------------- the softmax output layer
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_log_likelihood_gives_a_softmax_output(activation):
+    net, ref = pair(SIZES, 12, activation, "LogLikelihoodCost")
+    X = np.hstack([x for x, _ in labelled(13, SIZES, 8)])
+    out = net.feedforward(X)
+    assert out.shape == (SIZES[-1], 8)
+    assert np.all(out > 0)
+    np.testing.assert_allclose(out.sum(axis=0), 1.0, rtol=0, atol=1e-12)
+    # softmax of the output layer's z, computed by hand from the hidden activations
+    f = {"sigmoid": network2_loop.sigmoid, "tanh": np.tanh, "relu": network2_loop.relu}
+    a = X
+    for w, b in zip(net.weights[:-1], net.biases[:-1]):
+        a = f[activation](w @ a + b)
+    z = net.weights[-1] @ a + net.biases[-1]
+    e = np.exp(z - z.max(axis=0))
+    close(out, e / e.sum(axis=0), 1e-12)
+    # a sigmoid output layer would not sum to 1
+    sig, _ = pair(SIZES, 12, activation, "QuadraticCost")
+    assert not np.allclose(sig.feedforward(X).sum(axis=0), 1.0)
+
+
+def test_softmax_is_stable_for_large_z():
+    net, ref = pair(SIZES, 14, "relu", "LogLikelihoodCost")
+    net.weights = [w * 60 for w in net.weights]
+    ref.weights = [w * 60 for w in ref.weights]
+    for x, _ in labelled(15, SIZES, 5):
+        out = net.feedforward(x)
+        assert np.all(np.isfinite(out))
+        assert abs(out.sum() - 1.0) < 1e-12
+        close(out, ref.feedforward(x), 1e-12)
+
+
+def test_log_likelihood_cost_value():
+    net, ref = pair(SIZES, 16, "tanh", "LogLikelihoodCost")
+    evaluation = labelled(17, SIZES, 30)
+    got = net.total_cost(evaluation, 0.0, convert=True)
+    hand = -np.mean([math.log(net.feedforward(x)[k, 0]) for x, k in evaluation])
+    assert math.isclose(got, hand, rel_tol=1e-12)
+    want = sum(-math.log(ref.feedforward(x)[k, 0]) for x, k in evaluation) / 30
+    assert math.isclose(got, want, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("activation,cost", [("tanh", "QuadraticCost"),
+                                             ("relu", "LogLikelihoodCost")])
+def test_float32_network_close_to_reference(activation, cost):
+    net, ref = pair(SIZES, 18, activation, cost, dtype=np.float32)
+    assert net.weights[0].dtype == np.float32
+    train = data(19, SIZES, 20)
+    random.seed(1)
+    net.SGD(train, 2, 5, 0.1, lmbda=0.5, verbose=False)
+    random.seed(1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref.SGD(list(train), 2, 5, 0.1, lmbda=0.5)
+    params_close(net, ref, 1e-4)
+    assert net.weights[0].dtype == np.float32
