@@ -699,6 +699,20 @@ def test_watching_needs_evaluation_data(kw, evaluation):
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, w0))
 
 
+@pytest.mark.parametrize("flag", ["monitor_evaluation_cost", "monitor_evaluation_accuracy"])
+@pytest.mark.parametrize("evaluation", [None, []])
+def test_evaluation_monitoring_needs_evaluation_data(flag, evaluation, capsys):
+    """A clear error before any training, not an AttributeError after the first epoch
+    (the classic code crashes there too, but fastbp checks its arguments up front)."""
+    sizes = [4, 5, 3]
+    net, _ = pair(sizes, 0)
+    w0 = [w.copy() for w in net.weights]
+    with pytest.raises((ValueError, TypeError), match="evaluation_data"):
+        net.SGD(synthetic(0, sizes, 10), 2, 5, 0.5, evaluation_data=evaluation, **{flag: True})
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, w0))
+    assert "training complete" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kw", [{"early_stopping_n": -1}, {"lr_schedule_n": -2},
                                 {"early_stopping_n": 1.5}])
 def test_watching_rejects_bad_counts(kw):

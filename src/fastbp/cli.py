@@ -98,8 +98,12 @@ def _info() -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.epochs < 0 or args.batch_size < 1:
-        print("fastbp: --epochs must be >= 0 and --batch-size >= 1", file=sys.stderr)
+    if args.epochs < 0 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        print("fastbp: --epochs must be >= 0, --batch-size and --threads >= 1", file=sys.stderr)
+        return 2
+    if args.cost == "cross-entropy" and args.activation != "sigmoid":
+        print("fastbp: the cross-entropy cost needs sigmoid outputs; use --cost log-likelihood "
+              "for a softmax output layer", file=sys.stderr)
         return 2
     if args.threads is not None:
         set_num_threads(args.threads)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork
 from ._packing import Packed
-from ._validate import check_count, check_rate
+from ._validate import check_count, check_rate, check_sizes
 
 __all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", "load",
            "sigmoid", "sigmoid_prime", "vectorized_result"]
@@ -165,6 +165,8 @@ class Network(CompiledNetwork):
         watch = early_stopping_n > 0 or lr_schedule_n > 0
         if watch and evaluation is None:
             raise ValueError("early_stopping_n and lr_schedule_n need evaluation_data")
+        if (monitor_evaluation_cost or monitor_evaluation_accuracy) and evaluation is None:
+            raise ValueError("monitor_evaluation_cost/accuracy need evaluation_data")
         n = train.n
         evaluation_cost: list = []
         evaluation_accuracy: list = []
@@ -293,12 +295,19 @@ def load(filename: str | os.PathLike) -> Network:
                          f"{', '.join(COSTS)})")
     activation = data.get("activation", "sigmoid")
     try:
-        net = Network(data["sizes"], cost=COSTS[cost_name], activation=activation)
+        sizes = check_sizes(data["sizes"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{filename}: invalid sizes: {exc}") from None
+    # check the arrays against sizes first: nothing is allocated for sizes the file's own
+    # arrays do not back up
+    weights = _arrays(filename, "weights", data["weights"],
+                      [(y, x) for x, y in zip(sizes[:-1], sizes[1:])])
+    biases = _arrays(filename, "biases", data["biases"], [(y, 1) for y in sizes[1:]])
+    try:
+        net = Network(sizes, cost=COSTS[cost_name], activation=activation)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{filename}: invalid network description: {exc}") from None
-    net.weights = _arrays(filename, "weights", data["weights"],
-                          [(y, x) for x, y in zip(net.sizes[:-1], net.sizes[1:])])
-    net.biases = _arrays(filename, "biases", data["biases"], [(y, 1) for y in net.sizes[1:]])
+    net.weights, net.biases = weights, biases
     return net
 
 
@@ -308,9 +317,12 @@ def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]])
     arrays = []
     for i, (v, shape) in enumerate(zip(values, shapes)):
         try:
-            a = np.array(v, dtype=np.float64)
+            a = np.array(v)
         except (TypeError, ValueError):
             raise ValueError(f"{filename}: {key}[{i}] is not a numeric array") from None
+        if a.dtype.kind not in "iuf":  # JSON numbers only: no strings, booleans or nulls
+            raise ValueError(f"{filename}: {key}[{i}] is not a numeric array")
+        a = a.astype(np.float64)
         if a.shape != shape:
             raise ValueError(f"{filename}: {key}[{i}] has shape {a.shape}, expected {shape} "
                              "for the saved sizes")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("fastbp.plots needs matplotlib: pip install 'fastbp[plot]'") from None
-    if os.environ.get("MPLBACKEND") is None and matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib picks Agg by itself when there is no display
 
     return plt
 
