@@ -71,21 +71,20 @@ def test_thread_count_does_not_change_an_epoch(mnist_train, sizes, num_threads, 
 
 
 @pytest.mark.parametrize("sizes", [[1, 1], [2, 3, 1], [3, 2, 5, 1], [33, 9, 17, 2]])
-@pytest.mark.parametrize("batch", [1, 2, 3, 5])
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_thread_count_does_not_change_small_nets(sizes, batch, dtype, num_threads, capsys):
     """Layers narrower than the thread count and mini-batches smaller than it, where some
     threads get no rows or no samples."""
     data = make_data(3, sizes, 23, sparse=sizes[0] > 10)
     results = {}
-    for n in (1, 2, 3):
+    for n in (1, 2):
         num_threads(n)
         net, _ = twin(sizes, 5, dtype=dtype)
         sgd(net, data, 2, batch, 2.0, seed=7)
         net.update_mini_batch(data[:batch], 1.0)
         results[n] = params(net)
     assert_params_equal(results[1], results[2])
-    assert_params_equal(results[1], results[3])
 
 
 def test_thread_count_does_not_change_evaluation(mnist_train, mnist_test, num_threads):
@@ -112,7 +111,7 @@ def test_separate_networks_train_concurrently_in_python_threads(mnist_train):
     """The kernels release the GIL; networks trained at the same time in different threads
     must not interfere (update_mini_batch draws no random numbers, so the runs are
     deterministic)."""
-    data = mnist_train[:600]
+    data = mnist_train[:300]
 
     def run(net):
         for k in range(0, len(data), 10):

@@ -92,7 +92,8 @@ def _kernel_base(a: np.ndarray, dtype: np.dtype, n_in: int | None) -> np.ndarray
         return None
     n_out = a.shape[0]
     if n_in is None:  # a bias view (n_out, 1) of a padded vector
-        ok = base.shape == (_core.padded(n_out),) and a.shape == (n_out, 1)
+        ok = (base.shape == (_core.padded(n_out),) and a.shape == (n_out, 1)
+              and a.strides[0] == a.itemsize)
     else:  # a weight view (n_out, n_in) of a padded (n_in, ld) block
         ok = (base.shape == (n_in, _core.padded(n_out)) and a.shape == (n_out, n_in)
               and a.strides == (base.strides[1], base.strides[0]))

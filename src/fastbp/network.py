@@ -81,6 +81,9 @@ class Network(CompiledNetwork):
 
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
+        test_data = list(test_data)
+        if not test_data:
+            return 0  # as network.py: sum([]) == 0
         test = self._pack(test_data, "label", "test_data")
         return int(np.sum(np.argmax(self._outputs(test), axis=1) == test.labels))
 

@@ -233,6 +233,9 @@ class Network(CompiledNetwork):
         ``convert`` is accepted for compatibility: integer labels (validation/test data)
         and one-hot vectors (training data) are both recognised.
         """
+        data = list(data)
+        if not data:
+            return 0  # as network2.py: sum([]) == 0
         return self._accuracy(self._pack(data, "label", "data"))
 
     def total_cost(self, data: Any, lmbda: float, convert: bool = False) -> float:
