@@ -4,7 +4,7 @@
 Nothing here checks shapes: the Python layer (``fastbp._engine``) does that before
 calling.  Every kernel runs with the GIL released.
 """
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -52,6 +52,8 @@ cdef extern from "fbp_pack.h" nogil:
     void fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                        const int64_t *indptr, int32_t *idx, void *val, int out_double,
                        int nthreads)
+    uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
+                                  int nthreads)
 
 
 cdef extern from "fbp_shuffle.h" nogil:
@@ -270,56 +272,80 @@ cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
             (<float *>out)[j] = <float>((<const double *>y)[j] if kind == 1 else (<const float *>y)[j])
 
 
-def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double,
-               int nthreads=1):
-    """Fast path for packing ``[(x, y), ...]`` straight from each array's buffer.
+cdef class Rows:
+    """Raw pointers to the x (and y) buffers of a list of ``(x, y)`` pairs, taken in one
+    pass with the NumPy C-API; the list (kept here) keeps every array alive."""
+    cdef const void **xp
+    cdef const void **yp
+    cdef char *xk
+    cdef char *yk
+    cdef readonly Py_ssize_t n, n_in, n_out
+    cdef readonly bint targets
+    cdef readonly object items
 
-    Returns ``(indptr, indices, values, Y)`` (Y None without ``targets``), or None when
-    some item is not a 2-tuple of contiguous float32/float64 arrays of the right sizes
-    (the caller then takes the general, slower NumPy path, which explains errors).
-    Raises ValueError naming the first item with a NaN or inf.
-    """
-    import numpy as np
+    def __cinit__(self, list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
+        cdef Py_ssize_t n = len(items)
+        self.items, self.n, self.n_in, self.n_out, self.targets = items, n, n_in, n_out, targets
+        self.xp = <const void **>malloc(max(n, 1) * sizeof(void *))
+        self.yp = <const void **>malloc(max(n, 1) * sizeof(void *))
+        self.xk = <char *>malloc(max(n, 1))
+        self.yk = <char *>malloc(max(n, 1))
+        if self.xp == NULL or self.yp == NULL or self.xk == NULL or self.yk == NULL:
+            raise MemoryError()
 
-    cdef Py_ssize_t n = len(items), i, nnz = 0
-    cdef int64_t bad
-    cdef const void **xp = <const void **>malloc(max(n, 1) * sizeof(void *))
-    cdef const void **yp = <const void **>malloc(max(n, 1) * sizeof(void *))
-    cdef char *xk = <char *>malloc(max(n, 1))
-    cdef char *yk = <char *>malloc(max(n, 1))
-    cdef int nonfinite = 0
-    cdef void *vals
-    cdef char *ys
-    cdef int32_t[::1] idx
-    cdef int64_t[::1] ptr
-    if xp == NULL or yp == NULL or xk == NULL or yk == NULL:
-        free(xp); free(yp); free(xk); free(yk)
-        raise MemoryError()
-    try:
-        # the caller's list keeps every array alive while we hold raw pointers
-        for i in range(n):
-            item = items[i]
+    def __dealloc__(self):
+        free(self.xp); free(self.yp); free(self.xk); free(self.yk)
+
+    cdef bint _gather(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            item = self.items[i]
             if type(item) is not tuple or len(<tuple>item) != 2:
-                return None
+                return False
             x = (<tuple>item)[0]
-            xk[i] = _kind(x, n_in)
-            if xk[i] == 0:
-                return None
-            xp[i] = cnp.PyArray_DATA(<cnp.ndarray>x)
-            if targets:
+            self.xk[i] = _kind(x, self.n_in)
+            if self.xk[i] == 0:
+                return False
+            self.xp[i] = cnp.PyArray_DATA(<cnp.ndarray>x)
+            if self.targets:
                 y = (<tuple>item)[1]
-                yk[i] = _kind(y, n_out)
-                if yk[i] == 0:
-                    return None
-                yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)
+                self.yk[i] = _kind(y, self.n_out)
+                if self.yk[i] == 0:
+                    return False
+                self.yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)
+        return True
+
+    def fingerprint(self, int nthreads=1):
+        """A 64-bit fingerprint of every x (and y) value, to notice in-place edits."""
+        cdef uint64_t h
+        with nogil:
+            h = fbp_rows_fingerprint(self.n, self.xp, self.xk, self.n_in, nthreads)
+            if self.targets:
+                h ^= fbp_rows_fingerprint(self.n, self.yp, self.yk, self.n_out, nthreads) * 31
+        return h
+
+    def pack(self, bint double, int nthreads=1):
+        """``(indptr, indices, values, Y)``: the x's as CSR rows, the y's (if ``targets``)
+        as an (n, n_out) matrix.  Raises ValueError naming the first item with a NaN or
+        inf."""
+        import numpy as np
+
+        cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
+        cdef int64_t bad
+        cdef int nonfinite = 0
+        cdef void *vals
+        cdef char *ys
+        cdef int32_t[::1] idx
+        cdef int64_t[::1] ptr
+        cdef bint targets = self.targets
         # pass 1: count non-zeros per row and find the first non-finite value
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, xp, xk, n_in, &ptr[1], nthreads)
+            bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], nthreads)
             if bad < 0 and targets:
                 for i in range(n):
-                    _count(yp[i], yk[i], n_out, &nonfinite)
+                    _count(self.yp[i], self.yk[i], n_out, &nonfinite)
                     if nonfinite:
                         bad = i
                         break
@@ -338,15 +364,29 @@ def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint
         ys = <char *>_address(Y_a) if targets else NULL
         # pass 2: fill
         with nogil:
-            fbp_rows_fill(n, xp, xk, n_in, &ptr[0], &idx[0] if nnz > 0 else NULL, vals, double,
-                          nthreads)
+            fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], &idx[0] if nnz > 0 else NULL,
+                          vals, double, nthreads)
             if targets:
                 for i in range(n):
-                    _fill_dense(yp[i], yk[i], n_out, ys + i * n_out * (8 if double else 4),
-                                double)
+                    _fill_dense(self.yp[i], self.yk[i], n_out,
+                                ys + i * n_out * (8 if double else 4), double)
         return indptr_a, indices_a, values_a, Y_a
-    finally:
-        free(xp); free(yp); free(xk); free(yk)
+
+
+def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
+    """``Rows`` for ``[(x, y), ...]`` if every item is a 2-tuple of aligned, contiguous
+    float32/float64 arrays of n_in (and, with ``targets``, n_out) values shaped (n, 1)
+    or (n,); else None (the caller then takes the general NumPy path, which also
+    explains what is wrong)."""
+    rows = Rows(items, n_in, n_out, targets)
+    return rows if rows._gather() else None
+
+
+def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double,
+               int nthreads=1):
+    """``gather_pairs(...).pack(double, nthreads)``, or None."""
+    rows = gather_pairs(items, n_in, n_out, targets)
+    return None if rows is None else rows.pack(double, nthreads)
 
 
 def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):

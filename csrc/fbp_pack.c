@@ -89,3 +89,37 @@ void fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wi
         }
     }
 }
+
+/* Fletcher-style sums over 32-bit words in four lanes: any change to one word changes
+ * the first sum; rows are mixed in order with a multiplicative hash. */
+static uint64_t row_hash(const uint32_t *w, int64_t words)
+{
+    uint64_t a[4] = {1, 2, 3, 4}, b[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= words; j += 4)
+        for (int i = 0; i < 4; ++i) {
+            a[i] += w[j + i];
+            b[i] += a[i];
+        }
+    for (; j < words; ++j) {
+        a[0] += w[j];
+        b[0] += a[0];
+    }
+    uint64_t h = (uint64_t)words;
+    for (int i = 0; i < 4; ++i) h = (h ^ a[i]) * 0x9E3779B97F4A7C15ull ^ (b[i] * 0xC2B2AE3D27D4EB4Full);
+    return h;
+}
+
+uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
+                              int nthreads)
+{
+    uint64_t total = 0x243F6A8885A308D3ull;
+    (void)nthreads;
+#pragma omp parallel for schedule(static) reduction(+ : total) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t words = width * (kind[i] == 1 ? 2 : 1);
+        /* position-dependent mixing, summed: the order of rows matters */
+        total += (row_hash((const uint32_t *)x[i], words) + (uint64_t)i) * 0xFF51AFD7ED558CCDull;
+    }
+    return total;
+}

@@ -19,9 +19,11 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
     ) from exc
 
 from ._engine import get_num_threads, set_num_threads
+from ._packing import clear_cache
 from .gradcheck import gradcheck
 
-__all__ = ["__version__", "get_num_threads", "gradcheck", "isa", "set_num_threads"]
+__all__ = ["__version__", "clear_cache", "get_num_threads", "gradcheck", "isa",
+           "set_num_threads"]
 
 
 def isa() -> str:

@@ -1,0 +1,63 @@
+"""The packed-data cache must never serve stale data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import _packing
+
+SIZES = [20, 7, 4]
+
+
+@pytest.fixture
+def data() -> list:
+    fastbp.clear_cache()
+    rng = np.random.default_rng(0)
+    n = _packing.CACHE_MIN_ITEMS + 5
+    X = (rng.random((n, 20)) * (rng.random((n, 20)) < 0.3)).astype(np.float32)
+    labels = rng.integers(0, 4, n)
+    return [(x.reshape(-1, 1), np.eye(4)[j].reshape(-1, 1)) for x, j in zip(X, labels)]
+
+
+def pack(items: list) -> _packing.Packed:
+    return _packing.pack(items, SIZES, np.dtype(np.float64), "vector", "training_data")
+
+
+def dense(p: _packing.Packed) -> np.ndarray:
+    X = np.zeros((p.n, SIZES[0]))
+    for i in range(p.n):
+        lo, hi = p.indptr[i], p.indptr[i + 1]
+        X[i, p.indices[lo:hi]] = p.values[lo:hi]
+    return X
+
+
+def test_same_list_is_reused(data: list) -> None:
+    assert pack(data) is pack(data)
+    assert pack(list(data)) is pack(data)  # a new list of the same arrays is the same data
+
+
+def test_in_place_edits_are_seen(data: list) -> None:
+    first = pack(data)
+    data[3][0][5, 0] += 1.0
+    second = pack(data)
+    assert second is not first
+    assert dense(second)[3, 5] == pytest.approx(dense(first)[3, 5] + 1.0)
+    data[9][1][:] = np.array([[0], [0], [0], [1]])
+    third = pack(data)
+    assert third is not second and np.array_equal(third.y[9], [0, 0, 0, 1])
+
+
+def test_replaced_items_are_seen(data: list) -> None:
+    first = pack(data)
+    data[0] = (data[0][0].copy(), data[0][1])  # equal values, but another array
+    assert pack(data) is not first
+    again = pack(data)
+    fastbp.clear_cache()
+    assert pack(data) is not again  # cleared: packed afresh
+
+
+def test_small_data_is_not_cached(data: list) -> None:
+    small = data[:10]
+    assert pack(small) is not pack(small)
