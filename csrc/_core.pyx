@@ -24,6 +24,7 @@ cdef extern from "fbp_kernels.h" nogil:
         const int32_t *indices
         const void *values
         const void *y
+        const int64_t *split
     int FBP_OK
     int FBP_NOMEM
     int FBP_PAD
@@ -52,6 +53,8 @@ cdef extern from "fbp_pack.h" nogil:
     void fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                        const int64_t *indptr, int32_t *idx, void *val, int out_double,
                        int nthreads)
+    void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
+                        int64_t *split)
     uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
                                   int nthreads)
 
@@ -119,10 +122,11 @@ cdef void *_address(object a) except NULL:
     return <void *>p
 
 
-cdef fbp_data _data(int64_t[::1] indptr, int32_t[::1] indices, const void *values,
-                   const void *y):
+cdef fbp_data _data(int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
+                   const void *values, const void *y):
     cdef fbp_data d
     d.indptr = &indptr[0]
+    d.split = &split[0] if split.shape[0] > 0 else NULL
     d.indices = &indices[0] if indices.shape[0] > 0 else NULL
     d.values = values
     d.y = y
@@ -133,11 +137,12 @@ cdef inline const void *_first(real[::1] values):
     return <const void *>&values[0] if values.shape[0] > 0 else NULL
 
 
-def train(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,
+def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
+          real[::1] values,
           real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
           double n_total, int nthreads):
     """Train in place over the rows ``order``, in mini-batches of ``batch``."""
-    cdef fbp_data d = _data(indptr, indices, _first(values), &y[0, 0])
+    cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef int64_t n = order.shape[0]
     cdef int status
     with nogil:
@@ -151,10 +156,11 @@ def train(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,
         raise MemoryError("fastbp: out of memory for the mini-batch buffers")
 
 
-def forward(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,
+def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
+            real[::1] values,
             real[:, ::1] out, int nthreads):
     """Output activations of every CSR row into ``out`` (rows x output width)."""
-    cdef fbp_data d = _data(indptr, indices, _first(values), NULL)
+    cdef fbp_data d = _data(indptr, split, indices, _first(values), NULL)
     cdef int64_t count = out.shape[0]
     cdef int status
     with nogil:
@@ -166,10 +172,11 @@ def forward(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] value
         raise MemoryError("fastbp: out of memory in forward")
 
 
-def grad_sum(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] values,
+def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
+             real[::1] values,
              real[:, ::1] y, list gb, list gwt):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
-    cdef fbp_data d = _data(indptr, indices, _first(values), &y[0, 0])
+    cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef Py_ssize_t L = len(gb), l
     cdef int64_t count = y.shape[0]
     cdef void **p = <void **>malloc(2 * L * sizeof(void *))
@@ -194,7 +201,8 @@ def grad_sum(_Net net, int64_t[::1] indptr, int32_t[::1] indices, real[::1] valu
 
 
 def csr_rows(real[:, ::1] X, int nthreads=1):
-    """Compress the rows of X to CSR: ``(indptr int64, indices int32, values)``.
+    """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
+    row's first stored position with column >= n_in // 2; see fbp_data).
 
     Zeros are skipped, so the first layer never multiplies by a blank pixel.  Raises
     ValueError naming the first row with a NaN or inf.
@@ -207,6 +215,7 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
     cdef int64_t bad
     cdef int64_t[::1] ptr
     cdef int32_t[::1] idx
+    cdef int64_t[::1] sp
     cdef void *out
     if rows == NULL or kinds == NULL:
         free(rows); free(kinds)
@@ -228,10 +237,14 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
         values_a = np.empty(ptr[n], dtype=np.float64 if real is double else np.float32)
         idx = indices_a
         out = _address(values_a) if ptr[n] > 0 else NULL
+        split_a = np.empty(n, dtype=np.int64)
+        sp = split_a
         with nogil:
             fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, out,
                           real is double, nthreads)
-        return indptr_a, indices_a, values_a
+            if n > 0:
+                fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
+        return indptr_a, split_a, indices_a, values_a
     finally:
         free(rows); free(kinds)
 
@@ -325,8 +338,8 @@ cdef class Rows:
         return h
 
     def pack(self, bint double, int nthreads=1):
-        """``(indptr, indices, values, Y)``: the x's as CSR rows, the y's (if ``targets``)
-        as an (n, n_out) matrix.  Raises ValueError naming the first item with a NaN or
+        """``(indptr, split, indices, values, Y)``: the x's as CSR rows (see ``csr_rows``),
+        the y's (if ``targets``) as an (n, n_out) matrix.  Raises ValueError naming the first item with a NaN or
         inf."""
         import numpy as np
 
@@ -336,7 +349,7 @@ cdef class Rows:
         cdef void *vals
         cdef char *ys
         cdef int32_t[::1] idx
-        cdef int64_t[::1] ptr
+        cdef int64_t[::1] ptr, sp
         cdef bint targets = self.targets
         # pass 1: count non-zeros per row and find the first non-finite value
         indptr_a = np.empty(n + 1, dtype=np.int64)
@@ -363,14 +376,18 @@ cdef class Rows:
         vals = _address(values_a) if nnz > 0 else NULL
         ys = <char *>_address(Y_a) if targets else NULL
         # pass 2: fill
+        split_a = np.empty(n, dtype=np.int64)
+        sp = split_a
         with nogil:
             fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], &idx[0] if nnz > 0 else NULL,
                           vals, double, nthreads)
+            if n > 0:
+                fbp_rows_split(n, &ptr[0], &idx[0] if nnz > 0 else NULL, n_in // 2, &sp[0])
             if targets:
                 for i in range(n):
                     _fill_dense(self.yp[i], self.yk[i], n_out,
                                 ys + i * n_out * (8 if double else 4), double)
-        return indptr_a, indices_a, values_a, Y_a
+        return indptr_a, split_a, indices_a, values_a, Y_a
 
 
 def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):

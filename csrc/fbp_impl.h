@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fbp_barrier.h"
 #include "fbp_kernels.h"
 
 #define FBP_CAT3_(a, b, c) a##_##b##_##c
@@ -168,26 +169,21 @@ static inline void FN(prefetch_row)(const fbp_data *d, int64_t r)
 
 #define LD(l) fbp_ld(net->sizes[l])
 
-/* First stored index >= k in a sorted CSR row. */
-static inline int64_t FN(lower)(const int32_t *idx, int64_t lo, int64_t hi, int64_t k)
+/* Stored positions [*p0, *p1) of data row r's inputs in part p of the first layer. */
+static inline void FN(part_range)(const fbp_data *d, int64_t r, int p, int64_t *p0, int64_t *p1)
 {
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (idx[mid] < k) lo = mid + 1; else hi = mid;
-    }
-    return lo;
+    *p0 = p == 0 ? d->indptr[r] : d->split[r];
+    *p1 = p == 0 ? d->split[r] : d->indptr[r + 1];
 }
 
 /* Part p of the first layer's product for data row r: z = (p == 0 ? b : 0) plus the sum
- * of x_k W^T[k] over the row's non-zero inputs k in [n_in p / PARTS, n_in (p+1) / PARTS). */
+ * of x_k W^T[k] over the row's non-zero inputs k in part p. */
 static void FN(first_layer_part)(const fbp_net *net, const fbp_data *d, int64_t r, int p,
                                  REAL *restrict z)
 {
-    const int64_t ld = LD(1), n_in = net->sizes[0];
-    const int64_t lo = d->indptr[r], hi = d->indptr[r + 1];
-    const int64_t k0 = n_in * p / FBP_PARTS, k1 = n_in * (p + 1) / FBP_PARTS;
-    const int64_t p0 = k0 > 0 ? FN(lower)(d->indices, lo, hi, k0) : lo;
-    const int64_t p1 = k1 < n_in ? FN(lower)(d->indices, p0, hi, k1) : hi;
+    const int64_t ld = LD(1);
+    int64_t p0, p1;
+    FN(part_range)(d, r, p, &p0, &p1);
     if (p == 0)
         memcpy(z, net->b[0], (size_t)ld * sizeof(REAL));
     else
@@ -268,15 +264,20 @@ static int64_t FN(total_units)(const fbp_net *net)
     return t;
 }
 
-/* The fused update of rows [k0, k1) of weight layer l for a mini-batch of m samples
- * (rows[s] = data row of sample s): W^T[k] = decay W^T[k] - (eta/m) sum_s a_k delta. */
-static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int64_t k0, int64_t k1,
-                            const int64_t *rows, int64_t m, REAL c, REAL decay, REAL *abuf,
-                            REAL *dbuf)
+/* The fused update for a mini-batch of m samples (rows[s] = data row of sample s):
+ * W^T[k] = decay W^T[k] - (eta/m) sum_s a_k delta_s, over the rows k of part `part` of
+ * the first layer (l == 0) or rows [k0, k1) of a later layer. */
+static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int part, int64_t k0,
+                            int64_t k1, const int64_t *rows, int64_t m, REAL c, REAL decay,
+                            REAL *abuf, REAL *dbuf)
 {
     const int64_t ld = LD(l + 1);
     REAL *restrict wt = (REAL *)net->wt[l];
     REAL *A[64], *D[64];
+    if (l == 0) {
+        k0 = net->sizes[0] * part / FBP_PARTS;
+        k1 = net->sizes[0] * (part + 1) / FBP_PARTS;
+    }
     if (decay != (REAL)1)
         for (int64_t i = k0 * ld; i < k1 * ld; ++i) wt[i] *= decay;
     for (int64_t s = 0; s < m; ++s) {
@@ -284,9 +285,8 @@ static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int64_
         FN(rows)(net, dbuf, m, s, D);
         const REAL *delta = D[l + 1];
         if (l == 0) {  /* only the rows of this sample's non-zero inputs change */
-            const int64_t r = rows[s], lo = d->indptr[r], hi = d->indptr[r + 1];
-            const int64_t p0 = k0 ? FN(lower)(d->indices, lo, hi, k0) : lo;
-            const int64_t p1 = k1 < net->sizes[0] ? FN(lower)(d->indices, p0, hi, k1) : hi;
+            int64_t p0, p1;
+            FN(part_range)(d, rows[s], part, &p0, &p1);
             FN(rank1)(wt, ld, d->indices + p0, 0, (const REAL *)d->values + p0, p1 - p0, -c,
                       delta);
         } else {
@@ -313,7 +313,7 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
               int64_t batch, double eta, double lmbda, double n_total, int nthreads)
 {
     const int L = net->n_layers;
-    const int64_t units = FN(total_units)(net), ld1 = LD(1), n_in = net->sizes[0];
+    const int64_t units = FN(total_units)(net), ld1 = LD(1);
     int64_t maxw = 0;
     for (int l = 1; l <= L; ++l) maxw = LD(l) > maxw ? LD(l) : maxw;
     if (batch > n) batch = n;
@@ -331,6 +331,8 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
     const int64_t nout = net->sizes[L];
     const int64_t n_batches = (n + batch - 1) / batch;
     if (nthreads < 1) nthreads = 1;
+    fbp_barrier barrier;
+    fbp_barrier_init(&barrier);
 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
@@ -345,15 +347,17 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
             const int64_t m = (n - start) < batch ? (n - start) : batch;
             const int64_t *rows = order + start;
             const REAL c = (REAL)(eta / (double)m);
+            /* samples come in shuffled order, so each data row is a cache miss: ask for
+               the next mini-batch's rows now, and for the row offsets of the one after */
+            for (int64_t s = start + batch; s < start + 2 * batch && s < n; ++s)
+                FN(prefetch_row)(data, order[s]);
+            for (int64_t s = start + 2 * batch; s < start + 3 * batch && s < n; ++s)
+                __builtin_prefetch(data->indptr + order[s]);
             /* 1. the first layer's product, part p by thread p % nt, for every sample */
-            for (int p = t; p < FBP_PARTS; p += nt) {
-                for (int64_t s = 0; s < m; ++s) {
-                    if (s + 1 < m) FN(prefetch_row)(data, rows[s + 1]);
-                    else if (start + batch < n) FN(prefetch_row)(data, order[start + batch]);
+            for (int p = t; p < FBP_PARTS; p += nt)
+                for (int64_t s = 0; s < m; ++s)
                     FN(first_layer_part)(net, data, rows[s], p, zpart + (p * batch + s) * ld1);
-                }
-            }
-#pragma omp barrier
+            fbp_barrier_wait(&barrier, nt);
             /* 2. the rest of the forward pass and the backward pass, samples split */
             for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
                 FN(rows)(net, abuf, m, s, A);
@@ -364,20 +368,19 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
                 FN(forward_one)(net, data, rows[s], A, NULL, 1);
                 FN(backward_one)(net, Y + rows[s] * nout, A, D);
             }
-#pragma omp barrier
+            fbp_barrier_wait(&barrier, nt);
             /* 3. the fused update, weight rows split between threads (the first layer's
                by the same parts as in 1): no two threads write the same weight, and each
                weight sees the samples in the same order, whatever the thread count */
             for (int p = t; p < FBP_PARTS; p += nt)
-                FN(update_rows)(net, data, 0, n_in * p / FBP_PARTS, n_in * (p + 1) / FBP_PARTS,
-                                rows, m, c, decay, abuf, dbuf);
+                FN(update_rows)(net, data, 0, p, 0, 0, rows, m, c, decay, abuf, dbuf);
             for (int l = 1; l < L; ++l) {
                 const int64_t rows_l = net->sizes[l];
-                FN(update_rows)(net, data, l, rows_l * t / nt, rows_l * (t + 1) / nt, rows, m,
-                                c, decay, abuf, dbuf);
+                FN(update_rows)(net, data, l, 0, rows_l * t / nt, rows_l * (t + 1) / nt, rows,
+                                m, c, decay, abuf, dbuf);
             }
             if (t == nt - 1) FN(update_biases)(net, m, c, dbuf, tmp);
-#pragma omp barrier
+            fbp_barrier_wait(&barrier, nt);
         }
     }
     free(abuf); free(dbuf); free(zpart); free(tmp);

@@ -25,7 +25,7 @@ static inline int64_t fbp_ld(int64_t n) { return (n + FBP_PAD - 1) / FBP_PAD * F
  * summed part by part, z = (b + part 0) + part 1, so the result is the same whether one
  * thread computes both parts or each of two threads computes one (and keeps its half
  * of the first weight matrix in its own cache for the update too). */
-#define FBP_PARTS 2
+#define FBP_PARTS 2 /* the kernels (and fbp_data.split) assume exactly two */
 
 typedef struct {
     int n_layers;          /* L: number of weight layers (num_layers - 1) */
@@ -41,6 +41,8 @@ typedef struct {
     const int32_t *indices;  /* column (input unit) of each stored value */
     const void *values;      /* REAL input values */
     const void *y;           /* REAL targets, n x sizes[L] (may be NULL for forward) */
+    const int64_t *split;    /* row r's first stored index with column >= sizes[0] / 2:
+                                the boundary between the two parts (see FBP_PARTS) */
 } fbp_data;
 
 /* One call trains over `n` samples taken in the order `order`, in mini-batches of

@@ -123,3 +123,16 @@ uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind,
     }
     return total;
 }
+
+void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
+                    int64_t *split)
+{
+    for (int64_t i = 0; i < n; ++i) {
+        int64_t lo = indptr[i], hi = indptr[i + 1];
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (idx[mid] < col) lo = mid + 1; else hi = mid;
+        }
+        split[i] = lo;
+    }
+}

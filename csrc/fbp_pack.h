@@ -30,6 +30,10 @@ int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_
 void fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                    const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads);
 
+/* split[i] = the first position in row i (of the filled CSR) whose column is >= col. */
+void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
+                    int64_t *split);
+
 /* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements), to
  * notice an in-place change to data packed before.  Not cryptographic. */
 uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,

@@ -294,8 +294,11 @@ def test_csr_rows_round_trip(dtype):
     X = rng.random((9, 13)).astype(dtype)
     X[rng.random(X.shape) < 0.7] = 0
     X[4] = 0  # an all-zero row
-    indptr, indices, values = _core.csr_rows(np.ascontiguousarray(X))
+    indptr, split, indices, values = _core.csr_rows(np.ascontiguousarray(X))
     assert indptr[0] == 0 and indptr[-1] == np.count_nonzero(X) == len(values)
+    for r in range(X.shape[0]):  # split: the first stored input of the second half
+        cols = indices[indptr[r]:indptr[r + 1]]
+        assert split[r] == indptr[r] + np.count_nonzero(cols < X.shape[1] // 2)
     dense = np.zeros_like(X)
     for r in range(X.shape[0]):
         cols = indices[indptr[r]:indptr[r + 1]]

@@ -186,7 +186,8 @@ class CompiledNetwork:
         if net is None:
             net = self._net(*self._params(copy=False))
         out = np.empty((packed.n, self.sizes[-1]), dtype=self.dtype)
-        _core.forward(net, packed.indptr, packed.indices, packed.values, out, eval_threads())
+        _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
+                      eval_threads())
         return out
 
     def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
@@ -195,7 +196,8 @@ class CompiledNetwork:
         gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in self.sizes[1:]]
         gwt = [np.zeros((a, _core.padded(b)), dtype=self.dtype)
                for a, b in zip(self.sizes[:-1], self.sizes[1:])]
-        _core.grad_sum(net, packed.indptr, packed.indices, packed.values, packed.y, gb, gwt)
+        _core.grad_sum(net, packed.indptr, packed.split, packed.indices, packed.values, packed.y,
+                       gb, gwt)
         outs = self.sizes[1:]
         return ([g[:n].reshape(-1, 1) for g, n in zip(gb, outs)],
                 [g[:, :n].T for g, n in zip(gwt, outs)])
@@ -207,7 +209,7 @@ class CompiledNetwork:
         mini-batch that did it, restore the parameters from just before it, and raise."""
         params = wt + b
         snapshot = [a.copy() for a in params]
-        args = (packed.indptr, packed.indices, packed.values, packed.y)
+        args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
         _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
         if all(np.isfinite(a).all() for a in params):
             return

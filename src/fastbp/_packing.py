@@ -25,6 +25,7 @@ class Packed:
     """Samples ready for the kernels."""
 
     indptr: np.ndarray  # (n + 1,) int64 row offsets
+    split: np.ndarray  # (n,) int64 first position of each row with input >= n_in // 2
     indices: np.ndarray  # (nnz,) int32 input unit of each value
     values: np.ndarray  # (nnz,) the non-zero inputs, in the network's dtype
     n: int
@@ -61,7 +62,7 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
         except ValueError as exc:  # "item i contains NaN or inf"
             raise ValueError(f"{what}[{str(exc).split()[1]}] contains NaN or inf") from None
     if fast is not None:
-        packed = Packed(*fast[:3], n=len(items), y=fast[3])
+        packed = Packed(*fast[:4], n=len(items), y=fast[4])
     else:
         X = _stack(items, 0, n_in, what, "x")
         try:

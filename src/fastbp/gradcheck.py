@@ -48,7 +48,7 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
 
     def total_cost() -> float:
         out = np.empty((packed.n, twin.sizes[-1]))
-        _core.forward(handle, packed.indptr, packed.indices, packed.values, out, 1)
+        _core.forward(handle, packed.indptr, packed.split, packed.indices, packed.values, out, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(fn(out, packed.y)) / packed.n
 
