@@ -28,9 +28,11 @@ QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
 
 _num_threads: int | None = None
 
-# Automatic threading: a second thread costs barriers every mini-batch, so it only
-# pays when a mini-batch carries enough arithmetic (see the benchmark report).
-AUTO_THREAD_MIN_FLOPS = 200_000
+# Automatic threading.  A second thread pays once a mini-batch carries some arithmetic
+# (the benchmark report's thread study: from mini-batch 10 of [784,30,10] up; not at
+# mini-batch 1), and only if the second core is free: when another process is busy on
+# it, every barrier waits for a context switch and two threads lose.
+AUTO_THREAD_MIN_FLOPS = 50_000
 
 
 def set_num_threads(n: int | None) -> None:
@@ -60,16 +62,25 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _second_core_free() -> bool:
+    """Whether the 1-minute load average leaves a core for a second thread (our own
+    running thread counts about 1)."""
+    try:
+        return os.getloadavg()[0] < _cores() - 0.5
+    except (AttributeError, OSError):  # no load average (Windows): trust the cores
+        return True
+
+
 def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
     """Threads for training mini-batches of ``batch`` samples through ``sizes``."""
     n = get_num_threads()
     if n is not None:
         return n
-    if not _core.openmp():
+    if not _core.openmp() or _cores() < 2:
         return 1
     flops = 4 * batch * (sizes[0] * density * sizes[1]
                          + sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
-    return min(2, _cores()) if flops >= AUTO_THREAD_MIN_FLOPS else 1
+    return 2 if flops >= AUTO_THREAD_MIN_FLOPS and _second_core_free() else 1
 
 
 def eval_threads() -> int:
