@@ -7,13 +7,16 @@ one ``random.shuffle`` of ``range(n)`` gives the mini-batch order, so the per-ex
 loop, the NumPy matrix version, fastbp and the PyTorch baselines all see the same
 mini-batches in the same order (and end with the same weights, to float rounding).
 
-Each runner returns ``(seconds, weights)``: the wall time of the timed part and the
-trained weight matrices as (n_out, n_in) NumPy arrays.
+``PREPARE[impl](data, sizes, batch, seed=..., ...)`` builds a network and returns
+``(epoch, weights)``: a no-argument callable that trains one epoch (the part to time)
+and one that returns the trained weights as (n_out, n_in) arrays.  ``RUNNERS[impl]``
+prepares, times one epoch and returns ``(seconds, weights)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import os
@@ -21,6 +24,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +137,17 @@ def synthetic_data(n: int = EPOCH, seed: int = 12345) -> BenchData:
 
 def load_data(n: int = EPOCH, synthetic: bool = False) -> BenchData:
     """Real MNIST (the first ``n`` of the classic 50,000 training images) when
-    ``$FASTBP_DATA`` holds it, else synthetic data; ``source`` says which and why."""
+    ``$FASTBP_DATA`` holds it, else synthetic data; ``source`` says which and why.
+
+    The data live for the whole run, so they are moved out of the garbage collector's
+    sight (``gc.freeze``): otherwise every full collection re-scans 50,000 pairs."""
+    data = _load_data(n, synthetic)
+    gc.collect()
+    gc.freeze()
+    return data
+
+
+def _load_data(n: int, synthetic: bool) -> BenchData:
     why = "synthetic data requested"
     if not synthetic:
         data_dir = os.environ.get("FASTBP_DATA", "").strip()
@@ -180,72 +194,73 @@ def _quiet() -> Any:
         yield
 
 
-def _clock() -> float:
-    gc.collect()
-    return time.perf_counter()
-
-
-def run_loop(data: BenchData, sizes: Any, batch: int, seed: int = 0,
-             eta: float = ETA) -> tuple[float, list]:
+def prepare_loop(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                 eta: float = ETA) -> tuple[Callable, Callable]:
     """network_loop (the classic per-example network.py): one ``SGD`` epoch."""
     network_loop, _ = references()
     np.random.seed(seed)
     net = network_loop.Network(list(sizes))
     training = list(data.pairs)  # SGD shuffles its argument in place
-    random.seed(seed)
-    t0 = _clock()
-    with _quiet():
-        net.SGD(training, 1, batch, eta)
-    return time.perf_counter() - t0, net.weights
+
+    def epoch() -> None:
+        random.seed(seed)
+        with _quiet():
+            net.SGD(training, 1, batch, eta)
+
+    return epoch, lambda: net.weights
 
 
-def run_matrix(data: BenchData, sizes: Any, batch: int, seed: int = 0,
-               eta: float = ETA) -> tuple[float, list]:
+def prepare_matrix(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                   eta: float = ETA) -> tuple[Callable, Callable]:
     """network_matrix: its SGD epoch loop over pre-stacked float64 columns (the one-off
-    stacking that its ``SGD`` does first is not timed)."""
+    stacking that its ``SGD`` does first is left out)."""
     _, network_matrix = references()
     X, Y = data.columns()
     np.random.seed(seed)
     net = network_matrix.Network(list(sizes))
     order = shuffled_order(data.n, seed)
-    t0 = _clock()
-    for k in range(0, data.n, batch):
-        idx = order[k:k + batch]
-        net.update_matrices(X[:, idx], Y[:, idx], eta)
-    return time.perf_counter() - t0, net.weights
+
+    def epoch() -> None:
+        for k in range(0, data.n, batch):
+            idx = order[k:k + batch]
+            net.update_matrices(X[:, idx], Y[:, idx], eta)
+
+    return epoch, lambda: net.weights
 
 
-def run_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = ETA,
-               dtype: Any = np.float64, threads: int | None = 1,
-               epochs: int = 1) -> tuple[float, list]:
-    """fastbp.network: one ``SGD`` call of ``epochs`` epochs on the list of pairs (the
-    packing of the list into CSR inside that call is timed)."""
+def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = ETA,
+                   dtype: Any = np.float64, threads: int | None = 1,
+                   epochs: int = 1) -> tuple[Callable, Callable]:
+    """fastbp.network: one ``SGD`` call of ``epochs`` epochs on the list of pairs
+    (including the packing of the list into CSR that the call does)."""
     import fastbp
     from fastbp import network
 
-    fastbp.set_num_threads(threads)
     np.random.seed(seed)
     net = network.Network(list(sizes), dtype=dtype)
-    random.seed(seed)
-    t0 = _clock()
-    with _quiet():
-        net.SGD(data.pairs, epochs, batch, eta)
-    return time.perf_counter() - t0, [np.asarray(w) for w in net.weights]
+
+    def epoch() -> None:
+        fastbp.set_num_threads(threads)
+        random.seed(seed)
+        with _quiet():
+            net.SGD(data.pairs, epochs, batch, eta)
+
+    return epoch, lambda: [np.asarray(w) for w in net.weights]
 
 
 def _torch_dtype(torch: Any, dtype: Any) -> Any:
     return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
 
 
-def run_torch_autograd(data: BenchData, sizes: Any, batch: int, seed: int = 0,
-                       eta: float = ETA, dtype: Any = np.float64,
-                       threads: int = 1) -> tuple[float, list]:
+def prepare_torch_autograd(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                           eta: float = ETA, dtype: Any = np.float64,
+                           threads: int = 1) -> tuple[Callable, Callable]:
     """PyTorch: ``nn.Sequential(Linear, Sigmoid, ...)`` + autograd + ``optim.SGD(lr=eta)``
-    on the loss ``0.5 * sum((a - y)**2) / m``, whose gradient is the classic
-    (summed quadratic cost)/m, so each step is exactly network.py's update."""
+    on the loss ``0.5 * sum((a - y)**2) / m`` (MSE with reduction="sum", times 0.5/m),
+    whose gradient is the classic summed quadratic cost over m: each step is exactly
+    network.py's update."""
     torch = torch_or_none()
     tdt = _torch_dtype(torch, dtype)
-    torch.set_num_threads(threads)
     X, Y = data.tensors(tdt)
     biases, weights = init_params(sizes, seed)
     layers = []
@@ -259,62 +274,93 @@ def run_torch_autograd(data: BenchData, sizes: Any, batch: int, seed: int = 0,
     opt = torch.optim.SGD(model.parameters(), lr=eta)
     mse = torch.nn.functional.mse_loss
     order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
-    t0 = _clock()
-    for k in range(0, data.n, batch):
-        idx = order[k:k + batch]
-        xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
-        opt.zero_grad(set_to_none=True)
-        loss = mse(model(xb), yb, reduction="sum") * (0.5 / len(idx))
-        loss.backward()
-        opt.step()
-    seconds = time.perf_counter() - t0
-    return seconds, [m.weight.detach().double().numpy() for m in model
-                     if isinstance(m, torch.nn.Linear)]
+
+    def epoch() -> None:
+        torch.set_num_threads(threads)
+        for k in range(0, data.n, batch):
+            idx = order[k:k + batch]
+            xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
+            opt.zero_grad(set_to_none=True)
+            loss = mse(model(xb), yb, reduction="sum") * (0.5 / len(idx))
+            loss.backward()
+            opt.step()
+
+    return epoch, lambda: [m.weight.detach().double().numpy() for m in model
+                           if isinstance(m, torch.nn.Linear)]
 
 
-def run_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
-                     eta: float = ETA, dtype: Any = np.float64,
-                     threads: int = 1) -> tuple[float, list]:
+def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                         eta: float = ETA, dtype: Any = np.float64,
+                         threads: int = 1) -> tuple[Callable, Callable]:
     """PyTorch without autograd: explicit matmuls for forward, backward and update,
     in place (``addmm``/``addmm_``), as network_matrix does them."""
     torch = torch_or_none()
     tdt = _torch_dtype(torch, dtype)
-    torch.set_num_threads(threads)
     X, Y = data.tensors(tdt)
     biases, weights = init_params(sizes, seed)
     W = [torch.from_numpy(w).to(tdt).contiguous() for w in weights]
     B = [torch.from_numpy(b.ravel()).to(tdt).contiguous() for b in biases]
-    L = len(W)
     order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
-    t0 = _clock()
-    with torch.no_grad():
-        for k in range(0, data.n, batch):
-            idx = order[k:k + batch]
-            step = -eta / len(idx)
-            a = [X.index_select(0, idx)]
-            for w, b in zip(W, B):
-                a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
-            out = a[-1]
-            delta = (out - Y.index_select(0, idx)) * out * (1 - out)
-            for layer in range(L - 1, -1, -1):
-                prev = a[layer]
-                if layer:  # the next delta uses this layer's weights before their update
-                    nxt = delta.mm(W[layer]) * prev * (1 - prev)
-                W[layer].addmm_(delta.t(), prev, alpha=step)
-                B[layer].add_(delta.sum(0), alpha=step)
-                if layer:
-                    delta = nxt
-    seconds = time.perf_counter() - t0
-    return seconds, [w.double().numpy() for w in W]
+
+    def epoch() -> None:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            for k in range(0, data.n, batch):
+                idx = order[k:k + batch]
+                step = -eta / len(idx)
+                a = [X.index_select(0, idx)]
+                for w, b in zip(W, B):
+                    a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
+                out = a[-1]
+                delta = (out - Y.index_select(0, idx)) * out * (1 - out)
+                for layer in range(len(W) - 1, -1, -1):
+                    prev = a[layer]
+                    if layer:  # the next delta needs this layer's weights before the update
+                        nxt = delta.mm(W[layer]) * prev * (1 - prev)
+                    W[layer].addmm_(delta.t(), prev, alpha=step)
+                    B[layer].add_(delta.sum(0), alpha=step)
+                    if layer:
+                        delta = nxt
+
+    return epoch, lambda: [w.double().numpy() for w in W]
 
 
-RUNNERS = {
-    "loop": run_loop,
-    "matrix": run_matrix,
-    "fastbp": run_fastbp,
-    "torch-autograd": run_torch_autograd,
-    "torch-manual": run_torch_manual,
+PREPARE: dict[str, Callable] = {
+    "loop": prepare_loop,
+    "matrix": prepare_matrix,
+    "fastbp": prepare_fastbp,
+    "torch-autograd": prepare_torch_autograd,
+    "torch-manual": prepare_torch_manual,
 }
+
+
+def run(impl: str, data: BenchData, sizes: Any, batch: int, **kwargs: Any) -> tuple[float, list]:
+    """Prepare ``impl``, then time one call of its epoch: ``(seconds, weights)``."""
+    epoch, weights = PREPARE[impl](data, sizes, batch, **kwargs)
+    gc.collect()
+    t0 = time.perf_counter()
+    epoch()
+    return time.perf_counter() - t0, weights()
+
+
+RUNNERS: dict[str, Callable] = {impl: functools.partial(run, impl) for impl in PREPARE}
+
+
+def epoch_benchmark(benchmark: Any, impl: str, data: BenchData, sizes: Any, batch: int,
+                    rounds: int = 3, **kwargs: Any) -> list:
+    """Time ``rounds`` epochs of ``impl``, each from a freshly built network (the
+    building is not timed); returns the last trained weights."""
+    prepared = []
+
+    def setup() -> tuple:
+        prepared.append(PREPARE[impl](data, sizes, batch, seed=len(prepared), **kwargs))
+        gc.collect()
+        return (prepared[-1][0],), {}
+
+    benchmark.extra_info.update(impl=impl, sizes=list(sizes), batch=batch, samples=data.n,
+                                data="real MNIST" if data.real else "synthetic")
+    benchmark.pedantic(lambda epoch: epoch(), setup=setup, rounds=rounds, iterations=1)
+    return prepared[-1][1]()
 
 
 def max_weight_difference(a: list, b: list) -> float:
@@ -371,6 +417,9 @@ def system_info() -> dict:
         "logical CPUs (os.cpu_count)": str(os.cpu_count()),
         "usable CPUs (sched_getaffinity)": (str(len(os.sched_getaffinity(0)))
                                             if hasattr(os, "sched_getaffinity") else "?"),
+        "load average at start (1, 5, 15 min)": (
+            ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg")
+            else "?"),
         "Python": platform.python_version(),
         "platform": platform.platform(),
         "NumPy": np.__version__,

@@ -29,9 +29,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import numpy as np  # noqa: E402
-
 import benchlib as bl  # noqa: E402
+import numpy as np  # noqa: E402
 
 BATCHES = (1, 10, 100, 1000)
 ARCHS = (bl.MAIN_SIZES, bl.WIDE_SIZES, bl.DEEP_SIZES)
@@ -84,9 +83,10 @@ def key(impl: str, sizes: Any, batch: int, dtype: str = "float64", threads: int 
 
 
 def make_plan(quick: bool, have_torch: bool, have_refs: bool, epoch: int) -> list[Case]:
-    """The cases to time.  The slow references run on the first n samples (scaled)."""
+    """The cases to time.  The slow references run on the first n samples (scaled);
+    ``--quick`` uses smaller subsets and measures the 2-epoch call less often."""
     sub_loop = 2_000 if quick else 5_000
-    sub_slow = 10_000 if quick else epoch  # matrix / torch where they take seconds
+    sub_slow = 10_000 if quick else 0  # matrix / torch where they take seconds
     cases: list[Case] = []
     if have_refs:
         if quick:
@@ -95,24 +95,35 @@ def make_plan(quick: bool, have_torch: bool, have_refs: bool, epoch: int) -> lis
             cases.append(Case("loop", bl.MAIN_SIZES, 10, max_repeats=2))
         cases += [Case("loop", bl.MAIN_SIZES, b, n=sub_loop) for b in BATCHES if b != 10]
         cases += [Case("loop", s, 10, n=sub_loop) for s in (bl.WIDE_SIZES, bl.DEEP_SIZES)]
-        cases += [Case("matrix", bl.MAIN_SIZES, b, n=sub_slow if b == 1 else 0)
-                  for b in BATCHES]
+        cases += [Case("matrix", bl.MAIN_SIZES, b, n=10_000 if b == 1 else 0) for b in BATCHES]
         cases += [Case("matrix", s, 10, n=sub_slow) for s in (bl.WIDE_SIZES, bl.DEEP_SIZES)]
     if have_torch:
         for impl in ("torch-autograd", "torch-manual"):
-            for dt in ("float64", "float32"):
-                cases.append(Case(impl, bl.MAIN_SIZES, 10, dt))
+            n = sub_slow if impl == "torch-autograd" else 0
+            cases += [Case(impl, bl.MAIN_SIZES, 10, dt, n=n) for dt in ("float64", "float32")]
             if not quick:
                 cases.append(Case(impl, bl.MAIN_SIZES, 10, "float64", threads=2))
-        cases += [Case("torch-manual", bl.MAIN_SIZES, b, n=sub_slow if b == 1 else 0)
+        cases += [Case("torch-manual", bl.MAIN_SIZES, b, n=10_000 if b == 1 else 0)
                   for b in BATCHES if b != 10]
     for sizes in ARCHS:
+        main = sizes == bl.MAIN_SIZES
         for b in BATCHES:
-            for t in (1, 2):
-                cases.append(Case("fastbp", sizes, b, "float64", t,
-                                  steady=(b == 10 or sizes == bl.MAIN_SIZES)))
-        cases += [Case("fastbp", sizes, 10, "float32", t, steady=True) for t in (1, 2)]
+            steady = b == 10 or (main and (b == 100 or not quick))
+            cases += [Case("fastbp", sizes, b, "float64", t, steady=steady) for t in (1, 2)]
+        if main or not quick:
+            cases += [Case("fastbp", sizes, 10, "float32", t, steady=True) for t in (1, 2)]
     return cases
+
+
+def warm_up(cases: list[Case], data: bl.BenchData) -> None:
+    """Run every case once on a few samples (first calls pay for thread start-up etc.)."""
+    small = data.subset(2_000)
+    for case in cases:
+        kwargs: dict = {}
+        if case.impl not in ("loop", "matrix"):
+            kwargs.update(dtype=np.dtype(case.dtype), threads=case.threads)
+        bl.RUNNERS[case.impl](small if case.impl != "loop" else data.subset(200), case.sizes,
+                              case.batch, **kwargs)
 
 
 def run_case(case: Case, data: bl.BenchData, seed: int) -> None:
@@ -139,7 +150,8 @@ def ratio(ref: Case | None, fast: Case | None, steady: bool = False) -> float:
     common = sorted(set(ref.times) & set(ft))
     if not common:
         return float("nan")
-    return statistics.median(ref.times[r] / ft[r] for r in common if ft[r] > 0)
+    values = [ref.times[r] / ft[r] for r in common if ft[r] > 0]
+    return statistics.median(values) if values else float("nan")
 
 
 def fmt_s(x: float) -> str:
@@ -184,17 +196,24 @@ class Report:
         return c if c is not None and c.times else None
 
     def auto_threads(self, sizes: Any, batch: int) -> int | None:
-        """What fastbp's automatic rule picks (None: unknown)."""
+        """What fastbp's automatic rule picks on an idle machine (None: unknown).  A
+        load check in the rule (``_second_core_free``), if present, is bypassed: after
+        minutes of 2-thread benchmarking the load average says nothing about a user's."""
         try:
             import fastbp
-            from fastbp._engine import threads_for
+            from fastbp import _engine
 
             prev = fastbp.get_num_threads()
+            free = getattr(_engine, "_second_core_free", None)
             fastbp.set_num_threads(None)
+            if free is not None:
+                _engine._second_core_free = lambda: True
             try:
-                return threads_for(list(sizes), batch, self.data.density)
+                return _engine.threads_for(list(sizes), batch, self.data.density)
             finally:
                 fastbp.set_num_threads(prev)
+                if free is not None:
+                    _engine._second_core_free = free
         except Exception:  # noqa: BLE001 - a report, not a test: say "unknown"
             return None
 
@@ -237,7 +256,7 @@ class Report:
                          "–" if c is tm else fmt_x(ratio(tm, c)), note])
             plot.append((f"{c.impl} {c.dtype[5:]}b {c.threads}T", c.median()))
             if c.steady_times:
-                rows.append([f"fastbp, per epoch excl. packing (2-epoch − 1-epoch call)", c.dtype,
+                rows.append(["fastbp, per epoch excl. packing (2-epoch − 1-epoch call)", c.dtype,
                              c.threads, fmt_s(c.median(True)), "",
                              fmt_rate(self.epoch, c.median(True)),
                              fmt_x(ratio(loop, c, True)), fmt_x(ratio(matrix, c, True)),
@@ -323,7 +342,9 @@ class Report:
                 auto = self.auto_threads(sizes, b)
                 best = 2 if gain > 1.05 else 1 if gain < 0.95 else 0  # 0: a tie (within 5%)
                 ok = "?" if auto is None else "yes" if best in (0, auto) else "**no**"
-                results.append((sizes, b, flops, gain, auto, best))
+                results.append({"sizes": sizes, "batch": b, "flops": flops, "gain": gain,
+                                "auto": auto, "best": best, "t1": c1.median(),
+                                "t2": c2.median()})
                 rows.append([net_name(sizes), b, f"{flops:,.0f}", fmt_s(c1.median()),
                              fmt_s(c2.median()), fmt_x(gain), fmt_x(gain_s),
                              "tie" if best == 0 else f"{best}T", auto or "?", ok])
@@ -332,25 +353,27 @@ class Report:
                   "2T speed-up (excl. packing)", "faster", "auto picks", "auto right?"]
         text = ("### Thread study: fastbp with 1 vs 2 threads (float64)\n\n"
                 "2T speed-up = median of per-repeat (1-thread time / 2-thread time); 'faster' "
-                "needs a 5% margin, else 'tie'.  The automatic rule "
-                "(`fastbp._engine.threads_for`) uses 2 threads when "
-                "4 · batch · (784 · density · n₁ + Σ later n_in·n_out) ≥ "
-                f"{from_engine if from_engine is not None else '?':,} FLOPs.\n\n"
+                "needs a 5% margin, else 'tie'.  'auto picks' is "
+                "`fastbp._engine.threads_for(sizes, batch, density)` as on an idle machine "
+                "(any load-average check bypassed); its FLOP threshold "
+                "(`AUTO_THREAD_MIN_FLOPS`) is "
+                f"{from_engine if from_engine is not None else '?':,}, and the FLOPs column "
+                "is 4 · batch · (784 · density · n₁ + Σ later n_in·n_out).\n\n"
                 + table(header, rows) + "\n\n" + self.thread_verdict(results, from_engine))
         return text, results
 
     def thread_verdict(self, results: list, threshold: float | None) -> str:
-        wins = [r for r in results if r[5] == 2]
-        losses = [r for r in results if r[5] == 1]
-        wrong = [r for r in results if r[4] is not None and r[5] not in (0, r[4])]
-        say = []
-        say.append("2 threads paid (≥5% faster) at: " + (", ".join(
-            f"{net_name(s)} batch {b}" for s, b, *_ in wins) or "none") + ".")
-        say.append("1 thread was faster at: " + (", ".join(
-            f"{net_name(s)} batch {b}" for s, b, *_ in losses) or "none") + ".")
-        by_b = {}
-        for s, b, _, g, _, _ in results:
-            by_b.setdefault(b, []).append(g)
+        def where(rs: list) -> str:
+            return ", ".join(f"{net_name(r['sizes'])} batch {r['batch']}" for r in rs) or "none"
+
+        wins = [r for r in results if r["best"] == 2]
+        losses = [r for r in results if r["best"] == 1]
+        wrong = [r for r in results if r["auto"] is not None and r["best"] not in (0, r["auto"])]
+        say = [f"2 threads paid (≥5% faster) at: {where(wins)}.",
+               f"1 thread was faster at: {where(losses)}."]
+        by_b: dict = {}
+        for r in results:
+            by_b.setdefault(r["batch"], []).append(r["gain"])
         say.append("Median 2-thread speed-up by batch size over the networks: " + ", ".join(
             f"batch {b}: {fmt_x(statistics.median(g))}" for b, g in sorted(by_b.items())) + ".")
         if not wrong:
@@ -358,20 +381,46 @@ class Report:
         else:
             say.append(f"The automatic rule chose wrongly in {len(wrong)} of {len(results)} "
                        "cases: " + ", ".join(
-                           f"{net_name(s)} batch {b} (picks {a}T, {fmt_x(g)} with 2T)"
-                           for s, b, _, g, a, _ in wrong) + ".")
-        if wins and losses:
-            lo = max(r[2] for r in losses)
-            hi = min(r[2] for r in wins)
-            if lo < hi:
-                say.append(f"By FLOPs per mini-batch the two groups separate: 1 thread wins up "
-                           f"to {lo:,.0f}, 2 threads win from {hi:,.0f}; a threshold in between "
-                           f"(current: {threshold:,}) would choose right here.")
+                           f"{net_name(r['sizes'])} batch {r['batch']} (picks {r['auto']}T; "
+                           f"2T is {fmt_x(r['gain'])} as fast)" for r in wrong) + ".")
+        if results and threshold is not None:
+            def excess(th: float) -> float:
+                """Summed relative time lost against always choosing the faster setting."""
+                return sum((r["t2"] if r["flops"] >= th else r["t1"]) / min(r["t1"], r["t2"]) - 1
+                           for r in results)
+
+            cands = sorted({r["flops"] for r in results} | {float(threshold), float("inf")})
+            best = min(cands, key=lambda th: (round(excess(th), 2), -th))
+            lower = max((r["flops"] for r in results if r["flops"] < best), default=0)
+            if best == float("inf"):
+                best_text = "never using 2 threads"
+            elif best <= min(r["flops"] for r in results):
+                best_text = "using 2 threads in every case measured"
             else:
-                say.append(f"FLOPs per mini-batch alone do not separate them ({lo:,.0f} "
-                           f"lost with 2 threads, {hi:,.0f} won): batch size matters beyond "
-                           "arithmetic (two barriers per mini-batch).")
+                best_text = f"a threshold in ({lower:,.0f}, {best:,.0f}] FLOPs per mini-batch"
+            say.append(
+                f"Over these {len(results)} cases the current threshold ({threshold:,} FLOPs) "
+                f"costs {excess(threshold):.0%} summed excess time against always picking the "
+                f"faster setting (medians); the best single rule would be {best_text}, "
+                f"costing {excess(best):.0%}.")
         return "**Verdict.** " + " ".join(say)
+
+    def outliers(self) -> str:
+        """Repeats that took over 3x their case's median (stalls), or a note that none did."""
+        found = []
+        for c in self.cases.values():
+            med = c.median()
+            for r, t in sorted(c.times.items()):
+                if len(c.times) >= 3 and t > 3 * med:
+                    found.append(f"{c.key} repeat {r}: {fmt_s(t)} (median {fmt_s(med)})")
+        if not found:
+            return ("No outliers: no repeat took more than 3× its case's median.")
+        return ("**Outliers** (a repeat over 3× its case's median; the medians above are "
+                "robust to them, but a user would have waited this long): "
+                + "; ".join(found) + ".  Multi-threaded runs (fastbp's and PyTorch's alike) "
+                "are the usual victims: when the machine's 2 CPUs are not both available to "
+                "this process, an OpenMP thread spinning at a barrier waits for one that is "
+                "not running, and a 0.1 s epoch can take seconds or minutes.")
 
     def targets(self) -> tuple[str, list]:
         rows, verdicts = [], []
@@ -460,7 +509,7 @@ def equivalence(data: bl.BenchData, have_torch: bool, have_refs: bool) -> str:
     sub = data.subset(500)
     rows = []
     for sizes in (bl.MAIN_SIZES, bl.DEEP_SIZES):
-        _, ref = bl.run_loop(sub, sizes, 10)
+        _, ref = bl.RUNNERS["loop"](sub, sizes, 10)
         impls = ["matrix", "fastbp"] + (["torch-autograd", "torch-manual"] if have_torch else [])
         for impl in impls:
             for dt in ("float64", "float32"):
@@ -493,7 +542,9 @@ def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
             ax.plot(*zip(*pts), marker="o", color=styles[impl], ls="-" if t == 1 else "--",
                     label=f"over {impl} (fastbp {t} thread{'s' if t > 1 else ''})")
     ax.axhline(1, color="grey", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="mini-batch size", ylabel="speed-up (×)",
+    ax.set_xscale("log")
+    ax.set_xticks(BATCHES, [str(b) for b in BATCHES])
+    ax.set(yscale="log", xlabel="mini-batch size", ylabel="speed-up (×)",
            title="fastbp speed-up per epoch, [784,30,10] float64")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -521,11 +572,13 @@ def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
     if threads:
         fig, ax = plt.subplots(figsize=(7, 4))
         for sizes in ARCHS:
-            pts = [(b, g) for s, b, _, g, _, _ in threads if s == sizes]
+            pts = [(r["batch"], r["gain"]) for r in threads if r["sizes"] == sizes]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=net_name(sizes))
         ax.axhline(1, color="grey", lw=0.8)
-        ax.set(xscale="log", xlabel="mini-batch size", ylabel="2-thread speed-up (×)",
+        ax.set_xscale("log")
+        ax.set_xticks(BATCHES, [str(b) for b in BATCHES])
+        ax.set(xlabel="mini-batch size", ylabel="2-thread speed-up (×)",
                title="fastbp: 1-thread time / 2-thread time (SGD call)")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
@@ -558,6 +611,7 @@ def parse(argv: list | None) -> argparse.Namespace:
                    help="interleaved repeats (default 3 with --quick, else 5)")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data, not MNIST")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each timing")
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 5
@@ -589,21 +643,27 @@ def main(argv: list | None = None) -> int:
     log(f"data: {data.source}; density {data.density:.1%}")
     threads0 = fastbp.get_num_threads()
 
-    log("peak GFLOP/s ...")
+    log(f"[{time.perf_counter() - started:.0f} s] peak GFLOP/s ...")
     peak1, peak_all = bl.peak_gflops(1), bl.peak_gflops(os.cpu_count() or 1)
     limiter, blas_note = blas_single_thread()
     cases = make_plan(args.quick, torch is not None, have_refs, data.n)
     try:
         with limiter:
-            log("equivalence check ...")
+            log(f"[{time.perf_counter() - started:.0f} s] equivalence check ...")
             equiv = equivalence(data, torch is not None, have_refs)
+            log(f"[{time.perf_counter() - started:.0f} s] warm-up ...")
+            warm_up(cases, data)
             for r in range(args.repeats):
                 t0 = time.perf_counter()
                 k = r * len(cases) // args.repeats
                 for case in cases[k:] + cases[:k]:
                     if case.max_repeats is None or r < case.max_repeats:
+                        tc = time.perf_counter()
                         run_case(case, data, r)
-                log(f"repeat {r + 1}/{args.repeats}: {time.perf_counter() - t0:.1f} s")
+                        if args.verbose:
+                            log(f"  {case.key}: {time.perf_counter() - tc:.2f} s")
+                log(f"[{time.perf_counter() - started:.0f} s] repeat {r + 1}/{args.repeats}: "
+                    f"{time.perf_counter() - t0:.1f} s")
     finally:
         fastbp.set_num_threads(threads0)
         if torch is not None:
@@ -641,6 +701,7 @@ def main(argv: list | None = None) -> int:
         sweep,
         "![speed-up vs batch](speedup_vs_batch.png)" if "speedup_vs_batch.png" in images else "",
         thr,
+        rep.outliers(),
         "![threads](threads_vs_batch.png)" if "threads_vs_batch.png" in images else "",
         flops_text,
         equiv,
@@ -666,9 +727,9 @@ def main(argv: list | None = None) -> int:
             "`torch.no_grad()`.  Both index pre-built tensors with the same shuffled order.",
             blas_note,
             torch_note,
-            "2 CPUs are shared with anything else running on the machine; 2-thread results "
-            "are the most sensitive to that (a descheduled thread stalls both at the next "
-            "barrier): see the min – max column.",
+            "2-thread results are the most sensitive to anything else competing for the "
+            "CPUs (a descheduled thread stalls its partner at the next barrier): see the "
+            "min – max column and the outliers under the thread study.",
         )),
         "## System\n\n" + table(["", ""], [[k, v] for k, v in info.items()]
                                  + [["peak float64 matmul", f"{peak1:.1f} GFLOP/s (1 thread), "
