@@ -118,8 +118,9 @@ cdef class _Net:
 
 
 cdef void *_address(object a) except NULL:
-    cdef size_t p = a.__array_interface__["data"][0]
-    return <void *>p
+    if not cnp.PyArray_Check(a):
+        raise TypeError("expected a NumPy array")
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef fbp_data _data(int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
@@ -415,3 +416,27 @@ def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
         with nogil:
             fbp_mt_shuffle(&x[0], x.shape[0], &mt[0], &pos)
     return pos
+
+
+cdef extern from "fbp_pack.h" nogil:
+    int fbp_all_finite_d(const double *x, int64_t n)
+    int fbp_all_finite_f(const float *x, int64_t n)
+
+
+def all_finite(list arrays):
+    """Whether no C-contiguous float32/float64 array in ``arrays`` holds a NaN or inf."""
+    cdef cnp.ndarray a
+    cdef int ok = 1
+    for obj in arrays:
+        a = <cnp.ndarray?>obj
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            raise ValueError("all_finite needs C-contiguous arrays")
+        if cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE:
+            ok = fbp_all_finite_d(<const double *>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
+        elif cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
+            ok = fbp_all_finite_f(<const float *>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
+        else:
+            raise TypeError("all_finite needs float32 or float64 arrays")
+        if not ok:
+            return False
+    return True

@@ -136,3 +136,17 @@ void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_
         split[i] = lo;
     }
 }
+
+int fbp_all_finite_d(const double *x, int64_t n)
+{
+    int bad = 0;
+    fbp_count_nonzero_d(x, n, &bad);
+    return !bad;
+}
+
+int fbp_all_finite_f(const float *x, int64_t n)
+{
+    int bad = 0;
+    fbp_count_nonzero_f(x, n, &bad);
+    return !bad;
+}

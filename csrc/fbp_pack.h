@@ -19,6 +19,10 @@ int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *v
 int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p,
                               int64_t end);
 
+/* 1 if none of x[:n] is NaN or inf. */
+int fbp_all_finite_d(const double *x, int64_t n);
+int fbp_all_finite_f(const float *x, int64_t n);
+
 #endif
 
 /* Whole-list versions, items split between threads: x[i] points at row i's n values,

@@ -9,8 +9,10 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 from __future__ import annotations
 
 import numbers
+import operator
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,13 +64,27 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+_CORES = _cores()
+
+
+_load_seen = (-1.0, True)  # (time, answer): /proc is read at most every half second
+
+
 def _second_core_free() -> bool:
-    """Whether the 1-minute load average leaves a core for a second thread (our own
-    running thread counts about 1)."""
+    """Whether nothing else is running right now (Linux: the runnable-task count in
+    /proc/loadavg, which includes this thread); elsewhere, assume so."""
+    global _load_seen
+    now = time.monotonic()
+    if now - _load_seen[0] < 0.5:
+        return _load_seen[1]
     try:
-        return os.getloadavg()[0] < _cores() - 0.5
-    except (AttributeError, OSError):  # no load average (Windows): trust the cores
-        return True
+        with open("/proc/loadavg", encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        free = running - 1 < _CORES - 1
+    except (OSError, ValueError, IndexError):
+        free = True
+    _load_seen = (now, free)
+    return free
 
 
 def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
@@ -76,7 +92,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
     n = get_num_threads()
     if n is not None:
         return n
-    if not _core.openmp() or _cores() < 2:
+    if not _core.openmp() or _CORES < 2:
         return 1
     flops = 4 * batch * (sizes[0] * density * sizes[1]
                          + sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
@@ -86,7 +102,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
 def eval_threads() -> int:
     """Threads for forward passes over many samples (always worth it)."""
     n = get_num_threads()
-    return n if n is not None else (min(2, _cores()) if _core.openmp() else 1)
+    return n if n is not None else (min(2, _CORES) if _core.openmp() else 1)
 
 
 # ---------------------------------------------------------------- the network
@@ -111,6 +127,18 @@ def _kernel_base(a: np.ndarray, dtype: np.dtype, n_in: int | None) -> np.ndarray
     return base if ok else None
 
 
+def _all_finite(arrays: list) -> bool:
+    """No NaN or inf in any of the (contiguous, kernel-owned) arrays."""
+    return _core.all_finite(arrays)
+
+
+def _diverged(epoch: int, batch: int, eta: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"training diverged in epoch {epoch}, mini-batch {batch}: a weight or bias became "
+        f"NaN or inf (is eta={eta:g} too large?); the network keeps the parameters from "
+        "before that mini-batch")
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -128,27 +156,36 @@ class CompiledNetwork:
         self.num_layers = len(self.sizes)
         self.dtype = check_dtype(dtype)
         self._busy = threading.Lock()
+        self._kernel: tuple | None = None  # see _handle
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_busy", None)
+        state["_kernel"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._busy = threading.Lock()
 
+    def __copy__(self) -> CompiledNetwork:
+        twin = type(self).__new__(type(self))
+        twin.__setstate__(self.__getstate__())
+        return twin
+
     # -- parameters
 
-    def _params(self, copy: bool) -> tuple[list, list]:
+    def _params(self, copy: bool) -> tuple[list, list, bool]:
         """The parameters as the kernels take them: W^T blocks (n_in, padded n_out) and
-        padded b vectors; fresh copies if ``copy``, else reused when already so laid out."""
+        padded b vectors; fresh copies if ``copy``, else the buffers behind published
+        views where possible.  The flag says whether every array is such a buffer."""
         weights, biases = self.weights, self.biases
         L = self.num_layers - 1
         if len(weights) != L or len(biases) != L:
             raise ValueError(f"expected {L} weight and {L} bias arrays for sizes {self.sizes}, "
                              f"got {len(weights)} and {len(biases)}")
         wt, b = [], []
+        shared = True
         for l, (w, bl) in enumerate(zip(weights, biases)):
             n_in, n_out = self.sizes[l], self.sizes[l + 1]
             w, bl = np.asarray(w), np.asarray(bl)
@@ -158,29 +195,59 @@ class CompiledNetwork:
                 raise ValueError(f"biases[{l}] has shape {bl.shape}, expected ({n_out}, 1)")
             if w.dtype.kind not in "fiu" or bl.dtype.kind not in "fiu":
                 raise TypeError(f"weights[{l}] and biases[{l}] must be real-valued arrays")
-            if not copy:
-                wbase = _kernel_base(w, self.dtype, n_in)
-                bbase = _kernel_base(bl, self.dtype, None)
-                if wbase is not None and bbase is not None:
-                    wt.append(wbase)
-                    b.append(bbase)
-                    continue
+            wbase = _kernel_base(w, self.dtype, n_in)
+            bbase = _kernel_base(bl, self.dtype, None)
+            if wbase is not None and bbase is not None:
+                wt.append(wbase.copy() if copy else wbase)
+                b.append(bbase.copy() if copy else bbase)
+                continue
+            shared = False
             wt_l = np.zeros((n_in, _core.padded(n_out)), dtype=self.dtype)
             wt_l[:, :n_out] = w.T
             b_l = np.zeros(_core.padded(n_out), dtype=self.dtype)
             b_l[:n_out] = bl.reshape(-1)
             wt.append(wt_l)
             b.append(b_l)
-        return wt, b
+        return wt, b, shared and not copy
 
-    def _publish(self, wt: list, b: list) -> None:
+    def _publish(self, wt: list, b: list, net: Any = None) -> None:
         """Expose kernel buffers as the classic (n_out, n_in) and (n_out, 1) arrays."""
         self.weights = [w[:, :n].T for w, n in zip(wt, self.sizes[1:])]
         self.biases = [bl[:n].reshape(-1, 1) for bl, n in zip(b, self.sizes[1:])]
+        self._kernel = (tuple(self.weights), tuple(self.biases), self.dtype,
+                        net if net is not None else self._net(wt, b))
+
+    def _adopt(self) -> None:
+        """Move freshly drawn parameters into kernel buffers (same values, published as
+        views), so that read-only calls need no copy."""
+        wt, b, _ = self._params(copy=True)
+        self._publish(wt, b)
+
+    def _handle(self) -> Any:
+        """A kernel handle on the current parameters, for read-only calls.  Reused while
+        ``weights`` and ``biases`` hold the very arrays last published (they are views
+        of the handle's buffers, so in-place edits are seen); otherwise built afresh."""
+        cached = self._kernel
+        if (cached is not None and cached[2] == self.dtype
+                and len(cached[0]) == len(self.weights) == len(self.biases)
+                and all(map(operator.is_, cached[0], self.weights))
+                and all(map(operator.is_, cached[1], self.biases))):
+            return cached[3]
+        wt, b, shared = self._params(copy=False)
+        net = self._net(wt, b)
+        if shared:
+            self._kernel = (tuple(self.weights), tuple(self.biases), self.dtype, net)
+        return net
 
     def _net(self, wt: list, b: list) -> Any:
-        return _core._Net(wt, b, np.asarray(self.sizes, dtype=np.int64),
-                          ACTIVATIONS[self._activation], self._cost_code)
+        return _core._Net(wt, b, self._sizes64(), ACTIVATIONS[self._activation],
+                          self._cost_code)
+
+    def _sizes64(self) -> np.ndarray:
+        arr = getattr(self, "_sizes_array", None)
+        if arr is None or arr.tolist() != self.sizes:
+            arr = self._sizes_array = np.asarray(self.sizes, dtype=np.int64)
+        return arr
 
     def _claim(self) -> None:
         if not self._busy.acquire(blocking=False):
@@ -195,7 +262,7 @@ class CompiledNetwork:
     def _outputs(self, packed: Packed, net: Any = None) -> np.ndarray:
         """Output activations (n, n_out) for packed inputs."""
         if net is None:
-            net = self._net(*self._params(copy=False))
+            net = self._handle()
         out = np.empty((packed.n, self.sizes[-1]), dtype=self.dtype)
         _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
                       eval_threads())
@@ -203,7 +270,7 @@ class CompiledNetwork:
 
     def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
         """Per-sample gradients summed over ``packed``, in the public layout."""
-        net = self._net(*self._params(copy=False))
+        net = self._handle()
         gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in self.sizes[1:]]
         gwt = [np.zeros((a, _core.padded(b)), dtype=self.dtype)
                for a, b in zip(self.sizes[:-1], self.sizes[1:])]
@@ -222,7 +289,7 @@ class CompiledNetwork:
         snapshot = [a.copy() for a in params]
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
         _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
-        if all(np.isfinite(a).all() for a in params):
+        if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
         # replaying one mini-batch at a time from the snapshot finds the first bad one.
@@ -232,14 +299,11 @@ class CompiledNetwork:
             before = [a.copy() for a in params]
             _core.train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total,
                         threads)
-            if not all(np.isfinite(a).all() for a in params):
+            if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
-                self._publish(wt, b)
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch}, mini-batch {k}: a weight or bias "
-                    f"became NaN or inf (is eta={eta:g} too large?); the network keeps the "
-                    "parameters from before that mini-batch")
+                self._publish(wt, b, net)
+                raise _diverged(epoch, k, eta)
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
     def _train(self, train: Packed, epochs: int, batch: int, eta: float, lmbda: float,
@@ -251,7 +315,7 @@ class CompiledNetwork:
         threads = threads_for(self.sizes, batch, train.density(self.sizes[0]))
         self._claim()
         try:
-            wt, b = self._params(copy=True)
+            wt, b, _ = self._params(copy=True)
             net = self._net(wt, b)
             order = np.arange(train.n, dtype=np.int64)
             try:
@@ -259,28 +323,32 @@ class CompiledNetwork:
                     shuffle(order)  # random.shuffle's permutation, computed in C
                     self._run_epoch(net, wt, b, train, order, batch, eta, lmbda,
                                     float(train.n), threads, j)
-                    self._publish(wt, b)
+                    self._publish(wt, b, net)
                     eta = after_epoch(j, net, eta)
                     if eta is None:
                         break
             finally:
-                self._publish(wt, b)
+                self._publish(wt, b, net)
         finally:
             self._busy.release()
 
     def _update(self, mini_batch: Any, eta: Any, lmbda: Any, n_total: Any) -> None:
-        """One compiled mini-batch step (update_mini_batch), on copies of the parameters."""
+        """One compiled mini-batch step (update_mini_batch), on copies of the parameters:
+        if it diverges, the network simply keeps the parameters it had."""
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         n_total = check_positive("n", n_total)
         packed = self._pack(mini_batch, "vector", "mini_batch")
         self._claim()
         try:
-            wt, b = self._params(copy=True)
+            wt, b, _ = self._params(copy=True)
             net = self._net(wt, b)
             order = np.arange(packed.n, dtype=np.int64)
             threads = threads_for(self.sizes, packed.n, packed.density(self.sizes[0]))
-            self._run_epoch(net, wt, b, packed, order, packed.n, eta, lmbda, n_total, threads, 0)
-            self._publish(wt, b)
+            _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
+                        packed.y, order, packed.n, eta, lmbda, n_total, threads)
+            if not _all_finite(wt + b):
+                raise _diverged(0, 0, eta)
+            self._publish(wt, b, net)
         finally:
             self._busy.release()
 

@@ -37,11 +37,11 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     if max_per_layer is not None:
         check_count("max_per_layer", max_per_layer, 1)
-    twin = copy.copy(net)
+    twin = copy.copy(net)  # drops the cached kernel handle (see CompiledNetwork.__copy__)
     twin.dtype = np.dtype(np.float64)
     packed = twin._pack(data, "vector", "data")
     nabla_b, nabla_w = twin._gradient_sums(packed)
-    wt, b = twin._params(copy=True)
+    wt, b, _ = twin._params(copy=True)
     handle = twin._net(wt, b)
     cost = getattr(net, "cost", None)
     fn = cost.fn if cost is not None else _quadratic

@@ -41,6 +41,7 @@ class Network(CompiledNetwork):
         self.biases = [np.random.randn(y, 1).astype(self.dtype, copy=False) for y in sizes[1:]]
         self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
                         for x, y in zip(sizes[:-1], sizes[1:])]
+        self._adopt()
 
     def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
             test_data: Any = None, *, verbose: bool = True,

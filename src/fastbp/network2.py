@@ -126,6 +126,7 @@ class Network(CompiledNetwork):
                        for y in self.sizes[1:]]
         self.weights = [(np.random.randn(y, x) / np.sqrt(x)).astype(self.dtype, copy=False)
                         for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        self._adopt()
 
     def large_weight_initializer(self) -> None:
         """Biases and then weights from N(0, 1), as network.py initialises them."""
@@ -133,6 +134,7 @@ class Network(CompiledNetwork):
                        for y in self.sizes[1:]]
         self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
                         for x, y in zip(self.sizes[:-1], self.sizes[1:])]
+        self._adopt()
 
     def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
             lmbda: float = 0.0, evaluation_data: Any = None,
