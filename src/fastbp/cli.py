@@ -69,21 +69,24 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run the benchmark report (needs a source checkout)",
                        description="Runs benchmarks/report.py from a fastbp source checkout; "
-                       "arguments after `bench` are passed on (try `fastbp bench --help`).")
+                       "other arguments are passed on to it (`fastbp bench -- --help` lists "
+                       "them).")
     b.add_argument("--repo", type=Path, default=None,
                    help="the fastbp source checkout (default: search upwards from here)")
-    b.add_argument("report_args", nargs=argparse.REMAINDER)
 
     sub.add_parser("info", help="show the build: version, SIMD path, threads, data location")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":  # the rest goes to benchmarks/report.py
+        return _bench(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "train":
         return _train(args)
-    if args.command == "bench":
-        return _bench(args)
     return _info()
 
 
@@ -221,7 +224,7 @@ def _plot(history: dict[str, list[float]], args: argparse.Namespace, path: Path)
     plt.close(fig)
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace, extra: list[str]) -> int:
     repo = args.repo or next((p for p in [Path.cwd(), *Path.cwd().parents]
                               if (p / "benchmarks" / "report.py").is_file()), None)
     script = repo / "benchmarks" / "report.py" if repo else None
@@ -231,5 +234,4 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     sys.path[:0] = [str(repo / "python"), str(repo / "benchmarks")]
     namespace = runpy.run_path(str(script), run_name="fastbp_bench")
-    extra = args.report_args[1:] if args.report_args[:1] == ["--"] else args.report_args
-    return int(namespace["main"](extra) or 0)
+    return int(namespace["main"](extra[1:] if extra[:1] == ["--"] else extra) or 0)
