@@ -71,8 +71,9 @@ _load_seen = (-1.0, True)  # (time, answer): /proc is read at most every half se
 
 
 def _second_core_free() -> bool:
-    """Whether nothing else is running right now (Linux: the runnable-task count in
-    /proc/loadavg, which includes this thread); elsewhere, assume so."""
+    """Whether no other process is running right now (Linux: the runnable-task count in
+    /proc/loadavg, less this process's own runnable threads, such as an OpenMP pool still
+    spinning after a parallel region); elsewhere, assume so."""
     global _load_seen
     now = time.monotonic()
     if now - _load_seen[0] < 0.5:
@@ -80,7 +81,14 @@ def _second_core_free() -> bool:
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
             running = int(f.read().split()[3].split("/")[0])
-        free = running - 1 < _CORES - 1
+        ours = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat", encoding="ascii") as f:
+                    ours += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except OSError:  # the thread ended meanwhile
+                pass
+        free = running - max(ours, 1) < _CORES - 1
     except (OSError, ValueError, IndexError):
         free = True
     _load_seen = (now, free)
