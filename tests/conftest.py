@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fastbp
 from fastbp import _core
@@ -171,3 +172,10 @@ def twin(sizes, seed: int = 0, dtype=np.float64):
     np.random.seed(seed)
     ref = network_loop.Network(list(sizes))
     return net, ref
+
+
+# CI runs with HYPOTHESIS_PROFILE=ci: the same examples every run (no flaky CI), and a
+# reproduction blob printed for any failure.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
