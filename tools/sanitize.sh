@@ -16,6 +16,20 @@ ubsan="$(gcc -print-file-name=libubsan.so)"
 export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export FASTBP_SANITIZED=1  # ASan's quarantine keeps freed memory: the RSS test skips
 export PYTHONPATH="$out/site${PYTHONPATH:+:$PYTHONPATH}"
-python -c "import fastbp, sys; assert fastbp.__file__.startswith('$out'), fastbp.__file__; print('sanitized fastbp:', fastbp.__file__)"
-python -m pytest -q -p no:cacheprovider "${@:-tests}"
+# An editable install of fastbp (pip install -e) hooks imports ahead of PYTHONPATH:
+# drop that hook so the sanitized build is the one imported.
+python - "$out" "${@:-tests}" <<'PY'
+import sys
+
+out, args = sys.argv[1], sys.argv[2:]
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable_")]
+import fastbp  # noqa: E402
+
+assert fastbp.__file__.startswith(out), f"not the sanitized build: {fastbp.__file__}"
+print("sanitized fastbp:", fastbp.__file__, flush=True)
+import pytest  # noqa: E402
+
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *args]))
+PY
