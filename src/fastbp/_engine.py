@@ -8,6 +8,7 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import os
@@ -35,6 +36,7 @@ _num_threads: int | None = None
 # mini-batch 1), and only if the second core is free: when another process is busy on
 # it, every barrier waits for a context switch and two threads lose.
 AUTO_THREAD_MIN_FLOPS = 50_000
+UPDATE_THREAD_MIN_FLOPS = 2_000_000  # one update_mini_batch call: one mini-batch only
 
 
 def set_num_threads(n: int | None) -> None:
@@ -71,9 +73,10 @@ _load_seen = (-1.0, True)  # (time, answer): /proc is read at most every half se
 
 
 def _second_core_free() -> bool:
-    """Whether no other process is running right now (Linux: the runnable-task count in
-    /proc/loadavg, less this process's own runnable threads, such as an OpenMP pool still
-    spinning after a parallel region); elsewhere, assume so."""
+    """Whether nothing but this thread is running right now (Linux: the runnable-task
+    count in /proc/loadavg), so that a second kernel thread gets a core of its own; any
+    other runnable thread counts, another process's or a BLAS thread of ours still
+    spinning after a NumPy call.  Elsewhere, assume so."""
     global _load_seen
     now = time.monotonic()
     if now - _load_seen[0] < 0.5:
@@ -81,21 +84,15 @@ def _second_core_free() -> bool:
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
             running = int(f.read().split()[3].split("/")[0])
-        ours = 0
-        for task in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{task}/stat", encoding="ascii") as f:
-                    ours += f.read().rsplit(")", 1)[1].split()[0] == "R"
-            except OSError:  # the thread ended meanwhile
-                pass
-        free = running - max(ours, 1) < _CORES - 1
+        free = running - 1 < _CORES - 1
     except (OSError, ValueError, IndexError):
         free = True
     _load_seen = (now, free)
     return free
 
 
-def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
+def threads_for(sizes: list[int], batch: int, density: float = 1.0,
+                min_flops: int = AUTO_THREAD_MIN_FLOPS) -> int:
     """Threads for training mini-batches of ``batch`` samples through ``sizes``."""
     n = get_num_threads()
     if n is not None:
@@ -104,7 +101,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0) -> int:
         return 1
     flops = 4 * batch * (sizes[0] * density * sizes[1]
                          + sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
-    return 2 if flops >= AUTO_THREAD_MIN_FLOPS and _second_core_free() else 1
+    return 2 if flops >= min_flops and _second_core_free() else 1
 
 
 def eval_threads() -> int:
@@ -133,6 +130,13 @@ def _kernel_base(a: np.ndarray, dtype: np.dtype, n_in: int | None) -> np.ndarray
         ok = (base.shape == (n_in, _core.padded(n_out)) and a.shape == (n_out, n_in)
               and a.strides == (base.strides[1], base.strides[0]))
     return base if ok else None
+
+
+def norm(a: Any) -> float:
+    """Euclidean (Frobenius) norm without BLAS: a BLAS call would wake OpenBLAS's threads,
+    which then spin on the second core while the kernels want it."""
+    a = np.asarray(a, dtype=np.float64)
+    return math.sqrt(float(np.sum(a * a)))
 
 
 def _all_finite(arrays: list) -> bool:
@@ -351,7 +355,9 @@ class CompiledNetwork:
             wt, b, _ = self._params(copy=True)
             net = self._net(wt, b)
             order = np.arange(packed.n, dtype=np.int64)
-            threads = threads_for(self.sizes, packed.n, packed.density(self.sizes[0]))
+            # a single step pays for waking a second thread only when it is large
+            threads = threads_for(self.sizes, packed.n, packed.density(self.sizes[0]),
+                                  min_flops=UPDATE_THREAD_MIN_FLOPS)
             _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
                         packed.y, order, packed.n, eta, lmbda, n_total, threads)
             if not _all_finite(wt + b):
@@ -395,5 +401,5 @@ class CompiledNetwork:
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
-        return {"biases": [float(np.linalg.norm(g) / packed.n) for g in nabla_b],
-                "weights": [float(np.linalg.norm(g) / packed.n) for g in nabla_w]}
+        return {"biases": [norm(g) / packed.n for g in nabla_b],
+                "weights": [norm(g) / packed.n for g in nabla_w]}

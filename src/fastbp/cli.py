@@ -127,8 +127,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         net = network2.Network(args.sizes, cost=cost, activation=args.activation,
                                dtype=args.dtype)
-    X_eval = np.hstack([x for x, _ in evaluation]).astype(np.float64)
-    Y_eval = np.hstack([network2.vectorized_result(y) for _, y in evaluation])
+    packed_eval = net._pack(evaluation, "both", "evaluation data")  # once, not per epoch
     model = "network" if classic else "network2"
     print(f"fastbp {__version__}: {model}.Network({args.sizes}), {args.cost} cost, "
           f"{args.activation}, eta {args.eta}, lmbda {args.lmbda}, mini-batch "
@@ -142,10 +141,10 @@ def _train(args: argparse.Namespace) -> int:
 
     def after_epoch(j: int, trained: Any) -> None:
         seconds = time.perf_counter() - clock[0]
-        out = trained.feedforward(X_eval)
-        correct = int(np.sum(np.argmax(out, axis=0) == np.argmax(Y_eval, axis=0)))
+        out = trained._outputs(packed_eval).astype(np.float64, copy=False)
+        correct = int(np.sum(np.argmax(out, axis=1) == packed_eval.labels))
         with np.errstate(divide="ignore", invalid="ignore"):
-            value = float(cost.fn(out, Y_eval)) / len(evaluation)
+            value = float(cost.fn(out, packed_eval.y)) / len(evaluation)
         history["accuracy"].append(correct / len(evaluation))
         history["cost"].append(value)
         history["seconds"].append(seconds)

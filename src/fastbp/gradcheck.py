@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._engine import CompiledNetwork
+from ._engine import CompiledNetwork, norm
 from ._validate import check_count
 
 
@@ -75,8 +75,8 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
                 minus = total_cost()
                 buf[at] = keep
                 g_num[i] = (plus - minus) / (2 * eps)
-            denominator = np.linalg.norm(g_num) + np.linalg.norm(g_bp)
-            errors[name] = float(np.linalg.norm(g_num - g_bp) / denominator) if denominator else 0.0
+            denominator = norm(g_num) + norm(g_bp)
+            errors[name] = norm(g_num - g_bp) / denominator if denominator else 0.0
     return errors
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork
+from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork, norm
 from ._packing import Packed
 from ._validate import check_count, check_rate, check_sizes
 
@@ -46,8 +46,10 @@ class QuadraticCost:
 
     @staticmethod
     def fn(a: Any, y: Any) -> float:
-        """The cost of output ``a`` against target ``y`` (columns may be stacked)."""
-        return 0.5 * np.linalg.norm(a - y) ** 2
+        """The cost of output ``a`` against target ``y`` (columns may be stacked):
+        0.5 ||a - y||^2 (summed without BLAS, see ``_engine.norm``)."""
+        d = np.asarray(a - y, dtype=np.float64)
+        return 0.5 * float(np.sum(d * d))
 
     @staticmethod
     def delta(z: Any, a: Any, y: Any) -> Any:
@@ -268,8 +270,7 @@ class Network(CompiledNetwork):
         out = self._outputs(packed, net).astype(np.float64, copy=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = float(self.cost.fn(out, packed.y)) / packed.n
-        cost += 0.5 * (lmbda / packed.n) * sum(
-            float(np.linalg.norm(np.asarray(w, dtype=np.float64))) ** 2 for w in self.weights)
+        cost += 0.5 * (lmbda / packed.n) * sum(norm(w) ** 2 for w in self.weights)
         return cost
 
 
