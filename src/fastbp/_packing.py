@@ -45,6 +45,8 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
     fills ``labels`` (vector targets are argmax-ed), "both" fills both, "none" neither.
     """
     items = _pairs(data, what)
+    if len(items) < PARALLEL_MIN_ITEMS:  # waking a second thread costs more than it saves
+        nthreads = 1
     n_in, n_out = sizes[0], sizes[-1]
     labels = _integer_labels(items, n_out, what) if targets != "none" else None
     want_y = targets != "none" and labels is None
@@ -99,6 +101,7 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
 # every value, ~10-20 ms): an in-place edit of the data is never missed.
 
 CACHE_MIN_ITEMS = 1000
+PARALLEL_MIN_ITEMS = 1000
 CACHE_ENTRIES = 3
 _cache: list[tuple] = []  # (key, items, fingerprint, packed), most recent last
 
