@@ -400,13 +400,6 @@ def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
     return rows if rows._gather() else None
 
 
-def pack_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets, bint double,
-               int nthreads=1):
-    """``gather_pairs(...).pack(double, nthreads)``, or None."""
-    rows = gather_pairs(items, n_in, n_out, targets)
-    return None if rows is None else rows.pack(double, nthreads)
-
-
 def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
     """``random.shuffle`` of ``x`` in place, driven by the MT19937 state ``mt`` (624
     words) at index ``pos``; returns the new index (see fbp_shuffle.h)."""
