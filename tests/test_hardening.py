@@ -199,8 +199,8 @@ def test_gil_is_released_while_training(mnist_like: list) -> None:
     ticks = []
     done = threading.Event()
 
-    def train() -> None:
-        net.SGD(mnist_like, 3, 10, 3.0, verbose=False)
+    def train() -> None:  # ~0.1 s of kernel time
+        net.SGD(mnist_like, 30, 10, 3.0, verbose=False)
         done.set()
 
     worker = threading.Thread(target=train)
@@ -247,7 +247,7 @@ def test_one_network_from_two_threads_is_refused(mnist_like: list) -> None:
     def train() -> None:
         started.wait()
         try:
-            net.SGD(mnist_like * 4, 2, 10, 3.0, verbose=False)
+            net.SGD(mnist_like * 4, 20, 10, 3.0, verbose=False)  # long enough to overlap
         except RuntimeError as exc:
             errors.append(exc)
 
