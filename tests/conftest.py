@@ -179,3 +179,19 @@ def twin(sizes, seed: int = 0, dtype=np.float64):
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("HYPOTHESIS_PROFILE"):
     settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
+
+def twin2(sizes, seed: int = 0, activation: str = "sigmoid", cost: str = "CrossEntropyCost",
+          dtype=np.float64):
+    """``(fastbp network2 net, network2_loop net)`` built from the same ``np.random.seed``."""
+    import network2_loop
+
+    from fastbp import network2
+
+    np.random.seed(seed)
+    net = network2.Network(sizes, cost=getattr(network2, cost), activation=activation,
+                           dtype=dtype)
+    np.random.seed(seed)
+    ref = network2_loop.Network(list(sizes), cost=getattr(network2_loop, cost),
+                                activation=activation)
+    return net, ref

@@ -14,6 +14,9 @@ import random
 import network2_loop
 import numpy as np
 import pytest
+from conftest import assert_close as close
+from conftest import assert_params_close as params_close
+from conftest import twin2 as pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,28 +28,10 @@ COMBOS = [("sigmoid", "QuadraticCost"), ("sigmoid", "CrossEntropyCost"),
 SIZES = [5, 9, 7, 10]  # 10 outputs: the reference one-hot encodes labels as 10-vectors
 
 
-def pair(sizes, seed, activation, cost, dtype=np.float64):
-    np.random.seed(seed)
-    net = network2.Network(sizes, cost=getattr(network2, cost), activation=activation,
-                           dtype=dtype)
-    np.random.seed(seed)
-    ref = network2_loop.Network(list(sizes), cost=getattr(network2_loop, cost),
-                                activation=activation)
-    return net, ref
 
 
-def close(actual, desired, rtol, what=""):
-    actual, desired = np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64)
-    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
-    scale = float(np.max(np.abs(desired))) if desired.size else 0.0
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-def params_close(net, ref, rtol):
-    for l, (w, rw) in enumerate(zip(net.weights, ref.weights)):
-        close(w, rw, rtol, f"weights[{l}]")
-    for l, (b, rb) in enumerate(zip(net.biases, ref.biases)):
-        close(b, rb, rtol, f"biases[{l}]")
 
 
 def data(seed, sizes, n):

@@ -16,6 +16,7 @@ import network2_loop
 import network_loop
 import numpy as np
 import pytest
+from conftest import twin2 as pair2
 
 import fastbp
 from fastbp import _core, network, network2
@@ -28,14 +29,6 @@ COMBOS = [("sigmoid", "QuadraticCost"), ("sigmoid", "CrossEntropyCost"),
 SIZES = [4, 6, 5, 3]
 
 
-def pair2(sizes, seed, activation="sigmoid", cost="CrossEntropyCost", dtype=np.float64):
-    np.random.seed(seed)
-    net = network2.Network(sizes, cost=getattr(network2, cost), activation=activation,
-                           dtype=dtype)
-    np.random.seed(seed)
-    ref = network2_loop.Network(list(sizes), cost=getattr(network2_loop, cost),
-                                activation=activation)
-    return net, ref
 
 
 def pair1(sizes, seed):

@@ -17,8 +17,16 @@ import random
 import network2_loop
 import numpy as np
 import pytest
+from conftest import assert_close as close
+from conftest import assert_params_close as params_close
+from conftest import twin2
 
 from fastbp import mnist_loader, network2
+
+
+def pair(sizes, seed=0, cost="CrossEntropyCost", activation="sigmoid"):
+    """``(fastbp net, network2_loop net)`` built after the same ``np.random.seed``."""
+    return twin2(sizes, seed, activation, cost)
 
 COSTS = ["QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost"]
 
@@ -26,30 +34,10 @@ COSTS = ["QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost"]
 # ---------------------------------------------------------------- helpers
 
 
-def pair(sizes, seed=0, cost="CrossEntropyCost", activation="sigmoid"):
-    """``(fastbp net, network2_loop net)`` built after the same ``np.random.seed``."""
-    np.random.seed(seed)
-    net = network2.Network(sizes, cost=getattr(network2, cost), activation=activation)
-    np.random.seed(seed)
-    ref = network2_loop.Network(list(sizes), cost=getattr(network2_loop, cost),
-                                activation=activation)
-    return net, ref
 
 
-def close(actual, desired, rtol, what=""):
-    """Equal to ``rtol`` relative to the largest magnitude in ``desired``."""
-    actual, desired = np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64)
-    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
-    scale = float(np.max(np.abs(desired))) if desired.size else 0.0
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-def params_close(net, ref, rtol):
-    assert len(net.weights) == len(ref.weights) and len(net.biases) == len(ref.biases)
-    for l, (w, rw) in enumerate(zip(net.weights, ref.weights)):
-        close(w, rw, rtol, f"weights[{l}]")
-    for l, (b, rb) in enumerate(zip(net.biases, ref.biases)):
-        close(b, rb, rtol, f"biases[{l}]")
 
 
 def rel_equal(a, b, rtol):
