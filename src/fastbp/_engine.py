@@ -271,6 +271,14 @@ class CompiledNetwork:
     def _pack(self, data: Any, targets: str, what: str) -> Packed:
         return pack(data, self.sizes, self.dtype, targets, what, eval_threads())
 
+    def _pack_optional(self, data: Any, targets: str, what: str) -> Packed | None:
+        """Pack optional monitoring data; None (or empty, as the classic ``if data:``)
+        gives None."""
+        if data is None:
+            return None
+        data = list(data)
+        return self._pack(data, targets, what) if data else None
+
     def _outputs(self, packed: Packed, net: Any = None) -> np.ndarray:
         """Output activations (n, n_out) for packed inputs."""
         if net is None:

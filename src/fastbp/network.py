@@ -58,11 +58,7 @@ class Network(CompiledNetwork):
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
         train = self._pack(training_data, "vector", "training_data")
-        test = None
-        if test_data is not None:
-            test_data = list(test_data)
-            if test_data:
-                test = self._pack(test_data, "label", "test_data")
+        test = self._pack_optional(test_data, "label", "test_data")
 
         def report(j: int, net: Any, eta: float) -> float | None:
             if verbose and test is not None:

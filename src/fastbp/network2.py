@@ -161,11 +161,7 @@ class Network(CompiledNetwork):
         early_stopping_n = check_count("early_stopping_n", early_stopping_n, 0)
         lr_schedule_n = check_count("lr_schedule_n", lr_schedule_n, 0)
         train = self._pack(training_data, "both", "training_data")
-        evaluation = None
-        if evaluation_data is not None:
-            evaluation_data = list(evaluation_data)
-            if evaluation_data:
-                evaluation = self._pack(evaluation_data, "both", "evaluation_data")
+        evaluation = self._pack_optional(evaluation_data, "both", "evaluation_data")
         watch = early_stopping_n > 0 or lr_schedule_n > 0
         if watch and evaluation is None:
             raise ValueError("early_stopping_n and lr_schedule_n need evaluation_data")
