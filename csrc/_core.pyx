@@ -67,7 +67,6 @@ ctypedef fused real:
     float
     double
 
-MAX_LAYERS = 63
 PAD = FBP_PAD
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-MAX_LAYERS = 64  # the kernels keep per-layer pointers in fixed arrays of 64
+MAX_LAYERS = 64  # csrc/fbp_impl.h keeps per-layer row pointers in arrays of 64
 
 
 def check_sizes(sizes: Any) -> list[int]:
