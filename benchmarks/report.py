@@ -548,10 +548,7 @@ def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
            title="fastbp speed-up per epoch, [784,30,10] float64")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "speedup_vs_batch.png", dpi=110)
-    plt.close(fig)
-    made.append("speedup_vs_batch.png")
+    made.append(_save(plt, fig, out, "speedup_vs_batch.png"))
 
     if headline:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(headline) + 1.2))
@@ -564,10 +561,7 @@ def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
                title="One epoch of [784,30,10], mini-batch 10")
         for i, v in enumerate(values):
             ax.text(v, i, f" {v:.3g} s", va="center", fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "epoch_time_by_impl.png", dpi=110)
-        plt.close(fig)
-        made.append("epoch_time_by_impl.png")
+        made.append(_save(plt, fig, out, "epoch_time_by_impl.png"))
 
     if threads:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -582,11 +576,16 @@ def plots(out: Path, headline: list, curves: dict, threads: list) -> list[str]:
                title="fastbp: 1-thread time / 2-thread time (SGD call)")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "threads_vs_batch.png", dpi=110)
-        plt.close(fig)
-        made.append("threads_vs_batch.png")
+        made.append(_save(plt, fig, out, "threads_vs_batch.png"))
     return made
+
+
+def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
+    """Lay out, write out/name as a PNG, close the figure; returns name."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def blas_single_thread() -> tuple[Any, str]:
