@@ -257,7 +257,7 @@ cdef inline char _kind(object a, Py_ssize_t n):
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_SIZE(arr) != n or not cnp.PyArray_ISCARRAY_RO(arr):
         return 0
-    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):  # only (n, 1) or (n,)
+    if arr.ndim != 2 or arr.shape[1] != 1:  # only columns (n, 1), as the classic code
         return 0
     if not cnp.PyArray_ISNOTSWAPPED(arr):
         return 0
@@ -410,6 +410,28 @@ def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
     return pos
 
 
+def mt_shuffle_random(int64_t[::1] x, object inst):
+    """``random.shuffle``'s permutation of ``x`` in place, drawn from the MT19937 state of
+    ``inst`` (a ``random.Random``), which is left exactly as ``random.shuffle`` would
+    leave it.  Atomic for Python threads: the GIL is held throughout and no Python code
+    runs in between, so no other thread can draw from ``inst`` half-way."""
+    import _random
+
+    cdef tuple state = _random.Random.getstate(inst)
+    cdef uint32_t[624] mt
+    cdef int pos, i
+    if len(state) != 625:
+        raise ValueError("unexpected random.Random state")
+    for i in range(624):
+        mt[i] = state[i]
+    pos = state[624]
+    if not 0 <= pos <= 624:
+        raise ValueError("unexpected random.Random state")
+    if x.shape[0] > 1:
+        fbp_mt_shuffle(&x[0], x.shape[0], mt, &pos)
+    _random.Random.setstate(inst, tuple([mt[i] for i in range(624)] + [pos]))
+
+
 cdef extern from "fbp_pack.h" nogil:
     int fbp_all_finite_d(const double *x, int64_t n)
     int fbp_all_finite_f(const float *x, int64_t n)
@@ -432,3 +454,45 @@ def all_finite(list arrays):
         if not ok:
             return False
     return True
+
+
+from libc.math cimport exp, tanh, isfinite
+
+
+def bias_activate(real[:, ::1] z, real[:, ::1] b, int activation, bint softmax):
+    """``z <- f(z + b)`` in place, for one column ``z`` (n, 1) and biases ``b`` (n, 1):
+    f is the sigmoid (0), tanh (1) or relu (2), or the softmax of the column.  Returns
+    False if a NaN or inf went in (the caller raises)."""
+    cdef Py_ssize_t n = z.shape[0], j
+    cdef double v, m, s
+    cdef bint ok = True
+    if z.shape[1] != 1 or b.shape[0] != n or b.shape[1] != 1:
+        raise ValueError("bias_activate needs a column z (n, 1) and biases b (n, 1)")
+    with nogil:
+        for j in range(n):
+            v = <double>z[j, 0] + <double>b[j, 0] if real is double else <real>(z[j, 0] + b[j, 0])
+            if not isfinite(v):
+                ok = False
+            z[j, 0] = <real>v
+        if softmax:
+            m = z[0, 0]
+            for j in range(1, n):
+                if z[j, 0] > m:
+                    m = z[j, 0]
+            s = 0
+            for j in range(n):
+                z[j, 0] = <real>exp(<double>(z[j, 0] - <real>m))
+                s += z[j, 0]
+            for j in range(n):
+                z[j, 0] = <real>(z[j, 0] / <real>s)
+        elif activation == 0:
+            for j in range(n):
+                z[j, 0] = <real>(<real>1 / (<real>1 + <real>exp(-<double>z[j, 0])))
+        elif activation == 1:
+            for j in range(n):
+                z[j, 0] = <real>tanh(<double>z[j, 0])
+        else:
+            for j in range(n):
+                if not z[j, 0] > 0:
+                    z[j, 0] = 0
+    return ok

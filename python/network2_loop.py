@@ -136,7 +136,8 @@ class Network:
             if monitor_evaluation_accuracy:
                 accuracy = self.accuracy(evaluation_data)
                 evaluation_accuracy.append(accuracy)
-                print(f"Accuracy on evaluation data: {accuracy} / {n_data}")
+                # network2.py computes the accuracy a second time for this line
+                print(f"Accuracy on evaluation data: {self.accuracy(evaluation_data)} / {n_data}")
             print()
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
@@ -163,7 +164,10 @@ class Network:
             zs.append(z)
             activation = self._out(z) if l == len(self.weights) - 1 else self.act(z)
             activations.append(activation)
-        delta = self.cost.delta(zs[-1], activations[-1], y, self.act_prime)
+        if self.act is sigmoid:  # the classic interface: delta(z, a, y)
+            delta = self.cost.delta(zs[-1], activations[-1], y)
+        else:
+            delta = self.cost.delta(zs[-1], activations[-1], y, self.act_prime)
         nabla_b[-1] = delta
         nabla_w[-1] = np.dot(delta, activations[-2].transpose())
         for l in range(2, self.num_layers):

@@ -26,12 +26,12 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
         "-Cbuild-dir=build -e .` (re-run it after changing csrc/)."
     ) from exc
 
-from ._engine import get_num_threads, set_num_threads
+from ._engine import SlowPathWarning, get_num_threads, set_num_threads
 from ._packing import clear_cache
 from .gradcheck import gradcheck
 
-__all__ = ["__version__", "clear_cache", "get_num_threads", "gradcheck", "isa",
-           "set_num_threads"]
+__all__ = ["SlowPathWarning", "__version__", "clear_cache", "get_num_threads", "gradcheck",
+           "isa", "set_num_threads"]
 
 
 def isa() -> str:

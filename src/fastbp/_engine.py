@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _classic, _core
 from ._packing import Packed, pack, pack_inputs
 from ._shuffle import shuffle
 from ._validate import check_dtype, check_positive, check_rate, check_sizes
@@ -113,25 +113,6 @@ def eval_threads() -> int:
 # ---------------------------------------------------------------- the network
 
 
-def _kernel_base(a: np.ndarray, dtype: np.dtype, n_in: int | None) -> np.ndarray | None:
-    """The kernel buffer behind a view published by ``_publish``, if ``a`` is one."""
-    base = a.base
-    if not isinstance(base, np.ndarray) or base.base is not None or base.dtype != dtype:
-        return None
-    if a.dtype != dtype or not base.flags.c_contiguous:
-        return None
-    if a.__array_interface__["data"][0] != base.__array_interface__["data"][0]:
-        return None
-    n_out = a.shape[0]
-    if n_in is None:  # a bias view (n_out, 1) of a padded vector
-        ok = (base.shape == (_core.padded(n_out),) and a.shape == (n_out, 1)
-              and a.strides[0] == a.itemsize)
-    else:  # a weight view (n_out, n_in) of a padded (n_in, ld) block
-        ok = (base.shape == (n_in, _core.padded(n_out)) and a.shape == (n_out, n_in)
-              and a.strides == (base.strides[1], base.strides[0]))
-    return base if ok else None
-
-
 def norm(a: Any) -> float:
     """Euclidean (Frobenius) norm without BLAS: a BLAS call would wake OpenBLAS's threads,
     which then spin on the second core while the kernels want it."""
@@ -151,154 +132,203 @@ def _diverged(epoch: int, batch: int, eta: float) -> FloatingPointError:
         "before that mini-batch")
 
 
+class SlowPathWarning(UserWarning):
+    """fastbp runs the classic (slower) code so that a user's method or cost is honoured."""
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
     ``weights`` and ``biases`` may be reassigned or edited in place at any time: every
-    compiled call reads them afresh.  Training works on copies and then publishes new
-    arrays, so an array you hold is never changed behind your back (as in the classic
-    code, where each update makes new arrays).
+    call reads them afresh, and their shapes (not ``sizes``) say what the network is.
+    Training publishes new C-contiguous arrays that own their memory, as the classic
+    code's updates do, so an array you hold is never changed behind your back.
     """
 
     _activation = "sigmoid"
-    _cost_code = QUADRATIC
+    _FASTBP_CLASS: type | None = None  # the drop-in class whose methods are fastbp's
 
     def _setup(self, sizes: Any, dtype: Any) -> None:
         self.sizes = check_sizes(sizes)
         self.num_layers = len(self.sizes)
         self.dtype = check_dtype(dtype)
         self._busy = threading.Lock()
-        self._kernel: tuple | None = None  # see _handle
+        self._owner: int | None = None
+        self._warned: set[str] = set()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("_busy", None)
-        state["_kernel"] = None
+        for key in ("_busy", "_owner"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._busy = threading.Lock()
+        self._owner = None
+        self.__dict__.setdefault("_warned", set())
 
     def __copy__(self) -> CompiledNetwork:
         twin = type(self).__new__(type(self))
         twin.__setstate__(self.__getstate__())
         return twin
 
+    # -- what must run as the classic code
+
+    def _overridden(self, names: tuple[str, ...]) -> list[str]:
+        """Which of the methods ``names`` a subclass or the instance replaces."""
+        base = self._FASTBP_CLASS or type(self)
+        return [n for n in names
+                if n in vars(self) or getattr(type(self), n, None) is not getattr(base, n, None)]
+
+    def _slow(self, cause: str, what: str) -> None:
+        """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
+        else it touches) run as the classic Python code."""
+        if cause in self._warned:
+            return
+        self._warned.add(cause)
+        warnings.warn(f"{cause}: fastbp runs {what} (and anything else it affects) as the "
+                      "classic Python code so that it is honoured: correct, but slower than "
+                      "the fused kernels", SlowPathWarning, stacklevel=4)
+
+    def _step_blocker(self) -> str | None:
+        """Why SGD's mini-batch steps cannot be fused (an override or a cost), or None."""
+        if self._overridden(("update_mini_batch",)):
+            return f"{type(self).__name__}.update_mini_batch is overridden"
+        return self._update_blocker()
+
+    def _update_blocker(self) -> str | None:
+        """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
+        if self._overridden(("backprop",)):
+            return f"{type(self).__name__}.backprop is overridden"
+        return self._cost_blocker("delta")
+
+    def _cost_blocker(self, part: str) -> str | None:
+        """Why the cost's ``part`` ("delta" or "fn") cannot be fused, or None."""
+        return None
+
+    def _cost_code(self) -> int:
+        return QUADRATIC
+
     # -- parameters
 
-    def _params(self, copy: bool) -> tuple[list, list, bool]:
-        """The parameters as the kernels take them: W^T blocks (n_in, padded n_out) and
-        padded b vectors; fresh copies if ``copy``, else the buffers behind published
-        views where possible.  The flag says whether every array is such a buffer."""
+    def _layer_sizes(self) -> list[int]:
+        """Layer widths as the parameters that are there now say (not ``sizes``, which is
+        only a description); ValueError unless they chain up."""
         weights, biases = self.weights, self.biases
-        L = self.num_layers - 1
-        if len(weights) != L or len(biases) != L:
-            raise ValueError(f"expected {L} weight and {L} bias arrays for sizes {self.sizes}, "
-                             f"got {len(weights)} and {len(biases)}")
+        try:
+            L = len(weights)
+            if L != len(biases):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError("weights and biases must be lists of arrays of equal length "
+                             "(one per layer)") from None
+        if L < 1:
+            raise ValueError("the network has no weight layers")
+        sizes = []
+        for l in range(L):
+            w, bl = weights[l], biases[l]
+            shape = getattr(w, "shape", None)
+            if shape is None or len(shape) != 2:
+                raise ValueError(f"weights[{l}] must be a 2-D array (n_out, n_in), "
+                                 f"got {type(w).__name__} of shape {shape}")
+            n_out, n_in = shape
+            if l == 0:
+                sizes.append(int(n_in))
+            elif n_in != sizes[-1]:
+                raise ValueError(f"weights[{l}] has shape {shape}, but layer {l} has "
+                                 f"{sizes[-1]} neurons: expected ({n_out}, {sizes[-1]})")
+            if n_out < 1 or n_in < 1:
+                raise ValueError(f"weights[{l}] has shape {shape}: layers need neurons")
+            if getattr(bl, "shape", None) != (n_out, 1):
+                raise ValueError(f"biases[{l}] has shape {getattr(bl, 'shape', None)}, "
+                                 f"expected ({n_out}, 1)")
+            sizes.append(int(n_out))
+        return sizes
+
+    def _params(self) -> tuple[list, list]:
+        """Fresh copies of the parameters as the kernels take them: W^T blocks
+        (n_in, padded n_out) and padded b vectors, in the network's dtype."""
+        sizes = self._layer_sizes()
         wt, b = [], []
-        shared = True
-        for l, (w, bl) in enumerate(zip(weights, biases)):
-            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+        for l, (w, bl) in enumerate(zip(self.weights, self.biases)):
+            n_in, n_out = sizes[l], sizes[l + 1]
             w, bl = np.asarray(w), np.asarray(bl)
-            if w.shape != (n_out, n_in):
-                raise ValueError(f"weights[{l}] has shape {w.shape}, expected {(n_out, n_in)}")
-            if bl.shape not in ((n_out, 1), (n_out,)):
-                raise ValueError(f"biases[{l}] has shape {bl.shape}, expected ({n_out}, 1)")
             if w.dtype.kind not in "fiu" or bl.dtype.kind not in "fiu":
                 raise TypeError(f"weights[{l}] and biases[{l}] must be real-valued arrays")
-            wbase = _kernel_base(w, self.dtype, n_in)
-            bbase = _kernel_base(bl, self.dtype, None)
-            if wbase is not None and bbase is not None:
-                wt.append(wbase.copy() if copy else wbase)
-                b.append(bbase.copy() if copy else bbase)
-                continue
-            shared = False
             wt_l = np.zeros((n_in, _core.padded(n_out)), dtype=self.dtype)
-            wt_l[:, :n_out] = w.T
             b_l = np.zeros(_core.padded(n_out), dtype=self.dtype)
-            b_l[:n_out] = bl.reshape(-1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                wt_l[:, :n_out] = w.T
+                b_l[:n_out] = bl.reshape(-1)
+            if not _all_finite([wt_l, b_l]):
+                raise ValueError(f"weights[{l}] or biases[{l}] contain NaN or inf"
+                                 + (" (or values beyond float32's range)"
+                                    if self.dtype == np.float32 else ""))
             wt.append(wt_l)
             b.append(b_l)
-        return wt, b, shared and not copy
+        return wt, b
 
-    def _publish(self, wt: list, b: list, net: Any = None) -> None:
-        """Expose kernel buffers as the classic (n_out, n_in) and (n_out, 1) arrays."""
-        self.weights = [w[:, :n].T for w, n in zip(wt, self.sizes[1:])]
-        self.biases = [bl[:n].reshape(-1, 1) for bl, n in zip(b, self.sizes[1:])]
-        self._kernel = (tuple(self.weights), tuple(self.biases), self.dtype,
-                        net if net is not None else self._net(wt, b))
+    def _publish(self, wt: list, b: list, sizes: list[int]) -> None:
+        """Set ``weights``/``biases`` to new (n_out, n_in) and (n_out, 1) C-contiguous
+        arrays, owning their memory, from kernel buffers."""
+        self.weights = [np.ascontiguousarray(w[:, :n].T) for w, n in zip(wt, sizes[1:])]
+        self.biases = [bl[:n].reshape(-1, 1).copy() for bl, n in zip(b, sizes[1:])]
 
-    def _adopt(self) -> None:
-        """Move freshly drawn parameters into kernel buffers (same values, published as
-        views), so that read-only calls need no copy."""
-        wt, b, _ = self._params(copy=True)
-        self._publish(wt, b)
+    def _net(self, wt: list, b: list, sizes: list[int]) -> Any:
+        return _core._Net(wt, b, np.asarray(sizes, dtype=np.int64),
+                          ACTIVATIONS[self._activation], self._cost_code())
 
-    def _handle(self) -> Any:
-        """A kernel handle on the current parameters, for read-only calls.  Reused while
-        ``weights`` and ``biases`` hold the very arrays last published (they are views
-        of the handle's buffers, so in-place edits are seen); otherwise built afresh."""
-        cached = self._kernel
-        if (cached is not None and cached[2] == self.dtype
-                and len(cached[0]) == len(self.weights) == len(self.biases)
-                and all(map(operator.is_, cached[0], self.weights))
-                and all(map(operator.is_, cached[1], self.biases))):
-            return cached[3]
-        wt, b, shared = self._params(copy=False)
-        net = self._net(wt, b)
-        if shared:
-            self._kernel = (tuple(self.weights), tuple(self.biases), self.dtype, net)
-        return net
-
-    def _net(self, wt: list, b: list) -> Any:
-        return _core._Net(wt, b, self._sizes64(), ACTIVATIONS[self._activation],
-                          self._cost_code)
-
-    def _sizes64(self) -> np.ndarray:
-        arr = getattr(self, "_sizes_array", None)
-        if arr is None or arr.tolist() != self.sizes:
-            arr = self._sizes_array = np.asarray(self.sizes, dtype=np.int64)
-        return arr
+    def _handle(self) -> tuple[Any, list[int]]:
+        """A kernel handle on copies of the current parameters, and the layer widths."""
+        sizes = self._layer_sizes()
+        wt, b = self._params()
+        return self._net(wt, b, sizes), sizes
 
     def _claim(self) -> None:
+        """Take the network for a training call; clear errors for a second thread or for
+        SGD re-entered from its own callback or override."""
         if not self._busy.acquire(blocking=False):
+            if self._owner == threading.get_ident():
+                raise RuntimeError("SGD was called again on this network from inside its own "
+                                   "SGD (a callback or an overridden method); train a copy "
+                                   "instead")
             raise RuntimeError("this network is already training in another thread; "
                                "train separate networks (or copies) in separate threads")
+        self._owner = threading.get_ident()
+
+    def _release(self) -> None:
+        self._owner = None
+        self._busy.release()
+
+    def _in_own_sgd(self) -> bool:
+        return self._owner == threading.get_ident()
 
     # -- compiled operations
 
-    def _pack(self, data: Any, targets: str, what: str) -> Packed:
-        return pack(data, self.sizes, self.dtype, targets, what, eval_threads())
+    def _pack(self, data: Any, targets: str, what: str, reorder: bool = False) -> Packed:
+        sizes = self._layer_sizes()
+        return pack(data, sizes[0], sizes[-1], self.dtype, targets, what, eval_threads(),
+                    reorder)
 
-    def _pack_optional(self, data: Any, targets: str, what: str) -> Packed | None:
-        """Pack optional monitoring data; None (or empty, as the classic ``if data:``)
-        gives None."""
-        if data is None:
-            return None
-        data = list(data)
-        return self._pack(data, targets, what) if data else None
-
-    def _outputs(self, packed: Packed, net: Any = None) -> np.ndarray:
-        """Output activations (n, n_out) for packed inputs."""
-        if net is None:
-            net = self._handle()
-        out = np.empty((packed.n, self.sizes[-1]), dtype=self.dtype)
+    def _outputs(self, packed: Packed) -> np.ndarray:
+        """Output activations (n, n_out) for packed inputs, in packed-row order."""
+        net, sizes = self._handle()
+        out = np.empty((packed.n, sizes[-1]), dtype=self.dtype)
         _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
                       eval_threads())
         return out
 
     def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
         """Per-sample gradients summed over ``packed``, in the public layout."""
-        net = self._handle()
-        gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in self.sizes[1:]]
-        gwt = [np.zeros((a, _core.padded(b)), dtype=self.dtype)
-               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        net, sizes = self._handle()
+        outs = sizes[1:]
+        gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in outs]
+        gwt = [np.zeros((a, _core.padded(n)), dtype=self.dtype) for a, n in zip(sizes, outs)]
         _core.grad_sum(net, packed.indptr, packed.split, packed.indices, packed.values, packed.y,
                        gb, gwt)
-        outs = self.sizes[1:]
-        return ([g[:n].reshape(-1, 1) for g, n in zip(gb, outs)],
-                [g[:, :n].T for g, n in zip(gwt, outs)])
+        return ([g[:n].reshape(-1, 1).copy() for g, n in zip(gb, outs)],
+                [np.ascontiguousarray(g[:, :n].T) for g, n in zip(gwt, outs)])
 
     def _run_epoch(self, net: Any, wt: list, b: list, packed: Packed, order: np.ndarray,
                    batch: int, eta: float, lmbda: float, n_total: float, threads: int,
@@ -322,81 +352,152 @@ class CompiledNetwork:
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
-                self._publish(wt, b, net)
+                self._publish(wt, b, self._layer_sizes())
                 raise _diverged(epoch, k, eta)
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
-    def _train(self, train: Packed, epochs: int, batch: int, eta: float, lmbda: float,
-               after_epoch: Callable[[int, Any, float], float | None]) -> None:
-        """The SGD loop: one ``random.shuffle`` of an index list per epoch (the same
-        calls, so the same mini-batches, as shuffling the data list), one compiled call
-        per epoch, then ``after_epoch(j, net, eta)``, which returns the eta for the next
-        epoch or None to stop."""
-        threads = threads_for(self.sizes, batch, train.density(self.sizes[0]))
+    def _train(self, training_data: Any, epochs: int, batch: int, eta: float, lmbda: float,
+               after_epoch: Callable[[int, Any, float], float | None], rng: Any = None,
+               ) -> None:
+        """The classic SGD loop.  Each epoch: ``random.shuffle(training_data)`` (a list is
+        reordered in place, exactly; the shuffle runs in C on the same generator), then
+        the mini-batches, fused into one compiled call unless an override or a user cost
+        must be honoured (then the classic ``update_mini_batch`` loop runs), then
+        ``after_epoch(j, items, eta)`` (``items``: the data in this epoch's order), which
+        returns the eta for the next epoch or None to stop.  Parameters are read afresh
+        before every epoch, so assignments made by callbacks and overrides count."""
+        caller = training_data if isinstance(training_data, list) else None
+        items = caller if caller is not None else _materialize(training_data, "training_data")
+        n = len(items)
         self._claim()
         try:
-            wt, b, _ = self._params(copy=True)
-            net = self._net(wt, b)
-            order = np.arange(train.n, dtype=np.int64)
-            try:
-                for j in range(epochs):
-                    shuffle(order)  # random.shuffle's permutation, computed in C
-                    self._run_epoch(net, wt, b, train, order, batch, eta, lmbda,
-                                    float(train.n), threads, j)
-                    self._publish(wt, b, net)
-                    eta = after_epoch(j, net, eta)
-                    if eta is None:
-                        break
-            finally:
-                self._publish(wt, b, net)
+            base = items[:]  # the pairs in base order; perm[i] = base index at position i
+            perm = np.arange(n, dtype=np.int64)
+            packed: Packed | None = None
+            for j in range(epochs):
+                blocker = self._step_blocker()
+                if blocker is None and packed is None:  # pack once, in base order
+                    packed = self._pack(base, "train", "training_data", reorder=True)
+                    if packed.order is not None:  # cached in another order: rebase
+                        base = _in_packed_order(base, packed.order)
+                        perm = packed.order.copy()
+                shuffle(perm, rng)
+                current = _reordered(base, perm)
+                if caller is not None:
+                    caller[:] = current
+                if blocker is None:
+                    self._fused_epoch(packed, perm, batch, eta, lmbda, n, j)
+                else:
+                    self._slow(blocker, "each mini-batch step")
+                    for k in range(0, n, batch):
+                        self._classic_step(current[k:k + batch], eta, lmbda, n)
+                eta = after_epoch(j, current, eta)
+                if eta is None:
+                    break
         finally:
-            self._busy.release()
+            self._release()
+
+    def _fused_epoch(self, packed: Packed, perm: np.ndarray, batch: int, eta: float,
+                     lmbda: float, n: int, epoch: int) -> None:
+        sizes = self._layer_sizes()
+        wt, b = self._params()
+        net = self._net(wt, b, sizes)
+        threads = threads_for(sizes, batch, packed.density(sizes[0]))
+        try:
+            self._run_epoch(net, wt, b, packed, perm, batch, eta, lmbda, float(n), threads,
+                            epoch)
+        finally:
+            self._publish(wt, b, sizes)
+
+    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+        """One classic mini-batch step through the (possibly overridden) public method."""
+        raise NotImplementedError
 
     def _update(self, mini_batch: Any, eta: Any, lmbda: Any, n_total: Any) -> None:
         """One compiled mini-batch step (update_mini_batch), on copies of the parameters:
         if it diverges, the network simply keeps the parameters it had."""
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         n_total = check_positive("n", n_total)
-        packed = self._pack(mini_batch, "vector", "mini_batch")
-        self._claim()
+        packed = self._pack(mini_batch, "train", "mini_batch")
+        nested = self._in_own_sgd()  # called by an override from this network's SGD
+        if not nested:
+            self._claim()
         try:
-            wt, b, _ = self._params(copy=True)
-            net = self._net(wt, b)
+            sizes = self._layer_sizes()
+            wt, b = self._params()
+            net = self._net(wt, b, sizes)
             order = np.arange(packed.n, dtype=np.int64)
             # a single step pays for waking a second thread only when it is large
-            threads = threads_for(self.sizes, packed.n, packed.density(self.sizes[0]),
+            threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
                                   min_flops=UPDATE_THREAD_MIN_FLOPS)
             _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
                         packed.y, order, packed.n, eta, lmbda, n_total, threads)
             if not _all_finite(wt + b):
                 raise _diverged(0, 0, eta)
-            self._publish(wt, b, net)
+            self._publish(wt, b, sizes)
         finally:
-            self._busy.release()
+            if not nested:
+                self._release()
 
     # -- public methods shared by network and network2
 
     def feedforward(self, a: Any) -> np.ndarray:
         """Return the output of the network if ``a`` is input.
 
-        ``a`` is a column (n_in, 1) (or a flat (n_in,) vector) and the result is
-        (n_out, 1); a matrix of columns (n_in, m) gives (n_out, m).
+        ``a`` is a column (n_in, 1) and the result is (n_out, 1); a matrix of columns
+        (n_in, m) gives (n_out, m), as the classic code's matrix products do.
         """
         x = np.asarray(a)
-        n_in = self.sizes[0]
+        if x.ndim == 2 and x.shape[1] == 1 and x.dtype.kind == "f":
+            column = self._feedforward_column(x)
+            if column is not None:
+                return column
+        n_in = self._layer_sizes()[0]
         if x.dtype.kind not in "fiub":
             raise TypeError(f"feedforward input must be numeric, got dtype {x.dtype}")
-        if x.shape in ((n_in, 1), (n_in,)):
-            cols = x.reshape(1, n_in)
-        elif x.ndim == 2 and x.shape[0] == n_in and x.shape[1] > 0:
-            cols = x.T
-        else:
-            raise ValueError(f"feedforward input has shape {x.shape}, expected ({n_in}, 1)")
-        return self._outputs(pack_inputs(cols, self.dtype, "feedforward input")).T
+        if x.ndim != 2 or x.shape[0] != n_in or x.shape[1] < 1:
+            hint = f"; reshape it to ({n_in}, 1)" if x.size == n_in else ""
+            raise ValueError(f"feedforward input has shape {x.shape}, expected ({n_in}, 1) "
+                             f"or ({n_in}, m){hint}")
+        return self._outputs(pack_inputs(x.T, self.dtype, "feedforward input")).T
+
+    def _feedforward_column(self, x: np.ndarray) -> np.ndarray | None:
+        """One input column, layer by layer: a BLAS matrix-vector product, then bias and
+        activation in one compiled pass (the classic code makes five NumPy calls there).
+        None if the parameters are not plain arrays of the network's dtype (the general
+        path then checks them and explains)."""
+        dtype = self.dtype
+        weights, biases = self.weights, self.biases
+        if (type(weights) is not list or type(biases) is not list
+                or len(weights) != len(biases) or not weights):
+            return None
+        last = len(weights) - 1
+        a = x if x.dtype == dtype else x.astype(dtype)
+        softmax = self._softmax_output()
+        act = ACTIVATIONS[self._activation]
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            if (type(w) is not np.ndarray or type(b) is not np.ndarray or w.dtype != dtype
+                    or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
+                    or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
+                return None
+            z = np.dot(w, a)
+            if not _core.bias_activate(z, b, act, softmax and l == last):
+                raise ValueError("feedforward: the input or the parameters contain NaN or inf"
+                                 if l == 0 or np.isfinite(a).all() else
+                                 "feedforward: NaN or inf in the parameters")
+            a = z
+        return a
+
+    def _softmax_output(self) -> bool:
+        return False
 
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
-        return self._gradient_sums(self._pack([(x, y)], "vector", "backprop input"))
+        blocker = self._cost_blocker("delta")
+        if blocker is not None:
+            self._slow(blocker, "backprop")
+            return _classic.backprop(self, x, y)
+        return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
 
     def gradient_norms(self, data: Any) -> dict[str, list[float]]:
         """Euclidean norms of the average (unregularized) gradient over ``data``, per layer.
@@ -405,9 +506,33 @@ class CompiledNetwork:
         (``num_layers - 1``; the output layer last): the "speed of learning" of each
         layer in the vanishing-gradient study.
         """
-        return self._norms(self._pack(data, "vector", "data"))
+        return self._norms(self._pack(data, "train", "data"))
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
         return {"biases": [norm(g) / packed.n for g in nabla_b],
                 "weights": [norm(g) / packed.n for g in nabla_w]}
+
+
+def _materialize(data: Any, what: str) -> list:
+    """A private list of the pairs in ``data`` (a tuple, generator, zip, ...)."""
+    if data is None or isinstance(data, (np.ndarray, str, bytes)):
+        raise TypeError(f"{what} must be a list of (x, y) pairs, got {type(data).__name__}")
+    try:
+        return list(data)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of (x, y) pairs, "
+                        f"got {type(data).__name__}") from None
+
+
+def _in_packed_order(items: list, order: np.ndarray) -> list:
+    """``items`` rearranged so that ``items[i]`` lands at position ``order[i]``."""
+    out = [None] * len(items)
+    for item, k in zip(items, order.tolist()):
+        out[k] = item
+    return out
+
+
+def _reordered(base: list, perm: np.ndarray) -> list:
+    """``[base[k] for k in perm]``."""
+    return [base[k] for k in perm.tolist()]

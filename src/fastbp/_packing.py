@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from . import _core
 
 
-@dataclass
+@dataclass(eq=False)
 class Packed:
     """Samples ready for the kernels."""
 
@@ -31,32 +31,45 @@ class Packed:
     n: int
     y: np.ndarray | None = None  # (n, n_out) targets
     labels: np.ndarray | None = None  # (n,) int64 class labels
+    order: np.ndarray | None = None  # position i of the caller's data is packed row order[i]
 
     def density(self, n_in: int) -> float:
         """Fraction of non-zero inputs."""
         return self.values.size / max(1, self.n * n_in)
 
 
-def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: str,
-         nthreads: int = 1) -> Packed:
+def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: str,
+         nthreads: int = 1, reorder: bool = False) -> Packed:
     """Validate and pack ``(x, y)`` pairs (``what`` names the data in error messages).
 
-    ``targets``: "vector" fills ``y`` (integer labels are one-hot encoded), "label"
-    fills ``labels`` (vector targets are argmax-ed), "both" fills both, "none" neither.
+    ``targets`` says how the classic code reads each ``y`` (see the README's table):
+
+    * "train": as the target of ``a - y``: a column (n_out, 1) as it is; an integer
+      label broadcasts, as in NumPy, to a column full of that number;
+    * "label": as a class label compared with argmax(a) (``evaluate``, ``accuracy``);
+    * "argmax": as ``np.argmax(y)`` (``accuracy(convert=True)``; 0 for an integer);
+    * "none": not at all.
+
+    With ``reorder``, packed data cached for the same pairs in another order may be
+    returned: then ``Packed.order`` maps each position of ``data`` to its packed row.
     """
     items = _pairs(data, what)
     if len(items) < PARALLEL_MIN_ITEMS:  # waking a second thread costs more than it saves
         nthreads = 1
-    n_in, n_out = sizes[0], sizes[-1]
-    labels = _integer_labels(items, n_out, what) if targets != "none" else None
-    want_y = targets != "none" and labels is None
+    labels = _integer_labels(items, what) if targets != "none" else None
+    if targets == "label" and labels is None:
+        raise TypeError(f"{what} must hold integer class labels as y (as test_data does), "
+                        "not vectors: the classic code compares argmax(output) == y, which "
+                        "fails for a vector y; use convert=True for one-hot targets")
+    want_y = targets in ("train", "argmax") and labels is None
     rows = _core.gather_pairs(items, n_in, n_out, want_y)
-    key = (n_in, n_out, np.dtype(dtype).str, targets, len(items))
-    if rows is not None and len(items) >= CACHE_MIN_ITEMS:
-        fingerprint = rows.fingerprint(nthreads)
-        hit = _cache_lookup(key, items, fingerprint)
+    key = (n_in, n_out, np.dtype(dtype).str, targets, want_y)
+    use_cache = rows is not None and len(items) >= CACHE_MIN_ITEMS
+    if use_cache:
+        hit = _cache_lookup(key, items, nthreads, reorder)
         if hit is not None:
             return hit
+        fingerprint = rows.fingerprint(nthreads)
     fast = None
     if rows is not None:
         try:
@@ -79,15 +92,18 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
                 raise ValueError(f"{what}[{bad}]: y contains NaN or inf")
             packed.y = np.ascontiguousarray(Y, dtype=dtype)
     if labels is not None:
-        if targets in ("vector", "both"):
-            packed.y = np.zeros((len(items), n_out), dtype=dtype)
-            packed.y[np.arange(len(items)), labels] = 1
-        packed.labels = labels
-    elif targets in ("label", "both"):
+        if targets == "train":  # a - y with an integer y: NumPy broadcasts the number
+            packed.y = np.repeat(labels.astype(dtype)[:, None], n_out, axis=1)
+            if not np.isfinite(packed.y).all():
+                bad = int(np.flatnonzero(~np.isfinite(packed.y[:, 0]))[0])
+                raise ValueError(f"{what}[{bad}]: label {labels[bad]} is out of range "
+                                 f"for {np.dtype(dtype).name}")
+        packed.labels = np.zeros_like(labels) if targets == "argmax" else labels
+    elif targets in ("label", "argmax"):
         packed.labels = np.argmax(packed.y, axis=1)
-    if targets == "label" and labels is None:
-        packed.y = None
-    if rows is not None and len(items) >= CACHE_MIN_ITEMS:
+        if targets != "train":
+            packed.y = None
+    if use_cache:
         _cache_store(key, items, fingerprint, packed)
     return packed
 
@@ -95,34 +111,88 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
 # ---------------------------------------------------------------- the packed-data cache
 #
 # Packing 50,000 MNIST pairs takes ~60-150 ms, close to a whole epoch's training, and the
-# same list is often trained on again (several networks, or SGD called once per epoch).
-# So the last few packings are kept and reused when the list holds the very same array
-# objects (checked item by item) with the very same contents (a 64-bit fingerprint of
-# every value, ~10-20 ms): an in-place edit of the data is never missed.
+# same list is often trained on again (several networks, or SGD called once per epoch),
+# usually reordered in place by the previous SGD's shuffles.  So the last few packings
+# are kept and reused when the list holds the very same pair objects (in any order, for
+# training) whose arrays hold the very same contents (a 64-bit fingerprint of every value,
+# taken in the packed order): an in-place edit of the data is never missed.
 
 CACHE_MIN_ITEMS = 1000
 PARALLEL_MIN_ITEMS = 1000
 CACHE_ENTRIES = 3
-_cache: list[tuple] = []  # (key, items, fingerprint, packed), most recent last
 
 
-def _cache_lookup(key: tuple, items: list, fingerprint: int) -> Packed | None:
-    for i, (k, cached_items, cached_fp, packed) in enumerate(_cache):
-        if (k == key and cached_fp == fingerprint
-                and all(map(operator.is_, cached_items, items))):
-            _cache.append(_cache.pop(i))
-            return packed
+@dataclass(eq=False)
+class _Entry:
+    key: tuple
+    items: list  # the pairs, in packed order
+    fingerprint: int
+    packed: Packed
+    position: dict | None = None  # id(pair) -> packed row, built on first reordered use
+
+
+_cache: list[_Entry] = []  # most recent last
+_cache_lock = threading.Lock()
+
+
+def _cache_lookup(key: tuple, items: list, nthreads: int, reorder: bool) -> Packed | None:
+    with _cache_lock:
+        entries = list(_cache)
+    for entry in reversed(entries):
+        if entry.key != key or len(entry.items) != len(items):
+            continue
+        if all(map(operator.is_, entry.items, items)):
+            order = None
+        elif reorder:
+            order = _permutation(entry, items)
+            if order is None:
+                continue
+        else:
+            continue
+        # the fingerprint is taken over the cached pairs in packed order (the same objects)
+        rows = _core.gather_pairs(entry.items, key[0], key[1], key[4])
+        if rows is None or rows.fingerprint(nthreads) != entry.fingerprint:
+            continue
+        with _cache_lock:  # most recently used last
+            _cache[:] = [e for e in _cache if e is not entry] + [entry]
+        if order is None:
+            return entry.packed
+        return replace(entry.packed, order=order)
     return None
 
 
+def _permutation(entry: _Entry, items: list) -> np.ndarray | None:
+    """``order[i]`` = the packed row of ``items[i]``, if ``items`` is a reordering of the
+    cached pairs (each object exactly once); else None."""
+    if entry.position is None:
+        entry.position = {id(item): k for k, item in enumerate(entry.items)}
+    position = entry.position
+    try:
+        order = np.fromiter((position[id(item)] for item in items), dtype=np.int64,
+                            count=len(items))
+    except KeyError:
+        return None
+    seen = np.zeros(len(items), dtype=bool)
+    seen[order] = True
+    if not seen.all():
+        return None
+    # ids are only unique among live objects; the cached list keeps them alive, and a
+    # match must be the very object
+    if not all(entry.items[k] is item for k, item in zip(order.tolist(), items)):
+        return None
+    return order
+
+
 def _cache_store(key: tuple, items: list, fingerprint: int, packed: Packed) -> None:
-    _cache.append((key, list(items), fingerprint, packed))
-    del _cache[:-CACHE_ENTRIES]
+    with _cache_lock:
+        _cache.append(_Entry(key, list(items), fingerprint, packed))
+        del _cache[:-CACHE_ENTRIES]
 
 
 def clear_cache() -> None:
     """Forget packed training data (and the references to your arrays it holds)."""
-    _cache.clear()
+    with _cache_lock:
+        _cache.clear()
 
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:
@@ -158,8 +228,11 @@ def _pair(item: Any, i: int, what: str) -> tuple:
     return x, y
 
 
-def _integer_labels(items: list, n_out: int, what: str) -> np.ndarray | None:
-    """The y's as int64 labels if they are scalar integers (Python or NumPy), else None."""
+def _integer_labels(items: list, what: str) -> np.ndarray | None:
+    """The y's as int64 labels if they are scalar integers (Python or NumPy), else None.
+
+    Any integer is kept as it is, as in the classic code (a label the network cannot
+    output simply never counts as correct)."""
     first = _pair(items[0], 0, what)[1]
     if isinstance(first, (bool, np.bool_)) or not isinstance(first, numbers.Integral):
         return None
@@ -167,11 +240,11 @@ def _integer_labels(items: list, n_out: int, what: str) -> np.ndarray | None:
     for i, y in enumerate(ys):
         if isinstance(y, (bool, np.bool_)) or not isinstance(y, numbers.Integral):
             raise TypeError(f"{what}[{i}]: label {y!r} is not an integer like the others")
-    labels = np.asarray(ys, dtype=np.int64)
-    bad = np.flatnonzero((labels < 0) | (labels >= n_out))
-    if bad.size:
-        raise ValueError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside 0..{n_out - 1}")
-    return labels
+    try:
+        return np.asarray(ys, dtype=np.int64)
+    except OverflowError:
+        bad = next(i for i, y in enumerate(ys) if not -2**63 <= int(y) < 2**63)
+        raise ValueError(f"{what}[{bad}]: label {ys[bad]} does not fit in 64 bits") from None
 
 
 def _stack(items: list, part: int, n_units: int, what: str, name: str) -> np.ndarray:
@@ -186,11 +259,10 @@ def _stack(items: list, part: int, n_units: int, what: str, name: str) -> np.nda
         if a.dtype.kind not in "fiub":
             raise TypeError(f"{what}[{i}]: {name} is not numeric (dtype {a.dtype})")
         if a.shape != (n_units, 1):
-            if a.shape == (n_units,):
-                a = a.reshape(n_units, 1)  # a flat vector is unambiguous
-            else:
-                hint = f"; reshape it to ({n_units}, 1)" if a.size == n_units else ""
-                raise ValueError(f"{what}[{i}]: {name} has shape {a.shape}, "
-                                 f"expected ({n_units}, 1){hint}")
+            # a flat (n,) vector is refused too: the classic code would broadcast it
+            # against the (n, 1) columns into a matrix and compute something else
+            hint = f"; reshape it to ({n_units}, 1)" if a.size == n_units else ""
+            raise ValueError(f"{what}[{i}]: {name} has shape {a.shape}, "
+                             f"expected ({n_units}, 1){hint}")
         rows.append(a)
     return np.concatenate(rows, axis=1).T

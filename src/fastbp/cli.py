@@ -127,7 +127,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         net = network2.Network(args.sizes, cost=cost, activation=args.activation,
                                dtype=args.dtype)
-    packed_eval = net._pack(evaluation, "both", "evaluation data")  # once, not per epoch
+    packed_eval = net._pack(evaluation, "label", "evaluation data")  # once, not per epoch
+    onehot_eval = np.eye(args.sizes[-1])[packed_eval.labels]
     model = "network" if classic else "network2"
     print(f"fastbp {__version__}: {model}.Network({args.sizes}), {args.cost} cost, "
           f"{args.activation}, eta {args.eta}, lmbda {args.lmbda}, mini-batch "
@@ -144,7 +145,7 @@ def _train(args: argparse.Namespace) -> int:
         out = trained._outputs(packed_eval).astype(np.float64, copy=False)
         correct = int(np.sum(np.argmax(out, axis=1) == packed_eval.labels))
         with np.errstate(divide="ignore", invalid="ignore"):
-            value = float(cost.fn(out, packed_eval.y)) / len(evaluation)
+            value = float(cost.fn(out, onehot_eval)) / len(evaluation)
         history["accuracy"].append(correct / len(evaluation))
         history["cost"].append(value)
         history["seconds"].append(seconds)

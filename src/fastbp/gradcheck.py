@@ -37,25 +37,29 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     if max_per_layer is not None:
         check_count("max_per_layer", max_per_layer, 1)
-    twin = copy.copy(net)  # drops the cached kernel handle (see CompiledNetwork.__copy__)
+    blocker = net._step_blocker() or net._cost_blocker("fn")
+    if blocker is not None:
+        raise ValueError(f"gradcheck checks fastbp's compiled gradient, but {blocker}")
+    twin = copy.copy(net)
     twin.dtype = np.dtype(np.float64)
-    packed = twin._pack(data, "vector", "data")
+    packed = twin._pack(data, "train", "data")
     nabla_b, nabla_w = twin._gradient_sums(packed)
-    wt, b, _ = twin._params(copy=True)
-    handle = twin._net(wt, b)
+    sizes = twin._layer_sizes()
+    wt, b = twin._params()
+    handle = twin._net(wt, b, sizes)
     cost = getattr(net, "cost", None)
     fn = cost.fn if cost is not None else _quadratic
 
     def total_cost() -> float:
-        out = np.empty((packed.n, twin.sizes[-1]))
+        out = np.empty((packed.n, sizes[-1]))
         _core.forward(handle, packed.indptr, packed.split, packed.indices, packed.values, out, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(fn(out, packed.y)) / packed.n
 
     rng = np.random.default_rng(seed)
     errors: dict[str, float] = {}
-    for l in range(twin.num_layers - 1):
-        n_in, n_out = twin.sizes[l], twin.sizes[l + 1]
+    for l in range(len(sizes) - 1):
+        n_in, n_out = sizes[l], sizes[l + 1]
         # kernel buffers: wt[l][k, j] holds W[j, k]; b[l][j] holds b[j]
         for name, buf, grad, cells in (
                 (f"w{l + 1}", wt[l], nabla_w[l], [(j, k) for j in range(n_out)

@@ -17,12 +17,14 @@ Differences you may notice:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._engine import QUADRATIC, CompiledNetwork
+from . import _classic
+from ._engine import CompiledNetwork
 from ._validate import check_count, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -30,7 +32,6 @@ __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
 class Network(CompiledNetwork):
     _activation = "sigmoid"
-    _cost_code = QUADRATIC
 
     def __init__(self, sizes: Any, dtype: Any = np.float64) -> None:
         """``sizes`` lists the widths of the layers, e.g. [784, 30, 10].  Biases and
@@ -41,59 +42,81 @@ class Network(CompiledNetwork):
         self.biases = [np.random.randn(y, 1).astype(self.dtype, copy=False) for y in sizes[1:]]
         self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
                         for x, y in zip(sizes[:-1], sizes[1:])]
-        self._adopt()
+
+    def _cost_blocker(self, part: str) -> str | None:
+        if self._overridden(("cost_derivative",)):
+            return f"{type(self).__name__}.cost_derivative is overridden"
+        return None
 
     def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
             test_data: Any = None, *, verbose: bool = True,
-            callback: Callable[[int, Network], Any] | None = None) -> None:
+            callback: Callable[[int, Network], Any] | None = None,
+            rng: random.Random | None = None) -> None:
         """Train with mini-batch stochastic gradient descent.
 
-        ``training_data`` is a list of ``(x, y)`` pairs (x (n_in, 1), y (n_out, 1)); with
-        ``test_data`` (pairs ``(x, label)``) the network is evaluated after each epoch
-        and ``Epoch j: correct / total`` is printed, else ``Epoch j complete``.
-        Beyond the classic code: ``verbose=False`` prints nothing, and
-        ``callback(epoch, network)`` runs after each epoch (return False to stop).
+        ``training_data`` is a list of ``(x, y)`` pairs (x (n_in, 1), y (n_out, 1)),
+        shuffled in place each epoch as ``random.shuffle`` would; with ``test_data``
+        (pairs ``(x, label)``) the network is evaluated after each epoch and
+        ``Epoch j: correct / total`` is printed, else ``Epoch j complete``.
+        Beyond the classic code: ``verbose=False`` prints nothing,
+        ``callback(epoch, network)`` runs after each epoch (return False to stop), and
+        ``rng`` (a ``random.Random``) shuffles instead of the global generator.
         """
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
-        train = self._pack(training_data, "vector", "training_data")
-        test = self._pack_optional(test_data, "label", "test_data")
+        test = None
+        if test_data:
+            test_data = list(test_data)
+            if not self._overridden(("evaluate", "feedforward")):
+                test = self._pack(test_data, "label", "test_data")
 
-        def report(j: int, net: Any, eta: float) -> float | None:
-            if verbose and test is not None:
-                correct = int(np.sum(np.argmax(self._outputs(test, net), axis=1) == test.labels))
-                print(f"Epoch {j}: {correct} / {test.n}")
+        def report(j: int, items: list, eta: float) -> float | None:
+            if test_data:
+                correct = (self._count_correct(test) if test is not None
+                           else self.evaluate(test_data))
+                if verbose:
+                    print(f"Epoch {j}: {correct} / {len(test_data)}")
             elif verbose:
                 print(f"Epoch {j} complete")
             if callback is not None and callback(j, self) is False:
                 return None
             return eta
 
-        self._train(train, epochs, mini_batch_size, eta, 0.0, report)
+        self._train(training_data, epochs, mini_batch_size, eta, 0.0, report, rng)
+
+    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+        self.update_mini_batch(mini_batch, eta)
 
     def update_mini_batch(self, mini_batch: Any, eta: float) -> None:
         """One gradient-descent step on the list of ``(x, y)`` pairs ``mini_batch``."""
+        blocker = self._update_blocker()
+        if blocker is not None:
+            self._slow(blocker, "update_mini_batch")
+            _classic.update_mini_batch(self, mini_batch, eta)
+            return
         self._update(mini_batch, eta, 0.0, 1.0)
 
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
+        if self._overridden(("feedforward",)):
+            self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
+            return _classic.evaluate(self, test_data)
         test_data = list(test_data)
         if not test_data:
             return 0  # as network.py: sum([]) == 0
-        test = self._pack(test_data, "label", "test_data")
-        return int(np.sum(np.argmax(self._outputs(test), axis=1) == test.labels))
+        return self._count_correct(self._pack(test_data, "label", "test_data"))
+
+    def _count_correct(self, packed: Any) -> int:
+        return int(np.sum(np.argmax(self._outputs(packed), axis=1) == packed.labels))
 
     def cost_derivative(self, output_activations: Any, y: Any) -> Any:
         """dC_x/da for the quadratic cost: ``output_activations - y``."""
         return output_activations - y
 
 
-def sigmoid(z: Any) -> Any:
-    """The sigmoid function."""
-    return 1.0 / (1.0 + np.exp(-z))
+sigmoid = _classic.sigmoid
+sigmoid_prime = _classic.sigmoid_prime
 
 
-def sigmoid_prime(z: Any) -> Any:
-    """Derivative of the sigmoid function."""
-    return sigmoid(z) * (1 - sigmoid(z))
+Network._FASTBP_CLASS = Network

@@ -14,21 +14,25 @@ compiled forward passes.  Beyond the classic code, all off by default:
   every epoch in ``net.gradient_norm_history``;
 * ``dtype=np.float32`` trains in single precision.
 
-As in ``fastbp.network``, ``SGD`` does not shuffle your list in place (it shuffles an
-index list with the same ``random.shuffle`` calls, so the mini-batches are the same).
+As in network2.py, ``SGD`` shuffles your ``training_data`` list in place (the same
+``random.shuffle`` permutation, computed in C).  A cost that is not one of fastbp's, or a
+subclass overriding the methods the classic ``SGD`` calls, is honoured by running the
+classic code for that part (with one ``SlowPathWarning``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork, norm
+from . import _classic
+from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork
 from ._packing import Packed
 from ._validate import check_count, check_rate, check_sizes
 
@@ -37,6 +41,11 @@ __all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", 
 
 
 #### Costs
+#
+# fn and delta are network2.py's own formulas (users call them, and a user's cost class
+# follows the same interface).  The fused kernels implement each known cost's delta; for
+# total_cost, ``rows`` computes fn for many samples at once, element for element as fn
+# does for one.
 
 
 class QuadraticCost:
@@ -45,16 +54,20 @@ class QuadraticCost:
     code = QUADRATIC
 
     @staticmethod
-    def fn(a: Any, y: Any) -> float:
-        """The cost of output ``a`` against target ``y`` (columns may be stacked):
-        0.5 ||a - y||^2 (summed without BLAS, see ``_engine.norm``)."""
-        d = np.asarray(a - y, dtype=np.float64)
-        return 0.5 * float(np.sum(d * d))
+    def fn(a: Any, y: Any) -> Any:
+        """Return the cost associated with an output ``a`` and desired output ``y``."""
+        return 0.5 * np.linalg.norm(a - y) ** 2
 
     @staticmethod
     def delta(z: Any, a: Any, y: Any) -> Any:
-        """The output error for a sigmoid output layer (the classic formula)."""
+        """Return the error delta from the output layer."""
         return (a - y) * sigmoid_prime(z)
+
+    @staticmethod
+    def rows(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """fn for each row of ``A`` against the same row of ``Y``."""
+        D = A - Y
+        return 0.5 * np.sqrt(np.einsum("ij,ij->i", D, D)) ** 2
 
 
 class CrossEntropyCost:
@@ -63,14 +76,19 @@ class CrossEntropyCost:
     code = CROSS_ENTROPY
 
     @staticmethod
-    def fn(a: Any, y: Any) -> float:
-        """The cost of output ``a`` against ``y``; nan_to_num turns 0 ln 0 into 0."""
+    def fn(a: Any, y: Any) -> Any:
+        """Return the cost associated with an output ``a`` and desired output ``y``;
+        np.nan_to_num turns the nan of 0 * ln 0 into 0."""
         return np.sum(np.nan_to_num(-y * np.log(a) - (1 - y) * np.log(1 - a)))
 
     @staticmethod
     def delta(z: Any, a: Any, y: Any) -> Any:
         """The output error (``z`` is unused, kept for a uniform interface)."""
         return a - y
+
+    @staticmethod
+    def rows(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return np.sum(np.nan_to_num(-Y * np.log(A) - (1 - Y) * np.log(1 - A)), axis=1)
 
 
 class LogLikelihoodCost:
@@ -79,7 +97,7 @@ class LogLikelihoodCost:
     code = LOG_LIKELIHOOD
 
     @staticmethod
-    def fn(a: Any, y: Any) -> float:
+    def fn(a: Any, y: Any) -> Any:
         """The cost of softmax output ``a`` against one-hot ``y``."""
         with np.errstate(divide="ignore"):
             return -np.sum(np.nan_to_num(y * np.log(a)))
@@ -89,8 +107,29 @@ class LogLikelihoodCost:
         """The output error of softmax with log-likelihood."""
         return a - y
 
+    @staticmethod
+    def rows(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return -np.sum(np.nan_to_num(Y * np.log(A)), axis=1)
+
 
 COSTS = {c.__name__: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+
+
+def _known_cost(cost: Any, part: str) -> type | None:
+    """The fastbp cost class whose ``part`` ("fn" or "delta") ``cost`` (a class or an
+    instance) uses unchanged, or None (a user's cost, or one that overrides ``part``)."""
+    cls = cost if isinstance(cost, type) else type(cost)
+    if not isinstance(cost, type) and part in getattr(cost, "__dict__", {}):
+        return None
+    for known in COSTS.values():
+        if isinstance(cls, type) and issubclass(cls, known):
+            return known if getattr(cls, part, None) is getattr(known, part) else None
+    return None
+
+
+def _cost_name(cost: Any) -> str:
+    return cost.__name__ if isinstance(cost, type) else type(cost).__name__
 
 
 #### Main Network class
@@ -100,27 +139,40 @@ class Network(CompiledNetwork):
     def __init__(self, sizes: Any, cost: Any = CrossEntropyCost, activation: str = "sigmoid",
                  dtype: Any = np.float64) -> None:
         """``sizes`` lists the layer widths, e.g. [784, 30, 10]; parameters come from
-        ``default_weight_initializer`` (the same ``np.random`` draws as network2.py)."""
+        ``default_weight_initializer`` (the same ``np.random`` draws as network2.py).
+        ``cost`` is a cost class or instance with ``fn(a, y)`` and ``delta(z, a, y)``:
+        fastbp's own run fused; any other is honoured by the classic code (slower)."""
         self._setup(sizes, dtype)
-        if cost not in COSTS.values():
-            raise ValueError(f"cost must be one of {', '.join(COSTS)} (the compiled kernels "
-                             f"implement these), got {cost!r}")
+        if not (callable(getattr(cost, "fn", None)) and callable(getattr(cost, "delta", None))):
+            raise TypeError("cost must have fn(a, y) and delta(z, a, y), like "
+                            f"network2.CrossEntropyCost; got {cost!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {activation!r}")
-        if cost is CrossEntropyCost and activation != "sigmoid":
+        if _known_cost(cost, "delta") is CrossEntropyCost and activation != "sigmoid":
             raise ValueError("CrossEntropyCost needs outputs in (0, 1): use activation="
                              "'sigmoid', or LogLikelihoodCost for a softmax output layer")
-        self.cost = cost
         self._activation = activation
-        self._cost_code = cost.code
         self.gradient_norm_history: list[dict[str, list[float]]] = []
         self.default_weight_initializer()
+        self.cost = cost
 
     @property
     def activation(self) -> str:
         """The activation of every layer ("sigmoid", "tanh" or "relu")."""
         return self._activation
+
+    def _cost_code(self) -> int:
+        known = _known_cost(self.cost, "delta")
+        return known.code if known is not None else QUADRATIC
+
+    def _cost_blocker(self, part: str) -> str | None:
+        if _known_cost(self.cost, part) is None:
+            return f"the cost {_cost_name(self.cost)} is not one of fastbp's"
+        return None
+
+    def _softmax_output(self) -> bool:
+        return _known_cost(self.cost, "delta") is LogLikelihoodCost
 
     def default_weight_initializer(self) -> None:
         """Biases from N(0, 1), then weights from N(0, 1/n_in) (n_in inputs to a neuron)."""
@@ -128,7 +180,6 @@ class Network(CompiledNetwork):
                        for y in self.sizes[1:]]
         self.weights = [(np.random.randn(y, x) / np.sqrt(x)).astype(self.dtype, copy=False)
                         for x, y in zip(self.sizes[:-1], self.sizes[1:])]
-        self._adopt()
 
     def large_weight_initializer(self) -> None:
         """Biases and then weights from N(0, 1), as network.py initialises them."""
@@ -136,7 +187,6 @@ class Network(CompiledNetwork):
                        for y in self.sizes[1:]]
         self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
                         for x, y in zip(self.sizes[:-1], self.sizes[1:])]
-        self._adopt()
 
     def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float,
             lmbda: float = 0.0, evaluation_data: Any = None,
@@ -145,14 +195,17 @@ class Network(CompiledNetwork):
             early_stopping_n: int = 0, lr_schedule_n: int = 0,
             monitor_gradient_norms: bool = False, *, verbose: bool = True,
             callback: Callable[[int, Network], Any] | None = None,
+            rng: random.Random | None = None,
             ) -> tuple[list, list, list, list]:
         """Train with mini-batch stochastic gradient descent and L2 weight decay.
 
-        Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
+        ``training_data`` (a list) is shuffled in place each epoch as ``random.shuffle``
+        would.  Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
         training_cost, training_accuracy)``; a list is empty unless its flag is set.
         ``early_stopping_n`` and ``lr_schedule_n`` (0 = off) watch the accuracy on
         ``evaluation_data``.  ``verbose=False`` prints nothing; ``callback(epoch,
-        network)`` runs after each epoch's monitoring (return False to stop).
+        network)`` runs after each epoch's monitoring (return False to stop); ``rng`` (a
+        ``random.Random``) shuffles instead of the global generator.
         """
         say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
@@ -160,14 +213,16 @@ class Network(CompiledNetwork):
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         early_stopping_n = check_count("early_stopping_n", early_stopping_n, 0)
         lr_schedule_n = check_count("lr_schedule_n", lr_schedule_n, 0)
-        train = self._pack(training_data, "both", "training_data")
-        evaluation = self._pack_optional(evaluation_data, "both", "evaluation_data")
         watch = early_stopping_n > 0 or lr_schedule_n > 0
-        if watch and evaluation is None:
-            raise ValueError("early_stopping_n and lr_schedule_n need evaluation_data")
-        if (monitor_evaluation_cost or monitor_evaluation_accuracy) and evaluation is None:
-            raise ValueError("monitor_evaluation_cost/accuracy need evaluation_data")
-        n = train.n
+        if evaluation_data is not None and not isinstance(evaluation_data, list):
+            evaluation_data = list(evaluation_data)
+        if not evaluation_data and (watch or monitor_evaluation_cost
+                                    or monitor_evaluation_accuracy):
+            raise ValueError("monitor_evaluation_cost/accuracy, early_stopping_n and "
+                             "lr_schedule_n need evaluation_data")
+        monitors = _Monitors(self, evaluation_data if evaluation_data else None,
+                             monitor_evaluation_cost, monitor_evaluation_accuracy or watch)
+        n = len(training_data) if hasattr(training_data, "__len__") else None
         evaluation_cost: list = []
         evaluation_accuracy: list = []
         training_cost: list = []
@@ -175,28 +230,29 @@ class Network(CompiledNetwork):
         eta0 = eta
         state = {"best": -1, "stale": 0, "stale_lr": 0}
 
-        def after_epoch(j: int, net: Any, eta: float) -> float | None:
+        def after_epoch(j: int, items: list, eta: float) -> float | None:
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
-                cost = self._total_cost(train, lmbda, net)
+                cost = monitors.training_cost(items, lmbda)
                 training_cost.append(cost)
                 say(f"Cost on training data: {cost}")
             if monitor_training_accuracy:
-                accuracy = self._accuracy(train, net)
+                accuracy = monitors.training_accuracy(items)
                 training_accuracy.append(accuracy)
-                say(f"Accuracy on training data: {accuracy} / {n}")
+                say(f"Accuracy on training data: {accuracy} / {len(items)}")
             if monitor_evaluation_cost:
-                cost = self._total_cost(evaluation, lmbda, net)
+                cost = monitors.evaluation_cost(lmbda)
                 evaluation_cost.append(cost)
                 say(f"Cost on evaluation data: {cost}")
             accuracy = None
             if monitor_evaluation_accuracy or watch:
-                accuracy = self._accuracy(evaluation, net)
+                accuracy = monitors.evaluation_accuracy()
             if monitor_evaluation_accuracy:
                 evaluation_accuracy.append(accuracy)
-                say(f"Accuracy on evaluation data: {accuracy} / {evaluation.n}")
+                say(f"Accuracy on evaluation data: {monitors.evaluation_accuracy_again(accuracy)}"
+                    f" / {len(evaluation_data)}")
             if monitor_gradient_norms:
-                self.gradient_norm_history.append(self._norms(train))
+                self.gradient_norm_history.append(self.gradient_norms(items))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
@@ -209,7 +265,7 @@ class Network(CompiledNetwork):
             state["stale_lr"] += 1
             if early_stopping_n and state["stale"] >= early_stopping_n:
                 say(f"Early stopping: no better evaluation accuracy in {early_stopping_n} "
-                      "epochs")
+                    "epochs")
                 return None
             if lr_schedule_n and state["stale_lr"] >= lr_schedule_n:
                 eta /= 2
@@ -220,31 +276,54 @@ class Network(CompiledNetwork):
                 say(f"Learning-rate schedule: halving eta to {eta:g}")
             return eta
 
-        self._train(train, epochs, mini_batch_size, eta, lmbda, after_epoch)
+        del n
+        self._train(training_data, epochs, mini_batch_size, eta, lmbda, after_epoch, rng)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
+
+    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+        self.update_mini_batch(mini_batch, eta, lmbda, n)
 
     def update_mini_batch(self, mini_batch: Any, eta: float, lmbda: float, n: int) -> None:
         """One step: w <- (1 - eta*lmbda/n) w - (eta/m) nabla_w; b <- b - (eta/m) nabla_b."""
+        blocker = self._update_blocker()
+        if blocker is not None:
+            self._slow(blocker, "update_mini_batch")
+            _classic.update_mini_batch(self, mini_batch, eta, lmbda, n)
+            return
         self._update(mini_batch, eta, lmbda, n)
 
     def accuracy(self, data: Any, convert: bool = False) -> int:
-        """Number of inputs whose most active output neuron is the right class.
-
-        ``convert`` is accepted for compatibility: integer labels (validation/test data)
-        and one-hot vectors (training data) are both recognised.
-        """
-        data = list(data)
+        """Number of inputs whose most active output neuron is the right class:
+        ``convert=False`` for integer labels (validation/test data), ``convert=True`` for
+        one-hot vectors (training data), as in network2.py."""
+        if self._overridden(("feedforward",)):
+            self._slow(f"{type(self).__name__}.feedforward is overridden", "accuracy")
+            return _classic.accuracy(self, data, convert)
+        data = data if isinstance(data, list) else list(data)
         if not data:
             return 0  # as network2.py: sum([]) == 0
-        return self._accuracy(self._pack(data, "label", "data"))
+        return self._accuracy(self._pack(data, "argmax" if convert else "label", "data"))
 
-    def total_cost(self, data: Any, lmbda: float, convert: bool = False) -> float:
-        """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2.
-
-        ``convert`` is accepted for compatibility; integer labels are one-hot encoded.
-        """
+    def total_cost(self, data: Any, lmbda: float, convert: bool = False) -> Any:
+        """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2;
+        ``convert=True`` one-hot encodes integer labels (validation/test data), as in
+        network2.py."""
+        blocker = ("feedforward is overridden" if self._overridden(("feedforward",))
+                   else self._cost_blocker("fn"))
+        if blocker is not None:
+            self._slow(blocker, "total_cost")
+            return _classic.total_cost(self, data, lmbda, convert)
         lmbda = check_rate("lmbda", lmbda)
-        return self._total_cost(self._pack(data, "vector", "data"), lmbda)
+        data = data if isinstance(data, list) else list(data)
+        if not data:
+            raise ZeroDivisionError("total_cost of no data (the classic code divides by "
+                                    "len(data))")
+        if convert:
+            packed = self._pack(data, "label", "data")
+            return self._total_cost(packed, _onehot10(packed.labels, self._layer_sizes()[-1]),
+                                    lmbda)
+        packed = self._pack(data, "train", "data")
+        return self._total_cost(packed, packed.y, lmbda)
 
     def save(self, filename: str | os.PathLike) -> None:
         """Save the network as the classic JSON (``sizes``, ``weights``, ``biases``,
@@ -252,23 +331,97 @@ class Network(CompiledNetwork):
         data = {"sizes": self.sizes,
                 "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
                 "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
-                "cost": str(self.cost.__name__)}
+                "cost": _cost_name(self.cost)}
         if self._activation != "sigmoid":
             data["activation"] = self._activation
         _atomic_write_json(filename, data)
 
     # -- compiled helpers on packed data
 
-    def _accuracy(self, packed: Packed, net: Any = None) -> int:
-        return int(np.sum(np.argmax(self._outputs(packed, net), axis=1) == packed.labels))
+    def _accuracy(self, packed: Packed) -> int:
+        return int(np.sum(np.argmax(self._outputs(packed), axis=1) == packed.labels))
 
-    def _total_cost(self, packed: Packed, lmbda: float, net: Any = None) -> float:
-        out = self._outputs(packed, net).astype(np.float64, copy=False)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cost = float(self.cost.fn(out, packed.y)) / packed.n
-        cost += 0.5 * (lmbda / packed.n) * sum(norm(w) ** 2 for w in self.weights)
+    def _total_cost(self, packed: Packed, Y: np.ndarray, lmbda: float,
+                    order: np.ndarray | None = None) -> Any:
+        """total_cost from fused outputs, summed in the classic per-sample order
+        (``order``: the packed row of each sample, in the data's order)."""
+        A = self._outputs(packed).astype(np.float64, copy=False)
+        Y = np.asarray(Y, dtype=np.float64)
+        if order is not None:
+            A, Y = A[order], Y[order]
+        n = packed.n
+        known = _known_cost(self.cost, "fn")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            per_sample = known.rows(A, Y) / n
+        cost = np.cumsum(per_sample)[-1]  # 0.0 + c_0 + c_1 + ..., in that order
+        cost += 0.5 * (lmbda / n) * sum(np.linalg.norm(w) ** 2 for w in self.weights)
         return cost
 
+
+class _Monitors:
+    """SGD's per-epoch monitoring: each through the network's own method where that is
+    overridden (called as network2.py calls it), else fused on data packed once."""
+
+    def __init__(self, net: Network, evaluation_data: list | None, cost: bool,
+                 accuracy: bool) -> None:
+        self.net = net
+        self.evaluation_data = evaluation_data
+        self.honour_cost = bool(net._overridden(("total_cost", "feedforward"))
+                                or net._cost_blocker("fn"))
+        self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
+        self.evaluation: Packed | None = None
+        if evaluation_data is not None and ((cost and not self.honour_cost)
+                                            or (accuracy and not self.honour_accuracy)):
+            self.evaluation = net._pack(evaluation_data, "label", "evaluation_data")
+            if cost and not self.honour_cost:
+                self.evaluation_y = _onehot10(self.evaluation.labels, net._layer_sizes()[-1])
+        self.training: Packed | None = None
+
+    def _train_packed(self, items: list) -> tuple[Packed, np.ndarray | None]:
+        packed = self.net._pack(items, "train", "training_data", reorder=True)
+        return packed, packed.order
+
+    def training_cost(self, items: list, lmbda: float) -> Any:
+        if self.honour_cost:
+            return self.net.total_cost(items, lmbda)
+        packed, order = self._train_packed(items)
+        return self.net._total_cost(packed, packed.y, lmbda, order)
+
+    def training_accuracy(self, items: list) -> int:
+        if self.honour_accuracy:
+            return self.net.accuracy(items, convert=True)
+        packed, _ = self._train_packed(items)
+        return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
+                          == np.argmax(packed.y, axis=1)))
+
+    def evaluation_cost(self, lmbda: float) -> Any:
+        if self.honour_cost:
+            return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
+        return self.net._total_cost(self.evaluation, self.evaluation_y, lmbda)
+
+    def evaluation_accuracy(self) -> int:
+        if self.honour_accuracy:
+            return self.net.accuracy(self.evaluation_data)
+        return self.net._accuracy(self.evaluation)
+
+    def evaluation_accuracy_again(self, accuracy: int) -> int:
+        """network2.py calls accuracy a second time for its printed line."""
+        return self.net.accuracy(self.evaluation_data) if self.honour_accuracy else accuracy
+
+
+def _onehot10(labels: np.ndarray, n_out: int) -> np.ndarray:
+    """``vectorized_result`` of each label: (10, 1) unit vectors, as network2.py makes
+    them for ``convert=True`` (so the output layer must have 10 neurons)."""
+    if n_out != 10:
+        raise ValueError(f"convert=True one-hot encodes labels as 10-vectors "
+                         f"(vectorized_result), but the network has {n_out} outputs")
+    bad = np.flatnonzero((labels < -10) | (labels >= 10))
+    if bad.size:
+        raise ValueError(f"data[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
+                         "(vectorized_result cannot encode it)")
+    Y = np.zeros((labels.size, 10))
+    Y[np.arange(labels.size), labels] = 1.0  # a negative label counts from the end, as e[j]
+    return Y
 
 #### Loading a Network
 
@@ -367,12 +520,8 @@ def vectorized_result(j: int) -> np.ndarray:
     return e
 
 
-def sigmoid(z: Any) -> Any:
-    """The sigmoid function."""
-    return 1.0 / (1.0 + np.exp(-z))
+sigmoid = _classic.sigmoid
+sigmoid_prime = _classic.sigmoid_prime
 
 
-def sigmoid_prime(z: Any) -> Any:
-    """Derivative of the sigmoid function."""
-    return sigmoid(z) * (1 - sigmoid(z))
-
+Network._FASTBP_CLASS = Network

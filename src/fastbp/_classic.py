@@ -1,0 +1,153 @@
+"""The honouring path: the classic per-example code, for when fastbp cannot fuse.
+
+A subclass that overrides ``backprop`` or ``cost_derivative``, or a cost that is not one
+of fastbp's, changes what the classic ``SGD`` computes; the fused kernels cannot run a
+user's Python.  So the drop-ins fall back to these functions, which are network.py's and
+network2.py's methods line for line (Python 3), calling every method and cost through
+the network object exactly where the classic code does, so that overrides are honoured.
+They are slow, as the classic code is; the caller warns once per network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def sigmoid(z: Any) -> Any:
+    """The sigmoid function."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def sigmoid_prime(z: Any) -> Any:
+    """Derivative of the sigmoid function."""
+    return sigmoid(z) * (1 - sigmoid(z))
+
+
+def _relu(z: Any) -> Any:
+    return np.maximum(z, 0.0)
+
+
+def _relu_prime(z: Any) -> Any:
+    return (z > 0).astype(float)
+
+
+def _tanh_prime(z: Any) -> Any:
+    return 1.0 - np.tanh(z) ** 2
+
+
+def _softmax(z: Any) -> Any:
+    e = np.exp(z - np.max(z))
+    return e / np.sum(e)
+
+
+ACTIVATIONS = {"sigmoid": (sigmoid, sigmoid_prime), "tanh": (np.tanh, _tanh_prime),
+               "relu": (_relu, _relu_prime)}
+
+
+def _layers(net: Any) -> tuple[Any, Any, Any]:
+    """(hidden activation, its derivative, output activation) of ``net``."""
+    act, prime = ACTIVATIONS[net.activation if hasattr(net, "activation") else "sigmoid"]
+    out = _softmax if getattr(net, "_softmax_output", lambda: False)() else act
+    return act, prime, out
+
+
+def feedforward(net: Any, a: Any) -> Any:
+    """Return the output of the network if ``a`` is input."""
+    act, _, out = _layers(net)
+    last = len(net.weights) - 1
+    for l, (b, w) in enumerate(zip(net.biases, net.weights)):
+        z = np.dot(w, a) + b
+        a = out(z) if l == last else act(z)
+    return a
+
+
+def backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
+    """Return ``(nabla_b, nabla_w)`` for the cost C_x, as network.py / network2.py do:
+    the output error comes from ``net.cost_derivative`` (network) or ``net.cost.delta``
+    (network2)."""
+    act, prime, out = _layers(net)
+    nabla_b = [np.zeros(b.shape) for b in net.biases]
+    nabla_w = [np.zeros(w.shape) for w in net.weights]
+    # feedforward
+    activation = x
+    activations = [x]  # list to store all the activations, layer by layer
+    zs = []  # list to store all the z vectors, layer by layer
+    last = len(net.weights) - 1
+    for l, (b, w) in enumerate(zip(net.biases, net.weights)):
+        z = np.dot(w, activation) + b
+        zs.append(z)
+        activation = out(z) if l == last else act(z)
+        activations.append(activation)
+    # backward pass
+    if hasattr(net, "cost"):  # network2
+        delta = net.cost.delta(zs[-1], activations[-1], y)
+    else:  # network
+        delta = net.cost_derivative(activations[-1], y) * sigmoid_prime(zs[-1])
+    nabla_b[-1] = delta
+    nabla_w[-1] = np.dot(delta, activations[-2].transpose())
+    for l in range(2, len(net.weights) + 1):
+        z = zs[-l]
+        sp = prime(z)
+        delta = np.dot(net.weights[-l + 1].transpose(), delta) * sp
+        nabla_b[-l] = delta
+        nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())
+    return (nabla_b, nabla_w)
+
+
+def update_mini_batch(net: Any, mini_batch: Any, eta: float, lmbda: float = 0.0,
+                      n: float = 1.0) -> None:
+    """Gradient descent on one mini-batch, with ``net.backprop`` for each example (with
+    lmbda = 0, network.py's update; else network2.py's L2-regularised one)."""
+    if net._overridden(("backprop",)):
+        backprop_one = net.backprop
+    else:  # fastbp's own backprop would come straight back here: skip the detour
+        def backprop_one(x: Any, y: Any) -> tuple[list, list]:
+            return backprop(net, x, y)
+    nabla_b = [np.zeros(b.shape) for b in net.biases]
+    nabla_w = [np.zeros(w.shape) for w in net.weights]
+    for x, y in mini_batch:
+        delta_nabla_b, delta_nabla_w = backprop_one(x, y)
+        nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+        nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+    if lmbda:
+        net.weights = [(1 - eta * (lmbda / n)) * w - (eta / len(mini_batch)) * nw
+                       for w, nw in zip(net.weights, nabla_w)]
+    else:
+        net.weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(net.weights, nabla_w)]
+    net.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(net.biases, nabla_b)]
+
+
+def evaluate(net: Any, test_data: Any) -> int:
+    """network.py's evaluate, through ``net.feedforward``."""
+    test_results = [(np.argmax(net.feedforward(x)), y) for (x, y) in test_data]
+    return sum(int(x == y) for (x, y) in test_results)
+
+
+def accuracy(net: Any, data: Any, convert: bool = False) -> int:
+    """network2.py's accuracy, through ``net.feedforward``."""
+    if convert:
+        results = [(np.argmax(net.feedforward(x)), np.argmax(y)) for (x, y) in data]
+    else:
+        results = [(np.argmax(net.feedforward(x)), y) for (x, y) in data]
+    return sum(int(x == y) for (x, y) in results)
+
+
+def total_cost(net: Any, data: Any, lmbda: float, convert: bool = False) -> Any:
+    """network2.py's total_cost, through ``net.feedforward`` and ``net.cost.fn``."""
+    cost = 0.0
+    for x, y in data:
+        a = net.feedforward(x)
+        if convert:
+            y = vectorized_result(y)
+        cost += net.cost.fn(a, y) / len(data)
+    cost += 0.5 * (lmbda / len(data)) * sum(np.linalg.norm(w) ** 2 for w in net.weights)
+    return cost
+
+
+def vectorized_result(j: int) -> np.ndarray:
+    """A (10, 1) unit vector with a 1.0 in position j."""
+    e = np.zeros((10, 1))
+    e[j] = 1.0
+    return e

@@ -1,0 +1,464 @@
+"""Scripts written in the classic style, run on fastbp and on the python/ references.
+
+Each test is a small chapter-1/chapter-3 style script: several networks trained on one
+list, cost classes and instances, a user's own cost, subclasses overriding the methods
+the classic ``SGD`` calls, all four monitors.  The same script runs on
+``fastbp.network``/``network2`` and on ``python/network_loop.py``/``network2_loop.py``
+(the classic code, with the same overrides), and must print the same lines (numbers
+within 1e-9) and end with the same parameters (max |dW| <= 1e-9), the same list order
+and the same ``random`` state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import re
+import warnings
+
+import network2_loop
+import network_loop
+import numpy as np
+import pytest
+from conftest import make_data, make_labelled
+
+from fastbp import SlowPathWarning, network, network2
+
+SIZES = [40, 12, 10]
+NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list, list, list]:
+    """Training pairs (one-hot targets), validation and test pairs (integer labels), with
+    MNIST-like sparse inputs."""
+    return (make_data(1, SIZES, 120, sparse=True, onehot=True),
+            make_labelled(2, SIZES, 40, sparse=True),
+            make_labelled(3, SIZES, 40, sparse=True))
+
+
+def run(script, module, *args):
+    """Run ``script(module, *args)`` with fixed seeds; return (its result, its printed
+    lines, the random state after)."""
+    random.seed(7)
+    np.random.seed(8)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        result = script(module, *args)
+    return result, out.getvalue().splitlines(), random.getstate()
+
+
+def assert_same_lines(got: list[str], want: list[str]) -> None:
+    """Same text; the decimal numbers in it equal to 1e-9 (relative)."""
+    assert len(got) == len(want), f"{len(got)} lines printed, the classic code printed {len(want)}"
+    for g, w in zip(got, want):
+        assert NUMBER.sub("#", g) == NUMBER.sub("#", w), f"{g!r} != {w!r}"
+        for a, b in zip(NUMBER.findall(g), NUMBER.findall(w)):
+            assert float(a) == pytest.approx(float(b), rel=1e-9), f"{g!r} != {w!r}"
+
+
+def assert_same_params(nets, refs) -> None:
+    for net, ref in zip(nets, refs):
+        for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+            assert a.shape == b.shape
+            assert np.max(np.abs(a - b)) <= 1e-9
+
+
+def compare(script, fast_module, ref_module, *args):
+    (nets, extra), lines, state = run(script, fast_module, *args)
+    (refs, ref_extra), ref_lines, ref_state = run(script, ref_module, *args)
+    assert_same_lines(lines, ref_lines)
+    assert_same_params(nets, refs)
+    assert state == ref_state, "the random module ended in a different state"
+    return extra, ref_extra
+
+
+# ---------------------------------------------------------------- 3. the list, shuffled in place
+
+
+def test_several_networks_on_one_list_match_the_classic_code(data):
+    training, _, test = data
+
+    def script(mod, training, test):
+        training = list(training)
+        a = mod.Network(SIZES)
+        a.SGD(training, 2, 10, 3.0, test_data=test)
+        b = mod.Network(SIZES)  # trains on the list as the first SGD left it
+        b.SGD(training, 1, 10, 3.0, test_data=test)
+        b.SGD(training[:50], 1, 5, 1.0)  # a second call, on a slice afterwards
+        return [a, b], [id(p) for p in training]
+
+    order, ref_order = compare(script, network, network_loop, training, test)
+    assert order != [id(p) for p in training]  # it really was reordered...
+    assert sorted(order) == sorted(ref_order)
+
+
+def test_the_list_ends_in_the_classic_order(data):
+    training = data[0]
+    ours, theirs = list(training), list(training)
+    random.seed(3)
+    np.random.seed(3)
+    network.Network(SIZES).SGD(ours, 3, 10, 1.0, verbose=False)
+    after_ours = random.getstate()
+    random.seed(3)
+    np.random.seed(3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        network_loop.Network(SIZES).SGD(theirs, 3, 10, 1.0)
+    assert all(a is b for a, b in zip(ours, theirs))
+    assert after_ours == random.getstate()
+
+
+@pytest.mark.parametrize("wrap", [tuple, iter, lambda d: zip(*zip(*d))])
+def test_tuples_and_generators_are_not_reordered_but_train_the_same(data, wrap):
+    training = data[0]
+    frozen = tuple(training)
+    random.seed(5)
+    np.random.seed(5)
+    net = network.Network(SIZES)
+    net.SGD(wrap(frozen), 2, 10, 1.0, verbose=False)
+    random.seed(5)
+    np.random.seed(5)
+    ref = network_loop.Network(SIZES)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref.SGD(list(frozen), 2, 10, 1.0)
+    assert frozen == tuple(training)
+    assert_same_params([net], [ref])
+
+
+def test_the_packing_cache_survives_reordering(data):
+    from fastbp import _packing
+
+    training = make_data(4, SIZES, _packing.CACHE_MIN_ITEMS + 10, sparse=True, onehot=True)
+    _packing.clear_cache()
+    net = network.Network(SIZES)
+    net.SGD(training, 1, 10, 1.0, verbose=False)
+    entries = list(_packing._cache)
+    net.SGD(training, 1, 10, 1.0, verbose=False)  # the list is now in another order
+    assert [e.packed for e in _packing._cache] == [e.packed for e in entries]
+    # and an edit in place is seen even though the order changed
+    training[0][0][:] = 0.5
+    net.SGD(training, 1, 10, 1.0, verbose=False)
+    assert len(_packing._cache) == len(entries) + 1
+
+
+# ---------------------------------------------------------------- 1. cost objects
+
+
+class UserCost:
+    """A cost the kernels do not know: quadratic fn, cross-entropy-like delta scaled."""
+
+    @staticmethod
+    def fn(a, y):
+        return 0.5 * np.linalg.norm(a - y) ** 2
+
+    @staticmethod
+    def delta(z, a, y):
+        return 0.5 * (a - y)
+
+
+def network2_script(mod, cost_name, training, validation, lmbda=1.0, make_cost=None):
+    cost = make_cost(mod) if make_cost else getattr(mod, cost_name)
+    training = list(training)  # each run shuffles its own copy
+    net = mod.Network(SIZES, cost=cost)
+    result = net.SGD(training, 2, 10, 0.5, lmbda=lmbda, evaluation_data=validation,
+                     monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                     monitor_training_cost=True, monitor_training_accuracy=True)
+    return [net], result
+
+
+@pytest.mark.parametrize("make_cost", [
+    lambda mod: mod.CrossEntropyCost,
+    lambda mod: mod.CrossEntropyCost(),
+    lambda mod: mod.QuadraticCost(),
+    lambda mod: UserCost,
+    lambda mod: UserCost(),
+    lambda mod: network2_loop.CrossEntropyCost,  # the classic module's own class
+], ids=["class", "instance", "quadratic-instance", "user-class", "user-instance",
+        "classic-module-class"])
+def test_cost_objects_match_the_classic_code(data, make_cost):
+    training, validation, _ = data
+    result, ref_result = compare(network2_script, network2, network2_loop, None,
+                                 list(training), validation, 1.0, make_cost)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+        assert all(type(a) is type(b) for a, b in zip(got, want))
+
+
+def test_fastbp_costs_run_fused_and_others_warn_once():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        for cost in (network2.CrossEntropyCost, network2.QuadraticCost(),
+                     type("Sub", (network2.CrossEntropyCost,), {})):
+            net = network2.Network(SIZES, cost=cost)
+            net.SGD(make_data(0, SIZES, 30, onehot=True), 1, 10, 0.5, verbose=False)
+    net = network2.Network(SIZES, cost=UserCost)
+    with pytest.warns(SlowPathWarning, match="UserCost") as record:
+        net.SGD(make_data(0, SIZES, 30, onehot=True), 2, 10, 0.5, verbose=False,
+                monitor_training_cost=True)
+    assert len(record) == 1
+
+
+def test_a_subclass_overriding_delta_is_honoured():
+    class HalfDelta(network2.CrossEntropyCost):
+        @staticmethod
+        def delta(z, a, y):
+            return 0.5 * (a - y)
+
+    class RefHalfDelta(network2_loop.CrossEntropyCost):
+        @staticmethod
+        def delta(z, a, y, prime=None):
+            return 0.5 * (a - y)
+
+    training = make_data(0, SIZES, 40, onehot=True)
+
+    def script(mod):
+        net = mod.Network(SIZES, cost=HalfDelta if mod is network2 else RefHalfDelta)
+        net.SGD(list(training), 2, 10, 0.5)
+        return [net], None
+
+    compare(script, network2, network2_loop)
+
+
+def test_assigning_cost_after_construction_takes_effect(data):
+    training = data[0]
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.cost = mod.QuadraticCost
+        net.SGD(list(training), 1, 10, 0.5, monitor_training_cost=True)
+        net.cost = UserCost
+        net.SGD(list(training), 1, 10, 0.5, monitor_training_cost=True)
+        return [net], None
+
+    compare(script, network2, network2_loop)
+
+
+def test_a_callback_assigning_cost_and_weights_takes_effect(data):
+    """What a callback leaves after epoch 0 (a new cost, new weights, an in-place edit)
+    is what epoch 1 trains from: the classic code run for one epoch from that state,
+    with the same list order and generator state, ends with the same parameters."""
+    training = list(data[0])
+    random.seed(0)
+    np.random.seed(0)
+    state = {}
+
+    def callback(j, n):
+        if j == 0:
+            n.cost = network2.QuadraticCost
+            n.weights = [np.full_like(w, 0.01) for w in n.weights]
+            n.biases[0][:] = 1.0  # an in-place edit counts too
+            state["biases"] = [b.copy() for b in n.biases]
+            state["list"] = list(training)
+            state["random"] = random.getstate()
+
+    net = network2.Network(SIZES)
+    net.SGD(training, 2, 10, 0.5, verbose=False, callback=callback)
+    ref = network2_loop.Network(SIZES, cost=network2_loop.QuadraticCost)
+    ref.weights = [np.full_like(w, 0.01) for w in net.weights]
+    ref.biases = state["biases"]
+    random.setstate(state["random"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref.SGD(state["list"], 1, 10, 0.5)
+    assert_same_params([net], [ref])
+
+
+# ---------------------------------------------------------------- 2. overrides
+
+
+def _override(base, name, body):
+    return type(f"My{base.__module__.split('.')[-1]}", (base,), {name: body})
+
+
+NETWORK_OVERRIDES = {
+    "feedforward": lambda self, a: type(self).__mro__[1].feedforward(self, a) * 0.5 + 0.25,
+    "backprop": lambda self, x, y: tuple([2 * g for g in gs]
+                                         for gs in type(self).__mro__[1].backprop(self, x, y)),
+    "update_mini_batch": lambda self, mb, eta: type(self).__mro__[1].update_mini_batch(
+        self, mb[: max(1, len(mb) - 1)], eta),
+    "cost_derivative": lambda self, a, y: 2 * (a - y),
+    "evaluate": lambda self, test_data: type(self).__mro__[1].evaluate(self, test_data[:20]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_OVERRIDES))
+def test_network_overrides_are_called_as_in_the_classic_sgd(data, name):
+    training, _, test = data
+
+    def script(mod):
+        cls = _override(mod.Network, name, NETWORK_OVERRIDES[name])
+        net = cls(SIZES)
+        net.SGD(list(training), 2, 10, 3.0, test_data=test)
+        return [net], net.evaluate(test)
+
+    count, ref_count = compare(script, network, network_loop)
+    assert count == ref_count and type(count) is int
+
+
+NETWORK2_OVERRIDES = {
+    "feedforward": NETWORK_OVERRIDES["feedforward"],
+    "backprop": NETWORK_OVERRIDES["backprop"],
+    "update_mini_batch": lambda self, mb, eta, lmbda, n: type(self).__mro__[1].update_mini_batch(
+        self, mb[: max(1, len(mb) - 1)], eta, lmbda, n),
+    "accuracy": lambda self, data, convert=False: 1000 + type(self).__mro__[1].accuracy(
+        self, data, convert),
+    "total_cost": lambda self, data, lmbda, convert=False: 2 * type(self).__mro__[1].total_cost(
+        self, data, lmbda, convert),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK2_OVERRIDES))
+def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
+    training, validation, _ = data
+
+    def script(mod):
+        cls = _override(mod.Network, name, NETWORK2_OVERRIDES[name])
+        net = cls(SIZES)
+        result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True)
+        return [net], result
+
+    result, ref_result = compare(script, network2, network2_loop)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_accuracy_override_is_called_twice_per_epoch_like_the_classic_code(data):
+    training, validation, _ = data
+    calls = {network2: 0, network2_loop: 0}
+
+    def script(mod):
+        def accuracy(self, data, convert=False):
+            calls[mod] += 1
+            return type(self).__mro__[1].accuracy(self, data, convert)
+
+        net = _override(mod.Network, "accuracy", accuracy)(SIZES)
+        net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation,
+                monitor_evaluation_accuracy=True)
+        return [net], None
+
+    compare(script, network2, network2_loop)
+    assert calls[network2] == calls[network2_loop] == 4
+
+
+@pytest.mark.parametrize("name", ["backprop", "update_mini_batch", "cost_derivative"])
+def test_an_override_that_forces_the_slow_path_warns_once_naming_it(name):
+    cls = _override(network.Network, name, NETWORK_OVERRIDES[name])
+    net = cls(SIZES)
+    with pytest.warns(SlowPathWarning, match=name) as record:
+        net.SGD(make_data(0, SIZES, 30, onehot=True), 3, 10, 1.0, verbose=False)
+    assert len(record) == 1
+
+
+def test_an_instance_attribute_override_is_honoured(data):
+    training = data[0]
+    calls = []
+    net = network.Network(SIZES)
+    plain = net.update_mini_batch
+
+    def spy(mini_batch, eta):
+        calls.append(len(mini_batch))
+        plain(mini_batch, eta)
+
+    net.update_mini_batch = spy
+    with pytest.warns(SlowPathWarning):
+        net.SGD(list(training), 1, 10, 1.0, verbose=False)
+    assert calls == [10] * 12
+
+
+def test_reentering_sgd_from_a_callback_is_named():
+    net = network.Network(SIZES)
+    training = make_data(0, SIZES, 20, onehot=True)
+    with pytest.raises(RuntimeError, match="inside its own SGD"):
+        net.SGD(training, 1, 10, 1.0, verbose=False,
+                callback=lambda j, n: n.SGD(training, 1, 10, 1.0, verbose=False))
+
+
+# ---------------------------------------------------------------- 4. values, quirks included
+
+
+def test_return_values_and_quirks_equal_the_classic_code(data):
+    training, validation, _ = data
+    np.random.seed(0)
+    net = network2.Network(SIZES)
+    ref = network2_loop.Network(SIZES)
+    ref.weights, ref.biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    cases = [
+        lambda n: n.total_cost(validation, 1.0),  # integer labels without convert=True
+        lambda n: n.total_cost(validation, 1.0, convert=True),
+        lambda n: n.total_cost(training, 0.0),
+        lambda n: n.accuracy(validation, convert=True),  # counts outputs equal to 0
+        lambda n: n.accuracy(validation),
+        lambda n: n.accuracy(training, convert=True),
+    ]
+    for case in cases:
+        got, want = case(net), case(ref)
+        assert type(got) is type(want)
+        assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_integer_labels_in_training_data_train_as_the_classic_code(data):
+    _, validation, _ = data
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.SGD(list(validation), 2, 10, 1.0)
+        return [net], None
+
+    compare(script, network, network_loop)
+
+
+def test_misuse_the_classic_code_crashes_on_is_a_clear_error(data):
+    training, validation, _ = data
+    net = network2.Network(SIZES)
+    with pytest.raises(TypeError, match="convert=True"):
+        net.accuracy(training)
+    with pytest.raises(ValueError, match="outside 0..9"):
+        net.total_cost([(validation[0][0], 12)], 0.0, convert=True)
+    with pytest.raises(ValueError, match=r"reshape it to \(40, 1\)"):
+        net.SGD([(x.ravel(), y) for x, y in training[:10]], 1, 5, 1.0, verbose=False)
+    with pytest.raises(ValueError, match=r"reshape it to \(10, 1\)"):
+        net.SGD([(x, y.ravel()) for x, y in training[:10]], 1, 5, 1.0, verbose=False)
+
+
+# ---------------------------------------------------------------- 6. parameters, 8. feedforward
+
+
+def test_parameters_after_training_own_their_memory(data):
+    net = network.Network(SIZES)
+    net.SGD(list(data[0]), 1, 10, 1.0, verbose=False)
+    for a in net.weights + net.biases:
+        assert a.flags.c_contiguous and a.flags.owndata
+        a.resize(a.shape)  # works only on an array that owns its memory
+    net.update_mini_batch(data[0][:10], 1.0)
+    assert all(a.flags.owndata for a in net.weights + net.biases)
+
+
+@pytest.mark.parametrize("columns", [1, 7])
+def test_feedforward_equals_the_classic_code(data, columns):
+    np.random.seed(1)
+    net = network.Network(SIZES)
+    ref = network_loop.Network(SIZES)
+    ref.weights, ref.biases = net.weights, net.biases
+    x = np.hstack([x for x, _ in data[0][:columns]])
+    got, want = net.feedforward(x), ref.feedforward(x)
+    assert got.shape == want.shape == (SIZES[-1], columns)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_feedforward_of_a_column_refuses_nan():
+    net = network.Network(SIZES)
+    x = np.full((SIZES[0], 1), np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        net.feedforward(x)
+
+
+def test_mutating_sizes_does_not_change_what_the_network_is(data):
+    net = network.Network(SIZES)
+    net.sizes[0] = 400000
+    net.num_layers = 9
+    test = data[2]
+    assert net.evaluate(test) == network_loop.Network.evaluate(net, test)
+    assert net.feedforward(test[0][0]).shape == (10, 1)
