@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import _classic, _core
-from ._packing import Packed, pack, pack_inputs
+from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
 from ._shuffle import shuffle
 from ._validate import check_dtype, check_positive, check_rate, check_sizes
 
@@ -357,41 +357,32 @@ class CompiledNetwork:
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
     def _train(self, training_data: Any, epochs: int, batch: int, eta: float, lmbda: float,
-               after_epoch: Callable[[int, Any, float], float | None], rng: Any = None,
+               after_epoch: Callable[[int, Epoch, float], float | None], rng: Any = None,
                ) -> None:
         """The classic SGD loop.  Each epoch: ``random.shuffle(training_data)`` (a list is
         reordered in place, exactly; the shuffle runs in C on the same generator), then
         the mini-batches, fused into one compiled call unless an override or a user cost
         must be honoured (then the classic ``update_mini_batch`` loop runs), then
-        ``after_epoch(j, items, eta)`` (``items``: the data in this epoch's order), which
-        returns the eta for the next epoch or None to stop.  Parameters are read afresh
-        before every epoch, so assignments made by callbacks and overrides count."""
-        caller = training_data if isinstance(training_data, list) else None
-        items = caller if caller is not None else _materialize(training_data, "training_data")
-        n = len(items)
+        ``after_epoch(j, epoch, eta)``, which returns the eta for the next epoch or None
+        to stop.  Parameters are read afresh before every epoch, so assignments made by
+        callbacks and overrides count."""
+        data = Epoch(training_data)
         self._claim()
         try:
-            base = items[:]  # the pairs in base order; perm[i] = base index at position i
-            perm = np.arange(n, dtype=np.int64)
-            packed: Packed | None = None
             for j in range(epochs):
                 blocker = self._step_blocker()
-                if blocker is None and packed is None:  # pack once, in base order
-                    packed = self._pack(base, "train", "training_data", reorder=True)
-                    if packed.order is not None:  # cached in another order: rebase
-                        base = _in_packed_order(base, packed.order)
-                        perm = packed.order.copy()
-                shuffle(perm, rng)
-                current = _reordered(base, perm)
-                if caller is not None:
-                    caller[:] = current
                 if blocker is None:
-                    self._fused_epoch(packed, perm, batch, eta, lmbda, n, j)
+                    data.pack(self)
+                shuffle(data.perm, rng)
+                data.reorder_caller()
+                if blocker is None:
+                    self._fused_epoch(data.packed, data.perm, batch, eta, lmbda, data.n, j)
                 else:
                     self._slow(blocker, "each mini-batch step")
-                    for k in range(0, n, batch):
-                        self._classic_step(current[k:k + batch], eta, lmbda, n)
-                eta = after_epoch(j, current, eta)
+                    items = data.items()
+                    for k in range(0, data.n, batch):
+                        self._classic_step(items[k:k + batch], eta, lmbda, data.n)
+                eta = after_epoch(j, data, eta)
                 if eta is None:
                     break
         finally:
@@ -514,6 +505,80 @@ class CompiledNetwork:
                 "weights": [norm(g) / packed.n for g in nabla_w]}
 
 
+class Epoch:
+    """The training data as the classic SGD sees it in the current epoch.
+
+    ``perm[i]`` is the base index of the pair at position i: the caller's list (or a
+    private copy of other iterables, or an ``(X, Y)`` pair of arrays, which are never
+    reordered) holds ``base[perm[i]]`` at position i after each shuffle.  ``packed`` holds
+    the pairs in base order once a fused step needed them.
+    """
+
+    def __init__(self, training_data: Any) -> None:
+        self.arrays = as_arrays(training_data)
+        self.caller = training_data if isinstance(training_data, list) else None
+        if self.arrays is not None:
+            self.base: list | None = None  # made on demand from the arrays
+            self.n = self.arrays[0].shape[0]
+        else:
+            self.base = (training_data[:] if self.caller is not None
+                         else _materialize(training_data, "training_data"))
+            self.n = len(self.base)
+        self.perm = np.arange(self.n, dtype=np.int64)
+        self.packed: Packed | None = None
+        self.n_out = 0  # for one-hot targets made from label arrays (set by pack)
+
+    def pack(self, net: CompiledNetwork) -> Packed:
+        """The pairs packed in base order (once; a cache hit in another order rebases)."""
+        self.n_out = net._layer_sizes()[-1]
+        if self.packed is None:
+            data = self.arrays if self.arrays is not None else self.base
+            self.packed = net._pack(data, "train", "training_data", reorder=True)
+            if self.packed.order is not None:
+                self.base = _in_packed_order(self.base, self.packed.order)
+                self.perm = self.packed.order.copy()
+        return self.packed
+
+    def items(self) -> list:
+        """The pairs in this epoch's order (built from the arrays if need be)."""
+        if self.base is None:
+            self.base = pairs_of(*self.arrays, onehot=self.n_out)
+        return [self.base[k] for k in self.perm.tolist()]
+
+    def reorder_caller(self) -> None:
+        if self.caller is not None:
+            self.caller[:] = self.items()
+
+    def data(self) -> Any:
+        """What to hand a user's method: the caller's list, or the pairs, in order."""
+        return self.caller if self.caller is not None else self.items()
+
+
+def listed(data: Any) -> tuple[Any, int]:
+    """``data`` as a list of pairs (iterables are read once) or as its ``(X, Y)``
+    arrays, with the number of samples."""
+    arrays = as_arrays(data)
+    if arrays is not None:
+        return arrays, arrays[0].shape[0]
+    if data is None or isinstance(data, (np.ndarray, str, bytes)):
+        return data, 0  # the packer explains
+    data = data if isinstance(data, list) else list(data)
+    return data, len(data)
+
+
+def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
+    """What the classic code iterates over: ``data`` itself, or the pairs made from
+    ``(X, Y)`` arrays, with integer labels (``targets="labels"``) or (n_out, 1)
+    target columns (``"columns"``)."""
+    arrays = as_arrays(data)
+    if arrays is None:
+        return data
+    X, Y = arrays
+    if targets == "labels" and Y.ndim == 2:
+        Y = np.argmax(Y, axis=1)
+    return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0)
+
+
 def _materialize(data: Any, what: str) -> list:
     """A private list of the pairs in ``data`` (a tuple, generator, zip, ...)."""
     if data is None or isinstance(data, (np.ndarray, str, bytes)):
@@ -533,6 +598,3 @@ def _in_packed_order(items: list, order: np.ndarray) -> list:
     return out
 
 
-def _reordered(base: list, perm: np.ndarray) -> list:
-    """``[base[k] for k in perm]``."""
-    return [base[k] for k in perm.tolist()]

@@ -53,15 +53,16 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     With ``reorder``, packed data cached for the same pairs in another order may be
     returned: then ``Packed.order`` maps each position of ``data`` to its packed row.
     """
+    arrays = as_arrays(data)
+    if arrays is not None:
+        return _pack_arrays(*arrays, n_in, n_out, dtype, targets, what, nthreads)
     items = _pairs(data, what)
     if len(items) < PARALLEL_MIN_ITEMS:  # waking a second thread costs more than it saves
         nthreads = 1
     labels = _integer_labels(items, what) if targets != "none" else None
-    if targets == "label" and labels is None:
-        raise TypeError(f"{what} must hold integer class labels as y (as test_data does), "
-                        "not vectors: the classic code compares argmax(output) == y, which "
-                        "fails for a vector y; use convert=True for one-hot targets")
     want_y = targets in ("train", "argmax") and labels is None
+    if targets == "label" and labels is None:
+        _need_labels(what)
     rows = _core.gather_pairs(items, n_in, n_out, want_y)
     key = (n_in, n_out, np.dtype(dtype).str, targets, want_y)
     use_cache = rows is not None and len(items) >= CACHE_MIN_ITEMS
@@ -79,33 +80,135 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     if fast is not None:
         packed = Packed(*fast[:4], n=len(items), y=fast[4])
     else:
-        X = _stack(items, 0, n_in, what, "x")
-        try:
-            csr = _core.csr_rows(np.ascontiguousarray(X, dtype=dtype), nthreads)
-        except ValueError as exc:
-            raise ValueError(f"{what}[{str(exc).split()[1]}]: x contains NaN or inf") from None
-        packed = Packed(*csr, n=len(items))
+        packed = _pack_inputs(_stack(items, 0, n_in, what, "x"), dtype, what, nthreads)
         if want_y:
-            Y = _stack(items, 1, n_out, what, "y")
-            if not np.isfinite(Y).all():
-                bad = np.argwhere(~np.isfinite(Y))[0, 0]
-                raise ValueError(f"{what}[{bad}]: y contains NaN or inf")
-            packed.y = np.ascontiguousarray(Y, dtype=dtype)
-    if labels is not None:
-        if targets == "train":  # a - y with an integer y: NumPy broadcasts the number
-            packed.y = np.repeat(labels.astype(dtype)[:, None], n_out, axis=1)
-            if not np.isfinite(packed.y).all():
-                bad = int(np.flatnonzero(~np.isfinite(packed.y[:, 0]))[0])
-                raise ValueError(f"{what}[{bad}]: label {labels[bad]} is out of range "
-                                 f"for {np.dtype(dtype).name}")
-        packed.labels = np.zeros_like(labels) if targets == "argmax" else labels
-    elif targets in ("label", "argmax"):
-        packed.labels = np.argmax(packed.y, axis=1)
-        if targets != "train":
-            packed.y = None
+            packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
+    _finish_targets(packed, labels, targets, n_out, dtype, what)
     if use_cache:
         _cache_store(key, items, fingerprint, packed)
     return packed
+
+
+def _need_labels(what: str) -> None:
+    raise TypeError(f"{what} must hold integer class labels as y (as test_data does), "
+                    "not vectors: the classic code compares argmax(output) == y, which "
+                    "fails for a vector y; use convert=True for one-hot targets")
+
+
+def _finish_targets(packed: Packed, labels: np.ndarray | None, targets: str, n_out: int,
+                    dtype: np.dtype, what: str) -> None:
+    """Fill ``packed.y``/``packed.labels`` as ``targets`` asks (see ``pack``)."""
+    if labels is not None:
+        if targets == "train":  # a - y with an integer y: NumPy broadcasts the number
+            packed.y = _float_matrix(np.repeat(labels[:, None], n_out, axis=1), dtype, what,
+                                     "label")
+        packed.labels = np.zeros_like(labels) if targets == "argmax" else labels
+    elif targets in ("label", "argmax"):
+        packed.labels = np.argmax(packed.y, axis=1)
+        packed.y = None
+
+
+def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.ndarray:
+    """``Y`` as a C-contiguous matrix of ``dtype``, refusing NaN, inf and values that do
+    not fit (float64 beyond float32's range), naming the first bad item."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(Y, dtype=dtype)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = int(np.argwhere(~finite)[0, 0])
+        beyond = np.isfinite(np.asarray(Y, dtype=np.float64)[bad]).all()
+        reason = f"beyond {np.dtype(dtype).name}'s range" if beyond else "NaN or inf"
+        raise ValueError(f"{what}[{bad}]: {name} contains {reason}")
+    return out
+
+
+def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -> Packed:
+    """Pack an (n, n_in) array of inputs as CSR rows, naming the first bad row."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        Xc = np.ascontiguousarray(X, dtype=dtype)
+    try:
+        csr = _core.csr_rows(Xc, nthreads)
+    except ValueError as exc:
+        bad = int(str(exc).split()[1])
+        beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()
+        reason = f"beyond {np.dtype(dtype).name}'s range" if beyond else "NaN or inf"
+        raise ValueError(f"{what}[{bad}]: x contains {reason}") from None
+    return Packed(*csr, n=X.shape[0])
+
+
+# ---------------------------------------------------------------- (X, Y) arrays
+
+
+def as_arrays(data: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(X, Y)`` if ``data`` is a pair of arrays holding a whole data set (X (n, n_in)
+    rows, Y (n,) integer labels or (n, n_out) targets), else None."""
+    if not (type(data) is tuple and len(data) == 2):
+        return None
+    X, Y = data
+    if not (isinstance(X, np.ndarray) and isinstance(Y, np.ndarray)):
+        return None
+    if X.ndim != 2 or Y.ndim not in (1, 2) or Y.shape[0] != X.shape[0]:
+        return None
+    if X.shape[1] == 1 and Y.ndim == 2 and Y.shape[1] == 1:
+        return None  # one (x, y) pair of columns, not a data set
+    return X, Y
+
+
+def _pack_arrays(X: np.ndarray, Y: np.ndarray, n_in: int, n_out: int, dtype: np.dtype,
+                 targets: str, what: str, nthreads: int) -> Packed:
+    """Pack ``(X, Y)`` arrays: one pass over X, no per-item Python work.  Integer labels
+    and their one-hot targets mean the same here (whatever ``convert`` says), so the
+    result is what packing the list of ``(x, one-hot y)`` column pairs gives."""
+    if X.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+    if X.dtype.kind not in "fiub" or Y.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: X and Y must be numeric arrays, got {X.dtype} and {Y.dtype}")
+    if X.shape[1] != n_in:
+        raise ValueError(f"{what}: X has shape {X.shape}, expected (n, {n_in}) rows")
+    if X.shape[0] < PARALLEL_MIN_ITEMS:
+        nthreads = 1
+    packed = _pack_inputs(X, dtype, what, nthreads)
+    if targets == "none":
+        return packed
+    if Y.ndim == 1:  # labels: the same as their one-hot targets
+        packed.labels = _labels(Y, n_out, what)
+        if targets == "train":
+            packed.y = np.zeros((X.shape[0], n_out), dtype=dtype)
+            packed.y[np.arange(X.shape[0]), packed.labels] = 1
+        return packed
+    if Y.shape[1] != n_out:
+        raise ValueError(f"{what}: Y has shape {Y.shape}, expected (n,) labels or "
+                         f"(n, {n_out}) targets")
+    y = _float_matrix(Y, dtype, what, "y")
+    if targets == "train":
+        packed.y = y
+    else:
+        packed.labels = np.argmax(y, axis=1)
+    return packed
+
+
+def _labels(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
+    if Y.dtype.kind not in "iu":
+        raise TypeError(f"{what}: a 1-D Y must hold integer class labels, got {Y.dtype}")
+    bad = np.flatnonzero((Y < 0) | (Y >= n_out))
+    if bad.size:
+        raise ValueError(f"{what}[{bad[0]}]: label {Y[bad[0]]} is outside 0..{n_out - 1}")
+    return Y.astype(np.int64)
+
+
+def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0) -> list:
+    """The list of ``(x (n_in, 1), y)`` pairs equivalent to ``(X, Y)`` arrays, for the
+    classic code paths: y an int label, or with ``onehot=n_out`` its (n_out, 1) unit
+    column; vector targets become (n_out, 1) columns."""
+    xs = [x.reshape(-1, 1) for x in X]
+    if Y.ndim == 2:
+        ys = [y.reshape(-1, 1) for y in Y]
+    elif onehot:
+        eye = np.eye(onehot)
+        ys = [eye[:, [int(y)]] for y in Y]
+    else:
+        ys = [int(y) for y in Y]
+    return list(zip(xs, ys))
 
 
 # ---------------------------------------------------------------- the packed-data cache
@@ -197,11 +300,7 @@ def clear_cache() -> None:
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:
     """Pack an (n, n_in) array of inputs (no targets)."""
-    try:
-        csr = _core.csr_rows(np.ascontiguousarray(X, dtype=dtype))
-    except ValueError:
-        raise ValueError(f"{what} contains NaN or inf") from None
-    return Packed(*csr, n=X.shape[0])
+    return _pack_inputs(X, dtype, what)
 
 
 def _pairs(data: Any, what: str) -> list:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _classic
-from ._engine import CompiledNetwork
+from ._engine import CompiledNetwork, Epoch, classic_data, listed
 from ._validate import check_count, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -66,17 +66,19 @@ class Network(CompiledNetwork):
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
         test = None
-        if test_data:
-            test_data = list(test_data)
-            if not self._overridden(("evaluate", "feedforward")):
+        n_test = 0
+        if test_data is not None:
+            test_data, n_test = listed(test_data)
+            if n_test and not self._overridden(("evaluate", "feedforward")):
                 test = self._pack(test_data, "label", "test_data")
+            test_data = classic_data(test_data) if test is None else test_data
 
-        def report(j: int, items: list, eta: float) -> float | None:
-            if test_data:
+        def report(j: int, epoch: Epoch, eta: float) -> float | None:
+            if n_test:
                 correct = (self._count_correct(test) if test is not None
                            else self.evaluate(test_data))
                 if verbose:
-                    print(f"Epoch {j}: {correct} / {len(test_data)}")
+                    print(f"Epoch {j}: {correct} / {n_test}")
             elif verbose:
                 print(f"Epoch {j} complete")
             if callback is not None and callback(j, self) is False:
@@ -98,12 +100,13 @@ class Network(CompiledNetwork):
         self._update(mini_batch, eta, 0.0, 1.0)
 
     def evaluate(self, test_data: Any) -> int:
-        """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
+        """Number of ``(x, label)`` pairs whose most active output neuron is ``label``
+        (or of rows of ``(X, labels)`` arrays)."""
         if self._overridden(("feedforward",)):
             self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
-            return _classic.evaluate(self, test_data)
-        test_data = list(test_data)
-        if not test_data:
+            return _classic.evaluate(self, classic_data(test_data))
+        test_data, n = listed(test_data)
+        if not n:
             return 0  # as network.py: sum([]) == 0
         return self._count_correct(self._pack(test_data, "label", "test_data"))
 

@@ -32,8 +32,17 @@ from typing import Any
 import numpy as np
 
 from . import _classic
-from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork
-from ._packing import Packed
+from ._engine import (
+    ACTIVATIONS,
+    CROSS_ENTROPY,
+    LOG_LIKELIHOOD,
+    QUADRATIC,
+    CompiledNetwork,
+    Epoch,
+    classic_data,
+    listed,
+)
+from ._packing import Packed, as_arrays
 from ._validate import check_count, check_rate, check_sizes
 
 __all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", "load",
@@ -214,15 +223,14 @@ class Network(CompiledNetwork):
         early_stopping_n = check_count("early_stopping_n", early_stopping_n, 0)
         lr_schedule_n = check_count("lr_schedule_n", lr_schedule_n, 0)
         watch = early_stopping_n > 0 or lr_schedule_n > 0
-        if evaluation_data is not None and not isinstance(evaluation_data, list):
-            evaluation_data = list(evaluation_data)
-        if not evaluation_data and (watch or monitor_evaluation_cost
-                                    or monitor_evaluation_accuracy):
+        n_data = 0
+        if evaluation_data is not None:
+            evaluation_data, n_data = listed(evaluation_data)
+        if not n_data and (watch or monitor_evaluation_cost or monitor_evaluation_accuracy):
             raise ValueError("monitor_evaluation_cost/accuracy, early_stopping_n and "
                              "lr_schedule_n need evaluation_data")
-        monitors = _Monitors(self, evaluation_data if evaluation_data else None,
+        monitors = _Monitors(self, evaluation_data if n_data else None,
                              monitor_evaluation_cost, monitor_evaluation_accuracy or watch)
-        n = len(training_data) if hasattr(training_data, "__len__") else None
         evaluation_cost: list = []
         evaluation_accuracy: list = []
         training_cost: list = []
@@ -230,16 +238,16 @@ class Network(CompiledNetwork):
         eta0 = eta
         state = {"best": -1, "stale": 0, "stale_lr": 0}
 
-        def after_epoch(j: int, items: list, eta: float) -> float | None:
+        def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
-                cost = monitors.training_cost(items, lmbda)
+                cost = monitors.training_cost(epoch, lmbda)
                 training_cost.append(cost)
                 say(f"Cost on training data: {cost}")
             if monitor_training_accuracy:
-                accuracy = monitors.training_accuracy(items)
+                accuracy = monitors.training_accuracy(epoch)
                 training_accuracy.append(accuracy)
-                say(f"Accuracy on training data: {accuracy} / {len(items)}")
+                say(f"Accuracy on training data: {accuracy} / {epoch.n}")
             if monitor_evaluation_cost:
                 cost = monitors.evaluation_cost(lmbda)
                 evaluation_cost.append(cost)
@@ -250,9 +258,9 @@ class Network(CompiledNetwork):
             if monitor_evaluation_accuracy:
                 evaluation_accuracy.append(accuracy)
                 say(f"Accuracy on evaluation data: {monitors.evaluation_accuracy_again(accuracy)}"
-                    f" / {len(evaluation_data)}")
+                    f" / {n_data}")
             if monitor_gradient_norms:
-                self.gradient_norm_history.append(self.gradient_norms(items))
+                self.gradient_norm_history.append(self._norms(epoch.pack(self)))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
@@ -276,7 +284,6 @@ class Network(CompiledNetwork):
                 say(f"Learning-rate schedule: halving eta to {eta:g}")
             return eta
 
-        del n
         self._train(training_data, epochs, mini_batch_size, eta, lmbda, after_epoch, rng)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
@@ -295,34 +302,40 @@ class Network(CompiledNetwork):
     def accuracy(self, data: Any, convert: bool = False) -> int:
         """Number of inputs whose most active output neuron is the right class:
         ``convert=False`` for integer labels (validation/test data), ``convert=True`` for
-        one-hot vectors (training data), as in network2.py."""
+        one-hot vectors (training data), as in network2.py.  ``data`` may also be an
+        ``(X, Y)`` pair of arrays."""
         if self._overridden(("feedforward",)):
             self._slow(f"{type(self).__name__}.feedforward is overridden", "accuracy")
-            return _classic.accuracy(self, data, convert)
-        data = data if isinstance(data, list) else list(data)
-        if not data:
+            arrays = as_arrays(data) is not None  # arrays: labels, whatever convert says
+            return _classic.accuracy(self, classic_data(data), convert and not arrays)
+        data, n = listed(data)
+        if not n:
             return 0  # as network2.py: sum([]) == 0
-        return self._accuracy(self._pack(data, "argmax" if convert else "label", "data"))
+        targets = "argmax" if convert and as_arrays(data) is None else "label"
+        return self._accuracy(self._pack(data, targets, "data"))
 
     def total_cost(self, data: Any, lmbda: float, convert: bool = False) -> Any:
         """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2;
         ``convert=True`` one-hot encodes integer labels (validation/test data), as in
-        network2.py."""
-        blocker = ("feedforward is overridden" if self._overridden(("feedforward",))
-                   else self._cost_blocker("fn"))
+        network2.py.  ``data`` may also be an ``(X, Y)`` pair of arrays."""
+        blocker = (f"{type(self).__name__}.feedforward is overridden"
+                   if self._overridden(("feedforward",)) else self._cost_blocker("fn"))
         if blocker is not None:
             self._slow(blocker, "total_cost")
+            if as_arrays(data) is not None:  # arrays: labels mean one-hot targets
+                n_out = self._layer_sizes()[-1]
+                return _classic.total_cost(self, classic_data(data, "columns", n_out), lmbda)
             return _classic.total_cost(self, data, lmbda, convert)
         lmbda = check_rate("lmbda", lmbda)
-        data = data if isinstance(data, list) else list(data)
-        if not data:
+        data, n = listed(data)
+        if not n:
             raise ZeroDivisionError("total_cost of no data (the classic code divides by "
                                     "len(data))")
-        if convert:
+        if convert and as_arrays(data) is None:
             packed = self._pack(data, "label", "data")
             return self._total_cost(packed, _onehot10(packed.labels, self._layer_sizes()[-1]),
                                     lmbda)
-        packed = self._pack(data, "train", "data")
+        packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
         return self._total_cost(packed, packed.y, lmbda)
 
     def save(self, filename: str | os.PathLike) -> None:
@@ -362,10 +375,8 @@ class _Monitors:
     """SGD's per-epoch monitoring: each through the network's own method where that is
     overridden (called as network2.py calls it), else fused on data packed once."""
 
-    def __init__(self, net: Network, evaluation_data: list | None, cost: bool,
-                 accuracy: bool) -> None:
+    def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
         self.net = net
-        self.evaluation_data = evaluation_data
         self.honour_cost = bool(net._overridden(("total_cost", "feedforward"))
                                 or net._cost_blocker("fn"))
         self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
@@ -374,23 +385,22 @@ class _Monitors:
                                             or (accuracy and not self.honour_accuracy)):
             self.evaluation = net._pack(evaluation_data, "label", "evaluation_data")
             if cost and not self.honour_cost:
-                self.evaluation_y = _onehot10(self.evaluation.labels, net._layer_sizes()[-1])
-        self.training: Packed | None = None
+                n_out = net._layer_sizes()[-1]
+                self.evaluation_y = (np.eye(n_out)[self.evaluation.labels]
+                                     if as_arrays(evaluation_data) is not None
+                                     else _onehot10(self.evaluation.labels, n_out))
+        self.evaluation_data = classic_data(evaluation_data)
 
-    def _train_packed(self, items: list) -> tuple[Packed, np.ndarray | None]:
-        packed = self.net._pack(items, "train", "training_data", reorder=True)
-        return packed, packed.order
-
-    def training_cost(self, items: list, lmbda: float) -> Any:
+    def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
-            return self.net.total_cost(items, lmbda)
-        packed, order = self._train_packed(items)
-        return self.net._total_cost(packed, packed.y, lmbda, order)
+            return self.net.total_cost(epoch.data(), lmbda)
+        packed = epoch.pack(self.net)
+        return self.net._total_cost(packed, packed.y, lmbda, epoch.perm)
 
-    def training_accuracy(self, items: list) -> int:
+    def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
-            return self.net.accuracy(items, convert=True)
-        packed, _ = self._train_packed(items)
+            return self.net.accuracy(epoch.data(), convert=True)
+        packed = epoch.pack(self.net)
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
                           == np.argmax(packed.y, axis=1)))
 
