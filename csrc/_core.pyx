@@ -496,3 +496,19 @@ def bias_activate(real[:, ::1] z, real[:, ::1] b, int activation, bint softmax):
                 if not z[j, 0] > 0:
                     z[j, 0] = 0
     return ok
+
+
+def times_prime(real[:, ::1] delta, real[:, ::1] a, int activation):
+    """``delta *= f'(z)`` in place, with f' computed from the activation ``a = f(z)``:
+    a(1 - a) for the sigmoid (0), 1 - a^2 for tanh (1), [a > 0] for relu (2)."""
+    cdef Py_ssize_t n = delta.shape[0], j
+    if delta.shape[1] != 1 or a.shape[0] != n or a.shape[1] != 1:
+        raise ValueError("times_prime needs two columns (n, 1)")
+    with nogil:
+        for j in range(n):
+            if activation == 0:
+                delta[j, 0] = delta[j, 0] * (a[j, 0] * (1 - a[j, 0]))
+            elif activation == 1:
+                delta[j, 0] = delta[j, 0] * (1 - a[j, 0] * a[j, 0])
+            elif not a[j, 0] > 0:
+                delta[j, 0] = 0
