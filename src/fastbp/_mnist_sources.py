@@ -24,6 +24,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,6 +113,10 @@ def check_arrays(arrays: Mapping[str, np.ndarray], spec: MNISTSpec, verify: bool
 def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as a compressed npz: temp file in the same directory, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -188,8 +193,7 @@ def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
 
 def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
     """Download MNIST, verify it and cache it as ``dest``; None if every source failed."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as work:
+    with tempfile.TemporaryDirectory(prefix="fastbp-mnist-") as work:
         clock = _mnist_fetch.Clock()
         arrays = _mnist_fetch.fetch(
             Path(work), clock, lambda a: check_arrays(a, spec, verify=True), attempts
