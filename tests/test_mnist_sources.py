@@ -598,6 +598,21 @@ def test_stalled_download_gives_up_in_time(serve, monkeypatch, arrays, spec, tri
     assert "To supply MNIST by hand" in msg and "FASTBP_DATA" in msg
 
 
+def test_wait_no_socket_timeout_bounds_gives_up_in_time(monkeypatch, spec):
+    """A stalled DNS lookup ignores socket timeouts; the deadline still holds."""
+
+    def stalled_lookup(request, timeout):
+        time.sleep(4)
+        raise OSError("name resolution finally failed")
+
+    monkeypatch.setattr(_mnist_fetch, "urlopen", stalled_lookup)
+    monkeypatch.setattr(_mnist_fetch, "DEADLINE", 0.5)
+    start = time.monotonic()
+    with pytest.raises(MNISTNotFoundError, match="gave up: fetching took longer than 0.5 s"):
+        find(spec=spec)
+    assert time.monotonic() - start < 0.5 + 1.0 + 1.0
+
+
 def test_default_limits_give_up_within_a_minute():
     assert _mnist_fetch.DEADLINE + _mnist_fetch.READ_TIMEOUT <= 60
 

