@@ -23,6 +23,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -197,11 +198,12 @@ def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
 
 def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
     """Download MNIST, verify it and cache it as ``dest``; None if every source failed."""
-    with tempfile.TemporaryDirectory(prefix="fastbp-mnist-") as work:
-        clock = _mnist_fetch.Clock()
-        arrays = _mnist_fetch.fetch(
-            Path(work), clock, lambda a: check_arrays(a, spec, verify=True), attempts
-        )
+    work = Path(tempfile.mkdtemp(prefix="fastbp-mnist-"))
+    try:
+        check = functools.partial(check_arrays, spec=spec, verify=True)
+        arrays = _mnist_fetch.fetch(work, _mnist_fetch.Clock(), check, attempts)
+    finally:  # an abandoned download may still be writing here: ignore what cannot go
+        shutil.rmtree(work, ignore_errors=True)
     if arrays is not None:
         try:
             save_npz_atomic(dest, arrays)
