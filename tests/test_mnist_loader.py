@@ -197,17 +197,28 @@ def test_data_dir_keyword(raw, tmp_path):
 
 def test_real_mnist_tests_run_from_the_user_cache(raw, tmp_path):
     """After ``python -m fastbp train`` filled the user cache, the real-MNIST tests run:
-    a pytest in a clean environment (no FASTBP_DATA) with only the cache does not skip."""
+    a pytest in a clean environment (no FASTBP_DATA) with only the cache gets the conftest's
+    ``mnist`` fixture instead of a skip."""
     cache = tmp_path / "cache"
     cache.mkdir()
     np.savez(cache / "mnist.npz", **raw)
-    (tmp_path / "work").mkdir()
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (suite / "test_probe.py").write_text(
+        "def test_probe(mnist):\n    assert len(mnist[0]) == 3000 and len(mnist[1]) == 500\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "FASTBP_DATA"}
     env["FASTBP_CACHE"] = str(cache)
-    test = REPO / "tests" / "test_gradcheck.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", f"{test}::test_gradcheck_on_mnist_sample", "-q",
-         "-p", "no:cacheprovider", "-rs"],
-        cwd=tmp_path / "work", env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=suite, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    (cache / "mnist.npz").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=suite, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "1 skipped" in proc.stdout and "real MNIST not available" in proc.stdout
+    assert str(tmp_path) not in proc.stdout.split("short test summary")[-1]  # no machine path
