@@ -1,7 +1,7 @@
 """Shared fixtures and helpers for the fastbp network and kernel tests.
 
-Real-MNIST fixtures read ``$FASTBP_DATA`` (e.g. ``FASTBP_DATA=/work/shared/data``) and skip,
-saying why, when the data are absent.  The references ``network_loop`` (the classic
+Real-MNIST fixtures use the loader's local places (no download) and skip, saying why, when
+none has MNIST.  The references ``network_loop`` (the classic
 per-example network.py) and ``network_matrix`` (NumPy, batched) come from ``python/``,
 which pytest puts on ``sys.path`` (``pythonpath`` in pyproject.toml).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,19 +28,19 @@ N_MNIST_TEST = 500
 @pytest.fixture(scope="session")
 def mnist() -> tuple[list, list]:
     """``(training, test)``: the first 3000 training pairs ``(x (784, 1) float32, y (10, 1)
-    one-hot)`` and the first 500 test pairs ``(x, int label)`` of real MNIST."""
-    env = os.environ.get("FASTBP_DATA")
-    if not env:
-        pytest.skip("real MNIST not available: FASTBP_DATA is not set "
-                    "(e.g. FASTBP_DATA=/work/shared/data)")
-    if not Path(env).is_dir():
-        pytest.skip(f"real MNIST not available: FASTBP_DATA={env} is not a directory")
+    one-hot)`` and the first 500 test pairs ``(x, int64 label)`` of real MNIST, from wherever
+    the loader finds it without downloading (``../data/mnist.pkl.gz``, ``$FASTBP_DATA``, the
+    user cache that ``python -m fastbp train`` fills)."""
     from fastbp import mnist_loader
 
     try:
         training, _, test = mnist_loader.load_data_wrapper(download=False)
-    except mnist_loader.MNISTNotFoundError as exc:
-        pytest.skip(f"real MNIST not available in FASTBP_DATA={env}: {exc}")
+    except mnist_loader.MNISTNotFoundError:
+        pytest.skip("real MNIST not available: none in ../data/mnist.pkl.gz, $FASTBP_DATA or "
+                    "the user cache (run `python -m fastbp train` once, or set FASTBP_DATA)")
+    if len(training) < N_MNIST_TRAIN or len(test) < N_MNIST_TEST:
+        pytest.skip(f"the MNIST found holds fewer than {N_MNIST_TRAIN} training or "
+                    f"{N_MNIST_TEST} test images")
     return training[:N_MNIST_TRAIN], test[:N_MNIST_TEST]
 
 

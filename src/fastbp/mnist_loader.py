@@ -1,25 +1,22 @@
 """Drop-in replacement for the classic ``mnist_loader`` of neural-networks-and-deep-learning.
 
-``load_data()`` returns the same numbers a user of the classic ``mnist.pkl.gz`` gets:
+``load_data()`` returns what the classic loader returns: ``(training_data, validation_data,
+test_data)``, each a tuple ``(images, labels)`` with images a float32 ``(n, 784)`` array and
+labels an int64 ``(n,)`` array; n is 50,000, 10,000 and 10,000 for the classic
+``mnist.pkl.gz``. Like the classic loader it first looks for ``../data/mnist.pkl.gz``
+relative to the working directory and loads any valid pickle of that format (a subset too)
+exactly as the classic loader would. Failing that, MNIST comes from ``$FASTBP_DATA``, the
+user cache directory, or is downloaded once and cached (see :mod:`fastbp._mnist_sources`).
 
-* training data: the first 50,000 official training images,
-* validation data: the last 10,000 official training images,
-* test data: the 10,000 official test images,
+From the raw uint8 images fastbp builds the classic split (the first 50,000 official
+training images, the last 10,000 as validation data, the 10,000 test images) and the classic
+pixel scaling: the classic pickle stores ``uint8 / 256``, so pixels run from 0 to 255/256 =
+0.99609375, not to 1 (see lisa-lab/pylearn2 issue #93). Division by a power of two is exact,
+so the float32 values are bit-identical to the pickle's.
 
-each as ``(images, labels)`` with images a float32 ``(n, 784)`` array and labels an int64
-``(n,)`` array. Pixel scaling: the classic pickle (made by the LISA lab's conversion script)
-stores ``uint8 / 256``, so pixels run from 0 to 255/256 = 0.99609375, not to 1 (a known quirk,
-see lisa-lab/pylearn2 issue #93: "the maximum value of a feature in the MNIST dataset is 255/256
-rather than 1"). fastbp divides by 256 too; division by a power of two is exact, so the float32
-values are bit-identical to the pickle's.
-
-The data come from ``$FASTBP_DATA``, the user cache directory, or are fetched once and cached
-(see :mod:`fastbp._mnist_sources` for the search order and accepted files). A classic
-``mnist.pkl.gz`` is only unpickled from those user-controlled directories or from a path you
-pass, never downloaded, because unpickling can execute code. If MNIST cannot be obtained,
-:class:`MNISTNotFoundError` says what was tried and how to supply the files by hand.
-
-This module imports nothing from the rest of fastbp apart from its ``_mnist_*`` helpers.
+If MNIST cannot be obtained, :class:`MNISTNotFoundError` says what was tried and how to
+supply the files by hand. This module imports nothing from the rest of fastbp apart from its
+``_mnist_*`` helpers.
 """
 
 from __future__ import annotations
@@ -27,17 +24,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._mnist_formats import PathLike
-from ._mnist_sources import MNISTNotFoundError, cache_dir, clear_memory_cache, mnist_arrays
+from ._mnist_formats import PathLike, Splits
+from ._mnist_sources import MNISTNotFoundError, cache_dir, find
 
 __all__ = [
     "MNISTNotFoundError",
     "cache_dir",
-    "clear_memory_cache",
     "load_data",
     "load_data_wrapper",
     "load_matrices",
-    "mnist_arrays",
     "vectorized_result",
 ]
 
@@ -47,8 +42,6 @@ N_VALIDATION = 10_000
 PIXEL_SCALE = 256
 """Pixels are ``uint8 / PIXEL_SCALE``, as in the classic ``mnist.pkl.gz``."""
 
-Split = tuple[np.ndarray, np.ndarray]
-
 
 def _scaled(x: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
     out = x.reshape(len(x), 784).astype(dtype)
@@ -57,32 +50,39 @@ def _scaled(x: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
 
 
 def _splits(
-    dtype: npt.DTypeLike, data_dir: PathLike | None, path: PathLike | None, download: bool
-) -> tuple[Split, Split, Split]:
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a floating type, got {np.dtype(dtype)}")
-    a = mnist_arrays(data_dir, path=path, download=download)
-    n_train = len(a["x_train"]) - N_VALIDATION
-    x_train = _scaled(a["x_train"], dtype)
-    y_train = a["y_train"].astype(np.int64)
+    dtype: npt.DTypeLike | None, data_dir: PathLike | None, path: PathLike | None, download: bool
+) -> Splits:
+    """The three splits; ``dtype=None`` keeps a classic pickle's arrays exactly as pickled."""
+    found = find(data_dir, path=path, download=download)
+    if isinstance(found, tuple):
+        if dtype is None:
+            return found
+        return tuple(  # type: ignore[return-value]
+            (x.astype(dtype), y.astype(np.int64)) for x, y in found
+        )
+    dtype = np.float32 if dtype is None else dtype
+    n_train = len(found["x_train"]) - N_VALIDATION
+    x_train = _scaled(found["x_train"], dtype)
+    y_train = found["y_train"].astype(np.int64)
     return (
         (x_train[:n_train], y_train[:n_train]),
         (x_train[n_train:], y_train[n_train:]),
-        (_scaled(a["x_test"], dtype), a["y_test"].astype(np.int64)),
+        (_scaled(found["x_test"], dtype), found["y_test"].astype(np.int64)),
     )
 
 
 def load_data(
     data_dir: PathLike | None = None, *, path: PathLike | None = None, download: bool = True
-) -> tuple[Split, Split, Split]:
-    """Return ``(training_data, validation_data, test_data)`` as in the classic loader.
+) -> Splits:
+    """Return ``(training_data, validation_data, test_data)`` as the classic loader does.
 
-    Each is a tuple ``(images, labels)``: images a float32 ``(n, 784)`` array of ``uint8 / 256``
-    pixels, labels an int64 ``(n,)`` array of digits; n is 50,000, 10,000 and 10,000.
-    ``data_dir`` searches only that directory (and caches fetched data there), ``path`` names
-    one file; ``download=False`` forbids fetching. Each call returns fresh, writable arrays.
+    Each is a tuple ``(images, labels)``: images a float32 ``(n, 784)`` array of ``uint8 /
+    256`` pixels, labels an int64 ``(n,)`` array of digits (a classic pickle's arrays are
+    returned as pickled). ``data_dir`` searches only that directory (and caches fetched data
+    there), ``path`` names one file or directory; ``download=False`` forbids fetching. Each
+    call returns fresh, writable arrays.
     """
-    return _splits(np.float32, data_dir, path, download)
+    return _splits(None, data_dir, path, download)
 
 
 def vectorized_result(j: int) -> np.ndarray:
@@ -97,19 +97,22 @@ def load_data_wrapper(
 ) -> tuple[list, list, list]:
     """Return ``(training_data, validation_data, test_data)`` in the network.py format.
 
-    ``training_data`` is a list of 50,000 pairs ``(x, y)``: x a float32 ``(784, 1)`` view of
-    one image, y the float64 ``(10, 1)`` :func:`vectorized_result` of its digit.
-    ``validation_data`` and ``test_data`` are lists of 10,000 pairs ``(x, label)`` with label a
-    Python int. (The classic loader returned zip objects on Python 3; lists also support
-    ``len()`` and repeated iteration.) Keywords are as for :func:`load_data`.
+    ``training_data`` is a list of pairs ``(x, y)``: x a ``(784, 1)`` view of one image, y
+    the float64 ``(10, 1)`` :func:`vectorized_result` of its digit. ``validation_data`` and
+    ``test_data`` are lists of pairs ``(x, label)`` with label an ``np.int64``, as the
+    classic loader gives. (The classic loader returned zip objects on Python 3; lists also
+    support ``len()`` and repeated iteration.) Keywords are as for :func:`load_data`.
     """
     tr_d, va_d, te_d = load_data(data_dir, path=path, download=download)
-    training_data = [
-        (np.reshape(x, (784, 1)), vectorized_result(y)) for x, y in zip(tr_d[0], tr_d[1].tolist())
-    ]
-    validation_data = [(np.reshape(x, (784, 1)), y) for x, y in zip(va_d[0], va_d[1].tolist())]
-    test_data = [(np.reshape(x, (784, 1)), y) for x, y in zip(te_d[0], te_d[1].tolist())]
-    return training_data, validation_data, test_data
+    training_inputs = [np.reshape(x, (784, 1)) for x in tr_d[0]]
+    training_results = [vectorized_result(y) for y in tr_d[1]]
+    validation_inputs = [np.reshape(x, (784, 1)) for x in va_d[0]]
+    test_inputs = [np.reshape(x, (784, 1)) for x in te_d[0]]
+    return (
+        list(zip(training_inputs, training_results)),
+        list(zip(validation_inputs, va_d[1])),
+        list(zip(test_inputs, te_d[1])),
+    )
 
 
 def load_matrices(
@@ -118,11 +121,12 @@ def load_matrices(
     *,
     path: PathLike | None = None,
     download: bool = True,
-) -> tuple[Split, Split, Split]:
+) -> Splits:
     """Return ``((X_tr, y_tr), (X_va, y_va), (X_te, y_te))`` in matrix form.
 
-    X is an ``(n, 784)`` array of ``uint8 / 256`` pixels in the floating ``dtype``; y an int64
-    ``(n,)`` array of digits. The split is the classic one (50,000 / 10,000 / 10,000).
-    Keywords are as for :func:`load_data`.
+    X is an ``(n, 784)`` array of the pixels in the floating ``dtype``; y an int64 ``(n,)``
+    array of digits. The split is the classic one. Keywords are as for :func:`load_data`.
     """
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"dtype must be a floating type, got {np.dtype(dtype)}")
     return _splits(dtype, data_dir, path, download)
