@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import threading
 import time
 import warnings
@@ -187,9 +188,18 @@ class CompiledNetwork:
         if cause in self._warned:
             return
         self._warned.add(cause)
-        warnings.warn(f"{cause}: fastbp runs {what} (and anything else it affects) as the "
-                      "classic Python code so that it is honoured: correct, but slower than "
-                      "the fused kernels", SlowPathWarning, stacklevel=4)
+        message = (f"{cause}: fastbp runs {what} (and anything else it affects) as the "
+                   "classic Python code so that it is honoured: correct, but slower than the "
+                   "fused kernels")
+        # at the user's line, and once per network: a fresh registry, so that Python's
+        # own once-per-location filter does not hide it for the next network
+        frame = sys._getframe(1)
+        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+                "fastbp."):
+            frame = frame.f_back
+        warnings.warn_explicit(message, SlowPathWarning, frame.f_code.co_filename,
+                               frame.f_lineno, frame.f_globals.get("__name__", "fastbp"),
+                               registry={})
 
     def _step_blocker(self) -> str | None:
         """Why SGD's mini-batch steps cannot be fused (an override or a cost), or None."""
