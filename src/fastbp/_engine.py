@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 import sys
 import threading
@@ -344,16 +345,17 @@ class CompiledNetwork:
                    batch: int, eta: float, lmbda: float, n_total: float, threads: int,
                    epoch: int) -> None:
         """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
-        mini-batch that did it, restore the parameters from just before it, and raise."""
+        mini-batch that did it, restore the parameters from just before it, and raise.
+        (The published ``weights``/``biases`` still hold the parameters from before the
+        epoch: the replay starts from them.)"""
         params = wt + b
-        snapshot = [a.copy() for a in params]
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
         _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
         if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
-        # replaying one mini-batch at a time from the snapshot finds the first bad one.
-        for a, s in zip(params, snapshot):
+        # replaying one mini-batch at a time from before the epoch finds the first bad one.
+        for a, s in zip(params, sum(self._params(), [])):
             a[...] = s
         for k, start in enumerate(range(0, len(order), batch)):
             before = [a.copy() for a in params]
@@ -386,9 +388,10 @@ class CompiledNetwork:
                 shuffle(data.perm, rng)
                 data.reorder_caller()
                 if blocker is None:
-                    self._fused_epoch(data.packed, data.perm, batch, eta, lmbda, data.n, j)
+                    self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
                     self._slow(blocker, "each mini-batch step")
+                    data.touched = True
                     items = data.items()
                     for k in range(0, data.n, batch):
                         self._classic_step(items[k:k + batch], eta, lmbda, data.n)
@@ -398,17 +401,30 @@ class CompiledNetwork:
         finally:
             self._release()
 
-    def _fused_epoch(self, packed: Packed, perm: np.ndarray, batch: int, eta: float,
-                     lmbda: float, n: int, epoch: int) -> None:
-        sizes = self._layer_sizes()
-        wt, b = self._params()
-        net = self._net(wt, b, sizes)
-        threads = threads_for(sizes, batch, packed.density(sizes[0]))
+    def _fused_epoch(self, data: Epoch, batch: int, eta: float, lmbda: float,
+                     epoch: int) -> None:
+        """One fused epoch.  The kernel buffers are kept from the previous epoch while
+        ``weights``/``biases`` are still the arrays it published and no user code has run
+        since (that could have edited them in place); else they are read afresh."""
+        kept = data.kernel
+        if (kept is None or data.touched or self.weights is not kept[4]
+                or self.biases is not kept[5]
+                or not all(map(operator.is_, self.weights, kept[6]))
+                or not all(map(operator.is_, self.biases, kept[7]))
+                or kept[3] != self._cost_code()):
+            sizes = self._layer_sizes()
+            wt, b = self._params()
+            kept = [sizes, wt, b, self._cost_code(), None, None, (), ()]
+            kept.append(self._net(wt, b, sizes))
+        sizes, wt, b, net = kept[0], kept[1], kept[2], kept[8]
+        threads = threads_for(sizes, batch, data.packed.density(sizes[0]))
         try:
-            self._run_epoch(net, wt, b, packed, perm, batch, eta, lmbda, float(n), threads,
-                            epoch)
+            self._run_epoch(net, wt, b, data.packed, data.perm, batch, eta, lmbda,
+                            float(data.n), threads, epoch)
         finally:
             self._publish(wt, b, sizes)
+            kept[4:8] = [self.weights, self.biases, tuple(self.weights), tuple(self.biases)]
+            data.kernel, data.touched = kept, False
 
     def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         """One classic mini-batch step through the (possibly overridden) public method."""
@@ -581,6 +597,8 @@ class Epoch:
             self.n = len(self.base)
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed: Packed | None = None
+        self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
+        self.touched = False  # user code ran since the kernel buffers were published
         self.n_out = 0  # for one-hot targets made from label arrays (set by pack)
 
     def pack(self, net: CompiledNetwork) -> Packed:

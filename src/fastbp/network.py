@@ -74,6 +74,7 @@ class Network(CompiledNetwork):
             test_data = classic_data(test_data) if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
+            epoch.touched = callback is not None or (n_test > 0 and test is None)
             if n_test:
                 correct = (self._count_correct(test) if test is not None
                            else self.evaluate(test_data))

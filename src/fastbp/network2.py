@@ -239,6 +239,7 @@ class Network(CompiledNetwork):
         state = {"best": -1, "stale": 0, "stale_lr": 0}
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
+            epoch.touched = callback is not None or monitors.honour_any
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
                 cost = monitors.training_cost(epoch, lmbda)
@@ -380,6 +381,7 @@ class _Monitors:
         self.honour_cost = bool(net._overridden(("total_cost", "feedforward"))
                                 or net._cost_blocker("fn"))
         self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
+        self.honour_any = self.honour_cost or self.honour_accuracy  # user code runs
         self.evaluation: Packed | None = None
         if evaluation_data is not None and ((cost and not self.honour_cost)
                                             or (accuracy and not self.honour_accuracy)):
