@@ -460,17 +460,21 @@ from libc.math cimport exp, tanh, isfinite
 
 
 def bias_activate(real[:, ::1] z, real[:, ::1] b, int activation, bint softmax):
-    """``z <- f(z + b)`` in place, for one column ``z`` (n, 1) and biases ``b`` (n, 1):
-    f is the sigmoid (0), tanh (1) or relu (2), or the softmax of the column.  Returns
-    False if a NaN or inf went in (the caller raises)."""
+    """``z <- f(z + b)`` in place, for one column ``z`` (n, 1) and biases ``b`` (n, 1)
+    (None: no biases): f is the sigmoid (0), tanh (1) or relu (2), or the softmax of the
+    column.  Returns False if a NaN or inf went in (the caller raises)."""
     cdef Py_ssize_t n = z.shape[0], j
     cdef double v, m, s
     cdef bint ok = True
-    if z.shape[1] != 1 or b.shape[0] != n or b.shape[1] != 1:
+    cdef bint has_b = b is not None
+    if z.shape[1] != 1 or (has_b and (b.shape[0] != n or b.shape[1] != 1)):
         raise ValueError("bias_activate needs a column z (n, 1) and biases b (n, 1)")
     with nogil:
         for j in range(n):
-            v = <double>z[j, 0] + <double>b[j, 0] if real is double else <real>(z[j, 0] + b[j, 0])
+            if has_b:
+                v = <double>z[j, 0] + <double>b[j, 0] if real is double else <real>(z[j, 0] + b[j, 0])
+            else:
+                v = z[j, 0]
             if not isfinite(v):
                 ok = False
             z[j, 0] = <real>v

@@ -64,9 +64,17 @@ def feedforward(net: Any, a: Any) -> Any:
 
 
 def backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
-    """Return ``(nabla_b, nabla_w)`` for the cost C_x, as network.py / network2.py do:
-    the output error comes from ``net.cost_derivative`` (network) or ``net.cost.delta``
-    (network2)."""
+    """Return ``(nabla_b, nabla_w)`` for the cost C_x, with the output error from
+    ``net.cost_derivative`` (network) or ``net.cost.delta`` (network2), called once per
+    example as the classic code calls it.  The rest runs on the network's compiled
+    column path where the example and the error are plain columns (the same numbers to
+    rounding), else as the classic code does."""
+    column = net._backprop_column(x, y, net._output_error())
+    return column if column is not None else classic_backprop(net, x, y)
+
+
+def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
+    """network.py's / network2.py's backprop, line for line."""
     act, prime, out = _layers(net)
     nabla_b = [np.zeros(b.shape) for b in net.biases]
     nabla_w = [np.zeros(w.shape) for w in net.weights]

@@ -513,30 +513,33 @@ class CompiledNetwork:
         blocker = self._cost_blocker("delta")
         if blocker is not None:
             self._slow(blocker, "backprop")
-            return _classic.backprop(self, x, y)
+            return _classic.backprop(self, x, y)  # see _classic.update_mini_batch
         column = self._backprop_column(x, y)
         if column is not None:
             return column
         return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
 
-    def _backprop_column(self, x: Any, y: Any) -> tuple[list, list] | None:
+    def _backprop_column(self, x: Any, y: Any, error: Callable | None = None,
+                         ) -> tuple[list, list] | None:
         """One example, as the classic code computes it but with fewer, larger steps: BLAS
-        products, and bias + activation, sigma' * delta each in one compiled pass.  None
-        if the example or the parameters are not plain columns and arrays of the
-        network's dtype (the general path then checks them and explains)."""
+        products, and bias + activation, sigma' * delta each in one compiled pass.  The
+        output error is the fused cost's, or ``error(z, a, y)`` (a user's cost: called
+        with the output layer's z and a as the classic backprop calls it).  None if the
+        example, the parameters or the error are not plain columns and arrays of the
+        network's dtype (the caller then takes a general path that checks them)."""
         dtype = self.dtype
         weights, biases = self.weights, self.biases
-        if (type(x) is not np.ndarray or x.dtype != dtype or x.ndim != 2 or x.shape[1] != 1
-                or type(weights) is not list or type(biases) is not list
+        if (type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 2
+                or x.shape[1] != 1 or type(weights) is not list or type(biases) is not list
                 or len(weights) != len(biases) or not weights):
             return None
-        y_col = _target_column(y, dtype)
+        y_col = _target_column(y, dtype) if error is None else y
         if y_col is None:
             return None
         act = ACTIVATIONS[self._activation]
         softmax = self._softmax_output()
         last = len(weights) - 1
-        activations = [x]
+        activations = [x if x.dtype == dtype else x.astype(dtype)]
         for l, (w, b) in enumerate(zip(weights, biases)):
             a = activations[-1]
             if (type(w) is not np.ndarray or type(b) is not np.ndarray or w.dtype != dtype
@@ -544,14 +547,28 @@ class CompiledNetwork:
                     or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
                 return None
             z = np.dot(w, a)
-            if not _core.bias_activate(z, b, act, softmax and l == last):
+            if error is not None and l == last:  # keep z for the user's delta(z, a, y)
+                z += b
+                a = z.copy()
+                ok = _core.bias_activate(a, None, act, softmax)
+            else:
+                ok = _core.bias_activate(z, b, act, softmax and l == last)
+                a = z
+            if not ok:
                 raise ValueError("backprop: the input or the parameters contain NaN or inf")
-            activations.append(z)
-        if y_col.shape != activations[-1].shape:
-            return None
-        delta = activations[-1] - y_col
-        if self._cost_code() == QUADRATIC:
-            _core.times_prime(delta, activations[-1], act)
+            activations.append(a)
+        if error is None:
+            if y_col.shape != activations[-1].shape:
+                return None
+            delta = activations[-1] - y_col
+            if self._cost_code() == QUADRATIC:
+                _core.times_prime(delta, activations[-1], act)
+        else:
+            delta = error(z, activations[-1], y)
+            if (type(delta) is not np.ndarray or delta.shape != activations[-1].shape
+                    or delta.dtype != dtype):
+                return None  # the classic code's broadcasting decides what happens
+            delta = np.ascontiguousarray(delta)
         nabla_b = [delta]
         nabla_w = [np.dot(delta, activations[-2].T)]
         for l in range(2, len(weights) + 1):
@@ -560,6 +577,10 @@ class CompiledNetwork:
             nabla_b.append(delta)
             nabla_w.append(np.dot(delta, activations[-l - 1].T))
         return nabla_b[::-1], nabla_w[::-1]
+
+    def _output_error(self) -> Callable:
+        """The classic backprop's output error for this network: ``error(z, a, y)``."""
+        raise NotImplementedError
 
     def gradient_norms(self, data: Any) -> dict[str, list[float]]:
         """Euclidean norms of the average (unregularized) gradient over ``data``, per layer.

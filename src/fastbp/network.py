@@ -114,6 +114,14 @@ class Network(CompiledNetwork):
     def _count_correct(self, packed: Any) -> int:
         return int(np.sum(np.argmax(self._outputs(packed), axis=1) == packed.labels))
 
+    def _output_error(self) -> Any:
+        cost_derivative = self.cost_derivative
+
+        def error(z: Any, a: Any, y: Any) -> Any:  # network.py: C'(a) * sigma'(z)
+            return cost_derivative(a, y) * (a * (1 - a))
+
+        return error
+
     def cost_derivative(self, output_activations: Any, y: Any) -> Any:
         """dC_x/da for the quadratic cost: ``output_activations - y``."""
         return output_activations - y

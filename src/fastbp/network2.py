@@ -180,6 +180,9 @@ class Network(CompiledNetwork):
             return f"the cost {_cost_name(self.cost)} is not one of fastbp's"
         return None
 
+    def _output_error(self) -> Any:
+        return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
+
     def _softmax_output(self) -> bool:
         return _known_cost(self.cost, "delta") is LogLikelihoodCost
 
