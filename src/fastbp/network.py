@@ -7,12 +7,11 @@ weights are bit-identical and training follows the same trajectory (to float
 rounding).  The difference is speed: ``SGD`` runs each epoch in one compiled call,
 with the GIL released.
 
-Differences you may notice:
-
-* ``SGD`` does not shuffle your ``training_data`` list in place; it shuffles a list
-  of indices with the same ``random.shuffle`` calls, so the mini-batches are the same.
-* ``weights``/``biases`` are replaced by new arrays after training, as in the classic
-  code; ``dtype=np.float32`` trains in single precision.
+As in network.py, ``SGD`` shuffles your ``training_data`` list in place (the same
+``random.shuffle`` permutation, computed in C) and replaces ``weights``/``biases`` with
+new arrays.  A subclass overriding ``update_mini_batch``, ``backprop`` or
+``cost_derivative`` is honoured by running the classic code for those steps (one
+``SlowPathWarning``); ``dtype=np.float32`` trains in single precision.
 """
 
 from __future__ import annotations
