@@ -255,6 +255,33 @@ def test_vectorized_result(j):
     assert np.array_equal(e, mnist_loader.vectorized_result(j))
 
 
+def test_classic_target_rules_of_accuracy_total_cost_and_evaluation_data():
+    """What the classic code does with each kind of y, or a clear error where it crashes
+    or would produce nonsense."""
+    sizes = [4, 5, 3]
+    net, ref = pair(sizes, 8, "QuadraticCost")
+    train, evaluation = synthetic(0, sizes, 12), labelled(1, sizes, 12)
+    # total_cost: float64 as the classic; integer labels without convert broadcast
+    for data in (train, evaluation):
+        got = net.total_cost(data, 0.5)
+        assert type(got) is np.float64
+        assert rel_equal(got, ref.total_cost(data, 0.5), 1e-12)
+    # convert=True makes 10-vectors (vectorized_result): only for a 10-output network
+    with pytest.raises(ValueError, match="10-vectors.*3 outputs"):
+        net.total_cost(evaluation, 0.5, convert=True)
+    # accuracy(convert=True) of integer labels counts outputs whose argmax is 0 (a quirk)
+    zeros = sum(int(np.argmax(net.feedforward(x)) == 0) for x, _ in evaluation)
+    assert net.accuracy(evaluation, convert=True) == ref.accuracy(evaluation, True) == zeros
+    with pytest.raises(TypeError, match="convert=True"):
+        net.accuracy(train)
+    # evaluation accuracy needs integer labels, checked before any training
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(TypeError, match="evaluation_data must hold integer class labels"):
+        net.SGD(list(train), 1, 4, 0.5, evaluation_data=train,
+                monitor_evaluation_accuracy=True, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
+
+
 def test_cost_functions_match_reference():
     rng = np.random.default_rng(0)
     a = rng.random((10, 1)) * 0.98 + 0.01
@@ -601,8 +628,8 @@ def test_early_stopping_and_schedule_together(capsys):
     train, evaluation = constant_accuracy_data(sizes)
     net, ref = pair(sizes, 3)
     random.seed(7)
-    result = net.SGD(list(train), 100, 4, 1.0, evaluation_data=evaluation, monitor_training_cost=True,
-                     early_stopping_n=5, lr_schedule_n=2)
+    result = net.SGD(list(train), 100, 4, 1.0, evaluation_data=evaluation,
+                     monitor_training_cost=True, early_stopping_n=5, lr_schedule_n=2)
     out = capsys.readouterr().out
     # stale after epoch 0; halve at stale 2 and 4; stop at stale 5
     assert len(result[2]) == 6
@@ -654,8 +681,9 @@ def test_watching_real_learning_matches_reference(early_n, lr_n):
     evaluation = sample(60)
     net, ref = pair(sizes, 4)
     random.seed(7)
-    got = net.SGD(list(train), 60, 8, 0.5, evaluation_data=evaluation, monitor_evaluation_accuracy=True,
-                  early_stopping_n=early_n, lr_schedule_n=lr_n, verbose=False)[1]
+    got = net.SGD(list(train), 60, 8, 0.5, evaluation_data=evaluation,
+                  monitor_evaluation_accuracy=True, early_stopping_n=early_n,
+                  lr_schedule_n=lr_n, verbose=False)[1]
     want = reference_watch(ref, train, evaluation, 60, 8, 0.5, early_n, lr_n)
     assert got == want
     assert len(got) < 60, "the watched run should stop early on this problem"
