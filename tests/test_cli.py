@@ -87,7 +87,7 @@ def test_train_classic_save_and_plot(full_mnist, tmp_path, capsys):
     np.random.seed(0)
     random.seed(0)
     net = network.Network([784, 10, 10])
-    net.SGD(training, 2, 10, 3.0, verbose=False)
+    net.SGD(list(training), 2, 10, 3.0, verbose=False)  # the fixture stays in file order
     for a, b in zip(loaded.weights + loaded.biases, net.weights + net.biases):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     if have_mpl:

@@ -43,8 +43,10 @@ def loop_sgd(ref, data, epochs, batch, eta, seed, test_data=None):
 
 
 def fast_sgd(net, data, epochs, batch, eta, seed, test_data=None):
+    """fastbp SGD after ``random.seed(seed)``; on a copy of a list, as SGD shuffles a list in
+    place (like network.py) and ``data`` may be shared (a session fixture)."""
     random.seed(seed)
-    net.SGD(data, epochs, batch, eta, test_data)
+    net.SGD(list(data) if isinstance(data, list) else data, epochs, batch, eta, test_data)
 
 
 # ---------------------------------------------------------------- 1. initialisation
@@ -137,9 +139,9 @@ def test_feedforward_matches_reference(sizes):
     want = ref.feedforward(x)
     assert col.shape == (sizes[-1], 1)
     assert_close(col, want, TIGHT)
-    flat = net.feedforward(x.ravel())
-    assert flat.shape == (sizes[-1], 1)
-    assert_close(flat, want, TIGHT)
+    # a flat vector would broadcast into garbage in network.py: refused, naming the fix
+    with pytest.raises(ValueError, match=re.escape(f"reshape it to ({sizes[0]}, 1)")):
+        net.feedforward(x.ravel())
     m = 7
     X = rng.standard_normal((sizes[0], m))
     out = net.feedforward(X)
@@ -264,7 +266,7 @@ def _edit_steps(net, ref, data, rng):
     for n in (net, ref):
         n.weights[-1][...] *= 0.5
     random.seed(3)
-    net.SGD(data, 1, 4, 0.5)
+    net.SGD(list(data), 1, 4, 0.5)
     random.seed(3)
     ref.SGD(list(data), 1, 4, 0.5)
     assert_params_close(net, ref, 1e-11)
@@ -326,45 +328,61 @@ def test_training_does_not_mutate_arrays_held_by_the_user(capsys):
     held2 = [a for a in net.weights + net.biases]
     copies2 = [a.copy() for a in held2]
     net.update_mini_batch(data[4:8], 3.0)
+    pairs = list(data)
     random.seed(0)
     net.SGD(data, 2, 3, 3.0)
     for a, c in zip(held2, copies2):
         assert np.array_equal(a, c)
     assert not np.array_equal(net.weights[0], copies2[0])  # ... though training did happen
-    # the training data are not touched
+    # the training pairs are not touched (SGD only reorders the list, as network.py does)
+    assert sorted(map(id, data)) == sorted(map(id, pairs))
     data2 = make_data(0, sizes, 12)
-    for (x, y), (x2, y2) in zip(data, data2):
+    for (x, y), (x2, y2) in zip(pairs, data2):
         assert np.array_equal(x, x2) and np.array_equal(y, y2)
 
 
-def test_flat_vectors_train_like_columns():
+def test_flat_vectors_are_refused():
+    """network.py would broadcast a flat x or y into an (n, n) garbage gradient; fastbp
+    refuses it before training, saying how to fix it."""
     sizes = [5, 4, 3]
-    net_a, ref = twin(sizes, 3)
-    net_b, _ = twin(sizes, 3)
+    net, ref = twin(sizes, 3)
     data = make_data(8, sizes, 6)
-    flat = [(x.ravel(), y.ravel()) for x, y in data]
-    net_a.update_mini_batch(data, 2.0)
-    net_b.update_mini_batch(flat, 2.0)
+    before = [a.copy() for a in net.weights + net.biases]
+    for flat, shape in (([(x.ravel(), y) for x, y in data], "(5, 1)"),
+                        ([(x, y.ravel()) for x, y in data], "(3, 1)")):
+        with pytest.raises(ValueError, match=r"mini_batch\[0\].*reshape it to " +
+                           re.escape(shape)):
+            net.update_mini_batch(flat, 2.0)
+        with pytest.raises(ValueError, match=r"training_data\[0\].*reshape it to " +
+                           re.escape(shape)):
+            net.SGD(flat, 1, 2, 2.0)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights + net.biases, before))
+    # the columns train as in network.py
+    net.update_mini_batch(data, 2.0)
     ref.update_mini_batch(data, 2.0)
-    assert_params_close(net_a, ref, TIGHT)
-    assert_params_close(net_b, ref, TIGHT)
+    assert_params_close(net, ref, TIGHT)
 
 
-def test_integer_labels_as_training_targets_are_one_hot():
+@pytest.mark.parametrize("labels", ["in range", "out of range"])
+def test_integer_labels_as_training_targets_broadcast(labels):
+    """As in network.py (``a - y`` broadcasts), an integer label y trains towards a column
+    full of that number, not a one-hot vector; any number is accepted."""
     sizes = [6, 5, 4]
     net_a, ref = twin(sizes, 3)
     net_b, _ = twin(sizes, 3)
+    net_c, _ = twin(sizes, 3)
     data = make_labelled(2, sizes, 8)
-    onehot = []
-    for x, label in data:
-        y = np.zeros((sizes[-1], 1))
-        y[label] = 1.0
-        onehot.append((x, y))
+    if labels == "out of range":
+        data = [(x, label + 10) for x, label in data]
+    columns = [(x, np.full((sizes[-1], 1), float(label))) for x, label in data]
+    onehot = [(x, np.eye(sizes[-1])[:, [label % sizes[-1]]]) for x, label in data]
     net_a.update_mini_batch(data, 1.0)
-    net_b.update_mini_batch(onehot, 1.0)
-    ref.update_mini_batch(onehot, 1.0)
+    net_b.update_mini_batch(columns, 1.0)
+    net_c.update_mini_batch(onehot, 1.0)
+    ref.update_mini_batch(data, 1.0)
     assert_params_close(net_a, ref, TIGHT)
     assert_params_close(net_b, ref, TIGHT)
+    assert not np.allclose(net_c.weights[-1], ref.weights[-1])
 
 
 # ---------------------------------------------------------------- 4. SGD
@@ -426,14 +444,17 @@ def test_sgd_with_synthetic_test_data_prints_reference_counts(capsys):
     assert capsys.readouterr().out == want
 
 
-def test_sgd_does_not_shuffle_the_callers_list(capsys):
+def test_sgd_shuffles_the_callers_list_like_network_py(capsys):
     sizes = [4, 3, 2]
-    net, _ = twin(sizes, 0)
+    net, ref = twin(sizes, 0)
     data = make_data(0, sizes, 25)
-    ids = [id(item) for item in data]
+    original, ref_data = list(data), list(data)
     random.seed(0)
     net.SGD(data, 2, 5, 1.0)
-    assert [id(item) for item in data] == ids
+    random.seed(0)
+    ref.SGD(ref_data, 2, 5, 1.0)
+    assert [id(item) for item in data] == [id(item) for item in ref_data]
+    assert [id(item) for item in data] != [id(item) for item in original]  # reordered
 
 
 def test_sgd_uses_the_same_random_stream_as_network_py(capsys):
@@ -458,11 +479,13 @@ def test_sgd_shuffles_exactly_like_random_shuffle(n, capsys):
     random.seed(f"fastbp-{n}")
     [random.random() for _ in range(n % 5)]
     start = random.getstate()
-    ref.SGD(list(data), 3, 4, 0.5)
+    ref_data = list(data)
+    ref.SGD(ref_data, 3, 4, 0.5)
     after_ref = random.getstate()
     random.setstate(start)
     net.SGD(data, 3, 4, 0.5)
     assert random.getstate() == after_ref
+    assert all(a is b for a, b in zip(data, ref_data))  # the list ends in the same order
     assert_params_close(net, ref, 1e-11)
 
 
@@ -686,7 +709,6 @@ def _bad_data_cases(data):
         ("y NaN", _bad(data, 5, y=y_nan), ValueError, r"\[5\].*NaN"),
         ("y inf, x int", [(np.zeros((784, 1), np.int64), y) for _, y in _bad(data, 5, y=y_inf)],
          ValueError, r"\[5\].*(NaN|inf)"),
-        ("label out of range", [(x, 10) for x, _ in data], ValueError, r"(?i)label"),
     ]
 
 
@@ -792,10 +814,24 @@ def test_backprop_bad_input(small):
 def test_badly_shaped_hand_set_parameters(small):
     net, data = small
     x = data[0][0]
+    # shapes come from the parameters (as in network.py): a (5, 783) first layer makes a
+    # network of 783 inputs, so a 784-pixel x is the wrong shape
     net.weights[0] = np.zeros((5, 783))
-    with pytest.raises(ValueError, match=r"weights\[0\].*\(5, 783\)"):
+    with pytest.raises(ValueError, match=r"expected \(783, 1\)"):
         net.feedforward(x)
+    assert net.feedforward(x[:783]).shape == (10, 1)
     net.weights[0] = np.zeros((5, 784))
+    net.weights[1] = np.zeros((10, 6))  # does not chain onto 5 hidden neurons
+    with pytest.raises(ValueError, match=r"weights\[1\].*\(10, 6\).*\(10, 5\)"):
+        net.feedforward(x)
+    net.weights[1] = np.zeros((10, 5))
+    for bad in (np.zeros(5), np.zeros((6, 1))):  # a flat bias would broadcast to (5, 5)
+        net.biases[0] = bad
+        with pytest.raises(ValueError, match=r"biases\[0\].*expected \(5, 1\)"):
+            net.feedforward(x)
+        with pytest.raises(ValueError, match=r"biases\[0\]"):
+            net.update_mini_batch(data, 1.0)
+    net.biases[0] = np.zeros((5, 1))
     net.biases = net.biases[:1]
     with pytest.raises(ValueError, match=r"(?i)bias"):
         net.update_mini_batch(data, 1.0)

@@ -81,13 +81,16 @@ def labelled(seed, sizes, n):
 
 def run_both(net, ref, train, epochs, batch, eta, capsys, seed=7, **kw):
     """SGD on both after ``random.seed(seed)``; returns (fast result, ref result, fast text,
-    ref text).  The reference shuffles its list in place, so it gets a copy."""
+    ref text).  Both shuffle their list in place, so each gets its own copy of ``train``
+    (left as it is), and the two copies must end in the same order."""
+    fast_train, ref_train = list(train), list(train)
     random.seed(seed)
-    got = net.SGD(train, epochs, batch, eta, **kw)
+    got = net.SGD(fast_train, epochs, batch, eta, **kw)
     got_text = capsys.readouterr().out
     random.seed(seed)
-    want = ref.SGD(list(train), epochs, batch, eta, **kw)
+    want = ref.SGD(ref_train, epochs, batch, eta, **kw)
     want_text = capsys.readouterr().out
+    assert all(a is b for a, b in zip(fast_train, ref_train)), "not shuffled as the classic"
     return got, want, got_text, want_text
 
 
@@ -141,14 +144,12 @@ def test_large_weight_initializer_bit_identical(sizes):
 def test_sgd_on_mnist_matches_reference(mnist, cost, lmbda, capsys):
     training, test = mnist
     train, evaluation = training[:2000], test[:300]
-    before = list(train)
     net, ref = pair([784, 30, 10], 1, cost)
     epochs = 2 if lmbda else 1
     got, want, got_text, want_text = run_both(
         net, ref, train, epochs, 10, 0.5, capsys, lmbda=lmbda, evaluation_data=evaluation,
         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
         monitor_training_cost=True, monitor_training_accuracy=True)
-    assert all(a is b for a, b in zip(train, before)), "SGD must not shuffle the caller's list"
     params_close(net, ref, 1e-9)
     assert isinstance(got, tuple) and len(got) == 4
     ev_cost, ev_acc, tr_cost, tr_acc = got
@@ -197,7 +198,7 @@ def test_sgd_partial_monitoring_and_quiet(capsys):
     # verbose=False: the same training, nothing printed
     net2, _ = pair(sizes, 5, "QuadraticCost")
     random.seed(7)
-    quiet = net2.SGD(train, 2, 7, 1.0, lmbda=0.3, evaluation_data=evaluation,
+    quiet = net2.SGD(list(train), 2, 7, 1.0, lmbda=0.3, evaluation_data=evaluation,
                      monitor_evaluation_accuracy=True, monitor_training_cost=True, verbose=False)
     assert capsys.readouterr().out == ""
     assert quiet == got
@@ -242,7 +243,7 @@ def test_accuracy_is_not_trivial(mnist):
     np.random.seed(0)
     random.seed(0)
     net = network2.Network([784, 30, 10])
-    net.SGD(training, 1, 10, 0.5, verbose=False)
+    net.SGD(list(training), 1, 10, 0.5, verbose=False)  # SGD shuffles a list in place
     assert net.accuracy(test) > 0.6 * len(test)
 
 
@@ -252,6 +253,33 @@ def test_vectorized_result(j):
     assert e.shape == (10, 1) and e.dtype == np.float64
     assert np.array_equal(e, network2_loop.vectorized_result(j))
     assert np.array_equal(e, mnist_loader.vectorized_result(j))
+
+
+def test_classic_target_rules_of_accuracy_total_cost_and_evaluation_data():
+    """What the classic code does with each kind of y, or a clear error where it crashes
+    or would produce nonsense."""
+    sizes = [4, 5, 3]
+    net, ref = pair(sizes, 8, "QuadraticCost")
+    train, evaluation = synthetic(0, sizes, 12), labelled(1, sizes, 12)
+    # total_cost: float64 as the classic; integer labels without convert broadcast
+    for data in (train, evaluation):
+        got = net.total_cost(data, 0.5)
+        assert type(got) is np.float64
+        assert rel_equal(got, ref.total_cost(data, 0.5), 1e-12)
+    # convert=True makes 10-vectors (vectorized_result): only for a 10-output network
+    with pytest.raises(ValueError, match="10-vectors.*3 outputs"):
+        net.total_cost(evaluation, 0.5, convert=True)
+    # accuracy(convert=True) of integer labels counts outputs whose argmax is 0 (a quirk)
+    zeros = sum(int(np.argmax(net.feedforward(x)) == 0) for x, _ in evaluation)
+    assert net.accuracy(evaluation, convert=True) == ref.accuracy(evaluation, True) == zeros
+    with pytest.raises(TypeError, match="convert=True"):
+        net.accuracy(train)
+    # evaluation accuracy needs integer labels, checked before any training
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(TypeError, match="evaluation_data must hold integer class labels"):
+        net.SGD(list(train), 1, 4, 0.5, evaluation_data=train,
+                monitor_evaluation_accuracy=True, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
 
 
 def test_cost_functions_match_reference():
@@ -557,7 +585,7 @@ def test_early_stopping_trains_with_eta(capsys):
     train, evaluation = constant_accuracy_data(sizes)
     net, ref = pair(sizes, 1)
     random.seed(7)
-    result = net.SGD(train, 50, 4, 0.5, evaluation_data=evaluation, early_stopping_n=3,
+    result = net.SGD(list(train), 50, 4, 0.5, evaluation_data=evaluation, early_stopping_n=3,
                      monitor_training_cost=True)
     out = capsys.readouterr().out
     assert len(result[2]) == 4 and result[1] == []
@@ -572,7 +600,7 @@ def test_lr_schedule_halves_eta_then_stops_at_eta_over_128(capsys):
     net, ref = pair(sizes, 2)
     eta0, n = 0.8, 2
     random.seed(7)
-    result = net.SGD(train, 100, 4, eta0, lmbda=0.5, evaluation_data=evaluation,
+    result = net.SGD(list(train), 100, 4, eta0, lmbda=0.5, evaluation_data=evaluation,
                      monitor_evaluation_accuracy=True, lr_schedule_n=n)
     out = capsys.readouterr().out
     # epoch 0 is the best; every n stale epochs eta halves; at eta0/128 it stops
@@ -600,8 +628,8 @@ def test_early_stopping_and_schedule_together(capsys):
     train, evaluation = constant_accuracy_data(sizes)
     net, ref = pair(sizes, 3)
     random.seed(7)
-    result = net.SGD(train, 100, 4, 1.0, evaluation_data=evaluation, monitor_training_cost=True,
-                     early_stopping_n=5, lr_schedule_n=2)
+    result = net.SGD(list(train), 100, 4, 1.0, evaluation_data=evaluation,
+                     monitor_training_cost=True, early_stopping_n=5, lr_schedule_n=2)
     out = capsys.readouterr().out
     # stale after epoch 0; halve at stale 2 and 4; stop at stale 5
     assert len(result[2]) == 6
@@ -653,8 +681,9 @@ def test_watching_real_learning_matches_reference(early_n, lr_n):
     evaluation = sample(60)
     net, ref = pair(sizes, 4)
     random.seed(7)
-    got = net.SGD(train, 60, 8, 0.5, evaluation_data=evaluation, monitor_evaluation_accuracy=True,
-                  early_stopping_n=early_n, lr_schedule_n=lr_n, verbose=False)[1]
+    got = net.SGD(list(train), 60, 8, 0.5, evaluation_data=evaluation,
+                  monitor_evaluation_accuracy=True, early_stopping_n=early_n,
+                  lr_schedule_n=lr_n, verbose=False)[1]
     want = reference_watch(ref, train, evaluation, 60, 8, 0.5, early_n, lr_n)
     assert got == want
     assert len(got) < 60, "the watched run should stop early on this problem"

@@ -21,8 +21,9 @@ def data() -> list:
     return [(x.reshape(-1, 1), np.eye(4)[j].reshape(-1, 1)) for x, j in zip(X, labels)]
 
 
-def pack(items: list) -> _packing.Packed:
-    return _packing.pack(items, SIZES, np.dtype(np.float64), "vector", "training_data")
+def pack(items: list, reorder: bool = False) -> _packing.Packed:
+    return _packing.pack(items, SIZES[0], SIZES[-1], np.dtype(np.float64), "train",
+                         "training_data", reorder=reorder)
 
 
 def dense(p: _packing.Packed) -> np.ndarray:
@@ -61,3 +62,31 @@ def test_replaced_items_are_seen(data: list) -> None:
 def test_small_data_is_not_cached(data: list) -> None:
     small = data[:10]
     assert pack(small) is not pack(small)
+
+
+def test_a_reordered_list_hits_only_when_reordering_is_allowed(data: list) -> None:
+    first = pack(data)
+    assert first.order is None
+    shuffled = list(data)
+    np.random.default_rng(1).shuffle(shuffled)
+    assert pack(shuffled) is not first  # in order: packed afresh
+    fastbp.clear_cache()
+    first = pack(data)
+    hit = pack(shuffled, reorder=True)
+    assert hit.values is first.values and hit.order is not None
+    X = dense(hit)
+    for i, (x, y) in enumerate(shuffled):  # position i of the caller's list is row order[i]
+        np.testing.assert_array_equal(X[hit.order[i]], x.ravel())
+        np.testing.assert_array_equal(hit.y[hit.order[i]], y.ravel())
+    # the same pairs with one missing or repeated are not a reordering
+    assert pack(shuffled[:-1] + shuffled[:1], reorder=True).order is None
+
+
+def test_cache_entries_are_keyed_by_shape_dtype_and_targets(data: list) -> None:
+    pack(data)
+    (entry,) = _packing._cache
+    assert entry.key == (SIZES[0], SIZES[-1], np.dtype(np.float64).str, "train", True)
+    assert entry.items == data and entry.items is not data and entry.packed is pack(data)
+    _packing.pack(data, SIZES[0], SIZES[-1], np.dtype(np.float32), "train", "training_data")
+    _packing.pack(data, SIZES[0], SIZES[-1], np.dtype(np.float64), "none", "training_data")
+    assert len(_packing._cache) == 3
