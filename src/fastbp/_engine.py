@@ -497,7 +497,8 @@ class CompiledNetwork:
                     or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
                     or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
                 return None
-            z = np.dot(w, a)
+            with np.errstate(all="ignore"):  # NaN/inf are reported just below
+                z = np.dot(w, a)
             if not _core.bias_activate(z, b, act, softmax and l == last):
                 raise ValueError("feedforward: the input or the parameters contain NaN or inf"
                                  if l == 0 or np.isfinite(a).all() else
@@ -546,7 +547,8 @@ class CompiledNetwork:
                     or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
                     or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
                 return None
-            z = np.dot(w, a)
+            with np.errstate(all="ignore"):  # NaN/inf are reported just below
+                z = np.dot(w, a)
             if error is not None and l == last:  # keep z for the user's delta(z, a, y)
                 z += b
                 a = z.copy()
