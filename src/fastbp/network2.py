@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import _files, _validate
 from ._engine import ACTIVATIONS, CROSS_ENTROPY, LOG_LIKELIHOOD, QUADRATIC, CompiledNetwork, norm
 from ._packing import Packed
 from ._validate import check_count, check_rate, check_sizes
@@ -248,14 +248,22 @@ class Network(CompiledNetwork):
 
     def save(self, filename: str | os.PathLike) -> None:
         """Save the network as the classic JSON (``sizes``, ``weights``, ``biases``,
-        ``cost``), atomically: a failure part-way leaves any earlier file intact."""
-        data = {"sizes": self.sizes,
-                "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
-                "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
-                "cost": str(self.cost.__name__)}
+        ``cost``; ``activation`` and ``dtype`` only when not sigmoid and float64), atomically:
+        a failure part-way leaves any earlier file intact.  Permissions, symbolic links and
+        non-regular targets are handled as ``open(filename, "w")`` would (see fastbp._files).
+        """
+        _files.resolve_target(filename, "filename", probe=False)  # before any work
+        data: dict[str, Any] = {
+            "sizes": self.sizes,
+            "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
+            "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
+            "cost": str(self.cost.__name__)}
         if self._activation != "sigmoid":
             data["activation"] = self._activation
-        _atomic_write_json(filename, data)
+        if self.dtype != np.float64:
+            data["dtype"] = self.dtype.name
+        with _files.atomic_open(filename, "w", what="filename") as f:
+            json.dump(data, f)
 
     # -- compiled helpers on packed data
 
@@ -277,80 +285,74 @@ def load(filename: str | os.PathLike) -> Network:
     """Load a network saved by ``save`` (or by the classic network2.py).
 
     Raises ValueError for malformed JSON, an unknown cost name (names are looked up in
-    a fixed table, never as code) or shapes that do not match ``sizes``.
+    a fixed table, never as code) or shapes that do not match ``sizes``.  A ``dtype``
+    entry ("float32") gives a network of that dtype; without one it is float64.
     """
+    name = _files.fspath(filename, "filename")
     try:
-        with open(filename, encoding="utf-8") as f:
+        with open(name, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{filename}: not a saved network (malformed JSON: {exc})") from None
+        raise ValueError(f"{name}: not a saved network (malformed JSON: {exc})") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{filename}: not a saved network (not UTF-8 text)") from None
+        raise ValueError(f"{name}: not a saved network (not UTF-8 text)") from None
+    except RecursionError:
+        raise ValueError(f"{name}: not a saved network (JSON nested too deeply)") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{filename}: not a saved network (expected a JSON object)")
+        raise ValueError(f"{name}: not a saved network (expected a JSON object)")
     missing = [k for k in ("sizes", "weights", "biases", "cost") if k not in data]
     if missing:
-        raise ValueError(f"{filename}: saved network lacks {', '.join(missing)}")
+        raise ValueError(f"{name}: saved network lacks {', '.join(missing)}")
     cost_name = data["cost"]
     if not isinstance(cost_name, str) or cost_name not in COSTS:
-        raise ValueError(f"{filename}: unknown cost {cost_name!r} (expected one of "
+        raise ValueError(f"{name}: unknown cost {cost_name!r} (expected one of "
                          f"{', '.join(COSTS)})")
     activation = data.get("activation", "sigmoid")
+    if not isinstance(activation, str):
+        raise ValueError(f"{name}: invalid activation {activation!r}")
+    dtype_name = data.get("dtype", "float64")
+    if dtype_name not in ("float64", "float32"):
+        raise ValueError(f"{name}: invalid dtype {dtype_name!r} (expected float64 or float32)")
+    dtype = _validate.check_dtype(dtype_name)
     try:
         sizes = check_sizes(data["sizes"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{filename}: invalid sizes: {exc}") from None
+        raise ValueError(f"{name}: invalid sizes: {exc}") from None
     # check the arrays against sizes first: nothing is allocated for sizes the file's own
     # arrays do not back up
-    weights = _arrays(filename, "weights", data["weights"],
-                      [(y, x) for x, y in zip(sizes[:-1], sizes[1:])])
-    biases = _arrays(filename, "biases", data["biases"], [(y, 1) for y in sizes[1:]])
+    weights = _arrays(name, "weights", data["weights"],
+                      [(y, x) for x, y in zip(sizes[:-1], sizes[1:])], dtype)
+    biases = _arrays(name, "biases", data["biases"], [(y, 1) for y in sizes[1:]], dtype)
     try:
-        net = Network(sizes, cost=COSTS[cost_name], activation=activation)
+        net = Network(sizes, cost=COSTS[cost_name], activation=activation, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{filename}: invalid network description: {exc}") from None
+        raise ValueError(f"{name}: invalid network description: {exc}") from None
     net.weights, net.biases = weights, biases
     return net
 
 
-def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]]) -> list:
+def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]],
+            dtype: Any = np.float64) -> list:
     if not isinstance(values, list) or len(values) != len(shapes):
         raise ValueError(f"{filename}: expected {len(shapes)} {key} arrays")
     arrays = []
     for i, (v, shape) in enumerate(zip(values, shapes)):
         try:
             a = np.array(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             raise ValueError(f"{filename}: {key}[{i}] is not a numeric array") from None
         if a.dtype.kind not in "iuf":  # JSON numbers only: no strings, booleans or nulls
             raise ValueError(f"{filename}: {key}[{i}] is not a numeric array")
-        a = a.astype(np.float64)
         if a.shape != shape:
             raise ValueError(f"{filename}: {key}[{i}] has shape {a.shape}, expected {shape} "
                              "for the saved sizes")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float64).astype(dtype)
         if not np.isfinite(a).all():
-            raise ValueError(f"{filename}: {key}[{i}] contains NaN or inf")
+            raise ValueError(f"{filename}: {key}[{i}] contains NaN or inf"
+                             + ("" if dtype == np.float64 else f" (as {dtype})"))
         arrays.append(a)
     return arrays
-
-
-def _atomic_write_json(filename: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file beside ``filename``, then rename it into place."""
-    path = os.fspath(filename)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 #### Miscellaneous functions
