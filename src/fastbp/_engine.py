@@ -22,7 +22,7 @@ import numpy as np
 from . import _core
 from ._packing import Packed, pack, pack_inputs
 from ._shuffle import shuffle
-from ._validate import check_dtype, check_positive, check_rate, check_sizes
+from ._validate import as_list, check_dtype, check_positive, check_rate, check_sizes
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2}
 QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
@@ -177,8 +177,21 @@ class CompiledNetwork:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "dtype" in state:  # pickled when dtype was a plain attribute
+            state["_dtype"] = check_dtype(state.pop("dtype"))
         self.__dict__.update(state)
         self._busy = threading.Lock()
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64 (the classic behaviour) or float32; assigning anything else raises
+        (the kernels exist for these two only)."""
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        self._dtype = check_dtype(value)
 
     def __copy__(self) -> CompiledNetwork:
         twin = type(self).__new__(type(self))
@@ -276,7 +289,7 @@ class CompiledNetwork:
         gives None."""
         if data is None:
             return None
-        data = list(data)
+        data = as_list(what, data)
         return self._pack(data, targets, what) if data else None
 
     def _outputs(self, packed: Packed, net: Any = None) -> np.ndarray:
@@ -382,7 +395,10 @@ class CompiledNetwork:
         ``a`` is a column (n_in, 1) (or a flat (n_in,) vector) and the result is
         (n_out, 1); a matrix of columns (n_in, m) gives (n_out, m).
         """
-        x = np.asarray(a)
+        try:
+            x = np.asarray(a)
+        except (TypeError, ValueError, OverflowError):  # ragged lists, huge ints, ...
+            raise TypeError("feedforward input must be a numeric array") from None
         n_in = self.sizes[0]
         if x.dtype.kind not in "fiub":
             raise TypeError(f"feedforward input must be numeric, got dtype {x.dtype}")

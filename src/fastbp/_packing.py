@@ -167,7 +167,11 @@ def _integer_labels(items: list, n_out: int, what: str) -> np.ndarray | None:
     for i, y in enumerate(ys):
         if isinstance(y, (bool, np.bool_)) or not isinstance(y, numbers.Integral):
             raise TypeError(f"{what}[{i}]: label {y!r} is not an integer like the others")
-    labels = np.asarray(ys, dtype=np.int64)
+    try:
+        labels = np.asarray(ys, dtype=np.int64)
+    except OverflowError:  # a label beyond int64
+        i = next(i for i, y in enumerate(ys) if not -2**63 <= y < 2**63)
+        raise ValueError(f"{what}[{i}]: label {ys[i]} is outside 0..{n_out - 1}") from None
     bad = np.flatnonzero((labels < 0) | (labels >= n_out))
     if bad.size:
         raise ValueError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside 0..{n_out - 1}")

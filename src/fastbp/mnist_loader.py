@@ -24,6 +24,9 @@ This module imports nothing from the rest of fastbp apart from its ``_mnist_*`` 
 
 from __future__ import annotations
 
+import numbers
+import os
+
 import numpy as np
 import numpy.typing as npt
 
@@ -59,8 +62,16 @@ def _scaled(x: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
 def _splits(
     dtype: npt.DTypeLike, data_dir: PathLike | None, path: PathLike | None, download: bool
 ) -> tuple[Split, Split, Split]:
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a floating type, got {np.dtype(dtype)}")
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"dtype must be a floating type, got {dtype!r}") from None
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"dtype must be a floating type, got {dt}")
+    for name, value in (("data_dir", data_dir), ("path", path)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path (str or os.PathLike), "
+                            f"got {type(value).__name__}")
     a = mnist_arrays(data_dir, path=path, download=download)
     n_train = len(a["x_train"]) - N_VALIDATION
     x_train = _scaled(a["x_train"], dtype)
@@ -86,7 +97,11 @@ def load_data(
 
 
 def vectorized_result(j: int) -> np.ndarray:
-    """Return a float64 ``(10, 1)`` unit vector with 1.0 in position ``j``."""
+    """Return a float64 ``(10, 1)`` unit vector with 1.0 in position ``j`` (0 to 9)."""
+    if isinstance(j, (bool, np.bool_, np.timedelta64)) or not isinstance(j, numbers.Integral):
+        raise TypeError(f"j must be an integer from 0 to 9, got {j!r}")
+    if not 0 <= j < 10:  # the classic e[j] took -1 as 9
+        raise ValueError(f"j must be from 0 to 9, got {j}")
     e = np.zeros((10, 1))
     e[j] = 1.0
     return e

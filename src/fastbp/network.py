@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import QUADRATIC, CompiledNetwork
-from ._validate import check_count, check_rate
+from ._validate import as_list, check_callback, check_count, check_flags, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
@@ -57,6 +57,8 @@ class Network(CompiledNetwork):
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
+        check_flags(verbose=verbose)
+        check_callback(callback)
         train = self._pack(training_data, "vector", "training_data")
         test = self._pack_optional(test_data, "label", "test_data")
 
@@ -78,7 +80,7 @@ class Network(CompiledNetwork):
 
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``."""
-        test_data = list(test_data)
+        test_data = as_list("test_data", test_data)
         if not test_data:
             return 0  # as network.py: sum([]) == 0
         test = self._pack(test_data, "label", "test_data")

@@ -102,10 +102,10 @@ class Network(CompiledNetwork):
         """``sizes`` lists the layer widths, e.g. [784, 30, 10]; parameters come from
         ``default_weight_initializer`` (the same ``np.random`` draws as network2.py)."""
         self._setup(sizes, dtype)
-        if cost not in COSTS.values():
+        if not any(cost is c for c in COSTS.values()):
             raise ValueError(f"cost must be one of {', '.join(COSTS)} (the compiled kernels "
                              f"implement these), got {cost!r}")
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {activation!r}")
         if cost is CrossEntropyCost and activation != "sigmoid":
@@ -154,6 +154,13 @@ class Network(CompiledNetwork):
         ``evaluation_data``.  ``verbose=False`` prints nothing; ``callback(epoch,
         network)`` runs after each epoch's monitoring (return False to stop).
         """
+        _validate.check_flags(
+            monitor_evaluation_cost=monitor_evaluation_cost, verbose=verbose,
+            monitor_evaluation_accuracy=monitor_evaluation_accuracy,
+            monitor_training_cost=monitor_training_cost,
+            monitor_training_accuracy=monitor_training_accuracy,
+            monitor_gradient_norms=monitor_gradient_norms)
+        _validate.check_callback(callback)
         say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
@@ -233,7 +240,7 @@ class Network(CompiledNetwork):
         ``convert`` is accepted for compatibility: integer labels (validation/test data)
         and one-hot vectors (training data) are both recognised.
         """
-        data = list(data)
+        data = _validate.as_list("data", data)
         if not data:
             return 0  # as network2.py: sum([]) == 0
         return self._accuracy(self._pack(data, "label", "data"))
@@ -365,7 +372,7 @@ def _quiet(*args: Any) -> None:
 def vectorized_result(j: int) -> np.ndarray:
     """A (10, 1) unit vector with a 1.0 in position j: digit j as a desired output."""
     e = np.zeros((10, 1))
-    e[j] = 1.0
+    e[_validate.check_digit("j", j)] = 1.0
     return e
 
 
