@@ -21,11 +21,9 @@ file in the cache directory and renamed into place, so a crash never leaves a pa
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _mnist_fetch
+from ._files import atomic_open
 from ._mnist_formats import (
     IDX_NAMES,
     KEYS,
@@ -131,21 +130,12 @@ def check_arrays(arrays: Mapping[str, np.ndarray], spec: MNISTSpec = MNIST_SPEC)
 
 
 def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed npz: temp file in the same directory, then rename."""
+    """Write ``arrays`` as a compressed npz, atomically (``fastbp._files.atomic_open``:
+    a temporary file beside it, then a rename; the umask sets the mode, as for open)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache holds public data
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb", what="cache file") as f:
+        np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,8 @@ The data come from ``$FASTBP_DATA``, the user cache directory, or are fetched on
 pass, never downloaded, because unpickling can execute code. If MNIST cannot be obtained,
 :class:`MNISTNotFoundError` says what was tried and how to supply the files by hand.
 
-This module imports nothing from the rest of fastbp apart from its ``_mnist_*`` helpers.
+This module imports nothing from the rest of fastbp apart from its ``_mnist_*`` helpers (and
+the atomic file writer ``_files`` they cache with).
 """
 
 from __future__ import annotations
