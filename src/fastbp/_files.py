@@ -172,16 +172,20 @@ def _remove_stale(tmp: str) -> None:
 
 @contextlib.contextmanager
 def _directory_lock(directory: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``directory`` while one save runs in it."""
+    """An exclusive ``flock`` on ``directory`` while one save runs in it (not reentrant:
+    a save must not start another save in the same directory before it ends)."""
     fd = -1
     if fcntl is not None:
         try:
             fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # unreadable directory, or no flock on this file system
+        except BaseException as exc:
             if fd >= 0:
                 os.close(fd)
             fd = -1
+            if not isinstance(exc, OSError):  # e.g. Ctrl-C while waiting for the lock
+                raise
+            # an unreadable directory, or no flock on this file system: no turns
     try:
         yield
     finally:
