@@ -319,3 +319,18 @@ def test_deeply_nested_json_is_a_value_error(tmp_path, where):
     (tmp_path / "deep.json").write_text(text)
     with pytest.raises(ValueError, match="deep.json"):
         network2.load(tmp_path / "deep.json")
+
+
+def test_plots_write_through_the_atomic_writer(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastbp import plots
+
+    history = [{"biases": [1.0, 0.5], "weights": [2.0, 1.0]}] * 3
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        plots.plot_speed_of_learning(history, tmp_path / "pipe.png")
+    with umask(0o077):
+        plots.plot_speed_of_learning(history, tmp_path / "speed.svg")
+    assert (tmp_path / "speed.svg").read_text().lstrip().startswith("<?xml")
+    assert mode(tmp_path / "speed.svg") == 0o600
+    assert names(tmp_path) == ["pipe.png", "speed.svg"]
