@@ -221,6 +221,8 @@ BAD_FLAGS = [
     (["--batch-size", "50001"], "--batch-size"),
     (["--batch-size", str(10**30)], "--batch-size"),
     (["--epochs", "-3"], "--epochs"),
+    (["--epochs", str(2**64)], "--epochs"),
+    (["--early-stopping", str(2**64)], "--early-stopping"),
     (["--eta", "nan"], "--eta"),
     (["--eta", "inf"], "--eta"),
     (["--lmbda", "-0.5"], "--lmbda"),

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, _core, _files, mnist_loader, network, network2
 from ._engine import eval_threads, get_num_threads, set_num_threads
-from ._validate import MAX_LAYERS
+from ._validate import MAX_COUNT, MAX_LAYERS
 
 COSTS = {"quadratic": network2.QuadraticCost, "cross-entropy": network2.CrossEntropyCost,
          "log-likelihood": network2.LogLikelihoodCost}
@@ -129,8 +129,8 @@ def _info() -> int:
 
 def _check_train_args(args: argparse.Namespace) -> None:
     """Refuse every bad flag before any data are loaded (raises Refused, one line)."""
-    if args.epochs < 0:
-        raise Refused(f"--epochs must be >= 0, got {args.epochs}")
+    if not 0 <= args.epochs <= MAX_COUNT:
+        raise Refused(f"--epochs must be from 0 to {MAX_COUNT}, got {args.epochs}")
     if not 1 <= args.batch_size <= N_TRAINING:
         raise Refused(f"--batch-size must be from 1 to {N_TRAINING} (the training images), "
                       f"got {args.batch_size}")
@@ -141,8 +141,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
             raise Refused(f"{flag} must be finite and >= 0, got {value}")
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise Refused(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
-    if args.early_stopping < 0:
-        raise Refused(f"--early-stopping must be >= 0, got {args.early_stopping}")
+    if not 0 <= args.early_stopping <= MAX_COUNT:
+        raise Refused(f"--early-stopping must be from 0 to {MAX_COUNT}, "
+                      f"got {args.early_stopping}")
     if args.cost == "cross-entropy" and args.activation != "sigmoid":
         raise Refused("the cross-entropy cost needs sigmoid outputs; use --cost "
                       "log-likelihood for a softmax output layer")
