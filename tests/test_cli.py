@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -120,6 +123,7 @@ def test_train_early_stopping_and_float32(full_mnist, capsys):
     out = capsys.readouterr().out
     assert "float32" in out
     check_epochs_and_best(out, 2)  # eta 0: no improvement after epoch 0, stop after epoch 1
+    assert "early stopping after epoch 1: no better validation accuracy in 1 epochs" in out
 
 
 @pytest.mark.parametrize("sizes", ["784,x,10", "784,30", "100,30,10", "784,30,9", "784,0,10",
@@ -134,7 +138,7 @@ def test_train_rejects_bad_sizes(sizes, capsys):
 @pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--batch-size", "0"]])
 def test_train_rejects_bad_counts(argv, capsys):
     assert cli.main(["train", *argv]) == 2
-    assert "--epochs" in capsys.readouterr().err
+    assert argv[0] in capsys.readouterr().err
 
 
 def _fails_cleanly(argv, capsys, needle):
@@ -148,7 +152,7 @@ def _fails_cleanly(argv, capsys, needle):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_train_cross_entropy_needs_sigmoid(full_mnist, activation, capsys):
+def test_train_cross_entropy_needs_sigmoid(no_data, activation, capsys):
     _fails_cleanly(["train", "--cost", "cross-entropy", "--activation", activation, "--epochs",
                     "1", "--no-progress"], capsys, "sigmoid")
 
@@ -158,9 +162,267 @@ def test_train_rejects_bad_threads(threads, capsys):
     _fails_cleanly(["train", "--threads", threads, "--epochs", "1"], capsys, "thread")
 
 
-def test_train_rejects_negative_eta(full_mnist, capsys):
+def test_train_rejects_negative_eta(no_data, capsys):
     _fails_cleanly(["train", "--eta", "-1", "--epochs", "1", "--sizes", "784,10",
                     "--no-progress"], capsys, "eta")
+
+
+# ---------------------------------------------------------------- item 11: bad flags, early
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Loading MNIST fails the test: a bad flag must be refused before any data are read."""
+    loads = []
+
+    def load(*args, **kwargs):
+        loads.append(args)
+        raise AssertionError("MNIST was loaded for a command line that should be refused")
+
+    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper", load)
+    return loads
+
+
+def _refused(argv, capsys, needle):
+    """Exit code 2, one line on stderr naming the problem, no traceback, nothing printed
+    on stdout."""
+    try:
+        rc = cli.main(["train", "--no-progress", *argv])
+    except SystemExit as exc:  # argparse's own checks
+        rc = exc.code
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert rc == 2, captured
+    assert len(lines) == 1, captured.err
+    assert needle.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def _unwritable_dir(tmp_path):
+    """A directory this process cannot create files in (root ignores modes: try /sys)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o500)
+    for candidate in (d, "/sys"):
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return str(candidate)
+        os.close(fd)
+        os.unlink(probe)
+    pytest.skip("no unwritable directory available")
+
+
+BAD_FLAGS = [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2**32)], "--seed"),
+    (["--seed", "9" * 60], "--seed"),
+    (["--seed", "1.5"], "--seed"),
+    (["--batch-size", "50001"], "--batch-size"),
+    (["--batch-size", str(10**30)], "--batch-size"),
+    (["--epochs", "-3"], "--epochs"),
+    (["--epochs", str(2**64)], "--epochs"),
+    (["--early-stopping", str(2**64)], "--early-stopping"),
+    (["--eta", "nan"], "--eta"),
+    (["--eta", "inf"], "--eta"),
+    (["--lmbda", "-0.5"], "--lmbda"),
+    (["--early-stopping", "-1"], "--early-stopping"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", "two"], "--threads"),
+    (["--sizes", "784,1000000000,10"], "memory"),
+    (["--sizes", "784,100000,100000,10"], "memory"),
+    (["--sizes", ",".join(["784"] + ["5"] * 70 + ["10"])], "sizes"),
+    (["--sizes", "784," + "9" * 5000 + ",10"], "sizes"),
+    (["--sizes", "784,3.5,10"], "sizes"),
+    (["--cost", "cross-entropy", "--activation", "relu"], "sigmoid"),
+    (["--plot", "curves.xyz"], "format"),
+    (["--dtype", "float16"], "--dtype"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", BAD_FLAGS, ids=[" ".join(a)[:40] for a, _ in BAD_FLAGS])
+def test_bad_flags_are_refused_before_loading(no_data, tmp_path, monkeypatch, capsys, argv,
+                                              needle):
+    monkeypatch.chdir(tmp_path)
+    _refused(argv, capsys, needle)
+    assert no_data == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--save", "--plot"])
+def test_output_into_a_missing_directory_is_refused(no_data, tmp_path, capsys, flag):
+    _refused([flag, str(tmp_path / "missing" / "out.png")], capsys, "does not exist")
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("flag", ["--save", "--plot"])
+def test_output_into_an_unwritable_directory_is_refused(no_data, tmp_path, capsys, flag):
+    directory = _unwritable_dir(tmp_path)
+    _refused([flag, os.path.join(directory, "out.png")], capsys, "cannot create files")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_output_onto_a_non_regular_file_is_refused(no_data, tmp_path, capsys, kind):
+    target = tmp_path / "target.png"
+    target.mkdir() if kind == "directory" else os.mkfifo(target)
+    _refused(["--save", str(target)], capsys, "regular files")
+    _refused(["--plot", str(target)], capsys, "regular files")
+
+
+def test_save_and_plot_into_one_file_is_refused(no_data, tmp_path, capsys):
+    out = str(tmp_path / "out.png")
+    _refused(["--save", out, "--plot", out], capsys, "same file")
+
+
+def test_plot_without_matplotlib_is_refused(no_data, tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    _refused(["--plot", str(tmp_path / "c.png")], capsys, "needs matplotlib")
+
+
+def test_data_dir_must_exist_and_is_never_created(no_data, tmp_path, capsys):
+    missing = tmp_path / "no" / "such"
+    _refused(["--data-dir", str(missing)], capsys, "does not exist")
+    assert not (tmp_path / "no").exists()
+    (tmp_path / "file").write_text("x")
+    _refused(["--data-dir", str(tmp_path / "file")], capsys, "not a directory")
+
+
+def test_bad_flag_in_a_real_process_is_one_line(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    for argv in (["--seed", "-5"], ["--batch-size", "x"]):
+        proc = subprocess.run([sys.executable, "-m", "fastbp", "train", *argv], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert argv[0] in proc.stderr
+
+
+# ---------------------------------------------------------------- small fake MNIST
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """Replace MNIST by a few random 784-pixel images (training, validation, test lists
+    that can be told apart by identity); returns them."""
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        return [rng.random((784, 1)).astype(np.float32) for _ in range(n)]
+
+    training = [(x, mnist_loader.vectorized_result(int(rng.integers(10))))
+                for x in images(200)]
+    validation = [(x, int(rng.integers(10))) for x in images(30)]
+    test = [(x, int(rng.integers(10))) for x in images(40)]
+    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper",
+                        lambda *a, **k: (training, validation, test))
+    return training, validation, test
+
+
+def test_early_stopping_watches_the_validation_set(fake_mnist, monkeypatch, capsys):
+    _, validation, _ = fake_mnist
+    seen = []
+    sgd = network2.Network.SGD
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("evaluation_data"))
+        return sgd(self, *args, **kwargs)
+
+    monkeypatch.setattr(network2.Network, "SGD", spy)
+    argv = ["train", "--epochs", "5", "--cost", "cross-entropy", "--eta", "0",
+            "--early-stopping", "2", "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert len(seen) == 1 and seen[0] is validation  # not the test set
+    assert "evaluating on 40 test images" in out
+    assert len(epoch_lines(out)) == 3  # eta 0: epoch 0 is the best, 2 more, then stop
+    assert "early stopping after epoch 2: no better validation accuracy in 2 epochs" in out
+
+
+def test_no_early_stopping_message_when_all_epochs_run(fake_mnist, capsys):
+    assert cli.main(["train", "--epochs", "2", "--cost", "cross-entropy", "--eta", "0.1",
+                     "--early-stopping", "5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert len(epoch_lines(out)) == 2 and "early stopping" not in out
+
+
+def test_plot_and_save_are_written_atomically_with_the_umask(fake_mnist, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    save, plot = tmp_path / "net.json", tmp_path / "curves.svg"
+    old = os.umask(0o027)
+    try:
+        assert cli.main(["train", "--epochs", "1", "--sizes", "784,5,10", "--no-progress",
+                         "--save", str(save), "--plot", str(plot)]) == 0
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.svg", "net.json"]
+    assert plot.read_text().lstrip().startswith("<?xml")  # the format follows the suffix
+    for p in (save, plot):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    assert network2.load(save).sizes == [784, 5, 10]
+
+
+# ---------------------------------------------------------------- item 10: Ctrl-C
+
+
+class _Bar:
+    """A progress bar whose second update is a Ctrl-C (raised from the epoch callback)."""
+
+    def __init__(self):
+        self.updates = 0
+
+    def write(self, text):
+        print(text)
+
+    def update(self, n):
+        self.updates += 1
+        if self.updates == 2:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_ctrl_c_during_training_is_one_line_and_exit_130(fake_mnist, tmp_path, monkeypatch,
+                                                         capsys):
+    monkeypatch.setattr(cli, "_progress", lambda total, disable: _Bar())
+    save = tmp_path / "net.json"
+    assert cli.main(["train", "--epochs", "10", "--sizes", "784,5,10",
+                     "--save", str(save)]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "fastbp: interrupted after epoch 1"
+    assert len(epoch_lines(captured.out)) == 2
+    assert not save.exists()  # an interrupted run saves nothing
+
+
+def test_ctrl_c_while_loading_is_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper", interrupted)
+    assert cli.main(["train", "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip() == "fastbp: interrupted"
+
+
+def test_sigint_to_a_training_process(full_mnist, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp", "train", "--epochs", "100000",
+                             "--sizes", "784,10,10", "--no-progress"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("Epoch 0:"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert re.fullmatch(r"fastbp: interrupted after epoch \d+\n", err), err
 
 
 def test_python_m_fastbp_train(full_mnist, tmp_path):

@@ -21,7 +21,7 @@ from conftest import assert_close as close
 from conftest import assert_params_close as params_close
 from conftest import twin2
 
-from fastbp import mnist_loader, network2
+from fastbp import _files, mnist_loader, network2
 
 
 def pair(sizes, seed=0, cost="CrossEntropyCost", activation="sigmoid"):
@@ -514,7 +514,7 @@ def test_save_is_atomic_when_replace_fails(tmp_path, monkeypatch, error):
     def broken_replace(src, dst, *args, **kwargs):
         raise error
 
-    monkeypatch.setattr(network2.os, "replace", broken_replace)
+    monkeypatch.setattr(_files.os, "replace", broken_replace)
     with pytest.raises(type(error)):
         other.save(path)
     monkeypatch.undo()

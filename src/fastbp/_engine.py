@@ -24,7 +24,7 @@ import numpy as np
 from . import _classic, _core
 from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
 from ._shuffle import shuffle
-from ._validate import check_dtype, check_positive, check_rate, check_sizes
+from ._validate import as_list, check_dtype, check_positive, check_rate, check_sizes
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2}
 QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
@@ -165,10 +165,23 @@ class CompiledNetwork:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "dtype" in state:  # pickled when dtype was a plain attribute
+            state["_dtype"] = check_dtype(state.pop("dtype"))
         self.__dict__.update(state)
         self._busy = threading.Lock()
         self._owner = None
         self.__dict__.setdefault("_warned", set())
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64 (the classic behaviour) or float32; assigning anything else raises
+        (the kernels exist for these two only)."""
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value: Any) -> None:
+        self._dtype = check_dtype(value)
 
     def __copy__(self) -> CompiledNetwork:
         twin = type(self).__new__(type(self))
@@ -464,7 +477,10 @@ class CompiledNetwork:
         ``a`` is a column (n_in, 1) and the result is (n_out, 1); a matrix of columns
         (n_in, m) gives (n_out, m), as the classic code's matrix products do.
         """
-        x = np.asarray(a)
+        try:
+            x = np.asarray(a)
+        except (TypeError, ValueError, OverflowError):  # ragged lists, huge ints, ...
+            raise TypeError("feedforward input must be a numeric array") from None
         if x.ndim == 2 and x.shape[1] == 1 and x.dtype.kind == "f":
             column = self._feedforward_column(x)
             if column is not None:
@@ -660,15 +676,16 @@ def _target_column(y: Any, dtype: np.dtype) -> np.ndarray | None:
     return None
 
 
-def listed(data: Any) -> tuple[Any, int]:
+def listed(data: Any, what: str = "data") -> tuple[Any, int]:
     """``data`` as a list of pairs (iterables are read once) or as its ``(X, Y)``
-    arrays, with the number of samples."""
+    arrays, with the number of samples; TypeError naming ``what`` for anything else."""
     arrays = as_arrays(data)
     if arrays is not None:
         return arrays, arrays[0].shape[0]
-    if data is None or isinstance(data, (np.ndarray, str, bytes)):
-        return data, 0  # the packer explains
-    data = data if isinstance(data, list) else list(data)
+    if isinstance(data, np.ndarray):
+        raise TypeError(f"{what} must be a list of (x, y) pairs or an (X, Y) pair of arrays, "
+                        "got one array")
+    data = as_list(what, data)
     return data, len(data)
 
 

@@ -19,13 +19,11 @@ file that fails any check (a damaged header, a wrong checksum) is reported and f
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import numpy as np
 import platformdirs
 
 from . import _mnist_fetch
+from ._files import atomic_open
 from ._mnist_formats import (
     IDX_NAMES,
     KEYS,
@@ -111,25 +110,13 @@ def check_arrays(arrays: Mapping[str, np.ndarray], spec: MNISTSpec, verify: bool
     return dict(arrays)
 
 
-def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed npz: temp file in the same directory, then rename."""
+def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed npz, atomically (``fastbp._files.atomic_open``:
+    a temporary file beside it, then a rename; the umask sets the mode, as for open)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > 3600:
-                stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache holds public data
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb", what="cache file") as f:
+        np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
 
 
 @functools.lru_cache(maxsize=2)

@@ -10,6 +10,19 @@ from typing import Any
 import numpy as np
 
 MAX_LAYERS = 64  # csrc/fbp_impl.h keeps per-layer row pointers in arrays of 64
+MAX_COUNT = 2**63 - 1  # counts reach the kernels as int64
+
+
+def _is_integer(value: Any) -> bool:
+    """An int or NumPy integer; not a bool, and not a timedelta64 (a NumPy "integer")."""
+    return (isinstance(value, numbers.Integral)
+            and not isinstance(value, (bool, np.bool_, np.timedelta64)))
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (int, float, NumPy integer or floating); not a bool or timedelta64."""
+    return (isinstance(value, numbers.Real)
+            and not isinstance(value, (bool, np.bool_, np.timedelta64)))
 
 
 def check_sizes(sizes: Any) -> list[int]:
@@ -25,7 +38,7 @@ def check_sizes(sizes: Any) -> list[int]:
     if len(widths) > MAX_LAYERS:
         raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {len(widths)}")
     for i, w in enumerate(widths):
-        if isinstance(w, bool) or not isinstance(w, numbers.Integral):
+        if not _is_integer(w):
             raise TypeError(f"sizes[{i}] must be an integer, got {w!r}")
         if w < 1:
             raise ValueError(f"sizes[{i}] must be a positive integer, got {w}")
@@ -47,7 +60,7 @@ def check_dtype(dtype: Any) -> np.dtype:
 
 def check_rate(name: str, value: Any) -> float:
     """A finite, non-negative hyper-parameter (eta, lmbda) as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v < 0:
@@ -57,18 +70,59 @@ def check_rate(name: str, value: Any) -> float:
 
 def check_count(name: str, value: Any, minimum: int) -> int:
     """An integer argument (epochs, mini_batch_size, ...) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not _is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be <= {MAX_COUNT}, got {value}")
     return int(value)
 
 
 def check_positive(name: str, value: Any) -> float:
     """A finite number > 0 (e.g. the training-set size n in update_mini_batch)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return v
+
+
+def as_list(name: str, data: Any) -> list:
+    """``data`` (any iterable of pairs, as the classic code accepts) as a list; TypeError
+    naming ``name`` for something that cannot be iterated (a number, None, a 0-d array)."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"{name} must be a list of (x, y) pairs, got {type(data).__name__}")
+    try:
+        return list(data)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of (x, y) pairs, "
+                        f"got {type(data).__name__}") from None
+
+
+def check_digit(name: str, value: Any, n: int = 10) -> int:
+    """A class index 0 <= value < n (e.g. the digit of ``vectorized_result``)."""
+    if not _is_integer(value):
+        raise TypeError(f"{name} must be an integer from 0 to {n - 1}, got {value!r}")
+    if not 0 <= value < n:
+        raise ValueError(f"{name} must be from 0 to {n - 1}, got {value}")
+    return int(value)
+
+
+def check_flags(**flags: Any) -> None:
+    """Each flag must have a truth value (an array of several elements has none)."""
+    for name, value in flags.items():
+        try:
+            bool(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be True or False, got {value!r}") from None
+
+
+def check_callback(callback: Any) -> None:
+    """None or a callable ``callback(epoch, network)``: checked before any training."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function callback(epoch, network) or None, "
+                        f"got {type(callback).__name__}")

@@ -18,19 +18,35 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _core, mnist_loader, network, network2
+from . import __version__, _core, _files, mnist_loader, network, network2
 from ._engine import eval_threads, get_num_threads, set_num_threads
+from ._validate import MAX_COUNT, MAX_LAYERS
 
 COSTS = {"quadratic": network2.QuadraticCost, "cross-entropy": network2.CrossEntropyCost,
          "log-likelihood": network2.LogLikelihoodCost}
+N_TRAINING = 50_000  # the classic split's training images: the largest useful mini-batch
+MAX_SEED = 2**32 - 1  # np.random.seed's range
+PARAMETER_COPIES = 4  # published/kernel buffers, training copies, divergence snapshot, slack
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class Refused(Exception):
+    """A bad command line, found before any data are loaded: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not the whole usage."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.replace(" ", "").split(",") if s]
-    except ValueError:
+    parts = text.replace(" ", "").split(",")
+    if len(parts) > MAX_LAYERS or not all(p.isdigit() and len(p) <= 10 for p in parts if p):
         raise argparse.ArgumentTypeError(
-            f"sizes must be integers like 784,30,10: {text!r}") from None
+            f"sizes must be up to {MAX_LAYERS} integers like 784,30,10: {text[:80]!r}")
+    sizes = [int(p) for p in parts if p]
     if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(
             f"MNIST needs sizes from 784 inputs to 10 outputs, e.g. 784,30,10: {text!r}")
@@ -38,15 +54,16 @@ def _sizes(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastbp", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="fastbp", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a network on MNIST (the main job)",
                        description="Train on MNIST. Defaults are network.py's: [784,30,10], "
                        "30 epochs, mini-batch 10, eta 3.0, quadratic cost, N(0,1) weights. "
-                       "A --cost other than quadratic, --lmbda or --activation trains a "
-                       "network2 network (N(0,1/n_in) weights).")
+                       "A --cost other than quadratic, --lmbda, --activation or "
+                       "--early-stopping trains a network2 network (N(0,1/n_in) weights). "
+                       "Ctrl-C stops training (exit code 130).")
     t.add_argument("--sizes", type=_sizes, default=[784, 30, 10], help="layer widths (784,30,10)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=10, help="mini-batch size (10)")
@@ -59,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="kernel threads (auto)")
     t.add_argument("--evaluate-on", choices=["test", "validation"], default="test")
     t.add_argument("--early-stopping", type=int, default=0, metavar="N",
-                   help="stop after N epochs without better accuracy (network2; 0 = off)")
+                   help="stop after N epochs without a better validation accuracy "
+                   "(network2; 0 = off)")
     t.add_argument("--save", type=Path, default=None, help="save the trained network (JSON)")
     t.add_argument("--plot", type=Path, default=None,
                    help="write a PNG of accuracy and cost per epoch (needs matplotlib)")
@@ -86,7 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "train":
-        return _train(args)
+        try:
+            _check_train_args(args)
+        except Refused as exc:
+            print(f"fastbp train: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return _train(args)
+        except KeyboardInterrupt:  # before or after training (during it, _train says more)
+            print("fastbp: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return _info()
 
 
@@ -100,16 +127,89 @@ def _info() -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    if args.epochs < 0 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
-        print("fastbp: --epochs must be >= 0, --batch-size and --threads >= 1", file=sys.stderr)
-        return 2
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Refuse every bad flag before any data are loaded (raises Refused, one line)."""
+    if not 0 <= args.epochs <= MAX_COUNT:
+        raise Refused(f"--epochs must be from 0 to {MAX_COUNT}, got {args.epochs}")
+    if not 1 <= args.batch_size <= N_TRAINING:
+        raise Refused(f"--batch-size must be from 1 to {N_TRAINING} (the training images), "
+                      f"got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise Refused(f"--threads must be a positive integer, got {args.threads}")
+    for flag, value in (("--eta", args.eta), ("--lmbda", args.lmbda)):
+        if not (np.isfinite(value) and value >= 0):
+            raise Refused(f"{flag} must be finite and >= 0, got {value}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise Refused(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
+    if not 0 <= args.early_stopping <= MAX_COUNT:
+        raise Refused(f"--early-stopping must be from 0 to {MAX_COUNT}, "
+                      f"got {args.early_stopping}")
     if args.cost == "cross-entropy" and args.activation != "sigmoid":
-        print("fastbp: the cross-entropy cost needs sigmoid outputs; use --cost log-likelihood "
-              "for a softmax output layer", file=sys.stderr)
-        return 2
+        raise Refused("the cross-entropy cost needs sigmoid outputs; use --cost "
+                      "log-likelihood for a softmax output layer")
+    _check_memory(args.sizes, np.dtype(args.dtype).itemsize)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        kind = "is not a directory" if args.data_dir.exists() else "does not exist"
+        raise Refused(f"--data-dir {args.data_dir} {kind}")
+    outputs = [(flag, path) for flag, path in (("--save", args.save), ("--plot", args.plot))
+               if path is not None]
+    if args.plot is not None:
+        _plot_format(args.plot)
+    targets = []
+    for flag, path in outputs:
+        try:
+            targets.append(_files.resolve_target(path, flag))
+        except (OSError, ValueError) as exc:
+            raise Refused(_one_line(exc)) from None
+    if len(targets) == 2 and targets[0] == targets[1]:
+        raise Refused("--save and --plot name the same file")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (an OSError's text and file, without
+    '[Errno n]')."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None and os.fsdecode(exc.filename) not in text:
+            text += f": {os.fsdecode(exc.filename)}"
+    return " ".join(text.split())
+
+
+def _check_memory(sizes: list[int], itemsize: int) -> None:
+    """Refuse layer widths whose parameters could never fit in this machine's memory."""
+    parameters = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = parameters * itemsize * PARAMETER_COPIES
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: only the hard limit
+        have = 2**48
+    if need > have:
+        raise Refused(f"--sizes {','.join(map(str, sizes))} has {parameters:,} parameters: "
+                      f"training needs about {need / 1e9:,.1f} GB, this machine has "
+                      f"{have / 1e9:,.1f} GB of memory")
+
+
+def _plot_format(path: Path) -> str:
+    """The image format for --plot (from the suffix, PNG without one); needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        raise Refused("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
+    fmt = path.suffix[1:].lower() or "png"
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        raise Refused(f"--plot {path}: unknown image format {fmt!r} (use one of "
+                      f"{', '.join(sorted(formats))})")
+    return fmt
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.threads is not None:
-        set_num_threads(args.threads)
+        set_num_threads(args.threads)  # more threads than cores: warns and clamps
     try:
         training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
@@ -160,27 +260,41 @@ def _train(args: argparse.Namespace) -> int:
         if classic:
             net.SGD(training, args.epochs, args.batch_size, args.eta, verbose=False,
                     callback=after_epoch)
-        else:
+        else:  # early stopping watches the validation set, as in the book
             net.SGD(training, args.epochs, args.batch_size, args.eta, lmbda=args.lmbda,
-                    evaluation_data=evaluation if args.early_stopping else None,
+                    evaluation_data=validation if args.early_stopping else None,
                     early_stopping_n=args.early_stopping, verbose=False, callback=after_epoch)
     except (FloatingPointError, ValueError) as exc:
         bar.close()
         print(f"fastbp: training stopped: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        bar.close()
+        done = len(history["accuracy"])
+        print(f"fastbp: interrupted after epoch {done - 1}" if done else
+              "fastbp: interrupted during epoch 0", file=sys.stderr)
+        return EXIT_INTERRUPTED
     bar.close()
     total = time.perf_counter() - start
+    ran = len(history["accuracy"])
+    if args.early_stopping and ran < args.epochs:
+        print(f"early stopping after epoch {ran - 1}: no better validation accuracy in "
+              f"{args.early_stopping} epochs")
     if history["accuracy"]:
         best = max(range(len(history["accuracy"])), key=history["accuracy"].__getitem__)
         print(f"best {args.evaluate_on} accuracy {100 * history['accuracy'][best]:.2f}% "
               f"(epoch {best}); {total:.1f} s in all, "
               f"{np.median(history['seconds']):.3f} s per epoch (median)")
-    if args.save is not None:
-        _save(net, cost, args.activation, args.save)
-        print(f"saved the network to {args.save}")
-    if args.plot is not None:
-        _plot(history, args, args.plot)
-        print(f"wrote {args.plot}")
+    try:
+        if args.save is not None:
+            _save(net, cost, args.activation, args.save)
+            print(f"saved the network to {args.save}")
+        if args.plot is not None:
+            _plot(history, args, args.plot)
+            print(f"wrote {args.plot}")
+    except OSError as exc:  # e.g. the disk filled up, or the directory went away
+        print(f"fastbp: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -203,13 +317,9 @@ def _save(net: Any, cost: Any, activation: str, path: Path) -> None:
 
 
 def _plot(history: dict[str, list[float]], args: argparse.Namespace, path: Path) -> None:
-    try:
-        import matplotlib
+    fmt = _plot_format(path)  # also selects the Agg backend
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("fastbp: --plot needs matplotlib: pip install 'fastbp[plot]'") from None
     epochs = range(len(history["accuracy"]))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [100 * a for a in history["accuracy"]], marker="o", ms=3)
@@ -220,8 +330,11 @@ def _plot(history: dict[str, list[float]], args: argparse.Namespace, path: Path)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{args.sizes}, eta {args.eta}, lmbda {args.lmbda}, mini-batch {args.batch_size}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with _files.atomic_open(path, "wb", what="--plot") as f:
+            fig.savefig(f, format=fmt, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:

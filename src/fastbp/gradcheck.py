@@ -19,7 +19,9 @@ import numpy as np
 
 from . import _core
 from ._engine import CompiledNetwork, norm
-from ._validate import check_count
+from ._validate import check_count, check_positive
+
+MAX_EPS = 1.0
 
 
 def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
@@ -33,10 +35,12 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
     """
     if not isinstance(net, CompiledNetwork):
         raise TypeError(f"gradcheck needs a fastbp network, got {type(net).__name__}")
-    if not (isinstance(eps, (int, float)) and np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    eps = check_positive("eps", eps)
+    if eps > MAX_EPS:  # a step that large measures nothing (and overflows the cost)
+        raise ValueError(f"eps must be a small step, at most {MAX_EPS}, got {eps!r}")
     if max_per_layer is not None:
-        check_count("max_per_layer", max_per_layer, 1)
+        max_per_layer = check_count("max_per_layer", max_per_layer, 1)
+    seed = check_count("seed", seed, 0)
     blocker = net._step_blocker() or net._cost_blocker("fn")
     if blocker is not None:
         raise ValueError(f"gradcheck checks fastbp's compiled gradient, but {blocker}")

@@ -16,10 +16,13 @@ so the float32 values are bit-identical to the pickle's.
 
 If MNIST cannot be obtained, :class:`MNISTNotFoundError` says what was tried and how to
 supply the files by hand. This module imports nothing from the rest of fastbp apart from its
-``_mnist_*`` helpers.
+``_mnist_*`` helpers and the atomic file writer ``_files`` they cache with.
 """
 
 from __future__ import annotations
+
+import numbers
+import os
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +56,17 @@ def _splits(
     dtype: npt.DTypeLike | None, data_dir: PathLike | None, path: PathLike | None, download: bool
 ) -> Splits:
     """The three splits; ``dtype=None`` keeps a classic pickle's arrays exactly as pickled."""
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise TypeError(f"dtype must be a floating type, got {dtype!r}") from None
+        if not np.issubdtype(dt, np.floating):
+            raise TypeError(f"dtype must be a floating type, got {dt}")
+    for name, value in (("data_dir", data_dir), ("path", path)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path (str or os.PathLike), "
+                            f"got {type(value).__name__}")
     found = find(data_dir, path=path, download=download)
     if isinstance(found, tuple):
         if dtype is None:
@@ -86,9 +100,13 @@ def load_data(
 
 
 def vectorized_result(j: int) -> np.ndarray:
-    """Return a float64 ``(10, 1)`` unit vector with 1.0 in position ``j``."""
+    """Return a float64 ``(10, 1)`` unit vector with 1.0 in position ``j`` (0 to 9)."""
+    if isinstance(j, (bool, np.bool_, np.timedelta64)) or not isinstance(j, numbers.Integral):
+        raise TypeError(f"j must be an integer from 0 to 9, got {j!r}")
+    if not -10 <= j < 10:
+        raise ValueError(f"j must be from 0 to 9, got {j}")
     e = np.zeros((10, 1))
-    e[j] = 1.0
+    e[int(j)] = 1.0  # as the classic e[j]: a negative j counts from the end
     return e
 
 
@@ -127,6 +145,4 @@ def load_matrices(
     X is an ``(n, 784)`` array of the pixels in the floating ``dtype``; y an int64 ``(n,)``
     array of digits. The split is the classic one. Keywords are as for :func:`load_data`.
     """
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a floating type, got {np.dtype(dtype)}")
     return _splits(dtype, data_dir, path, download)

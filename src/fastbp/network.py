@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _classic
 from ._engine import CompiledNetwork, Epoch, classic_data, listed
-from ._validate import check_count, check_rate
+from ._validate import check_callback, check_count, check_flags, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
@@ -64,10 +64,12 @@ class Network(CompiledNetwork):
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta = check_rate("eta", eta)
+        check_flags(verbose=verbose)
+        check_callback(callback)
         test = None
         n_test = 0
         if test_data is not None:
-            test_data, n_test = listed(test_data)
+            test_data, n_test = listed(test_data, "test_data")
             if n_test and not self._overridden(("evaluate", "feedforward")):
                 test = self._pack(test_data, "label", "test_data")
             test_data = classic_data(test_data) if test is None else test_data
@@ -105,7 +107,7 @@ class Network(CompiledNetwork):
         if self._overridden(("feedforward",)):
             self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
             return _classic.evaluate(self, classic_data(test_data))
-        test_data, n = listed(test_data)
+        test_data, n = listed(test_data, "test_data")
         if not n:
             return 0  # as network.py: sum([]) == 0
         return self._count_correct(self._pack(test_data, "label", "test_data"))

@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import _classic
+from . import _classic, _files, _validate
 from ._engine import (
     ACTIVATIONS,
     CROSS_ENTROPY,
@@ -141,6 +140,10 @@ def _cost_name(cost: Any) -> str:
     return cost.__name__ if isinstance(cost, type) else type(cost).__name__
 
 
+class EmptyDataError(ValueError, ZeroDivisionError):
+    """No data where the classic code divides by its length (a ZeroDivisionError there)."""
+
+
 #### Main Network class
 
 
@@ -155,7 +158,7 @@ class Network(CompiledNetwork):
         if not (callable(getattr(cost, "fn", None)) and callable(getattr(cost, "delta", None))):
             raise TypeError("cost must have fn(a, y) and delta(z, a, y), like "
                             f"network2.CrossEntropyCost; got {cost!r}")
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {activation!r}")
         if _known_cost(cost, "delta") is CrossEntropyCost and activation != "sigmoid":
@@ -219,6 +222,13 @@ class Network(CompiledNetwork):
         network)`` runs after each epoch's monitoring (return False to stop); ``rng`` (a
         ``random.Random``) shuffles instead of the global generator.
         """
+        _validate.check_flags(
+            monitor_evaluation_cost=monitor_evaluation_cost, verbose=verbose,
+            monitor_evaluation_accuracy=monitor_evaluation_accuracy,
+            monitor_training_cost=monitor_training_cost,
+            monitor_training_accuracy=monitor_training_accuracy,
+            monitor_gradient_norms=monitor_gradient_norms)
+        _validate.check_callback(callback)
         say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
@@ -228,7 +238,7 @@ class Network(CompiledNetwork):
         watch = early_stopping_n > 0 or lr_schedule_n > 0
         n_data = 0
         if evaluation_data is not None:
-            evaluation_data, n_data = listed(evaluation_data)
+            evaluation_data, n_data = listed(evaluation_data, "evaluation_data")
         if not n_data and (watch or monitor_evaluation_cost or monitor_evaluation_accuracy):
             raise ValueError("monitor_evaluation_cost/accuracy, early_stopping_n and "
                              "lr_schedule_n need evaluation_data")
@@ -333,8 +343,8 @@ class Network(CompiledNetwork):
         lmbda = check_rate("lmbda", lmbda)
         data, n = listed(data)
         if not n:
-            raise ZeroDivisionError("total_cost of no data (the classic code divides by "
-                                    "len(data))")
+            raise EmptyDataError("total_cost: data is empty (the classic code divides by "
+                                 "len(data))")
         if convert and as_arrays(data) is None:
             packed = self._pack(data, "label", "data")
             return self._total_cost(packed, _onehot10(packed.labels, self._layer_sizes()[-1]),
@@ -344,14 +354,22 @@ class Network(CompiledNetwork):
 
     def save(self, filename: str | os.PathLike) -> None:
         """Save the network as the classic JSON (``sizes``, ``weights``, ``biases``,
-        ``cost``), atomically: a failure part-way leaves any earlier file intact."""
-        data = {"sizes": self.sizes,
-                "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
-                "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
-                "cost": _cost_name(self.cost)}
+        ``cost``; ``activation`` and ``dtype`` only when not sigmoid and float64), atomically:
+        a failure part-way leaves any earlier file intact.  Permissions, symbolic links and
+        non-regular targets are handled as ``open(filename, "w")`` would (see fastbp._files).
+        """
+        _files.resolve_target(filename, "filename", probe=False)  # before any work
+        data: dict[str, Any] = {
+            "sizes": self.sizes,
+            "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
+            "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
+            "cost": _cost_name(self.cost)}
         if self._activation != "sigmoid":
             data["activation"] = self._activation
-        _atomic_write_json(filename, data)
+        if self.dtype != np.float64:
+            data["dtype"] = self.dtype.name
+        with _files.atomic_open(filename, "w", what="filename") as f:
+            json.dump(data, f)
 
     # -- compiled helpers on packed data
 
@@ -391,6 +409,11 @@ class _Monitors:
             self.evaluation = net._pack(evaluation_data, "label", "evaluation_data")
             if cost and not self.honour_cost:
                 n_out = net._layer_sizes()[-1]
+                if n_out != 10 and as_arrays(evaluation_data) is None:
+                    raise ValueError(
+                        "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
+                        "the evaluation labels as 10-vectors (vectorized_result), but the "
+                        f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
                 self.evaluation_y = (np.eye(n_out)[self.evaluation.labels]
                                      if as_arrays(evaluation_data) is not None
                                      else _onehot10(self.evaluation.labels, n_out))
@@ -445,80 +468,74 @@ def load(filename: str | os.PathLike) -> Network:
     """Load a network saved by ``save`` (or by the classic network2.py).
 
     Raises ValueError for malformed JSON, an unknown cost name (names are looked up in
-    a fixed table, never as code) or shapes that do not match ``sizes``.
+    a fixed table, never as code) or shapes that do not match ``sizes``.  A ``dtype``
+    entry ("float32") gives a network of that dtype; without one it is float64.
     """
+    name = _files.fspath(filename, "filename")
     try:
-        with open(filename, encoding="utf-8") as f:
+        with open(name, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{filename}: not a saved network (malformed JSON: {exc})") from None
+        raise ValueError(f"{name}: not a saved network (malformed JSON: {exc})") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{filename}: not a saved network (not UTF-8 text)") from None
+        raise ValueError(f"{name}: not a saved network (not UTF-8 text)") from None
+    except RecursionError:
+        raise ValueError(f"{name}: not a saved network (JSON nested too deeply)") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{filename}: not a saved network (expected a JSON object)")
+        raise ValueError(f"{name}: not a saved network (expected a JSON object)")
     missing = [k for k in ("sizes", "weights", "biases", "cost") if k not in data]
     if missing:
-        raise ValueError(f"{filename}: saved network lacks {', '.join(missing)}")
+        raise ValueError(f"{name}: saved network lacks {', '.join(missing)}")
     cost_name = data["cost"]
     if not isinstance(cost_name, str) or cost_name not in COSTS:
-        raise ValueError(f"{filename}: unknown cost {cost_name!r} (expected one of "
+        raise ValueError(f"{name}: unknown cost {cost_name!r} (expected one of "
                          f"{', '.join(COSTS)})")
     activation = data.get("activation", "sigmoid")
+    if not isinstance(activation, str):
+        raise ValueError(f"{name}: invalid activation {activation!r}")
+    dtype_name = data.get("dtype", "float64")
+    if dtype_name not in ("float64", "float32"):
+        raise ValueError(f"{name}: invalid dtype {dtype_name!r} (expected float64 or float32)")
+    dtype = _validate.check_dtype(dtype_name)
     try:
         sizes = check_sizes(data["sizes"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{filename}: invalid sizes: {exc}") from None
+        raise ValueError(f"{name}: invalid sizes: {exc}") from None
     # check the arrays against sizes first: nothing is allocated for sizes the file's own
     # arrays do not back up
-    weights = _arrays(filename, "weights", data["weights"],
-                      [(y, x) for x, y in zip(sizes[:-1], sizes[1:])])
-    biases = _arrays(filename, "biases", data["biases"], [(y, 1) for y in sizes[1:]])
+    weights = _arrays(name, "weights", data["weights"],
+                      [(y, x) for x, y in zip(sizes[:-1], sizes[1:])], dtype)
+    biases = _arrays(name, "biases", data["biases"], [(y, 1) for y in sizes[1:]], dtype)
     try:
-        net = Network(sizes, cost=COSTS[cost_name], activation=activation)
+        net = Network(sizes, cost=COSTS[cost_name], activation=activation, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{filename}: invalid network description: {exc}") from None
+        raise ValueError(f"{name}: invalid network description: {exc}") from None
     net.weights, net.biases = weights, biases
     return net
 
 
-def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]]) -> list:
+def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]],
+            dtype: Any = np.float64) -> list:
     if not isinstance(values, list) or len(values) != len(shapes):
         raise ValueError(f"{filename}: expected {len(shapes)} {key} arrays")
     arrays = []
     for i, (v, shape) in enumerate(zip(values, shapes)):
         try:
             a = np.array(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             raise ValueError(f"{filename}: {key}[{i}] is not a numeric array") from None
         if a.dtype.kind not in "iuf":  # JSON numbers only: no strings, booleans or nulls
             raise ValueError(f"{filename}: {key}[{i}] is not a numeric array")
-        a = a.astype(np.float64)
         if a.shape != shape:
             raise ValueError(f"{filename}: {key}[{i}] has shape {a.shape}, expected {shape} "
                              "for the saved sizes")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float64).astype(dtype)
         if not np.isfinite(a).all():
-            raise ValueError(f"{filename}: {key}[{i}] contains NaN or inf")
+            raise ValueError(f"{filename}: {key}[{i}] contains NaN or inf"
+                             + ("" if dtype == np.float64 else f" (as {dtype})"))
         arrays.append(a)
     return arrays
-
-
-def _atomic_write_json(filename: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file beside ``filename``, then rename it into place."""
-    path = os.fspath(filename)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 #### Miscellaneous functions
@@ -531,7 +548,9 @@ def _quiet(*args: Any) -> None:
 def vectorized_result(j: int) -> np.ndarray:
     """A (10, 1) unit vector with a 1.0 in position j: digit j as a desired output."""
     e = np.zeros((10, 1))
-    e[j] = 1.0
+    if isinstance(j, (int, np.integer)) and not isinstance(j, (bool, np.bool_)) and -10 <= j < 0:
+        j = int(j) + 10  # as the classic e[j]: a negative j counts from the end
+    e[_validate.check_digit("j", j)] = 1.0
     return e
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
+
+from ._files import atomic_open, fspath
 
 
 def _pyplot() -> Any:
@@ -44,8 +47,13 @@ def plot_speed_of_learning(history: Sequence[dict[str, list[float]]], path: Any 
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     if path is not None:
-        (fig or ax.figure).tight_layout()
-        (fig or ax.figure).savefig(path, dpi=120)
-    if fig is not None and path is not None:
-        plt.close(fig)
+        figure = fig or ax.figure
+        try:
+            figure.tight_layout()
+            fmt = os.path.splitext(fspath(path, "path"))[1][1:].lower() or "png"
+            with atomic_open(path, "wb", what="path") as f:  # never a half-written image
+                figure.savefig(f, format=fmt, dpi=120)
+        finally:
+            if fig is not None:
+                plt.close(fig)
     return ax
