@@ -144,6 +144,14 @@ def test_soft_targets_use_the_rows_as_given():
     assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * book.loss(x, t)
 
 
+def test_uint8_labels_as_load_mnist_gives_them():
+    net, book = twins("TwoLayerNet", 10, 6, 4, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(3), 12, 10, 4, onehot=False)
+    t8 = t.astype(np.uint8)
+    assert_grads(net.gradient(x, t8), book.gradient(x, t))
+    assert net.accuracy(x, t8) == book.accuracy(x, t)
+
+
 def test_image_shaped_input_is_flattened_like_affine():
     net, book = twins("TwoLayerNet", 16, 5, 3, weight_init_std=0.5)
     x = np.random.default_rng(2).random((4, 1, 4, 4))
