@@ -434,7 +434,7 @@ def book_mnist():
     from fastbp import mnist_loader
 
     try:
-        mnist_loader.mnist_arrays(download=False)
+        mnist_loader.load_data(download=False)
     except mnist_loader.MNISTNotFoundError as exc:
         pytest.skip(f"real MNIST not available in FASTBP_DATA={env}: {exc}")
     return scratch.load_mnist(normalize=True, one_hot_label=True)
@@ -443,17 +443,20 @@ def book_mnist():
 def test_load_mnist_arrays_as_the_book_gives_them(book_mnist):
     from fastbp import mnist_loader
 
-    raw = mnist_loader.mnist_arrays(download=False)
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = mnist_loader.load_data(download=False)
     (x_train, t_train), (x_test, t_test) = book_mnist
     assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
     assert x_train.dtype == np.float32 and t_train.dtype == np.float64
-    assert t_train.shape == (60000, 10) and np.array_equal(t_train.argmax(axis=1), raw["y_train"])
-    expected = raw["x_test"].reshape(-1, 784).astype(np.float32) / np.float32(255.0)
-    assert np.array_equal(x_test, expected) and x_test.max() == 1.0
+    assert t_train.shape == (60000, 10)
+    assert np.array_equal(t_train.argmax(axis=1), np.concatenate([y_tr, y_va]))
+    pixels = np.rint(x_te.astype(np.float64) * 256).astype(np.float32)  # the bytes
+    assert np.array_equal(x_test, pixels / np.float32(255.0)) and x_test.max() == 1.0
+    assert np.array_equal(x_train[50000:], np.rint(x_va.astype(np.float64) * 256)
+                          .astype(np.float32) / np.float32(255.0))
     (xr, tr), (xs, ts) = scratch.load_mnist(normalize=False, flatten=False)
     assert xr.dtype == np.uint8 and xr.shape == (60000, 1, 28, 28) and xr.flags.writeable
-    assert ts.dtype == np.uint8 and ts.shape == (10000,)
-    assert np.array_equal(xs.reshape(-1, 784), raw["x_test"].reshape(-1, 784))
+    assert ts.dtype == np.uint8 and ts.shape == (10000,) and np.array_equal(ts, y_te)
+    assert np.array_equal(xs.reshape(-1, 784), pixels)
 
 
 def test_mnist_short_run_matches_book_and_learns(book_mnist):
