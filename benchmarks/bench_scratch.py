@@ -1,0 +1,186 @@
+"""(f) "Deep Learning from Scratch" chapter 5: fastbp.scratch against the book's layers.
+
+The book's code is ``python/scratch_ref.py`` (layer by layer, NumPy); fastbp's is
+``fastbp.scratch``.  Suites: ``gradient`` on a batch of 100 (TwoLayerNet 784-50-10),
+``loss`` on the same batch, ``accuracy`` over 10,000 images, and one epoch of the book's
+training loop (600 iterations of 100) against ``fit`` doing the same in one call.
+
+Run as a script for the whole chapter-5 training script (ch05/train_neuralnet.py: 10,000
+iterations of 100 at learning rate 0.1, accuracy on both sets every epoch) with only
+its imports swapped, reference then fastbp, each timed end to end after loading MNIST:
+
+    FASTBP_DATA=/path/to/data-dir python benchmarks/bench_scratch.py [--iters N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import benchlib as bl  # noqa: F401  (puts python/ on sys.path)
+import numpy as np
+import pytest
+
+BATCH = 100
+
+
+def book_script(TwoLayerNet, load_mnist, iters_num=10000, verbose=True):
+    """ch05/train_neuralnet.py, its body verbatim; returns ``(train_acc, test_acc, seconds,
+    cpu_seconds)`` (wall and process CPU time, after loading MNIST)."""
+    (x_train, t_train), (x_test, t_test) = load_mnist(normalize=True, one_hot_label=True)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    network = TwoLayerNet(input_size=784, hidden_size=50, output_size=10)
+
+    train_size = x_train.shape[0]
+    batch_size = 100
+    learning_rate = 0.1
+
+    train_loss_list = []
+    train_acc_list = []
+    test_acc_list = []
+
+    iter_per_epoch = max(train_size / batch_size, 1)
+
+    for i in range(iters_num):
+        batch_mask = np.random.choice(train_size, batch_size)
+        x_batch = x_train[batch_mask]
+        t_batch = t_train[batch_mask]
+
+        grad = network.gradient(x_batch, t_batch)
+
+        for key in ('W1', 'b1', 'W2', 'b2'):
+            network.params[key] -= learning_rate * grad[key]
+
+        loss = network.loss(x_batch, t_batch)
+        train_loss_list.append(loss)
+
+        if i % iter_per_epoch == 0:
+            train_acc = network.accuracy(x_train, t_train)
+            test_acc = network.accuracy(x_test, t_test)
+            train_acc_list.append(train_acc)
+            test_acc_list.append(test_acc)
+            if verbose:
+                print(train_acc, test_acc)
+    final = network.accuracy(x_train, t_train), network.accuracy(x_test, t_test)
+    return (final[0], final[1], time.perf_counter() - start,
+            time.process_time() - cpu_start)
+
+
+def _mnist():
+    from fastbp.scratch import load_mnist
+
+    try:
+        return load_mnist(normalize=True, one_hot_label=True)
+    except Exception as exc:  # noqa: BLE001 - no MNIST: these benchmarks need it
+        pytest.skip(f"real MNIST not available ({exc}); set FASTBP_DATA")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    import fastbp
+
+    fastbp.set_num_threads(1)
+    return _mnist()
+
+
+def _nets(seed=0):
+    import scratch_ref
+
+    from fastbp import scratch
+
+    np.random.seed(seed)
+    fast = scratch.TwoLayerNet(784, 50, 10)
+    np.random.seed(seed)
+    book = scratch_ref.TwoLayerNet(784, 50, 10)
+    return {"book": book, "fastbp": fast}
+
+
+IMPLS = ["book", "fastbp"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradient_batch100(benchmark, mnist, impl):
+    benchmark.group = "scratch: gradient, TwoLayerNet 784-50-10, batch 100"
+    (x, t), _ = mnist
+    net = _nets()[impl]
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, len(x), BATCH)
+    grads = benchmark(net.gradient, x[mask], t[mask])
+    assert grads["W1"].shape == (784, 50)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_loss_batch100(benchmark, mnist, impl):
+    benchmark.group = "scratch: loss, TwoLayerNet 784-50-10, batch 100"
+    (x, t), _ = mnist
+    net = _nets()[impl]
+    mask = np.random.default_rng(0).integers(0, len(x), BATCH)
+    assert np.isfinite(benchmark(net.loss, x[mask], t[mask]))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_accuracy_test_set(benchmark, mnist, impl):
+    benchmark.group = "scratch: accuracy over the 10,000 test images"
+    _, (x, t) = mnist
+    net = _nets()[impl]
+    assert 0 <= benchmark(net.accuracy, x, t) <= 1
+
+
+@pytest.mark.parametrize("impl", ["book-loop", "fastbp-loop", "fastbp-fit"])
+def test_epoch(benchmark, mnist, impl):
+    """600 iterations of 100: the book's loop (gradient, then params -= lr * grad) on the
+    book's classes or on fastbp's, or ``fit`` doing the same in one compiled call."""
+    import scratch_ref
+
+    benchmark.group = "scratch: one epoch (600 x 100), lr 0.1"
+    (x, t), _ = mnist
+
+    def setup():
+        np.random.seed(0)
+        return (_nets()[impl.split("-")[0]],), {}
+
+    def epoch(net):
+        np.random.seed(1)
+        if impl == "fastbp-fit":
+            net.fit(x, t, epochs=1, batch_size=BATCH, learning_rate=0.1)
+        else:
+            scratch_ref.train(net, x, t, iters_num=len(x) // BATCH, batch_size=BATCH,
+                              learning_rate=0.1)
+
+    benchmark.pedantic(epoch, setup=setup, rounds=3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import scratch_ref
+
+    from fastbp import scratch
+
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        print("BLAS pinned to 1 thread; fastbp threads automatic")
+    except ImportError:
+        print("threadpoolctl not installed: BLAS threads not fixed")
+    results = {}
+    for name, module in (("book (python/scratch_ref.py)", scratch_ref),
+                         ("fastbp.scratch", scratch)):
+        np.random.seed(args.seed)
+        print(f"--- {name}")
+        results[name] = book_script(module.TwoLayerNet, scratch.load_mnist, args.iters)
+    for name, (train_acc, test_acc, seconds, cpu) in results.items():
+        print(f"{name}: train {train_acc:.4f}, test {test_acc:.4f}, {seconds:.2f} s "
+              f"({cpu:.2f} s CPU)")
+    (_, _, t_book, c_book), (_, _, t_fast, c_fast) = results.values()
+    print(f"fastbp.scratch is {t_book / t_fast:.2f}x faster end to end "
+          f"({c_book / c_fast:.2f}x in CPU time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

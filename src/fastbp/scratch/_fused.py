@@ -1,0 +1,259 @@
+"""The bridge from a book-style network (a ``params`` dict, row-major data) to the fused
+kernels of ``fastbp._core``.
+
+The book's Affine weights W are (in, out): exactly the kernels' transposed layout W^T
+(n_in rows of n_out values), except that kernel rows are padded to ``_core.padded(n_out)``.
+So a network's parameters live in padded kernel buffers and ``params['W1']`` is an
+(in, out) view of one (``params['b1']`` of a padded vector): in-place edits such as
+``params[key] -= lr * grad[key]`` reach the kernels with no copy.  An array assigned in
+their place is copied to the kernel layout on every call (with one warning), unless it
+already is that layout.
+
+SoftmaxWithLoss is the kernels' log-likelihood cost on a softmax output: the kernels give
+per-sample gradients summed over the batch, the book's (y - t) / N averages them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, QUADRATIC, eval_threads, threads_for
+
+DTYPE = np.float64
+PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
+
+
+@dataclass
+class Rows:
+    """Inputs as CSR rows (zeros skipped), ready for the kernels."""
+
+    indptr: np.ndarray
+    split: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    n: int
+    dense: np.ndarray  # the (n, n_in) input matrix they came from
+
+    def threads(self) -> int:
+        return eval_threads() if self.n >= PARALLEL_MIN_ROWS else 1
+
+    def density(self) -> float:
+        return self.values.size / max(1, self.dense.size)
+
+
+def pack_x(x: Any, n_in: int) -> Rows:
+    """Validate the inputs ``x`` (N, n_in), or (N, ...) with n_in values per sample as the
+    book's Affine flattens them, and pack them."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"x must be a numeric array, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != n_in:
+        raise ValueError(f"x has shape {x.shape}, expected (N, {n_in}) with N >= 1")
+    X = x.reshape(x.shape[0], n_in)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(DTYPE)
+    X = np.ascontiguousarray(X)
+    nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
+    try:
+        indptr, split, indices, values = _core.csr_rows(X, nthreads)
+    except ValueError as exc:  # "item i contains NaN or inf"
+        raise ValueError(f"x[{str(exc).split()[1]}] contains NaN or inf") from None
+    if values.dtype != DTYPE:  # float32 pixels: widening the non-zeros only is exact
+        values = values.astype(DTYPE)
+    return Rows(indptr, split, indices, values, X.shape[0], X)
+
+
+def pack_t(t: Any, n: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(labels, Y)`` for targets ``t``: integer labels (n,) (Y is None: build it with
+    ``one_hot`` when needed) or target rows (n, n_out), usually one-hot (labels are their
+    argmax, as the book's cross_entropy_error takes them)."""
+    t = np.asarray(t)
+    if t.ndim == 0 or t.shape[0] != n:
+        raise ValueError(f"t has shape {t.shape}, but x holds {n} samples")
+    if t.ndim == 1:
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"t must hold integer labels (or one-hot rows), got dtype {t.dtype}")
+        bad = np.flatnonzero((t < 0) | (t >= n_out))
+        if bad.size:
+            raise ValueError(f"t[{bad[0]}]: label {t[bad[0]]} is outside 0..{n_out - 1}")
+        return t.astype(np.int64, copy=False), None
+    if t.shape != (n, n_out):
+        raise ValueError(f"t has shape {t.shape}, expected ({n},) labels or ({n}, {n_out}) "
+                         "one-hot rows")
+    if t.dtype.kind not in "fiub":
+        raise TypeError(f"t must be numeric, got dtype {t.dtype}")
+    Y = np.ascontiguousarray(t, dtype=DTYPE)
+    if not np.isfinite(Y).all():
+        raise ValueError(f"t[{np.argwhere(~np.isfinite(Y))[0, 0]}] contains NaN or inf")
+    return np.argmax(Y, axis=1), Y
+
+
+def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
+    Y = np.zeros((labels.size, n_out), dtype=DTYPE)
+    Y[np.arange(labels.size), labels] = 1
+    return Y
+
+
+def _view_base(a: np.ndarray, n_in: int | None, n_out: int) -> np.ndarray | None:
+    """The padded kernel buffer behind ``a`` if ``a`` is a (n_in, n_out) (or, for n_in
+    None, an (n_out,)) view of its leading columns; None otherwise."""
+    base = a.base
+    if (a.dtype != DTYPE or not isinstance(base, np.ndarray) or base.base is not None
+            or base.dtype != DTYPE or not base.flags.c_contiguous
+            or a.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
+        return None
+    ld = _core.padded(n_out)
+    if n_in is None:
+        ok = base.shape == (ld,) and a.shape == (n_out,) and a.strides == base.strides
+    else:
+        ok = base.shape == (n_in, ld) and a.shape == (n_in, n_out) and a.strides == base.strides
+    return base if ok else None
+
+
+class Kernels:
+    """Kernel handles on a ``params`` dict of Affine layers W1, b1, ..., WL, bL.
+
+    ``nets(params)`` returns ``(full, hidden)``: the whole network with the softmax
+    log-likelihood cost (for gradient and loss) and the network up to the last hidden
+    layer (for predict: the last Affine layer's scores are one small product in NumPy),
+    None if there is no hidden layer.  Handles are reused while ``params`` holds the very
+    arrays last seen, which are views of the buffers the handles point at.
+    """
+
+    def __init__(self, sizes: list[int], activation: str) -> None:
+        self.sizes = list(sizes)
+        self.activation = activation
+        self._cache: tuple | None = None
+        self._warned = False
+
+    def __getstate__(self) -> dict:
+        return {"sizes": self.sizes, "activation": self.activation}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["sizes"], state["activation"])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def keys(self) -> list[str]:
+        return [f"{p}{l}" for l in range(1, self.n_layers + 1) for p in "Wb"]
+
+    def adopt(self, params: dict) -> None:
+        """Rebind ``params[k]`` to views of fresh kernel buffers holding the same values."""
+        for l in range(1, self.n_layers + 1):
+            W, b = self._checked(params, l)
+            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+            wbuf = np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE)
+            wbuf[:, :n_out] = W
+            bbuf = np.zeros(_core.padded(n_out), dtype=DTYPE)
+            bbuf[:n_out] = b
+            params[f"W{l}"], params[f"b{l}"] = wbuf[:, :n_out], bbuf[:n_out]
+        self._cache = None
+
+    def _checked(self, params: dict, l: int) -> tuple[np.ndarray, np.ndarray]:
+        n_in, n_out = self.sizes[l - 1], self.sizes[l]
+        out = []
+        for key, shape in ((f"W{l}", (n_in, n_out)), (f"b{l}", (n_out,))):
+            if key not in params:
+                raise KeyError(f"params has no {key!r}")
+            a = params[key]
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"params[{key!r}] must be a real-valued array, got {a.dtype}")
+            if a.shape != shape:
+                raise ValueError(f"params[{key!r}] has shape {a.shape}, expected {shape}")
+            out.append(a)
+        return out[0], out[1]
+
+    def buffers(self, params: dict, copy: bool = False) -> tuple[list, list, bool]:
+        """``(wt, b, shared)``: the kernel buffers behind ``params`` (fresh copies if
+        ``copy``); ``shared`` says whether all of them are the very memory of ``params``."""
+        wt, bs, shared = [], [], True
+        for l in range(1, self.n_layers + 1):
+            W, b = self._checked(params, l)
+            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+            wbase, bbase = _view_base(W, n_in, n_out), _view_base(b, None, n_out)
+            if wbase is None and n_out == _core.padded(n_out) and W.dtype == DTYPE \
+                    and W.flags.c_contiguous:
+                wbase = W  # already the kernel layout
+            if bbase is None and n_out == _core.padded(n_out) and b.dtype == DTYPE \
+                    and b.flags.c_contiguous:
+                bbase = b
+            if wbase is not None and bbase is not None:
+                wt.append(wbase.copy() if copy else wbase)
+                bs.append(bbase.copy() if copy else bbase)
+                continue
+            shared = False
+            w_l = np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE)
+            w_l[:, :n_out] = W
+            b_l = np.zeros(_core.padded(n_out), dtype=DTYPE)
+            b_l[:n_out] = b
+            wt.append(w_l)
+            bs.append(b_l)
+        return wt, bs, shared and not copy
+
+    def net(self, wt: list, b: list, cost: int = LOG_LIKELIHOOD) -> Any:
+        sizes = np.asarray(self.sizes[:len(wt) + 1], dtype=np.int64)
+        return _core._Net(list(wt), list(b), sizes, ACTIVATIONS[self.activation], cost)
+
+    def nets(self, params: dict) -> tuple[Any, Any]:
+        arrays = tuple(params.get(k) for k in self.keys())
+        cached = self._cache
+        if cached is not None and all(a is c for a, c in zip(arrays, cached[0])):
+            return cached[1], cached[2]
+        wt, b, shared = self.buffers(params)
+        full = self.net(wt, b)
+        hidden = self.net(wt[:-1], b[:-1], QUADRATIC) if self.n_layers > 1 else None
+        if shared:
+            self._cache = (arrays, full, hidden)
+        elif not self._warned:
+            self._warned = True
+            warnings.warn(
+                "fastbp.scratch: params holds arrays the network did not create, so they "
+                "are copied to the kernel layout on every call (slower); assign into the "
+                "existing arrays instead (params[key][...] = new) to avoid the copies",
+                RuntimeWarning, stacklevel=3)
+        return full, hidden
+
+    # -- the compiled operations
+
+    def outputs(self, net: Any, rows: Rows, width: int) -> np.ndarray:
+        """The (N, width) output activations of ``net`` for ``rows``."""
+        out = np.empty((rows.n, width), dtype=DTYPE)
+        _core.forward(net, rows.indptr, rows.split, rows.indices, rows.values, out,
+                      rows.threads())
+        return out
+
+    def grad_sum(self, net: Any, rows: Rows, Y: np.ndarray) -> tuple[list, list]:
+        """Per-sample gradients summed over the rows: ``(gwt, gb)``, padded buffers."""
+        gwt = [np.zeros((a, _core.padded(b)), dtype=DTYPE)
+               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        gb = [np.zeros(_core.padded(n), dtype=DTYPE) for n in self.sizes[1:]]
+        _core.grad_sum(net, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
+        return gwt, gb
+
+    def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
+              learning_rate: float, weight_decay: float) -> None:
+        """SGD over the rows ``order`` in mini-batches of ``batch``, in one compiled call:
+        per mini-batch W <- W (1 - lr lambda) - (lr/m) sum of per-sample gradients, and
+        b <- b - (lr/m) sum, the book's ``params[key] -= lr * grad[key]``.  Works on copies
+        and writes the result into ``params`` in place only if it is finite."""
+        wt, b, _ = self.buffers(params, copy=True)
+        net = self.net(wt, b)
+        threads = threads_for(self.sizes, batch, rows.density())
+        _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,
+                    float(learning_rate), float(weight_decay), 1.0, threads)
+        if not _core.all_finite(wt + b):
+            raise FloatingPointError(
+                "training diverged: a weight or bias became NaN or inf (is learning_rate="
+                f"{learning_rate:g} too large?); params keep their values from before fit")
+        for l, n_out in enumerate(self.sizes[1:], start=1):
+            params[f"W{l}"][...] = wt[l - 1][:, :n_out]
+            params[f"b{l}"][...] = b[l - 1][:n_out]

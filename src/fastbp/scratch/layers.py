@@ -1,0 +1,91 @@
+"""The book's layers (common/layers.py of "Deep Learning from Scratch"): each keeps what
+its ``backward`` needs from its last ``forward``.  Plain NumPy, one step at a time; the
+networks in :mod:`fastbp.scratch.networks` hold these objects but compute with the fused
+kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .functions import cross_entropy_error, sigmoid, softmax
+
+__all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+
+
+class Relu:
+    """out = max(0, x); backward passes dout where x > 0 (and zeroes it, in place,
+    elsewhere)."""
+
+    def __init__(self) -> None:
+        self.mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout[self.mask] = 0
+        return dout
+
+
+class Sigmoid:
+    """out = sigmoid(x); backward: dout * (1 - out) * out."""
+
+    def __init__(self) -> None:
+        self.out: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * (1.0 - self.out) * self.out
+
+
+class Affine:
+    """out = x W + b for rows x (N, in) (higher-rank x is flattened per sample), W (in, out);
+    backward sets ``dW = x^T dout`` and ``db = sum of dout over the batch``."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.W, self.b = W, b
+        self.x: np.ndarray | None = None
+        self.original_x_shape: tuple | None = None
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        return np.dot(self.x, self.W) + self.b
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax then the cross-entropy error, averaged over the batch; backward gives
+    (y - t) / N."""
+
+    def __init__(self) -> None:
+        self.loss: float | None = None
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, t: np.ndarray) -> float:
+        self.t = t
+        self.y = softmax(x)
+        self.loss = cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout: float = 1) -> np.ndarray:
+        batch_size = self.t.shape[0]
+        if self.t.size == self.y.size:  # target rows (one-hot)
+            return (self.y - self.t) / batch_size
+        dx = self.y.copy()
+        dx[np.arange(batch_size), self.t] -= 1
+        return dx / batch_size

@@ -1,0 +1,473 @@
+"""Tests of ``fastbp.scratch``, the drop-ins for "Deep Learning from Scratch" chapter 5.
+
+Numerical expectations come from ``scratch_ref`` (the book's layer-by-layer NumPy code,
+in ``python/``), built after the same ``np.random.seed``, or from independent
+computations (finite differences, the layers composed by hand).  Real-MNIST tests need
+``$FASTBP_DATA`` and are skipped, with the reason, without it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scratch_ref as ref
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastbp import scratch
+from fastbp.scratch import layers
+
+TIGHT = 1e-12
+
+
+def twins(kind: str, *args, seed: int = 0, **kwargs):
+    """``(fastbp net, reference net)`` built after the same ``np.random.seed``."""
+    np.random.seed(seed)
+    net = getattr(scratch, kind)(*args, **kwargs)
+    np.random.seed(seed)
+    book = getattr(ref, kind)(*args, **kwargs)
+    return net, book
+
+
+def randomize(net, book, rng, scale=0.5):
+    """Give both networks the same non-trivial parameters (in place, as the book's loop
+    updates them), so that biases are not all zero."""
+    for key in book.params:
+        book.params[key][...] = scale * rng.standard_normal(book.params[key].shape)
+        net.params[key][...] = book.params[key]
+
+
+def batch(rng, n, n_in, n_out, onehot, sparse=True, dtype=np.float32):
+    x = rng.random((n, n_in))
+    if sparse:
+        x[rng.random((n, n_in)) < 0.75] = 0.0
+    x = x.astype(dtype)
+    t = rng.integers(0, n_out, n)
+    if onehot:
+        t = np.eye(n_out)[t]
+    return x, t
+
+
+def assert_grads(got: dict, want: dict, rtol: float = TIGHT) -> None:
+    assert list(got) == list(want)
+    for key in want:
+        assert_close(got[key], want[key], rtol, key)
+
+
+# ---------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_two_layer_net_params_bit_identical(seed):
+    net, book = twins("TwoLayerNet", 784, 50, 10, seed=seed)
+    assert list(net.params) == ["W1", "b1", "W2", "b2"]
+    for key in book.params:
+        assert net.params[key].shape == book.params[key].shape
+        assert net.params[key].dtype == np.float64
+        assert np.array_equal(net.params[key], book.params[key]), key
+    assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]
+    assert isinstance(net.layers["Relu1"], scratch.Relu)
+    assert isinstance(net.lastLayer, scratch.SoftmaxWithLoss)
+    # the layers hold the very parameter arrays, as in the book
+    assert net.layers["Affine1"].W is net.params["W1"]
+    assert net.layers["Affine2"].b is net.params["b2"]
+
+
+@pytest.mark.parametrize("activation,init", [("relu", "relu"), ("relu", "he"),
+                                             ("sigmoid", "sigmoid"), ("sigmoid", "Xavier"),
+                                             ("relu", 0.05), ("sigmoid", 1)])
+def test_multi_layer_net_params_and_stream_identical(activation, init):
+    net, book = twins("MultiLayerNet", 20, [7, 9, 4], 3, activation=activation,
+                      weight_init_std=init, weight_decay_lambda=0.1, seed=3)
+    np.random.seed(3)
+    scratch.MultiLayerNet(20, [7, 9, 4], 3, activation=activation, weight_init_std=init)
+    after = np.random.rand()
+    np.random.seed(3)
+    ref.MultiLayerNet(20, [7, 9, 4], 3, activation=activation, weight_init_std=init)
+    assert np.random.rand() == after  # the same number of draws
+    assert list(net.params) == list(book.params)
+    for key in book.params:
+        assert np.array_equal(net.params[key], book.params[key]), key
+    assert list(net.layers) == list(book.layers)
+    assert net.hidden_layer_num == 3 and net.hidden_size_list == [7, 9, 4]
+    assert net.input_size == 20 and net.output_size == 3 and net.weight_decay_lambda == 0.1
+    assert net.lastLayer is net.last_layer
+
+
+# ---------------------------------------------------------------- fused methods vs the book
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_in=st.integers(1, 40), hidden=st.lists(st.integers(1, 20), min_size=0, max_size=3),
+       n_out=st.integers(2, 12), n=st.integers(1, 30), onehot=st.booleans(),
+       sparse=st.booleans(), activation=st.sampled_from(["relu", "sigmoid"]),
+       lam=st.sampled_from([0, 0.1]), x64=st.booleans(), seed=st.integers(0, 2**16))
+def test_multi_layer_net_matches_book(n_in, hidden, n_out, n, onehot, sparse, activation, lam,
+                                      x64, seed):
+    net, book = twins("MultiLayerNet", n_in, hidden, n_out, activation=activation,
+                      weight_decay_lambda=lam, seed=seed)
+    rng = np.random.default_rng(seed)
+    randomize(net, book, rng)
+    x, t = batch(rng, n, n_in, n_out, onehot, sparse, np.float64 if x64 else np.float32)
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * abs(book.loss(x, t))
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_in=st.integers(1, 60), n_hidden=st.integers(1, 40), n_out=st.integers(2, 12),
+       n=st.integers(1, 40), onehot=st.booleans(), seed=st.integers(0, 2**16))
+def test_two_layer_net_matches_book(n_in, n_hidden, n_out, n, onehot, seed):
+    net, book = twins("TwoLayerNet", n_in, n_hidden, n_out, weight_init_std=0.5, seed=seed)
+    rng = np.random.default_rng(seed)
+    x, t = batch(rng, n, n_in, n_out, onehot)
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * abs(book.loss(x, t))
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_soft_targets_use_the_rows_as_given():
+    """The book's backward is (y - t) / N for any target rows, not just one-hot."""
+    net, book = twins("TwoLayerNet", 12, 6, 4, weight_init_std=0.5)
+    rng = np.random.default_rng(1)
+    x = rng.random((9, 12))
+    t = rng.random((9, 4))
+    t /= t.sum(axis=1, keepdims=True)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * book.loss(x, t)
+
+
+def test_uint8_labels_as_load_mnist_gives_them():
+    net, book = twins("TwoLayerNet", 10, 6, 4, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(3), 12, 10, 4, onehot=False)
+    t8 = t.astype(np.uint8)
+    assert_grads(net.gradient(x, t8), book.gradient(x, t))
+    assert net.accuracy(x, t8) == book.accuracy(x, t)
+
+
+def test_image_shaped_input_is_flattened_like_affine():
+    net, book = twins("TwoLayerNet", 16, 5, 3, weight_init_std=0.5)
+    x = np.random.default_rng(2).random((4, 1, 4, 4))
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+def test_loss_uses_the_books_epsilon():
+    """A confidently wrong sample costs -log(0 + 1e-7), as in the book, not inf."""
+    net = scratch.TwoLayerNet(2, 2, 2)
+    net.params["W1"][...] = np.eye(2)
+    net.params["W2"][...] = [[1000.0, -1000.0], [0.0, 0.0]]
+    loss = net.loss(np.array([[1.0, 0.0]]), np.array([1]))
+    assert loss == pytest.approx(-np.log(1e-7), rel=1e-12)
+
+
+def test_gradient_agrees_with_layers_composed_by_hand():
+    """An independent path: fastbp.scratch.layers chained forward and backward."""
+    net = scratch.MultiLayerNet(10, [6, 5], 4, activation="sigmoid", weight_decay_lambda=0.2)
+    rng = np.random.default_rng(4)
+    x, t = batch(rng, 7, 10, 4, onehot=False)
+    chain = [layers.Affine(net.params["W1"], net.params["b1"]), layers.Sigmoid(),
+             layers.Affine(net.params["W2"], net.params["b2"]), layers.Sigmoid(),
+             layers.Affine(net.params["W3"], net.params["b3"])]
+    last = layers.SoftmaxWithLoss()
+    h = x
+    for layer in chain:
+        h = layer.forward(h)
+    last.forward(h, t)
+    dout = last.backward()
+    for layer in reversed(chain):
+        dout = layer.backward(dout)
+    grads = net.gradient(x, t)
+    for i, affine in enumerate(chain[::2], start=1):
+        assert_close(grads[f"W{i}"], affine.dW + 0.2 * net.params[f"W{i}"], TIGHT, f"W{i}")
+        assert_close(grads[f"b{i}"], affine.db, TIGHT, f"b{i}")
+
+
+def test_numerical_gradient_matches_backprop_and_the_book():
+    net, book = twins("MultiLayerNet", 6, [5], 3, activation="sigmoid", weight_decay_lambda=0.1,
+                      seed=5)
+    rng = np.random.default_rng(5)
+    randomize(net, book, rng)
+    x, t = batch(rng, 4, 6, 3, onehot=True, dtype=np.float64)
+    numeric = net.numerical_gradient(x, t)
+    assert_grads(numeric, net.gradient(x, t), rtol=1e-6)
+    assert_grads(numeric, book.numerical_gradient(x, t), rtol=1e-8)
+    for key in book.params:  # restored after every perturbation
+        assert np.array_equal(net.params[key], book.params[key])
+
+
+# ---------------------------------------------------------------- params as the book uses them
+
+
+def test_book_update_loop_in_place_matches_book():
+    net, book = twins("TwoLayerNet", 30, 12, 5, weight_init_std=0.3)
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        x, t = batch(rng, 8, 30, 5, onehot=True)
+        for network in (net, book):
+            grad = network.gradient(x, t)
+            for key in ("W1", "b1", "W2", "b2"):
+                network.params[key] -= 0.5 * grad[key]
+        assert abs(net.loss(x, t) - book.loss(x, t)) <= 1e-11 * book.loss(x, t)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-11, key)
+
+
+def test_in_place_edit_is_seen_without_a_copy():
+    net = scratch.TwoLayerNet(5, 4, 3, weight_init_std=0.5)
+    x = np.ones((2, 5))
+    before = net.predict(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fast path: no copy warning
+        net.params["b2"][1] += 2.0
+        after = net.predict(x)
+    assert_close(after - before, np.tile([0.0, 2.0, 0.0], (2, 1)), TIGHT, "b2 edit")
+
+
+def test_reassigned_params_are_used_with_one_warning():
+    net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
+    new = np.random.default_rng(9).standard_normal((5, 4))
+    net.params["W1"] = new
+    book.params["W1"] = new.copy()
+    book.layers["Affine1"].W = book.params["W1"]  # the book's layers would keep the old one
+    with pytest.warns(RuntimeWarning, match="copied to the kernel layout"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        new[0, 0] += 1.0  # edits of the assigned array are seen
+        book.params["W1"][0, 0] += 1.0
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+def test_reassigned_params_in_kernel_layout_need_no_copy():
+    net, book = twins("TwoLayerNet", 5, 8, 16, weight_init_std=0.5)  # whole kernel rows
+    rng = np.random.default_rng(14)
+    W2, b2 = rng.standard_normal((8, 16)), rng.standard_normal(16)
+    net.params["W2"], net.params["b2"] = W2, b2
+    book.params["W2"][...], book.params["b2"][...] = W2, b2
+    x = rng.random((3, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+        W2[:, 3] += 1.0  # used in place, so edits are seen
+        book.params["W2"][:, 3] += 1.0
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict after edit")
+
+
+def test_pickle_round_trip():
+    net, book = twins("MultiLayerNet", 12, [8, 6], 4, activation="sigmoid",
+                      weight_decay_lambda=0.05)
+    rng = np.random.default_rng(10)
+    randomize(net, book, rng)
+    x, t = batch(rng, 5, 12, 4, onehot=False)
+    twin = pickle.loads(pickle.dumps(net))
+    assert type(twin) is scratch.MultiLayerNet
+    for key in net.params:
+        assert np.array_equal(twin.params[key], net.params[key])
+    assert twin.layers["Affine2"].W is twin.params["W2"]
+    assert twin.weight_decay_lambda == 0.05 and twin.hidden_size_list == [8, 6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # back on the fast path
+        assert twin.loss(x, t) == net.loss(x, t)
+        twin.params["W1"] *= 2  # the copy is independent, and its edits are seen
+        book.params["W1"] *= 2
+        assert_grads(twin.gradient(x, t), book.gradient(x, t))
+    assert not np.array_equal(twin.params["W1"], net.params["W1"])
+
+
+# ---------------------------------------------------------------- fit: the book's loop in one call
+
+
+@pytest.mark.parametrize("lam", [0, 0.01])
+def test_fit_is_the_books_loop(lam):
+    net, book = twins("MultiLayerNet", 40, [16], 10, weight_decay_lambda=lam, seed=11)
+    rng = np.random.default_rng(11)
+    x, t = batch(rng, 300, 40, 10, onehot=True)
+    np.random.seed(1)
+    ref.train(book, x, t, iters_num=30, batch_size=20, learning_rate=0.2)
+    after_book = np.random.rand()
+    np.random.seed(1)
+    net.fit(x, t, iters=30, batch_size=20, learning_rate=0.2)
+    assert np.random.rand() == after_book  # the same np.random.choice draws
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
+def test_fit_epochs_count_iterations_and_labels_work():
+    net, book = twins("TwoLayerNet", 20, 8, 3, weight_init_std=0.3, seed=12)
+    x, t = batch(np.random.default_rng(12), 100, 20, 3, onehot=False)
+    np.random.seed(2)
+    ref.train(book, x, t, iters_num=2 * (100 // 30), batch_size=30, learning_rate=0.3)
+    np.random.seed(2)
+    held = net.params["W1"]
+    net.fit(x, t, epochs=2, batch_size=30, learning_rate=0.3)
+    assert net.params["W1"] is held  # updated in place
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
+def test_fit_divergence_keeps_params():
+    net = scratch.TwoLayerNet(4, 3, 2, weight_init_std=1.0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    x = np.full((10, 4), 1e300)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        net.fit(x, np.zeros(10, dtype=int), epochs=1, batch_size=5, learning_rate=1e300)
+    for key in before:
+        assert np.array_equal(net.params[key], before[key])
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("x,t,match", [
+    (np.ones((3, 4)), np.zeros(3, dtype=int), r"x has shape \(3, 4\)"),
+    (np.ones(5), np.zeros(1, dtype=int), r"x has shape \(5,\)"),
+    (np.zeros((0, 5)), np.zeros(0, dtype=int), r"x has shape"),
+    (np.ones((3, 5)), np.zeros(2, dtype=int), r"t has shape \(2,\), but x holds 3"),
+    (np.ones((3, 5)), np.array([0, 3, 1]), r"t\[1\]: label 3 is outside 0..2"),
+    (np.ones((3, 5)), np.array([0, -1, 1]), r"t\[1\]: label -1"),
+    (np.ones((3, 5)), np.ones((3, 4)), r"t has shape \(3, 4\), expected"),
+    (np.array([[1.0] * 5, [np.nan] * 5]), np.zeros(2, dtype=int), r"x\[1\] contains NaN"),
+    (np.ones((2, 5)), np.array([[1.0, 0, 0], [np.inf, 0, 0]]), r"t\[1\] contains NaN"),
+])
+def test_bad_input_is_named(x, t, match):
+    net = scratch.TwoLayerNet(5, 4, 3)
+    for method in (net.loss, net.accuracy, net.gradient, net.fit):
+        with pytest.raises(ValueError, match=match):
+            method(x, t)
+
+
+def test_bad_types_are_named():
+    net = scratch.TwoLayerNet(5, 4, 3)
+    with pytest.raises(TypeError, match="integer labels"):
+        net.gradient(np.ones((2, 5)), np.array([0.0, 1.0]))
+    with pytest.raises(TypeError, match="x must be a numeric array"):
+        net.predict(np.array([["a"] * 5]))
+    net.params["W1"] = np.ones((4, 5))
+    with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(4, 5\)"):
+        net.predict(np.ones((1, 5)))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"activation": "tanh"}, "activation"),
+    ({"weight_init_std": "lecun"}, "weight_init_std"),
+    ({"weight_decay_lambda": -1}, "weight_decay_lambda"),
+    ({"weight_decay_lambda": float("nan")}, "weight_decay_lambda"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        scratch.MultiLayerNet(5, [4], 3, **kwargs)
+
+
+def test_bad_sizes_and_fit_arguments():
+    with pytest.raises(ValueError, match="hidden_size"):
+        scratch.TwoLayerNet(5, 0, 3)
+    with pytest.raises(ValueError, match=r"hidden_size_list\[1\]"):
+        scratch.MultiLayerNet(5, [4, -2], 3)
+    net = scratch.TwoLayerNet(5, 4, 3)
+    x, t = np.ones((4, 5)), np.zeros(4, dtype=int)
+    with pytest.raises(ValueError, match="batch_size"):
+        net.fit(x, t, batch_size=0)
+    with pytest.raises(ValueError, match="epochs"):
+        net.fit(x, t, epochs=1.5)
+    with pytest.raises(ValueError, match="learning_rate"):
+        net.fit(x, t, learning_rate=float("inf"))
+
+
+# ---------------------------------------------------------------- layers and functions
+
+
+def test_layers_forward_backward_against_finite_differences():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 4))
+    W, b = rng.standard_normal((4, 2)), rng.standard_normal(2)
+    dout = rng.standard_normal((3, 2))
+    affine = layers.Affine(W, b)
+    assert_close(affine.forward(x), x @ W + b, TIGHT, "affine")
+    assert_close(affine.backward(dout), dout @ W.T, TIGHT, "dx")
+    assert_close(affine.dW, x.T @ dout, TIGHT, "dW")
+    assert_close(affine.db, dout.sum(axis=0), TIGHT, "db")
+    for layer, f in ((layers.Relu(), lambda z: np.maximum(z, 0)),
+                     (layers.Sigmoid(), lambda z: 1 / (1 + np.exp(-z)))):
+        out = layer.forward(x)
+        assert_close(out, f(x), TIGHT, type(layer).__name__)
+        g = rng.standard_normal(x.shape)
+        numeric = (f(x + 1e-6) - f(x - 1e-6)) / 2e-6
+        assert_close(layer.backward(g.copy()), g * numeric, 1e-7, type(layer).__name__)
+    last = layers.SoftmaxWithLoss()
+    t = np.array([1, 0, 1])
+    loss = last.forward(dout, t)
+    p = np.exp(dout) / np.exp(dout).sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(3), t] + 1e-7)), rel=1e-12)
+    assert_close(last.backward(), (p - np.eye(2)[t]) / 3, TIGHT, "softmax backward")
+    assert last.forward(dout, np.eye(2)[t]) == loss  # one-hot targets, same loss
+
+
+def test_functions():
+    big = np.array([[1000.0, 1001.0, 999.0], [0.0, 0.0, 0.0]])
+    s = scratch.softmax(big)
+    assert np.isfinite(s).all() and np.allclose(s.sum(axis=1), 1)
+    assert_close(s[0], scratch.softmax(big[0] - 1000), TIGHT, "shift invariance")
+    y = np.array([0.1, 0.7, 0.2])
+    assert scratch.cross_entropy_error(y, np.array([0, 1, 0])) == pytest.approx(
+        -np.log(0.7 + 1e-7), rel=1e-15)
+    x = np.array([[1.0, -2.0], [3.0, 0.5]])
+    assert_close(scratch.numerical_gradient(lambda v: np.sum(v ** 2), x), 2 * x, 1e-8, "d|x|^2")
+    assert np.array_equal(scratch.relu(x), [[1.0, 0.0], [3.0, 0.5]])
+
+
+# ---------------------------------------------------------------- real MNIST
+
+
+@pytest.fixture(scope="module")
+def book_mnist():
+    env = os.environ.get("FASTBP_DATA")
+    if not env:
+        pytest.skip("real MNIST not available: FASTBP_DATA is not set")
+    from fastbp import mnist_loader
+
+    try:
+        mnist_loader.load_data(download=False)
+    except mnist_loader.MNISTNotFoundError as exc:
+        pytest.skip(f"real MNIST not available in FASTBP_DATA={env}: {exc}")
+    return scratch.load_mnist(normalize=True, one_hot_label=True)
+
+
+def test_load_mnist_arrays_as_the_book_gives_them(book_mnist):
+    from fastbp import mnist_loader
+
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = mnist_loader.load_data(download=False)
+    (x_train, t_train), (x_test, t_test) = book_mnist
+    assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
+    assert x_train.dtype == np.float32 and t_train.dtype == np.float64
+    assert t_train.shape == (60000, 10)
+    assert np.array_equal(t_train.argmax(axis=1), np.concatenate([y_tr, y_va]))
+    pixels = np.rint(x_te.astype(np.float64) * 256).astype(np.float32)  # the bytes
+    assert np.array_equal(x_test, pixels / np.float32(255.0)) and x_test.max() == 1.0
+    assert np.array_equal(x_train[50000:], np.rint(x_va.astype(np.float64) * 256)
+                          .astype(np.float32) / np.float32(255.0))
+    (xr, tr), (xs, ts) = scratch.load_mnist(normalize=False, flatten=False)
+    assert xr.dtype == np.uint8 and xr.shape == (60000, 1, 28, 28) and xr.flags.writeable
+    assert ts.dtype == np.uint8 and ts.shape == (10000,) and np.array_equal(ts, y_te)
+    assert np.array_equal(xs.reshape(-1, 784), pixels)
+
+
+def test_mnist_short_run_matches_book_and_learns(book_mnist):
+    (x_train, t_train), (x_test, t_test) = book_mnist
+    net, book = twins("TwoLayerNet", 784, 50, 10, seed=0)
+    x, t = x_train[:3000], t_train[:3000]
+    np.random.seed(0)
+    ref.train(book, x, t, iters_num=40, batch_size=100, learning_rate=0.1)
+    np.random.seed(0)
+    net.fit(x, t, iters=40, batch_size=100, learning_rate=0.1)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+    net.fit(x, t, epochs=20, batch_size=100, learning_rate=0.1)
+    assert net.accuracy(x_test[:1000], t_test[:1000]) > 0.85
