@@ -207,3 +207,31 @@ def test_bad_kernel_names(monkeypatch):
         fastbp.get_kernels()
     fastbp.set_kernels("fused")  # an explicit choice wins over the environment
     assert fastbp.get_kernels() == "fused"
+
+
+# ---------------------------------------------------------------- the NumPy rows tier
+
+
+@settings(max_examples=10, deadline=None)
+@given(sizes=st.lists(st.integers(1, 10), min_size=2, max_size=4), n=st.integers(1, 25),
+       batch=st.integers(1, 7), seed=st.integers(0, 2**16))
+def test_network_rows_equals_network_loop(sizes, n, batch, seed):
+    """The samples-as-rows NumPy reference (row gather, in-place updates, a short last
+    mini-batch) trains as the per-example loop does, and evaluates the same."""
+    import network_rows
+
+    data = make_data(seed, sizes, n, sparse=True)
+    np.random.seed(seed)
+    ref = network_loop.Network(sizes)
+    np.random.seed(seed)
+    rows = network_rows.Network(sizes)
+    with contextlib.redirect_stdout(io.StringIO()):
+        random.seed(seed)
+        ref.SGD(list(data), 2, batch, 3.0)
+        random.seed(seed)
+        rows.SGD(data, 2, batch, 3.0)
+    assert_params_close(rows, ref, TIGHT)
+    labelled = [(x, int(np.argmax(y))) for x, y in data]
+    assert rows.evaluate(labelled) == ref.evaluate(labelled)
+    x = data[0][0]
+    np.testing.assert_allclose(rows.feedforward(x), ref.feedforward(x), rtol=1e-12)
