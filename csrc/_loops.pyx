@@ -43,15 +43,21 @@ cdef void backprop(int L, const int64_t *sizes, real **w, real **b, real **a,
     ``nabla_b`` and ``nabla_w``."""
     cdef int l
     cdef int64_t j, k, n_in, n_out, n_next
-    cdef real z, s
-    # Forward pass: a_{l+1} = sigmoid(w_l a_l + b_l).
+    cdef real s
+    cdef real *z
+    # Forward pass: a_{l+1} = sigmoid(w_l a_l + b_l).  The product is summed input by
+    # input, z += a_k w[:, k], so all n_out sums advance together (summing one output
+    # at a time is one long chain of dependent additions, 2-3 times slower).
     for l in range(L):
         n_in, n_out = sizes[l], sizes[l + 1]
+        z = a[l + 1]
         for j in range(n_out):
-            z = 0
-            for k in range(n_in):
-                z += w[l][j * n_in + k] * a[l][k]
-            a[l + 1][j] = sigmoid(z + b[l][j])
+            z[j] = 0
+        for k in range(n_in):
+            for j in range(n_out):
+                z[j] += w[l][j * n_in + k] * a[l][k]
+        for j in range(n_out):
+            z[j] = sigmoid(z[j] + b[l][j])
     # Output error: the cost derivative (a - y), times sigma'(z) for the quadratic cost
     # (the cross-entropy cost's sigma' cancels).
     for j in range(sizes[L]):
