@@ -781,6 +781,9 @@ def main(argv: list | None = None) -> int:
               "> **WARNING: SYNTHETIC DATA.** Real MNIST was not available, so these timings "
               "are on random MNIST-shaped data (80% zeros).  Timings are representative; the "
               "speed targets are defined on real MNIST and are not checked.\n\n")
+    flags = " ".join(f for f in ("--quick" if args.quick else "", f"--repeats {args.repeats}",
+                                 "--synthetic" if args.synthetic else "",
+                                 "--no-torch" if args.no_torch else "") if f)  # not --out
     busy = max(load0, _load())
     if busy > (os.cpu_count() or 1) + 0.5:  # more runnable than cores, beyond this run
         banner += (f"> **WARNING: BUSY MACHINE.** The 1-minute load average reached "
@@ -791,7 +794,7 @@ def main(argv: list | None = None) -> int:
     parts = [
         "# fastbp benchmark report\n",
         banner + f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
-        f"`python benchmarks/report.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        f"`python benchmarks/report.py {flags}`"
         f" in {elapsed:.0f} s ({'quick' if args.quick else 'full'} mode, {args.repeats} "
         "interleaved repeats).\n",
         f"**Data:** {data.source}; input density {data.density:.1%} non-zero.\n",
