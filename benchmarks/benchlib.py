@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REFERENCE_DIR = HERE.parent / "python"  # network_loop.py, network_matrix.py
+REFERENCE_DIR = HERE.parent / "python"  # network_loop.py, network_matrix.py, network_rows.py
 EPOCH = 50_000  # samples in the classic MNIST training split
 ETA = 3.0
 MAIN_SIZES = (784, 30, 10)
@@ -50,6 +50,13 @@ def references() -> tuple[Any, Any]:
     import network_matrix
 
     return network_loop, network_matrix
+
+
+def rows_reference() -> Any:
+    """The samples-as-rows NumPy reference ``network_rows``; ImportError if absent."""
+    import network_rows
+
+    return network_rows
 
 
 def torch_or_none() -> Any:
@@ -113,6 +120,13 @@ class BenchData:
             self._cache["columns"] = (X, Y)
         return self._cache["columns"]
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(X (n, 784), Y (n, 10))`` float64 C-ordered rows for ``network_rows``."""
+        if "rows" not in self._cache:
+            self._cache["rows"] = (np.ascontiguousarray(self.X, dtype=np.float64),
+                                   np.ascontiguousarray(np.eye(10)[self.labels]))
+        return self._cache["rows"]
+
     def tensors(self, dtype: Any) -> tuple[Any, Any]:
         """``(X (n, 784), Y (n, 10))`` torch tensors of ``dtype``."""
         torch = torch_or_none()
@@ -161,9 +175,9 @@ def _load_data(n: int, synthetic: bool) -> BenchData:
                 return BenchData(np.ascontiguousarray(X[:n]), labels[:n].astype(np.int64),
                                  real=True,
                                  source=f"real MNIST, first {min(n, len(labels)):,} images "
-                                        f"of the classic training split (FASTBP_DATA={data_dir})")
+                                        "of the classic training split (from $FASTBP_DATA)")
             except Exception as exc:  # noqa: BLE001 - any failure means: fall back, say why
-                why = f"MNIST not loadable from FASTBP_DATA={data_dir}: {exc}"
+                why = f"MNIST not loadable from $FASTBP_DATA: {exc}"
     data = synthetic_data(n)
     data.source += f" -- {why}"
     return data
@@ -228,11 +242,27 @@ def prepare_matrix(data: BenchData, sizes: Any, batch: int, seed: int = 0,
     return epoch, lambda: net.weights
 
 
+def prepare_rows(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                 eta: float = ETA) -> tuple[Callable, Callable]:
+    """network_rows: its epoch over pre-stacked float64 rows (row gather, in place)."""
+    network_rows = rows_reference()
+    X, Y = data.rows()
+    np.random.seed(seed)
+    net = network_rows.Network(list(sizes))
+    order = shuffled_order(data.n, seed)
+
+    def epoch() -> None:
+        net.epoch_rows(X, Y, order, batch, eta)
+
+    return epoch, lambda: net.weights
+
+
 def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = ETA,
                    dtype: Any = np.float64, threads: int | None = 1,
-                   epochs: int = 1) -> tuple[Callable, Callable]:
+                   epochs: int = 1, kernels: str = "fused") -> tuple[Callable, Callable]:
     """fastbp.network: one ``SGD`` call of ``epochs`` epochs on the list of pairs
-    (including the packing of the list into CSR that the call does)."""
+    (including the packing of the list into CSR that the call does), with the fused
+    kernels or (``kernels="loops"``) the compiled plain loops."""
     import fastbp
     from fastbp import network
 
@@ -241,11 +271,23 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
 
     def epoch() -> None:
         fastbp.set_num_threads(threads)
+        before = fastbp.get_kernels()
+        fastbp.set_kernels(kernels)
         random.seed(seed)
-        with _quiet():
-            net.SGD(data.pairs, epochs, batch, eta)
+        try:
+            with _quiet():
+                net.SGD(data.pairs, epochs, batch, eta)
+        finally:
+            fastbp.set_kernels(before)
 
     return epoch, lambda: [np.asarray(w) for w in net.weights]
+
+
+def prepare_loops(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = ETA,
+                  dtype: Any = np.float64, threads: int | None = 1,
+                  epochs: int = 1) -> tuple[Callable, Callable]:
+    """fastbp's compiled-loops tier (``fastbp.set_kernels("loops")``): one ``SGD`` call."""
+    return prepare_fastbp(data, sizes, batch, seed, eta, dtype, threads, epochs, "loops")
 
 
 def _torch_dtype(torch: Any, dtype: Any) -> Any:
@@ -328,6 +370,8 @@ def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
 PREPARE: dict[str, Callable] = {
     "loop": prepare_loop,
     "matrix": prepare_matrix,
+    "rows": prepare_rows,
+    "loops": prepare_loops,
     "fastbp": prepare_fastbp,
     "torch-autograd": prepare_torch_autograd,
     "torch-manual": prepare_torch_manual,
@@ -397,6 +441,24 @@ def peak_gflops(threads: int, n: int = 2000, tries: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def cpu_isa() -> str:
+    """The SIMD extensions the CPU reports (Linux), and the path fastbp's kernels use."""
+    import fastbp
+
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "neon", "asimd")
+    found: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                found = [f for f in wanted if f in flags]
+                break
+    except OSError:
+        pass
+    cpu = " ".join(found) if found else "unknown"
+    return f"{platform.machine()} with {cpu}; fastbp kernels: {fastbp.isa()}"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -414,6 +476,7 @@ def system_info() -> dict:
 
     info = {
         "CPU": cpu_model(),
+        "ISA": cpu_isa(),
         "logical CPUs (os.cpu_count)": str(os.cpu_count()),
         "usable CPUs (sched_getaffinity)": (str(len(os.sched_getaffinity(0)))
                                             if hasattr(os, "sched_getaffinity") else "?"),

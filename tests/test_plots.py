@@ -105,3 +105,27 @@ def test_keeps_the_callers_backend(monkeypatch):
         assert matplotlib.get_backend().lower() == "pdf"
     finally:
         matplotlib.use("Agg")
+
+
+def test_training_curves_integer_epochs_and_l2_legend(tmp_path):
+    """plot_training: whole-number epoch ticks; the cost legend says whether the L2
+    term is in the cost."""
+    plt = pyplot()
+    h = {"accuracy": [0.5, 0.7, 0.8, 0.85, 0.9, 0.91, 0.92],
+         "cost": [1.0, 0.6, 0.4, 0.3, 0.25, 0.22, 0.2]}
+    path = tmp_path / "curves.png"
+    plots.plot_training(h, path, cost_name="cross-entropy cost", lmbda=5.0)
+    assert path.read_bytes()[:8] == PNG
+    fig = plots.plot_training(h, cost_name="cross-entropy cost", lmbda=5.0, includes_l2=True)
+    acc, cost = fig.axes
+    for ax in (acc, cost):
+        ticks = [t for t in ax.get_xticks() if 0 <= t <= 6]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert "with the L2 term (lmbda = 5)" in cost.get_legend().get_texts()[0].get_text()
+    fig = plots.plot_training(h, lmbda=5.0)
+    assert "without the L2 term" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    fig = plots.plot_training(h)
+    assert "no L2 term: lmbda = 0" in fig.axes[1].get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="'cost'"):
+        plots.plot_training({"accuracy": [0.5]})
+    plt.close("all")

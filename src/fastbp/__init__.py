@@ -28,10 +28,11 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
 
 from ._engine import SlowPathWarning, get_num_threads, set_num_threads
 from ._packing import clear_cache
+from ._tiers import get_kernels, set_kernels
 from .gradcheck import gradcheck
 
-__all__ = ["SlowPathWarning", "__version__", "clear_cache", "get_num_threads", "gradcheck",
-           "isa", "set_num_threads"]
+__all__ = ["SlowPathWarning", "__version__", "clear_cache", "get_kernels", "get_num_threads",
+           "gradcheck", "isa", "set_kernels", "set_num_threads"]
 
 
 def isa() -> str:

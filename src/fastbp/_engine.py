@@ -24,6 +24,7 @@ import numpy as np
 from . import _classic, _core
 from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
 from ._shuffle import shuffle
+from ._tiers import get_kernels, loops_trainer
 from ._validate import as_list, check_dtype, check_positive, check_rate, check_sizes
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2}
@@ -363,7 +364,8 @@ class CompiledNetwork:
         epoch: the replay starts from them.)"""
         params = wt + b
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
-        _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
+        train = _core.train if get_kernels() == "fused" else loops_trainer(self, wt, b)
+        train(net, *args, order, batch, eta, lmbda, n_total, threads)
         if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
@@ -372,8 +374,7 @@ class CompiledNetwork:
             a[...] = s
         for k, start in enumerate(range(0, len(order), batch)):
             before = [a.copy() for a in params]
-            _core.train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total,
-                        threads)
+            train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total, threads)
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s

@@ -317,24 +317,16 @@ def _save(net: Any, cost: Any, activation: str, path: Path) -> None:
 
 
 def _plot(history: dict[str, list[float]], args: argparse.Namespace, path: Path) -> None:
-    fmt = _plot_format(path)  # also selects the Agg backend
-    import matplotlib.pyplot as plt
+    _plot_format(path)  # checks the format; selects the Agg backend
+    from .plots import plot_training  # the evaluation cost here has no L2 term
 
-    epochs = range(len(history["accuracy"]))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [100 * a for a in history["accuracy"]], marker="o", ms=3)
-    ax1.set(xlabel="epoch", ylabel=f"{args.evaluate_on} accuracy (%)", title="Accuracy")
-    ax2.plot(epochs, history["cost"], marker="o", ms=3, color="tab:red")
-    ax2.set(xlabel="epoch", ylabel=f"{args.cost} cost", title="Cost")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{args.sizes}, eta {args.eta}, lmbda {args.lmbda}, mini-batch {args.batch_size}")
-    fig.tight_layout()
     try:
-        with _files.atomic_open(path, "wb", what="--plot") as f:
-            fig.savefig(f, format=fmt, dpi=120)
-    finally:
-        plt.close(fig)
+        plot_training(history, path, cost_name=f"{args.cost} cost", lmbda=args.lmbda,
+                      includes_l2=False, accuracy_name=f"{args.evaluate_on} accuracy",
+                      title=f"{args.sizes}, eta {args.eta}, lmbda {args.lmbda}, "
+                            f"mini-batch {args.batch_size}")
+    except ImportError:
+        raise SystemExit("fastbp: --plot needs matplotlib: pip install 'fastbp[plot]'") from None
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:
@@ -342,8 +334,9 @@ def _bench(args: argparse.Namespace, extra: list[str]) -> int:
                               if (p / "benchmarks" / "report.py").is_file()), None)
     script = repo / "benchmarks" / "report.py" if repo else None
     if script is None or not script.is_file():
-        print("fastbp bench: benchmarks/report.py not found; run this from a fastbp source "
-              "checkout (or pass --repo PATH)", file=sys.stderr)
+        print("fastbp bench: the benchmarks are not installed with the package "
+              "(benchmarks/report.py not found); run it from a fastbp source checkout, or "
+              "pass --repo PATH to one", file=sys.stderr)
         return 2
     sys.path[:0] = [str(repo / "python"), str(repo / "benchmarks")]
     namespace = runpy.run_path(str(script), run_name="fastbp_bench")
