@@ -14,6 +14,7 @@ import operator
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -39,24 +40,48 @@ AUTO_THREAD_MIN_FLOPS = 50_000
 UPDATE_THREAD_MIN_FLOPS = 2_000_000  # one update_mini_batch call: one mini-batch only
 
 
+MAX_THREADS = 4096  # beyond this a thread count is a mistake, not a wish (= the C pool's cap)
+
+
+def _bounded(n: int, what: str) -> int:
+    """``n`` threads (a positive integer, checked) clamped to the usable cores: more
+    threads than cores only wait for each other at every barrier."""
+    if n > MAX_THREADS:
+        raise ValueError(f"{what} must be at most {MAX_THREADS}, got {n}")
+    if n > _CORES:
+        warnings.warn(f"{what}={n} is more than the {_CORES} usable CPU cores; "
+                      f"using {_CORES} threads", RuntimeWarning, stacklevel=3)
+        return _CORES
+    return n
+
+
 def set_num_threads(n: int | None) -> None:
-    """Threads for training and evaluation; None restores the automatic choice."""
+    """Threads for training and evaluation (at most the usable cores: more are clamped,
+    with a RuntimeWarning); None restores the automatic choice."""
     global _num_threads
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"num_threads must be a positive integer or None, got {n!r}")
-    _num_threads = None if n is None else int(n)
+    _num_threads = None if n is None else _bounded(int(n), "num_threads")
+
+
+_env_seen: tuple[str, int] = ("", 0)  # FASTBP_NUM_THREADS as last read: it warns once
 
 
 def get_num_threads() -> int | None:
-    """``set_num_threads``'s value, else ``$FASTBP_NUM_THREADS``, else None (automatic)."""
+    """``set_num_threads``'s value, else ``$FASTBP_NUM_THREADS`` (clamped to the usable
+    cores like ``set_num_threads``), else None (automatic)."""
+    global _env_seen
     if _num_threads is not None:
         return _num_threads
     env = os.environ.get("FASTBP_NUM_THREADS", "").strip()
     if not env:
         return None
+    if env == _env_seen[0]:
+        return _env_seen[1]
     if not env.isdigit() or int(env) < 1:
         raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
-    return int(env)
+    _env_seen = (env, _bounded(int(env), "FASTBP_NUM_THREADS"))
+    return _env_seen[1]
 
 
 def _cores() -> int:
@@ -97,7 +122,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
     n = get_num_threads()
     if n is not None:
         return n
-    if not _core.openmp() or _CORES < 2:
+    if _CORES < 2:
         return 1
     flops = 4 * batch * (sizes[0] * density * sizes[1]
                          + sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
@@ -107,7 +132,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
 def eval_threads() -> int:
     """Threads for forward passes over many samples (always worth it)."""
     n = get_num_threads()
-    return n if n is not None else (min(2, _CORES) if _core.openmp() else 1)
+    return n if n is not None else min(2, _CORES)
 
 
 # ---------------------------------------------------------------- the network

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 def _info() -> int:
     threads = get_num_threads()
     print(f"fastbp {__version__}")
-    print(f"kernels: {_core.isa()} SIMD path, OpenMP {'on' if _core.openmp() else 'off'}, "
+    print(f"kernels: {_core.isa()} SIMD path, own thread pool, "
           f"threads {threads if threads else f'auto (up to {eval_threads()})'}")
     print(f"MNIST: $FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset)')}, "
           f"cache {mnist_loader.cache_dir()}")
@@ -109,7 +109,11 @@ def _train(args: argparse.Namespace) -> int:
               "for a softmax output layer", file=sys.stderr)
         return 2
     if args.threads is not None:
-        set_num_threads(args.threads)
+        try:
+            set_num_threads(args.threads)  # more than the cores: clamped, with a warning
+        except ValueError as exc:
+            print(f"fastbp: --threads: {exc}", file=sys.stderr)
+            return 2
     try:
         training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
