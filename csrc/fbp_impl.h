@@ -431,9 +431,6 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
     return status;
 }
 
-/* Rows per chunk of a forward call: between chunks thread 0 polls for an interrupt. */
-#define FBP_FORWARD_CHUNK 64
-
 typedef struct {
     const fbp_net *net;
     const fbp_data *data;
@@ -457,12 +454,11 @@ static void FN(forward_part)(void *arg, int t, int nt)
         return;
     }
     FN(rows)(net, abuf, 1, 0, A);
-    for (int64_t c0 = lo; c0 < hi; c0 += FBP_FORWARD_CHUNK) {
-        const int64_t c1 = c0 + FBP_FORWARD_CHUNK < hi ? c0 + FBP_FORWARD_CHUNK : hi;
-        for (int64_t i = c0; i < c1; ++i) {
-            FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
-            memcpy(job->out + i * nout, A[L], (size_t)nout * sizeof(REAL));
-        }
+    for (int64_t i = lo; i < hi; ++i) {
+        /* a wide layer makes one row take milliseconds: poll after each (a clock read
+           when not yet due, next to microseconds of work) */
+        FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
+        memcpy(job->out + i * nout, A[L], (size_t)nout * sizeof(REAL));
         if (t == 0 && fbp_interrupted(job->intr)) atomic_store(&job->stop, 1);
         if (atomic_load_explicit(&job->stop, memory_order_relaxed)) break;
     }

@@ -329,11 +329,17 @@ class CompiledNetwork:
                    batch: int, eta: float, lmbda: float, n_total: float, threads: int,
                    epoch: int) -> None:
         """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
-        mini-batch that did it, restore the parameters from just before it, and raise."""
+        mini-batch that did it, restore the parameters from just before it, and raise.
+        On Ctrl-C (KeyboardInterrupt from the kernel) publish the parameters after the
+        last completed mini-batch and re-raise."""
         params = wt + b
         snapshot = [a.copy() for a in params]
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
-        _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
+        try:
+            _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
+        except BaseException:  # a signal handler raised: the kernel stopped cleanly
+            self._publish_interrupted(wt, b, net, snapshot)
+            raise
         if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
@@ -342,14 +348,27 @@ class CompiledNetwork:
             a[...] = s
         for k, start in enumerate(range(0, len(order), batch)):
             before = [a.copy() for a in params]
-            _core.train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total,
-                        threads)
+            try:
+                _core.train(net, *args, order[start:start + batch], batch, eta, lmbda,
+                            n_total, threads)
+            except BaseException:
+                self._publish_interrupted(wt, b, net, before)
+                raise
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
                 self._publish(wt, b, net)
                 raise _diverged(epoch, k, eta)
         raise AssertionError("non-finite parameters that a replay did not reproduce")
+
+    def _publish_interrupted(self, wt: list, b: list, net: Any, fallback: list) -> None:
+        """Publish the kernel buffers after an interrupted call, or ``fallback`` (earlier
+        values) if training had already diverged."""
+        params = wt + b
+        if not _all_finite(params):
+            for a, f in zip(params, fallback):
+                a[...] = f
+        self._publish(wt, b, net)
 
     def _train(self, train: Packed, epochs: int, batch: int, eta: float, lmbda: float,
                after_epoch: Callable[[int, Any, float], float | None]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +61,14 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
     if rows is not None:
         try:
             fast = rows.pack(dtype == np.float64, nthreads)
-        except ValueError as exc:  # "item i contains NaN or inf"
-            raise ValueError(f"{what}[{str(exc).split()[1]}] contains NaN or inf") from None
+        except ValueError as exc:  # "item i contains NaN or inf" (or: beyond float32 range)
+            _, i, rest = str(exc).split(" ", 2)
+            raise ValueError(f"{what}[{i}] {rest}") from None
     if fast is not None:
         packed = Packed(*fast[:4], n=len(items), y=fast[4])
     else:
         X = _stack(items, 0, n_in, what, "x")
+        _check_range(X, dtype, lambda i: f"{what}[{i}]: x")
         try:
             csr = _core.csr_rows(np.ascontiguousarray(X, dtype=dtype), nthreads)
         except ValueError as exc:
@@ -77,6 +79,7 @@ def pack(data: Any, sizes: Sequence[int], dtype: np.dtype, targets: str, what: s
             if not np.isfinite(Y).all():
                 bad = np.argwhere(~np.isfinite(Y))[0, 0]
                 raise ValueError(f"{what}[{bad}]: y contains NaN or inf")
+            _check_range(Y, dtype, lambda i: f"{what}[{i}]: y")
             packed.y = np.ascontiguousarray(Y, dtype=dtype)
     if labels is not None:
         if targets in ("vector", "both"):
@@ -127,11 +130,25 @@ def clear_cache() -> None:
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:
     """Pack an (n, n_in) array of inputs (no targets)."""
+    _check_range(X, dtype, lambda i: what)
     try:
         csr = _core.csr_rows(np.ascontiguousarray(X, dtype=dtype))
     except ValueError:
         raise ValueError(f"{what} contains NaN or inf") from None
     return Packed(*csr, n=X.shape[0])
+
+
+def _check_range(A: np.ndarray, dtype: np.dtype, name: Callable[[int], str]) -> None:
+    """Raise ValueError if a finite value of the rows of A would become inf in ``dtype``
+    (float64 data for a float32 network); ``name(i)`` names row i."""
+    if np.dtype(dtype) != np.float32 or A.dtype.kind != "f" or A.dtype.itemsize <= 4:
+        return
+    with np.errstate(over="ignore"):
+        bad = np.isinf(A.astype(np.float32)) & np.isfinite(A)
+    rows = np.flatnonzero(bad.reshape(len(A), -1).any(axis=1))
+    if rows.size:
+        raise ValueError(f"{name(int(rows[0]))} has a value beyond float32 range (about "
+                         "3.4e38) for a float32 network")
 
 
 def _pairs(data: Any, what: str) -> list:
@@ -141,7 +158,8 @@ def _pairs(data: Any, what: str) -> list:
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
     try:
-        items = data if isinstance(data, list) else list(data)
+        # always our own list: another thread may change the caller's list meanwhile
+        items = list(data)
     except TypeError:
         raise TypeError(f"{what} must be a list of (x, y) pairs, "
                         f"got {type(data).__name__}") from None
