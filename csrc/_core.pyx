@@ -294,9 +294,10 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
         with nogil:
             bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], real is double, nthreads, &why)
             ptr[0] = 0
-            for i in range(n):
-                ptr[i + 1] += ptr[i]
-        _check_rows(bad)
+            if bad == -1:  # (after a bad row the counts are not all written)
+                for i in range(n):
+                    ptr[i + 1] += ptr[i]
+        _check_rows(bad, why)
         indices_a = np.empty(ptr[n], dtype=np.int32)
         values_a = np.empty(ptr[n], dtype=np.float64 if real is double else np.float32)
         idx = indices_a
@@ -447,8 +448,9 @@ cdef class Rows:
                         bad, why = i, FBP_BAD_OVERFLOW
                         break
             ptr[0] = 0
-            for i in range(n):
-                ptr[i + 1] += ptr[i]
+            if bad == -1:  # (after a bad row the counts are not all written)
+                for i in range(n):
+                    ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
         nnz = ptr[n]
         dt = np.float64 if double else np.float32
