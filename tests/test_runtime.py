@@ -503,3 +503,14 @@ def test_network2_float32_names_the_item():
     data = [(np.ones((3, 1)), 0), (np.array([[1.0], [2e38 * 10], [0.0]]), 1)]
     with pytest.raises(ValueError, match=r"\[1\].*beyond float32 range"):
         net.accuracy(data)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_packing_names_the_first_bad_item_whichever_thread_finds_it(nthreads):
+    rng = np.random.default_rng(2)
+    items = [(rng.random((5, 1)), rng.random((2, 1))) for _ in range(3000)]
+    for k in (2900, 2500, 1600):  # 1600 lies in the second thread's half
+        items[k][0][1] = np.nan
+    for dtype in (np.float32, np.float64):
+        with pytest.raises(ValueError, match=r"^data\[1600\] contains NaN or inf"):
+            _packing.pack(items, [5, 3, 2], np.dtype(dtype), "vector", "data", nthreads)

@@ -337,7 +337,7 @@ class CompiledNetwork:
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
         try:
             _core.train(net, *args, order, batch, eta, lmbda, n_total, threads)
-        except BaseException:  # a signal handler raised: the kernel stopped cleanly
+        except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
             self._publish_interrupted(wt, b, net, snapshot)
             raise
         if _all_finite(params):
