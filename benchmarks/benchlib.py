@@ -497,7 +497,8 @@ def system_info() -> dict:
                 f"{name}, {p.get('num_threads')} threads by default{extra}")
     except ImportError:
         info["BLAS"] = "unknown (threadpoolctl not installed)"
-    info["fastbp"] = f"{fastbp.__version__}, ISA {fastbp.isa()}, OpenMP {_core.openmp()}"
+    info["fastbp"] = (f"{fastbp.__version__}, ISA {fastbp.isa()}, own thread pool "
+                      f"(up to {_core.max_threads()} threads)")
     env = {k: os.environ[k] for k in ("FASTBP_NUM_THREADS", "OMP_NUM_THREADS",
                                       "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                       "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}

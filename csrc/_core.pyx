@@ -2,14 +2,29 @@
 """Bridge from validated NumPy arrays to the C kernels in fbp_kernels.c.
 
 Nothing here checks shapes: the Python layer (``fastbp._engine``) does that before
-calling.  Every kernel runs with the GIL released.
+calling.  Every kernel runs with the GIL released, on fastbp's own thread pool
+(fbp_pool.h); called from the main thread, a long kernel briefly takes the GIL every
+few milliseconds to run Python's signal handlers, and stops (raising, e.g.,
+KeyboardInterrupt) if one raises.
 """
+import threading
+
+from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
 
 cnp.import_array()
+
+cdef extern from "fbp_pool.h" nogil:
+    ctypedef struct fbp_interrupt:
+        int (*check)(void *ctx) noexcept nogil
+        void *ctx
+        double next
+    int FBP_MAX_THREADS
+    int FBP_NOTHREAD
+    int fbp_pool_workers()
 
 cdef extern from "fbp_kernels.h" nogil:
     ctypedef struct fbp_net:
@@ -27,32 +42,37 @@ cdef extern from "fbp_kernels.h" nogil:
         const int64_t *split
     int FBP_OK
     int FBP_NOMEM
+    int FBP_INTERRUPTED
     int FBP_PAD
     int64_t fbp_ld(int64_t n)
     int fbp_train_d(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                    int64_t batch, double eta, double lmbda, double n_total, int nthreads)
+                    int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                    fbp_interrupt *intr)
     int fbp_train_f(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                    int64_t batch, double eta, double lmbda, double n_total, int nthreads)
+                    int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                    fbp_interrupt *intr)
     int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                      double *out, int nthreads)
+                      double *out, int nthreads, fbp_interrupt *intr)
     int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                      float *out, int nthreads)
+                      float *out, int nthreads, fbp_interrupt *intr)
     int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                       double **gb, double **gwt)
+                       double **gb, double **gwt, fbp_interrupt *intr)
     int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                       float **gb, float **gwt)
+                       float **gb, float **gwt, fbp_interrupt *intr)
     const char *fbp_isa()
     const char *fbp_set_isa(int best)
-    int fbp_openmp()
 
 cdef extern from "fbp_pack.h" nogil:
     int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite)
     int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite)
+    int FBP_BAD_OVERFLOW
+    int FBP_PACK_NOTHREAD
     int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
-                           int64_t *counts, int nthreads)
-    void fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
-                       const int64_t *indptr, int32_t *idx, void *val, int out_double,
-                       int nthreads)
+                           int64_t *counts, int out_double, int nthreads, int *why)
+    int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
+                      const int64_t *indptr, int32_t *idx, void *val, int out_double,
+                      int nthreads)
+    int fbp_fits_float(const double *x, int64_t n)
     void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
                         int64_t *split)
     uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
@@ -85,9 +105,49 @@ def set_isa(bint best):
     return fbp_set_isa(best).decode()
 
 
-def openmp():
-    """Whether the kernels were compiled with OpenMP (multi-threaded mini-batches)."""
-    return bool(fbp_openmp())
+def max_threads():
+    """The most threads one kernel call may use (fastbp's own pthread pool; the Python
+    layer clamps to the usable cores first)."""
+    return FBP_MAX_THREADS
+
+
+def pool_workers():
+    """Worker threads in this process's pool (0 until first needed, and in a new fork
+    child, whose inherited pool is dead)."""
+    return fbp_pool_workers()
+
+
+cdef class _Interrupt:
+    """Lets a kernel poll Python's signal handlers; holds what one of them raised."""
+    cdef fbp_interrupt c
+    cdef object exc
+
+    def __cinit__(self):
+        self.c.check = NULL
+        self.c.ctx = <void *>self
+        self.c.next = 0
+        # only the main thread runs signal handlers: elsewhere, do not take the GIL
+        if threading.get_ident() == threading.main_thread().ident:
+            self.c.check = _check_signals
+
+    cdef raise_status(self, int status, str what):
+        if status == FBP_INTERRUPTED:
+            raise self.exc
+        if status == FBP_NOMEM:
+            raise MemoryError(f"fastbp: out of memory in {what}")
+        if status == FBP_NOTHREAD:
+            raise RuntimeError(f"fastbp: could not start a worker thread for {what} "
+                               "(use fewer threads: fastbp.set_num_threads)")
+
+
+cdef int _check_signals(void *ctx) noexcept nogil:
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            (<_Interrupt>ctx).exc = exc
+            return 1
+    return 0
 
 
 cdef class _Net:
@@ -101,10 +161,11 @@ cdef class _Net:
         self.ptrs = <void **>malloc(2 * max(L, 1) * sizeof(void *))
         if self.ptrs == NULL:
             raise MemoryError()
-        self.keep = (wt, b, sizes)
+        cdef tuple wt_t = tuple(wt), b_t = tuple(b)  # ours: the arrays outlive every call
+        self.keep = (wt_t, b_t, sizes)
         for l in range(L):
-            self.ptrs[l] = _address(wt[l])
-            self.ptrs[L + l] = _address(b[l])
+            self.ptrs[l] = _address(wt_t[l])
+            self.ptrs[L + l] = _address(b_t[l])
         self.net.n_layers = <int>L
         self.net.sizes = &sizes[0]
         self.net.wt = self.ptrs
@@ -141,19 +202,21 @@ def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indice
           real[::1] values,
           real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
           double n_total, int nthreads):
-    """Train in place over the rows ``order``, in mini-batches of ``batch``."""
+    """Train in place over the rows ``order``, in mini-batches of ``batch``.  If a signal
+    handler raises (Ctrl-C), training stops after the mini-batch in progress, the
+    parameters hold that mini-batch's result, and the exception propagates."""
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef int64_t n = order.shape[0]
     cdef int status
+    cdef _Interrupt intr = _Interrupt()
     with nogil:
         if real is double:
             status = fbp_train_d(&net.net, &d, &order[0], n, batch, eta, lmbda, n_total,
-                                 nthreads)
+                                 nthreads, &intr.c)
         else:
             status = fbp_train_f(&net.net, &d, &order[0], n, batch, eta, lmbda, n_total,
-                                 nthreads)
-    if status == FBP_NOMEM:
-        raise MemoryError("fastbp: out of memory for the mini-batch buffers")
+                                 nthreads, &intr.c)
+    intr.raise_status(status, "training")
 
 
 def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
@@ -163,13 +226,13 @@ def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indi
     cdef fbp_data d = _data(indptr, split, indices, _first(values), NULL)
     cdef int64_t count = out.shape[0]
     cdef int status
+    cdef _Interrupt intr = _Interrupt()
     with nogil:
         if real is double:
-            status = fbp_forward_d(&net.net, &d, 0, count, &out[0, 0], nthreads)
+            status = fbp_forward_d(&net.net, &d, 0, count, &out[0, 0], nthreads, &intr.c)
         else:
-            status = fbp_forward_f(&net.net, &d, 0, count, &out[0, 0], nthreads)
-    if status == FBP_NOMEM:
-        raise MemoryError("fastbp: out of memory in forward")
+            status = fbp_forward_f(&net.net, &d, 0, count, &out[0, 0], nthreads, &intr.c)
+    intr.raise_status(status, "forward")
 
 
 def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
@@ -181,23 +244,24 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
     cdef int64_t count = y.shape[0]
     cdef void **p = <void **>malloc(2 * L * sizeof(void *))
     cdef int status
+    cdef _Interrupt intr = _Interrupt()
     if p == NULL:
         raise MemoryError()
+    cdef tuple keep = (tuple(gb), tuple(gwt))  # our own references for the call
     try:
         for l in range(L):
-            p[l] = _address(gb[l])
-            p[L + l] = _address(gwt[l])
+            p[l] = _address(keep[0][l])
+            p[L + l] = _address(keep[1][l])
         with nogil:
             if real is double:
                 status = fbp_grad_sum_d(&net.net, &d, 0, count, <double **>p,
-                                        <double **>(p + L))
+                                        <double **>(p + L), &intr.c)
             else:
                 status = fbp_grad_sum_f(&net.net, &d, 0, count, <float **>p,
-                                        <float **>(p + L))
+                                        <float **>(p + L), &intr.c)
     finally:
         free(p)
-    if status == FBP_NOMEM:
-        raise MemoryError("fastbp: out of memory in grad_sum")
+    intr.raise_status(status, "grad_sum")
 
 
 def csr_rows(real[:, ::1] X, int nthreads=1):
@@ -213,6 +277,7 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
     cdef const void **rows = <const void **>malloc(max(n, 1) * sizeof(void *))
     cdef char *kinds = <char *>malloc(max(n, 1))
     cdef int64_t bad
+    cdef int why = 0, filled = 0
     cdef int64_t[::1] ptr
     cdef int32_t[::1] idx
     cdef int64_t[::1] sp
@@ -227,12 +292,12 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], nthreads)
+            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], real is double, nthreads, &why)
             ptr[0] = 0
-            for i in range(n):
-                ptr[i + 1] += ptr[i]
-        if bad >= 0:
-            raise ValueError(f"item {bad} contains NaN or inf")
+            if bad == -1:  # (after a bad row the counts are not all written)
+                for i in range(n):
+                    ptr[i + 1] += ptr[i]
+        _check_rows(bad, why)
         indices_a = np.empty(ptr[n], dtype=np.int32)
         values_a = np.empty(ptr[n], dtype=np.float64 if real is double else np.float32)
         idx = indices_a
@@ -240,13 +305,26 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
         with nogil:
-            fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, out,
-                          real is double, nthreads)
+            filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL,
+                                   out, real is double, nthreads)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
+        _check_rows(-1 if filled == 0 else filled)
         return indptr_a, split_a, indices_a, values_a
     finally:
         free(rows); free(kinds)
+
+
+cdef _check_rows(int64_t bad, int why=0):
+    """Raise for fbp_rows_count's / fbp_rows_fill's result (see fbp_pack.h)."""
+    if bad == FBP_PACK_NOTHREAD:
+        raise RuntimeError("fastbp: could not start a worker thread for packing "
+                           "(use fewer threads: fastbp.set_num_threads)")
+    if bad >= 0 and why == FBP_BAD_OVERFLOW:
+        raise ValueError(f"item {bad} has a value beyond float32 range (about 3.4e38) "
+                         "for a float32 network")
+    if bad >= 0:
+        raise ValueError(f"item {bad} contains NaN or inf")
 
 
 cdef inline char _kind(object a, Py_ssize_t n):
@@ -287,7 +365,9 @@ cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
 
 cdef class Rows:
     """Raw pointers to the x (and y) buffers of a list of ``(x, y)`` pairs, taken in one
-    pass with the NumPy C-API; the list (kept here) keeps every array alive."""
+    pass with the NumPy C-API.  ``items`` is this object's own copy of the list: the
+    tuples in it hold every array that the kernels read without the GIL, whatever
+    another thread does to the caller's list meanwhile."""
     cdef const void **xp
     cdef const void **yp
     cdef char *xk
@@ -297,6 +377,7 @@ cdef class Rows:
     cdef readonly object items
 
     def __cinit__(self, list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
+        items = list(items)  # one C-level copy under the GIL: a consistent snapshot
         cdef Py_ssize_t n = len(items)
         self.items, self.n, self.n_in, self.n_out, self.targets = items, n, n_in, n_out, targets
         self.xp = <const void **>malloc(max(n, 1) * sizeof(void *))
@@ -339,13 +420,13 @@ cdef class Rows:
 
     def pack(self, bint double, int nthreads=1):
         """``(indptr, split, indices, values, Y)``: the x's as CSR rows (see ``csr_rows``),
-        the y's (if ``targets``) as an (n, n_out) matrix.  Raises ValueError naming the first item with a NaN or
-        inf."""
+        the y's (if ``targets``) as an (n, n_out) matrix.  Raises ValueError naming the
+        first item with a NaN or inf, or (for float32) a value beyond float32 range."""
         import numpy as np
 
         cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
         cdef int64_t bad
-        cdef int nonfinite = 0
+        cdef int nonfinite = 0, why = 0, filled = 0
         cdef void *vals
         cdef char *ys
         cdef int32_t[::1] idx
@@ -355,18 +436,22 @@ cdef class Rows:
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], nthreads)
-            if bad < 0 and targets:
+            bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], double, nthreads, &why)
+            if bad == -1 and targets:
                 for i in range(n):
                     _count(self.yp[i], self.yk[i], n_out, &nonfinite)
                     if nonfinite:
-                        bad = i
+                        bad, why = i, 0
+                        break
+                    if self.yk[i] == 1 and not double and not fbp_fits_float(
+                            <const double *>self.yp[i], n_out):
+                        bad, why = i, FBP_BAD_OVERFLOW
                         break
             ptr[0] = 0
-            for i in range(n):
-                ptr[i + 1] += ptr[i]
-        if bad >= 0:
-            raise ValueError(f"item {bad} contains NaN or inf")
+            if bad == -1:  # (after a bad row the counts are not all written)
+                for i in range(n):
+                    ptr[i + 1] += ptr[i]
+        _check_rows(bad, why)
         nnz = ptr[n]
         dt = np.float64 if double else np.float32
         indices_a = np.empty(nnz, dtype=np.int32)
@@ -379,14 +464,15 @@ cdef class Rows:
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
         with nogil:
-            fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], &idx[0] if nnz > 0 else NULL,
-                          vals, double, nthreads)
+            filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0],
+                                   &idx[0] if nnz > 0 else NULL, vals, double, nthreads)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if nnz > 0 else NULL, n_in // 2, &sp[0])
             if targets:
                 for i in range(n):
                     _fill_dense(self.yp[i], self.yk[i], n_out,
                                 ys + i * n_out * (8 if double else 4), double)
+        _check_rows(-1 if filled == 0 else filled)
         return indptr_a, split_a, indices_a, values_a, Y_a
 
 

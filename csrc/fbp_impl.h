@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdatomic.h>
+
 #include "fbp_barrier.h"
 #include "fbp_kernels.h"
+#include "fbp_pool.h"
 
 #define FBP_CAT3_(a, b, c) a##_##b##_##c
 #define FBP_CAT3(a, b, c) FBP_CAT3_(a, b, c)
@@ -311,8 +314,96 @@ static void FN(update_biases)(const fbp_net *net, int l0, int l1, int64_t m, REA
     }
 }
 
+/* One training call, shared by its threads (see FN(train_part)). */
+typedef struct {
+    const fbp_net *net;
+    const fbp_data *data;
+    const int64_t *order;
+    int64_t n, batch;
+    double eta;
+    REAL decay;
+    REAL *abuf, *dbuf, *zpart, *tmp;
+    int64_t maxw;
+    fbp_interrupt *intr;
+    fbp_barrier barrier;
+    atomic_int stop; /* set by thread 0 before a mini-batch's last barrier */
+} FN(train_job);
+
+/* Per mini-batch: (1) the first layer's product, in FBP_PARTS parts, thread p % nt
+ * doing part p for every sample; (2) the rest of the forward pass and the backward
+ * pass, samples split between threads; (3) the fused update, weight rows split
+ * between threads, the first layer's by the same parts as in (1).  No two threads
+ * write the same weight and each weight sees the samples in the same order, so the
+ * result does not depend on the thread count.  A thread's part of (3) for one
+ * mini-batch runs straight into its part of (1) for the next: the same rows of W_1,
+ * still in its cache, and one barrier fewer.  Between mini-batches thread 0 polls for
+ * an interrupt; all threads then stop together, the parameters those of the last
+ * completed mini-batch. */
+static void FN(train_part)(void *arg, int t, int nt)
+{
+    FN(train_job) *job = (FN(train_job) *)arg;
+    const fbp_net *net = job->net;
+    const fbp_data *data = job->data;
+    const int64_t *order = job->order;
+    const int64_t n = job->n, batch = job->batch, ld1 = LD(1);
+    const int L = net->n_layers;
+    const REAL *Y = (const REAL *)data->y;
+    const int64_t nout = net->sizes[L];
+    const int64_t n_batches = (n + batch - 1) / batch;
+    REAL *abuf = job->abuf, *dbuf = job->dbuf, *zpart = job->zpart;
+    REAL *A[64], *D[64];
+    REAL *my_tmp = job->tmp + t * job->maxw;
+    for (int p = t; p < FBP_PARTS; p += nt)  /* (1) for the first mini-batch */
+        for (int64_t s = 0; s < batch; ++s)
+            FN(first_layer_part)(net, data, order[s], p, zpart + (p * batch + s) * ld1);
+    fbp_barrier_wait(&job->barrier, nt);
+    for (int64_t bi = 0; bi < n_batches; ++bi) {
+        const int64_t start = bi * batch;
+        const int64_t m = (n - start) < batch ? (n - start) : batch;
+        const int64_t next = start + m, m_next = (n - next) < batch ? (n - next) : batch;
+        const int64_t *rows = order + start;
+        const REAL c = (REAL)(job->eta / (double)m);
+        /* samples come in shuffled order, so each data row is a cache miss: ask for
+           the next mini-batch's rows now, and for the row offsets of the one after */
+        for (int64_t s = next; s < next + m_next; ++s) FN(prefetch_row)(data, order[s]);
+        for (int64_t s = next + batch; s < next + 2 * batch && s < n; ++s)
+            __builtin_prefetch(data->indptr + order[s]);
+        /* (2) */
+        for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
+            FN(rows)(net, abuf, m, s, A);
+            FN(rows)(net, dbuf, m, s, D);
+            memcpy(A[1], zpart + s * ld1, (size_t)ld1 * sizeof(REAL));
+            for (int p = 1; p < FBP_PARTS; ++p)
+                FN(axpy)(A[1], 1, zpart + (p * batch + s) * ld1, ld1);
+            FN(forward_one)(net, data, rows[s], A, NULL, 1);
+            FN(backward_one)(net, Y + rows[s] * nout, A, D);
+        }
+        fbp_barrier_wait(&job->barrier, nt);
+        /* (3), then (1) of the next mini-batch on the same part of W_1 (part 0 also
+           reads b_1, so its owner updates b_1) */
+        for (int p = t; p < FBP_PARTS; p += nt) {
+            FN(update_rows)(net, data, 0, p, 0, 0, rows, m, c, job->decay, abuf, dbuf);
+            if (p == 0) FN(update_biases)(net, 0, 1, m, c, dbuf, my_tmp);
+            for (int64_t s = 0; s < m_next; ++s)
+                FN(first_layer_part)(net, data, order[next + s], p,
+                                     zpart + (p * batch + s) * ld1);
+        }
+        for (int l = 1; l < L; ++l) {
+            const int64_t rows_l = net->sizes[l];
+            FN(update_rows)(net, data, l, 0, rows_l * t / nt, rows_l * (t + 1) / nt, rows, m, c,
+                            job->decay, abuf, dbuf);
+        }
+        if (t == nt - 1) FN(update_biases)(net, 1, L, m, c, dbuf, my_tmp);
+        if (t == 0 && fbp_interrupted(job->intr))
+            atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
+        fbp_barrier_wait(&job->barrier, nt);  /* orders the store before every load */
+        if (atomic_load_explicit(&job->stop, memory_order_relaxed)) break;
+    }
+}
+
 int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-              int64_t batch, double eta, double lmbda, double n_total, int nthreads)
+              int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+              fbp_interrupt *intr)
 {
     const int L = net->n_layers;
     const int64_t units = FN(total_units)(net), ld1 = LD(1);
@@ -321,122 +412,80 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
     if (batch > n) batch = n;
     if (n <= 0) return FBP_OK;
     if (nthreads < 1) nthreads = 1;
-    REAL *abuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
-    REAL *dbuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
-    REAL *zpart = (REAL *)malloc((size_t)(FBP_PARTS * batch * ld1) * sizeof(REAL));
-    REAL *tmp = (REAL *)malloc((size_t)(nthreads * maxw) * sizeof(REAL));
-    if (!abuf || !dbuf || !zpart || !tmp) {
-        free(abuf); free(dbuf); free(zpart); free(tmp);
-        return FBP_NOMEM;
+    if (nthreads > FBP_MAX_THREADS) nthreads = FBP_MAX_THREADS;
+    FN(train_job) job = {net, data, order, n, batch, eta,
+                         (REAL)(1.0 - eta * (lmbda / n_total)), NULL, NULL, NULL, NULL, maxw,
+                         intr};
+    job.abuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
+    job.dbuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
+    job.zpart = (REAL *)malloc((size_t)(FBP_PARTS * batch * ld1) * sizeof(REAL));
+    job.tmp = (REAL *)malloc((size_t)(nthreads * maxw) * sizeof(REAL));
+    int status = FBP_NOMEM;
+    if (job.abuf && job.dbuf && job.zpart && job.tmp) {
+        fbp_barrier_init(&job.barrier);
+        atomic_init(&job.stop, 0);
+        status = fbp_pool_run(FN(train_part), &job, nthreads);
+        if (status == FBP_OK && atomic_load(&job.stop)) status = FBP_INTERRUPTED;
     }
-    const REAL decay = (REAL)(1.0 - eta * (lmbda / n_total));
-    const REAL *Y = (const REAL *)data->y;
-    const int64_t nout = net->sizes[L];
-    const int64_t n_batches = (n + batch - 1) / batch;
-    fbp_barrier barrier;
-    fbp_barrier_init(&barrier);
-
-    /* Per mini-batch: (1) the first layer's product, in FBP_PARTS parts, thread p % nt
-     * doing part p for every sample; (2) the rest of the forward pass and the backward
-     * pass, samples split between threads; (3) the fused update, weight rows split
-     * between threads, the first layer's by the same parts as in (1).  No two threads
-     * write the same weight and each weight sees the samples in the same order, so the
-     * result does not depend on the thread count.  A thread's part of (3) for one
-     * mini-batch runs straight into its part of (1) for the next: the same rows of W_1,
-     * still in its cache, and one barrier fewer. */
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-    {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        REAL *A[64], *D[64];
-        REAL *my_tmp = tmp + t * maxw;
-        for (int p = t; p < FBP_PARTS; p += nt)  /* (1) for the first mini-batch */
-            for (int64_t s = 0; s < batch; ++s)
-                FN(first_layer_part)(net, data, order[s], p, zpart + (p * batch + s) * ld1);
-        fbp_barrier_wait(&barrier, nt);
-        for (int64_t bi = 0; bi < n_batches; ++bi) {
-            const int64_t start = bi * batch;
-            const int64_t m = (n - start) < batch ? (n - start) : batch;
-            const int64_t next = start + m, m_next = (n - next) < batch ? (n - next) : batch;
-            const int64_t *rows = order + start;
-            const REAL c = (REAL)(eta / (double)m);
-            /* samples come in shuffled order, so each data row is a cache miss: ask for
-               the next mini-batch's rows now, and for the row offsets of the one after */
-            for (int64_t s = next; s < next + m_next; ++s) FN(prefetch_row)(data, order[s]);
-            for (int64_t s = next + batch; s < next + 2 * batch && s < n; ++s)
-                __builtin_prefetch(data->indptr + order[s]);
-            /* (2) */
-            for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
-                FN(rows)(net, abuf, m, s, A);
-                FN(rows)(net, dbuf, m, s, D);
-                memcpy(A[1], zpart + s * ld1, (size_t)ld1 * sizeof(REAL));
-                for (int p = 1; p < FBP_PARTS; ++p)
-                    FN(axpy)(A[1], 1, zpart + (p * batch + s) * ld1, ld1);
-                FN(forward_one)(net, data, rows[s], A, NULL, 1);
-                FN(backward_one)(net, Y + rows[s] * nout, A, D);
-            }
-            fbp_barrier_wait(&barrier, nt);
-            /* (3), then (1) of the next mini-batch on the same part of W_1 (part 0 also
-               reads b_1, so its owner updates b_1) */
-            for (int p = t; p < FBP_PARTS; p += nt) {
-                FN(update_rows)(net, data, 0, p, 0, 0, rows, m, c, decay, abuf, dbuf);
-                if (p == 0) FN(update_biases)(net, 0, 1, m, c, dbuf, my_tmp);
-                for (int64_t s = 0; s < m_next; ++s)
-                    FN(first_layer_part)(net, data, order[next + s], p,
-                                         zpart + (p * batch + s) * ld1);
-            }
-            for (int l = 1; l < L; ++l) {
-                const int64_t rows_l = net->sizes[l];
-                FN(update_rows)(net, data, l, 0, rows_l * t / nt, rows_l * (t + 1) / nt, rows,
-                                m, c, decay, abuf, dbuf);
-            }
-            if (t == nt - 1) FN(update_biases)(net, 1, L, m, c, dbuf, my_tmp);
-            fbp_barrier_wait(&barrier, nt);
-        }
-    }
-    free(abuf); free(dbuf); free(zpart); free(tmp);
-    return FBP_OK;
-}
-
-int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count, REAL *out,
-                int nthreads)
-{
-    const int L = net->n_layers;
-    const int64_t units = FN(total_units)(net);
-    const int64_t nout = net->sizes[L];
-    int status = FBP_OK;
-    if (nthreads < 1) nthreads = 1;
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && count > 64)
-    {
-        REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
-        REAL *A[64];
-        if (abuf) {
-            FN(rows)(net, abuf, 1, 0, A);
-        } else {
-#pragma omp atomic write
-            status = FBP_NOMEM;
-        }
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < count; ++i) {
-            if (!abuf) continue;
-            FN(forward_one)(net, data, start + i, A, abuf + units, 0);
-            memcpy(out + i * nout, A[L], (size_t)nout * sizeof(REAL));
-        }
-        free(abuf);
-    }
+    free(job.abuf); free(job.dbuf); free(job.zpart); free(job.tmp);
     return status;
 }
 
+typedef struct {
+    const fbp_net *net;
+    const fbp_data *data;
+    int64_t start, count;
+    REAL *out;
+    fbp_interrupt *intr;
+    atomic_int stop, nomem;
+} FN(forward_job);
+
+static void FN(forward_part)(void *arg, int t, int nt)
+{
+    FN(forward_job) *job = (FN(forward_job) *)arg;
+    const fbp_net *net = job->net;
+    const int L = net->n_layers;
+    const int64_t units = FN(total_units)(net), nout = net->sizes[L];
+    const int64_t lo = job->count * t / nt, hi = job->count * (t + 1) / nt;
+    REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
+    REAL *A[64];
+    if (!abuf) {
+        atomic_store(&job->nomem, 1);
+        return;
+    }
+    FN(rows)(net, abuf, 1, 0, A);
+    for (int64_t i = lo; i < hi; ++i) {
+        /* a wide layer makes one row take milliseconds: poll after each (a clock read
+           when not yet due, next to microseconds of work) */
+        FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
+        memcpy(job->out + i * nout, A[L], (size_t)nout * sizeof(REAL));
+        if (t == 0 && fbp_interrupted(job->intr)) atomic_store(&job->stop, 1);
+        if (atomic_load_explicit(&job->stop, memory_order_relaxed)) break;
+    }
+    free(abuf);
+}
+
+int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count, REAL *out,
+                int nthreads, fbp_interrupt *intr)
+{
+    FN(forward_job) job = {net, data, start, count, out, intr};
+    atomic_init(&job.stop, 0);
+    atomic_init(&job.nomem, 0);
+    if (count <= 64) nthreads = 1;  /* waking a thread would cost more than it saves */
+    int status = fbp_pool_run(FN(forward_part), &job, nthreads);
+    if (status != FBP_OK) return status;
+    if (atomic_load(&job.nomem)) return FBP_NOMEM;
+    return atomic_load(&job.stop) ? FBP_INTERRUPTED : FBP_OK;
+}
+
 int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                 REAL *const *gb, REAL *const *gwt)
+                 REAL *const *gb, REAL *const *gwt, fbp_interrupt *intr)
 {
     const int L = net->n_layers;
     const int64_t units = FN(total_units)(net);
     REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
     REAL *dbuf = (REAL *)malloc((size_t)units * sizeof(REAL));
+    int status = FBP_OK;
     if (!abuf || !dbuf) {
         free(abuf); free(dbuf);
         return FBP_NOMEM;
@@ -448,6 +497,10 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
     const REAL *xv = (const REAL *)data->values;
     for (int64_t i = 0; i < count; ++i) {
         const int64_t r = start + i;
+        if (fbp_interrupted(intr)) {
+            status = FBP_INTERRUPTED;
+            break;
+        }
         FN(forward_one)(net, data, r, A, abuf + units, 0);
         FN(backward_one)(net, Y + r * net->sizes[L], A, D);
         for (int l = 0; l < L; ++l) {
@@ -462,7 +515,7 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
         }
     }
     free(abuf); free(dbuf);
-    return FBP_OK;
+    return status;
 }
 
 #undef LD

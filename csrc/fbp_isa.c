@@ -1,10 +1,6 @@
 /* fbp_isa.c: one instantiation of the kernels per element type for one ISA.
  * Compiled twice by CMake: as-is (portable baseline) and with -mavx2 -mfma and
  * -DFBP_ISA_AVX2 (the AVX2+FMA clone), chosen at run time in fbp_kernels.c. */
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #ifdef FBP_ISA_AVX2
 #define ISA avx2
 #else

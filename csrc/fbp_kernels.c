@@ -3,10 +3,11 @@
 
 #define DECLARE(T, TAG, ISA)                                                                    \
     int train_##TAG##_##ISA(const fbp_net *, const fbp_data *, const int64_t *, int64_t,       \
-                            int64_t, double, double, double, int);                             \
-    int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int);  \
+                            int64_t, double, double, double, int, fbp_interrupt *);            \
+    int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int,   \
+                              fbp_interrupt *);                                                \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
-                               T *const *, T *const *);
+                               T *const *, T *const *, fbp_interrupt *);
 
 DECLARE(double, d, baseline)
 DECLARE(float, f, baseline)
@@ -41,15 +42,6 @@ const char *fbp_set_isa(int best)
     return fbp_isa();
 }
 
-int fbp_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 #ifdef FBP_HAVE_AVX2
 #define PICK(name, TAG) (avx2() ? name##_##TAG##_avx2 : name##_##TAG##_baseline)
 #else
@@ -59,19 +51,20 @@ int fbp_openmp(void)
 #define DEFINE(T, TAG)                                                                           \
     int fbp_train_##TAG(const fbp_net *net, const fbp_data *data, const int64_t *order,          \
                         int64_t n, int64_t batch, double eta, double lmbda, double n_total,      \
-                        int nthreads)                                                            \
+                        int nthreads, fbp_interrupt *intr)                                       \
     {                                                                                            \
-        return PICK(train, TAG)(net, data, order, n, batch, eta, lmbda, n_total, nthreads);      \
+        return PICK(train, TAG)(net, data, order, n, batch, eta, lmbda, n_total, nthreads,       \
+                                intr);                                                           \
     }                                                                                            \
     int fbp_forward_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,               \
-                          int64_t count, T *out, int nthreads)                                   \
+                          int64_t count, T *out, int nthreads, fbp_interrupt *intr)              \
     {                                                                                            \
-        return PICK(forward, TAG)(net, data, start, count, out, nthreads);                       \
+        return PICK(forward, TAG)(net, data, start, count, out, nthreads, intr);                 \
     }                                                                                            \
     int fbp_grad_sum_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,              \
-                           int64_t count, T *const *gb, T *const *gwt)                           \
+                           int64_t count, T *const *gb, T *const *gwt, fbp_interrupt *intr)      \
     {                                                                                            \
-        return PICK(grad_sum, TAG)(net, data, start, count, gb, gwt);                            \
+        return PICK(grad_sum, TAG)(net, data, start, count, gb, gwt, intr);                      \
     }
 
 DEFINE(double, d)

@@ -12,9 +12,12 @@
 
 #include <stdint.h>
 
+#include "fbp_pool.h"
+
 enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
 enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2 };
-enum { FBP_OK = 0, FBP_NOMEM = -1 };
+/* FBP_NOTHREAD (-2, fbp_pool.h): a worker thread could not be started. */
+enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3 };
 
 /* Every row of a weight block, bias and activation buffer is padded to a multiple of
  * FBP_PAD elements, with the padding kept at zero, so inner loops have no scalar tail. */
@@ -47,30 +50,34 @@ typedef struct {
 
 /* One call trains over `n` samples taken in the order `order`, in mini-batches of
  * `batch` (the last may be shorter): w <- decay*w - (eta/m) sum delta a^T with
- * decay = 1 - eta*lmbda/n_total.  Returns FBP_OK or FBP_NOMEM.  (Divergence is
- * checked by the caller: a NaN or inf weight never becomes finite again.) */
+ * decay = 1 - eta*lmbda/n_total.  Returns FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or
+ * FBP_INTERRUPTED if `intr` (may be NULL) asked to stop: the parameters are then those
+ * after the last completed mini-batch.  (Divergence is checked by the caller: a NaN or
+ * inf weight never becomes finite again.)  Every kernel polls `intr` on its calling
+ * thread only. */
 int fbp_train_d(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                int64_t batch, double eta, double lmbda, double n_total, int nthreads);
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                fbp_interrupt *intr);
 int fbp_train_f(const fbp_net *net, const fbp_data *data, const int64_t *order, int64_t n,
-                int64_t batch, double eta, double lmbda, double n_total, int nthreads);
+                int64_t batch, double eta, double lmbda, double n_total, int nthreads,
+                fbp_interrupt *intr);
 
 /* Output activations of rows start..start+count-1 into out (count x sizes[L]). */
 int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                  double *out, int nthreads);
+                  double *out, int nthreads, fbp_interrupt *intr);
 int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                  float *out, int nthreads);
+                  float *out, int nthreads, fbp_interrupt *intr);
 
 /* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
  * to gb[l] and gwt[l] (laid out, and padded, like b[l] and wt[l]). */
 int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                   double *const *gb, double *const *gwt);
+                   double *const *gb, double *const *gwt, fbp_interrupt *intr);
 int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
-                   float *const *gb, float *const *gwt);
+                   float *const *gb, float *const *gwt, fbp_interrupt *intr);
 
 /* CPU-feature dispatch: "avx2" (AVX2+FMA clone) or "baseline" (portable x86-64/SSE2). */
 const char *fbp_isa(void);
 /* Force a code path: 0 baseline, 1 best available. Returns the ISA now in use. */
 const char *fbp_set_isa(int best);
-int fbp_openmp(void);
 
 #endif

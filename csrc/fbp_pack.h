@@ -23,22 +23,31 @@ int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *
 int fbp_all_finite_d(const double *x, int64_t n);
 int fbp_all_finite_f(const float *x, int64_t n);
 
-#endif
-
-/* Whole-list versions, items split between threads: x[i] points at row i's n values,
- * kind[i] is 1 (double) or 2 (float).  fbp_rows_count writes counts[i] and returns the
- * first row with a NaN or inf (or -1); fbp_rows_fill appends row i at indptr[i] into
- * idx/val (val double if out_double, else float). */
+/* Whole-list versions, items split between up to FBP_PACK_MAX_THREADS threads: x[i]
+ * points at row i's n values, kind[i] is 1 (double) or 2 (float).  fbp_rows_count
+ * writes counts[i] and returns the first bad row (or -1), with *why FBP_BAD_NONFINITE
+ * (a NaN or inf) or FBP_BAD_OVERFLOW (a double beyond float range, when the output is
+ * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
+ * if out_double, else float).  Both return FBP_PACK_NOTHREAD if a thread could not be
+ * started (then nothing was done). */
+#define FBP_PACK_MAX_THREADS 64
+enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
-                       int64_t *counts, int nthreads);
-void fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
-                   const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads);
+                       int64_t *counts, int out_double, int nthreads, int *why);
+int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
+                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads);
+
+/* 1 if every x[:n] rounds to a finite float (NaN counts as fitting). */
+int fbp_fits_float(const double *x, int64_t n);
 
 /* split[i] = the first position in row i (of the filled CSR) whose column is >= col. */
 void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
                     int64_t *split);
 
-/* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements), to
- * notice an in-place change to data packed before.  Not cryptographic. */
+/* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements) and of
+ * their positions, to notice an in-place change to data packed before, including rows
+ * permuted or swapped.  Not cryptographic. */
 uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
                               int nthreads);
+
+#endif

@@ -6,15 +6,7 @@ modules of the same names, running on compiled kernels.
 
 from __future__ import annotations
 
-import os as _os
-
 __version__ = "0.1.0"
-
-# OpenMP threads that spin while idle would take the core the kernels' second thread
-# needs (fastbp's training loop uses its own barrier and does not rely on spinning).
-# Only a default: an explicit OMP_WAIT_POLICY wins, and only a libgomp loaded from here
-# on reads it.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from . import _core

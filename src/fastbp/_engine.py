@@ -42,24 +42,48 @@ AUTO_THREAD_MIN_FLOPS = 50_000
 UPDATE_THREAD_MIN_FLOPS = 2_000_000  # one update_mini_batch call: one mini-batch only
 
 
+MAX_THREADS = 4096  # beyond this a thread count is a mistake, not a wish (= the C pool's cap)
+
+
+def _bounded(n: int, what: str) -> int:
+    """``n`` threads (a positive integer, checked) clamped to the usable cores: more
+    threads than cores only wait for each other at every barrier."""
+    if n > MAX_THREADS:
+        raise ValueError(f"{what} must be at most {MAX_THREADS}, got {n}")
+    if n > _CORES:
+        warnings.warn(f"{what}={n} is more than the {_CORES} usable CPU cores; "
+                      f"using {_CORES} threads", RuntimeWarning, stacklevel=3)
+        return _CORES
+    return n
+
+
 def set_num_threads(n: int | None) -> None:
-    """Threads for training and evaluation; None restores the automatic choice."""
+    """Threads for training and evaluation (at most the usable cores: more are clamped,
+    with a RuntimeWarning); None restores the automatic choice."""
     global _num_threads
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"num_threads must be a positive integer or None, got {n!r}")
-    _num_threads = None if n is None else int(n)
+    _num_threads = None if n is None else _bounded(int(n), "num_threads")
+
+
+_env_seen: tuple[str, int] = ("", 0)  # FASTBP_NUM_THREADS as last read: it warns once
 
 
 def get_num_threads() -> int | None:
-    """``set_num_threads``'s value, else ``$FASTBP_NUM_THREADS``, else None (automatic)."""
+    """``set_num_threads``'s value, else ``$FASTBP_NUM_THREADS`` (clamped to the usable
+    cores like ``set_num_threads``), else None (automatic)."""
+    global _env_seen
     if _num_threads is not None:
         return _num_threads
     env = os.environ.get("FASTBP_NUM_THREADS", "").strip()
     if not env:
         return None
+    if env == _env_seen[0]:
+        return _env_seen[1]
     if not env.isdigit() or int(env) < 1:
         raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
-    return int(env)
+    _env_seen = (env, _bounded(int(env), "FASTBP_NUM_THREADS"))
+    return _env_seen[1]
 
 
 def _cores() -> int:
@@ -100,7 +124,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
     n = get_num_threads()
     if n is not None:
         return n
-    if not _core.openmp() or _CORES < 2:
+    if _CORES < 2:
         return 1
     flops = 4 * batch * (sizes[0] * density * sizes[1]
                          + sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])))
@@ -110,7 +134,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
 def eval_threads() -> int:
     """Threads for forward passes over many samples (always worth it)."""
     n = get_num_threads()
-    return n if n is not None else (min(2, _CORES) if _core.openmp() else 1)
+    return n if n is not None else min(2, _CORES)
 
 
 # ---------------------------------------------------------------- the network
@@ -361,11 +385,19 @@ class CompiledNetwork:
         """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
         mini-batch that did it, restore the parameters from just before it, and raise.
         (The published ``weights``/``biases`` still hold the parameters from before the
-        epoch: the replay starts from them.)"""
+        epoch: the replay starts from them.)  On Ctrl-C (KeyboardInterrupt from the kernel)
+        the buffers hold the parameters after the last completed mini-batch; the caller
+        publishes them."""
         params = wt + b
         args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
         train = _core.train if get_kernels() == "fused" else loops_trainer(self, wt, b)
-        train(net, *args, order, batch, eta, lmbda, n_total, threads)
+        try:
+            train(net, *args, order, batch, eta, lmbda, n_total, threads)
+        except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
+            if not _all_finite(params):  # diverged before the interrupt: keep the epoch start
+                for a, s in zip(params, sum(self._params(), [])):
+                    a[...] = s
+            raise
         if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
@@ -374,7 +406,14 @@ class CompiledNetwork:
             a[...] = s
         for k, start in enumerate(range(0, len(order), batch)):
             before = [a.copy() for a in params]
-            train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total, threads)
+            try:
+                train(net, *args, order[start:start + batch], batch, eta, lmbda, n_total,
+                      threads)
+            except BaseException:
+                if not _all_finite(params):
+                    for a, s in zip(params, before):
+                        a[...] = s
+                raise
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
@@ -506,7 +545,7 @@ class CompiledNetwork:
                 or len(weights) != len(biases) or not weights):
             return None
         last = len(weights) - 1
-        a = x if x.dtype == dtype else x.astype(dtype)
+        a = x if x.dtype == dtype else _cast_input(x, dtype)
         softmax = self._softmax_output()
         act = ACTIVATIONS[self._activation]
         for l, (w, b) in enumerate(zip(weights, biases)):
@@ -557,7 +596,7 @@ class CompiledNetwork:
         act = ACTIVATIONS[self._activation]
         softmax = self._softmax_output()
         last = len(weights) - 1
-        activations = [x if x.dtype == dtype else x.astype(dtype)]
+        activations = [x if x.dtype == dtype else _cast_input(x, dtype)]
         for l, (w, b) in enumerate(zip(weights, biases)):
             a = activations[-1]
             if (type(w) is not np.ndarray or type(b) is not np.ndarray or w.dtype != dtype
@@ -665,6 +704,15 @@ class Epoch:
     def data(self) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
         return self.caller if self.caller is not None else self.items()
+
+
+def _cast_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """One input column in the network's dtype; ValueError for values that do not fit."""
+    with np.errstate(over="ignore"):
+        a = x.astype(dtype)
+    if not np.isfinite(a).all() and np.isfinite(x).all():
+        raise ValueError(f"the input contains values beyond {np.dtype(dtype).name} range")
+    return a
 
 
 def _target_column(y: Any, dtype: np.dtype) -> np.ndarray | None:

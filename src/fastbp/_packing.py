@@ -75,8 +75,9 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     if rows is not None:
         try:
             fast = rows.pack(dtype == np.float64, nthreads)
-        except ValueError as exc:  # "item i contains NaN or inf"
-            raise ValueError(f"{what}[{str(exc).split()[1]}] contains NaN or inf") from None
+        except ValueError as exc:  # "item i contains NaN or inf" (or: beyond float32 range)
+            _, i, rest = str(exc).split(" ", 2)
+            raise ValueError(f"{what}[{i}] {rest}") from None
     if fast is not None:
         packed = Packed(*fast[:4], n=len(items), y=fast[4])
     else:
@@ -117,7 +118,7 @@ def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.nd
     if not finite.all():
         bad = int(np.argwhere(~finite)[0, 0])
         beyond = np.isfinite(np.asarray(Y, dtype=np.float64)[bad]).all()
-        reason = f"beyond {np.dtype(dtype).name}'s range" if beyond else "NaN or inf"
+        reason = f"values beyond {np.dtype(dtype).name} range" if beyond else "NaN or inf"
         raise ValueError(f"{what}[{bad}]: {name} contains {reason}")
     return out
 
@@ -131,7 +132,7 @@ def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -
     except ValueError as exc:
         bad = int(str(exc).split()[1])
         beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()
-        reason = f"beyond {np.dtype(dtype).name}'s range" if beyond else "NaN or inf"
+        reason = f"values beyond {np.dtype(dtype).name} range" if beyond else "NaN or inf"
         raise ValueError(f"{what}[{bad}]: x contains {reason}") from None
     return Packed(*csr, n=X.shape[0])
 
@@ -310,7 +311,8 @@ def _pairs(data: Any, what: str) -> list:
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
     try:
-        items = data if isinstance(data, list) else list(data)
+        # always our own list: another thread may change the caller's list meanwhile
+        items = list(data)
     except TypeError:
         raise TypeError(f"{what} must be a list of (x, y) pairs, "
                         f"got {type(data).__name__}") from None

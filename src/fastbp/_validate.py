@@ -51,7 +51,7 @@ def check_dtype(dtype: Any) -> np.dtype:
     """float64 (the classic behaviour) or float32."""
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # np.dtype of odd strings raises those
         raise TypeError(f"dtype must be float64 or float32, got {dtype!r}") from None
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"dtype must be float64 or float32, got {dt}")

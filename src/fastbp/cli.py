@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 def _info() -> int:
     threads = get_num_threads()
     print(f"fastbp {__version__}")
-    print(f"kernels: {_core.isa()} SIMD path, OpenMP {'on' if _core.openmp() else 'off'}, "
+    print(f"kernels: {_core.isa()} SIMD path, own thread pool, "
           f"threads {threads if threads else f'auto (up to {eval_threads()})'}")
     print(f"MNIST: $FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset)')}, "
           f"cache {mnist_loader.cache_dir()}")
@@ -136,6 +136,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
                       f"got {args.batch_size}")
     if args.threads is not None and args.threads < 1:
         raise Refused(f"--threads must be a positive integer, got {args.threads}")
+    if args.threads is not None and args.threads > _core.max_threads():
+        raise Refused(f"--threads {args.threads} is absurd (at most {_core.max_threads()}; "
+                      "more than the cores is clamped to them)")
     for flag, value in (("--eta", args.eta), ("--lmbda", args.lmbda)):
         if not (np.isfinite(value) and value >= 0):
             raise Refused(f"{flag} must be finite and >= 0, got {value}")
@@ -209,7 +212,11 @@ def _plot_format(path: Path) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     if args.threads is not None:
-        set_num_threads(args.threads)  # more threads than cores: warns and clamps
+        try:
+            set_num_threads(args.threads)  # more than the cores: clamped, with a warning
+        except ValueError as exc:
+            print(f"fastbp: --threads: {exc}", file=sys.stderr)
+            return 2
     try:
         training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:

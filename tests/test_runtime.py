@@ -1,0 +1,518 @@
+"""The kernels' runtime: fastbp's own thread pool (fork safety, thread bounds, idle
+workers), Ctrl-C during long kernels, arrays held while read without the GIL, the packing
+cache's fingerprint and the float32 range check.
+
+Anything that could crash or hang runs in a subprocess with a time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastbp
+from fastbp import _core, _engine, _packing, network, network2
+
+CORES = len(os.sched_getaffinity(0))
+two_cores = pytest.mark.skipif(CORES < 2, reason="needs 2 usable cores for a second thread")
+
+# A child imports the same fastbp as this process (under tools/sanitize.sh: the sanitized
+# build on PYTHONPATH, not an editable install's import hook).
+PRELUDE = """\
+import os, sys
+if os.environ.get("FASTBP_SANITIZED"):
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not type(f).__module__.startswith("_editable_")]
+"""
+
+
+def run_script(code: str, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def spawn_script(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-u", "-c", PRELUDE + textwrap.dedent(code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---------------------------------------------------------------- no OpenMP, no side effects
+
+
+def test_import_leaves_environment_and_links_no_openmp_runtime():
+    proc = run_script("""
+        before = dict(os.environ)
+        import fastbp, fastbp.network, fastbp.network2
+        assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+        maps = open("/proc/self/maps").read()
+        assert "libgomp" not in maps and "libiomp" not in maps and "libomp" not in maps
+        assert fastbp._core.pool_workers() == 0  # started lazily
+        print("ok")
+    """, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+# ---------------------------------------------------------------- fork safety
+
+FORK_SCRIPT = """
+import multiprocessing, random
+import numpy as np
+import fastbp
+from fastbp import _core, network
+
+def data(seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((64, 1)), np.eye(10)[:, [rng.integers(10)]]) for _ in range(600)]
+
+def train(seed):
+    random.seed(seed); np.random.seed(seed)
+    net = network.Network([64, 40, 10])
+    net.SGD(data(seed), 2, 10, 0.5)
+    return [w.tolist() for w in net.weights], net.evaluate(
+        [(x, int(np.argmax(y))) for x, y in data(seed + 1)])
+
+fastbp.set_num_threads(2)
+parent = train(1)
+assert _core.pool_workers() == 1, _core.pool_workers()
+
+pid = os.fork()
+if pid == 0:  # the child: its inherited pool is dead, a fresh one starts on first use
+    ok = _core.pool_workers() == 0 and train(1) == parent and _core.pool_workers() == 1
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    results = pool.map(train, [1, 2])
+assert results[0] == parent, "a forked worker trained differently"
+assert results[1] == train(2)
+print("ok")
+"""
+
+
+@two_cores
+def test_forked_children_train_and_evaluate_with_threads():
+    proc = run_script(FORK_SCRIPT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
+
+
+@two_cores
+def test_idle_workers_do_not_burn_a_core():
+    proc = run_script("""
+        import time
+        import numpy as np
+        import fastbp
+        from fastbp import _core, network
+        fastbp.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        data = [(rng.random((100, 1)), rng.random((10, 1))) for _ in range(500)]
+        network.Network([100, 50, 10]).SGD(data, 1, 10, 0.5)
+        assert _core.pool_workers() == 1
+        time.sleep(0.05)  # the worker's brief spin for a next job is over
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        time.sleep(0.5)
+        print(time.process_time() - cpu0, time.monotonic() - wall0)
+    """, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cpu, wall = map(float, proc.stdout.splitlines()[-1].split())
+    assert cpu < 0.1 * wall, f"the idle pool used {cpu:.3f} s of CPU in {wall:.3f} s"
+
+
+# ---------------------------------------------------------------- thread bounds
+
+
+def test_thread_count_is_bounded(num_threads):
+    assert _engine.MAX_THREADS == _core.max_threads()
+    for bad in (_engine.MAX_THREADS + 1, 10**9, 2.0, 2.5, "2", True, 0):
+        with pytest.raises(ValueError, match="num_threads"):
+            num_threads(bad)
+    num_threads(np.int64(1))
+    assert fastbp.get_num_threads() == 1
+    with pytest.warns(RuntimeWarning, match=rf"usable CPU cores; using {CORES} thread") as rec:
+        num_threads(_engine.MAX_THREADS)
+    assert len(rec) == 1
+    assert fastbp.get_num_threads() == CORES
+
+
+def test_env_thread_count_is_bounded(num_threads, monkeypatch):
+    num_threads(None)
+    for bad in ("100000", "4097", "-1", "two", "1.5"):
+        monkeypatch.setenv("FASTBP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="FASTBP_NUM_THREADS"):
+            fastbp.get_num_threads()
+    monkeypatch.setenv("FASTBP_NUM_THREADS", "1000")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        assert fastbp.get_num_threads() == CORES
+        assert fastbp.get_num_threads() == CORES  # read again: no second warning
+    assert [str(w.message) for w in rec] == [
+        f"FASTBP_NUM_THREADS=1000 is more than the {CORES} usable CPU cores; "
+        f"using {CORES} threads"]
+
+
+def test_huge_thread_counts_train_and_evaluate_without_crashing():
+    proc = run_script("""
+        import warnings
+        import numpy as np
+        import fastbp
+        from fastbp import network
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            fastbp.set_num_threads(4096)
+        assert len(rec) == 1 and rec[0].category is RuntimeWarning
+        rng = np.random.default_rng(0)
+        data = [(rng.random((30, 1)), rng.random((3, 1))) for _ in range(2000)]
+        net = network.Network([30, 20, 3])
+        net.SGD(data, 1, 10, 0.5)
+        print(net.evaluate([(x, 0) for x, _ in data]) >= 0)
+    """, timeout=120, env={**os.environ, "FASTBP_NUM_THREADS": "100000"})
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "True", proc.stderr
+
+
+def test_cli_refuses_absurd_thread_counts():
+    proc = subprocess.run([sys.executable, "-m", "fastbp", "train", "--threads", "100000",
+                           "--data-dir", "/nonexistent-fastbp-dir"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--threads" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(os.environ.get("FASTBP_SANITIZED") == "1",
+                    reason="ASan reserves address space: RLIMIT_AS cannot be lowered")
+def test_failing_to_start_a_thread_is_a_runtime_error():
+    # Only a few MB of address space left: a new thread's stack (8 MB) cannot be mapped.
+    proc = run_script("""
+        import resource
+        import numpy as np
+        import fastbp
+        from fastbp import _core, network
+        rng = np.random.default_rng(0)
+        data = [(rng.random((30, 1)), rng.random((3, 1))) for _ in range(200)]
+        net = network.Network([30, 20, 3])
+        fastbp.set_num_threads(1)
+        net.SGD(data, 1, 10, 0.5)  # everything touched once, on one thread
+        fastbp.set_num_threads(2)
+        pages = int(open("/proc/self/statm").read().split()[0])
+        limit = pages * os.sysconf("SC_PAGE_SIZE") + (4 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            net.SGD(data, 1, 10, 0.5)
+        except RuntimeError as exc:
+            print("RuntimeError:", exc)
+        else:
+            print("trained", _core.pool_workers())
+    """, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()[-1]
+    if out.startswith("trained 1"):
+        pytest.skip("the kernel's thread started within the address-space limit")
+    assert out.startswith("RuntimeError:") and "worker thread" in out, out + proc.stderr
+
+
+def test_concurrent_calls_share_the_pool_and_give_the_same_results(num_threads):
+    """Two Python threads training at once: one call gets the pool, the other runs on its
+    own thread; either way the results equal those of one call at a time."""
+    import threading
+
+    num_threads(min(2, CORES))
+    rng = np.random.default_rng(0)
+    data = [(rng.random((80, 1)), rng.random((10, 1))) for _ in range(400)]
+    batches = [data[k:k + 100] for k in range(0, 400, 100)]
+
+    def fresh(seed):
+        np.random.seed(seed)
+        return network.Network([80, 300, 10])
+
+    def train(net):
+        for _ in range(5):
+            for mb in batches:
+                net.update_mini_batch(mb, 0.5)
+
+    refs = [fresh(s) for s in (1, 2)]
+    for net in refs:
+        train(net)
+    nets = [fresh(s) for s in (1, 2)]
+    threads = [threading.Thread(target=train, args=(net,)) for net in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for net, ref in zip(nets, refs):
+        for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+            assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+INTERRUPT_SCRIPT = """
+import random, time
+import numpy as np
+from fastbp import network, network2
+phase = sys.argv[1]
+random.seed(0); np.random.seed(0)
+rng = np.random.default_rng(0)
+sizes = [784, 2000, 10]
+data = [(rng.random((784, 1)), np.eye(10)[:, [rng.integers(10)]]) for _ in range(4000)]
+net = network2.Network(sizes)
+w0 = [w.copy() for w in net.weights]
+print("go", flush=True)
+try:
+    if phase == "SGD":
+        net.SGD(data, 50, 10, 0.1)
+    elif phase == "evaluate":
+        net.accuracy(data * 3, convert=True)
+    else:
+        net.gradient_norms(data)
+except KeyboardInterrupt:
+    t = time.monotonic()
+    moved = any(not np.array_equal(a, b) for a, b in zip(net.weights, w0))
+    finite = all(np.isfinite(w).all() for w in net.weights + net.biases)
+    print("interrupted", t, moved, finite, flush=True)
+else:
+    print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("phase", ["SGD", "evaluate", "gradient_norms"])
+def test_ctrl_c_stops_a_long_kernel_quickly(phase):
+    proc = subprocess.Popen([sys.executable, "-u", "-c", PRELUDE + INTERRUPT_SCRIPT, phase],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "go", proc.stderr.read()
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    fields = out.split()
+    assert fields[:1] == ["interrupted"], out + err
+    caught, moved, finite = float(fields[1]), fields[2] == "True", fields[3] == "True"
+    assert caught - sent < 0.5, f"KeyboardInterrupt {caught - sent:.2f} s after SIGINT"
+    assert finite
+    assert moved == (phase == "SGD")  # evaluation and gradients change no parameter
+
+
+PREFIX_SCRIPT = """
+import random, signal, threading, time
+import numpy as np
+from fastbp import network
+rng = np.random.default_rng(0)
+data = [(rng.random((200, 1)), np.eye(10)[:, [rng.integers(10)]]) for _ in range(20000)]
+np.random.seed(1)
+net = network.Network([200, 300, 10])
+start = [(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases)]
+original = list(data)  # SGD reorders data in place, as network.py does
+random.seed(5)
+threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    net.SGD(data, 1, 10, 0.5)
+except KeyboardInterrupt:
+    pass
+else:
+    sys.exit("not interrupted")
+# replay the same epoch one mini-batch at a time: the interrupted network must equal
+# the replay after some whole number of mini-batches
+random.seed(5)
+shuffled = list(original)
+random.shuffle(shuffled)
+assert all(a is b for a, b in zip(shuffled, data)), "the list is not in the epoch's order"
+replay = network.Network([200, 300, 10])
+replay.weights = [w.copy() for w, _ in start]
+replay.biases = [b.copy() for _, b in start]
+for k in range(0, len(shuffled), 10):
+    same = all(np.array_equal(a, b) for a, b in zip(net.weights + net.biases,
+                                                     replay.weights + replay.biases))
+    if same:
+        print("batches", k // 10)
+        break
+    replay.update_mini_batch(shuffled[k:k + 10], 0.5)
+else:
+    print("no prefix matches")
+"""
+
+
+def test_interrupted_training_holds_the_last_completed_mini_batch():
+    proc = run_script(PREFIX_SCRIPT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    fields = proc.stdout.split()
+    assert fields[0] == "batches" and 0 < int(fields[1]) < 2000, proc.stdout
+
+
+# ---------------------------------------------------------------- arrays held without the GIL
+
+MUTATE_SCRIPT = """
+import threading
+import numpy as np
+from fastbp import _core, _packing
+n_in = 50_000  # 400 kB per x: with a fixed mmap threshold each is unmapped when freed,
+               # so reading a freed array would crash
+errors = 0
+for rep in range({reps}):
+    data = [(np.full((n_in, 1), 0.5), k % 2) for k in range(120)]
+    go = threading.Event()
+
+    def mutate(data=data, rep=rep):
+        go.wait()
+        if rep % 3 == 0:
+            data.clear()
+        elif rep % 3 == 1:
+            data[:] = [(np.zeros((n_in, 1)), 0)] * 5
+        else:
+            for i in range(len(data)):
+                data[i] = (np.ones((n_in, 1)), 1)
+
+    t = threading.Thread(target=mutate)
+    t.start()
+    try:
+        if rep % 2:  # the packer, given the caller's list
+            go.set()
+            _packing.pack(data, n_in, 2, np.dtype(np.float64), "label", "data")
+        else:  # the C-level row gatherer alone, the list changed before it packs
+            rows = _core.gather_pairs(data, n_in, 2, False)
+            go.set()
+            t.join()
+            rows.pack(True)
+    except ValueError:  # the list was already empty: a clear error is fine
+        errors += 1
+    t.join()
+print("ok", errors)
+"""
+
+
+def test_mutating_the_list_while_packing_does_not_crash():
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    proc = run_script(MUTATE_SCRIPT.replace("{reps}", "150"), timeout=300, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok"), (
+        f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+
+
+# ---------------------------------------------------------------- the packing cache
+
+
+def _packed_equal(a: _packing.Packed, b: _packing.Packed) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f))
+               for f in ("indptr", "split", "indices", "values", "y", "labels")
+               if getattr(a, f) is not None or getattr(b, f) is not None)
+
+
+N_CACHED = _packing.CACHE_MIN_ITEMS + 24
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(op=st.sampled_from(["permute_y", "permute_x", "swap_x", "swap_y", "swap_pairs",
+                           "edit_one", "reverse_rows"]),
+       seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, np.float64]))
+def test_cache_never_returns_stale_data(op, seed, dtype):
+    rng = np.random.default_rng(seed)
+    n_in, n_out = 12, 3
+    X = rng.random((N_CACHED, n_in, 1)).astype(dtype)
+    X[X < 0.4] = 0
+    Y = rng.random((N_CACHED, n_out, 1))
+    items = [(X[k], Y[k]) for k in range(N_CACHED)]
+    sizes = [n_in, 5, n_out]
+    fastbp.clear_cache()
+    _packing.pack(items, sizes[0], sizes[-1], np.dtype(dtype), "train", "data")
+    i, j = rng.choice(N_CACHED, 2, replace=False)
+    perm = rng.permutation(N_CACHED)
+    if op == "permute_y":
+        Y[:] = Y[perm]
+    elif op == "permute_x":
+        X[:] = X[perm]
+    elif op == "swap_x":
+        X[[i, j]] = X[[j, i]]
+    elif op == "swap_y":
+        Y[[i, j]] = Y[[j, i]]
+    elif op == "swap_pairs":
+        X[[i, j]] = X[[j, i]]
+        Y[[i, j]] = Y[[j, i]]
+    elif op == "edit_one":
+        X[i, rng.integers(n_in), 0] += 1
+    else:
+        X[:] = X[::-1].copy()
+    again = _packing.pack(items, sizes[0], sizes[-1], np.dtype(dtype), "train", "data")
+    fastbp.clear_cache()
+    fresh = _packing.pack(items, sizes[0], sizes[-1], np.dtype(dtype), "train", "data")
+    assert _packed_equal(again, fresh)
+
+
+def test_cache_still_hits_unchanged_data():
+    rng = np.random.default_rng(0)
+    items = [(rng.random((8, 1)), rng.random((2, 1))) for _ in range(N_CACHED)]
+    fastbp.clear_cache()
+    first = _packing.pack(items, 8, 2, np.dtype(np.float64), "train", "data")
+    assert _packing.pack(items, 8, 2, np.dtype(np.float64), "train", "data") is first
+    fastbp.clear_cache()
+
+
+def test_fingerprint_sees_row_swaps_and_is_thread_count_independent():
+    rng = np.random.default_rng(1)
+    X = rng.random((3000, 20, 1))
+    items = [(X[k], X[k, :2]) for k in range(3000)]
+    rows = _core.gather_pairs(items, 20, 2, False)
+    h = rows.fingerprint(1)
+    assert rows.fingerprint(2) == h
+    X[[5, 2000]] = X[[2000, 5]]
+    assert rows.fingerprint(1) != h
+
+
+# ---------------------------------------------------------------- float32 range
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_float32_network_refuses_values_beyond_float32(contiguous):
+    rng = np.random.default_rng(0)
+    data = [(rng.random((6, 1)), int(rng.integers(2))) for _ in range(5)]
+    x_big = data[3][0].copy()
+    x_big[2] = 1e39
+    if not contiguous:  # the NumPy path: a strided view
+        x_big = np.repeat(x_big, 2, axis=1)[:, :1]
+    data[3] = (x_big, data[3][1])
+    net = network.Network([6, 4, 2], dtype="float32")
+    with pytest.raises(ValueError, match=r"test_data\[3\].*beyond float32 range"):
+        net.evaluate(data)
+    vec = [(x, np.eye(2)[:, [y]]) for x, y in data]
+    with pytest.raises(ValueError, match=r"training_data\[3\].*beyond float32 range"):
+        net.SGD(vec, 1, 2, 0.1)
+    with pytest.raises(ValueError, match="beyond float32 range"):
+        net.feedforward(x_big)
+    y_big = [(x, np.full((2, 1), -1e39)) for x, _ in data[:3]]
+    y_big[0] = (data[0][0], np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"training_data\[1\].*beyond float32 range"):
+        net.SGD(y_big, 1, 2, 0.1)
+    # float64 networks take the same data, and float32 takes its own largest value
+    assert network.Network([6, 4, 2]).evaluate(data) >= 0
+    edge = [(np.full((6, 1), F32_MAX), 0)]
+    assert network.Network([6, 4, 2], dtype="float32").evaluate(edge) in (0, 1)
+
+
+def test_network2_float32_names_the_item():
+    net = network2.Network([3, 2, 2], dtype="float32")
+    data = [(np.ones((3, 1)), 0), (np.array([[1.0], [2e38 * 10], [0.0]]), 1)]
+    with pytest.raises(ValueError, match=r"\[1\].*beyond float32 range"):
+        net.accuracy(data)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_packing_names_the_first_bad_item_whichever_thread_finds_it(nthreads):
+    rng = np.random.default_rng(2)
+    items = [(rng.random((5, 1)), rng.random((2, 1))) for _ in range(3000)]
+    for k in (2900, 2500, 1600):  # 1600 lies in the second thread's half
+        items[k][0][1] = np.nan
+    for dtype in (np.float32, np.float64):
+        with pytest.raises(ValueError, match=r"^data\[1600\] contains NaN or inf"):
+            _packing.pack(items, 5, 2, np.dtype(dtype), "train", "data", nthreads)
