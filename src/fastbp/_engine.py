@@ -8,13 +8,14 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import operator
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
 # ---------------------------------------------------------------- threads
 
 _num_threads: int | None = None
+_local = threading.local()  # this thread's override (see threads_in_this_thread)
 
 # Automatic threading.  A second thread pays once a mini-batch carries some arithmetic
 # (the benchmark report's thread study: from mini-batch 10 of [784,30,10] up; not at
@@ -57,6 +59,24 @@ def get_num_threads() -> int | None:
     if not env.isdigit() or int(env) < 1:
         raise ValueError(f"FASTBP_NUM_THREADS must be a positive integer, got {env!r}")
     return int(env)
+
+
+@contextlib.contextmanager
+def threads_in_this_thread(n: int) -> Iterator[None]:
+    """Run the kernels called from this thread on ``n`` threads, overriding
+    ``set_num_threads`` (which is global) for this thread only, e.g. in a sweep that
+    trains one network per thread."""
+    before = getattr(_local, "num_threads", None)
+    _local.num_threads = n
+    try:
+        yield
+    finally:
+        _local.num_threads = before
+
+
+def _requested_threads() -> int | None:
+    n = getattr(_local, "num_threads", None)
+    return n if n is not None else get_num_threads()
 
 
 def _cores() -> int:
@@ -94,7 +114,7 @@ def _second_core_free() -> bool:
 def threads_for(sizes: list[int], batch: int, density: float = 1.0,
                 min_flops: int = AUTO_THREAD_MIN_FLOPS) -> int:
     """Threads for training mini-batches of ``batch`` samples through ``sizes``."""
-    n = get_num_threads()
+    n = _requested_threads()
     if n is not None:
         return n
     if not _core.openmp() or _CORES < 2:
@@ -106,7 +126,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
 
 def eval_threads() -> int:
     """Threads for forward passes over many samples (always worth it)."""
-    n = get_num_threads()
+    n = _requested_threads()
     return n if n is not None else (min(2, _CORES) if _core.openmp() else 1)
 
 
@@ -327,7 +347,8 @@ class CompiledNetwork:
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
     def _train(self, train: Packed, epochs: int, batch: int, eta: float, lmbda: float,
-               after_epoch: Callable[[int, Any, float], float | None]) -> None:
+               after_epoch: Callable[[int, Any, float], float | None],
+               rng: Any = None) -> None:
         """The SGD loop: one ``random.shuffle`` of an index list per epoch (the same
         calls, so the same mini-batches, as shuffling the data list), one compiled call
         per epoch, then ``after_epoch(j, net, eta)``, which returns the eta for the next
@@ -340,7 +361,7 @@ class CompiledNetwork:
             order = np.arange(train.n, dtype=np.int64)
             try:
                 for j in range(epochs):
-                    shuffle(order)  # random.shuffle's permutation, computed in C
+                    shuffle(order, rng)  # random.shuffle's permutation, computed in C
                     self._run_epoch(net, wt, b, train, order, batch, eta, lmbda,
                                     float(train.n), threads, j)
                     self._publish(wt, b, net)

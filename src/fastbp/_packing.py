@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,25 +105,29 @@ CACHE_MIN_ITEMS = 1000
 PARALLEL_MIN_ITEMS = 1000
 CACHE_ENTRIES = 3
 _cache: list[tuple] = []  # (key, items, fingerprint, packed), most recent last
+_cache_lock = threading.Lock()  # networks train in parallel threads (e.g. fastbp.sweep)
 
 
 def _cache_lookup(key: tuple, items: list, fingerprint: int) -> Packed | None:
-    for i, (k, cached_items, cached_fp, packed) in enumerate(_cache):
-        if (k == key and cached_fp == fingerprint
-                and all(map(operator.is_, cached_items, items))):
-            _cache.append(_cache.pop(i))
-            return packed
+    with _cache_lock:
+        for i, (k, cached_items, cached_fp, packed) in enumerate(_cache):
+            if (k == key and cached_fp == fingerprint
+                    and all(map(operator.is_, cached_items, items))):
+                _cache.append(_cache.pop(i))
+                return packed
     return None
 
 
 def _cache_store(key: tuple, items: list, fingerprint: int, packed: Packed) -> None:
-    _cache.append((key, list(items), fingerprint, packed))
-    del _cache[:-CACHE_ENTRIES]
+    with _cache_lock:
+        _cache.append((key, list(items), fingerprint, packed))
+        del _cache[:-CACHE_ENTRIES]
 
 
 def clear_cache() -> None:
     """Forget packed training data (and the references to your arrays it holds)."""
-    _cache.clear()
+    with _cache_lock:
+        _cache.clear()
 
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:

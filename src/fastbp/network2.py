@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -145,14 +146,15 @@ class Network(CompiledNetwork):
             early_stopping_n: int = 0, lr_schedule_n: int = 0,
             monitor_gradient_norms: bool = False, *, verbose: bool = True,
             callback: Callable[[int, Network], Any] | None = None,
-            ) -> tuple[list, list, list, list]:
+            rng: random.Random | None = None) -> tuple[list, list, list, list]:
         """Train with mini-batch stochastic gradient descent and L2 weight decay.
 
         Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
         training_cost, training_accuracy)``; a list is empty unless its flag is set.
         ``early_stopping_n`` and ``lr_schedule_n`` (0 = off) watch the accuracy on
         ``evaluation_data``.  ``verbose=False`` prints nothing; ``callback(epoch,
-        network)`` runs after each epoch's monitoring (return False to stop).
+        network)`` runs after each epoch's monitoring (return False to stop);
+        ``rng``: a ``random.Random`` to shuffle with instead of the global ``random``.
         """
         say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
@@ -220,7 +222,7 @@ class Network(CompiledNetwork):
                 say(f"Learning-rate schedule: halving eta to {eta:g}")
             return eta
 
-        self._train(train, epochs, mini_batch_size, eta, lmbda, after_epoch)
+        self._train(train, epochs, mini_batch_size, eta, lmbda, after_epoch, rng)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
     def update_mini_batch(self, mini_batch: Any, eta: float, lmbda: float, n: int) -> None:
