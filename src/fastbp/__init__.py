@@ -29,9 +29,10 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
 from ._engine import get_num_threads, set_num_threads
 from ._packing import clear_cache
 from .gradcheck import gradcheck
+from .sweep import sweep  # the function; the module stays importable as fastbp.sweep
 
 __all__ = ["__version__", "clear_cache", "get_num_threads", "gradcheck", "isa",
-           "set_num_threads"]
+           "set_num_threads", "sweep"]
 
 
 def isa() -> str:
