@@ -1,4 +1,5 @@
-"""The ``fastbp`` command: ``fastbp train`` (the main job), ``fastbp bench``, ``fastbp info``.
+"""The ``fastbp`` command: ``fastbp train`` (the main job), ``fastbp sweep``, ``fastbp bench``,
+``fastbp info``.
 
 ``python -m fastbp train`` trains on MNIST with the classic network.py defaults
 ([784, 30, 10], 30 epochs, mini-batch 10, eta 3.0, quadratic cost) and prints the
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _core, mnist_loader, network, network2
+from . import __version__, _cli_sweep, _core, mnist_loader, network, network2
 from ._engine import eval_threads, get_num_threads, set_num_threads
 
 COSTS = {"quadratic": network2.QuadraticCost, "cross-entropy": network2.CrossEntropyCost,
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the fastbp source checkout (default: search upwards from here)")
 
     sub.add_parser("info", help="show the build: version, SIMD path, threads, data location")
+    _cli_sweep.register(sub)
     return parser
 
 
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "train":
         return _train(args)
+    if args.command == "sweep":
+        return _cli_sweep.run(args)
     return _info()
 
 
