@@ -78,7 +78,8 @@ def sweep(grid: Mapping[str, Sequence[Any]], training_data: Any, epochs: int,
     ``"seconds"`` (its wall time) and, if it diverged (``FloatingPointError``),
     ``"error"`` with empty monitor lists.  ``n_jobs``: parallel runs (default: the
     usable cores; "threads" and a LocalCluster or local Ray started here).
-    ``progress``: a bar counting finished runs (default: when stderr is a terminal).
+    ``progress``: a bar counting finished runs (default: when stderr is a terminal,
+    cleared at the end; ``True`` leaves it).
     """
     runs = plan(grid, epochs, seeds, options, evaluation_data is not None)
     if backend not in BACKENDS:
@@ -92,7 +93,7 @@ def sweep(grid: Mapping[str, Sequence[Any]], training_data: Any, epochs: int,
     from tqdm.auto import tqdm
 
     show = progress if progress is not None else sys.stderr.isatty()
-    with tqdm(total=len(runs), unit="run", disable=not show, leave=False) as bar:
+    with tqdm(total=len(runs), unit="run", disable=not show, leave=progress is True) as bar:
         return backends.BACKENDS[backend](runs, training_data, evaluation_data, n_jobs,
                                           lambda: bar.update(1))
 
