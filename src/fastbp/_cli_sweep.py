@@ -60,26 +60,29 @@ def _choices(allowed: list[str], what: str) -> Any:
 def register(sub: Any) -> None:
     """Add the ``sweep`` subcommand to the ``fastbp`` parser's subparsers."""
     s = sub.add_parser("sweep", help="train a grid of hyper-parameters on MNIST in parallel",
-                       description=__doc__.split("\n\n")[1].replace("``", ""),
+                       description=__doc__.split("\n", 2)[2].replace("``", "")
+                       .replace("::", ":"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--sizes", type=_list(int, "--sizes"), nargs="+", default=[[784, 30, 10]],
                    metavar="784,30,10", help="one or more layer lists (784,30,10)")
-    s.add_argument("--eta", type=_list(float, "--eta"), default=[0.5], help="learning rates (0.5)")
+    s.add_argument("--eta", type=_list(float, "--eta"), default=[0.5], metavar="ETA,...",
+                   help="learning rates (0.5)")
     s.add_argument("--lmbda", type=_list(float, "--lmbda"), default=[0.0],
-                   help="L2 regularisation (0)")
+                   help="L2 regularisation (0)", metavar="LMBDA,...")
     s.add_argument("--batch-size", type=_list(int, "--batch-size"), default=[10],
-                   help="mini-batch sizes (10)")
+                   help="mini-batch sizes (10)", metavar="N,...")
     s.add_argument("--cost", type=_choices(list(COST_NAMES), "--cost"),
-                   default=["cross-entropy"], help="costs (cross-entropy)")
+                   default=["cross-entropy"], help="costs (cross-entropy)", metavar="COST,...")
     s.add_argument("--activation", type=_choices(["sigmoid", "tanh", "relu"], "--activation"),
-                   default=["sigmoid"], help="activations (sigmoid)")
+                   default=["sigmoid"], help="activations (sigmoid)", metavar="NAME,...")
     s.add_argument("--dtype", type=_choices(["float64", "float32"], "--dtype"),
-                   default=["float64"])
+                   default=["float64"], metavar="DTYPE,...")
     s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--seeds", type=_list(int, "--seeds"), default=[0], help="seeds (0)")
+    s.add_argument("--seeds", type=_list(int, "--seeds"), default=[0], metavar="SEED,...",
+                   help="seeds (0)")
     s.add_argument("--monitor", type=_choices(list(MONITORS), "--monitor"),
                    default=["evaluation_accuracy"],
-                   help="what to record per epoch (evaluation_accuracy)")
+                   help="what to record per epoch (evaluation_accuracy)", metavar="METRIC,...")
     s.add_argument("--evaluate-on", choices=["validation", "test"], default="validation",
                    help="evaluation data (validation, as the book's chapter 3)")
     s.add_argument("--early-stopping", type=int, default=0, metavar="N",
