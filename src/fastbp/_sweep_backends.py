@@ -115,9 +115,7 @@ def _compact(data: Any) -> Any:
 def _expand(part: Any) -> Any:
     if part is None or part[0] == "list":
         return None if part is None else part[1]
-    _, xs, ys, labels = part
-    if not xs.flags.writeable:  # e.g. Ray's zero-copy arrays: the packer wants its own
-        xs, ys = xs.copy(), ys.copy()
+    _, xs, ys, labels = part  # Ray's zero-copy arrays are read-only: packing only reads
     if labels:
         return [(x, int(y)) for x, y in zip(xs, ys.tolist())]
     return list(zip(xs, ys))
