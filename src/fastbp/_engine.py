@@ -352,7 +352,8 @@ class CompiledNetwork:
         """The SGD loop: one ``random.shuffle`` of an index list per epoch (the same
         calls, so the same mini-batches, as shuffling the data list), one compiled call
         per epoch, then ``after_epoch(j, net, eta)``, which returns the eta for the next
-        epoch or None to stop."""
+        epoch or None to stop.  ``rng``: a ``random.Random`` to shuffle with instead of
+        the global generator."""
         threads = threads_for(self.sizes, batch, train.density(self.sizes[0]))
         self._claim()
         try:
