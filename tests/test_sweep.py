@@ -143,6 +143,19 @@ def test_each_run_equals_the_classic_seeded_run(grid: dict, options: dict) -> No
     assert_classic(results, 4, {**options, **ALL_MONITORS})
 
 
+@settings(max_examples=15, deadline=None)
+@given(eta=st.lists(st.floats(0, 4), min_size=1, max_size=3),
+       lmbda=st.floats(0, 3), batch=st.integers(1, 130), hidden=st.integers(1, 9),
+       seeds=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=2),
+       n_jobs=st.integers(1, 3))
+def test_random_settings_equal_the_classic_runs(eta, lmbda, batch, hidden, seeds, n_jobs):
+    options = {"sizes": [12, hidden, 3], "mini_batch_size": batch, "lmbda": lmbda,
+               "monitor_training_cost": True, "monitor_evaluation_accuracy": True}
+    results = fastbp.sweep({"eta": eta}, TRAIN, 2, EVAL, seeds=seeds, n_jobs=n_jobs, **options)
+    assert [(r["eta"], r["seed"]) for r in results] == [(e, s) for e in eta for s in seeds]
+    assert_classic(results, 2, options)
+
+
 def test_a_run_matches_the_pure_python_reference() -> None:
     import network2_loop
 
