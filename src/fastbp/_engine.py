@@ -8,6 +8,7 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import operator
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
 # ---------------------------------------------------------------- threads
 
 _num_threads: int | None = None
+_local = threading.local()  # this thread's override (see threads_in_this_thread)
 
 # Automatic threading.  A second thread pays once a mini-batch carries some arithmetic
 # (the benchmark report's thread study: from mini-batch 10 of [784,30,10] up; not at
@@ -86,6 +88,24 @@ def get_num_threads() -> int | None:
     return _env_seen[1]
 
 
+@contextlib.contextmanager
+def threads_in_this_thread(n: int) -> Iterator[None]:
+    """Run the kernels called from this thread on ``n`` threads, overriding
+    ``set_num_threads`` (which is global) for this thread only, e.g. in a sweep that
+    trains one network per thread."""
+    before = getattr(_local, "num_threads", None)
+    _local.num_threads = n
+    try:
+        yield
+    finally:
+        _local.num_threads = before
+
+
+def _requested_threads() -> int | None:
+    n = getattr(_local, "num_threads", None)
+    return n if n is not None else get_num_threads()
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -121,7 +141,7 @@ def _second_core_free() -> bool:
 def threads_for(sizes: list[int], batch: int, density: float = 1.0,
                 min_flops: int = AUTO_THREAD_MIN_FLOPS) -> int:
     """Threads for training mini-batches of ``batch`` samples through ``sizes``."""
-    n = get_num_threads()
+    n = _requested_threads()
     if n is not None:
         return n
     if _CORES < 2:
@@ -133,7 +153,7 @@ def threads_for(sizes: list[int], batch: int, density: float = 1.0,
 
 def eval_threads() -> int:
     """Threads for forward passes over many samples (always worth it)."""
-    n = get_num_threads()
+    n = _requested_threads()
     return n if n is not None else min(2, _CORES)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,20 @@ def check_sizes(sizes: Any) -> list[int]:
             raise ValueError(f"sizes[{i}] must be a positive integer, got {w}")
         if w > 2**31 - 1:
             raise ValueError(f"sizes[{i}] = {w} is too large")
-    return [int(w) for w in widths]
+    widths = [int(w) for w in widths]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    if params * 8 > _physical_memory():
+        raise ValueError(f"sizes {widths} need {params:,} parameters ({params * 8 / 2**30:.1f} "
+                         "GiB in float64), more than this machine's memory")
+    return widths
+
+
+def _physical_memory() -> int:
+    """Bytes of RAM (a generous bound where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**40
 
 
 def check_dtype(dtype: Any) -> np.dtype:

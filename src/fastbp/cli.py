@@ -1,4 +1,5 @@
-"""The ``fastbp`` command: ``fastbp train`` (the main job), ``fastbp bench``, ``fastbp info``.
+"""The ``fastbp`` command: ``fastbp train`` (the main job), ``fastbp sweep``, ``fastbp bench``,
+``fastbp info``.
 
 ``python -m fastbp train`` trains on MNIST with the classic network.py defaults
 ([784, 30, 10], 30 epochs, mini-batch 10, eta 3.0, quadratic cost) and prints the
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _core, _files, mnist_loader, network, network2
+from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, network2
 from ._engine import eval_threads, get_num_threads, set_num_threads
 from ._validate import MAX_COUNT, MAX_LAYERS
 
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the fastbp source checkout (default: search upwards from here)")
 
     sub.add_parser("info", help="show the build: version, SIMD path, threads, data location")
+    _cli_sweep.register(sub)
     return parser
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:  # before or after training (during it, _train says more)
             print("fastbp: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+    if args.command == "sweep":
+        return _cli_sweep.run(args)
     return _info()
 
 

@@ -1,0 +1,372 @@
+"""``fastbp sweep``: a hyper-parameter sweep on MNIST from the command line.
+
+Every option takes comma-separated values (``--eta 0.025,0.25,2.5 --lmbda 0,5``;
+``--sizes`` takes one or more comma-separated layer lists); the sweep trains every
+combination for every seed (``fastbp.sweep``), prints a table, names the best run,
+writes ``PREFIX.csv`` (one row per run and epoch), ``PREFIX.json`` and ``PREFIX.md``
+with ``--out PREFIX``, and draws the chosen metric per epoch for each run with
+``--plot`` (plus a heat map when exactly two parameters vary).  The book's
+three-learning-rates figure (chapter 3, multiple_eta.py) is::
+
+    fastbp sweep --eta 0.025,0.25,2.5 --lmbda 5 --epochs 30 --monitor training_cost \\
+        --seeds 12345678 --plot multiple_eta.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import mnist_loader
+from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
+
+# command-line option -> sweep parameter
+PARAMS = {"sizes": "sizes", "eta": "eta", "lmbda": "lmbda", "batch_size": "mini_batch_size",
+          "cost": "cost", "activation": "activation", "dtype": "dtype"}
+
+
+def _list(kind: Any, what: str) -> Any:
+    def parse(text: str) -> list:
+        try:
+            values = [kind(s) for s in text.replace(" ", "").split(",") if s]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated values, "
+                                             f"got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{what}: no values in {text!r}")
+        return values
+    return parse
+
+
+def _choices(allowed: list[str], what: str) -> Any:
+    def parse(text: str) -> list[str]:
+        values = _list(str, what)(text)
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{what}: unknown {', '.join(bad)} "
+                                             f"(choose from {', '.join(allowed)})")
+        return values
+    return parse
+
+
+def register(sub: Any) -> None:
+    """Add the ``sweep`` subcommand to the ``fastbp`` parser's subparsers."""
+    s = sub.add_parser("sweep", help="train a grid of hyper-parameters on MNIST in parallel",
+                       description=__doc__.split("\n", 2)[2].replace("``", "")
+                       .replace("::", ":"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--sizes", type=_list(int, "--sizes"), nargs="+", default=[[784, 30, 10]],
+                   metavar="784,30,10", help="one or more layer lists (784,30,10)")
+    s.add_argument("--eta", type=_list(float, "--eta"), default=[0.5], metavar="ETA,...",
+                   help="learning rates (0.5)")
+    s.add_argument("--lmbda", type=_list(float, "--lmbda"), default=[0.0],
+                   help="L2 regularisation (0)", metavar="LMBDA,...")
+    s.add_argument("--batch-size", type=_list(int, "--batch-size"), default=[10],
+                   help="mini-batch sizes (10)", metavar="N,...")
+    s.add_argument("--cost", type=_choices(list(COST_NAMES), "--cost"),
+                   default=["cross-entropy"], help="costs (cross-entropy)", metavar="COST,...")
+    s.add_argument("--activation", type=_choices(["sigmoid", "tanh", "relu"], "--activation"),
+                   default=["sigmoid"], help="activations (sigmoid)", metavar="NAME,...")
+    s.add_argument("--dtype", type=_choices(["float64", "float32"], "--dtype"),
+                   default=["float64"], metavar="DTYPE,...")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--seeds", type=_list(int, "--seeds"), default=[0], metavar="SEED,...",
+                   help="seeds (0)")
+    s.add_argument("--monitor", type=_choices(list(MONITORS), "--monitor"),
+                   default=["evaluation_accuracy"],
+                   help="what to record per epoch (evaluation_accuracy)", metavar="METRIC,...")
+    s.add_argument("--evaluate-on", choices=["validation", "test"], default="validation",
+                   help="evaluation data (validation, as the book's chapter 3)")
+    s.add_argument("--early-stopping", type=int, default=0, metavar="N",
+                   help="stop a run after N epochs without better evaluation accuracy")
+    s.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help="train on the first N training images (all 50,000)")
+    s.add_argument("--backend", choices=BACKENDS, default="threads")
+    s.add_argument("--jobs", type=int, default=None, help="parallel runs (usable cores)")
+    s.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="with --backend dask: connect to this scheduler (default: local)")
+    s.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --backend ray: connect to this cluster (default: local)")
+    s.add_argument("--out", type=Path, default=None, metavar="PREFIX",
+                   help="write PREFIX.csv, PREFIX.json and PREFIX.md")
+    s.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="draw the first --monitor metric per epoch per run (needs matplotlib)")
+    s.add_argument("--data-dir", type=Path, default=None,
+                   help="directory with MNIST (default: $FASTBP_DATA, then the cache)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _grid(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Options with several values form the grid; single values are fixed options."""
+    grid, options = {}, {}
+    for option, name in PARAMS.items():
+        values = getattr(args, option)
+        (grid if len(values) > 1 else options)[name] = values if len(values) > 1 else values[0]
+    if not grid:  # a single run: a grid of one learning rate
+        grid["eta"] = [options.pop("eta")]
+    for m in args.monitor:
+        options[f"monitor_{m}"] = True
+    if args.early_stopping:
+        options["early_stopping_n"] = args.early_stopping
+    return grid, options
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fastbp sweep``: check everything, load MNIST, sweep, report."""
+    grid, options = _grid(args)
+    needs_evaluation = args.early_stopping > 0 or any(m.startswith("evaluation")
+                                                      for m in args.monitor)
+    try:
+        if args.train_size is not None and args.train_size < 1:
+            raise ValueError("--train-size must be >= 1")
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError("--jobs must be >= 1")
+        for option, path in (("--out", args.out), ("--plot", args.plot)):
+            if path is not None and not path.absolute().parent.is_dir():
+                raise ValueError(f"{option}: directory {path.absolute().parent} does not exist")
+        if args.plot is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib") is None:
+                raise ImportError("--plot needs matplotlib: pip install 'fastbp[plot]'")
+        runs = plan(grid, args.epochs, args.seeds, options, needs_evaluation)
+        from . import _sweep_backends
+
+        _sweep_backends.require(args.backend)
+    except (TypeError, ValueError, ImportError) as exc:
+        print(f"fastbp sweep: {exc}", file=sys.stderr)
+        return 2
+    try:
+        training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
+    except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
+        print(f"fastbp sweep: could not load MNIST:\n{exc}", file=sys.stderr)
+        return 1
+    training = training[:args.train_size]
+    evaluation = (test if args.evaluate_on == "test" else validation) if needs_evaluation \
+        else None
+    _connect(args)
+    fixed = ", ".join(f"{k} {_fmt(v)}" for k, v in options.items()
+                      if not k.startswith("monitor_"))
+    print(f"fastbp sweep: {len(runs)} runs ({len(runs) // len(args.seeds)} settings x "
+          f"{len(args.seeds)} seeds) of {args.epochs} epochs on {len(training)} training "
+          f"images; {fixed}; backend {args.backend}")
+    start = time.perf_counter()
+    results = sweep(grid, training, args.epochs, evaluation_data=evaluation, seeds=args.seeds,
+                    backend=args.backend, n_jobs=args.jobs,
+                    progress=False if args.no_progress else None, **options)
+    elapsed = time.perf_counter() - start
+    sizes = {"training": len(training), "evaluation": len(evaluation or ())}
+    columns = [*grid, "seed"]
+    rows = summary(results, columns, args.monitor, sizes)
+    print(_text_table(rows))
+    print(f"{len(results)} runs in {elapsed:.1f} s")
+    try:
+        best, metric, epoch = best_run(results, args.monitor[0])
+        where = ", ".join(f"{k} {_fmt(best[k])}" for k in columns)
+        print(f"best run by {metric}: {where}: "
+              f"{_metric_text(metric, best[metric][epoch], sizes)} (epoch {epoch})")
+    except ValueError as exc:  # every run diverged
+        print(f"no best run: {exc}")
+    if args.out is not None:
+        settings = {"epochs": args.epochs, **options, **{f"{k}_size": n for k, n in sizes.items()},
+                    "evaluate_on": args.evaluate_on if evaluation is not None else None}
+        for path in write_reports(results, rows, columns, settings, args.out):
+            print(f"wrote {path}")
+    if args.plot is not None:
+        plot(results, list(grid), args.monitor[0], sizes, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> None:
+    """Join a remote Dask scheduler or Ray cluster; the sweep then runs there."""
+    if args.backend == "dask" and args.dask_scheduler:
+        from distributed import Client
+
+        Client(args.dask_scheduler)  # becomes the default client
+    if args.backend == "ray" and args.ray_address:
+        import ray
+
+        ray.init(address=args.ray_address)
+
+
+# ---------------------------------------------------------------- tables and files
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _metric_text(metric: str, value: float, sizes: dict) -> str:
+    if metric.endswith("accuracy"):
+        n = sizes[metric.split("_")[0]]
+        return f"{100 * value / n:.2f}%"
+    return f"{value:.4f}"
+
+
+def summary(results: list[dict], columns: list[str], monitors: list[str],
+            sizes: dict) -> list[dict]:
+    """One row per run: its grid values and seed, then each monitored metric's final
+    value (and, for accuracies, the best epoch's), the epochs run and the seconds."""
+    rows = []
+    for r in results:
+        row = {c: _fmt(r[c]) for c in columns}
+        for m in monitors:
+            values = r[m]
+            if m.endswith("accuracy"):
+                best = max(range(len(values)), key=values.__getitem__) if values else None
+                row[f"best {m}"] = (f"{_metric_text(m, values[best], sizes)} (epoch {best})"
+                                    if values else "-")
+            row[f"final {m}"] = _metric_text(m, values[-1], sizes) if values else "-"
+        row["epochs"] = str(max((len(r[m]) for m in monitors), default=0))
+        row["seconds"] = f"{r['seconds']:.1f}"
+        if "error" in r:
+            row["error"] = r["error"]
+        rows.append(row)
+    return rows
+
+
+def _headers(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
+def _text_table(rows: list[dict]) -> str:
+    headers = _headers(rows)
+    widths = [max(len(h), *(len(row.get(h, "")) for row in rows)) for h in headers]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(row.get(h, "").ljust(w) for h, w in zip(headers, widths)).rstrip()
+              for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    headers = _headers(rows)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row.get(h, "").replace("|", "\\|") for h in headers) + " |"
+              for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(results: list[dict], columns: list[str]) -> str:
+    """One row per run and epoch: the run's grid values, seed, epoch and the monitor
+    values of that epoch (empty where not monitored)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*columns, "epoch", *MONITORS])
+    for r in results:
+        for epoch in range(max(len(r[m]) for m in MONITORS)):
+            writer.writerow([_fmt(r[c]) for c in columns] + [epoch] + [
+                r[m][epoch] if epoch < len(r[m]) else "" for m in MONITORS])
+    return out.getvalue()
+
+
+def write_reports(results: list[dict], rows: list[dict], columns: list[str], settings: dict,
+                  prefix: Path) -> list[Path]:
+    """PREFIX.csv, PREFIX.json and PREFIX.md, each written atomically."""
+    paths = [prefix.with_name(prefix.name + ext) for ext in (".csv", ".json", ".md")]
+    texts = [csv_text(results, columns),
+             json.dumps({"settings": settings, "results": results}, indent=1),
+             "# fastbp sweep\n\n" + ", ".join(f"{k} {_fmt(v)}" for k, v in settings.items())
+             + "\n\n" + markdown_table(rows)]
+    for path, text in zip(paths, texts):
+        write_atomic(path, text.encode("utf-8"))
+    return paths
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                               dir=path.absolute().parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ---------------------------------------------------------------- the plot
+
+
+def plot(results: list[dict], varied: list[str], metric: str, sizes: dict,
+         path: Path) -> Any:
+    """``metric`` per epoch, one line per run; beside it, when exactly two parameters
+    vary, a heat map of their best-epoch value (mean over seeds).  Returns the figure."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("fastbp sweep: --plot needs matplotlib: pip install 'fastbp[plot]'"
+                         ) from None
+    accuracy = metric.endswith("accuracy")
+    scale = 100 / sizes[metric.split("_")[0]] if accuracy else 1.0
+    varied = [k for k in varied if len({_fmt(r[k]) for r in results}) > 1]
+    heat = len(varied) == 2
+    fig, axes = plt.subplots(1, 2 if heat else 1, figsize=(12 if heat else 7, 4.5),
+                             squeeze=False)
+    ax = axes[0][0]
+    seeds = len({r["seed"] for r in results}) > 1
+    for r in results:
+        label = ", ".join(f"{k} {_fmt(r[k])}" for k in varied + (["seed"] if seeds else []))
+        ax.plot(range(len(r[metric])), [v * scale for v in r[metric]], "o-", ms=3,
+                label=label.replace("eta", "$\\eta$"))
+    ax.set(xlabel="Epoch", ylabel=metric.replace("_", " ") + (" (%)" if accuracy else ""))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    if len(results) <= 16:  # beyond that a legend hides the lines
+        ax.legend(fontsize="small")
+    if heat:
+        _heat_map(axes[0][1], results, varied, metric, scale, accuracy)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return fig
+
+
+def _heat_map(ax: Any, results: list[dict], varied: list[str], metric: str, scale: float,
+              accuracy: bool) -> None:
+    import numpy as np
+
+    rows = list(dict.fromkeys(_fmt(r[varied[0]]) for r in results))
+    cols = list(dict.fromkeys(_fmt(r[varied[1]]) for r in results))
+    cells: dict[tuple, list[float]] = {}
+    pick = max if accuracy else min
+    for r in results:
+        if r[metric]:
+            key = (rows.index(_fmt(r[varied[0]])), cols.index(_fmt(r[varied[1]])))
+            cells.setdefault(key, []).append(pick(r[metric]) * scale)
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for (i, j), values in cells.items():
+        grid[i, j] = float(np.mean(values))
+    image = ax.imshow(grid, cmap="viridis" if accuracy else "viridis_r", aspect="auto")
+    ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)),
+           yticklabels=rows, xlabel=varied[1], ylabel=varied[0],
+           title=f"{'best' if accuracy else 'lowest'} {metric.replace('_', ' ')}")
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}" if accuracy else f"{value:.3g}", ha="center",
+                    va="center", color="white", fontsize="small")
+    ax.figure.colorbar(image, ax=ax)
