@@ -27,7 +27,8 @@ BEST = re.compile(r"^best (test|validation) accuracy (\d+\.\d\d)% \(epoch (\d+)\
 def full_mnist():
     env = os.environ.get("FASTBP_DATA")
     if not env or not os.path.isdir(env):
-        pytest.skip("real MNIST not available: set FASTBP_DATA (e.g. /work/shared/data)")
+        pytest.skip("real MNIST not available: set FASTBP_DATA to a directory holding it, "
+                    "or run `python -m fastbp train` once to cache it")
     try:
         return mnist_loader.load_data_wrapper(download=False)
     except mnist_loader.MNISTNotFoundError as exc:
