@@ -8,7 +8,6 @@ computations (finite differences, the layers composed by hand).  Real-MNIST test
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 
@@ -428,15 +427,14 @@ def test_functions():
 
 @pytest.fixture(scope="module")
 def book_mnist():
-    env = os.environ.get("FASTBP_DATA")
-    if not env:
-        pytest.skip("real MNIST not available: FASTBP_DATA is not set")
+    """Real MNIST from wherever the loader finds it without downloading."""
     from fastbp import mnist_loader
 
     try:
         mnist_loader.load_data(download=False)
     except mnist_loader.MNISTNotFoundError as exc:
-        pytest.skip(f"real MNIST not available in FASTBP_DATA={env}: {exc}")
+        pytest.skip(f"real MNIST not available (set FASTBP_DATA, or run `python -m fastbp "
+                    f"train` once to cache it): {exc}")
     return scratch.load_mnist(normalize=True, one_hot_label=True)
 
 
