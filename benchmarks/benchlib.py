@@ -268,6 +268,7 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
 
     np.random.seed(seed)
     net = network.Network(list(sizes), dtype=dtype)
+    training = list(data.pairs)  # SGD shuffles its argument in place, as network.py does
 
     def epoch() -> None:
         fastbp.set_num_threads(threads)
@@ -276,7 +277,7 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
         random.seed(seed)
         try:
             with _quiet():
-                net.SGD(data.pairs, epochs, batch, eta)
+                net.SGD(training, epochs, batch, eta)
         finally:
             fastbp.set_kernels(before)
 

@@ -33,6 +33,11 @@ class Packed:
     labels: np.ndarray | None = None  # (n,) int64 class labels
     order: np.ndarray | None = None  # position i of the caller's data is packed row order[i]
 
+    def __repr__(self) -> str:  # short: tracebacks would otherwise print every value
+        return (f"Packed(n={self.n}, nnz={self.values.size}, dtype={self.values.dtype}, "
+                f"y={'yes' if self.y is not None else 'no'}, "
+                f"labels={'yes' if self.labels is not None else 'no'})")
+
     def density(self, n_in: int) -> float:
         """Fraction of non-zero inputs."""
         return self.values.size / max(1, self.n * n_in)
