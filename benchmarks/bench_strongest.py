@@ -32,13 +32,13 @@ def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float6
 
     np.random.seed(seed)
     net = network.Network(list(sizes), dtype=dtype)
-    packed = net._pack(data.pairs, "vector", "training_data")
-    wt, b, _ = net._params(copy=True)
-    handle = net._net(wt, b)
+    packed = net._pack(data.pairs, "train", "training_data")
+    wt, b = net._params()
+    handle = net._net(wt, b, list(sizes))
     order = np.asarray(bl.shuffled_order(data.n, seed), dtype=np.int64)
     args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
     if threads is None:
-        threads = _engine.threads_for(net.sizes, batch, packed.density(sizes[0]))
+        threads = _engine.threads_for(list(sizes), batch, packed.density(sizes[0]))
 
     def epoch() -> None:
         _core.train(handle, *args, order, batch, bl.ETA, 0.0, float(data.n), threads)
@@ -170,7 +170,7 @@ def test_pack_fresh_list(benchmark, data):
         _packing.clear_cache()
         return ([(x.copy(), y) for x, y in data.pairs],), {}
 
-    benchmark.pedantic(lambda pairs: net._pack(pairs, "vector", "training_data"),
+    benchmark.pedantic(lambda pairs: net._pack(pairs, "train", "training_data"),
                        setup=setup, rounds=3, iterations=1)
 
 
@@ -180,8 +180,8 @@ def test_pack_cache_check(benchmark, data):
 
     net = network.Network(list(bl.MAIN_SIZES))
     benchmark.group = "packing 50,000 pairs"
-    first = net._pack(data.pairs, "vector", "training_data")
-    again = benchmark(net._pack, data.pairs, "vector", "training_data")
+    first = net._pack(data.pairs, "train", "training_data")
+    again = benchmark(net._pack, data.pairs, "train", "training_data")
     assert again is first
 
 
