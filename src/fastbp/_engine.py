@@ -561,26 +561,27 @@ class CompiledNetwork:
         path then checks them and explains)."""
         dtype = self.dtype
         weights, biases = self.weights, self.biases
-        if (type(weights) is not list or type(biases) is not list
-                or len(weights) != len(biases) or not weights):
+        if (type(weights) is not list or type(biases) is not list or not weights
+                or len(weights) != len(biases)):
             return None
-        last = len(weights) - 1
         a = x if x.dtype == dtype else _cast_input(x, dtype)
-        softmax = self._softmax_output()
+        if not _finite_column(a):
+            raise ValueError("feedforward: the input contains NaN or inf")
+        bias_activate = _BIAS_ACTIVATE[dtype.char]
         act = ACTIVATIONS[self._activation]
-        for l, (w, b) in enumerate(zip(weights, biases)):
-            if (type(w) is not np.ndarray or type(b) is not np.ndarray or w.dtype != dtype
-                    or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
-                    or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
-                return None
-            with np.errstate(all="ignore"):  # NaN/inf are reported just below
-                z = np.dot(w, a)
-            if not _core.bias_activate(z, b, act, softmax and l == last):
-                raise ValueError("feedforward: the input or the parameters contain NaN or inf"
-                                 if l == 0 or np.isfinite(a).all() else
-                                 "feedforward: NaN or inf in the parameters")
-            a = z
-        return a
+        last = len(weights) - 1
+        softmax = self._softmax_output()
+        try:
+            for l, (w, b) in enumerate(zip(weights, biases)):
+                z = w.dot(a)  # the input is finite: only parameters can make NaN/inf here
+                if not bias_activate(z, b, act, softmax and l == last):
+                    break
+                a = z
+            else:
+                return a
+        except (AttributeError, TypeError, ValueError):
+            return None  # not plain arrays of the dtype, or shapes that do not chain
+        raise ValueError("feedforward: NaN or inf in the parameters")
 
     def _softmax_output(self) -> bool:
         return False
@@ -617,14 +618,15 @@ class CompiledNetwork:
         softmax = self._softmax_output()
         last = len(weights) - 1
         activations = [x if x.dtype == dtype else _cast_input(x, dtype)]
+        if not _finite_column(activations[0]):
+            raise ValueError("backprop: the input contains NaN or inf")
         for l, (w, b) in enumerate(zip(weights, biases)):
             a = activations[-1]
             if (type(w) is not np.ndarray or type(b) is not np.ndarray or w.dtype != dtype
                     or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
                     or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
                 return None
-            with np.errstate(all="ignore"):  # NaN/inf are reported just below
-                z = np.dot(w, a)
+            z = np.dot(w, a)  # the input is finite: only parameters can make NaN/inf here
             if error is not None and l == last:  # keep z for the user's delta(z, a, y)
                 z += b
                 a = z.copy()
@@ -724,6 +726,16 @@ class Epoch:
     def data(self) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
         return self.caller if self.caller is not None else self.items()
+
+
+_BIAS_ACTIVATE = {"d": _core.bias_activate["double"], "f": _core.bias_activate["float"]}
+
+
+def _finite_column(a: np.ndarray) -> bool:
+    """No NaN or inf in the column ``a`` (in C where it is contiguous)."""
+    if a.flags.c_contiguous:
+        return _core.all_finite([a])
+    return bool(np.isfinite(a).all())
 
 
 def _cast_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
