@@ -462,3 +462,23 @@ def test_mutating_sizes_does_not_change_what_the_network_is(data):
     test = data[2]
     assert net.evaluate(test) == network_loop.Network.evaluate(net, test)
     assert net.feedforward(test[0][0]).shape == (10, 1)
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_patching_the_class_itself_is_honoured(data, module, ref, monkeypatch):
+    """``Network.backprop = ...`` (a patch of the class, not a subclass) is an override."""
+    training = data[0]
+    results = []
+    for mod in (module, ref):
+        original = mod.Network.backprop
+        monkeypatch.setattr(mod.Network, "backprop", lambda self, x, y, f=original: tuple(
+            [2 * g for g in gs] for gs in f(self, x, y)))
+        random.seed(3)
+        np.random.seed(3)
+        net = mod.Network(SIZES)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(list(training), 1, 10, 0.5)
+        results.append(net)
+        monkeypatch.undo()
+    assert_same_params([results[0]], [results[1]])

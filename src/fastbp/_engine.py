@@ -193,7 +193,9 @@ class CompiledNetwork:
     """
 
     _activation = "sigmoid"
-    _FASTBP_CLASS: type | None = None  # the drop-in class whose methods are fastbp's
+    # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
+    # instance attribute or a patch of the class itself all count as an override
+    _ORIGINALS: dict = {}
 
     def _setup(self, sizes: Any, dtype: Any) -> None:
         self.sizes = check_sizes(sizes)
@@ -237,9 +239,9 @@ class CompiledNetwork:
 
     def _overridden(self, names: tuple[str, ...]) -> list[str]:
         """Which of the methods ``names`` a subclass or the instance replaces."""
-        base = self._FASTBP_CLASS or type(self)
+        originals = self._ORIGINALS  # fastbp's own functions, kept when the class was made
         return [n for n in names
-                if n in vars(self) or getattr(type(self), n, None) is not getattr(base, n, None)]
+                if n in vars(self) or getattr(type(self), n, None) is not originals.get(n)]
 
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
@@ -694,7 +696,7 @@ class Epoch:
             self.n = self.arrays[0].shape[0]
         else:
             self.base = (training_data[:] if self.caller is not None
-                         else _materialize(training_data, "training_data"))
+                         else _private_list(training_data))
             self.n = len(self.base)
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed: Packed | None = None
@@ -783,15 +785,21 @@ def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
     return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0)
 
 
-def _materialize(data: Any, what: str) -> list:
+HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedforward",
+                    "evaluate", "accuracy", "total_cost")
+
+
+def record_originals(cls: type) -> None:
+    """Remember ``cls``'s own methods, so that later replacements are seen as overrides."""
+    cls._ORIGINALS = {n: getattr(cls, n) for n in HONOURED_METHODS if hasattr(cls, n)}
+
+
+def _private_list(data: Any) -> list:
     """A private list of the pairs in ``data`` (a tuple, generator, zip, ...)."""
-    if data is None or isinstance(data, (np.ndarray, str, bytes)):
-        raise TypeError(f"{what} must be a list of (x, y) pairs, got {type(data).__name__}")
-    try:
-        return list(data)
-    except TypeError:
-        raise TypeError(f"{what} must be a list of (x, y) pairs, "
-                        f"got {type(data).__name__}") from None
+    if isinstance(data, np.ndarray):
+        raise TypeError("training_data must be a list of (x, y) pairs or an (X, Y) pair of "
+                        "arrays, got one array")
+    return list(as_list("training_data", data))
 
 
 def _in_packed_order(items: list, order: np.ndarray) -> list:

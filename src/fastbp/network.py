@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _classic
-from ._engine import CompiledNetwork, Epoch, classic_data, listed
+from ._engine import CompiledNetwork, Epoch, classic_data, listed, record_originals
 from ._validate import check_callback, check_count, check_flags, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -132,4 +132,4 @@ sigmoid = _classic.sigmoid
 sigmoid_prime = _classic.sigmoid_prime
 
 
-Network._FASTBP_CLASS = Network
+record_originals(Network)

@@ -40,6 +40,7 @@ from ._engine import (
     Epoch,
     classic_data,
     listed,
+    record_originals,
 )
 from ._packing import Packed, as_arrays
 from ._validate import check_count, check_rate, check_sizes
@@ -558,4 +559,4 @@ sigmoid = _classic.sigmoid
 sigmoid_prime = _classic.sigmoid_prime
 
 
-Network._FASTBP_CLASS = Network
+record_originals(Network)
