@@ -7,7 +7,7 @@
 # out-of-bounds reads and writes, use-after-free and UB in the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${FASTBP_SANITIZE_DIR:-/tmp/fastbp-asan}"
+out="${FASTBP_SANITIZE_DIR:-$(pwd)/build/asan}"  # build/ is ignored by git
 rm -rf "$out"
 python -m pip install --quiet --no-deps --no-build-isolation --target "$out/site" \
     -Cbuild-dir="$out/build" -Ccmake.define.FASTBP_SANITIZE=ON -Ccmake.build-type=RelWithDebInfo .
