@@ -8,16 +8,11 @@
 int64_t fbp_count_nonzero_f(const float *x, int64_t n, int *nonfinite);
 int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite);
 
-/* Append the non-zeros of x[:n] (column index, value) at position p, writing nothing
- * at or past `end`; returns the new position. */
-int64_t fbp_append_nonzero_ff(const float *x, int64_t n, int32_t *idx, float *val, int64_t p,
-                              int64_t end);
-int64_t fbp_append_nonzero_fd(const float *x, int64_t n, int32_t *idx, double *val, int64_t p,
-                              int64_t end);
-int64_t fbp_append_nonzero_df(const double *x, int64_t n, int32_t *idx, float *val, int64_t p,
-                              int64_t end);
-int64_t fbp_append_nonzero_dd(const double *x, int64_t n, int32_t *idx, double *val, int64_t p,
-                              int64_t end);
+/* The positions j of the non-zeros of x[:n] (NaN counts as non-zero) written to pos,
+ * which must have room for n + 8 (slots past the count are scratch); returns the count.
+ * Uses AVX2 where the kernels do (fbp_isa). */
+int64_t fbp_nonzero_positions_f(const float *x, int64_t n, int32_t *pos);
+int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos);
 
 /* 1 if none of x[:n] is NaN or inf. */
 int fbp_all_finite_d(const double *x, int64_t n);
@@ -29,9 +24,10 @@ int fbp_all_finite_f(const float *x, int64_t n);
  * (a NaN or inf) or FBP_BAD_OVERFLOW (a double beyond float range, when the output is
  * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
  * if out_double, else float).  Both return FBP_PACK_NOTHREAD if a thread could not be
- * started (then nothing was done). */
+ * started (then nothing was done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch
+ * could not be allocated. */
 #define FBP_PACK_MAX_THREADS 64
-enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2 };
+enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
                        int64_t *counts, int out_double, int nthreads, int *why);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
