@@ -59,6 +59,13 @@ cdef extern from "fbp_kernels.h" nogil:
                        double **gb, double **gwt, fbp_interrupt *intr)
     int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                        float **gb, float **gwt, fbp_interrupt *intr)
+    int FBP_BADINPUT
+    int fbp_dense_batch_d(const fbp_net *net, const void *x, int x_double, int64_t m,
+                          const double *y, double scale, double **gb, double **gwt,
+                          double *out, int nthreads, int64_t *bad)
+    int fbp_dense_batch_f(const fbp_net *net, const void *x, int x_double, int64_t m,
+                          const float *y, double scale, float **gb, float **gwt,
+                          float *out, int nthreads, int64_t *bad)
     const char *fbp_isa()
     const char *fbp_set_isa(int best)
 
@@ -67,6 +74,7 @@ cdef extern from "fbp_pack.h" nogil:
     int64_t fbp_count_nonzero_d(const double *x, int64_t n, int *nonfinite)
     int FBP_BAD_OVERFLOW
     int FBP_PACK_NOTHREAD
+    int FBP_PACK_NOMEM
     int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
                            int64_t *counts, int out_double, int nthreads, int *why)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
@@ -158,6 +166,10 @@ cdef class _Net:
 
     def __cinit__(self, list wt, list b, int64_t[::1] sizes, int activation, int cost):
         cdef Py_ssize_t L = len(wt), l
+        if L < 1 or L > 63 or len(b) != L or sizes.shape[0] != L + 1:
+            # the kernels keep per-layer pointers in arrays of 64 (layers 0..L)
+            raise ValueError(f"a network needs 1 to 63 weight layers with a bias each, got "
+                             f"{L} weight arrays, {len(b)} biases, {sizes.shape[0]} sizes")
         self.ptrs = <void **>malloc(2 * max(L, 1) * sizeof(void *))
         if self.ptrs == NULL:
             raise MemoryError()
@@ -264,6 +276,90 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
     intr.raise_status(status, "grad_sum")
 
 
+cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) except NULL:
+    """The data pointer of X after checking it is a C-contiguous (m, sizes[0]) float32 or
+    float64 array (the kernel reads exactly that many values)."""
+    if not cnp.PyArray_Check(X):
+        raise TypeError("X must be a NumPy array")
+    cdef cnp.ndarray a = <cnp.ndarray>X
+    if a.ndim != 2 or a.shape[0] != m or a.shape[1] != net.net.sizes[0] or m < 1:
+        raise ValueError(f"X has shape {X.shape}, expected ({m}, {net.net.sizes[0]})")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError("X must be C-contiguous")
+    if a.dtype.num == cnp.NPY_FLOAT64:
+        x_double[0] = True
+    elif a.dtype.num == cnp.NPY_FLOAT32:
+        x_double[0] = False
+    else:
+        raise TypeError(f"X must be float32 or float64, got {X.dtype}")
+    return cnp.PyArray_DATA(a)
+
+
+cdef _dense_status(int status, int64_t bad):
+    if status == FBP_BADINPUT:
+        raise ValueError(f"item {bad} contains NaN or inf")
+    if status == FBP_NOMEM:
+        raise MemoryError("fastbp: out of memory for the batch")
+    if status == FBP_NOTHREAD:
+        raise RuntimeError("fastbp: could not start a worker thread (use fewer threads: "
+                           "fastbp.set_num_threads)")
+
+
+def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list gwt,
+               int nthreads=1):
+    """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
+    (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
+    every element, padding included, is overwritten)."""
+    cdef int64_t m = y.shape[0], bad = -1
+    cdef bint x_double = False
+    cdef const void *xp = _dense_rows(net, X, m, &x_double)
+    if y.shape[1] != net.net.sizes[net.net.n_layers]:
+        raise ValueError(f"y has {y.shape[1]} columns, expected {net.net.sizes[net.net.n_layers]}")
+    cdef Py_ssize_t L = len(gb), l
+    cdef void **p = <void **>malloc(2 * L * sizeof(void *))
+    cdef int status
+    if p == NULL:
+        raise MemoryError()
+    cdef tuple keep = (tuple(gb), tuple(gwt), X)  # our own references for the call
+    try:
+        for l in range(L):
+            p[l] = _address(keep[0][l])
+            p[L + l] = _address(keep[1][l])
+        with nogil:
+            if real is double:
+                status = fbp_dense_batch_d(&net.net, xp, x_double, m, &y[0, 0], scale,
+                                           <double **>p, <double **>(p + L), NULL, nthreads,
+                                           &bad)
+            else:
+                status = fbp_dense_batch_f(&net.net, xp, x_double, m, &y[0, 0], scale,
+                                           <float **>p, <float **>(p + L), NULL, nthreads,
+                                           &bad)
+    finally:
+        free(p)
+    _dense_status(status, bad)
+
+
+def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1):
+    """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
+    into ``out`` (m, n_out): equal to ``forward`` on the same rows packed."""
+    cdef int64_t m = out.shape[0], bad = -1
+    cdef bint x_double = False
+    cdef const void *xp = _dense_rows(net, X, m, &x_double)
+    if out.shape[1] != net.net.sizes[net.net.n_layers]:
+        raise ValueError(f"out has {out.shape[1]} columns, expected "
+                         f"{net.net.sizes[net.net.n_layers]}")
+    cdef int status
+    cdef object keep = X
+    with nogil:
+        if real is double:
+            status = fbp_dense_batch_d(&net.net, xp, x_double, m, NULL, 0, NULL, NULL,
+                                       &out[0, 0], nthreads, &bad)
+        else:
+            status = fbp_dense_batch_f(&net.net, xp, x_double, m, NULL, 0, NULL, NULL,
+                                       &out[0, 0], nthreads, &bad)
+    _dense_status(status, bad)
+
+
 def csr_rows(real[:, ::1] X, int nthreads=1):
     """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
     row's first stored position with column >= n_in // 2; see fbp_data).
@@ -317,6 +413,8 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
 
 cdef _check_rows(int64_t bad, int why=0):
     """Raise for fbp_rows_count's / fbp_rows_fill's result (see fbp_pack.h)."""
+    if bad == FBP_PACK_NOMEM:
+        raise MemoryError("fastbp: out of memory while packing the inputs")
     if bad == FBP_PACK_NOTHREAD:
         raise RuntimeError("fastbp: could not start a worker thread for packing "
                            "(use fewer threads: fastbp.set_num_threads)")

@@ -12,6 +12,7 @@
 
 #include "fbp_barrier.h"
 #include "fbp_kernels.h"
+#include "fbp_pack.h"
 #include "fbp_pool.h"
 
 #define FBP_CAT3_(a, b, c) a##_##b##_##c
@@ -37,6 +38,12 @@ static inline __attribute__((always_inline)) void FN(store)(REAL *p, VEC v)
 {
     *(FN(uvec) *)p = v;
 }
+
+/* p, computed once into a register: the loads at p + i*VL then use constant offsets
+ * (left to itself GCC keeps a separate index register per vector of the row). */
+#ifndef FBP_ROW
+#define FBP_ROW(p) ({ __typeof__(p) fbp_row_ = (p); __asm__("" : "+r"(fbp_row_)); fbp_row_; })
+#endif
 
 static inline void FN(axpy)(REAL *restrict y, REAL a, const REAL *restrict x, int64_t n)
 {
@@ -94,7 +101,7 @@ static inline __attribute__((always_inline)) void FN(sparse_block)(
     for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
     for (int64_t p = 0; p < nnz; ++p) {
         const VEC v = x[p] - (VEC){0};
-        const REAL *restrict w = wt + (int64_t)idx[p] * ld;
+        const REAL *restrict w = FBP_ROW(wt + (int64_t)idx[p] * ld);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(w + i * VL);
     }
@@ -132,7 +139,7 @@ static inline __attribute__((always_inline)) void FN(rank1_block)(
     for (int i = 0; i < nv; ++i) d[i] = FN(load)(delta + i * VL);
     for (int64_t p = 0; p < nnz; ++p) {
         const VEC v = scale * x[p] - (VEC){0};
-        REAL *restrict w = wt + (idx ? (int64_t)idx[p] : k0 + p) * ld;
+        REAL *restrict w = FBP_ROW(wt + (idx ? (int64_t)idx[p] : k0 + p) * ld);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) FN(store)(w + i * VL, FN(load)(w + i * VL) + v * d[i]);
     }
@@ -518,6 +525,317 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
     return status;
 }
 
+/* ---- a whole batch at once: the first layer by input column (CSC) ----
+ *
+ * For a batch of m samples the first layer's product and weight gradient are taken
+ * column by column of the batch's inputs: each input unit k with a non-zero in the
+ * batch has its W^T row loaded into registers once and added into every sample that
+ * has it (forward), and its gradient row summed in registers over those samples and
+ * stored once (backward).  Per-sample gathers and read-modify-writes of rows in L2
+ * become register work, which pays once a column holds several samples (batches of
+ * tens and more). */
+
+/* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row). */
+static inline __attribute__((always_inline)) void FN(gather_block)(
+    REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
+    const REAL *restrict x, int64_t cnt, REAL scale, const int nv)
+{
+    VEC acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) acc[i] = (VEC){0};
+    for (int64_t q = 0; q < cnt; ++q) {
+        const VEC v = x[q] - (VEC){0};
+        const REAL *restrict ds = FBP_ROW(d + (int64_t)row[q] * ldd);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
+    }
+    const VEC sv = scale - (VEC){0};
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
+}
+
+/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row). */
+static inline __attribute__((always_inline)) void FN(gather_block_dense)(
+    REAL *restrict g, const REAL *restrict d, int64_t ldd, const REAL *restrict a, int64_t lda,
+    int64_t m, REAL scale, const int nv)
+{
+    VEC acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) acc[i] = (VEC){0};
+    for (int64_t s = 0; s < m; ++s) {
+        const VEC v = a[s * lda] - (VEC){0};
+        const REAL *restrict ds = FBP_ROW(d + s * ldd);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
+    }
+    const VEC sv = scale - (VEC){0};
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
+}
+
+/* z_s[0:nv*VL] += x_q * w[0:nv*VL] for the samples s = row[q] of one column, with this
+ * block of the column's weights held in registers. */
+static inline __attribute__((always_inline)) void FN(scatter_block)(
+    REAL *restrict z, int64_t ldz, const REAL *restrict w, const int32_t *restrict row,
+    const REAL *restrict x, int64_t cnt, const int nv)
+{
+    VEC wv[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) wv[i] = FN(load)(w + i * VL);
+    for (int64_t q = 0; q < cnt; ++q) {
+        const VEC v = x[q] - (VEC){0};
+        REAL *restrict zs = FBP_ROW(z + (int64_t)row[q] * ldz);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) FN(store)(zs + i * VL, FN(load)(zs + i * VL) + v * wv[i]);
+    }
+}
+
+/* scatter_block for the columns k0..k1-1 (weights: rows of wt), in increasing order. */
+static inline __attribute__((always_inline)) void FN(scatter_cols)(
+    REAL *z, int64_t ldz, const REAL *wt, int64_t ldw, const int64_t *colptr,
+    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, const int nv)
+{
+    for (int64_t k = k0; k < k1; ++k) {
+        const int64_t q0 = colptr[k], cnt = colptr[k + 1] - q0;
+        if (cnt) FN(scatter_block)(z, ldz, wt + k * ldw, row + q0, x + q0, cnt, nv);
+    }
+}
+
+/* gather_block for the columns k0..k1-1, into rows k of g. */
+static inline __attribute__((always_inline)) void FN(gather_cols)(
+    REAL *g, int64_t ldg, const REAL *d, int64_t ldd, const int64_t *colptr,
+    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, REAL scale, const int nv)
+{
+    for (int64_t k = k0; k < k1; ++k) {
+        const int64_t q0 = colptr[k];
+        FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0, scale, nv);
+    }
+}
+
+#define FBP_BLOCKED(block, j, ld, ...)                                      \
+    do {                                                                    \
+        for (j = 0; j + 8 * VL <= (ld); j += 8 * VL) block(__VA_ARGS__, 8); \
+        switch (((ld) - j) / VL) {                                          \
+        case 7: block(__VA_ARGS__, 7); break;                               \
+        case 6: block(__VA_ARGS__, 6); break;                               \
+        case 5: block(__VA_ARGS__, 5); break;                               \
+        case 4: block(__VA_ARGS__, 4); break;                               \
+        case 3: block(__VA_ARGS__, 3); break;                               \
+        case 2: block(__VA_ARGS__, 2); break;                               \
+        case 1: block(__VA_ARGS__, 1); break;                               \
+        default: break;                                                     \
+        }                                                                   \
+    } while (0)
+
+/* One dense_batch call, shared by its threads. */
+typedef struct {
+    const fbp_net *net;
+    const void *x;               /* m rows of sizes[0] inputs, float or double */
+    int x_double;
+    int64_t m;
+    const REAL *y;               /* m rows of sizes[L] targets (gradient only) */
+    REAL scale;
+    REAL *const *gb, *const *gwt;  /* gradient outputs, or NULL: forward only */
+    REAL *out;                   /* forward only: m rows of sizes[L] activations */
+    REAL *abuf, *dbuf, *zpart;   /* zpart: part 1's share of z_1, m rows of LD(1) */
+    int64_t *colptr[FBP_PARTS];  /* per part: its columns' starts (width + 2 slots) */
+    int32_t *crow[FBP_PARTS];
+    REAL *cval[FBP_PARTS];
+    int64_t nnz[FBP_PARTS];
+    int64_t bad[FBP_PARTS];      /* first row with a NaN or inf in the part, or -1 */
+    int status[FBP_PARTS];
+    fbp_barrier barrier;
+} FN(dense_job);
+
+/* Columns [c0, c1) of the inputs: part p of FBP_PARTS (as fbp_data.split divides). */
+static inline void FN(part_cols)(int64_t n_in, int p, int64_t *c0, int64_t *c1)
+{
+    *c0 = n_in * p / FBP_PARTS;
+    *c1 = n_in * (p + 1) / FBP_PARTS;
+}
+
+/* Part p's inputs by column, straight from the dense rows: a counting sort over the
+ * positions of the non-zeros (found without branching on the data), samples kept in
+ * order.  Returns FBP_OK, FBP_NOMEM, or FBP_BADINPUT with job->bad[p] set. */
+static int FN(dense_columns)(FN(dense_job) *job, int p)
+{
+    const int64_t m = job->m, n_in = job->net->sizes[0];
+    int64_t c0, c1;
+    FN(part_cols)(n_in, p, &c0, &c1);
+    const int64_t w = c1 - c0;
+    int32_t *pos = (int32_t *)malloc((size_t)(w + 8) * sizeof(int32_t));
+    int64_t *colptr = (int64_t *)calloc((size_t)(w + 2), sizeof(int64_t));
+    job->colptr[p] = colptr;
+    if (!pos || !colptr) {
+        free(pos);
+        return FBP_NOMEM;
+    }
+    for (int64_t s = 0; s < m; ++s) {
+        int64_t c;
+        if (job->x_double) {
+            const double *xs = (const double *)job->x + s * n_in + c0;
+            if (!fbp_all_finite_d(xs, w)) {
+                job->bad[p] = s;
+                free(pos);
+                return FBP_BADINPUT;
+            }
+            c = fbp_nonzero_positions_d(xs, w, pos);
+        } else {
+            const float *xs = (const float *)job->x + s * n_in + c0;
+            if (!fbp_all_finite_f(xs, w)) {
+                job->bad[p] = s;
+                free(pos);
+                return FBP_BADINPUT;
+            }
+            c = fbp_nonzero_positions_f(xs, w, pos);
+        }
+        for (int64_t i = 0; i < c; ++i) colptr[pos[i] + 2]++;
+    }
+    for (int64_t k = 2; k <= w + 1; ++k) colptr[k] += colptr[k - 1];
+    const int64_t nnz = colptr[w + 1];
+    job->nnz[p] = nnz;
+    int32_t *crow = (int32_t *)malloc((size_t)(nnz + 1) * sizeof(int32_t));
+    REAL *cval = (REAL *)malloc((size_t)(nnz + 1) * sizeof(REAL));
+    job->crow[p] = crow;
+    job->cval[p] = cval;
+    if (!crow || !cval) {
+        free(pos);
+        return FBP_NOMEM;
+    }
+    for (int64_t s = 0; s < m; ++s) {
+        if (job->x_double) {
+            const double *xs = (const double *)job->x + s * n_in + c0;
+            const int64_t c = fbp_nonzero_positions_d(xs, w, pos);
+            for (int64_t i = 0; i < c; ++i) {
+                const int64_t q = colptr[pos[i] + 1]++;
+                crow[q] = (int32_t)s;
+                cval[q] = (REAL)xs[pos[i]];
+            }
+        } else {
+            const float *xs = (const float *)job->x + s * n_in + c0;
+            const int64_t c = fbp_nonzero_positions_f(xs, w, pos);
+            for (int64_t i = 0; i < c; ++i) {
+                const int64_t q = colptr[pos[i] + 1]++;
+                crow[q] = (int32_t)s;
+                cval[q] = (REAL)xs[pos[i]];
+            }
+        }
+    }
+    free(pos);
+    return FBP_OK;  /* now colptr[k] .. colptr[k + 1] is column c0 + k */
+}
+
+/* Thread t: (a) part p = t's inputs by column; (b) part p's share of z_1 by column,
+ * each block of a column's weights loaded once and added into its samples' rows
+ * (b_1 + part 0 into layer 1's rows, part 1 into zpart: the very sums, in the same
+ * order, of FN(first_layer_part), so the forward pass equals FN(forward)'s); (c) the
+ * rest of the forward pass, and the backward pass, for its share of the samples;
+ * (d) part p's rows of the first layer's gradient by column, summed in registers, and
+ * its share of the later layers' and the biases'.  The rows touched by a block of
+ * columns stay in L1.  Every sum runs over the samples in order: the result does not
+ * depend on the thread count (at most FBP_PARTS). */
+static void FN(dense_part)(void *arg, int t, int nt)
+{
+    FN(dense_job) *job = (FN(dense_job) *)arg;
+    const fbp_net *net = job->net;
+    const int L = net->n_layers;
+    const int64_t m = job->m, n_in = net->sizes[0], ld1 = LD(1);
+    REAL *A[64], *D[64];
+    int64_t j, c0, c1;
+    for (int p = t; p < FBP_PARTS; p += nt) {
+        job->status[p] = FN(dense_columns)(job, p);  /* (a) */
+        if (job->status[p] != FBP_OK) continue;
+        REAL *z = p == 0 ? job->abuf : job->zpart;  /* (b) */
+        for (int64_t s = 0; s < m; ++s) {
+            if (p == 0)
+                memcpy(z + s * ld1, net->b[0], (size_t)ld1 * sizeof(REAL));
+            else
+                memset(z + s * ld1, 0, (size_t)ld1 * sizeof(REAL));
+        }
+        FN(part_cols)(n_in, p, &c0, &c1);
+        FBP_BLOCKED(FN(scatter_cols), j, ld1, z + j, ld1,
+                    (const REAL *)net->wt[0] + c0 * ld1 + j, ld1, job->colptr[p],
+                    job->crow[p], job->cval[p], 0, c1 - c0);
+    }
+    fbp_barrier_wait(&job->barrier, nt);
+    for (int p = 0; p < FBP_PARTS; ++p)
+        if (job->status[p] != FBP_OK) return;
+    for (int64_t s = m * t / nt; s < m * (t + 1) / nt; ++s) {  /* (c) */
+        FN(rows)(net, job->abuf, m, s, A);
+        FN(axpy)(A[1], 1, job->zpart + s * ld1, ld1);
+        FN(forward_one)(net, NULL, s, A, NULL, 1);
+        if (!job->gb) {
+            memcpy(job->out + s * net->sizes[L], A[L], (size_t)net->sizes[L] * sizeof(REAL));
+            continue;
+        }
+        FN(rows)(net, job->dbuf, m, s, D);
+        FN(backward_one)(net, job->y + s * net->sizes[L], A, D);
+    }
+    if (!job->gb) return;
+    fbp_barrier_wait(&job->barrier, nt);
+    const REAL scale = job->scale;  /* (d) */
+    REAL *dl = job->dbuf, *al = job->abuf;
+    for (int l = 0; l < L; ++l) {
+        const int64_t ld = LD(l + 1);
+        if (l > 1) al += m * LD(l - 1);
+        if (l == 0) {
+            for (int p = t; p < FBP_PARTS; p += nt) {
+                FN(part_cols)(n_in, p, &c0, &c1);
+                FBP_BLOCKED(FN(gather_cols), j, ld, job->gwt[0] + c0 * ld + j, ld, dl + j, ld,
+                            job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0, scale);
+            }
+        } else {
+            /* row k of gwt[l]: sum over the samples of a_{l,s}[k] delta_{l+1,s} */
+            const int64_t lda = LD(l), n = net->sizes[l];
+            for (int64_t k = n * t / nt; k < n * (t + 1) / nt; ++k)
+                FBP_BLOCKED(FN(gather_block_dense), j, ld, job->gwt[l] + k * ld + j, dl + j,
+                            ld, al + k, lda, m, scale);
+        }
+        if (l % nt == t) {
+            REAL *g = job->gb[l];
+            for (int64_t i = 0; i < ld; ++i) g[i] = 0;
+            for (int64_t s = 0; s < m; ++s) FN(axpy)(g, 1, dl + s * ld, ld);
+            for (int64_t i = 0; i < ld; ++i) g[i] *= scale;
+        }
+        dl += m * ld;
+    }
+}
+
+/* See fbp_dense_batch_d in fbp_kernels.h. */
+int FN(dense_batch)(const fbp_net *net, const void *x, int x_double, int64_t m, const REAL *y,
+                    double scale, REAL *const *gb, REAL *const *gwt, REAL *out, int nthreads,
+                    int64_t *bad)
+{
+    const int64_t units = FN(total_units)(net);
+    *bad = -1;
+    if (m <= 0) return FBP_OK;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > FBP_PARTS) nthreads = FBP_PARTS;  /* the column parts bound the split */
+    FN(dense_job) job = {.net = net, .x = x, .x_double = x_double, .m = m, .y = y,
+                         .scale = (REAL)scale, .gb = gb, .gwt = gwt, .out = out};
+    for (int p = 0; p < FBP_PARTS; ++p) {
+        job.bad[p] = -1;
+        job.status[p] = FBP_OK;
+    }
+    job.abuf = (REAL *)malloc((size_t)(m * units) * sizeof(REAL));
+    job.dbuf = gb ? (REAL *)malloc((size_t)(m * units) * sizeof(REAL)) : NULL;
+    job.zpart = (REAL *)malloc((size_t)(m * LD(1)) * sizeof(REAL));
+    int status = FBP_NOMEM;
+    if (job.abuf && job.zpart && (job.dbuf || !gb)) {
+        fbp_barrier_init(&job.barrier);
+        status = fbp_pool_run(FN(dense_part), &job, nthreads);
+    }
+    for (int p = 0; p < FBP_PARTS; ++p) {
+        if (status == FBP_OK && job.status[p] == FBP_NOMEM) status = FBP_NOMEM;
+        if (job.bad[p] >= 0 && (*bad < 0 || job.bad[p] < *bad)) *bad = job.bad[p];
+        free(job.colptr[p]); free(job.crow[p]); free(job.cval[p]);
+    }
+    if (status == FBP_OK && *bad >= 0) status = FBP_BADINPUT;
+    free(job.abuf); free(job.dbuf); free(job.zpart);
+    return status;
+}
+
+#undef FBP_BLOCKED
 #undef LD
 #undef VEC
 #undef VL

@@ -7,7 +7,9 @@
     int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int,   \
                               fbp_interrupt *);                                                \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
-                               T *const *, T *const *, fbp_interrupt *);
+                               T *const *, T *const *, fbp_interrupt *);                \
+    int dense_batch_##TAG##_##ISA(const fbp_net *, const void *, int, int64_t, const T *, double, \
+                                  T *const *, T *const *, T *, int, int64_t *);
 
 DECLARE(double, d, baseline)
 DECLARE(float, f, baseline)
@@ -35,6 +37,8 @@ static int avx2(void)
 }
 
 const char *fbp_isa(void) { return avx2() ? "avx2" : "baseline"; }
+
+int fbp_isa_avx2(void) { return avx2(); }
 
 const char *fbp_set_isa(int best)
 {
@@ -65,6 +69,12 @@ const char *fbp_set_isa(int best)
                            int64_t count, T *const *gb, T *const *gwt, fbp_interrupt *intr)      \
     {                                                                                            \
         return PICK(grad_sum, TAG)(net, data, start, count, gb, gwt, intr);                      \
+    }                                                                                            \
+    int fbp_dense_batch_##TAG(const fbp_net *net, const void *x, int x_double, int64_t m,         \
+                              const T *y, double scale, T *const *gb, T *const *gwt, T *out,     \
+                              int nthreads, int64_t *bad)                                        \
+    {                                                                                            \
+        return PICK(dense_batch, TAG)(net, x, x_double, m, y, scale, gb, gwt, out, nthreads, bad); \
     }
 
 DEFINE(double, d)

@@ -17,7 +17,7 @@
 enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
 enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2 };
 /* FBP_NOTHREAD (-2, fbp_pool.h): a worker thread could not be started. */
-enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3 };
+enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3, FBP_BADINPUT = -4 };
 
 /* Every row of a weight block, bias and activation buffer is padded to a multiple of
  * FBP_PAD elements, with the padding kept at zero, so inner loops have no scalar tail. */
@@ -75,8 +75,24 @@ int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int6
 int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                    float *const *gb, float *const *gwt, fbp_interrupt *intr);
 
+/* A batch of m samples given as dense rows x (m x sizes[0], float if !x_double, else
+ * double), the first layer taken by input column.  With gb non-NULL: `scale` times the
+ * gradient of the summed cost for targets y (m x sizes[L]) is written (not added) to
+ * gb[l] and gwt[l] (laid out and padded like b[l] and wt[l]), what grad_sum adds up to
+ * rounding.  With gb NULL: the output activations go to out (m x sizes[L]), equal to
+ * FBP forward's.  Returns FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or FBP_BADINPUT with *bad
+ * the first row holding a NaN or inf.  Uses at most FBP_PARTS threads. */
+int fbp_dense_batch_d(const fbp_net *net, const void *x, int x_double, int64_t m,
+                      const double *y, double scale, double *const *gb, double *const *gwt,
+                      double *out, int nthreads, int64_t *bad);
+int fbp_dense_batch_f(const fbp_net *net, const void *x, int x_double, int64_t m,
+                      const float *y, double scale, float *const *gb, float *const *gwt,
+                      float *out, int nthreads, int64_t *bad);
+
 /* CPU-feature dispatch: "avx2" (AVX2+FMA clone) or "baseline" (portable x86-64/SSE2). */
 const char *fbp_isa(void);
+/* 1 if the AVX2 path is in use (for helpers outside the kernels, e.g. packing). */
+int fbp_isa_avx2(void);
 /* Force a code path: 0 baseline, 1 best available. Returns the ISA now in use. */
 const char *fbp_set_isa(int best);
 

@@ -419,3 +419,87 @@ def _quiet_sgd(net, data, p):
 def test_network_module_is_the_one_under_test():
     assert network.Network.__module__ == "fastbp.network"
     assert network_loop.Network is not network.Network
+
+
+# ---------------------------------------------------------------- batches by input column
+
+
+def _column_batch_case(rng, n_in, sizes_rest, m, act, cost, x64, density):
+    """A random ``_Net`` (kernel layout) and a dense batch, its CSR packing and targets."""
+    sizes = [n_in, *sizes_rest]
+    wt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    for w, b, n_out in zip(wt, bs, sizes[1:]):
+        w[:, :n_out] = rng.standard_normal((w.shape[0], n_out))
+        b[:n_out] = rng.standard_normal(n_out)
+    net = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), act, cost)
+    X = rng.random((m, n_in)) * (rng.random((m, n_in)) < density)
+    X = X.astype(np.float64 if x64 else np.float32)
+    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], m)]
+    packed = _core.csr_rows(X, 1)
+    values = packed[3].astype(np.float64)
+    return net, sizes, X, Y, (packed[0], packed[1], packed[2], values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_in=st.integers(1, 50), rest=st.lists(st.integers(1, 20), min_size=1, max_size=3),
+       m=st.integers(1, 40), act=st.sampled_from([0, 1, 2]), cost=st.sampled_from([0, 1, 2]),
+       x64=st.booleans(), density=st.sampled_from([0.0, 0.2, 1.0]),
+       seed=st.integers(0, 2**16))
+def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, density, seed):
+    """``dense_forward`` gives ``forward``'s outputs bit for bit (the same sums in the
+    same order); ``dense_grad`` gives ``grad_sum`` times the scale, for 1 and 2 threads
+    bit-identically."""
+    net, sizes, X, Y, csr = _column_batch_case(np.random.default_rng(seed), n_in, rest, m,
+                                               act, cost, x64, density)
+    want = np.empty((m, sizes[-1]))
+    _core.forward(net, *csr, want, 1)
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    _core.grad_sum(net, *csr, Y, gb, gwt)
+    runs = []
+    for nthreads in (1, 2):
+        out = np.empty((m, sizes[-1]))
+        _core.dense_forward(net, X, out, nthreads)
+        assert np.array_equal(out, want), "dense_forward differs from forward"
+        got_w = [np.full_like(g, np.nan) for g in gwt]  # every element must be written
+        got_b = [np.full_like(g, np.nan) for g in gb]
+        _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads)
+        for g, w in zip(got_w + got_b, gwt + gb):
+            assert_close(g, 0.5 * w, TIGHT, "dense_grad")
+        runs.append([g.copy() for g in got_w + got_b])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs)), "thread count changed the result"
+
+
+@pytest.mark.parametrize("row,col", [(0, 0), (3, 1), (3, 6), (5, 7)])
+@pytest.mark.parametrize("x64", [False, True])
+def test_column_batch_names_the_first_bad_row(row, col, x64):
+    """A NaN or inf in either half of the inputs (the two threads' parts) is reported as
+    the first row holding one, and nothing is returned."""
+    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(1), 8, [4, 3], 6, 0, 1,
+                                             x64, 0.5)
+    X[row, col] = np.nan
+    X[5, 0] = np.inf
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    for nthreads in (1, 2):
+        with pytest.raises(ValueError, match=f"item {row} contains NaN or inf"):
+            _core.dense_grad(net, X, Y, 1.0, gb, gwt, nthreads)
+        with pytest.raises(ValueError, match=f"item {row} contains NaN or inf"):
+            _core.dense_forward(net, X, np.empty((6, 3)), nthreads)
+
+
+def test_column_batch_checks_its_arrays():
+    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
+                                             True, 0.5)
+    out = np.empty((6, 3))
+    for bad, match in [(X[:, :7].copy(), r"X has shape \(6, 7\)"), (X[::2], "C-contiguous"),
+                       (np.asfortranarray(X), "C-contiguous"),
+                       (X.astype(np.int64), "float32 or float64"), (list(X), "NumPy array")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            _core.dense_forward(net, bad, out[:len(bad)] if len(bad) < 6 else out, 1)
+    with pytest.raises(ValueError, match="out has 2 columns"):
+        _core.dense_forward(net, X, np.empty((6, 2)), 1)
+    with pytest.raises(ValueError, match="y has 4 columns"):
+        _core.dense_grad(net, X, np.zeros((6, 4)), 1.0, [np.zeros(8)] * 2,
+                         [np.zeros((8, 8)), np.zeros((4, 8))], 1)

@@ -5,6 +5,7 @@ time limit."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import make_data
 
-from fastbp import _shuffle, network, network2
+from fastbp import _core, _shuffle, network, network2
 
 
 def run_isolated(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -128,3 +129,18 @@ def test_callback_assignments_take_effect():
             callback=lambda j, n: seen.append(n.cost) or setattr(n, "cost",
                                                                    network2.QuadraticCost))
     assert seen == [network2.CrossEntropyCost, network2.QuadraticCost]
+
+
+def test_layer_counts_beyond_the_kernels_are_refused_early():
+    """The kernels keep per-layer pointers for at most 63 weight layers: a longer network
+    is refused where it is made, also from an endless or enormous iterable of sizes (which
+    is never listed out), and the kernel handle itself checks too."""
+    for sizes in (itertools.repeat(3), range(1, 2**40)):
+        with pytest.raises(ValueError, match="sizes: at most 64 layers"):
+            network.Network(sizes)
+    wt = [np.zeros((3, _core.padded(3))) for _ in range(64)]
+    b = [np.zeros(_core.padded(3)) for _ in range(64)]
+    with pytest.raises(ValueError, match="1 to 63 weight layers"):
+        _core._Net(wt, b, np.full(65, 3, dtype=np.int64), 0, 0)
+    with pytest.raises(ValueError, match="1 to 63 weight layers"):
+        _core._Net(wt[:2], b[:1], np.full(3, 3, dtype=np.int64), 0, 0)

@@ -8,6 +8,7 @@ computations (finite differences, the layers composed by hand).  Real-MNIST test
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import warnings
 
@@ -130,6 +131,29 @@ def test_two_layer_net_matches_book(n_in, n_hidden, n_out, n, onehot, seed):
     assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * abs(book.loss(x, t))
     assert net.accuracy(x, t) == book.accuracy(x, t)
     assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 512, 513])
+def test_batch_and_packed_paths_match_book_at_any_thread_count(n, num_threads):
+    """Up to DENSE_MAX_ROWS rows a batch is taken by input column, beyond it rows are
+    packed first; both equal the book, and the result does not depend on the threads."""
+    from fastbp.scratch import _fused
+
+    assert _fused.DENSE_MAX_ROWS == 512 and _fused.BATCH_PARALLEL_MIN_ROWS == 32
+    net, book = twins("MultiLayerNet", 30, [12, 9], 5, seed=n)
+    rng = np.random.default_rng(n)
+    randomize(net, book, rng)
+    x, t = batch(rng, n, 30, 5, onehot=False)
+    runs = []
+    for threads in (1, 2):
+        num_threads(threads)
+        runs.append((net.predict(x), net.loss(x, t), net.gradient(x, t)))
+        assert_close(runs[-1][0], book.predict(x), TIGHT, "predict")
+        assert abs(runs[-1][1] - book.loss(x, t)) <= TIGHT * abs(book.loss(x, t))
+        assert_grads(runs[-1][2], book.gradient(x, t))
+    (p1, l1, g1), (p2, l2, g2) = runs
+    assert np.array_equal(p1, p2) and l1 == l2
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
 
 
 def test_soft_targets_use_the_rows_as_given():
@@ -363,6 +387,15 @@ def test_bad_types_are_named():
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         scratch.MultiLayerNet(5, [4], 3, **kwargs)
+
+
+def test_too_many_hidden_layers_are_refused():
+    """The kernels hold per-layer pointers for at most 63 weight layers: more is a clear
+    error, also from an endless iterable, never memory past those arrays."""
+    scratch.MultiLayerNet(4, [3] * 62, 2)
+    for hidden in ([3] * 63, itertools.repeat(3)):
+        with pytest.raises(ValueError, match="hidden_size_list: at most 62 hidden layers"):
+            scratch.MultiLayerNet(4, hidden, 2)
 
 
 def test_bad_sizes_and_fit_arguments():

@@ -754,7 +754,7 @@ def _target_column(y: Any, dtype: np.dtype) -> np.ndarray | None:
     broadcast to a column full of that number (None for anything else)."""
     if type(y) is np.ndarray:
         return y if y.dtype == dtype and y.ndim == 2 and y.shape[1] == 1 else None
-    if isinstance(y, (int, np.integer)) and not isinstance(y, (bool, np.bool_)):
+    if isinstance(y, (int, np.integer)) and not isinstance(y, (bool, np.bool_, np.timedelta64)):
         return np.array([[y]], dtype=dtype) if abs(int(y)) < 2**53 else None
     return None
 

@@ -340,11 +340,13 @@ def _integer_labels(items: list, what: str) -> np.ndarray | None:
     Any integer is kept as it is, as in the classic code (a label the network cannot
     output simply never counts as correct)."""
     first = _pair(items[0], 0, what)[1]
-    if isinstance(first, (bool, np.bool_)) or not isinstance(first, numbers.Integral):
+    if isinstance(first, (bool, np.bool_, np.timedelta64)) \
+            or not isinstance(first, numbers.Integral):
         return None
     ys = [_pair(item, i, what)[1] for i, item in enumerate(items)]
     for i, y in enumerate(ys):
-        if isinstance(y, (bool, np.bool_)) or not isinstance(y, numbers.Integral):
+        if isinstance(y, (bool, np.bool_, np.timedelta64)) \
+                or not isinstance(y, numbers.Integral):
             raise TypeError(f"{what}[{i}]: label {y!r} is not an integer like the others")
     try:
         return np.asarray(ys, dtype=np.int64)

@@ -3,6 +3,7 @@ before any kernel runs."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -30,14 +31,14 @@ def check_sizes(sizes: Any) -> list[int]:
     """Layer widths as a list of positive ints; ValueError/TypeError otherwise."""
     if isinstance(sizes, (str, bytes)):
         raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
-    try:
-        widths = list(sizes)
+    try:  # never more than MAX_LAYERS + 1 items from a huge (or endless) iterable
+        widths = list(itertools.islice(sizes, MAX_LAYERS + 1))
     except TypeError:
         raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}") from None
     if len(widths) < 2:
         raise ValueError(f"sizes needs at least two layers (input and output), got {widths!r}")
     if len(widths) > MAX_LAYERS:
-        raise ValueError(f"at most {MAX_LAYERS} layers are supported, got {len(widths)}")
+        raise ValueError(f"sizes: at most {MAX_LAYERS} layers are supported, got more")
     for i, w in enumerate(widths):
         if not _is_integer(w):
             raise TypeError(f"sizes[{i}] must be an integer, got {w!r}")

@@ -26,6 +26,13 @@ from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, QUADRATIC, eval_threads, thre
 
 DTYPE = np.float64
 PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
+BATCH_PARALLEL_MIN_ROWS = 32  # the same for a batch taken by input column
+DENSE_MAX_ROWS = 512  # up to this many rows, batches are taken by input column (their
+#                       rows of z_1 stay in cache); beyond, rows are packed first
+
+
+def _batch_threads(n: int) -> int:
+    return eval_threads() if n >= BATCH_PARALLEL_MIN_ROWS else 1
 
 
 @dataclass
@@ -46,9 +53,10 @@ class Rows:
         return self.values.size / max(1, self.dense.size)
 
 
-def pack_x(x: Any, n_in: int) -> Rows:
+def as_rows(x: Any, n_in: int) -> np.ndarray:
     """Validate the inputs ``x`` (N, n_in), or (N, ...) with n_in values per sample as the
-    book's Affine flattens them, and pack them."""
+    book's Affine flattens them: a C-contiguous (N, n_in) float32 or float64 array (``x``
+    itself when it already is one)."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"x must be a numeric array, got dtype {x.dtype}")
@@ -57,15 +65,25 @@ def pack_x(x: Any, n_in: int) -> Rows:
     X = x.reshape(x.shape[0], n_in)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(DTYPE)
-    X = np.ascontiguousarray(X)
+    return np.ascontiguousarray(X)
+
+
+def pack_x(x: Any, n_in: int) -> Rows:
+    """``as_rows(x, n_in)`` packed as CSR rows."""
+    X = as_rows(x, n_in)
     nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
     try:
         indptr, split, indices, values = _core.csr_rows(X, nthreads)
     except ValueError as exc:  # "item i contains NaN or inf"
-        raise ValueError(f"x[{str(exc).split()[1]}] contains NaN or inf") from None
+        raise _bad_item(exc) from None
     if values.dtype != DTYPE:  # float32 pixels: widening the non-zeros only is exact
         values = values.astype(DTYPE)
     return Rows(indptr, split, indices, values, X.shape[0], X)
+
+
+def _bad_item(exc: ValueError) -> ValueError:
+    """"item i contains NaN or inf" from the kernels, about ``x``."""
+    return ValueError(f"x[{str(exc).split()[1]}] contains NaN or inf")
 
 
 def pack_t(t: Any, n: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -224,6 +242,21 @@ class Kernels:
 
     # -- the compiled operations
 
+    def activations(self, net: Any, X: np.ndarray, width: int) -> np.ndarray:
+        """The (N, width) output activations of ``net`` for the rows of ``X`` (from
+        ``as_rows``): a batch by input column, more rows packed first (zeros skipped)
+        and taken row by row."""
+        if X.shape[0] <= DENSE_MAX_ROWS:
+            return self.outputs_dense(net, X, width)
+        nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
+        try:
+            indptr, split, indices, values = _core.csr_rows(X, nthreads)
+        except ValueError as exc:  # "item i contains NaN or inf"
+            raise _bad_item(exc) from None
+        if values.dtype != DTYPE:  # float32 pixels: widening the non-zeros only is exact
+            values = values.astype(DTYPE)
+        return self.outputs(net, Rows(indptr, split, indices, values, X.shape[0], X), width)
+
     def outputs(self, net: Any, rows: Rows, width: int) -> np.ndarray:
         """The (N, width) output activations of ``net`` for ``rows``."""
         out = np.empty((rows.n, width), dtype=DTYPE)
@@ -238,6 +271,35 @@ class Kernels:
         gb = [np.zeros(_core.padded(n), dtype=DTYPE) for n in self.sizes[1:]]
         _core.grad_sum(net, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
         return gwt, gb
+
+    def grad_mean(self, net: Any, X: np.ndarray, Y: np.ndarray) -> tuple[list, list]:
+        """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N
+        (the book's SoftmaxWithLoss averages): ``(gwt, gb)``, padded buffers, in one
+        compiled pass over the batch."""
+        n = X.shape[0]
+        if n > DENSE_MAX_ROWS:  # rows packed, per-sample gradients summed
+            gwt, gb = self.grad_sum(net, pack_x(X, self.sizes[0]), Y)
+            for g in gwt + gb:
+                g *= 1.0 / n
+            return gwt, gb
+        gwt = [np.empty((a, _core.padded(b)), dtype=DTYPE)
+               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        gb = [np.empty(_core.padded(n), dtype=DTYPE) for n in self.sizes[1:]]
+        try:
+            _core.dense_grad(net, X, Y, 1.0 / n, gb, gwt, _batch_threads(n))
+        except ValueError as exc:
+            raise _bad_item(exc) from None
+        return gwt, gb
+
+    def outputs_dense(self, net: Any, X: np.ndarray, width: int) -> np.ndarray:
+        """The (N, width) output activations of ``net`` for the rows of ``X`` (from
+        ``as_rows``), without packing them first: for batches (N <= DENSE_MAX_ROWS)."""
+        out = np.empty((X.shape[0], width), dtype=DTYPE)
+        try:
+            _core.dense_forward(net, X, out, _batch_threads(X.shape[0]))
+        except ValueError as exc:
+            raise _bad_item(exc) from None
+        return out
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
               learning_rate: float, weight_decay: float) -> None:

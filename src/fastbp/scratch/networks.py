@@ -12,6 +12,7 @@ their cached state (``x``, ``mask``, ``dW``, ...) alone.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import Any
 
@@ -24,6 +25,7 @@ from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 ACTIVATION_LAYERS = {"relu": Relu, "sigmoid": Sigmoid}
+MAX_HIDDEN = 62  # the kernels take at most 63 weight layers
 
 
 class FusedNet:
@@ -67,54 +69,49 @@ class FusedNet:
 
     def predict(self, x: Any) -> np.ndarray:
         """The last Affine layer's scores (N, output_size), before the softmax."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        return self._scores(rows)
+        return self._scores(_fused.as_rows(x, self._sizes[0]))
 
-    def _scores(self, rows: _fused.Rows) -> np.ndarray:
+    def _scores(self, X: np.ndarray) -> np.ndarray:
         _, hidden = self._kernels.nets(self.params)
         L = len(self._sizes) - 1
-        h = (rows.dense if hidden is None
-             else self._kernels.outputs(hidden, rows, self._sizes[-2]))
+        h = X if hidden is None else self._kernels.activations(hidden, X, self._sizes[-2])
         return np.dot(h, self.params[f"W{L}"]) + self.params[f"b{L}"]
 
     def loss(self, x: Any, t: Any) -> float:
         """Softmax cross-entropy error averaged over the batch (the book's formula, with
         its ``+ 1e-7`` inside the log), plus the weight-decay term."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        labels, _ = _fused.pack_t(t, rows.n, self._sizes[-1])
+        X = _fused.as_rows(x, self._sizes[0])
+        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         full, _ = self._kernels.nets(self.params)
-        y = self._kernels.outputs(full, rows, self._sizes[-1])
+        y = self._kernels.activations(full, X, self._sizes[-1])
         batch_size = y.shape[0]
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
         return loss + self._decay_loss() if self.weight_decay_lambda else loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        labels, _ = _fused.pack_t(t, rows.n, self._sizes[-1])
-        y = np.argmax(self._scores(rows), axis=1)
-        return np.sum(y == labels) / float(rows.n)
+        X = _fused.as_rows(x, self._sizes[0])
+        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
+        y = np.argmax(self._scores(X), axis=1)
+        return np.sum(y == labels) / float(X.shape[0])
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Backpropagation: ``{'W1': dL/dW1, 'b1': dL/db1, ...}`` for the batch, in one
-        compiled call (per-sample gradients summed, then divided by N as the book's
-        SoftmaxWithLoss does); weight decay adds ``lambda * W`` to each dW."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        labels, Y = _fused.pack_t(t, rows.n, self._sizes[-1])
+        compiled call (the gradient of the summed cost divided by N, as the book's
+        SoftmaxWithLoss averages); weight decay adds ``lambda * W`` to each dW."""
+        X = _fused.as_rows(x, self._sizes[0])
+        labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
         full, _ = self._kernels.nets(self.params)
-        gwt, gb = self._kernels.grad_sum(full, rows, Y)
+        gwt, gb = self._kernels.grad_mean(full, X, Y)
         lam = self.weight_decay_lambda
         grads = {}
         for l, n_out in enumerate(self._sizes[1:], start=1):
             dW = gwt[l - 1][:, :n_out]
-            dW /= rows.n
             if lam:
                 dW += lam * self.params[f"W{l}"]
-            db = gb[l - 1][:n_out]
-            db /= rows.n
-            grads[f"W{l}"], grads[f"b{l}"] = dW, db
+            grads[f"W{l}"], grads[f"b{l}"] = dW, gb[l - 1][:n_out]
         return grads
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
@@ -191,7 +188,10 @@ class MultiLayerNet(FusedNet):
                  weight_decay_lambda: float = 0) -> None:
         if activation not in ACTIVATION_LAYERS:
             raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
-        hidden = list(hidden_size_list)
+        hidden = list(itertools.islice(hidden_size_list, MAX_HIDDEN + 1))
+        if len(hidden) > MAX_HIDDEN:
+            raise ValueError(f"hidden_size_list: at most {MAX_HIDDEN} hidden layers are "
+                             "supported")
         sizes = _check_sizes([input_size, *hidden, output_size],
                              ["input_size"] + [f"hidden_size_list[{i}]" for i in range(len(hidden))]
                              + ["output_size"])
