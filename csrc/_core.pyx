@@ -360,9 +360,10 @@ def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1):
     _dense_status(status, bad)
 
 
-def csr_rows(real[:, ::1] X, int nthreads=1):
+def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
     """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
-    row's first stored position with column >= n_in // 2; see fbp_data).
+    row's first stored position with column >= n_in // 2; see fbp_data).  Values keep
+    X's dtype, or are float64 with ``wide`` (float32 widened exactly, in the same pass).
 
     Zeros are skipped, so the first layer never multiplies by a blank pixel.  Raises
     ValueError naming the first row with a NaN or inf.
@@ -388,21 +389,22 @@ def csr_rows(real[:, ::1] X, int nthreads=1):
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], real is double, nthreads, &why)
+            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], real is double or wide, nthreads,
+                                 &why)
             ptr[0] = 0
             if bad == -1:  # (after a bad row the counts are not all written)
                 for i in range(n):
                     ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
         indices_a = np.empty(ptr[n], dtype=np.int32)
-        values_a = np.empty(ptr[n], dtype=np.float64 if real is double else np.float32)
+        values_a = np.empty(ptr[n], dtype=np.float64 if real is double or wide else np.float32)
         idx = indices_a
         out = _address(values_a) if ptr[n] > 0 else NULL
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
         with nogil:
             filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL,
-                                   out, real is double, nthreads)
+                                   out, real is double or wide, nthreads)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
         _check_rows(-1 if filled == 0 else filled)

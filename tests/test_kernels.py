@@ -288,26 +288,36 @@ def test_float32_params_stay_float32_after_hand_edits(capsys):
 # ---------------------------------------------------------------- low-level helpers
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_csr_rows_round_trip(dtype):
-    rng = np.random.default_rng(0)
-    X = rng.random((9, 13)).astype(dtype)
-    X[rng.random(X.shape) < 0.7] = 0
-    X[4] = 0  # an all-zero row
-    indptr, split, indices, values = _core.csr_rows(np.ascontiguousarray(X))
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 12), width=st.integers(1, 40), x64=st.booleans(), wide=st.booleans(),
+       density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), nthreads=st.sampled_from([1, 2]),
+       best=st.booleans(), seed=st.integers(0, 2**16))
+def test_csr_rows_round_trip(n, width, x64, wide, density, nthreads, best, seed):
+    """Every non-zero (and only those) is stored, columns sorted, at both ISAs, any
+    thread count; ``wide`` widens float32 values exactly; -0.0 counts as zero."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, width)).astype(np.float64 if x64 else np.float32)
+    X[rng.random(X.shape) >= density] = 0
+    X[rng.random(X.shape) < 0.05] = -0.0
+    X[n // 2] = 0  # an all-zero row
+    before = _core.isa()
+    try:
+        _core.set_isa(best)
+        indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=wide)
+    finally:
+        _core.set_isa(before != "baseline")
+    assert values.dtype == (np.float64 if x64 or wide else np.float32)
     assert indptr[0] == 0 and indptr[-1] == np.count_nonzero(X) == len(values)
-    for r in range(X.shape[0]):  # split: the first stored input of the second half
+    dense = np.zeros(X.shape)
+    for r in range(n):  # split: the first stored input of the second half
         cols = indices[indptr[r]:indptr[r + 1]]
-        assert split[r] == indptr[r] + np.count_nonzero(cols < X.shape[1] // 2)
-    dense = np.zeros_like(X)
-    for r in range(X.shape[0]):
-        cols = indices[indptr[r]:indptr[r + 1]]
+        assert split[r] == indptr[r] + np.count_nonzero(cols < width // 2)
         assert np.all(np.diff(cols) > 0)  # sorted, as the first-layer update expects
         dense[r, cols] = values[indptr[r]:indptr[r + 1]]
-    assert np.array_equal(dense, X)
-    X[6, 3] = np.nan
-    with pytest.raises(ValueError, match=r"\b6\b"):
-        _core.csr_rows(X)
+    assert np.array_equal(dense, X.astype(np.float64))
+    X[n - 1, width - 1] = np.nan
+    with pytest.raises(ValueError, match=rf"\b{n - 1}\b"):
+        _core.csr_rows(X, nthreads, wide=wide)
 
 
 def test_padding():

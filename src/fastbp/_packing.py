@@ -130,10 +130,11 @@ def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.nd
 
 def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -> Packed:
     """Pack an (n, n_in) array of inputs as CSR rows, naming the first bad row."""
+    wide = X.dtype == np.float32 and np.dtype(dtype) == np.float64  # widened while packed
     with np.errstate(over="ignore", invalid="ignore"):
-        Xc = np.ascontiguousarray(X, dtype=dtype)
+        Xc = np.ascontiguousarray(X, dtype=None if wide else dtype)
     try:
-        csr = _core.csr_rows(Xc, nthreads)
+        csr = _core.csr_rows(Xc, nthreads, wide=wide)
     except ValueError as exc:
         bad = int(str(exc).split()[1])
         beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()

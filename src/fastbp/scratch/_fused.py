@@ -73,11 +73,9 @@ def pack_x(x: Any, n_in: int) -> Rows:
     X = as_rows(x, n_in)
     nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
     try:
-        indptr, split, indices, values = _core.csr_rows(X, nthreads)
+        indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=True)
     except ValueError as exc:  # "item i contains NaN or inf"
         raise _bad_item(exc) from None
-    if values.dtype != DTYPE:  # float32 pixels: widening the non-zeros only is exact
-        values = values.astype(DTYPE)
     return Rows(indptr, split, indices, values, X.shape[0], X)
 
 
@@ -250,11 +248,9 @@ class Kernels:
             return self.outputs_dense(net, X, width)
         nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
         try:
-            indptr, split, indices, values = _core.csr_rows(X, nthreads)
+            indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=True)
         except ValueError as exc:  # "item i contains NaN or inf"
             raise _bad_item(exc) from None
-        if values.dtype != DTYPE:  # float32 pixels: widening the non-zeros only is exact
-            values = values.astype(DTYPE)
         return self.outputs(net, Rows(indptr, split, indices, values, X.shape[0], X), width)
 
     def outputs(self, net: Any, rows: Rows, width: int) -> np.ndarray:
