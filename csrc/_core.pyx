@@ -284,6 +284,8 @@ cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) exce
     cdef cnp.ndarray a = <cnp.ndarray>X
     if a.ndim != 2 or a.shape[0] != m or a.shape[1] != net.net.sizes[0] or m < 1:
         raise ValueError(f"X has shape {X.shape}, expected ({m}, {net.net.sizes[0]})")
+    if m >= 2**31:  # sample numbers are held as int32
+        raise ValueError(f"a batch of {m} rows is too large for one call")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError("X must be C-contiguous")
     if a.dtype.num == cnp.NPY_FLOAT64:
