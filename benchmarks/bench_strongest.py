@@ -5,8 +5,10 @@ Per configuration ([784,30,10] mini-batch 10 and 100, [784,30,30,30,30,10] mini-
 own below), float64 and float32, 1 and 2 threads and the automatic rule; the NumPy
 matrix algorithm with samples as rows (a row gather into buffers allocated once,
 in-place updates), at 1 and 2 BLAS threads; PyTorch hand-written (no autograd) and
-autograd, at 1 and 2 intra-op threads (skipped without torch).  The issue's ratios are
-fastbp's time against the best of each baseline's thread counts.
+autograd, at 1 and 2 intra-op threads, and the hand-written step through torch.compile
+(skipped without torch); scikit-learn's MLPClassifier as what users pick instead (a
+softmax/log-loss net; skipped without scikit-learn).  The issue's ratios are fastbp's
+time against the best of each baseline's thread counts.
 
 Packing: a fresh list of 50,000 ``(784, 1)`` pairs (new arrays, so the cache cannot
 hit), and the cache check when the same list is passed again.
@@ -157,6 +159,38 @@ def test_steady_torch(benchmark, data, config, impl, threads):
     w = _bench(benchmark, lambda seed: bl.PREPARE[impl](data, sizes, batch, seed=seed,
                                                         threads=threads), rounds=2)
     assert all(np.isfinite(a).all() for a in w)
+
+
+@pytest.mark.parametrize("config", ["784-30-10-b10", "784-30-10-b100"])
+def test_steady_sklearn(benchmark, data, config):
+    """What users pick instead: scikit-learn's MLPClassifier, plain SGD (a softmax/log-loss
+    net, not the same arithmetic); one partial_fit epoch, 1 BLAS thread."""
+    pytest.importorskip("sklearn", reason="scikit-learn not installed: its baseline skipped")
+    sizes, batch = CONFIGS[config]
+    benchmark.group = f"steady epoch, {config}"
+    w = _bench(benchmark, lambda seed: bl.prepare_sklearn(data, sizes, batch, seed=seed),
+               rounds=1)
+    assert all(np.isfinite(a).all() for a in w)
+
+
+def test_steady_torch_compile(benchmark, data):
+    """The hand-written PyTorch step through torch.compile, [784,30,10] mini-batch 100
+    (compiling, about a minute, happens in an untimed first epoch); the same weights as
+    the eager hand-written loop."""
+    torch = pytest.importorskip("torch", reason="torch not installed: PyTorch baselines skipped")
+    sizes, batch = CONFIGS["784-30-10-b100"]
+    benchmark.group = "steady epoch, 784-30-10-b100"
+    sub = data.subset(2_000)
+    try:
+        epoch, weights = bl.prepare_torch_compile(sub, sizes, batch)
+        epoch()
+    except Exception as exc:  # noqa: BLE001 - no compiler, unsupported platform, ...
+        pytest.skip(f"torch.compile does not work here: {type(exc).__name__}: {exc}")
+    eager, eager_weights = bl.prepare_torch_manual(sub, sizes, batch)
+    eager()
+    assert bl.max_weight_difference(weights(), eager_weights()) < 1e-10
+    benchmark.pedantic(epoch, rounds=2, iterations=1)
+    assert torch.isfinite(torch.as_tensor(weights()[0])).all()
 
 
 def test_pack_fresh_list(benchmark, data):

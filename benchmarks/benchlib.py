@@ -368,6 +368,80 @@ def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
     return epoch, lambda: [w.double().numpy() for w in W]
 
 
+def prepare_torch_compile(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                          eta: float = ETA, dtype: Any = np.float64,
+                          threads: int = 1) -> tuple[Callable, Callable]:
+    """The hand-written PyTorch step (``prepare_torch_manual``'s mini-batch body, gather
+    included) through ``torch.compile`` (TorchInductor; on CPU it writes and compiles C++,
+    so it needs a C++ compiler).  Compiling happens in the first call of the epoch,
+    which raises if torch.compile does not work here: time the calls after it."""
+    torch = torch_or_none()
+    tdt = _torch_dtype(torch, dtype)
+    X, Y = data.tensors(tdt)
+    biases, weights = init_params(sizes, seed)
+    W = [torch.from_numpy(w).to(tdt).contiguous() for w in weights]
+    B = [torch.from_numpy(b.ravel()).to(tdt).contiguous() for b in biases]
+    order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
+    step = -eta / batch
+
+    def update(idx: Any) -> None:
+        a = [X.index_select(0, idx)]
+        for w, b in zip(W, B):
+            a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
+        out = a[-1]
+        delta = (out - Y.index_select(0, idx)) * out * (1 - out)
+        for layer in range(len(W) - 1, -1, -1):
+            prev = a[layer]
+            if layer:
+                nxt = delta.mm(W[layer]) * prev * (1 - prev)
+            W[layer].addmm_(delta.t(), prev, alpha=step)
+            B[layer].add_(delta.sum(0), alpha=step)
+            if layer:
+                delta = nxt
+
+    compiled = torch.compile(update, dynamic=False, fullgraph=True)
+
+    def epoch() -> None:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            for k in range(0, data.n - batch + 1, batch):  # whole mini-batches only
+                compiled(order[k:k + batch])
+
+    return epoch, lambda: [w.double().numpy() for w in W]
+
+
+def sklearn_or_none() -> Any:
+    """``sklearn.neural_network``, or None when scikit-learn is not installed."""
+    try:
+        from sklearn import neural_network
+    except ImportError:
+        return None
+    return neural_network
+
+
+def prepare_sklearn(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: float = 0.5,
+                    threads: int = 1) -> tuple[Callable, Callable]:
+    """scikit-learn's ``MLPClassifier``, plain SGD (no momentum, no L2 penalty), one
+    ``partial_fit`` per epoch (it shuffles with its own generator).  Not the same
+    arithmetic: a softmax output with the log-loss, averaged over the mini-batch; what
+    a user picks instead of writing network.py.  BLAS at ``threads`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    neural_network = sklearn_or_none()
+    X, _ = data.rows()
+    clf = neural_network.MLPClassifier(
+        hidden_layer_sizes=tuple(sizes[1:-1]), activation="logistic", solver="sgd",
+        momentum=0.0, nesterovs_momentum=False, alpha=0.0, batch_size=batch,
+        learning_rate_init=eta, max_iter=1, shuffle=True, random_state=seed)
+    classes = np.arange(sizes[-1])
+
+    def epoch() -> None:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            clf.partial_fit(X, data.labels, classes=classes)
+
+    return epoch, lambda: [w.T for w in clf.coefs_]
+
+
 PREPARE: dict[str, Callable] = {
     "loop": prepare_loop,
     "matrix": prepare_matrix,
@@ -376,6 +450,8 @@ PREPARE: dict[str, Callable] = {
     "fastbp": prepare_fastbp,
     "torch-autograd": prepare_torch_autograd,
     "torch-manual": prepare_torch_manual,
+    "torch-compile": prepare_torch_compile,
+    "sklearn": prepare_sklearn,
 }
 
 
@@ -512,3 +588,61 @@ def system_info() -> dict:
                            f"by default, MKL {torch.backends.mkl.is_available()}, "
                            f"OpenMP {torch.backends.openmp.is_available()}")
     return info
+
+
+# ---------------------------------------------------------------- machine limits
+
+
+def gather_rows(data: BenchData, samples: int = 256, seed: int = 0) -> np.ndarray:
+    """The first layer's access pattern: the non-zero pixel numbers of ``samples``
+    samples in shuffled order, each sample's in increasing order, concatenated (int32):
+    the rows of W_1 the fused kernels read and update, in the order they do."""
+    order = shuffled_order(data.n, seed)[:samples]
+    return np.concatenate([np.flatnonzero(data.X[i]) for i in order]).astype(np.int32)
+
+
+def machine_limits(data: BenchData, threads: tuple = (1, 2)) -> dict:
+    """This machine's limits measured by ``fastbp._core.probe`` (csrc/fbp_probe.c), per
+    thread count: multiply-adds/s ("fma": the kernels' SIMD FMAs, "fma_scalar": one
+    double at a time, no FMA instruction), bytes/s ("l1_load" ... "l2_store"), and
+    multiply-adds/s of the first layer's row gather ("gather") and row update
+    ("update") over W_1-sized (784 x 32) weights, rows as in ``gather_rows(data)``."""
+    from fastbp import _core
+
+    rows = gather_rows(data)
+    out: dict = {"rows_per_sample": len(rows) / 256, "probe_shape": list(_core.PROBE_SHAPE)}
+    for t in threads:
+        out[t] = {what: _core.probe(what, t, rows=rows) for what in _core.PROBES}
+    return out
+
+
+def overhead_floor(impl: str, n: int, batch: int = 10, seed: int = 0) -> float:
+    """Seconds per sample of a reference implementation ("loop", "matrix" or "rows") on
+    a [1,1,1] network: the same code, the same NumPy calls, almost no arithmetic; what
+    the interpreter and NumPy's per-call work cost it, whatever the network's size."""
+    network_loop, network_matrix = references()
+    sizes = [1, 1, 1]
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 1))
+    Y = (rng.random((n, 1)) > 0.5).astype(np.float64)
+    order = shuffled_order(n, seed)
+    np.random.seed(seed)
+    if impl == "loop":
+        net = network_loop.Network(sizes)
+        pairs = [(x.reshape(1, 1), y.reshape(1, 1)) for x, y in zip(X, Y)]
+        random.seed(seed)
+        t0 = time.perf_counter()
+        with _quiet():
+            net.SGD(pairs, 1, batch, ETA)
+    elif impl == "matrix":
+        net = network_matrix.Network(sizes)
+        Xc, Yc = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+        t0 = time.perf_counter()
+        for k in range(0, n, batch):
+            idx = order[k:k + batch]
+            net.update_matrices(Xc[:, idx], Yc[:, idx], ETA)
+    else:
+        net = rows_reference().Network(sizes)
+        t0 = time.perf_counter()
+        net.epoch_rows(X, Y, order, batch, ETA)
+    return (time.perf_counter() - t0) / n

@@ -704,3 +704,41 @@ def times_prime(real[:, ::1] delta, real[:, ::1] a, int activation):
                 delta[j, 0] = delta[j, 0] * (1 - a[j, 0] * a[j, 0])
             elif not a[j, 0] > 0:
                 delta[j, 0] = 0
+
+
+# ---- machine-limit probes (csrc/fbp_probe.c), for the benchmark report's bounds ----
+
+cdef extern from "fbp_probe.h" nogil:
+    double fbp_probe(int what, int nthreads, int64_t reps, const int32_t *rows, int64_t nrows)
+    int FBP_PROBE_BAD
+
+PROBES = ("fma", "fma_scalar", "l1_load", "l1_store", "l2_load", "l2_store", "gather", "update")
+PROBE_SHAPE = (784, 32)
+
+
+def probe(str what, int nthreads=1, int64_t reps=0, int32_t[::1] rows=None):
+    """Measure one limit of this machine (see csrc/fbp_probe.h): the best rate of a
+    tiny kernel-shaped loop on ``nthreads`` threads, summed over them.  ``what`` is one
+    of PROBES: "fma" and "fma_scalar" give multiply-adds/s; "l1_load", "l1_store",
+    "l2_load", "l2_store" bytes/s; "gather" (z += x_k W[k]) and "update" (W[k] += c x_k
+    delta) multiply-adds/s over the rows ``rows`` (int32, in [0, 784)) of a
+    PROBE_SHAPE float64 matrix.  ``reps`` <= 0: about 20 ms per timed run."""
+    if what not in PROBES:
+        raise ValueError(f"probe: what must be one of {PROBES}, not {what!r}")
+    cdef int code = PROBES.index(what)
+    cdef const int32_t *p = NULL
+    cdef int64_t n = 0
+    if rows is not None:
+        p, n = &rows[0] if rows.shape[0] else NULL, rows.shape[0]
+    if code >= 6 and n == 0:
+        raise ValueError(f"probe {what!r} needs a non-empty int32 array of rows")
+    cdef double r
+    with nogil:
+        r = fbp_probe(code, nthreads, reps, p, n)
+    if r == FBP_PROBE_BAD:
+        raise ValueError("probe: bad arguments (threads < 1, or a row outside [0, 784))")
+    if r == FBP_NOTHREAD:
+        raise RuntimeError("probe: a worker thread could not be started")
+    if r < 0:
+        raise MemoryError("probe: out of memory")
+    return r
