@@ -24,6 +24,18 @@ import fastbp
 from fastbp import mnist_loader, network, network2
 
 SIZES = [4, 3, 2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_memory():
+    """Fuzzed widths (a random int64 such as 3e8) would otherwise allocate up to the
+    machine's whole RAM before the size check refuses them: pretend it has 1 GiB."""
+    from fastbp import _validate
+
+    real = _validate._physical_memory
+    _validate._physical_memory = lambda: 2**30
+    yield
+    _validate._physical_memory = real
 RAW = ("unhashable type", "No matching signature", "is not iterable", "too large to convert",
        "truth value of an array", "is not callable", "setting an array element",
        "only integers, slices", "Cannot interpret", "expected str, bytes", "0-d array",
