@@ -109,7 +109,8 @@ def test_arrays_through_an_override_match_the_fused_path():
 
 @pytest.mark.parametrize("data,error", [
     ((np.zeros((3, SIZES[0])), np.array([0, 1, 9])), "outside 0..3"),
-    ((np.zeros((3, SIZES[0])), np.array([0.5, 1, 2])), "integer class labels"),
+    ((np.zeros((3, SIZES[0])), np.array([0.5, 1, 2])), "not a whole number"),
+    ((np.zeros((3, SIZES[0])), np.array([0, 1, 1], dtype=bool)), "integer class labels"),
     ((np.zeros((3, SIZES[0] + 1)), np.array([0, 1, 2])), "expected \\(n, 12\\)"),
     ((np.zeros((3, SIZES[0])), np.zeros((3, 5))), "expected \\(n,\\) labels or \\(n, 4\\)"),
     ((np.full((3, SIZES[0]), np.nan), np.array([0, 1, 2])), "NaN"),

@@ -410,6 +410,98 @@ def test_integer_labels_in_training_data_train_as_the_classic_code(data):
     compare(script, network, network_loop)
 
 
+FLOAT_LABELS = {
+    "float": float, "np.float64": np.float64, "np.float32": np.float32,
+    "0-d array": lambda y: np.array(float(y)),
+    # not whole numbers: the classic argmax(a) == y never holds, so they never count
+    "halves": lambda y: y + 0.5, "nan and inf": lambda y: [np.nan, np.inf, -np.inf][y % 3],
+    "mixed": lambda y: float(y) if y % 2 else int(y),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOAT_LABELS))
+def test_float_labels_count_as_in_the_classic_code(data, kind):
+    """evaluate/accuracy compare argmax(a) == y: a float label 2.0 counts as 2, and one
+    that is no whole number never counts (was a TypeError about vectors)."""
+    _, validation, test = data
+    floats = [(x, FLOAT_LABELS[kind](y)) for x, y in test]
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.SGD(list(data[0]), 2, 10, 3.0, test_data=floats)
+        return [net], net.evaluate(floats)
+
+    count, ref_count = compare(script, network, network_loop)
+    assert count == ref_count and type(count) is int
+    if kind in ("float", "np.float64"):
+        assert count > 0  # some do count: not all compared unequal
+    evaluation = [(x, FLOAT_LABELS[kind](y)) for x, y in validation]
+
+    def script2(mod):
+        net = mod.Network(SIZES)
+        result = net.SGD(list(data[0]), 2, 10, 0.5, evaluation_data=evaluation,
+                         monitor_evaluation_accuracy=True)
+        return [net], (result, net.accuracy(evaluation), net.accuracy(evaluation, True))
+
+    result, ref_result = compare(script2, network2, network2_loop)
+    assert result == ref_result
+
+
+def test_float_labels_elsewhere_as_in_the_classic_code(data):
+    training, validation, _ = data
+    floats = [(x, float(y)) for x, y in validation]
+    np.random.seed(0)
+    net = network2.Network(SIZES)
+    ref = network2_loop.Network(SIZES)
+    ref.weights, ref.biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    # total_cost without convert broadcasts the number, as a - y does
+    got, want = net.total_cost(floats, 1.0), ref.total_cost(floats, 1.0)
+    assert type(got) is type(want) and got == pytest.approx(want, rel=1e-12)
+    # convert=True: the classic vectorized_result's e[2.0] raises IndexError
+    with pytest.raises(IndexError):
+        ref.total_cost(floats, 1.0, convert=True)
+    with pytest.raises(IndexError, match=r"data\[0\]: the label is a float"):
+        net.total_cost(floats, 1.0, convert=True)  # an IndexError (and a TypeError)
+    with pytest.raises(TypeError, match=r"evaluation_data\[0\]: the label is a float"):
+        net.SGD(list(training), 1, 10, 0.5, evaluation_data=floats,
+                monitor_evaluation_cost=True, verbose=False)
+
+    # float labels inside training data train towards a column of that number
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.SGD([(x, y + 0.25) for x, y in floats], 2, 10, 1.0)
+        return [net], None
+
+    compare(script, network, network_loop)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float_label_arrays_are_integer_labels(data, dtype):
+    """(X, Y) arrays: a float Y of whole numbers means the same as integer labels; any
+    other float names no class (no one-hot target): ValueError naming the row, on the
+    fused and the honouring path alike."""
+    _, validation, _ = data
+    X = np.hstack([x for x, _ in validation]).T
+    y = np.array([y for _, y in validation])
+    net = network2.Network(SIZES)
+    honoured = _override(network2.Network, "feedforward", NETWORK_OVERRIDES["feedforward"])(
+        SIZES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        for n in (net, honoured):
+            assert n.accuracy((X, y.astype(dtype))) == n.accuracy((X, y)) > 0
+            assert n.total_cost((X, y.astype(dtype)), 0.5) == n.total_cost((X, y), 0.5)
+        half = y.astype(dtype)
+        half[3] = 2.5
+        for call in (lambda n: n.accuracy((X, half)), lambda n: n.total_cost((X, half), 0.5),
+                     lambda n: n.SGD((X, half), 1, 10, 0.5, verbose=False)):
+            for n in (net, honoured):
+                with pytest.raises(ValueError, match=r"\[3\]: label 2.5 is not a whole number"):
+                    call(n)
+    old = network.Network(SIZES)
+    assert old.evaluate((X, y.astype(dtype))) == old.evaluate((X, y))
+
+
 def test_misuse_the_classic_code_crashes_on_is_a_clear_error(data):
     training, validation, _ = data
     net = network2.Network(SIZES)

@@ -772,7 +772,7 @@ def listed(data: Any, what: str = "data") -> tuple[Any, int]:
     return data, len(data)
 
 
-def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
+def classic_data(data: Any, targets: str = "labels", n_out: int = 0, what: str = "data") -> Any:
     """What the classic code iterates over: ``data`` itself, or the pairs made from
     ``(X, Y)`` arrays, with integer labels (``targets="labels"``) or (n_out, 1)
     target columns (``"columns"``)."""
@@ -782,7 +782,7 @@ def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
     X, Y = arrays
     if targets == "labels" and Y.ndim == 2:
         Y = np.argmax(Y, axis=1)
-    return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0)
+    return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0, what=what)
 
 
 HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedforward",

@@ -72,7 +72,7 @@ class Network(CompiledNetwork):
             test_data, n_test = listed(test_data, "test_data")
             if n_test and not self._overridden(("evaluate", "feedforward")):
                 test = self._pack(test_data, "label", "test_data")
-            test_data = classic_data(test_data) if test is None else test_data
+            test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
             epoch.touched = callback is not None or (n_test > 0 and test is None)
@@ -106,7 +106,7 @@ class Network(CompiledNetwork):
         (or of rows of ``(X, labels)`` arrays)."""
         if self._overridden(("feedforward",)):
             self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
-            return _classic.evaluate(self, classic_data(test_data))
+            return _classic.evaluate(self, classic_data(test_data, what="test_data"))
         test_data, n = listed(test_data, "test_data")
         if not n:
             return 0  # as network.py: sum([]) == 0

@@ -145,6 +145,10 @@ class EmptyDataError(ValueError, ZeroDivisionError):
     """No data where the classic code divides by its length (a ZeroDivisionError there)."""
 
 
+class FloatLabelError(TypeError, IndexError):
+    """A float label for ``vectorized_result`` (the classic ``e[j]``: an IndexError)."""
+
+
 #### Main Network class
 
 
@@ -348,7 +352,7 @@ class Network(CompiledNetwork):
                                  "len(data))")
         if convert and as_arrays(data) is None:
             packed = self._pack(data, "label", "data")
-            return self._total_cost(packed, _onehot10(packed.labels, self._layer_sizes()[-1]),
+            return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
         return self._total_cost(packed, packed.y, lmbda)
@@ -417,8 +421,8 @@ class _Monitors:
                         f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
                 self.evaluation_y = (np.eye(n_out)[self.evaluation.labels]
                                      if as_arrays(evaluation_data) is not None
-                                     else _onehot10(self.evaluation.labels, n_out))
-        self.evaluation_data = classic_data(evaluation_data)
+                                     else _onehot10(self.evaluation, n_out, "evaluation_data"))
+        self.evaluation_data = classic_data(evaluation_data, what="evaluation_data")
 
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
@@ -448,15 +452,21 @@ class _Monitors:
         return self.net.accuracy(self.evaluation_data) if self.honour_accuracy else accuracy
 
 
-def _onehot10(labels: np.ndarray, n_out: int) -> np.ndarray:
+def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
     """``vectorized_result`` of each label: (10, 1) unit vectors, as network2.py makes
-    them for ``convert=True`` (so the output layer must have 10 neurons)."""
+    them for ``convert=True`` (so the output layer must have 10 neurons, and the labels
+    must be integers: the classic ``e[j]`` raises IndexError for a float j, even 2.0)."""
     if n_out != 10:
         raise ValueError(f"convert=True one-hot encodes labels as 10-vectors "
                          f"(vectorized_result), but the network has {n_out} outputs")
+    labels = packed.labels
+    if packed.float_label >= 0:
+        raise FloatLabelError(f"{what}[{packed.float_label}]: the label is a float; "
+                              "convert=True one-hot encodes labels with vectorized_result, "
+                              "which needs integers (the classic e[j] raises IndexError)")
     bad = np.flatnonzero((labels < -10) | (labels >= 10))
     if bad.size:
-        raise ValueError(f"data[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
+        raise ValueError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
                          "(vectorized_result cannot encode it)")
     Y = np.zeros((labels.size, 10))
     Y[np.arange(labels.size), labels] = 1.0  # a negative label counts from the end, as e[j]
