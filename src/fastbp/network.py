@@ -75,8 +75,11 @@ class Network(CompiledNetwork):
             test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
+            nonlocal test
             epoch.touched = callback is not None or (n_test > 0 and test is None)
             if n_test:
+                if test is not None:  # packed again if a callback changed the layer widths
+                    test = self._repack(test, test_data, "label", "test_data")
                 correct = (self._count_correct(test) if test is not None
                            else self.evaluate(test_data))
                 if verbose:

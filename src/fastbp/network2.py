@@ -400,7 +400,8 @@ class Network(CompiledNetwork):
 
 class _Monitors:
     """SGD's per-epoch monitoring: each through the network's own method where that is
-    overridden (called as network2.py calls it), else fused on data packed once."""
+    overridden (called as network2.py calls it), else fused on data packed once (and
+    again if a callback or an override changes the layer widths)."""
 
     def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
         self.net = net
@@ -409,30 +410,41 @@ class _Monitors:
         self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
         self.honour_any = self.honour_cost or self.honour_accuracy  # user code runs
         self.evaluation: Packed | None = None
-        if evaluation_data is not None and ((cost and not self.honour_cost)
-                                            or (accuracy and not self.honour_accuracy)):
-            self.evaluation = net._pack(evaluation_data, "label", "evaluation_data")
-            if cost and not self.honour_cost:
+        self.data, self.want_cost = evaluation_data, cost
+        self.fused = evaluation_data is not None and ((cost and not self.honour_cost)
+                                                      or (accuracy and not self.honour_accuracy))
+        self._prepare()
+        self.evaluation_data = classic_data(evaluation_data, what="evaluation_data")
+
+    def _prepare(self) -> None:
+        """Pack the evaluation data for the fused monitors, for the network's current
+        layer widths (again if a callback or an override changed them)."""
+        if not self.fused:
+            return
+        net, evaluation_data = self.net, self.data
+        packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data")
+        if packed is not self.evaluation:
+            if self.want_cost and not self.honour_cost:
                 n_out = net._layer_sizes()[-1]
                 if n_out != 10 and as_arrays(evaluation_data) is None:
                     raise ValueError(
                         "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
                         "the evaluation labels as 10-vectors (vectorized_result), but the "
                         f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
-                self.evaluation_y = (np.eye(n_out)[self.evaluation.labels]
+                self.evaluation_y = (np.eye(n_out)[packed.labels]
                                      if as_arrays(evaluation_data) is not None
-                                     else _onehot10(self.evaluation, n_out, "evaluation_data"))
-        self.evaluation_data = classic_data(evaluation_data, what="evaluation_data")
+                                     else _onehot10(packed, n_out, "evaluation_data"))
+            self.evaluation = packed
 
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
-            return self.net.total_cost(epoch.data(), lmbda)
+            return self.net.total_cost(epoch.data(self.net), lmbda)
         packed = epoch.pack(self.net)
         return self.net._total_cost(packed, packed.y, lmbda, epoch.perm)
 
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
-            return self.net.accuracy(epoch.data(), convert=True)
+            return self.net.accuracy(epoch.data(self.net), convert=True)
         packed = epoch.pack(self.net)
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
                           == np.argmax(packed.y, axis=1)))
@@ -440,11 +452,13 @@ class _Monitors:
     def evaluation_cost(self, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
+        self._prepare()
         return self.net._total_cost(self.evaluation, self.evaluation_y, lmbda)
 
     def evaluation_accuracy(self) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(self.evaluation_data)
+        self._prepare()
         return self.net._accuracy(self.evaluation)
 
     def evaluation_accuracy_again(self, accuracy: int) -> int:
