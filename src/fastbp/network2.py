@@ -489,13 +489,20 @@ def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
 #### Loading a Network
 
 
-def load(filename: str | os.PathLike) -> Network:
+def load(filename: str | os.PathLike, cost: Any = None) -> Network:
     """Load a network saved by ``save`` (or by the classic network2.py).
 
-    Raises ValueError for malformed JSON, an unknown cost name (names are looked up in
-    a fixed table, never as code) or shapes that do not match ``sizes``.  A ``dtype``
-    entry ("float32") gives a network of that dtype; without one it is float64.
+    The file names its cost class.  fastbp's own (``QuadraticCost``, ``CrossEntropyCost``,
+    ``LogLikelihoodCost``) are looked up in a fixed table, never as code; for a network
+    saved with your own cost class, pass it (or an instance): ``load(filename,
+    cost=MyCost)``; its name must be the one in the file.  Raises ValueError for malformed
+    JSON, a cost it cannot resolve or shapes that do not match ``sizes``.  A ``dtype`` entry
+    ("float32") gives a network of that dtype; without one it is float64.
     """
+    if cost is not None and not (callable(getattr(cost, "fn", None))
+                                 and callable(getattr(cost, "delta", None))):
+        raise TypeError("cost must be a cost class or instance with fn(a, y) and "
+                        f"delta(z, a, y), like network2.CrossEntropyCost; got {cost!r}")
     name = _files.fspath(filename, "filename")
     try:
         with open(name, encoding="utf-8") as f:
@@ -511,10 +518,7 @@ def load(filename: str | os.PathLike) -> Network:
     missing = [k for k in ("sizes", "weights", "biases", "cost") if k not in data]
     if missing:
         raise ValueError(f"{name}: saved network lacks {', '.join(missing)}")
-    cost_name = data["cost"]
-    if not isinstance(cost_name, str) or cost_name not in COSTS:
-        raise ValueError(f"{name}: unknown cost {cost_name!r} (expected one of "
-                         f"{', '.join(COSTS)})")
+    cost = _saved_cost(name, data["cost"], cost)
     activation = data.get("activation", "sigmoid")
     if not isinstance(activation, str):
         raise ValueError(f"{name}: invalid activation {activation!r}")
@@ -532,11 +536,32 @@ def load(filename: str | os.PathLike) -> Network:
                       [(y, x) for x, y in zip(sizes[:-1], sizes[1:])], dtype)
     biases = _arrays(name, "biases", data["biases"], [(y, 1) for y in sizes[1:]], dtype)
     try:
-        net = Network(sizes, cost=COSTS[cost_name], activation=activation, dtype=dtype)
+        net = Network(sizes, cost=cost, activation=activation, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: invalid network description: {exc}") from None
     net.weights, net.biases = weights, biases
     return net
+
+
+def _saved_cost(filename: str, saved: Any, cost: Any) -> Any:
+    """The cost for a file whose "cost" entry is ``saved``: ``cost`` if given (its class
+    name must be ``saved``), else fastbp's cost of that name."""
+    if not isinstance(saved, str) or not saved:
+        raise ValueError(f"{filename}: invalid cost entry {saved!r} (expected the name of a "
+                         "cost class)")
+    if cost is not None:
+        if _cost_name(cost) != saved:
+            raise ValueError(f"{filename}: the network was saved with the cost {saved!r}, "
+                             f"but cost={_cost_name(cost)} was given; pass the class it was "
+                             "saved with (set net.cost afterwards to train with another)")
+        return cost
+    if saved in COSTS:
+        return COSTS[saved]
+    how = (f"network2.load(filename, cost={saved})" if saved.isidentifier()
+           else "network2.load(filename, cost=YourCost)")
+    raise ValueError(f"{filename}: the network was saved with the cost {saved!r}, which is "
+                     f"not one of fastbp's ({', '.join(COSTS)}); if it is your own cost "
+                     f"class, pass it: {how}")
 
 
 def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]],
