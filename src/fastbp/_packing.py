@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._validate import as_list
 
 
 @dataclass(eq=False)
@@ -340,12 +341,8 @@ def _pairs(data: Any, what: str) -> list:
     if isinstance(data, np.ndarray):
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
-    try:
-        # always our own list: another thread may change the caller's list meanwhile
-        items = list(data)
-    except TypeError:
-        raise TypeError(f"{what} must be a list of (x, y) pairs, "
-                        f"got {type(data).__name__}") from None
+    # always our own list: another thread may change the caller's list meanwhile
+    items = list(data) if type(data) is list else as_list(what, data)
     if not items:
         raise ValueError(f"{what} is empty")
     return items
