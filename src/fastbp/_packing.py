@@ -53,10 +53,11 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
 
     ``targets`` says how the classic code reads each ``y`` (see the README's table):
 
-    * "train": as the target of ``a - y``: a column (n_out, 1) as it is; an integer
-      label broadcasts, as in NumPy, to a column full of that number;
-    * "label": as a class label compared with argmax(a) (``evaluate``, ``accuracy``);
-    * "argmax": as ``np.argmax(y)`` (``accuracy(convert=True)``; 0 for an integer);
+    * "train": as the target of ``a - y``: a column (n_out, 1) as it is; a number
+      label (integer or float) broadcasts, as in NumPy, to a column full of it;
+    * "label": as a class label compared with argmax(a) (``evaluate``, ``accuracy``): a
+      float counts as the class it equals (2.0), or never (2.5);
+    * "argmax": as ``np.argmax(y)`` (``accuracy(convert=True)``; 0 for a number);
     * "none": not at all.
 
     With ``reorder``, packed data cached for the same pairs in another order may be
