@@ -372,6 +372,50 @@ def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
         assert got == pytest.approx(want, rel=1e-9)
 
 
+def _own_init(mod):
+    """A subclass whose __init__ sets the attributes itself, without calling the base
+    class's (book exercises on initialisation do this)."""
+
+    def __init__(self, sizes):
+        self.num_layers, self.sizes = len(sizes), sizes
+        self.biases = [np.zeros((y, 1)) for y in sizes[1:]]
+        self.weights = [np.random.randn(y, x) * 0.1 for x, y in zip(sizes[:-1], sizes[1:])]
+        if hasattr(mod, "CrossEntropyCost"):
+            self.cost = mod.CrossEntropyCost
+        if mod is network2_loop:  # the reference's activation extension needs these
+            self.act, self.act_prime = network2_loop.sigmoid, network2_loop.sigmoid_prime
+
+    return type("MyNet", (mod.Network,), {"__init__": __init__})
+
+
+def test_a_subclass_with_its_own_init_trains_as_the_classic_code(data):
+    """It used to fail with AttributeError: '_dtype' (fastbp's own state is made in its
+    __init__); the classic classes need nothing beyond sizes, weights, biases (cost)."""
+    training, validation, test = data
+
+    def script(mod):
+        net = _own_init(mod)(SIZES)
+        net.SGD(list(training), 2, 10, 3.0, test_data=test)
+        return [net], net.evaluate(test)
+
+    count, ref_count = compare(script, network, network_loop)
+    assert count == ref_count
+
+    def script2(mod):
+        net = _own_init(mod)(SIZES)
+        result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True)
+        return [net], result
+
+    result, ref_result = compare(script2, network2, network2_loop)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+    net = _own_init(network2)(SIZES)
+    net.SGD(list(training), 1, 10, 0.5, monitor_gradient_norms=True, verbose=False)
+    assert len(net.gradient_norm_history) == 1
+
+
 def test_accuracy_override_is_called_twice_per_epoch_like_the_classic_code(data):
     training, validation, _ = data
     calls = {network2: 0, network2_loop: 0}

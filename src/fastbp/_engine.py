@@ -196,6 +196,10 @@ class CompiledNetwork:
     # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
     # instance attribute or a patch of the class itself all count as an override
     _ORIGINALS: dict = {}
+    # defaults for a subclass whose own __init__ sets sizes, weights and biases without
+    # calling ours (the classic classes need nothing else); see also _lock and _slow
+    _dtype = np.dtype(np.float64)
+    _owner: int | None = None
 
     def _setup(self, sizes: Any, dtype: Any) -> None:
         self.sizes = check_sizes(sizes)
@@ -246,9 +250,10 @@ class CompiledNetwork:
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
         else it touches) run as the classic Python code."""
-        if cause in self._warned:
+        warned = self.__dict__.setdefault("_warned", set())
+        if cause in warned:
             return
-        self._warned.add(cause)
+        warned.add(cause)
         message = (f"{cause}: fastbp runs {what} (and anything else it affects) as the "
                    "classic Python code so that it is honoured: correct, but slower than the "
                    "fused kernels")
@@ -359,7 +364,10 @@ class CompiledNetwork:
     def _claim(self) -> None:
         """Take the network for a training call; clear errors for a second thread or for
         SGD re-entered from its own callback or override."""
-        if not self._busy.acquire(blocking=False):
+        # dict.setdefault is atomic: two threads get the same lock, even when a
+        # subclass's own __init__ did not make one
+        busy = self.__dict__.setdefault("_busy", threading.Lock())
+        if not busy.acquire(blocking=False):
             if self._owner == threading.get_ident():
                 raise RuntimeError("SGD was called again on this network from inside its own "
                                    "SGD (a callback or an overridden method); train a copy "

@@ -279,7 +279,8 @@ class Network(CompiledNetwork):
                 say(f"Accuracy on evaluation data: {monitors.evaluation_accuracy_again(accuracy)}"
                     f" / {n_data}")
             if monitor_gradient_norms:
-                self.gradient_norm_history.append(self._norms(epoch.pack(self)))
+                self.__dict__.setdefault("gradient_norm_history", []).append(
+                    self._norms(epoch.pack(self)))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
