@@ -130,3 +130,14 @@ def test_load_matrices_output_feeds_straight_in(mnist_train):
     _, acc, _, _ = net.SGD((X, y), 1, 10, 0.5, evaluation_data=(Xv[:500], yv[:500]),
                            monitor_evaluation_accuracy=True, verbose=False)
     assert acc[0] > 300  # it learns (chance is 50)
+
+
+def test_evaluation_data_without_monitors_is_not_read():
+    """The classic SGD never looks at evaluation_data unless a monitor asks: (X, Y)
+    arrays were turned into pairs anyway (a 2.5 label failed)."""
+    X, y, Y = dataset(9, 20)
+    half = y.astype(float)
+    half[0] = 2.5
+    net = network2.Network(SIZES)
+    result = net.SGD((X, Y), 1, 5, 0.5, evaluation_data=(X, half), verbose=False)
+    assert result == ([], [], [], [])

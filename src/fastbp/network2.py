@@ -415,7 +415,10 @@ class _Monitors:
         self.fused = evaluation_data is not None and ((cost and not self.honour_cost)
                                                       or (accuracy and not self.honour_accuracy))
         self._prepare()
-        self.evaluation_data = classic_data(evaluation_data, what="evaluation_data")
+        # the pairs a user's method is handed (made from (X, Y) arrays only if one is)
+        wanted = (cost and self.honour_cost) or (accuracy and self.honour_accuracy)
+        self.evaluation_data = (classic_data(evaluation_data, what="evaluation_data")
+                                if wanted else None)
 
     def _prepare(self) -> None:
         """Pack the evaluation data for the fused monitors, for the network's current
