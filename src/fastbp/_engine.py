@@ -197,7 +197,7 @@ class CompiledNetwork:
     # instance attribute or a patch of the class itself all count as an override
     _ORIGINALS: dict = {}
     # defaults for a subclass whose own __init__ sets sizes, weights and biases without
-    # calling ours (the classic classes need nothing else); see also _lock and _slow
+    # calling ours (the classic classes need nothing else); see also _claim and _slow
     _dtype = np.dtype(np.float64)
     _owner: int | None = None
 
