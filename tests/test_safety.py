@@ -240,3 +240,25 @@ def test_integer_label_targets_follow_a_new_output_width_as_in_the_classic_code(
     assert training == ref_list
     for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
         assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-12
+
+
+def test_label_arrays_on_the_classic_path_after_a_narrower_output_layer():
+    """(X, y) arrays on the classic path (a user's cost) are one-hot targets as wide as
+    the output layer: a callback that narrows it below a label is a ValueError naming the
+    row, not an IndexError from inside NumPy."""
+
+    class UserCost:
+        fn = staticmethod(network2.QuadraticCost.fn)
+        delta = staticmethod(network2.QuadraticCost.delta)
+
+    X = np.random.default_rng(0).random((12, 4))
+    y = np.arange(12) % 3
+    net = network2.Network([4, 5, 3], cost=UserCost)
+
+    def narrow(j, n):
+        n.weights[-1], n.biases[-1] = np.ones((2, 5)), np.ones((2, 1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=r"training_data\[2\]: label 2 is outside 0..1"):
+            net.SGD((X, y), 2, 4, 0.5, verbose=False, callback=narrow)

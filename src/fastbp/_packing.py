@@ -236,7 +236,7 @@ def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0, what: str = "data") 
         ys = [y.reshape(-1, 1) for y in Y]
     elif onehot:
         eye = np.eye(onehot)
-        ys = [eye[:, [y]] for y in whole_labels(Y, what).tolist()]
+        ys = [eye[:, [y]] for y in _labels(Y, onehot, what).tolist()]
     else:
         ys = whole_labels(Y, what).tolist()
     return list(zip(xs, ys))
