@@ -75,7 +75,10 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
         _need_labels(what)
     rows = _core.gather_pairs(items, n_in, n_out, want_y)
     key = (n_in, n_out, np.dtype(dtype).str, targets, want_y)
-    use_cache = rows is not None and len(items) >= CACHE_MIN_ITEMS
+    # the cache checks the pairs' identity and their arrays' contents, not scalar labels:
+    # those are immutable, except 0-d arrays
+    use_cache = (rows is not None and len(items) >= CACHE_MIN_ITEMS
+                 and not (labels is not None and labels.mutable))
     if use_cache:
         hit = _cache_lookup(key, items, nthreads, reorder)
         if hit is not None:
@@ -365,6 +368,7 @@ class Labels:
     classes: np.ndarray
     values: np.ndarray
     first_float: int = -1
+    mutable: bool = False  # some are 0-d arrays, which can change in place (no caching)
 
 
 NEVER = -1  # the class of a float label that no output index equals (2.5, nan, inf)
@@ -396,6 +400,7 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
     except (TypeError, ValueError):  # not all pairs: name the first that is not
         ys = [_pair(item, i, what)[1] for i, item in enumerate(items)]
     first_float = -1
+    mutable = False
     for i, y in enumerate(ys):
         kind = type(y)
         if kind in _INT_TYPES:  # the common case, without the slower ABC checks
@@ -404,11 +409,12 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
             raise TypeError(f"{what}[{i}]: label {y!r} is not a number like the others")
         if kind is np.ndarray:
             y = ys[i] = y[()]
+            mutable = True
         if first_float < 0 and not isinstance(y, numbers.Integral):
             first_float = i
     if first_float < 0:
         classes = _int64(ys, what)
-        return Labels(classes, classes)
+        return Labels(classes, classes, mutable=mutable)
     values = np.asarray([float(y) for y in ys], dtype=np.float64)
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 2.0**63)
@@ -416,7 +422,7 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
     classes[whole] = values[whole].astype(np.int64)
     ints = [i for i, y in enumerate(ys) if isinstance(y, numbers.Integral)]
     classes[ints] = _int64([ys[i] for i in ints], what, ints)  # exact beyond 2**53
-    return Labels(classes, values, first_float)
+    return Labels(classes, values, first_float, mutable)
 
 
 def _int64(ys: list, what: str, positions: list | None = None) -> np.ndarray:
