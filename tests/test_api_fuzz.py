@@ -24,6 +24,18 @@ import fastbp
 from fastbp import mnist_loader, network, network2
 
 SIZES = [4, 3, 2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_memory():
+    """Fuzzed widths (a random int64 such as 3e8) would otherwise allocate up to the
+    machine's whole RAM before the size check refuses them: pretend it has 1 GiB."""
+    from fastbp import _validate
+
+    real = _validate._physical_memory
+    _validate._physical_memory = lambda: 2**30
+    yield
+    _validate._physical_memory = real
 RAW = ("unhashable type", "No matching signature", "is not iterable", "too large to convert",
        "truth value of an array", "is not callable", "setting an array element",
        "only integers, slices", "Cannot interpret", "expected str, bytes", "0-d array",
@@ -390,3 +402,32 @@ def test_counts_beyond_int64_are_value_errors(count):
     kwargs = {"epochs": 1, count: 2**64, "evaluation_data": labelled(), "verbose": False}
     with pytest.raises(ValueError, match=count):
         network2.Network(SIZES).SGD(pairs(), mini_batch_size=2, eta=0.5, **kwargs)
+
+
+@pytest.mark.parametrize("call", ["SGD", "update_mini_batch", "evaluate", "accuracy",
+                                  "total_cost", "test_data", "evaluation_data"])
+def test_an_iterable_of_non_pairs_fails_at_its_first_item(call):
+    """The classic ``for x, y in data`` fails at the first item that is not a pair; fastbp
+    read the whole iterable first (an ipaddress network: 2**32 addresses, a hang that
+    filled the machine's memory, found by test_update_mini_batch_arguments)."""
+    consumed = []
+
+    def numbers():
+        for i in range(100_000):
+            consumed.append(i)
+            yield i
+
+    net, net2 = network.Network(SIZES), network2.Network(SIZES)
+    calls = {
+        "SGD": lambda: net.SGD(numbers(), 1, 2, 0.5, verbose=False),
+        "update_mini_batch": lambda: net2.update_mini_batch(numbers(), 0.5, 0.1, 10),
+        "evaluate": lambda: net.evaluate(numbers()),
+        "accuracy": lambda: net2.accuracy(numbers()),
+        "total_cost": lambda: net2.total_cost(numbers(), 0.0),
+        "test_data": lambda: net.SGD(pairs(), 1, 2, 0.5, test_data=numbers(), verbose=False),
+        "evaluation_data": lambda: net2.SGD(pairs(), 1, 2, 0.5, evaluation_data=numbers(),
+                                            monitor_evaluation_accuracy=True, verbose=False),
+    }
+    with pytest.raises(TypeError, match=r"\[0\] must be an \(x, y\) pair, got int"):
+        calls[call]()
+    assert len(consumed) == 1

@@ -109,7 +109,8 @@ def test_arrays_through_an_override_match_the_fused_path():
 
 @pytest.mark.parametrize("data,error", [
     ((np.zeros((3, SIZES[0])), np.array([0, 1, 9])), "outside 0..3"),
-    ((np.zeros((3, SIZES[0])), np.array([0.5, 1, 2])), "integer class labels"),
+    ((np.zeros((3, SIZES[0])), np.array([0.5, 1, 2])), "not a whole number"),
+    ((np.zeros((3, SIZES[0])), np.array([0, 1, 1], dtype=bool)), "integer class labels"),
     ((np.zeros((3, SIZES[0] + 1)), np.array([0, 1, 2])), "expected \\(n, 12\\)"),
     ((np.zeros((3, SIZES[0])), np.zeros((3, 5))), "expected \\(n,\\) labels or \\(n, 4\\)"),
     ((np.full((3, SIZES[0]), np.nan), np.array([0, 1, 2])), "NaN"),
@@ -129,3 +130,14 @@ def test_load_matrices_output_feeds_straight_in(mnist_train):
     _, acc, _, _ = net.SGD((X, y), 1, 10, 0.5, evaluation_data=(Xv[:500], yv[:500]),
                            monitor_evaluation_accuracy=True, verbose=False)
     assert acc[0] > 300  # it learns (chance is 50)
+
+
+def test_evaluation_data_without_monitors_is_not_read():
+    """The classic SGD never looks at evaluation_data unless a monitor asks: (X, Y)
+    arrays were turned into pairs anyway (a 2.5 label failed)."""
+    X, y, Y = dataset(9, 20)
+    half = y.astype(float)
+    half[0] = 2.5
+    net = network2.Network(SIZES)
+    result = net.SGD((X, Y), 1, 5, 0.5, evaluation_data=(X, half), verbose=False)
+    assert result == ([], [], [], [])

@@ -186,6 +186,53 @@ def test_cost_objects_match_the_classic_code(data, make_cost):
         assert all(type(a) is type(b) for a, b in zip(got, want))
 
 
+def test_a_slow_epoch_then_a_cached_fused_one_keeps_the_classic_order():
+    """Epoch 0 on the classic path (a user's cost), then fused (a callback sets a fastbp
+    cost): packing the list then hits the cache in another order, which used to throw
+    away epoch 0's shuffle (the list then ended in another order than the classic
+    code's, and the epoch trained on other mini-batches)."""
+    from fastbp import _packing
+
+    training = make_data(6, SIZES, _packing.CACHE_MIN_ITEMS + 10, sparse=True, onehot=True)
+    _packing.clear_cache()
+    network2.Network(SIZES).SGD(training, 1, 10, 0.5, verbose=False)  # cached, reordered
+    ours, theirs = list(training), list(training)
+    random.seed(1)
+    np.random.seed(1)
+    net = network2.Network(SIZES, cost=UserCost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.SGD(ours, 2, 10, 0.5, verbose=False,
+                callback=lambda j, n: setattr(n, "cost", network2.CrossEntropyCost))
+    random.seed(1)
+    np.random.seed(1)
+    ref = network2_loop.Network(SIZES, cost=UserCost)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref.SGD(theirs, 1, 10, 0.5)
+        ref.cost = network2_loop.CrossEntropyCost
+        ref.SGD(theirs, 1, 10, 0.5)
+    assert all(a is b for a, b in zip(ours, theirs))
+    assert_same_params([net], [ref])
+
+
+def test_label_arrays_on_the_classic_path_are_one_hot_targets(data):
+    """(X, y) arrays mean the list of (x, one-hot y) pairs on the honouring path too (a
+    user's cost from the first epoch used to train towards columns full of the label)."""
+    training = data[0]
+    X = np.hstack([x for x, _ in training]).T
+    y = np.array([int(np.argmax(t)) for _, t in training])
+    nets = []
+    for d in ((X, y), (X, np.eye(SIZES[-1])[y]), training):
+        random.seed(2)
+        np.random.seed(2)
+        nets.append(network2.Network(SIZES, cost=UserCost))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            nets[-1].SGD(d if isinstance(d, tuple) else list(d), 1, 10, 0.5, verbose=False)
+    for net in nets[1:]:
+        assert_same_params([net], [nets[0]])
+
+
 def test_fastbp_costs_run_fused_and_others_warn_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SlowPathWarning)
@@ -325,6 +372,50 @@ def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
         assert got == pytest.approx(want, rel=1e-9)
 
 
+def _own_init(mod):
+    """A subclass whose __init__ sets the attributes itself, without calling the base
+    class's (book exercises on initialisation do this)."""
+
+    def __init__(self, sizes):
+        self.num_layers, self.sizes = len(sizes), sizes
+        self.biases = [np.zeros((y, 1)) for y in sizes[1:]]
+        self.weights = [np.random.randn(y, x) * 0.1 for x, y in zip(sizes[:-1], sizes[1:])]
+        if hasattr(mod, "CrossEntropyCost"):
+            self.cost = mod.CrossEntropyCost
+        if mod is network2_loop:  # the reference's activation extension needs these
+            self.act, self.act_prime = network2_loop.sigmoid, network2_loop.sigmoid_prime
+
+    return type("MyNet", (mod.Network,), {"__init__": __init__})
+
+
+def test_a_subclass_with_its_own_init_trains_as_the_classic_code(data):
+    """It used to fail with AttributeError: '_dtype' (fastbp's own state is made in its
+    __init__); the classic classes need nothing beyond sizes, weights, biases (cost)."""
+    training, validation, test = data
+
+    def script(mod):
+        net = _own_init(mod)(SIZES)
+        net.SGD(list(training), 2, 10, 3.0, test_data=test)
+        return [net], net.evaluate(test)
+
+    count, ref_count = compare(script, network, network_loop)
+    assert count == ref_count
+
+    def script2(mod):
+        net = _own_init(mod)(SIZES)
+        result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True)
+        return [net], result
+
+    result, ref_result = compare(script2, network2, network2_loop)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+    net = _own_init(network2)(SIZES)
+    net.SGD(list(training), 1, 10, 0.5, monitor_gradient_norms=True, verbose=False)
+    assert len(net.gradient_norm_history) == 1
+
+
 def test_accuracy_override_is_called_twice_per_epoch_like_the_classic_code(data):
     training, validation, _ = data
     calls = {network2: 0, network2_loop: 0}
@@ -408,6 +499,98 @@ def test_integer_labels_in_training_data_train_as_the_classic_code(data):
         return [net], None
 
     compare(script, network, network_loop)
+
+
+FLOAT_LABELS = {
+    "float": float, "np.float64": np.float64, "np.float32": np.float32,
+    "0-d array": lambda y: np.array(float(y)),
+    # not whole numbers: the classic argmax(a) == y never holds, so they never count
+    "halves": lambda y: y + 0.5, "nan and inf": lambda y: [np.nan, np.inf, -np.inf][y % 3],
+    "mixed": lambda y: float(y) if y % 2 else int(y),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOAT_LABELS))
+def test_float_labels_count_as_in_the_classic_code(data, kind):
+    """evaluate/accuracy compare argmax(a) == y: a float label 2.0 counts as 2, and one
+    that is no whole number never counts (was a TypeError about vectors)."""
+    _, validation, test = data
+    floats = [(x, FLOAT_LABELS[kind](y)) for x, y in test]
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.SGD(list(data[0]), 2, 10, 3.0, test_data=floats)
+        return [net], net.evaluate(floats)
+
+    count, ref_count = compare(script, network, network_loop)
+    assert count == ref_count and type(count) is int
+    if kind in ("float", "np.float64"):
+        assert count > 0  # some do count: not all compared unequal
+    evaluation = [(x, FLOAT_LABELS[kind](y)) for x, y in validation]
+
+    def script2(mod):
+        net = mod.Network(SIZES)
+        result = net.SGD(list(data[0]), 2, 10, 0.5, evaluation_data=evaluation,
+                         monitor_evaluation_accuracy=True)
+        return [net], (result, net.accuracy(evaluation), net.accuracy(evaluation, True))
+
+    result, ref_result = compare(script2, network2, network2_loop)
+    assert result == ref_result
+
+
+def test_float_labels_elsewhere_as_in_the_classic_code(data):
+    training, validation, _ = data
+    floats = [(x, float(y)) for x, y in validation]
+    np.random.seed(0)
+    net = network2.Network(SIZES)
+    ref = network2_loop.Network(SIZES)
+    ref.weights, ref.biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    # total_cost without convert broadcasts the number, as a - y does
+    got, want = net.total_cost(floats, 1.0), ref.total_cost(floats, 1.0)
+    assert type(got) is type(want) and got == pytest.approx(want, rel=1e-12)
+    # convert=True: the classic vectorized_result's e[2.0] raises IndexError
+    with pytest.raises(IndexError):
+        ref.total_cost(floats, 1.0, convert=True)
+    with pytest.raises(IndexError, match=r"data\[0\]: the label is a float"):
+        net.total_cost(floats, 1.0, convert=True)  # an IndexError (and a TypeError)
+    with pytest.raises(TypeError, match=r"evaluation_data\[0\]: the label is a float"):
+        net.SGD(list(training), 1, 10, 0.5, evaluation_data=floats,
+                monitor_evaluation_cost=True, verbose=False)
+
+    # float labels inside training data train towards a column of that number
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.SGD([(x, y + 0.25) for x, y in floats], 2, 10, 1.0)
+        return [net], None
+
+    compare(script, network, network_loop)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float_label_arrays_are_integer_labels(data, dtype):
+    """(X, Y) arrays: a float Y of whole numbers means the same as integer labels; any
+    other float names no class (no one-hot target): ValueError naming the row, on the
+    fused and the honouring path alike."""
+    _, validation, _ = data
+    X = np.hstack([x for x, _ in validation]).T
+    y = np.array([y for _, y in validation])
+    net = network2.Network(SIZES)
+    honoured = _override(network2.Network, "feedforward", NETWORK_OVERRIDES["feedforward"])(
+        SIZES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        for n in (net, honoured):
+            assert n.accuracy((X, y.astype(dtype))) == n.accuracy((X, y)) > 0
+            assert n.total_cost((X, y.astype(dtype)), 0.5) == n.total_cost((X, y), 0.5)
+        half = y.astype(dtype)
+        half[3] = 2.5
+        for call in (lambda n: n.accuracy((X, half)), lambda n: n.total_cost((X, half), 0.5),
+                     lambda n: n.SGD((X, half), 1, 10, 0.5, verbose=False)):
+            for n in (net, honoured):
+                with pytest.raises(ValueError, match=r"\[3\]: label 2.5 is not a whole number"):
+                    call(n)
+    old = network.Network(SIZES)
+    assert old.evaluate((X, y.astype(dtype))) == old.evaluate((X, y))
 
 
 def test_misuse_the_classic_code_crashes_on_is_a_clear_error(data):

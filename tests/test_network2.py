@@ -13,6 +13,7 @@ import io
 import json
 import math
 import random
+import warnings
 
 import network2_loop
 import numpy as np
@@ -21,7 +22,7 @@ from conftest import assert_close as close
 from conftest import assert_params_close as params_close
 from conftest import twin2
 
-from fastbp import _files, mnist_loader, network2
+from fastbp import SlowPathWarning, _files, mnist_loader, network2
 
 
 def pair(sizes, seed=0, cost="CrossEntropyCost", activation="sigmoid"):
@@ -385,6 +386,56 @@ def test_round_trip_exact(tmp_path, activation, cost):
     path2 = tmp_path / "again.json"
     back.save(path2)
     assert json.loads(path.read_text()) == json.loads(path2.read_text())
+
+
+class MyCost:
+    """A user's cost class (quadratic fn, halved cross-entropy delta)."""
+
+    @staticmethod
+    def fn(a, y):
+        return 0.5 * np.linalg.norm(a - y) ** 2
+
+    @staticmethod
+    def delta(z, a, y):
+        return 0.5 * (a - y)
+
+
+@pytest.mark.parametrize("given", [MyCost, MyCost()], ids=["class", "instance"])
+def test_a_network_with_a_user_cost_loads_with_cost_given(tmp_path, given):
+    """save writes "cost": "MyCost", as the classic save does; load refuses it with a
+    message that says how to load it, and load(path, cost=MyCost) reads it back exactly."""
+    np.random.seed(4)
+    net = network2.Network([5, 4, 3], cost=MyCost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.SGD(synthetic(0, [5, 4, 3], 20), 1, 5, 0.5, verbose=False)
+    path = tmp_path / "net.json"
+    net.save(path)
+    classic = tmp_path / "classic.json"
+    classic_save(net, classic)
+    assert path.read_text() == classic.read_text()  # the classic file, byte for byte
+    assert json.loads(path.read_text())["cost"] == "MyCost"
+    with pytest.raises(ValueError, match=r"saved with the cost 'MyCost', which is not one of "
+                                         r"fastbp's.*load\(filename, cost=MyCost\)"):
+        network2.load(path)
+    back = network2.load(path, cost=given)
+    assert back.cost is given and back.sizes == net.sizes
+    for a, b in zip(back.weights + back.biases, net.weights + net.biases):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    again = tmp_path / "again.json"
+    back.save(again)
+    assert again.read_bytes() == path.read_bytes()
+    # the wrong class is refused, naming both; so is something that is no cost
+    with pytest.raises(ValueError, match="saved with the cost 'MyCost', but "
+                                         "cost=QuadraticCost was given"):
+        network2.load(path, cost=network2.QuadraticCost)
+    with pytest.raises(TypeError, match="cost must be"):
+        network2.load(path, cost="MyCost")
+    # fastbp's own costs load as before, with or without cost=
+    net.cost = network2.QuadraticCost
+    net.save(path)
+    assert network2.load(path).cost is network2.QuadraticCost
+    assert network2.load(path, cost=network2.QuadraticCost).cost is network2.QuadraticCost
 
 
 def _good():

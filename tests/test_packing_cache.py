@@ -90,3 +90,18 @@ def test_cache_entries_are_keyed_by_shape_dtype_and_targets(data: list) -> None:
     _packing.pack(data, SIZES[0], SIZES[-1], np.dtype(np.float32), "train", "training_data")
     _packing.pack(data, SIZES[0], SIZES[-1], np.dtype(np.float64), "none", "training_data")
     assert len(_packing._cache) == 3
+
+
+def test_labels_that_are_0d_arrays_are_never_served_stale():
+    """A 0-d array label can change in place; the cache fingerprints arrays of x (and
+    vector targets), not scalar labels: packings with such labels are not cached."""
+    from fastbp import _packing, network
+
+    rng = np.random.default_rng(0)
+    n = _packing.CACHE_MIN_ITEMS + 5
+    test = [(rng.random((4, 1)), np.array(0)) for _ in range(n)]
+    net = network.Network([4, 3, 2])
+    before = net.evaluate(test)
+    for _, y in test:
+        y[()] = 1  # every label changes in place
+    assert net.evaluate(test) == n - before

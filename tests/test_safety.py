@@ -5,13 +5,17 @@ time limit."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import random
 import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
+import network_loop
 import numpy as np
 import pytest
 from conftest import make_data
@@ -144,3 +148,134 @@ def test_layer_counts_beyond_the_kernels_are_refused_early():
         _core._Net(wt, b, np.full(65, 3, dtype=np.int64), 0, 0)
     with pytest.raises(ValueError, match="1 to 63 weight layers"):
         _core._Net(wt[:2], b[:1], np.full(3, 3, dtype=np.int64), 0, 0)
+
+
+def test_callback_changing_the_layer_widths_cannot_crash():
+    """The training data were packed for the widths of epoch 0: weights of another input
+    width made the kernels read past every input (a segfault, or silent training)."""
+    result = run_isolated("""
+        import numpy as np
+        from fastbp import network, network2
+        rng = np.random.default_rng(0)
+        data = [(rng.random((4, 1)), np.eye(3)[:, [i % 3]]) for i in range(30)]
+        cases = {"narrower": lambda n: n.weights.__setitem__(0, np.ones((5, 3))),
+                 "wider": lambda n: n.weights.__setitem__(0, np.ones((5, 600)))}
+        for name, change in cases.items():
+            for cls in (network.Network, network2.Network):
+                net = cls([4, 5, 3])
+                try:
+                    net.SGD(list(data), 3, 5, 1.0, verbose=False,
+                            callback=lambda j, n: change(n) if j == 0 else None)
+                except ValueError as exc:
+                    print(name, "ValueError:", exc)
+                else:
+                    print(name, "trained on silently")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "silently" not in result.stdout
+    assert result.stdout.count("ValueError") == 4, result.stdout
+    assert "x has shape (4, 1), expected (600, 1)" in result.stdout
+    assert "weights [(5, 3), (3, 5)]" in result.stdout
+
+
+WIDTH_CHANGES = {
+    "input": lambda n: n.weights.__setitem__(0, np.ones((5, 2))),
+    "output": lambda n: (n.weights.__setitem__(-1, np.ones((2, 5))),
+                         n.biases.__setitem__(-1, np.ones((2, 1)))),
+    "output 1": lambda n: (n.weights.__setitem__(-1, np.ones((1, 5))),  # would broadcast
+                           n.biases.__setitem__(-1, np.ones((1, 1)))),
+}
+
+
+@pytest.mark.parametrize("change", sorted(WIDTH_CHANGES))
+@pytest.mark.parametrize("where", ["callback", "evaluate", "accuracy", "total_cost"])
+def test_parameters_of_other_widths_assigned_during_sgd_are_clear_errors(change, where):
+    """A callback or an overridden method that assigns weights/biases of another width:
+    the next step raises a ValueError naming the shapes (the classic code fails with a
+    NumPy shape error, or broadcasts (1, 1) outputs against (3, 1) targets)."""
+    data = make_data(1, [4, 5, 3], 20, onehot=True)
+    labelled = [(x, int(np.argmax(y))) for x, y in data]
+    done = []
+
+    def assign(net):
+        if not done:
+            done.append(True)
+            WIDTH_CHANGES[change](net)
+
+    module = network if where in ("callback", "evaluate") else network2
+    kwargs = {"verbose": False}
+    if where == "callback":
+        kwargs["callback"] = lambda j, n: assign(n)
+    else:
+        base = module.Network
+
+        def override(self, *args, **kw):
+            assign(self)
+            return getattr(base, where)(self, *args, **kw)
+
+        module = type("M", (), {"Network": type("Net", (base,), {where: override})})
+        kwargs["test_data" if where == "evaluate" else "evaluation_data"] = labelled
+        if where == "accuracy":
+            kwargs["monitor_evaluation_accuracy"] = True
+        if where == "total_cost":
+            kwargs["monitor_training_cost"] = True
+    net = module.Network([4, 5, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # named: the data's shape against the new widths, and where SGD had packed the
+        # data before, the parameters' shapes too
+        with pytest.raises(ValueError, match=r"has shape \(\d+, 1\), expected \(\d+, 1\)"
+                                             r"|weights \[\("):
+            net.SGD(list(data), 3, 5, 1.0, **kwargs)
+
+
+def test_integer_label_targets_follow_a_new_output_width_as_in_the_classic_code():
+    """Integer labels as training targets broadcast to any output width (a - y): after a
+    callback widens the output layer, training goes on as the classic code's does."""
+
+    data = [(x, int(np.argmax(y))) for x, y in make_data(2, [4, 5, 3], 20, onehot=True)]
+    np.random.seed(0)
+    net = network.Network([4, 5, 3])
+    ref = network_loop.Network([4, 5, 3])
+    wide = (np.full((6, 5), 0.1), np.full((6, 1), -0.2))
+    state = {}
+
+    def callback(j, n):
+        if j == 0:
+            n.weights[-1], n.biases[-1] = wide[0].copy(), wide[1].copy()
+            state["params"] = ([w.copy() for w in n.weights], [b.copy() for b in n.biases])
+            state["list"], state["random"] = list(training), random.getstate()
+
+    training = list(data)
+    net.SGD(training, 2, 5, 1.0, verbose=False, callback=callback)
+    ref.weights, ref.biases = state["params"]
+    random.setstate(state["random"])
+    ref_list = state["list"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref.SGD(ref_list, 1, 5, 1.0)
+    assert training == ref_list
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+        assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-12
+
+
+def test_label_arrays_on_the_classic_path_after_a_narrower_output_layer():
+    """(X, y) arrays on the classic path (a user's cost) are one-hot targets as wide as
+    the output layer: a callback that narrows it below a label is a ValueError naming the
+    row, not an IndexError from inside NumPy."""
+
+    class UserCost:
+        fn = staticmethod(network2.QuadraticCost.fn)
+        delta = staticmethod(network2.QuadraticCost.delta)
+
+    X = np.random.default_rng(0).random((12, 4))
+    y = np.arange(12) % 3
+    net = network2.Network([4, 5, 3], cost=UserCost)
+
+    def narrow(j, n):
+        n.weights[-1], n.biases[-1] = np.ones((2, 5)), np.ones((2, 1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=r"training_data\[2\]: label 2 is outside 0..1"):
+            net.SGD((X, y), 2, 4, 0.5, verbose=False, callback=narrow)
+

@@ -196,6 +196,10 @@ class CompiledNetwork:
     # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
     # instance attribute or a patch of the class itself all count as an override
     _ORIGINALS: dict = {}
+    # defaults for a subclass whose own __init__ sets sizes, weights and biases without
+    # calling ours (the classic classes need nothing else); see also _claim and _slow
+    _dtype = np.dtype(np.float64)
+    _owner: int | None = None
 
     def _setup(self, sizes: Any, dtype: Any) -> None:
         self.sizes = check_sizes(sizes)
@@ -246,9 +250,10 @@ class CompiledNetwork:
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
         else it touches) run as the classic Python code."""
-        if cause in self._warned:
+        warned = self.__dict__.setdefault("_warned", set())
+        if cause in warned:
             return
-        self._warned.add(cause)
+        warned.add(cause)
         message = (f"{cause}: fastbp runs {what} (and anything else it affects) as the "
                    "classic Python code so that it is honoured: correct, but slower than the "
                    "fused kernels")
@@ -359,7 +364,10 @@ class CompiledNetwork:
     def _claim(self) -> None:
         """Take the network for a training call; clear errors for a second thread or for
         SGD re-entered from its own callback or override."""
-        if not self._busy.acquire(blocking=False):
+        # dict.setdefault is atomic: two threads get the same lock, even when a
+        # subclass's own __init__ did not make one
+        busy = self.__dict__.setdefault("_busy", threading.Lock())
+        if not busy.acquire(blocking=False):
             if self._owner == threading.get_ident():
                 raise RuntimeError("SGD was called again on this network from inside its own "
                                    "SGD (a callback or an overridden method); train a copy "
@@ -382,9 +390,43 @@ class CompiledNetwork:
         return pack(data, sizes[0], sizes[-1], self.dtype, targets, what, eval_threads(),
                     reorder)
 
+    def _shapes(self) -> str:
+        return (f"weights {[np.shape(w) for w in self.weights]}, "
+                f"biases {[np.shape(b) for b in self.biases]}")
+
+    def _check_fits(self, packed: Packed, sizes: list[int], what: str = "the data") -> None:
+        """ValueError unless ``packed`` was packed for the layer widths ``sizes`` (the
+        parameters may have been reassigned since, e.g. by a callback): the kernels would
+        read past the inputs or targets."""
+        y_out = packed.y.shape[1] if packed.y is not None else sizes[-1]
+        if packed.n_in != sizes[0] or y_out != sizes[-1]:
+            raise ValueError(
+                f"{what} has inputs of {packed.n_in} values"
+                + (f" and targets of {y_out}" if packed.y is not None else "")
+                + f", but the network's parameters ({self._shapes()}) now take {sizes[0]} "
+                f"inputs and give {sizes[-1]} outputs: were weights/biases reassigned?")
+
+    def _repack(self, packed: Packed | None, data: Any, targets: str, what: str,
+                reorder: bool = False) -> Packed:
+        """``packed`` if the network's layer widths are still those it was packed for,
+        else ``data`` packed afresh (weights/biases of other widths were assigned during
+        SGD, by a callback or an override): that checks the data against the new widths,
+        and a ValueError names the shapes."""
+        sizes = self._layer_sizes()
+        if packed is not None and (packed.n_in, packed.n_out) == (sizes[0], sizes[-1]):
+            return packed
+        try:
+            return self._pack(data, targets, what, reorder)
+        except ValueError as exc:
+            if packed is None:
+                raise
+            raise ValueError(f"{exc}: the network's parameters were reassigned during SGD "
+                             f"and now have {self._shapes()}") from None
+
     def _outputs(self, packed: Packed) -> np.ndarray:
         """Output activations (n, n_out) for packed inputs, in packed-row order."""
         net, sizes = self._handle()
+        self._check_fits(packed, sizes)
         out = np.empty((packed.n, sizes[-1]), dtype=self.dtype)
         _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
                       eval_threads())
@@ -393,6 +435,7 @@ class CompiledNetwork:
     def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
         """Per-sample gradients summed over ``packed``, in the public layout."""
         net, sizes = self._handle()
+        self._check_fits(packed, sizes)
         outs = sizes[1:]
         gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in outs]
         gwt = [np.zeros((a, _core.padded(n)), dtype=self.dtype) for a, n in zip(sizes, outs)]
@@ -467,7 +510,7 @@ class CompiledNetwork:
                 else:
                     self._slow(blocker, "each mini-batch step")
                     data.touched = True
-                    items = data.items()
+                    items = data.items(self)
                     for k in range(0, data.n, batch):
                         self._classic_step(items[k:k + batch], eta, lmbda, data.n)
                 eta = after_epoch(j, data, eta)
@@ -492,6 +535,7 @@ class CompiledNetwork:
             kept = [sizes, wt, b, self._cost_code(), None, None, (), ()]
             kept.append(self._net(wt, b, sizes))
         sizes, wt, b, net = kept[0], kept[1], kept[2], kept[8]
+        self._check_fits(data.packed, sizes, "training_data")
         threads = threads_for(sizes, batch, data.packed.density(sizes[0]))
         try:
             self._run_epoch(net, wt, b, data.packed, data.perm, batch, eta, lmbda,
@@ -518,6 +562,7 @@ class CompiledNetwork:
             sizes = self._layer_sizes()
             wt, b = self._params()
             net = self._net(wt, b, sizes)
+            self._check_fits(packed, sizes, "mini_batch")
             order = np.arange(packed.n, dtype=np.int64)
             # a single step pays for waking a second thread only when it is large
             threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
@@ -702,32 +747,37 @@ class Epoch:
         self.packed: Packed | None = None
         self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
         self.touched = False  # user code ran since the kernel buffers were published
-        self.n_out = 0  # for one-hot targets made from label arrays (set by pack)
+        self.n_out = 0  # the width of the one-hot targets in base (made from label arrays)
 
     def pack(self, net: CompiledNetwork) -> Packed:
-        """The pairs packed in base order (once; a cache hit in another order rebases)."""
-        self.n_out = net._layer_sizes()[-1]
-        if self.packed is None:
-            data = self.arrays if self.arrays is not None else self.base
-            self.packed = net._pack(data, "train", "training_data", reorder=True)
-            if self.packed.order is not None:
-                self.base = _in_packed_order(self.base, self.packed.order)
-                self.perm = self.packed.order.copy()
+        """The pairs packed in base order, for the network's layer widths (once, and again
+        if they change; a cache hit in another order rebases)."""
+        data = self.arrays if self.arrays is not None else self.base
+        packed = net._repack(self.packed, data, "train", "training_data", reorder=True)
+        if packed is not self.packed:
+            self.packed = packed
+            if packed.order is not None:  # base item k is packed row order[k]
+                self.base = _in_packed_order(self.base, packed.order)
+                self.perm = packed.order[self.perm]
         return self.packed
 
-    def items(self) -> list:
-        """The pairs in this epoch's order (built from the arrays if need be)."""
-        if self.base is None:
-            self.base = pairs_of(*self.arrays, onehot=self.n_out)
+    def items(self, net: CompiledNetwork | None = None) -> list:
+        """The pairs in this epoch's order (built from the arrays if need be: labels
+        become one-hot targets as wide as the network's output)."""
+        if self.arrays is not None and net is not None:
+            n_out = net._layer_sizes()[-1]
+            if self.base is None or self.n_out != n_out:
+                self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
+                self.n_out = n_out
         return [self.base[k] for k in self.perm.tolist()]
 
     def reorder_caller(self) -> None:
         if self.caller is not None:
             self.caller[:] = self.items()
 
-    def data(self) -> Any:
+    def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
-        return self.caller if self.caller is not None else self.items()
+        return self.caller if self.caller is not None else self.items(net)
 
 
 _BIAS_ACTIVATE = {"d": _core.bias_activate["double"], "f": _core.bias_activate["float"]}
@@ -772,7 +822,7 @@ def listed(data: Any, what: str = "data") -> tuple[Any, int]:
     return data, len(data)
 
 
-def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
+def classic_data(data: Any, targets: str = "labels", n_out: int = 0, what: str = "data") -> Any:
     """What the classic code iterates over: ``data`` itself, or the pairs made from
     ``(X, Y)`` arrays, with integer labels (``targets="labels"``) or (n_out, 1)
     target columns (``"columns"``)."""
@@ -782,7 +832,7 @@ def classic_data(data: Any, targets: str = "labels", n_out: int = 0) -> Any:
     X, Y = arrays
     if targets == "labels" and Y.ndim == 2:
         Y = np.argmax(Y, axis=1)
-    return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0)
+    return pairs_of(X, Y, onehot=n_out if targets == "columns" else 0, what=what)
 
 
 HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedforward",

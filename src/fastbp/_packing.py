@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._validate import as_list
 
 
 @dataclass(eq=False)
@@ -32,6 +33,9 @@ class Packed:
     y: np.ndarray | None = None  # (n, n_out) targets
     labels: np.ndarray | None = None  # (n,) int64 class labels
     order: np.ndarray | None = None  # position i of the caller's data is packed row order[i]
+    n_in: int = -1  # the input width it was packed for
+    n_out: int = -1  # the output width (of ``y``, and the range of array labels)
+    float_label: int = -1  # the first item whose label is a float (-1: none)
 
     def __repr__(self) -> str:  # short: tracebacks would otherwise print every value
         return (f"Packed(n={self.n}, nnz={self.values.size}, dtype={self.values.dtype}, "
@@ -49,10 +53,11 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
 
     ``targets`` says how the classic code reads each ``y`` (see the README's table):
 
-    * "train": as the target of ``a - y``: a column (n_out, 1) as it is; an integer
-      label broadcasts, as in NumPy, to a column full of that number;
-    * "label": as a class label compared with argmax(a) (``evaluate``, ``accuracy``);
-    * "argmax": as ``np.argmax(y)`` (``accuracy(convert=True)``; 0 for an integer);
+    * "train": as the target of ``a - y``: a column (n_out, 1) as it is; a number
+      label (integer or float) broadcasts, as in NumPy, to a column full of it;
+    * "label": as a class label compared with argmax(a) (``evaluate``, ``accuracy``): a
+      float counts as the class it equals (2.0), or never (2.5);
+    * "argmax": as ``np.argmax(y)`` (``accuracy(convert=True)``; 0 for a number);
     * "none": not at all.
 
     With ``reorder``, packed data cached for the same pairs in another order may be
@@ -64,13 +69,16 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     items = _pairs(data, what)
     if len(items) < PARALLEL_MIN_ITEMS:  # waking a second thread costs more than it saves
         nthreads = 1
-    labels = _integer_labels(items, what) if targets != "none" else None
+    labels = _scalar_labels(items, what) if targets != "none" else None
     want_y = targets in ("train", "argmax") and labels is None
     if targets == "label" and labels is None:
         _need_labels(what)
     rows = _core.gather_pairs(items, n_in, n_out, want_y)
     key = (n_in, n_out, np.dtype(dtype).str, targets, want_y)
-    use_cache = rows is not None and len(items) >= CACHE_MIN_ITEMS
+    # the cache checks the pairs' identity and their arrays' contents, not scalar labels:
+    # those are immutable, except 0-d arrays
+    use_cache = (rows is not None and len(items) >= CACHE_MIN_ITEMS
+                 and not (labels is not None and labels.mutable))
     if use_cache:
         hit = _cache_lookup(key, items, nthreads, reorder)
         if hit is not None:
@@ -90,6 +98,7 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
         if want_y:
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
     _finish_targets(packed, labels, targets, n_out, dtype, what)
+    packed.n_in, packed.n_out = n_in, n_out
     if use_cache:
         _cache_store(key, items, fingerprint, packed)
     return packed
@@ -101,14 +110,16 @@ def _need_labels(what: str) -> None:
                     "fails for a vector y; use convert=True for one-hot targets")
 
 
-def _finish_targets(packed: Packed, labels: np.ndarray | None, targets: str, n_out: int,
+def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: int,
                     dtype: np.dtype, what: str) -> None:
     """Fill ``packed.y``/``packed.labels`` as ``targets`` asks (see ``pack``)."""
     if labels is not None:
-        if targets == "train":  # a - y with an integer y: NumPy broadcasts the number
-            packed.y = _float_matrix(np.repeat(labels[:, None], n_out, axis=1), dtype, what,
-                                     "label")
-        packed.labels = np.zeros_like(labels) if targets == "argmax" else labels
+        if targets == "train":  # a - y with a number y: NumPy broadcasts the number
+            packed.y = _float_matrix(np.repeat(labels.values[:, None], n_out, axis=1), dtype,
+                                     what, "label")
+        packed.labels = (np.zeros_like(labels.classes) if targets == "argmax"
+                         else labels.classes)
+        packed.float_label = labels.first_float
     elif targets in ("label", "argmax"):
         packed.labels = np.argmax(packed.y, axis=1)
         packed.y = None
@@ -130,11 +141,10 @@ def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.nd
 
 def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -> Packed:
     """Pack an (n, n_in) array of inputs as CSR rows, naming the first bad row."""
-    wide = X.dtype == np.float32 and np.dtype(dtype) == np.float64  # widened while packed
     with np.errstate(over="ignore", invalid="ignore"):
-        Xc = np.ascontiguousarray(X, dtype=None if wide else dtype)
+        Xc = np.ascontiguousarray(X, dtype=dtype)
     try:
-        csr = _core.csr_rows(Xc, nthreads, wide=wide)
+        csr = _core.csr_rows(Xc, nthreads)
     except ValueError as exc:
         bad = int(str(exc).split()[1])
         beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()
@@ -175,6 +185,7 @@ def _pack_arrays(X: np.ndarray, Y: np.ndarray, n_in: int, n_out: int, dtype: np.
     if X.shape[0] < PARALLEL_MIN_ITEMS:
         nthreads = 1
     packed = _pack_inputs(X, dtype, what, nthreads)
+    packed.n_in, packed.n_out = n_in, n_out
     if targets == "none":
         return packed
     if Y.ndim == 1:  # labels: the same as their one-hot targets
@@ -195,15 +206,31 @@ def _pack_arrays(X: np.ndarray, Y: np.ndarray, n_in: int, n_out: int, dtype: np.
 
 
 def _labels(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
-    if Y.dtype.kind not in "iu":
-        raise TypeError(f"{what}: a 1-D Y must hold integer class labels, got {Y.dtype}")
+    Y = whole_labels(Y, what)
     bad = np.flatnonzero((Y < 0) | (Y >= n_out))
     if bad.size:
         raise ValueError(f"{what}[{bad[0]}]: label {Y[bad[0]]} is outside 0..{n_out - 1}")
+    return Y
+
+
+def whole_labels(Y: np.ndarray, what: str) -> np.ndarray:
+    """A 1-D Y of class labels as int64: integers, or floats with whole values (2.0);
+    ValueError naming the first row with another float (2.5, nan), which names no class
+    and so has no one-hot target."""
+    if Y.dtype.kind in "iu":
+        return Y.astype(np.int64)
+    if Y.dtype.kind != "f":
+        raise TypeError(f"{what}: a 1-D Y must hold integer class labels, got {Y.dtype}")
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(Y) & (Y == np.floor(Y)) & (np.abs(Y) < 2.0**63)
+    bad = np.flatnonzero(~whole)
+    if bad.size:
+        raise ValueError(f"{what}[{bad[0]}]: label {Y[bad[0]]} is not a whole number: a 1-D Y "
+                         "holds class labels (each meaning its one-hot target)")
     return Y.astype(np.int64)
 
 
-def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0) -> list:
+def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0, what: str = "data") -> list:
     """The list of ``(x (n_in, 1), y)`` pairs equivalent to ``(X, Y)`` arrays, for the
     classic code paths: y an int label, or with ``onehot=n_out`` its (n_out, 1) unit
     column; vector targets become (n_out, 1) columns."""
@@ -212,9 +239,9 @@ def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0) -> list:
         ys = [y.reshape(-1, 1) for y in Y]
     elif onehot:
         eye = np.eye(onehot)
-        ys = [eye[:, [int(y)]] for y in Y]
+        ys = [eye[:, [y]] for y in _labels(Y, onehot, what).tolist()]
     else:
-        ys = [int(y) for y in Y]
+        ys = whole_labels(Y, what).tolist()
     return list(zip(xs, ys))
 
 
@@ -307,7 +334,9 @@ def clear_cache() -> None:
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:
     """Pack an (n, n_in) array of inputs (no targets)."""
-    return _pack_inputs(X, dtype, what)
+    packed = _pack_inputs(X, dtype, what)
+    packed.n_in = X.shape[1]
+    return packed
 
 
 def _pairs(data: Any, what: str) -> list:
@@ -316,12 +345,8 @@ def _pairs(data: Any, what: str) -> list:
     if isinstance(data, np.ndarray):
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
-    try:
-        # always our own list: another thread may change the caller's list meanwhile
-        items = list(data)
-    except TypeError:
-        raise TypeError(f"{what} must be a list of (x, y) pairs, "
-                        f"got {type(data).__name__}") from None
+    # always our own list: another thread may change the caller's list meanwhile
+    items = list(data) if type(data) is list else as_list(what, data)
     if not items:
         raise ValueError(f"{what} is empty")
     return items
@@ -335,25 +360,79 @@ def _pair(item: Any, i: int, what: str) -> tuple:
     return x, y
 
 
-def _integer_labels(items: list, what: str) -> np.ndarray | None:
-    """The y's as int64 labels if they are scalar integers (Python or NumPy), else None.
+@dataclass(eq=False)
+class Labels:
+    """Scalar y's: ``classes`` (int64) is what ``argmax(a) == y`` compares with, ``values``
+    what ``a - y`` subtracts; ``first_float`` is the first float y (-1: all integers)."""
+
+    classes: np.ndarray
+    values: np.ndarray
+    first_float: int = -1
+    mutable: bool = False  # some are 0-d arrays, which can change in place (no caching)
+
+
+NEVER = -1  # the class of a float label that no output index equals (2.5, nan, inf)
+_INT_TYPES = frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                        np.uint32, np.uint64, np.longlong, np.ulonglong})
+_FLOAT_TYPES = frozenset({float, np.float16, np.float32, np.float64})
+
+
+def _is_label(y: Any) -> bool:
+    """A real scalar, as ``argmax(a) == y`` and ``a - y`` read it: a Python or NumPy
+    integer or float (not a bool, complex number or timedelta64), or a 0-d array of one."""
+    if type(y) is np.ndarray:
+        return y.ndim == 0 and y.dtype.kind in "iuf"
+    return (isinstance(y, numbers.Real)
+            and not isinstance(y, (bool, np.bool_, np.timedelta64)))
+
+
+def _scalar_labels(items: list, what: str) -> Labels | None:
+    """The y's if they are scalar numbers (Python or NumPy integers or floats), else None.
 
     Any integer is kept as it is, as in the classic code (a label the network cannot
-    output simply never counts as correct)."""
+    output simply never counts as correct); so is a float: ``argmax(a) == 2.0`` holds
+    when argmax is 2, and ``argmax(a) == 2.5`` never (its class is ``NEVER``)."""
     first = _pair(items[0], 0, what)[1]
-    if isinstance(first, (bool, np.bool_, np.timedelta64)) \
-            or not isinstance(first, numbers.Integral):
+    if not _is_label(first):
         return None
-    ys = [_pair(item, i, what)[1] for i, item in enumerate(items)]
+    try:
+        ys = [y for _, y in items]
+    except (TypeError, ValueError):  # not all pairs: name the first that is not
+        ys = [_pair(item, i, what)[1] for i, item in enumerate(items)]
+    first_float = -1
+    mutable = False
     for i, y in enumerate(ys):
-        if isinstance(y, (bool, np.bool_, np.timedelta64)) \
-                or not isinstance(y, numbers.Integral):
-            raise TypeError(f"{what}[{i}]: label {y!r} is not an integer like the others")
+        kind = type(y)
+        if kind in _INT_TYPES:  # the common case, without the slower ABC checks
+            continue
+        if kind not in _FLOAT_TYPES and not _is_label(y):
+            raise TypeError(f"{what}[{i}]: label {y!r} is not a number like the others")
+        if kind is np.ndarray:
+            y = ys[i] = y[()]
+            mutable = True
+        if first_float < 0 and not isinstance(y, numbers.Integral):
+            first_float = i
+    if first_float < 0:
+        classes = _int64(ys, what)
+        return Labels(classes, classes, mutable=mutable)
+    values = np.asarray([float(y) for y in ys], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 2.0**63)
+    classes = np.full(len(ys), NEVER, dtype=np.int64)
+    classes[whole] = values[whole].astype(np.int64)
+    ints = [i for i, y in enumerate(ys) if isinstance(y, numbers.Integral)]
+    classes[ints] = _int64([ys[i] for i in ints], what, ints)  # exact beyond 2**53
+    return Labels(classes, values, first_float, mutable)
+
+
+def _int64(ys: list, what: str, positions: list | None = None) -> np.ndarray:
+    """Integer labels as int64; ValueError naming the first that does not fit."""
     try:
         return np.asarray(ys, dtype=np.int64)
     except OverflowError:
         bad = next(i for i, y in enumerate(ys) if not -2**63 <= int(y) < 2**63)
-        raise ValueError(f"{what}[{bad}]: label {ys[bad]} does not fit in 64 bits") from None
+        where = bad if positions is None else positions[bad]
+        raise ValueError(f"{what}[{where}]: label {ys[bad]} does not fit in 64 bits") from None
 
 
 def _stack(items: list, part: int, n_units: int, what: str, name: str) -> np.ndarray:

@@ -112,10 +112,20 @@ def as_list(name: str, data: Any) -> list:
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a list of (x, y) pairs, got {type(data).__name__}")
     try:
-        return list(data)
+        iterator = iter(data)
     except TypeError:
         raise TypeError(f"{name} must be a list of (x, y) pairs, "
                         f"got {type(data).__name__}") from None
+    items = []
+    for item in iterator:
+        # the classic code's ``for x, y in data`` fails at the first item that is not a
+        # pair: so does this, rather than first reading a huge iterable to the end (an
+        # ipaddress network of 2**32 addresses took all memory)
+        if not hasattr(type(item), "__iter__"):
+            raise TypeError(f"{name}[{len(items)}] must be an (x, y) pair, "
+                            f"got {type(item).__name__}")
+        items.append(item)
+    return items
 
 
 def check_digit(name: str, value: Any, n: int = 10) -> int:

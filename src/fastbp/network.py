@@ -72,11 +72,14 @@ class Network(CompiledNetwork):
             test_data, n_test = listed(test_data, "test_data")
             if n_test and not self._overridden(("evaluate", "feedforward")):
                 test = self._pack(test_data, "label", "test_data")
-            test_data = classic_data(test_data) if test is None else test_data
+            test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
+            nonlocal test
             epoch.touched = callback is not None or (n_test > 0 and test is None)
             if n_test:
+                if test is not None:  # packed again if a callback changed the layer widths
+                    test = self._repack(test, test_data, "label", "test_data")
                 correct = (self._count_correct(test) if test is not None
                            else self.evaluate(test_data))
                 if verbose:
@@ -106,7 +109,7 @@ class Network(CompiledNetwork):
         (or of rows of ``(X, labels)`` arrays)."""
         if self._overridden(("feedforward",)):
             self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
-            return _classic.evaluate(self, classic_data(test_data))
+            return _classic.evaluate(self, classic_data(test_data, what="test_data"))
         test_data, n = listed(test_data, "test_data")
         if not n:
             return 0  # as network.py: sum([]) == 0

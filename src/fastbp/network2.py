@@ -145,6 +145,10 @@ class EmptyDataError(ValueError, ZeroDivisionError):
     """No data where the classic code divides by its length (a ZeroDivisionError there)."""
 
 
+class FloatLabelError(TypeError, IndexError):
+    """A float label for ``vectorized_result`` (the classic ``e[j]``: an IndexError)."""
+
+
 #### Main Network class
 
 
@@ -275,7 +279,8 @@ class Network(CompiledNetwork):
                 say(f"Accuracy on evaluation data: {monitors.evaluation_accuracy_again(accuracy)}"
                     f" / {n_data}")
             if monitor_gradient_norms:
-                self.gradient_norm_history.append(self._norms(epoch.pack(self)))
+                self.__dict__.setdefault("gradient_norm_history", []).append(
+                    self._norms(epoch.pack(self)))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
@@ -348,7 +353,7 @@ class Network(CompiledNetwork):
                                  "len(data))")
         if convert and as_arrays(data) is None:
             packed = self._pack(data, "label", "data")
-            return self._total_cost(packed, _onehot10(packed.labels, self._layer_sizes()[-1]),
+            return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
         return self._total_cost(packed, packed.y, lmbda)
@@ -396,7 +401,8 @@ class Network(CompiledNetwork):
 
 class _Monitors:
     """SGD's per-epoch monitoring: each through the network's own method where that is
-    overridden (called as network2.py calls it), else fused on data packed once."""
+    overridden (called as network2.py calls it), else fused on data packed once (and
+    again if a callback or an override changes the layer widths)."""
 
     def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
         self.net = net
@@ -405,30 +411,44 @@ class _Monitors:
         self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
         self.honour_any = self.honour_cost or self.honour_accuracy  # user code runs
         self.evaluation: Packed | None = None
-        if evaluation_data is not None and ((cost and not self.honour_cost)
-                                            or (accuracy and not self.honour_accuracy)):
-            self.evaluation = net._pack(evaluation_data, "label", "evaluation_data")
-            if cost and not self.honour_cost:
+        self.data, self.want_cost = evaluation_data, cost
+        self.fused = evaluation_data is not None and ((cost and not self.honour_cost)
+                                                      or (accuracy and not self.honour_accuracy))
+        self._prepare()
+        # the pairs a user's method is handed (made from (X, Y) arrays only if one is)
+        wanted = (cost and self.honour_cost) or (accuracy and self.honour_accuracy)
+        self.evaluation_data = (classic_data(evaluation_data, what="evaluation_data")
+                                if wanted else None)
+
+    def _prepare(self) -> None:
+        """Pack the evaluation data for the fused monitors, for the network's current
+        layer widths (again if a callback or an override changed them)."""
+        if not self.fused:
+            return
+        net, evaluation_data = self.net, self.data
+        packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data")
+        if packed is not self.evaluation:
+            if self.want_cost and not self.honour_cost:
                 n_out = net._layer_sizes()[-1]
                 if n_out != 10 and as_arrays(evaluation_data) is None:
                     raise ValueError(
                         "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
                         "the evaluation labels as 10-vectors (vectorized_result), but the "
                         f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
-                self.evaluation_y = (np.eye(n_out)[self.evaluation.labels]
+                self.evaluation_y = (np.eye(n_out)[packed.labels]
                                      if as_arrays(evaluation_data) is not None
-                                     else _onehot10(self.evaluation.labels, n_out))
-        self.evaluation_data = classic_data(evaluation_data)
+                                     else _onehot10(packed, n_out, "evaluation_data"))
+            self.evaluation = packed
 
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
-            return self.net.total_cost(epoch.data(), lmbda)
+            return self.net.total_cost(epoch.data(self.net), lmbda)
         packed = epoch.pack(self.net)
         return self.net._total_cost(packed, packed.y, lmbda, epoch.perm)
 
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
-            return self.net.accuracy(epoch.data(), convert=True)
+            return self.net.accuracy(epoch.data(self.net), convert=True)
         packed = epoch.pack(self.net)
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
                           == np.argmax(packed.y, axis=1)))
@@ -436,11 +456,13 @@ class _Monitors:
     def evaluation_cost(self, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
+        self._prepare()
         return self.net._total_cost(self.evaluation, self.evaluation_y, lmbda)
 
     def evaluation_accuracy(self) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(self.evaluation_data)
+        self._prepare()
         return self.net._accuracy(self.evaluation)
 
     def evaluation_accuracy_again(self, accuracy: int) -> int:
@@ -448,15 +470,21 @@ class _Monitors:
         return self.net.accuracy(self.evaluation_data) if self.honour_accuracy else accuracy
 
 
-def _onehot10(labels: np.ndarray, n_out: int) -> np.ndarray:
+def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
     """``vectorized_result`` of each label: (10, 1) unit vectors, as network2.py makes
-    them for ``convert=True`` (so the output layer must have 10 neurons)."""
+    them for ``convert=True`` (so the output layer must have 10 neurons, and the labels
+    must be integers: the classic ``e[j]`` raises IndexError for a float j, even 2.0)."""
     if n_out != 10:
         raise ValueError(f"convert=True one-hot encodes labels as 10-vectors "
                          f"(vectorized_result), but the network has {n_out} outputs")
+    labels = packed.labels
+    if packed.float_label >= 0:
+        raise FloatLabelError(f"{what}[{packed.float_label}]: the label is a float; "
+                              "convert=True one-hot encodes labels with vectorized_result, "
+                              "which needs integers (the classic e[j] raises IndexError)")
     bad = np.flatnonzero((labels < -10) | (labels >= 10))
     if bad.size:
-        raise ValueError(f"data[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
+        raise ValueError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
                          "(vectorized_result cannot encode it)")
     Y = np.zeros((labels.size, 10))
     Y[np.arange(labels.size), labels] = 1.0  # a negative label counts from the end, as e[j]
@@ -465,13 +493,20 @@ def _onehot10(labels: np.ndarray, n_out: int) -> np.ndarray:
 #### Loading a Network
 
 
-def load(filename: str | os.PathLike) -> Network:
+def load(filename: str | os.PathLike, cost: Any = None) -> Network:
     """Load a network saved by ``save`` (or by the classic network2.py).
 
-    Raises ValueError for malformed JSON, an unknown cost name (names are looked up in
-    a fixed table, never as code) or shapes that do not match ``sizes``.  A ``dtype``
-    entry ("float32") gives a network of that dtype; without one it is float64.
+    The file names its cost class.  fastbp's own (``QuadraticCost``, ``CrossEntropyCost``,
+    ``LogLikelihoodCost``) are looked up in a fixed table, never as code; for a network
+    saved with your own cost class, pass it (or an instance): ``load(filename,
+    cost=MyCost)``; its name must be the one in the file.  Raises ValueError for malformed
+    JSON, a cost it cannot resolve or shapes that do not match ``sizes``.  A ``dtype`` entry
+    ("float32") gives a network of that dtype; without one it is float64.
     """
+    if cost is not None and not (callable(getattr(cost, "fn", None))
+                                 and callable(getattr(cost, "delta", None))):
+        raise TypeError("cost must be a cost class or instance with fn(a, y) and "
+                        f"delta(z, a, y), like network2.CrossEntropyCost; got {cost!r}")
     name = _files.fspath(filename, "filename")
     try:
         with open(name, encoding="utf-8") as f:
@@ -487,10 +522,7 @@ def load(filename: str | os.PathLike) -> Network:
     missing = [k for k in ("sizes", "weights", "biases", "cost") if k not in data]
     if missing:
         raise ValueError(f"{name}: saved network lacks {', '.join(missing)}")
-    cost_name = data["cost"]
-    if not isinstance(cost_name, str) or cost_name not in COSTS:
-        raise ValueError(f"{name}: unknown cost {cost_name!r} (expected one of "
-                         f"{', '.join(COSTS)})")
+    cost = _saved_cost(name, data["cost"], cost)
     activation = data.get("activation", "sigmoid")
     if not isinstance(activation, str):
         raise ValueError(f"{name}: invalid activation {activation!r}")
@@ -508,11 +540,32 @@ def load(filename: str | os.PathLike) -> Network:
                       [(y, x) for x, y in zip(sizes[:-1], sizes[1:])], dtype)
     biases = _arrays(name, "biases", data["biases"], [(y, 1) for y in sizes[1:]], dtype)
     try:
-        net = Network(sizes, cost=COSTS[cost_name], activation=activation, dtype=dtype)
+        net = Network(sizes, cost=cost, activation=activation, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: invalid network description: {exc}") from None
     net.weights, net.biases = weights, biases
     return net
+
+
+def _saved_cost(filename: str, saved: Any, cost: Any) -> Any:
+    """The cost for a file whose "cost" entry is ``saved``: ``cost`` if given (its class
+    name must be ``saved``), else fastbp's cost of that name."""
+    if not isinstance(saved, str) or not saved:
+        raise ValueError(f"{filename}: invalid cost entry {saved!r} (expected the name of a "
+                         "cost class)")
+    if cost is not None:
+        if _cost_name(cost) != saved:
+            raise ValueError(f"{filename}: the network was saved with the cost {saved!r}, "
+                             f"but cost={_cost_name(cost)} was given; pass the class it was "
+                             "saved with (set net.cost afterwards to train with another)")
+        return cost
+    if saved in COSTS:
+        return COSTS[saved]
+    how = (f"network2.load(filename, cost={saved})" if saved.isidentifier()
+           else "network2.load(filename, cost=YourCost)")
+    raise ValueError(f"{filename}: the network was saved with the cost {saved!r}, which is "
+                     f"not one of fastbp's ({', '.join(COSTS)}); if it is your own cost "
+                     f"class, pass it: {how}")
 
 
 def _arrays(filename: Any, key: str, values: Any, shapes: list[tuple[int, int]],
