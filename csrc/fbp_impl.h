@@ -694,8 +694,10 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
     for (int64_t k = 2; k <= w + 1; ++k) colptr[k] += colptr[k - 1];
     const int64_t nnz = colptr[w + 1];
     job->nnz[p] = nnz;
-    int32_t *crow = (int32_t *)malloc((size_t)(nnz + 1) * sizeof(int32_t));
-    REAL *cval = (REAL *)malloc((size_t)(nnz + 1) * sizeof(REAL));
+    /* zeroed: if another thread changes x between the two passes, slots the second
+       pass leaves unwritten must still name a sample (row 0, value 0) */
+    int32_t *crow = (int32_t *)calloc((size_t)(nnz + 1), sizeof(int32_t));
+    REAL *cval = (REAL *)calloc((size_t)(nnz + 1), sizeof(REAL));
     job->crow[p] = crow;
     job->cval[p] = cval;
     if (!crow || !cval) {
@@ -707,6 +709,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const double *xs = (const double *)job->x + s * n_in + c0;
             const int64_t c = fbp_nonzero_positions_d(xs, w, pos);
             for (int64_t i = 0; i < c; ++i) {
+                /* (a column full: x changed since it was counted, drop the value) */
+                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
                 const int64_t q = colptr[pos[i] + 1]++;
                 crow[q] = (int32_t)s;
                 cval[q] = (REAL)xs[pos[i]];
@@ -715,6 +719,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const float *xs = (const float *)job->x + s * n_in + c0;
             const int64_t c = fbp_nonzero_positions_f(xs, w, pos);
             for (int64_t i = 0; i < c; ++i) {
+                /* (a column full: x changed since it was counted, drop the value) */
+                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
                 const int64_t q = colptr[pos[i] + 1]++;
                 crow[q] = (int32_t)s;
                 cval[q] = (REAL)xs[pos[i]];
@@ -722,7 +728,10 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
         }
     }
     free(pos);
-    return FBP_OK;  /* now colptr[k] .. colptr[k + 1] is column c0 + k */
+    /* now colptr[k] .. colptr[k + 1] is column c0 + k (ranges within [0, nnz] and in
+       order even if x changed between the passes: a column's cursor never passes the
+       next column's, and the last column's end, colptr[w + 1] = nnz, never moves) */
+    return FBP_OK;
 }
 
 /* Thread t: (a) part p = t's inputs by column; (b) part p's share of z_1 by column,

@@ -513,3 +513,35 @@ def test_column_batch_checks_its_arrays():
     with pytest.raises(ValueError, match="y has 4 columns"):
         _core.dense_grad(net, X, np.zeros((6, 4)), 1.0, [np.zeros(8)] * 2,
                          [np.zeros((8, 8)), np.zeros((4, 8))], 1)
+
+
+def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
+    """Another Python thread rewriting X while it is packed or sorted by column (the
+    kernels read it twice, counting then filling, without the GIL) may give any result,
+    but never an out-of-bounds access: packed rows still hold valid, sorted columns."""
+    net, sizes, _, Y, _ = _column_batch_case(np.random.default_rng(3), 40, [9, 3], 64, 2, 1,
+                                             True, 0.5)
+    X = np.zeros((64, 40))
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            X[...] = 1.0
+            X[...] = 0.0
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for i in range(300):
+            _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1 + i % 2)
+            _core.dense_forward(net, X, np.empty((64, 3)), 1 + i % 2)
+            indptr, split, indices, values = _core.csr_rows(X, 1 + i % 2, wide=bool(i % 3))
+            assert indptr[-1] == len(indices) == len(values)
+            assert np.all((indices >= 0) & (indices < 40))
+            for r in range(64):
+                assert np.all(np.diff(indices[indptr[r]:indptr[r + 1]]) >= 0)
+    finally:
+        stop.set()
+        flipper.join()
