@@ -67,7 +67,9 @@ static inline void FN(activate)(REAL *z, int64_t n, int act)
     } else if (act == FBP_TANH) {
         for (int64_t j = 0; j < n; ++j) z[j] = (REAL)tanh((double)z[j]);
     } else {
-        for (int64_t j = 0; j < n; ++j) z[j] = z[j] > 0 ? z[j] : (REAL)0;
+        /* z <= 0 -> 0, as the book's Relu (x <= 0 masked) and np.maximum(z, 0): a NaN
+           stays NaN (z > 0 ? z : 0 would turn it into a silent 0) */
+        for (int64_t j = 0; j < n; ++j) z[j] = z[j] <= 0 ? (REAL)0 : z[j];
     }
 }
 

@@ -156,6 +156,23 @@ def test_batch_and_packed_paths_match_book_at_any_thread_count(n, num_threads):
     assert all(np.array_equal(g1[k], g2[k]) for k in g1)
 
 
+@pytest.mark.parametrize("n", [1, 513])
+def test_nan_inside_the_network_is_not_hidden_by_relu(n):
+    """Overflow inside the network (inf - inf in a hidden layer) gives NaN, as the book's
+    Relu (which masks only x <= 0) gives it: not a silent 0 and a finite loss."""
+    net, book = twins("MultiLayerNet", 1, [2, 1], 2)
+    for p in (net.params, book.params):
+        p["W1"][...] = [[1e308, 1e308]]  # x = 2: z1 = [inf, inf]
+        p["W2"][...] = [[1.0], [-1.0]]   # z2 = inf - inf = NaN
+        p["W3"][...] = [[1.0, -1.0]]
+    x, t = np.full((n, 1), 2.0), np.zeros(n, dtype=int)
+    with np.errstate(all="ignore"):
+        assert np.isnan(book.predict(x)).all() and np.isnan(book.loss(x, t))
+        assert np.isnan(net.predict(x)).all()
+        assert np.isnan(net.loss(x, t))
+        assert all(np.isnan(g).all() for g in net.gradient(x, t).values())
+
+
 def test_soft_targets_use_the_rows_as_given():
     """The book's backward is (y - t) / N for any target rows, not just one-hot."""
     net, book = twins("TwoLayerNet", 12, 6, 4, weight_init_std=0.5)
