@@ -255,7 +255,11 @@ static void FN(backward_one)(const fbp_net *net, const REAL *y, REAL *const *A, 
         const REAL *restrict dn = D[l + 1];
         const REAL *restrict al = A[l];
         REAL *restrict dl = D[l];
-        for (int64_t k = 0; k < n; ++k) dl[k] = FN(dot)(wt + k * ldn, dn, ldn) * FN(prime)(al[k], act);
+        if (act == FBP_RELU)  /* masked as the book's Relu does: inf from above gives 0, not NaN */
+            for (int64_t k = 0; k < n; ++k)
+                dl[k] = al[k] <= 0 ? (REAL)0 : FN(dot)(wt + k * ldn, dn, ldn);
+        else
+            for (int64_t k = 0; k < n; ++k) dl[k] = FN(dot)(wt + k * ldn, dn, ldn) * FN(prime)(al[k], act);
         for (int64_t k = n; k < LD(l); ++k) dl[k] = 0;
     }
 }

@@ -173,6 +173,25 @@ def test_nan_inside_the_network_is_not_hidden_by_relu(n):
         assert all(np.isnan(g).all() for g in net.gradient(x, t).values())
 
 
+@pytest.mark.parametrize("n", [1, 513])
+def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
+    """A delta that overflows to inf above a ReLU unit that is off (z <= 0) gives 0 there,
+    as the book's Relu.backward (dout[mask] = 0) gives it, not inf * 0 = NaN spreading
+    to every lower layer's gradient while the loss is finite."""
+    net, book = twins("MultiLayerNet", 1, [2, 1], 2)
+    for p in (net.params, book.params):
+        p["W1"][...], p["b1"][...] = [[1.0, 1.0]], 0
+        p["W2"][...], p["b2"][...] = [[-1.0], [-1.0]], 0  # z2 = -2: the unit is off
+        p["W3"][...], p["b3"][...] = [[-1.7e308, 1.7e308]], [0.0, 1000.0]  # y = [0, 1]
+    x, t = np.ones((n, 1)), np.zeros(n, dtype=int)
+    with np.errstate(all="ignore"):
+        want = book.gradient(x, t)
+        assert np.isfinite(net.loss(x, t))
+        got = net.gradient(x, t)
+    assert all(np.isfinite(w).all() for w in want.values())
+    assert_grads(got, want)
+
+
 def test_soft_targets_use_the_rows_as_given():
     """The book's backward is (y - t) / N for any target rows, not just one-hot."""
     net, book = twins("TwoLayerNet", 12, 6, 4, weight_init_std=0.5)
