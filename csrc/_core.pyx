@@ -288,6 +288,8 @@ cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) exce
         raise ValueError(f"a batch of {m} rows is too large for one call")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError("X must be C-contiguous")
+    if not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError("X must be aligned and in native byte order")
     if a.dtype.num == cnp.NPY_FLOAT64:
         x_double[0] = True
     elif a.dtype.num == cnp.NPY_FLOAT32:
@@ -385,6 +387,8 @@ def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
         free(rows); free(kinds)
         raise MemoryError()
     try:
+        if n > 0 and k > 0 and <size_t>&X[0, 0] % sizeof(real) != 0:
+            raise ValueError("X must be aligned")
         for i in range(n):
             rows[i] = &X[i, 0] if k > 0 else NULL
             kinds[i] = 1 if real is double else 2

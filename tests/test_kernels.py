@@ -545,3 +545,30 @@ def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
     finally:
         stop.set()
         flipper.join()
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` one byte off its elements' alignment."""
+    buf = np.zeros(a.nbytes + a.itemsize, dtype=np.uint8)
+    out = np.ndarray(a.shape, a.dtype, buffer=buf, offset=1)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_misaligned_or_byte_swapped_inputs_are_refused_by_the_kernels(x64):
+    """The kernels load whole elements: a misaligned view (np.ndarray(buffer=, offset=))
+    or a byte-swapped array is refused with ValueError, never read; the Python layers
+    copy such arrays first (see test_scratch)."""
+    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(4), 9, [5, 3], 7, 2, 1,
+                                             x64, 0.5)
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    for bad in (_misaligned(X), X.astype(X.dtype.newbyteorder())):
+        with pytest.raises(ValueError, match="aligned"):
+            _core.dense_forward(net, bad, np.empty((7, 3)), 1)
+        with pytest.raises(ValueError, match="aligned"):
+            _core.dense_grad(net, bad, Y, 1.0, gb, gwt, 1)
+    with pytest.raises(ValueError, match="aligned"):
+        _core.csr_rows(_misaligned(X), 1)

@@ -192,6 +192,31 @@ def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
     assert_grads(got, want)
 
 
+@pytest.mark.parametrize("n", [5, 513])
+def test_misaligned_and_byte_swapped_arrays_are_copied_for_the_kernels(n):
+    """x, t and params that are misaligned views (np.ndarray(buffer=, offset=)) or
+    big-endian give the book's results: the kernels are handed aligned, native copies
+    (under the sanitizer, a misaligned load is undefined behaviour)."""
+    def misaligned(a):
+        buf = np.zeros(a.nbytes + a.itemsize, dtype=np.uint8)
+        out = np.ndarray(a.shape, a.dtype, buffer=buf, offset=1)
+        out[...] = a
+        return out
+
+    net, book = twins("TwoLayerNet", 12, 8, 16, weight_init_std=0.5)  # 8, 16: no padding
+    rng = np.random.default_rng(n)
+    for dtype in (np.float32, np.float64):
+        x, t = batch(rng, n, 12, 16, onehot=True, dtype=dtype)
+        for xx, tt in ((misaligned(x), misaligned(t)), (x.astype(x.dtype.newbyteorder()), t)):
+            assert_close(net.predict(xx), book.predict(x), TIGHT, "predict")
+            assert_grads(net.gradient(xx, tt), book.gradient(x, t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # params copied on every call
+        for key in ("W2", "b2"):
+            net.params[key] = misaligned(book.params[key])
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
 def test_soft_targets_use_the_rows_as_given():
     """The book's backward is (y - t) / N for any target rows, not just one-hot."""
     net, book = twins("TwoLayerNet", 12, 6, 4, weight_init_std=0.5)
