@@ -572,3 +572,23 @@ def test_misaligned_or_byte_swapped_inputs_are_refused_by_the_kernels(x64):
             _core.dense_grad(net, bad, Y, 1.0, gb, gwt, 1)
     with pytest.raises(ValueError, match="aligned"):
         _core.csr_rows(_misaligned(X), 1)
+
+
+def test_gradient_outputs_are_checked_before_the_kernels_write_them():
+    """dense_grad and grad_sum write through raw pointers to every layer's gb[l] and
+    gwt[l]: too few arrays, too small, or of another dtype, is a ValueError, not a write
+    past the end of an array."""
+    net, sizes, X, Y, csr = _column_batch_case(np.random.default_rng(5), 4, [3, 2], 5, 0, 1,
+                                               True, 1.0)
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    cases = [(gb[:1], gwt[:1], "need 2 arrays"), (gb, [gwt[0], np.zeros((1, 1))], r"gwt\[1\]"),
+             ([gb[0], gb[1].astype(np.float32)], gwt, r"gb\[1\] must be"),
+             (gb, [np.asfortranarray(np.zeros((8, 4)).T), gwt[1]], r"gwt\[0\] must be"),
+             ([gb[0], np.zeros(8)[::2].copy()[:2]], gwt, r"gb\[1\]")]
+    for b, w, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _core.dense_grad(net, X, Y, 1.0, b, w, 1)
+        with pytest.raises(ValueError, match=match):
+            _core.grad_sum(net, *csr, Y, b, w)
+    _core.grad_sum(net, *csr, Y, gb, gwt)  # the right arrays still work
