@@ -254,6 +254,7 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef Py_ssize_t L = len(gb), l
     cdef int64_t count = y.shape[0]
+    _check_grads(net, gb, gwt, real is double)
     cdef void **p = <void **>malloc(2 * L * sizeof(void *))
     cdef int status
     cdef _Interrupt intr = _Interrupt()
@@ -276,6 +277,24 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
     intr.raise_status(status, "grad_sum")
 
 
+cdef _check_grads(_Net net, list gb, list gwt, bint double):
+    """The kernels write (or add to) gb[l] and gwt[l] through raw pointers, l < n_layers:
+    padded(sizes[l + 1]) and sizes[l] * padded(sizes[l + 1]) values of the net's type."""
+    import numpy as np
+
+    cdef int L = net.net.n_layers, l
+    dtype = np.dtype(np.float64 if double else np.float32)
+    if len(gb) != L or len(gwt) != L:
+        raise ValueError(f"gb and gwt need {L} arrays each, got {len(gb)} and {len(gwt)}")
+    for l in range(L):
+        ld = fbp_ld(net.net.sizes[l + 1])
+        for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ld, "gwt")):
+            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.size < need
+                    or not a.flags.c_contiguous or not a.flags.aligned or not a.flags.writeable):
+                raise ValueError(f"{name}[{l}] must be a writeable, C-contiguous {dtype.name} "
+                                 f"array of at least {need} values")
+
+
 cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) except NULL:
     """The data pointer of X after checking it is a C-contiguous (m, sizes[0]) float32 or
     float64 array (the kernel reads exactly that many values)."""
@@ -288,6 +307,8 @@ cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) exce
         raise ValueError(f"a batch of {m} rows is too large for one call")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError("X must be C-contiguous")
+    if not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError("X must be aligned and in native byte order")
     if a.dtype.num == cnp.NPY_FLOAT64:
         x_double[0] = True
     elif a.dtype.num == cnp.NPY_FLOAT32:
@@ -317,6 +338,7 @@ def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list g
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
     if y.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"y has {y.shape[1]} columns, expected {net.net.sizes[net.net.n_layers]}")
+    _check_grads(net, gb, gwt, real is double)
     cdef Py_ssize_t L = len(gb), l
     cdef void **p = <void **>malloc(2 * L * sizeof(void *))
     cdef int status
@@ -385,6 +407,8 @@ def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
         free(rows); free(kinds)
         raise MemoryError()
     try:
+        if n > 0 and k > 0 and <size_t>&X[0, 0] % sizeof(real) != 0:
+            raise ValueError("X must be aligned")
         for i in range(n):
             rows[i] = &X[i, 0] if k > 0 else NULL
             kinds[i] = 1 if real is double else 2

@@ -67,7 +67,9 @@ static inline void FN(activate)(REAL *z, int64_t n, int act)
     } else if (act == FBP_TANH) {
         for (int64_t j = 0; j < n; ++j) z[j] = (REAL)tanh((double)z[j]);
     } else {
-        for (int64_t j = 0; j < n; ++j) z[j] = z[j] > 0 ? z[j] : (REAL)0;
+        /* z <= 0 -> 0, as the book's Relu (x <= 0 masked) and np.maximum(z, 0): a NaN
+           stays NaN (z > 0 ? z : 0 would turn it into a silent 0) */
+        for (int64_t j = 0; j < n; ++j) z[j] = z[j] <= 0 ? (REAL)0 : z[j];
     }
 }
 
@@ -253,7 +255,11 @@ static void FN(backward_one)(const fbp_net *net, const REAL *y, REAL *const *A, 
         const REAL *restrict dn = D[l + 1];
         const REAL *restrict al = A[l];
         REAL *restrict dl = D[l];
-        for (int64_t k = 0; k < n; ++k) dl[k] = FN(dot)(wt + k * ldn, dn, ldn) * FN(prime)(al[k], act);
+        if (act == FBP_RELU)  /* masked as the book's Relu does: inf from above gives 0, not NaN */
+            for (int64_t k = 0; k < n; ++k)
+                dl[k] = al[k] <= 0 ? (REAL)0 : FN(dot)(wt + k * ldn, dn, ldn);
+        else
+            for (int64_t k = 0; k < n; ++k) dl[k] = FN(dot)(wt + k * ldn, dn, ldn) * FN(prime)(al[k], act);
         for (int64_t k = n; k < LD(l); ++k) dl[k] = 0;
     }
 }
@@ -694,8 +700,10 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
     for (int64_t k = 2; k <= w + 1; ++k) colptr[k] += colptr[k - 1];
     const int64_t nnz = colptr[w + 1];
     job->nnz[p] = nnz;
-    int32_t *crow = (int32_t *)malloc((size_t)(nnz + 1) * sizeof(int32_t));
-    REAL *cval = (REAL *)malloc((size_t)(nnz + 1) * sizeof(REAL));
+    /* zeroed: if another thread changes x between the two passes, slots the second
+       pass leaves unwritten must still name a sample (row 0, value 0) */
+    int32_t *crow = (int32_t *)calloc((size_t)(nnz + 1), sizeof(int32_t));
+    REAL *cval = (REAL *)calloc((size_t)(nnz + 1), sizeof(REAL));
     job->crow[p] = crow;
     job->cval[p] = cval;
     if (!crow || !cval) {
@@ -707,6 +715,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const double *xs = (const double *)job->x + s * n_in + c0;
             const int64_t c = fbp_nonzero_positions_d(xs, w, pos);
             for (int64_t i = 0; i < c; ++i) {
+                /* (a column full: x changed since it was counted, drop the value) */
+                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
                 const int64_t q = colptr[pos[i] + 1]++;
                 crow[q] = (int32_t)s;
                 cval[q] = (REAL)xs[pos[i]];
@@ -715,6 +725,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const float *xs = (const float *)job->x + s * n_in + c0;
             const int64_t c = fbp_nonzero_positions_f(xs, w, pos);
             for (int64_t i = 0; i < c; ++i) {
+                /* (a column full: x changed since it was counted, drop the value) */
+                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
                 const int64_t q = colptr[pos[i] + 1]++;
                 crow[q] = (int32_t)s;
                 cval[q] = (REAL)xs[pos[i]];
@@ -722,7 +734,10 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
         }
     }
     free(pos);
-    return FBP_OK;  /* now colptr[k] .. colptr[k + 1] is column c0 + k */
+    /* now colptr[k] .. colptr[k + 1] is column c0 + k (ranges within [0, nnz] and in
+       order even if x changed between the passes: a column's cursor never passes the
+       next column's, and the last column's end, colptr[w + 1] = nnz, never moves) */
+    return FBP_OK;
 }
 
 /* Thread t: (a) part p = t's inputs by column; (b) part p's share of z_1 by column,

@@ -174,7 +174,9 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
 }
 
 /* Append the non-zeros at position p, never writing at or past `end` (x may have
- * changed since it was counted); pos: scratch room for n + 8 positions. */
+ * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
+ * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
+ * holds a valid column, in increasing order, and adds nothing. */
 #define APPEND(TAG, S, D, STAG)                                                             \
     static int64_t append_##TAG(const S *x, int64_t n, int32_t *idx, D *val, int64_t p,      \
                                 int64_t end, int32_t *pos)                                  \
@@ -183,6 +185,10 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             idx[p] = pos[i];                                                                \
             val[p] = (D)x[pos[i]];                                                          \
+        }                                                                                   \
+        for (; p < end; ++p) {                                                              \
+            idx[p] = (int32_t)(n - 1);                                                      \
+            val[p] = 0;                                                                     \
         }                                                                                   \
         return p;                                                                           \
     }

@@ -513,3 +513,82 @@ def test_column_batch_checks_its_arrays():
     with pytest.raises(ValueError, match="y has 4 columns"):
         _core.dense_grad(net, X, np.zeros((6, 4)), 1.0, [np.zeros(8)] * 2,
                          [np.zeros((8, 8)), np.zeros((4, 8))], 1)
+
+
+def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
+    """Another Python thread rewriting X while it is packed or sorted by column (the
+    kernels read it twice, counting then filling, without the GIL) may give any result,
+    but never an out-of-bounds access: packed rows still hold valid, sorted columns."""
+    net, sizes, _, Y, _ = _column_batch_case(np.random.default_rng(3), 40, [9, 3], 64, 2, 1,
+                                             True, 0.5)
+    X = np.zeros((64, 40))
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            X[...] = 1.0
+            X[...] = 0.0
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for i in range(300):
+            _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1 + i % 2)
+            _core.dense_forward(net, X, np.empty((64, 3)), 1 + i % 2)
+            indptr, split, indices, values = _core.csr_rows(X, 1 + i % 2, wide=bool(i % 3))
+            assert indptr[-1] == len(indices) == len(values)
+            assert np.all((indices >= 0) & (indices < 40))
+            for r in range(64):
+                assert np.all(np.diff(indices[indptr[r]:indptr[r + 1]]) >= 0)
+    finally:
+        stop.set()
+        flipper.join()
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` one byte off its elements' alignment."""
+    buf = np.zeros(a.nbytes + a.itemsize, dtype=np.uint8)
+    out = np.ndarray(a.shape, a.dtype, buffer=buf, offset=1)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_misaligned_or_byte_swapped_inputs_are_refused_by_the_kernels(x64):
+    """The kernels load whole elements: a misaligned view (np.ndarray(buffer=, offset=))
+    or a byte-swapped array is refused with ValueError, never read; the Python layers
+    copy such arrays first (see test_scratch)."""
+    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(4), 9, [5, 3], 7, 2, 1,
+                                             x64, 0.5)
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    for bad in (_misaligned(X), X.astype(X.dtype.newbyteorder())):
+        with pytest.raises(ValueError, match="aligned"):
+            _core.dense_forward(net, bad, np.empty((7, 3)), 1)
+        with pytest.raises(ValueError, match="aligned"):
+            _core.dense_grad(net, bad, Y, 1.0, gb, gwt, 1)
+    with pytest.raises(ValueError, match="aligned"):
+        _core.csr_rows(_misaligned(X), 1)
+
+
+def test_gradient_outputs_are_checked_before_the_kernels_write_them():
+    """dense_grad and grad_sum write through raw pointers to every layer's gb[l] and
+    gwt[l]: too few arrays, too small, or of another dtype, is a ValueError, not a write
+    past the end of an array."""
+    net, sizes, X, Y, csr = _column_batch_case(np.random.default_rng(5), 4, [3, 2], 5, 0, 1,
+                                               True, 1.0)
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    cases = [(gb[:1], gwt[:1], "need 2 arrays"), (gb, [gwt[0], np.zeros((1, 1))], r"gwt\[1\]"),
+             ([gb[0], gb[1].astype(np.float32)], gwt, r"gb\[1\] must be"),
+             (gb, [np.asfortranarray(np.zeros((8, 4)).T), gwt[1]], r"gwt\[0\] must be"),
+             ([gb[0], np.zeros(8)[::2].copy()[:2]], gwt, r"gb\[1\]")]
+    for b, w, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _core.dense_grad(net, X, Y, 1.0, b, w, 1)
+        with pytest.raises(ValueError, match=match):
+            _core.grad_sum(net, *csr, Y, b, w)
+    _core.grad_sum(net, *csr, Y, gb, gwt)  # the right arrays still work

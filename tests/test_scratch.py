@@ -156,6 +156,67 @@ def test_batch_and_packed_paths_match_book_at_any_thread_count(n, num_threads):
     assert all(np.array_equal(g1[k], g2[k]) for k in g1)
 
 
+@pytest.mark.parametrize("n", [1, 513])
+def test_nan_inside_the_network_is_not_hidden_by_relu(n):
+    """Overflow inside the network (inf - inf in a hidden layer) gives NaN, as the book's
+    Relu (which masks only x <= 0) gives it: not a silent 0 and a finite loss."""
+    net, book = twins("MultiLayerNet", 1, [2, 1], 2)
+    for p in (net.params, book.params):
+        p["W1"][...] = [[1e308, 1e308]]  # x = 2: z1 = [inf, inf]
+        p["W2"][...] = [[1.0], [-1.0]]   # z2 = inf - inf = NaN
+        p["W3"][...] = [[1.0, -1.0]]
+    x, t = np.full((n, 1), 2.0), np.zeros(n, dtype=int)
+    with np.errstate(all="ignore"):
+        assert np.isnan(book.predict(x)).all() and np.isnan(book.loss(x, t))
+        assert np.isnan(net.predict(x)).all()
+        assert np.isnan(net.loss(x, t))
+        assert all(np.isnan(g).all() for g in net.gradient(x, t).values())
+
+
+@pytest.mark.parametrize("n", [1, 513])
+def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
+    """A delta that overflows to inf above a ReLU unit that is off (z <= 0) gives 0 there,
+    as the book's Relu.backward (dout[mask] = 0) gives it, not inf * 0 = NaN spreading
+    to every lower layer's gradient while the loss is finite."""
+    net, book = twins("MultiLayerNet", 1, [2, 1], 2)
+    for p in (net.params, book.params):
+        p["W1"][...], p["b1"][...] = [[1.0, 1.0]], 0
+        p["W2"][...], p["b2"][...] = [[-1.0], [-1.0]], 0  # z2 = -2: the unit is off
+        p["W3"][...], p["b3"][...] = [[-1.7e308, 1.7e308]], [0.0, 1000.0]  # y = [0, 1]
+    x, t = np.ones((n, 1)), np.zeros(n, dtype=int)
+    with np.errstate(all="ignore"):
+        want = book.gradient(x, t)
+        assert np.isfinite(net.loss(x, t))
+        got = net.gradient(x, t)
+    assert all(np.isfinite(w).all() for w in want.values())
+    assert_grads(got, want)
+
+
+@pytest.mark.parametrize("n", [5, 513])
+def test_misaligned_and_byte_swapped_arrays_are_copied_for_the_kernels(n):
+    """x, t and params that are misaligned views (np.ndarray(buffer=, offset=)) or
+    big-endian give the book's results: the kernels are handed aligned, native copies
+    (under the sanitizer, a misaligned load is undefined behaviour)."""
+    def misaligned(a):
+        buf = np.zeros(a.nbytes + a.itemsize, dtype=np.uint8)
+        out = np.ndarray(a.shape, a.dtype, buffer=buf, offset=1)
+        out[...] = a
+        return out
+
+    net, book = twins("TwoLayerNet", 12, 8, 16, weight_init_std=0.5)  # 8, 16: no padding
+    rng = np.random.default_rng(n)
+    for dtype in (np.float32, np.float64):
+        x, t = batch(rng, n, 12, 16, onehot=True, dtype=dtype)
+        for xx, tt in ((misaligned(x), misaligned(t)), (x.astype(x.dtype.newbyteorder()), t)):
+            assert_close(net.predict(xx), book.predict(x), TIGHT, "predict")
+            assert_grads(net.gradient(xx, tt), book.gradient(x, t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # params copied on every call
+        for key in ("W2", "b2"):
+            net.params[key] = misaligned(book.params[key])
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
 def test_soft_targets_use_the_rows_as_given():
     """The book's backward is (y - t) / N for any target rows, not just one-hot."""
     net, book = twins("TwoLayerNet", 12, 6, 4, weight_init_std=0.5)

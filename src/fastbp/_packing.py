@@ -125,11 +125,16 @@ def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: 
         packed.y = None
 
 
+# C-contiguous, aligned (a misaligned view, np.ndarray(buffer=, offset=), is copied: the
+# kernels load whole elements), a base-class array
+_KERNEL_LAYOUT = ("C", "A", "E")
+
+
 def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.ndarray:
     """``Y`` as a C-contiguous matrix of ``dtype``, refusing NaN, inf and values that do
     not fit (float64 beyond float32's range), naming the first bad item."""
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(Y, dtype=dtype)
+        out = np.require(Y, dtype, _KERNEL_LAYOUT)  # aligned too: the kernels read it
     finite = np.isfinite(out)
     if not finite.all():
         bad = int(np.argwhere(~finite)[0, 0])
@@ -141,10 +146,11 @@ def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.nd
 
 def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -> Packed:
     """Pack an (n, n_in) array of inputs as CSR rows, naming the first bad row."""
+    wide = X.dtype == np.float32 and np.dtype(dtype) == np.float64  # widened while packed
     with np.errstate(over="ignore", invalid="ignore"):
-        Xc = np.ascontiguousarray(X, dtype=dtype)
+        Xc = np.require(X, None if wide else dtype, _KERNEL_LAYOUT)
     try:
-        csr = _core.csr_rows(Xc, nthreads)
+        csr = _core.csr_rows(Xc, nthreads, wide=wide)
     except ValueError as exc:
         bad = int(str(exc).split()[1])
         beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()

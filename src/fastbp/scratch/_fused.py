@@ -65,7 +65,8 @@ def as_rows(x: Any, n_in: int) -> np.ndarray:
     X = x.reshape(x.shape[0], n_in)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(DTYPE)
-    return np.ascontiguousarray(X)
+    # aligned too (a misaligned view is copied): the kernels load whole elements
+    return np.require(X, None, ("C", "A", "E"))
 
 
 def pack_x(x: Any, n_in: int) -> Rows:
@@ -103,7 +104,7 @@ def pack_t(t: Any, n: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
                          "one-hot rows")
     if t.dtype.kind not in "fiub":
         raise TypeError(f"t must be numeric, got dtype {t.dtype}")
-    Y = np.ascontiguousarray(t, dtype=DTYPE)
+    Y = np.require(t, DTYPE, ("C", "A", "E"))
     if not np.isfinite(Y).all():
         raise ValueError(f"t[{np.argwhere(~np.isfinite(Y))[0, 0]}] contains NaN or inf")
     return np.argmax(Y, axis=1), Y
@@ -120,7 +121,7 @@ def _view_base(a: np.ndarray, n_in: int | None, n_out: int) -> np.ndarray | None
     None, an (n_out,)) view of its leading columns; None otherwise."""
     base = a.base
     if (a.dtype != DTYPE or not isinstance(base, np.ndarray) or base.base is not None
-            or base.dtype != DTYPE or not base.flags.c_contiguous
+            or base.dtype != DTYPE or not base.flags.c_contiguous or not base.flags.aligned
             or a.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
         return None
     ld = _core.padded(n_out)
@@ -197,10 +198,10 @@ class Kernels:
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
             wbase, bbase = _view_base(W, n_in, n_out), _view_base(b, None, n_out)
             if wbase is None and n_out == _core.padded(n_out) and W.dtype == DTYPE \
-                    and W.flags.c_contiguous:
+                    and W.flags.c_contiguous and W.flags.aligned:
                 wbase = W  # already the kernel layout
             if bbase is None and n_out == _core.padded(n_out) and b.dtype == DTYPE \
-                    and b.flags.c_contiguous:
+                    and b.flags.c_contiguous and b.flags.aligned:
                 bbase = b
             if wbase is not None and bbase is not None:
                 wt.append(wbase.copy() if copy else wbase)
