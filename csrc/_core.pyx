@@ -501,6 +501,7 @@ cdef class Rows:
     cdef readonly Py_ssize_t n, n_in, n_out
     cdef readonly bint targets
     cdef readonly object items
+    cdef bint ready  # the pointers are filled in (by _gather; gather_pairs makes sure)
 
     def __cinit__(self, list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
         items = list(items)  # one C-level copy under the GIL: a consistent snapshot
@@ -518,6 +519,7 @@ cdef class Rows:
 
     cdef bint _gather(self):
         cdef Py_ssize_t i
+        self.ready = False
         for i in range(self.n):
             item = self.items[i]
             if type(item) is not tuple or len(<tuple>item) != 2:
@@ -533,11 +535,17 @@ cdef class Rows:
                 if self.yk[i] == 0:
                     return False
                 self.yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)
+        self.ready = True
         return True
+
+    cdef _check_ready(self):
+        if not self.ready:
+            raise RuntimeError("Rows must come from gather_pairs (its arrays were not read)")
 
     def fingerprint(self, int nthreads=1):
         """A 64-bit fingerprint of every x (and y) value, to notice in-place edits."""
         cdef uint64_t h
+        self._check_ready()
         with nogil:
             h = fbp_rows_fingerprint(self.n, self.xp, self.xk, self.n_in, nthreads)
             if self.targets:
@@ -550,6 +558,7 @@ cdef class Rows:
         first item with a NaN or inf, or (for float32) a value beyond float32 range."""
         import numpy as np
 
+        self._check_ready()
         cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
         cdef int64_t bad
         cdef int nonfinite = 0, why = 0, filled = 0

@@ -279,3 +279,15 @@ def test_label_arrays_on_the_classic_path_after_a_narrower_output_layer():
         with pytest.raises(ValueError, match=r"training_data\[2\]: label 2 is outside 0..1"):
             net.SGD((X, y), 2, 4, 0.5, verbose=False, callback=narrow)
 
+
+
+def test_rows_made_without_gathering_cannot_be_read():
+    """``_core.Rows`` made directly (not by ``gather_pairs``) holds no array pointers yet:
+    reading it is a RuntimeError, not a read through uninitialized memory."""
+    x = np.zeros((4, 1))
+    rows = _core.Rows([(x, np.zeros((2, 1)))], 4, 2, True)
+    with pytest.raises(RuntimeError, match="gather_pairs"):
+        rows.fingerprint(1)
+    with pytest.raises(RuntimeError, match="gather_pairs"):
+        rows.pack(True, 1)
+    assert _core.gather_pairs([(x, np.zeros((2, 1)))], 4, 2, True).fingerprint(1) != 0
