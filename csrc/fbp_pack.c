@@ -325,7 +325,11 @@ int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wid
 }
 
 /* Fletcher-style sums over 32-bit words in four lanes: any change to one word changes
- * the first sum, and the second sums weigh each word by its position. */
+ * the first sum, and the second sums weigh each word by its position.  Integer sums: the
+ * AVX2 clone (chosen at load time where the CPU has it) gives the same value. */
+#if defined(FBP_HAVE_AVX2)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static uint64_t row_hash(const uint32_t *w, int64_t words)
 {
     uint64_t a[4] = {1, 2, 3, 4}, b[4] = {0, 0, 0, 0};
