@@ -332,18 +332,25 @@ def prepare_torch_autograd(data: BenchData, sizes: Any, batch: int, seed: int = 
                            if isinstance(m, torch.nn.Linear)]
 
 
-def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
-                         eta: float = ETA, dtype: Any = np.float64,
-                         threads: int = 1) -> tuple[Callable, Callable]:
-    """PyTorch without autograd: explicit matmuls for forward, backward and update,
-    in place (``addmm``/``addmm_``), as network_matrix does them."""
-    torch = torch_or_none()
+def _torch_state(torch: Any, data: BenchData, sizes: Any, seed: int, dtype: Any) -> tuple:
+    """``(X, Y, W, B, order)`` for the hand-written PyTorch loops: the data, the seeded
+    initial weights and biases as tensors, and the shuffled sample order."""
     tdt = _torch_dtype(torch, dtype)
     X, Y = data.tensors(tdt)
     biases, weights = init_params(sizes, seed)
     W = [torch.from_numpy(w).to(tdt).contiguous() for w in weights]
     B = [torch.from_numpy(b.ravel()).to(tdt).contiguous() for b in biases]
     order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
+    return X, Y, W, B, order
+
+
+def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
+                         eta: float = ETA, dtype: Any = np.float64,
+                         threads: int = 1) -> tuple[Callable, Callable]:
+    """PyTorch without autograd: explicit matmuls for forward, backward and update,
+    in place (``addmm``/``addmm_``), as network_matrix does them."""
+    torch = torch_or_none()
+    X, Y, W, B, order = _torch_state(torch, data, sizes, seed, dtype)
 
     def epoch() -> None:
         torch.set_num_threads(threads)
@@ -376,12 +383,7 @@ def prepare_torch_compile(data: BenchData, sizes: Any, batch: int, seed: int = 0
     so it needs a C++ compiler).  Compiling happens in the first call of the epoch,
     which raises if torch.compile does not work here: time the calls after it."""
     torch = torch_or_none()
-    tdt = _torch_dtype(torch, dtype)
-    X, Y = data.tensors(tdt)
-    biases, weights = init_params(sizes, seed)
-    W = [torch.from_numpy(w).to(tdt).contiguous() for w in weights]
-    B = [torch.from_numpy(b.ravel()).to(tdt).contiguous() for b in biases]
-    order = torch.tensor(shuffled_order(data.n, seed), dtype=torch.int64)
+    X, Y, W, B, order = _torch_state(torch, data, sizes, seed, dtype)
     step = -eta / batch
 
     def update(idx: Any) -> None:

@@ -252,19 +252,14 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
              real[:, ::1] y, list gb, list gwt):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
-    cdef Py_ssize_t L = len(gb), l
     cdef int64_t count = y.shape[0]
     _check_grads(net, gb, gwt, real is double)
-    cdef void **p = <void **>malloc(2 * L * sizeof(void *))
+    cdef Py_ssize_t L = len(gb)
     cdef int status
     cdef _Interrupt intr = _Interrupt()
-    if p == NULL:
-        raise MemoryError()
     cdef tuple keep = (tuple(gb), tuple(gwt))  # our own references for the call
+    cdef void **p = _grad_pointers(keep)
     try:
-        for l in range(L):
-            p[l] = _address(keep[0][l])
-            p[L + l] = _address(keep[1][l])
         with nogil:
             if real is double:
                 status = fbp_grad_sum_d(&net.net, &d, 0, count, <double **>p,
@@ -275,6 +270,24 @@ def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] ind
     finally:
         free(p)
     intr.raise_status(status, "grad_sum")
+
+
+cdef void **_grad_pointers(tuple keep) except NULL:
+    """A malloc'd array of the data pointers of ``keep[0]`` (the gb arrays) followed by
+    those of ``keep[1]`` (the gwt arrays), as the kernels take them; the caller frees it
+    and keeps ``keep`` alive for the call."""
+    cdef Py_ssize_t L = len(keep[0]), l
+    cdef void **p = <void **>malloc(2 * max(L, 1) * sizeof(void *))
+    if p == NULL:
+        raise MemoryError()
+    try:
+        for l in range(L):
+            p[l] = _address(keep[0][l])
+            p[L + l] = _address(keep[1][l])
+    except BaseException:
+        free(p)
+        raise
+    return p
 
 
 cdef _check_grads(_Net net, list gb, list gwt, bint double):
@@ -339,16 +352,11 @@ def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list g
     if y.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"y has {y.shape[1]} columns, expected {net.net.sizes[net.net.n_layers]}")
     _check_grads(net, gb, gwt, real is double)
-    cdef Py_ssize_t L = len(gb), l
-    cdef void **p = <void **>malloc(2 * L * sizeof(void *))
+    cdef Py_ssize_t L = len(gb)
     cdef int status
-    if p == NULL:
-        raise MemoryError()
     cdef tuple keep = (tuple(gb), tuple(gwt), X)  # our own references for the call
+    cdef void **p = _grad_pointers(keep)
     try:
-        for l in range(L):
-            p[l] = _address(keep[0][l])
-            p[L + l] = _address(keep[1][l])
         with nogil:
             if real is double:
                 status = fbp_dense_batch_d(&net.net, xp, x_double, m, &y[0, 0], scale,

@@ -112,47 +112,50 @@ POSITIONS_PORTABLE(f, float)
 POSITIONS_PORTABLE(d, double)
 
 #if defined(FBP_HAVE_AVX2)
-__attribute__((target("avx2,popcnt"))) static int64_t positions_f_avx2(const float *x, int64_t n,
-                                                                       int32_t *pos)
+#define AVX2 __attribute__((target("avx2,popcnt"), always_inline)) static inline
+
+AVX2 unsigned nonzero_mask8_f_avx2(const float *x)
 {
-    int64_t p = 0, j = 0;
-    const __m256 zero = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) {
-        const unsigned m = (unsigned)_mm256_movemask_ps(
-            _mm256_cmp_ps(_mm256_loadu_ps(x + j), zero, _CMP_NEQ_UQ));
-        const __m256i at = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)lut[m]),
-                                            _mm256_set1_epi32((int32_t)j));
-        _mm256_storeu_si256((__m256i *)(pos + p), at);
-        p += __builtin_popcount(m);
-    }
-    for (; j < n; ++j) {
-        pos[p] = (int32_t)j;
-        p += x[j] != 0;
-    }
-    return p;
+    return (unsigned)_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
 }
 
-__attribute__((target("avx2,popcnt"))) static int64_t positions_d_avx2(const double *x,
-                                                                       int64_t n, int32_t *pos)
+AVX2 unsigned nonzero_mask8_d_avx2(const double *x)
 {
-    int64_t p = 0, j = 0;
     const __m256d zero = _mm256_setzero_pd();
-    for (; j + 8 <= n; j += 8) {
-        const unsigned m =
-            (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), zero, _CMP_NEQ_UQ))
-            | (unsigned)_mm256_movemask_pd(
-                  _mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), zero, _CMP_NEQ_UQ)) << 4;
-        const __m256i at = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)lut[m]),
-                                            _mm256_set1_epi32((int32_t)j));
-        _mm256_storeu_si256((__m256i *)(pos + p), at);
-        p += __builtin_popcount(m);
-    }
-    for (; j < n; ++j) {
-        pos[p] = (int32_t)j;
-        p += x[j] != 0;
-    }
-    return p;
+    return (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x), zero, _CMP_NEQ_UQ))
+           | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + 4), zero,
+                                                        _CMP_NEQ_UQ)) << 4;
 }
+
+/* The table row for mask m, offset by j, stored whole at pos (eight slots). */
+AVX2 void put8_avx2(int32_t *pos, unsigned m, int64_t j)
+{
+    _mm256_storeu_si256((__m256i *)pos,
+                        _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)lut[m]),
+                                         _mm256_set1_epi32((int32_t)j)));
+}
+
+#define POSITIONS_AVX2(TAG, T)                                                              \
+    __attribute__((target("avx2,popcnt"))) static int64_t positions_##TAG##_avx2(           \
+        const T *x, int64_t n, int32_t *pos)                                                \
+    {                                                                                       \
+        int64_t p = 0, j = 0;                                                               \
+        for (; j + 8 <= n; j += 8) {                                                        \
+            const unsigned m = nonzero_mask8_##TAG##_avx2(x + j);                           \
+            put8_avx2(pos + p, m, j);                                                       \
+            p += __builtin_popcount(m);                                                     \
+        }                                                                                   \
+        for (; j < n; ++j) {                                                                \
+            pos[p] = (int32_t)j;                                                            \
+            p += x[j] != 0;                                                                 \
+        }                                                                                   \
+        return p;                                                                           \
+    }
+
+POSITIONS_AVX2(f, float)
+POSITIONS_AVX2(d, double)
+#undef AVX2
 #endif
 
 int64_t fbp_nonzero_positions_f(const float *x, int64_t n, int32_t *pos)

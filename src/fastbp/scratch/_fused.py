@@ -247,12 +247,7 @@ class Kernels:
         and taken row by row."""
         if X.shape[0] <= DENSE_MAX_ROWS:
             return self.outputs_dense(net, X, width)
-        nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
-        try:
-            indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=True)
-        except ValueError as exc:  # "item i contains NaN or inf"
-            raise _bad_item(exc) from None
-        return self.outputs(net, Rows(indptr, split, indices, values, X.shape[0], X), width)
+        return self.outputs(net, pack_x(X, self.sizes[0]), width)
 
     def outputs(self, net: Any, rows: Rows, width: int) -> np.ndarray:
         """The (N, width) output activations of ``net`` for ``rows``."""
