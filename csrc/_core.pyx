@@ -60,12 +60,12 @@ cdef extern from "fbp_kernels.h" nogil:
     int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                        float **gb, float **gwt, fbp_interrupt *intr)
     int FBP_BADINPUT
-    int fbp_dense_batch_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                          const double *y, double scale, double **gb, double **gwt,
-                          double *out, int nthreads, int64_t *bad)
-    int fbp_dense_batch_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                          const float *y, double scale, float **gb, float **gwt,
-                          float *out, int nthreads, int64_t *bad)
+    int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
+                          int x_double, int64_t m, const double *y, double scale,
+                          double **gb, double **gwt, double *out, int nthreads, int64_t *bad)
+    int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const void *x,
+                          int x_double, int64_t m, const float *y, double scale,
+                          float **gb, float **gwt, float *out, int nthreads, int64_t *bad)
     const char *fbp_isa()
     const char *fbp_set_isa(int best)
 
@@ -290,9 +290,10 @@ cdef void **_grad_pointers(tuple keep) except NULL:
     return p
 
 
-cdef _check_grads(_Net net, list gb, list gwt, bint double):
+cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
     """The kernels write (or add to) gb[l] and gwt[l] through raw pointers, l < n_layers:
-    padded(sizes[l + 1]) and sizes[l] * padded(sizes[l + 1]) values of the net's type."""
+    padded(sizes[l + 1]) and sizes[l] * padded(sizes[l + 1]) values of the net's type
+    (for gwt[0], sizes[0] * ld0 if ld0)."""
     import numpy as np
 
     cdef int L = net.net.n_layers, l
@@ -300,7 +301,7 @@ cdef _check_grads(_Net net, list gb, list gwt, bint double):
     if len(gb) != L or len(gwt) != L:
         raise ValueError(f"gb and gwt need {L} arrays each, got {len(gb)} and {len(gwt)}")
     for l in range(L):
-        ld = fbp_ld(net.net.sizes[l + 1])
+        ld = ld0 if l == 0 and ld0 else fbp_ld(net.net.sizes[l + 1])
         for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ld, "gwt")):
             if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.size < need
                     or not a.flags.c_contiguous or not a.flags.aligned or not a.flags.writeable):
@@ -331,6 +332,23 @@ cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) exce
     return cnp.PyArray_DATA(a)
 
 
+cdef const void *_first_weights(_Net net, object w0, bint double, int64_t *ld0) except? NULL:
+    """NULL (the net's own first layer) for w0 None; else w0's data pointer after checking
+    it is a C-contiguous (sizes[0], sizes[1]) array of the net's type (ld0 = sizes[1])."""
+    import numpy as np
+
+    ld0[0] = 0
+    if w0 is None:
+        return NULL
+    cdef int64_t n_in = net.net.sizes[0], n_out = net.net.sizes[1]
+    dtype = np.dtype(np.float64 if double else np.float32)
+    if (not isinstance(w0, np.ndarray) or w0.dtype != dtype or w0.shape != (n_in, n_out)
+            or not w0.flags.c_contiguous or not w0.flags.aligned):
+        raise ValueError(f"w0 must be a C-contiguous ({n_in}, {n_out}) {dtype.name} array")
+    ld0[0] = n_out
+    return cnp.PyArray_DATA(<cnp.ndarray>w0)
+
+
 cdef _dense_status(int status, int64_t bad):
     if status == FBP_BADINPUT:
         raise ValueError(f"item {bad} contains NaN or inf")
@@ -342,53 +360,58 @@ cdef _dense_status(int status, int64_t bad):
 
 
 def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list gwt,
-               int nthreads=1):
+               int nthreads=1, object w0=None):
     """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
     (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
-    every element, padding included, is overwritten)."""
-    cdef int64_t m = y.shape[0], bad = -1
+    every element, padding included, is overwritten).  ``w0``: the first layer's W
+    transposed, unpadded (n_in, n_out), in place of the net's own; ``gwt[0]`` is then
+    unpadded too."""
+    cdef int64_t m = y.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
     if y.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"y has {y.shape[1]} columns, expected {net.net.sizes[net.net.n_layers]}")
-    _check_grads(net, gb, gwt, real is double)
+    cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
+    _check_grads(net, gb, gwt, real is double, ld0)
     cdef Py_ssize_t L = len(gb)
     cdef int status
-    cdef tuple keep = (tuple(gb), tuple(gwt), X)  # our own references for the call
+    cdef tuple keep = (tuple(gb), tuple(gwt), X, w0)  # our own references for the call
     cdef void **p = _grad_pointers(keep)
     try:
         with nogil:
             if real is double:
-                status = fbp_dense_batch_d(&net.net, xp, x_double, m, &y[0, 0], scale,
-                                           <double **>p, <double **>(p + L), NULL, nthreads,
-                                           &bad)
+                status = fbp_dense_batch_d(&net.net, <const double *>w0p, ld0, xp, x_double,
+                                           m, &y[0, 0], scale, <double **>p,
+                                           <double **>(p + L), NULL, nthreads, &bad)
             else:
-                status = fbp_dense_batch_f(&net.net, xp, x_double, m, &y[0, 0], scale,
-                                           <float **>p, <float **>(p + L), NULL, nthreads,
-                                           &bad)
+                status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double,
+                                           m, &y[0, 0], scale, <float **>p,
+                                           <float **>(p + L), NULL, nthreads, &bad)
     finally:
         free(p)
     _dense_status(status, bad)
 
 
-def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1):
+def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w0=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
-    into ``out`` (m, n_out): equal to ``forward`` on the same rows packed."""
-    cdef int64_t m = out.shape[0], bad = -1
+    into ``out`` (m, n_out): equal to ``forward`` on the same rows packed.  ``w0`` as in
+    ``dense_grad``."""
+    cdef int64_t m = out.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
     if out.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"out has {out.shape[1]} columns, expected "
                          f"{net.net.sizes[net.net.n_layers]}")
+    cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
     cdef int status
-    cdef object keep = X
+    cdef tuple keep = (X, w0)
     with nogil:
         if real is double:
-            status = fbp_dense_batch_d(&net.net, xp, x_double, m, NULL, 0, NULL, NULL,
-                                       &out[0, 0], nthreads, &bad)
+            status = fbp_dense_batch_d(&net.net, <const double *>w0p, ld0, xp, x_double, m,
+                                       NULL, 0, NULL, NULL, &out[0, 0], nthreads, &bad)
         else:
-            status = fbp_dense_batch_f(&net.net, xp, x_double, m, NULL, 0, NULL, NULL,
-                                       &out[0, 0], nthreads, &bad)
+            status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double, m,
+                                       NULL, 0, NULL, NULL, &out[0, 0], nthreads, &bad)
     _dense_status(status, bad)
 
 

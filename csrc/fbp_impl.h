@@ -39,6 +39,25 @@ static inline __attribute__((always_inline)) void FN(store)(REAL *p, VEC v)
     *(FN(uvec) *)p = v;
 }
 
+/* The first n (any number; n >= VL: all) elements at p, zeros after them. */
+static inline __attribute__((always_inline)) VEC FN(load_n)(const REAL *p, int64_t n)
+{
+    if (n >= VL) return FN(load)(p);
+    VEC v = {0};
+    for (int64_t e = 0; e < n; ++e) v[e] = p[e];
+    return v;
+}
+
+/* Stores the first n (any number; n >= VL: all) elements of v at p. */
+static inline __attribute__((always_inline)) void FN(store_n)(REAL *p, VEC v, int64_t n)
+{
+    if (n >= VL) {
+        FN(store)(p, v);
+        return;
+    }
+    for (int64_t e = 0; e < n; ++e) p[e] = v[e];
+}
+
 /* p, computed once into a register: the loads at p + i*VL then use constant offsets
  * (left to itself GCC keeps a separate index register per vector of the row). */
 #ifndef FBP_ROW
@@ -541,10 +560,11 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
  * become register work, which pays once a column holds several samples (batches of
  * tens and more). */
 
-/* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row). */
+/* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
+ * which only the first `rem` elements are stored. */
 static inline __attribute__((always_inline)) void FN(gather_block)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, REAL scale, const int nv)
+    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
 {
     VEC acc[8];
 #pragma GCC unroll 8
@@ -557,7 +577,7 @@ static inline __attribute__((always_inline)) void FN(gather_block)(
     }
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
+    for (int i = 0; i < nv; ++i) FN(store_n)(g + i * VL, sv * acc[i], rem - i * VL);
 }
 
 /* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row). */
@@ -580,14 +600,15 @@ static inline __attribute__((always_inline)) void FN(gather_block_dense)(
 }
 
 /* z_s[0:nv*VL] += x_q * w[0:nv*VL] for the samples s = row[q] of one column, with this
- * block of the column's weights held in registers. */
+ * block of the column's weights held in registers (only the first `rem` read: zeros
+ * after them). */
 static inline __attribute__((always_inline)) void FN(scatter_block)(
     REAL *restrict z, int64_t ldz, const REAL *restrict w, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, const int nv)
+    const REAL *restrict x, int64_t cnt, int64_t rem, const int nv)
 {
     VEC wv[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) wv[i] = FN(load)(w + i * VL);
+    for (int i = 0; i < nv; ++i) wv[i] = FN(load_n)(w + i * VL, rem - i * VL);
     for (int64_t q = 0; q < cnt; ++q) {
         const VEC v = x[q] - (VEC){0};
         REAL *restrict zs = FBP_ROW(z + (int64_t)row[q] * ldz);
@@ -596,25 +617,28 @@ static inline __attribute__((always_inline)) void FN(scatter_block)(
     }
 }
 
-/* scatter_block for the columns k0..k1-1 (weights: rows of wt), in increasing order. */
+/* scatter_block for the columns k0..k1-1 (weights: rows of wt, `rem` of each read), in
+ * increasing order. */
 static inline __attribute__((always_inline)) void FN(scatter_cols)(
     REAL *z, int64_t ldz, const REAL *wt, int64_t ldw, const int64_t *colptr,
-    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, const int nv)
+    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, int64_t rem, const int nv)
 {
     for (int64_t k = k0; k < k1; ++k) {
         const int64_t q0 = colptr[k], cnt = colptr[k + 1] - q0;
-        if (cnt) FN(scatter_block)(z, ldz, wt + k * ldw, row + q0, x + q0, cnt, nv);
+        if (cnt) FN(scatter_block)(z, ldz, wt + k * ldw, row + q0, x + q0, cnt, rem, nv);
     }
 }
 
-/* gather_block for the columns k0..k1-1, into rows k of g. */
+/* gather_block for the columns k0..k1-1, into rows k of g (`rem` of each stored). */
 static inline __attribute__((always_inline)) void FN(gather_cols)(
     REAL *g, int64_t ldg, const REAL *d, int64_t ldd, const int64_t *colptr,
-    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, REAL scale, const int nv)
+    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, REAL scale, int64_t rem,
+    const int nv)
 {
     for (int64_t k = k0; k < k1; ++k) {
         const int64_t q0 = colptr[k];
-        FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0, scale, nv);
+        FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0, scale,
+                         rem, nv);
     }
 }
 
@@ -643,6 +667,8 @@ typedef struct {
     REAL scale;
     REAL *const *gb, *const *gwt;  /* gradient outputs, or NULL: forward only */
     REAL *out;                   /* forward only: m rows of sizes[L] activations */
+    const REAL *w0;              /* the first layer's W^T rows (and gwt[0]'s) at stride ld0 */
+    int64_t ld0;
     REAL *abuf, *dbuf, *zpart;   /* zpart: part 1's share of z_1, m rows of LD(1) */
     int64_t *colptr[FBP_PARTS];  /* per part: its columns' starts (width + 2 slots) */
     int32_t *crow[FBP_PARTS];
@@ -768,9 +794,9 @@ static void FN(dense_part)(void *arg, int t, int nt)
                 memset(z + s * ld1, 0, (size_t)ld1 * sizeof(REAL));
         }
         FN(part_cols)(n_in, p, &c0, &c1);
-        FBP_BLOCKED(FN(scatter_cols), j, ld1, z + j, ld1,
-                    (const REAL *)net->wt[0] + c0 * ld1 + j, ld1, job->colptr[p],
-                    job->crow[p], job->cval[p], 0, c1 - c0);
+        FBP_BLOCKED(FN(scatter_cols), j, ld1, z + j, ld1, job->w0 + c0 * job->ld0 + j,
+                    job->ld0, job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0,
+                    job->ld0 - j);
     }
     fbp_barrier_wait(&job->barrier, nt);
     for (int p = 0; p < FBP_PARTS; ++p)
@@ -796,8 +822,9 @@ static void FN(dense_part)(void *arg, int t, int nt)
         if (l == 0) {
             for (int p = t; p < FBP_PARTS; p += nt) {
                 FN(part_cols)(n_in, p, &c0, &c1);
-                FBP_BLOCKED(FN(gather_cols), j, ld, job->gwt[0] + c0 * ld + j, ld, dl + j, ld,
-                            job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0, scale);
+                FBP_BLOCKED(FN(gather_cols), j, ld, job->gwt[0] + c0 * job->ld0 + j, job->ld0,
+                            dl + j, ld, job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0,
+                            scale, job->ld0 - j);
             }
         } else {
             /* row k of gwt[l]: sum over the samples of a_{l,s}[k] delta_{l+1,s} */
@@ -817,9 +844,9 @@ static void FN(dense_part)(void *arg, int t, int nt)
 }
 
 /* See fbp_dense_batch_d in fbp_kernels.h. */
-int FN(dense_batch)(const fbp_net *net, const void *x, int x_double, int64_t m, const REAL *y,
-                    double scale, REAL *const *gb, REAL *const *gwt, REAL *out, int nthreads,
-                    int64_t *bad)
+int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void *x,
+                    int x_double, int64_t m, const REAL *y, double scale, REAL *const *gb,
+                    REAL *const *gwt, REAL *out, int nthreads, int64_t *bad)
 {
     const int64_t units = FN(total_units)(net);
     *bad = -1;
@@ -827,7 +854,8 @@ int FN(dense_batch)(const fbp_net *net, const void *x, int x_double, int64_t m, 
     if (nthreads < 1) nthreads = 1;
     if (nthreads > FBP_PARTS) nthreads = FBP_PARTS;  /* the column parts bound the split */
     FN(dense_job) job = {.net = net, .x = x, .x_double = x_double, .m = m, .y = y,
-                         .scale = (REAL)scale, .gb = gb, .gwt = gwt, .out = out};
+                         .scale = (REAL)scale, .gb = gb, .gwt = gwt, .out = out,
+                         .w0 = w0 ? w0 : (const REAL *)net->wt[0], .ld0 = w0 ? ld0 : LD(1)};
     for (int p = 0; p < FBP_PARTS; ++p) {
         job.bad[p] = -1;
         job.status[p] = FBP_OK;

@@ -8,8 +8,9 @@
                               fbp_interrupt *);                                                \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
                                T *const *, T *const *, fbp_interrupt *);                \
-    int dense_batch_##TAG##_##ISA(const fbp_net *, const void *, int, int64_t, const T *, double, \
-                                  T *const *, T *const *, T *, int, int64_t *);
+    int dense_batch_##TAG##_##ISA(const fbp_net *, const T *, int64_t, const void *, int,       \
+                                  int64_t, const T *, double, T *const *, T *const *, T *, int, \
+                                  int64_t *);
 
 DECLARE(double, d, baseline)
 DECLARE(float, f, baseline)
@@ -70,11 +71,12 @@ const char *fbp_set_isa(int best)
     {                                                                                            \
         return PICK(grad_sum, TAG)(net, data, start, count, gb, gwt, intr);                      \
     }                                                                                            \
-    int fbp_dense_batch_##TAG(const fbp_net *net, const void *x, int x_double, int64_t m,         \
-                              const T *y, double scale, T *const *gb, T *const *gwt, T *out,     \
-                              int nthreads, int64_t *bad)                                        \
+    int fbp_dense_batch_##TAG(const fbp_net *net, const T *w0, int64_t ld0, const void *x,       \
+                              int x_double, int64_t m, const T *y, double scale, T *const *gb,   \
+                              T *const *gwt, T *out, int nthreads, int64_t *bad)                 \
     {                                                                                            \
-        return PICK(dense_batch, TAG)(net, x, x_double, m, y, scale, gb, gwt, out, nthreads, bad); \
+        return PICK(dense_batch, TAG)(net, w0, ld0, x, x_double, m, y, scale, gb, gwt, out,     \
+                                      nthreads, bad);                                            \
     }
 
 DEFINE(double, d)

@@ -80,14 +80,19 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * gradient of the summed cost for targets y (m x sizes[L]) is written (not added) to
  * gb[l] and gwt[l] (laid out and padded like b[l] and wt[l]), what grad_sum adds up to
  * rounding.  With gb NULL: the output activations go to out (m x sizes[L]), equal to
- * FBP forward's.  Returns FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or FBP_BADINPUT with *bad
- * the first row holding a NaN or inf.  Uses at most FBP_PARTS threads. */
-int fbp_dense_batch_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                      const double *y, double scale, double *const *gb, double *const *gwt,
-                      double *out, int nthreads, int64_t *bad);
-int fbp_dense_batch_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                      const float *y, double scale, float *const *gb, float *const *gwt,
-                      float *out, int nthreads, int64_t *bad);
+ * FBP forward's.  w0 (may be NULL: net->wt[0]) stands in for the first layer's W^T:
+ * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]), elements past
+ * sizes[1] zero; gwt[0] then has the same layout (every element written).  Returns
+ * FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or FBP_BADINPUT with *bad the first row holding a
+ * NaN or inf.  Uses at most FBP_PARTS threads. */
+int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
+                      int x_double, int64_t m, const double *y, double scale,
+                      double *const *gb, double *const *gwt, double *out, int nthreads,
+                      int64_t *bad);
+int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const void *x,
+                      int x_double, int64_t m, const float *y, double scale,
+                      float *const *gb, float *const *gwt, float *out, int nthreads,
+                      int64_t *bad);
 
 /* CPU-feature dispatch: "avx2" (AVX2+FMA clone) or "baseline" (portable x86-64/SSE2). */
 const char *fbp_isa(void);

@@ -314,35 +314,60 @@ def test_in_place_edit_is_seen_without_a_copy():
     assert_close(after - before, np.tile([0.0, 2.0, 0.0], (2, 1)), TIGHT, "b2 edit")
 
 
-def test_reassigned_params_are_used_with_one_warning():
+def test_params_and_grads_are_plain_contiguous_arrays_as_the_books():
+    """params keep the arrays the constructor drew (shared with the Affine layers), and
+    gradients are C-contiguous (in, out) arrays: ``params[key] -= lr * grad[key]`` runs
+    on contiguous memory, as in the book."""
+    net = scratch.TwoLayerNet(20, 50, 10)  # 50, 10: kernel rows are padded to 56, 16
+    assert net.params["W1"] is net.layers["Affine1"].W
+    assert net.params["b2"] is net.layers["Affine2"].b
+    x, t = batch(np.random.default_rng(3), 7, 20, 10, onehot=False, dtype=np.float32)
+    for n in (7, 600):  # the batch kernels and the packed row-by-row path
+        xx, tt = np.resize(x, (n, 20)), np.resize(t, n)
+        grads = net.gradient(xx, tt)
+        for key, a in net.params.items():
+            assert a.flags.c_contiguous and a.flags.owndata, key
+            assert grads[key].flags.c_contiguous and grads[key].shape == a.shape, key
+
+
+def test_reassigned_params_are_read_in_place():
+    """An array assigned to params is what the next call reads, edits included; W1 (read
+    where it is by the batch kernels) with no copy and no warning when C-contiguous
+    float64, in any layout and dtype for the others."""
     net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
-    x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
-    new = np.random.default_rng(9).standard_normal((5, 4))
+    rng = np.random.default_rng(14)
+    W1, W2 = rng.standard_normal((5, 4)), np.asfortranarray(rng.standard_normal((4, 3)))
+    b2 = rng.standard_normal(3).astype(np.float32)
+    net.params["W1"], net.params["W2"], net.params["b2"] = W1, W2, b2
+    book.params["W1"][...], book.params["W2"][...], book.params["b2"][...] = W1, W2, b2
+    x, t = batch(rng, 6, 5, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+        W1[2, 1] += 1.0
+        W2[:, 1] += 1.0
+        book.params["W1"][2, 1] += 1.0
+        book.params["W2"][:, 1] += 1.0
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict after edit")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.astype(np.float32),
+                                  lambda a: np.repeat(a, 2, axis=1)[:, ::2]])
+def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warning(make):
+    net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
+    new = make(np.random.default_rng(9).standard_normal((5, 4)))
     net.params["W1"] = new
-    book.params["W1"] = new.copy()
+    book.params["W1"] = np.array(new, dtype=np.float64)
     book.layers["Affine1"].W = book.params["W1"]  # the book's layers would keep the old one
-    with pytest.warns(RuntimeWarning, match="copied to the kernel layout"):
+    x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
+    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64"):
         assert_grads(net.gradient(x, t), book.gradient(x, t))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
         new[0, 0] += 1.0  # edits of the assigned array are seen
-        book.params["W1"][0, 0] += 1.0
+        book.params["W1"][0, 0] += np.float64(new[0, 0]) - book.params["W1"][0, 0]
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
-
-
-def test_reassigned_params_in_kernel_layout_need_no_copy():
-    net, book = twins("TwoLayerNet", 5, 8, 16, weight_init_std=0.5)  # whole kernel rows
-    rng = np.random.default_rng(14)
-    W2, b2 = rng.standard_normal((8, 16)), rng.standard_normal(16)
-    net.params["W2"], net.params["b2"] = W2, b2
-    book.params["W2"][...], book.params["b2"][...] = W2, b2
-    x = rng.random((3, 5))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
-        W2[:, 3] += 1.0  # used in place, so edits are seen
-        book.params["W2"][:, 3] += 1.0
-        assert_close(net.predict(x), book.predict(x), TIGHT, "predict after edit")
 
 
 def test_pickle_round_trip():

@@ -3,11 +3,10 @@ kernels of ``fastbp._core``.
 
 The book's Affine weights W are (in, out): exactly the kernels' transposed layout W^T
 (n_in rows of n_out values), except that kernel rows are padded to ``_core.padded(n_out)``.
-So a network's parameters live in padded kernel buffers and ``params['W1']`` is an
-(in, out) view of one (``params['b1']`` of a padded vector): in-place edits such as
-``params[key] -= lr * grad[key]`` reach the kernels with no copy.  An array assigned in
-their place is copied to the kernel layout on every call (with one warning), unless it
-already is that layout.
+``params`` keep the book's own arrays (so ``params[key] -= lr * grad[key]`` runs at
+NumPy's full speed on contiguous arrays), and every call reads their current values: the
+batch kernels read ``params['W1']`` where it is, the other layers (small) are copied into
+padded kernel buffers.  Gradients come back as contiguous (in, out) arrays, as the book's.
 
 SoftmaxWithLoss is the kernels' log-likelihood cost on a softmax output: the kernels give
 per-sample gradients summed over the batch, the book's (y - t) / N averages them.
@@ -116,36 +115,22 @@ def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
     return Y
 
 
-def _view_base(a: np.ndarray, n_in: int | None, n_out: int) -> np.ndarray | None:
-    """The padded kernel buffer behind ``a`` if ``a`` is a (n_in, n_out) (or, for n_in
-    None, an (n_out,)) view of its leading columns; None otherwise."""
-    base = a.base
-    if (a.dtype != DTYPE or not isinstance(base, np.ndarray) or base.base is not None
-            or base.dtype != DTYPE or not base.flags.c_contiguous or not base.flags.aligned
-            or a.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
-        return None
-    ld = _core.padded(n_out)
-    if n_in is None:
-        ok = base.shape == (ld,) and a.shape == (n_out,) and a.strides == base.strides
-    else:
-        ok = base.shape == (n_in, ld) and a.shape == (n_in, n_out) and a.strides == base.strides
-    return base if ok else None
-
-
 class Kernels:
     """Kernel handles on a ``params`` dict of Affine layers W1, b1, ..., WL, bL.
 
-    ``nets(params)`` returns ``(full, hidden)``: the whole network with the softmax
-    log-likelihood cost (for gradient and loss) and the network up to the last hidden
-    layer (for predict: the last Affine layer's scores are one small product in NumPy),
-    None if there is no hidden layer.  Handles are reused while ``params`` holds the very
-    arrays last seen, which are views of the buffers the handles point at.
+    ``load(params)`` returns ``(full, hidden, w1)``: the whole network with the softmax
+    log-likelihood cost (for gradient and loss), the network up to the last hidden layer
+    (for predict: the last Affine layer's scores are one small product in NumPy; None if
+    there is no hidden layer), and ``params['W1']`` as the batch kernels read it.  The
+    handles point at padded buffers of their own, refreshed from ``params`` on every call;
+    the first layer's weights, by far the largest, are read where they are by the batch
+    kernels (``w1``), and copied in only for the row-by-row paths (``whole=True``).
     """
 
     def __init__(self, sizes: list[int], activation: str) -> None:
         self.sizes = list(sizes)
         self.activation = activation
-        self._cache: tuple | None = None
+        self._handles: tuple | None = None
         self._warned = False
 
     def __getstate__(self) -> dict:
@@ -160,18 +145,6 @@ class Kernels:
 
     def keys(self) -> list[str]:
         return [f"{p}{l}" for l in range(1, self.n_layers + 1) for p in "Wb"]
-
-    def adopt(self, params: dict) -> None:
-        """Rebind ``params[k]`` to views of fresh kernel buffers holding the same values."""
-        for l in range(1, self.n_layers + 1):
-            W, b = self._checked(params, l)
-            n_in, n_out = self.sizes[l - 1], self.sizes[l]
-            wbuf = np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE)
-            wbuf[:, :n_out] = W
-            bbuf = np.zeros(_core.padded(n_out), dtype=DTYPE)
-            bbuf[:n_out] = b
-            params[f"W{l}"], params[f"b{l}"] = wbuf[:, :n_out], bbuf[:n_out]
-        self._cache = None
 
     def _checked(self, params: dict, l: int) -> tuple[np.ndarray, np.ndarray]:
         n_in, n_out = self.sizes[l - 1], self.sizes[l]
@@ -189,109 +162,103 @@ class Kernels:
             out.append(a)
         return out[0], out[1]
 
-    def buffers(self, params: dict, copy: bool = False) -> tuple[list, list, bool]:
-        """``(wt, b, shared)``: the kernel buffers behind ``params`` (fresh copies if
-        ``copy``); ``shared`` says whether all of them are the very memory of ``params``."""
-        wt, bs, shared = [], [], True
+    def buffers(self, params: dict) -> tuple[list, list]:
+        """``(wt, b)``: fresh padded kernel buffers holding the values of ``params``."""
+        wt, bs = [], []
         for l in range(1, self.n_layers + 1):
             W, b = self._checked(params, l)
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
-            wbase, bbase = _view_base(W, n_in, n_out), _view_base(b, None, n_out)
-            if wbase is None and n_out == _core.padded(n_out) and W.dtype == DTYPE \
-                    and W.flags.c_contiguous and W.flags.aligned:
-                wbase = W  # already the kernel layout
-            if bbase is None and n_out == _core.padded(n_out) and b.dtype == DTYPE \
-                    and b.flags.c_contiguous and b.flags.aligned:
-                bbase = b
-            if wbase is not None and bbase is not None:
-                wt.append(wbase.copy() if copy else wbase)
-                bs.append(bbase.copy() if copy else bbase)
-                continue
-            shared = False
-            w_l = np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE)
-            w_l[:, :n_out] = W
-            b_l = np.zeros(_core.padded(n_out), dtype=DTYPE)
-            b_l[:n_out] = b
-            wt.append(w_l)
-            bs.append(b_l)
-        return wt, bs, shared and not copy
+            wt.append(np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE))
+            wt[-1][:, :n_out] = W
+            bs.append(np.zeros(_core.padded(n_out), dtype=DTYPE))
+            bs[-1][:n_out] = b
+        return wt, bs
+
+    def load(self, params: dict, whole: bool = False) -> tuple[Any, Any, np.ndarray | None]:
+        """``(full, hidden, w1)`` for the current values of ``params`` (see the class);
+        ``w1`` is None with ``whole`` (W1 copied into the handles' own buffer)."""
+        if self._handles is None:
+            wt, b = self.buffers(params)
+            full = self.net(wt, b)
+            hidden = self.net(wt[:-1], b[:-1], QUADRATIC) if self.n_layers > 1 else None
+            self._handles = (wt, b, full, hidden)
+        wt, bs, full, hidden = self._handles
+        w1 = None
+        for l in range(1, self.n_layers + 1):
+            W, b = self._checked(params, l)
+            n_out = self.sizes[l]
+            bs[l - 1][:n_out] = b
+            if l > 1 or whole:
+                wt[l - 1][:, :n_out] = W
+            else:
+                w1 = self._first(W)
+        return full, hidden, w1
+
+    def _first(self, W: np.ndarray) -> np.ndarray:
+        """W1 as the batch kernels read it: ``W`` itself if it is a C-contiguous float64
+        array (as the book makes it), else a copy (with one warning)."""
+        if W.dtype == DTYPE and W.flags.c_contiguous and W.flags.aligned and W.dtype.isnative:
+            return W
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"fastbp.scratch: params['W1'] is not a C-contiguous float64 array "
+                f"({W.dtype}), so it is copied on every call (slower); assign a C-contiguous "
+                "float64 array (np.ascontiguousarray(W, dtype=np.float64)) to avoid the copies",
+                RuntimeWarning, stacklevel=4)
+        return np.ascontiguousarray(W, dtype=DTYPE)
 
     def net(self, wt: list, b: list, cost: int = LOG_LIKELIHOOD) -> Any:
         sizes = np.asarray(self.sizes[:len(wt) + 1], dtype=np.int64)
         return _core._Net(list(wt), list(b), sizes, ACTIVATIONS[self.activation], cost)
 
-    def nets(self, params: dict) -> tuple[Any, Any]:
-        arrays = tuple(params.get(k) for k in self.keys())
-        cached = self._cache
-        if cached is not None and all(a is c for a, c in zip(arrays, cached[0])):
-            return cached[1], cached[2]
-        wt, b, shared = self.buffers(params)
-        full = self.net(wt, b)
-        hidden = self.net(wt[:-1], b[:-1], QUADRATIC) if self.n_layers > 1 else None
-        if shared:
-            self._cache = (arrays, full, hidden)
-        elif not self._warned:
-            self._warned = True
-            warnings.warn(
-                "fastbp.scratch: params holds arrays the network did not create, so they "
-                "are copied to the kernel layout on every call (slower); assign into the "
-                "existing arrays instead (params[key][...] = new) to avoid the copies",
-                RuntimeWarning, stacklevel=3)
-        return full, hidden
-
     # -- the compiled operations
 
-    def activations(self, net: Any, X: np.ndarray, width: int) -> np.ndarray:
-        """The (N, width) output activations of ``net`` for the rows of ``X`` (from
-        ``as_rows``): a batch by input column, more rows packed first (zeros skipped)
-        and taken row by row."""
-        if X.shape[0] <= DENSE_MAX_ROWS:
-            return self.outputs_dense(net, X, width)
-        return self.outputs(net, pack_x(X, self.sizes[0]), width)
-
-    def outputs(self, net: Any, rows: Rows, width: int) -> np.ndarray:
-        """The (N, width) output activations of ``net`` for ``rows``."""
-        out = np.empty((rows.n, width), dtype=DTYPE)
+    def activations(self, params: dict, X: np.ndarray, hidden: bool = False) -> np.ndarray:
+        """The output activations for the rows of ``X`` (from ``as_rows``) of the network,
+        or with ``hidden`` of its last hidden layer: a batch by input column, more rows
+        packed first (zeros skipped) and taken row by row."""
+        dense = X.shape[0] <= DENSE_MAX_ROWS
+        full, part, w1 = self.load(params, whole=not dense)
+        net, width = (part, self.sizes[-2]) if hidden else (full, self.sizes[-1])
+        out = np.empty((X.shape[0], width), dtype=DTYPE)
+        if dense:
+            try:
+                _core.dense_forward(net, X, out, _batch_threads(X.shape[0]), w0=w1)
+            except ValueError as exc:
+                raise _bad_item(exc) from None
+            return out
+        rows = pack_x(X, self.sizes[0])
         _core.forward(net, rows.indptr, rows.split, rows.indices, rows.values, out,
                       rows.threads())
         return out
 
-    def grad_sum(self, net: Any, rows: Rows, Y: np.ndarray) -> tuple[list, list]:
-        """Per-sample gradients summed over the rows: ``(gwt, gb)``, padded buffers."""
-        gwt = [np.zeros((a, _core.padded(b)), dtype=DTYPE)
-               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
-        gb = [np.zeros(_core.padded(n), dtype=DTYPE) for n in self.sizes[1:]]
-        _core.grad_sum(net, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
-        return gwt, gb
-
-    def grad_mean(self, net: Any, X: np.ndarray, Y: np.ndarray) -> tuple[list, list]:
+    def grad_mean(self, params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[list, list]:
         """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N
-        (the book's SoftmaxWithLoss averages): ``(gwt, gb)``, padded buffers, in one
-        compiled pass over the batch."""
+        (the book's SoftmaxWithLoss averages), in one compiled pass over the batch:
+        ``(dW, db)``, C-contiguous (in, out) and (out,) arrays per layer."""
         n = X.shape[0]
+        widths = self.sizes[1:]
         if n > DENSE_MAX_ROWS:  # rows packed, per-sample gradients summed
-            gwt, gb = self.grad_sum(net, pack_x(X, self.sizes[0]), Y)
+            full, _, _ = self.load(params, whole=True)
+            rows = pack_x(X, self.sizes[0])
+            gwt = [np.zeros((a, _core.padded(b)), dtype=DTYPE)
+                   for a, b in zip(self.sizes[:-1], widths)]
+            gb = [np.zeros(_core.padded(b), dtype=DTYPE) for b in widths]
+            _core.grad_sum(full, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
             for g in gwt + gb:
                 g *= 1.0 / n
-            return gwt, gb
-        gwt = [np.empty((a, _core.padded(b)), dtype=DTYPE)
-               for a, b in zip(self.sizes[:-1], self.sizes[1:])]
-        gb = [np.empty(_core.padded(n), dtype=DTYPE) for n in self.sizes[1:]]
-        try:
-            _core.dense_grad(net, X, Y, 1.0 / n, gb, gwt, _batch_threads(n))
-        except ValueError as exc:
-            raise _bad_item(exc) from None
-        return gwt, gb
-
-    def outputs_dense(self, net: Any, X: np.ndarray, width: int) -> np.ndarray:
-        """The (N, width) output activations of ``net`` for the rows of ``X`` (from
-        ``as_rows``), without packing them first: for batches (N <= DENSE_MAX_ROWS)."""
-        out = np.empty((X.shape[0], width), dtype=DTYPE)
-        try:
-            _core.dense_forward(net, X, out, _batch_threads(X.shape[0]))
-        except ValueError as exc:
-            raise _bad_item(exc) from None
-        return out
+        else:  # the first layer's gradient written unpadded, as W1 is read
+            full, _, w1 = self.load(params)
+            gwt = [np.empty((a, b if l == 0 else _core.padded(b)), dtype=DTYPE)
+                   for l, (a, b) in enumerate(zip(self.sizes[:-1], widths))]
+            gb = [np.empty(_core.padded(b), dtype=DTYPE) for b in widths]
+            try:
+                _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1)
+            except ValueError as exc:
+                raise _bad_item(exc) from None
+        return ([np.ascontiguousarray(g[:, :b]) for g, b in zip(gwt, widths)],
+                [g[:b] for g, b in zip(gb, widths)])
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
               learning_rate: float, weight_decay: float) -> None:
@@ -299,7 +266,7 @@ class Kernels:
         per mini-batch W <- W (1 - lr lambda) - (lr/m) sum of per-sample gradients, and
         b <- b - (lr/m) sum, the book's ``params[key] -= lr * grad[key]``.  Works on copies
         and writes the result into ``params`` in place only if it is finite."""
-        wt, b, _ = self.buffers(params, copy=True)
+        wt, b = self.buffers(params)
         net = self.net(wt, b)
         threads = threads_for(self.sizes, batch, rows.density())
         _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,

@@ -32,7 +32,7 @@ class FusedNet:
     """What both networks share: the fused predict/loss/accuracy/gradient and ``fit``.
 
     Subclasses draw ``params`` as the book does, then call ``_setup(sizes, activation)``
-    and build ``layers`` on the (adopted) parameter arrays.
+    and build ``layers`` on the parameter arrays.
     """
 
     weight_decay_lambda: float = 0
@@ -42,23 +42,10 @@ class FusedNet:
 
     def _setup(self, sizes: list[int], activation: str) -> None:
         self._kernels = _fused.Kernels(sizes, activation)
-        self._kernels.adopt(self.params)  # same values, now views of kernel buffers
 
     @property
     def _sizes(self) -> list[int]:
         return self._kernels.sizes
-
-    # -- pickling: the kernel buffers are rebuilt, and the Affine layers re-linked
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        linked = [(layer, key) for key, layer in self.layers.items()
-                  if isinstance(layer, Affine) and layer.W is self.params.get("W" + key[6:])]
-        self._kernels.adopt(self.params)
-        for layer, key in linked:
-            layer.W, layer.b = self.params["W" + key[6:]], self.params["b" + key[6:]]
-
-    # -- the book's methods, fused
 
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
@@ -72,9 +59,8 @@ class FusedNet:
         return self._scores(_fused.as_rows(x, self._sizes[0]))
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        _, hidden = self._kernels.nets(self.params)
         L = len(self._sizes) - 1
-        h = X if hidden is None else self._kernels.activations(hidden, X, self._sizes[-2])
+        h = X if L == 1 else self._kernels.activations(self.params, X, hidden=True)
         return np.dot(h, self.params[f"W{L}"]) + self.params[f"b{L}"]
 
     def loss(self, x: Any, t: Any) -> float:
@@ -82,8 +68,7 @@ class FusedNet:
         its ``+ 1e-7`` inside the log), plus the weight-decay term."""
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        full, _ = self._kernels.nets(self.params)
-        y = self._kernels.activations(full, X, self._sizes[-1])
+        y = self._kernels.activations(self.params, X)
         batch_size = y.shape[0]
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
         return loss + self._decay_loss() if self.weight_decay_lambda else loss
@@ -103,15 +88,13 @@ class FusedNet:
         labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
-        full, _ = self._kernels.nets(self.params)
-        gwt, gb = self._kernels.grad_mean(full, X, Y)
+        dWs, dbs = self._kernels.grad_mean(self.params, X, Y)
         lam = self.weight_decay_lambda
         grads = {}
-        for l, n_out in enumerate(self._sizes[1:], start=1):
-            dW = gwt[l - 1][:, :n_out]
+        for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:
                 dW += lam * self.params[f"W{l}"]
-            grads[f"W{l}"], grads[f"b{l}"] = dW, gb[l - 1][:n_out]
+            grads[f"W{l}"], grads[f"b{l}"] = dW, db
         return grads
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
