@@ -687,83 +687,68 @@ static inline void FN(part_cols)(int64_t n_in, int p, int64_t *c0, int64_t *c1)
 }
 
 /* Part p's inputs by column, straight from the dense rows: a counting sort over the
- * positions of the non-zeros (found without branching on the data), samples kept in
- * order.  Returns FBP_OK, FBP_NOMEM, or FBP_BADINPUT with job->bad[p] set. */
+ * positions of the non-zeros (found without branching on the data, once per row, and
+ * kept for the second pass), samples kept in order.  NaN and inf are non-zeros, so the
+ * second pass, reading each stored value once, also finds them.  Returns FBP_OK,
+ * FBP_NOMEM, or FBP_BADINPUT with job->bad[p] the first row holding a NaN or inf. */
 static int FN(dense_columns)(FN(dense_job) *job, int p)
 {
     const int64_t m = job->m, n_in = job->net->sizes[0];
     int64_t c0, c1;
     FN(part_cols)(n_in, p, &c0, &c1);
     const int64_t w = c1 - c0;
-    int32_t *pos = (int32_t *)malloc((size_t)(w + 8) * sizeof(int32_t));
+    int64_t cap = w + 8 + m * w / 4, used = 0;  /* room for a quarter non-zero, grown */
+    int32_t *pos = (int32_t *)malloc((size_t)cap * sizeof(int32_t));
+    int64_t *start = (int64_t *)malloc((size_t)(m + 1) * sizeof(int64_t));
     int64_t *colptr = (int64_t *)calloc((size_t)(w + 2), sizeof(int64_t));
+    int status = FBP_NOMEM;
     job->colptr[p] = colptr;
-    if (!pos || !colptr) {
-        free(pos);
-        return FBP_NOMEM;
-    }
+    if (!pos || !start || !colptr) goto done;
     for (int64_t s = 0; s < m; ++s) {
-        int64_t c;
-        if (job->x_double) {
-            const double *xs = (const double *)job->x + s * n_in + c0;
-            if (!fbp_all_finite_d(xs, w)) {
-                job->bad[p] = s;
-                free(pos);
-                return FBP_BADINPUT;
-            }
-            c = fbp_nonzero_positions_d(xs, w, pos);
-        } else {
-            const float *xs = (const float *)job->x + s * n_in + c0;
-            if (!fbp_all_finite_f(xs, w)) {
-                job->bad[p] = s;
-                free(pos);
-                return FBP_BADINPUT;
-            }
-            c = fbp_nonzero_positions_f(xs, w, pos);
+        if (cap - used < w + 8) {  /* positions writes up to 8 slots past its count */
+            cap = 2 * cap + w + 8;
+            int32_t *grown = (int32_t *)realloc(pos, (size_t)cap * sizeof(int32_t));
+            if (!grown) goto done;
+            pos = grown;
         }
-        for (int64_t i = 0; i < c; ++i) colptr[pos[i] + 2]++;
+        start[s] = used;
+        const int64_t c = job->x_double
+            ? fbp_nonzero_positions_d((const double *)job->x + s * n_in + c0, w, pos + used)
+            : fbp_nonzero_positions_f((const float *)job->x + s * n_in + c0, w, pos + used);
+        for (int64_t i = used; i < used + c; ++i) colptr[pos[i] + 2]++;
+        used += c;
     }
+    start[m] = used;
     for (int64_t k = 2; k <= w + 1; ++k) colptr[k] += colptr[k - 1];
-    const int64_t nnz = colptr[w + 1];
-    job->nnz[p] = nnz;
-    /* zeroed: if another thread changes x between the two passes, slots the second
-       pass leaves unwritten must still name a sample (row 0, value 0) */
-    int32_t *crow = (int32_t *)calloc((size_t)(nnz + 1), sizeof(int32_t));
-    REAL *cval = (REAL *)calloc((size_t)(nnz + 1), sizeof(REAL));
+    job->nnz[p] = used;  /* = colptr[w + 1]: every stored position is placed once */
+    int32_t *crow = (int32_t *)malloc((size_t)(used + 1) * sizeof(int32_t));
+    REAL *cval = (REAL *)malloc((size_t)(used + 1) * sizeof(REAL));
     job->crow[p] = crow;
     job->cval[p] = cval;
-    if (!crow || !cval) {
-        free(pos);
-        return FBP_NOMEM;
-    }
-    for (int64_t s = 0; s < m; ++s) {
-        if (job->x_double) {
-            const double *xs = (const double *)job->x + s * n_in + c0;
-            const int64_t c = fbp_nonzero_positions_d(xs, w, pos);
-            for (int64_t i = 0; i < c; ++i) {
-                /* (a column full: x changed since it was counted, drop the value) */
-                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
-                const int64_t q = colptr[pos[i] + 1]++;
-                crow[q] = (int32_t)s;
-                cval[q] = (REAL)xs[pos[i]];
+    if (!crow || !cval) goto done;
+    status = FBP_OK;
+    for (int64_t s = 0; s < m && status == FBP_OK; ++s) {
+        /* x is read again here: another thread may have changed it since, but the
+           columns come from the positions stored above, so every slot is written once */
+        for (int64_t i = start[s]; i < start[s + 1]; ++i) {
+            const int64_t k = pos[i];
+            const double v = job->x_double ? ((const double *)job->x)[s * n_in + c0 + k]
+                                           : ((const float *)job->x)[s * n_in + c0 + k];
+            if (!isfinite(v)) {
+                job->bad[p] = s;
+                status = FBP_BADINPUT;
+                break;
             }
-        } else {
-            const float *xs = (const float *)job->x + s * n_in + c0;
-            const int64_t c = fbp_nonzero_positions_f(xs, w, pos);
-            for (int64_t i = 0; i < c; ++i) {
-                /* (a column full: x changed since it was counted, drop the value) */
-                if (colptr[pos[i] + 1] >= colptr[pos[i] + 2]) continue;
-                const int64_t q = colptr[pos[i] + 1]++;
-                crow[q] = (int32_t)s;
-                cval[q] = (REAL)xs[pos[i]];
-            }
+            const int64_t q = colptr[k + 1]++;
+            crow[q] = (int32_t)s;
+            cval[q] = (REAL)v;
         }
     }
+    /* now colptr[k] .. colptr[k + 1] is column c0 + k */
+done:
     free(pos);
-    /* now colptr[k] .. colptr[k + 1] is column c0 + k (ranges within [0, nnz] and in
-       order even if x changed between the passes: a column's cursor never passes the
-       next column's, and the last column's end, colptr[w + 1] = nnz, never moves) */
-    return FBP_OK;
+    free(start);
+    return status;
 }
 
 /* Thread t: (a) part p = t's inputs by column; (b) part p's share of z_1 by column,

@@ -435,7 +435,8 @@ def test_network_module_is_the_one_under_test():
 
 
 def _column_batch_case(rng, n_in, sizes_rest, m, act, cost, x64, density):
-    """A random ``_Net`` (kernel layout) and a dense batch, its CSR packing and targets."""
+    """A random ``_Net`` (kernel layout) and a dense batch, its CSR packing and targets,
+    and the net's padded weight arrays."""
     sizes = [n_in, *sizes_rest]
     wt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
     bs = [np.zeros(_core.padded(b)) for b in sizes[1:]]
@@ -448,7 +449,7 @@ def _column_batch_case(rng, n_in, sizes_rest, m, act, cost, x64, density):
     Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], m)]
     packed = _core.csr_rows(X, 1)
     values = packed[3].astype(np.float64)
-    return net, sizes, X, Y, (packed[0], packed[1], packed[2], values)
+    return net, sizes, X, Y, (packed[0], packed[1], packed[2], values), wt
 
 
 @settings(max_examples=60, deadline=None)
@@ -460,8 +461,8 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
     """``dense_forward`` gives ``forward``'s outputs bit for bit (the same sums in the
     same order); ``dense_grad`` gives ``grad_sum`` times the scale, for 1 and 2 threads
     bit-identically."""
-    net, sizes, X, Y, csr = _column_batch_case(np.random.default_rng(seed), n_in, rest, m,
-                                               act, cost, x64, density)
+    net, sizes, X, Y, csr, wt = _column_batch_case(np.random.default_rng(seed), n_in, rest, m,
+                                                   act, cost, x64, density)
     want = np.empty((m, sizes[-1]))
     _core.forward(net, *csr, want, 1)
     gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -478,6 +479,15 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         for g, w in zip(got_w + got_b, gwt + gb):
             assert_close(g, 0.5 * w, TIGHT, "dense_grad")
         runs.append([g.copy() for g in got_w + got_b])
+        # the first layer read from an unpadded (n_in, n_out) array, its gradient written
+        # unpadded: the very same numbers
+        w0 = np.ascontiguousarray(wt[0][:, :sizes[1]])
+        _core.dense_forward(net, X, out, nthreads, w0=w0)
+        assert np.array_equal(out, want), "dense_forward with w0 differs from forward"
+        got_w[0] = np.full((sizes[0], sizes[1]), np.nan)
+        _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads, w0=w0)
+        assert np.array_equal(got_w[0], runs[-1][0][:, :sizes[1]]), "w0 changed dW1"
+        assert all(np.array_equal(g, r) for g, r in zip(got_w[1:] + got_b, runs[-1][1:]))
     assert all(np.array_equal(a, b) for a, b in zip(*runs)), "thread count changed the result"
 
 
@@ -486,7 +496,7 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
 def test_column_batch_names_the_first_bad_row(row, col, x64):
     """A NaN or inf in either half of the inputs (the two threads' parts) is reported as
     the first row holding one, and nothing is returned."""
-    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(1), 8, [4, 3], 6, 0, 1,
+    net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(1), 8, [4, 3], 6, 0, 1,
                                              x64, 0.5)
     X[row, col] = np.nan
     X[5, 0] = np.inf
@@ -500,7 +510,7 @@ def test_column_batch_names_the_first_bad_row(row, col, x64):
 
 
 def test_column_batch_checks_its_arrays():
-    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
+    net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
                                              True, 0.5)
     out = np.empty((6, 3))
     for bad, match in [(X[:, :7].copy(), r"X has shape \(6, 7\)"), (X[::2], "C-contiguous"),
@@ -515,11 +525,31 @@ def test_column_batch_checks_its_arrays():
                          [np.zeros((8, 8)), np.zeros((4, 8))], 1)
 
 
+def test_column_batch_checks_the_first_layer_it_is_given():
+    """``w0`` (the first layer's unpadded W^T, read in place) must be a C-contiguous
+    (n_in, n_out) array of the net's type, and gwt[0] then as large: anything else is a
+    ValueError before the kernels read or write."""
+    net, sizes, X, Y, _, wt = _column_batch_case(np.random.default_rng(6), 8, [5, 3], 6, 0, 1,
+                                                 True, 0.5)
+    w0 = np.ascontiguousarray(wt[0][:, :5])
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    gwt = [np.zeros((8, 5)), np.zeros((5, _core.padded(3)))]
+    for bad in (wt[0], w0[:, :4].copy(), np.asfortranarray(w0), w0.astype(np.float32),
+                _misaligned(w0), w0.tolist()):
+        with pytest.raises(ValueError, match=r"w0 must be a C-contiguous \(8, 5\) float64"):
+            _core.dense_forward(net, X, np.empty((6, 3)), 1, w0=bad)
+        with pytest.raises(ValueError, match="w0 must be"):
+            _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=bad)
+    with pytest.raises(ValueError, match=r"gwt\[0\] must be .* at least 40 values"):
+        _core.dense_grad(net, X, Y, 1.0, gb, [np.zeros((7, 5)), gwt[1]], 1, w0=w0)
+    _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)  # the right arrays still work
+
+
 def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
     """Another Python thread rewriting X while it is packed or sorted by column (the
-    kernels read it twice, counting then filling, without the GIL) may give any result,
+    kernels read it twice, positions then values, without the GIL) may give any result,
     but never an out-of-bounds access: packed rows still hold valid, sorted columns."""
-    net, sizes, _, Y, _ = _column_batch_case(np.random.default_rng(3), 40, [9, 3], 64, 2, 1,
+    net, sizes, _, Y, _, _ = _column_batch_case(np.random.default_rng(3), 40, [9, 3], 64, 2, 1,
                                              True, 0.5)
     X = np.zeros((64, 40))
     gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -561,7 +591,7 @@ def test_misaligned_or_byte_swapped_inputs_are_refused_by_the_kernels(x64):
     """The kernels load whole elements: a misaligned view (np.ndarray(buffer=, offset=))
     or a byte-swapped array is refused with ValueError, never read; the Python layers
     copy such arrays first (see test_scratch)."""
-    net, sizes, X, Y, _ = _column_batch_case(np.random.default_rng(4), 9, [5, 3], 7, 2, 1,
+    net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(4), 9, [5, 3], 7, 2, 1,
                                              x64, 0.5)
     gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
     gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
@@ -578,7 +608,7 @@ def test_gradient_outputs_are_checked_before_the_kernels_write_them():
     """dense_grad and grad_sum write through raw pointers to every layer's gb[l] and
     gwt[l]: too few arrays, too small, or of another dtype, is a ValueError, not a write
     past the end of an array."""
-    net, sizes, X, Y, csr = _column_batch_case(np.random.default_rng(5), 4, [3, 2], 5, 0, 1,
+    net, sizes, X, Y, csr, _ = _column_batch_case(np.random.default_rng(5), 4, [3, 2], 5, 0, 1,
                                                True, 1.0)
     gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
     gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
