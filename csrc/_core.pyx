@@ -66,6 +66,10 @@ cdef extern from "fbp_kernels.h" nogil:
     int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const void *x,
                           int x_double, int64_t m, const float *y, double scale,
                           float **gb, float **gwt, float *out, int nthreads, int64_t *bad)
+    int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
+                            double *out, int nthreads, fbp_interrupt *intr, int64_t *bad)
+    int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
+                            float *out, int nthreads, fbp_interrupt *intr, int64_t *bad)
     const char *fbp_isa()
     const char *fbp_set_isa(int best)
 
@@ -413,6 +417,31 @@ def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w
             status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double, m,
                                        NULL, 0, NULL, NULL, &out[0, 0], nthreads, &bad)
     _dense_status(status, bad)
+
+
+def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1):
+    """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
+    into ``out`` (m, n_out), row by row, each row's non-zeros found as it is taken: equal
+    to ``forward`` on the same rows packed, with no packed copy (for many rows)."""
+    cdef int64_t m = out.shape[0], bad = -1
+    cdef bint x_double = False
+    cdef const void *xp = _dense_rows(net, X, m, &x_double)
+    if out.shape[1] != net.net.sizes[net.net.n_layers]:
+        raise ValueError(f"out has {out.shape[1]} columns, expected "
+                         f"{net.net.sizes[net.net.n_layers]}")
+    cdef int status
+    cdef object keep = X
+    cdef _Interrupt intr = _Interrupt()
+    with nogil:
+        if real is double:
+            status = fbp_forward_dense_d(&net.net, xp, x_double, m, &out[0, 0], nthreads,
+                                         &intr.c, &bad)
+        else:
+            status = fbp_forward_dense_f(&net.net, xp, x_double, m, &out[0, 0], nthreads,
+                                         &intr.c, &bad)
+    if status == FBP_BADINPUT:
+        _dense_status(status, bad)
+    intr.raise_status(status, "forward_rows")
 
 
 def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):

@@ -465,49 +465,126 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
 
 typedef struct {
     const fbp_net *net;
-    const fbp_data *data;
+    const fbp_data *data;        /* CSR rows, or NULL: dense rows x */
+    const void *x;               /* m rows of sizes[0] inputs, float or double */
+    int x_double;
     int64_t start, count;
     REAL *out;
     fbp_interrupt *intr;
     atomic_int stop, nomem;
+    _Atomic int64_t bad;         /* the first row with a NaN or inf (INT64_MAX: none) */
 } FN(forward_job);
+
+/* Dense row r of x as one CSR row (indptr {0, c}, *split as fbp_data.split has it): the
+ * positions of its non-zeros, part by part, into pos (room for sizes[0] + 8) and their
+ * values into val.  Returns 0, or -1 if the row holds a NaN or inf (or, for float, a
+ * double beyond float range). */
+static int FN(pack_row)(const FN(forward_job) *job, int64_t r, int32_t *pos, REAL *val,
+                        int64_t *indptr, int64_t *split)
+{
+    const int64_t n_in = job->net->sizes[0], half = n_in / FBP_PARTS;
+    int64_t c0, c;
+    const double *xd = (const double *)job->x + r * n_in;
+    const float *xf = (const float *)job->x + r * n_in;
+    if (job->x_double) {
+        c0 = fbp_nonzero_positions_d(xd, half, pos);
+        c = c0 + fbp_nonzero_positions_d(xd + half, n_in - half, pos + c0);
+    } else {
+        c0 = fbp_nonzero_positions_f(xf, half, pos);
+        c = c0 + fbp_nonzero_positions_f(xf + half, n_in - half, pos + c0);
+    }
+    for (int64_t i = c0; i < c; ++i) pos[i] += (int32_t)half;
+    for (int64_t i = 0; i < c; ++i) {
+        const double v = job->x_double ? xd[pos[i]] : (double)xf[pos[i]];
+        val[i] = (REAL)v;
+        if (!isfinite(v) || !isfinite(val[i])) return -1;
+    }
+    indptr[0] = 0;
+    indptr[1] = c;
+    *split = c0;
+    return 0;
+}
 
 static void FN(forward_part)(void *arg, int t, int nt)
 {
     FN(forward_job) *job = (FN(forward_job) *)arg;
     const fbp_net *net = job->net;
     const int L = net->n_layers;
-    const int64_t units = FN(total_units)(net), nout = net->sizes[L];
+    const int64_t units = FN(total_units)(net), nout = net->sizes[L], n_in = net->sizes[0];
     const int64_t lo = job->count * t / nt, hi = job->count * (t + 1) / nt;
     REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
+    int32_t *pos = job->x ? (int32_t *)malloc((size_t)(n_in + 8) * sizeof(int32_t)) : NULL;
+    REAL *val = job->x ? (REAL *)malloc((size_t)n_in * sizeof(REAL)) : NULL;
     REAL *A[64];
-    if (!abuf) {
+    if (!abuf || (job->x && (!pos || !val))) {
         atomic_store(&job->nomem, 1);
+        free(abuf); free(pos); free(val);
         return;
     }
     FN(rows)(net, abuf, 1, 0, A);
+    int64_t indptr[2], split;
+    const fbp_data one = {indptr, pos, val, NULL, &split};
     for (int64_t i = lo; i < hi; ++i) {
         /* a wide layer makes one row take milliseconds: poll after each (a clock read
            when not yet due, next to microseconds of work) */
-        FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
+        if (job->x) {
+            if (i + 1 < hi) {  /* the next row from memory while this one is computed */
+                const size_t rb = (size_t)n_in * (job->x_double ? 8 : 4);
+                const char *nx = (const char *)job->x + (size_t)(job->start + i + 1) * rb;
+                for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(nx + o);
+            }
+            if (FN(pack_row)(job, job->start + i, pos, val, indptr, &split) != 0) {
+                /* the first in this thread's rows; the threads' first is the first of all
+                   (no thread stops another for it) */
+                int64_t seen = atomic_load(&job->bad);
+                while (job->start + i < seen &&
+                       !atomic_compare_exchange_weak(&job->bad, &seen, job->start + i)) {
+                }
+                break;
+            }
+            FN(forward_one)(net, &one, 0, A, abuf + units, 0);
+        } else {
+            FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
+        }
         memcpy(job->out + i * nout, A[L], (size_t)nout * sizeof(REAL));
         if (t == 0 && fbp_interrupted(job->intr)) atomic_store(&job->stop, 1);
         if (atomic_load_explicit(&job->stop, memory_order_relaxed)) break;
     }
-    free(abuf);
+    free(abuf); free(pos); free(val);
+}
+
+/* CSR rows (data) or dense rows (x), see fbp_forward_d and fbp_forward_dense_d. */
+static int FN(forward_any)(const fbp_net *net, const fbp_data *data, const void *x,
+                           int x_double, int64_t start, int64_t count, REAL *out,
+                           int nthreads, fbp_interrupt *intr, int64_t *bad)
+{
+    FN(forward_job) job = {.net = net, .data = data, .x = x, .x_double = x_double,
+                           .start = start, .count = count, .out = out, .intr = intr};
+    atomic_init(&job.stop, 0);
+    atomic_init(&job.nomem, 0);
+    atomic_init(&job.bad, INT64_MAX);
+    if (count <= 64) nthreads = 1;  /* waking a thread would cost more than it saves */
+    int status = fbp_pool_run(FN(forward_part), &job, nthreads);
+    if (status != FBP_OK) return status;
+    if (atomic_load(&job.nomem)) return FBP_NOMEM;
+    if (atomic_load(&job.bad) != INT64_MAX) {
+        *bad = atomic_load(&job.bad);
+        return FBP_BADINPUT;
+    }
+    return atomic_load(&job.stop) ? FBP_INTERRUPTED : FBP_OK;
 }
 
 int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count, REAL *out,
                 int nthreads, fbp_interrupt *intr)
 {
-    FN(forward_job) job = {net, data, start, count, out, intr};
-    atomic_init(&job.stop, 0);
-    atomic_init(&job.nomem, 0);
-    if (count <= 64) nthreads = 1;  /* waking a thread would cost more than it saves */
-    int status = fbp_pool_run(FN(forward_part), &job, nthreads);
-    if (status != FBP_OK) return status;
-    if (atomic_load(&job.nomem)) return FBP_NOMEM;
-    return atomic_load(&job.stop) ? FBP_INTERRUPTED : FBP_OK;
+    return FN(forward_any)(net, data, NULL, 0, start, count, out, nthreads, intr, NULL);
+}
+
+int FN(forward_dense)(const fbp_net *net, const void *x, int x_double, int64_t m, REAL *out,
+                      int nthreads, fbp_interrupt *intr, int64_t *bad)
+{
+    *bad = -1;
+    return FN(forward_any)(net, NULL, x, x_double, 0, m, out, nthreads, intr, bad);
 }
 
 int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,

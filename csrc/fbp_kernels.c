@@ -6,6 +6,8 @@
                             int64_t, double, double, double, int, fbp_interrupt *);            \
     int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int,   \
                               fbp_interrupt *);                                                \
+    int forward_dense_##TAG##_##ISA(const fbp_net *, const void *, int, int64_t, T *, int,       \
+                                    fbp_interrupt *, int64_t *);                                \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
                                T *const *, T *const *, fbp_interrupt *);                \
     int dense_batch_##TAG##_##ISA(const fbp_net *, const T *, int64_t, const void *, int,       \
@@ -65,6 +67,11 @@ const char *fbp_set_isa(int best)
                           int64_t count, T *out, int nthreads, fbp_interrupt *intr)              \
     {                                                                                            \
         return PICK(forward, TAG)(net, data, start, count, out, nthreads, intr);                 \
+    }                                                                                            \
+    int fbp_forward_dense_##TAG(const fbp_net *net, const void *x, int x_double, int64_t m,       \
+                                T *out, int nthreads, fbp_interrupt *intr, int64_t *bad)         \
+    {                                                                                            \
+        return PICK(forward_dense, TAG)(net, x, x_double, m, out, nthreads, intr, bad);         \
     }                                                                                            \
     int fbp_grad_sum_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,              \
                            int64_t count, T *const *gb, T *const *gwt, fbp_interrupt *intr)      \

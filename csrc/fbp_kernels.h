@@ -68,6 +68,16 @@ int fbp_forward_d(const fbp_net *net, const fbp_data *data, int64_t start, int64
 int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                   float *out, int nthreads, fbp_interrupt *intr);
 
+/* Output activations of the m dense rows x (m x sizes[0], float if !x_double, else
+ * double) into out (m x sizes[L]), each row's non-zeros found as it is taken: equal to
+ * FBP forward's on the same rows packed.  Returns as fbp_forward_d does, or
+ * FBP_BADINPUT with *bad the first row holding a NaN or inf (for float, or a double
+ * beyond float range). */
+int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
+                        double *out, int nthreads, fbp_interrupt *intr, int64_t *bad);
+int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
+                        float *out, int nthreads, fbp_interrupt *intr, int64_t *bad);
+
 /* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
  * to gb[l] and gwt[l] (laid out, and padded, like b[l] and wt[l]). */
 int fbp_grad_sum_d(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,

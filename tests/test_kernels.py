@@ -473,6 +473,9 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         out = np.empty((m, sizes[-1]))
         _core.dense_forward(net, X, out, nthreads)
         assert np.array_equal(out, want), "dense_forward differs from forward"
+        rows_out = np.full((m, sizes[-1]), np.nan)
+        _core.forward_rows(net, X, rows_out, nthreads)
+        assert np.array_equal(rows_out, want), "forward_rows differs from forward"
         got_w = [np.full_like(g, np.nan) for g in gwt]  # every element must be written
         got_b = [np.full_like(g, np.nan) for g in gb]
         _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads)
@@ -509,6 +512,30 @@ def test_column_batch_names_the_first_bad_row(row, col, x64):
             _core.dense_forward(net, X, np.empty((6, 3)), nthreads)
 
 
+@pytest.mark.parametrize("x64", [False, True])
+def test_forward_rows_names_the_first_bad_row_whatever_thread_finds_it(x64):
+    """Rows split between two threads: a NaN or inf in the second thread's rows does not
+    hide an earlier one in the first's, and a row out of float range for a float32 net
+    is refused too."""
+    net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(7), 8, [4, 3], 300, 0,
+                                                1, x64, 0.5)
+    out = np.empty((300, 3))
+    for rows in ([290], [150, 290], [3, 150], [0, 299]):
+        Xb = X.copy()
+        for r in rows:
+            Xb[r, r % 8] = np.inf if r % 2 else np.nan
+        for nthreads in (1, 2):
+            with pytest.raises(ValueError, match=f"item {rows[0]} contains NaN or inf"):
+                _core.forward_rows(net, Xb, out, nthreads)
+    wt = [np.zeros((a, _core.padded(b)), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(_core.padded(b), dtype=np.float32) for b in sizes[1:]]
+    net32 = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), 0, 1)
+    big = X.astype(np.float64)
+    big[7, 1] = 1e300
+    with pytest.raises(ValueError, match="item 7 contains"):
+        _core.forward_rows(net32, big, np.empty((300, 3), dtype=np.float32), 2)
+
+
 def test_column_batch_checks_its_arrays():
     net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
                                              True, 0.5)
@@ -518,6 +545,8 @@ def test_column_batch_checks_its_arrays():
                        (X.astype(np.int64), "float32 or float64"), (list(X), "NumPy array")]:
         with pytest.raises((ValueError, TypeError), match=match):
             _core.dense_forward(net, bad, out[:len(bad)] if len(bad) < 6 else out, 1)
+        with pytest.raises((ValueError, TypeError), match=match):
+            _core.forward_rows(net, bad, out[:len(bad)] if len(bad) < 6 else out, 1)
     with pytest.raises(ValueError, match="out has 2 columns"):
         _core.dense_forward(net, X, np.empty((6, 2)), 1)
     with pytest.raises(ValueError, match="y has 4 columns"):
@@ -567,6 +596,7 @@ def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
         for i in range(300):
             _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1 + i % 2)
             _core.dense_forward(net, X, np.empty((64, 3)), 1 + i % 2)
+            _core.forward_rows(net, X, np.empty((64, 3)), 1 + i % 2)
             indptr, split, indices, values = _core.csr_rows(X, 1 + i % 2, wide=bool(i % 3))
             assert indptr[-1] == len(indices) == len(values)
             assert np.all((indices >= 0) & (indices < 40))

@@ -217,20 +217,19 @@ class Kernels:
     def activations(self, params: dict, X: np.ndarray, hidden: bool = False) -> np.ndarray:
         """The output activations for the rows of ``X`` (from ``as_rows``) of the network,
         or with ``hidden`` of its last hidden layer: a batch by input column, more rows
-        packed first (zeros skipped) and taken row by row."""
-        dense = X.shape[0] <= DENSE_MAX_ROWS
+        row by row (each row's non-zeros found as it is taken, no packed copy)."""
+        n = X.shape[0]
+        dense = n <= DENSE_MAX_ROWS
         full, part, w1 = self.load(params, whole=not dense)
         net, width = (part, self.sizes[-2]) if hidden else (full, self.sizes[-1])
-        out = np.empty((X.shape[0], width), dtype=DTYPE)
-        if dense:
-            try:
-                _core.dense_forward(net, X, out, _batch_threads(X.shape[0]), w0=w1)
-            except ValueError as exc:
-                raise _bad_item(exc) from None
-            return out
-        rows = pack_x(X, self.sizes[0])
-        _core.forward(net, rows.indptr, rows.split, rows.indices, rows.values, out,
-                      rows.threads())
+        out = np.empty((n, width), dtype=DTYPE)
+        try:
+            if dense:
+                _core.dense_forward(net, X, out, _batch_threads(n), w0=w1)
+            else:
+                _core.forward_rows(net, X, out, eval_threads() if n >= PARALLEL_MIN_ROWS else 1)
+        except ValueError as exc:
+            raise _bad_item(exc) from None
         return out
 
     def grad_mean(self, params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[list, list]:
