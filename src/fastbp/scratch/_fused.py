@@ -52,10 +52,16 @@ class Rows:
         return self.values.size / max(1, self.dense.size)
 
 
+_ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order only
+
+
 def as_rows(x: Any, n_in: int) -> np.ndarray:
     """Validate the inputs ``x`` (N, n_in), or (N, ...) with n_in values per sample as the
     book's Affine flattens them: a C-contiguous (N, n_in) float32 or float64 array (``x``
     itself when it already is one)."""
+    if (type(x) is np.ndarray and x.ndim == 2 and x.shape[1] == n_in and x.shape[0]
+            and x.dtype in _ROW_DTYPES and x.flags.c_contiguous and x.flags.aligned):
+        return x  # the common case, checked quickly (native float32/float64 rows)
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"x must be a numeric array, got dtype {x.dtype}")
@@ -84,10 +90,11 @@ def _bad_item(exc: ValueError) -> ValueError:
     return ValueError(f"x[{str(exc).split()[1]}] contains NaN or inf")
 
 
-def pack_t(t: Any, n: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
+def pack_t(t: Any, n: int, n_out: int,
+           labels: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(labels, Y)`` for targets ``t``: integer labels (n,) (Y is None: build it with
     ``one_hot`` when needed) or target rows (n, n_out), usually one-hot (labels are their
-    argmax, as the book's cross_entropy_error takes them)."""
+    argmax, as the book's cross_entropy_error takes them; None unless ``labels``)."""
     t = np.asarray(t)
     if t.ndim == 0 or t.shape[0] != n:
         raise ValueError(f"t has shape {t.shape}, but x holds {n} samples")
@@ -104,9 +111,9 @@ def pack_t(t: Any, n: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
     if t.dtype.kind not in "fiub":
         raise TypeError(f"t must be numeric, got dtype {t.dtype}")
     Y = np.require(t, DTYPE, ("C", "A", "E"))
-    if not np.isfinite(Y).all():
+    if not _core.all_finite([Y]):
         raise ValueError(f"t[{np.argwhere(~np.isfinite(Y))[0, 0]}] contains NaN or inf")
-    return np.argmax(Y, axis=1), Y
+    return (np.argmax(Y, axis=1) if labels else None), Y
 
 
 def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:

@@ -85,7 +85,7 @@ class FusedNet:
         compiled call (the gradient of the summed cost divided by N, as the book's
         SoftmaxWithLoss averages); weight decay adds ``lambda * W`` to each dW."""
         X = _fused.as_rows(x, self._sizes[0])
-        labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1])
+        labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1], labels=False)
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
         dWs, dbs = self._kernels.grad_mean(self.params, X, Y)
