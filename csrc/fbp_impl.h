@@ -79,10 +79,88 @@ static inline REAL FN(dot)(const REAL *restrict x, const REAL *restrict y, int64
     return t;
 }
 
+/* ---- exp for whole vectors (the sigmoid's: one call per VL units) ---- */
+
+#if FBP_IS_DOUBLE
+typedef int64_t FN(ivec) __attribute__((vector_size(32)));
+#define EXP_OVER 709.78            /* below log(DBL_MAX) = 709.7827 */
+#define EXP_UNDER (-707.7)         /* exp(x) < 1e-307: 1 + it is 1 in the sigmoid */
+#define EXP_MAGIC 6755399441055744.0 /* 1.5 * 2^52: adding it rounds to an integer */
+#define EXP_LN2_HI 6.93147180369123816490e-01 /* ln 2 in two parts (fdlibm's) */
+#define EXP_LN2_LO 1.90821492927058770002e-10
+#define EXP_MANT 52
+#define EXP_BIAS 1023
+#else
+typedef int32_t FN(ivec) __attribute__((vector_size(32)));
+#define EXP_OVER 88.72f            /* below log(FLT_MAX) = 88.7228 */
+#define EXP_UNDER (-86.9f)
+#define EXP_MAGIC 12582912.0f      /* 1.5 * 2^23 */
+#define EXP_LN2_HI 0.693359375f    /* Cephes' split */
+#define EXP_LN2_LO (-2.12194440e-4f)
+#define EXP_MANT 23
+#define EXP_BIAS 127
+#endif
+#define IVEC FN(ivec)
+#define BC(c) ((REAL)(c) - (VEC){0})
+
+/* Lane by lane: m ? a : b (m all ones or all zeros). */
+static inline __attribute__((always_inline)) VEC FN(select)(IVEC m, VEC a, VEC b)
+{
+    return (VEC)(((IVEC)a & m) | ((IVEC)b & ~m));
+}
+
+/* exp(x) in every lane, within 2 ulp of libm's: x = k ln2 + r with |r| <= ln2/2 (ln2 in
+ * two parts, so r is exact to well below an ulp), exp(r) by its Taylor series (to r^13
+ * for double, r^7 for float: truncation below a tenth of an ulp), times 2 * 2^(k-1)
+ * built in the exponent bits (k - 1 keeps 2^1024 out).  +inf above EXP_OVER, 0 below
+ * EXP_UNDER, NaN for NaN. */
+static inline __attribute__((always_inline)) VEC FN(vexp)(VEC x)
+{
+    const IVEC over = x > BC(EXP_OVER), under = x < BC(EXP_UNDER);
+    const VEC y = FN(select)(over | under, BC(0), x);  /* NaN stays NaN */
+    const VEC t = y * BC(1.4426950408889634) + BC(EXP_MAGIC);  /* low bits: k */
+    const VEC k = t - BC(EXP_MAGIC);                   /* round(y / ln2) */
+    VEC r = y - k * BC(EXP_LN2_HI);                    /* exact */
+    r = r - k * BC(EXP_LN2_LO);
+#if FBP_IS_DOUBLE
+    VEC p = BC(1.0 / 6227020800.0);                    /* 1/13! */
+    p = p * r + BC(1.0 / 479001600.0);
+    p = p * r + BC(1.0 / 39916800.0);
+    p = p * r + BC(1.0 / 3628800.0);
+    p = p * r + BC(1.0 / 362880.0);
+    p = p * r + BC(1.0 / 40320.0);
+    p = p * r + BC(1.0 / 5040.0);
+#else
+    VEC p = BC(1.0 / 5040.0);                          /* 1/7! */
+#endif
+    p = p * r + BC(1.0 / 720.0);
+    p = p * r + BC(1.0 / 120.0);
+    p = p * r + BC(1.0 / 24.0);
+    p = p * r + BC(1.0 / 6.0);
+    p = p * r + BC(0.5);
+    p = p * r + BC(1.0);
+    p = p * r + BC(1.0);
+    const IVEC two_km1 = ((IVEC)t + (EXP_BIAS - 1)) << EXP_MANT;  /* 2^(k-1), normal */
+    const VEC e = (p * BC(2)) * (VEC)two_km1;
+    return FN(select)(over, BC(INFINITY), FN(select)(under, BC(0), e));
+}
+#undef BC
+#undef IVEC
+#undef EXP_OVER
+#undef EXP_UNDER
+#undef EXP_MAGIC
+#undef EXP_LN2_HI
+#undef EXP_LN2_LO
+#undef EXP_MANT
+#undef EXP_BIAS
+
 static inline void FN(activate)(REAL *z, int64_t n, int act)
 {
     if (act == FBP_SIGMOID) {
-        for (int64_t j = 0; j < n; ++j) z[j] = (REAL)1 / ((REAL)1 + (REAL)exp(-(double)z[j]));
+        for (int64_t j = 0; j < n; j += VL) {
+            const VEC v = FN(load_n)(z + j, n - j);
+            FN(store_n)(z + j, 1 / (1 + FN(vexp)(-v)), n - j);
+        }
     } else if (act == FBP_TANH) {
         for (int64_t j = 0; j < n; ++j) z[j] = (REAL)tanh((double)z[j]);
     } else {
@@ -102,6 +180,9 @@ static inline void FN(softmax)(REAL *z, int64_t n)
     }
     for (int64_t j = 0; j < n; ++j) z[j] /= s;
 }
+
+/* The activation of n values in place, as the kernels apply it (for tests). */
+void FN(activation)(REAL *z, int64_t n, int act) { FN(activate)(z, n, act); }
 
 /* sigma'(z) from the stored activation a = sigma(z). */
 static inline REAL FN(prime)(REAL a, int act)

@@ -9,12 +9,16 @@
 
 #define REAL double
 #define TAG d
+#define FBP_IS_DOUBLE 1
 #include "fbp_impl.h"
 #undef REAL
 #undef TAG
+#undef FBP_IS_DOUBLE
 
 #define REAL float
 #define TAG f
+#define FBP_IS_DOUBLE 0
 #include "fbp_impl.h"
 #undef REAL
 #undef TAG
+#undef FBP_IS_DOUBLE

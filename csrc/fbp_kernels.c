@@ -6,6 +6,7 @@
                             int64_t, double, double, double, int, fbp_interrupt *);            \
     int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int,   \
                               fbp_interrupt *);                                                \
+    void activation_##TAG##_##ISA(T *, int64_t, int);                                        \
     int forward_dense_##TAG##_##ISA(const fbp_net *, const void *, int, int64_t, T *, int,       \
                                     fbp_interrupt *, int64_t *);                                \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
@@ -67,6 +68,10 @@ const char *fbp_set_isa(int best)
                           int64_t count, T *out, int nthreads, fbp_interrupt *intr)              \
     {                                                                                            \
         return PICK(forward, TAG)(net, data, start, count, out, nthreads, intr);                 \
+    }                                                                                            \
+    void fbp_activation_##TAG(T *z, int64_t n, int act)                                        \
+    {                                                                                            \
+        PICK(activation, TAG)(z, n, act);                                                        \
     }                                                                                            \
     int fbp_forward_dense_##TAG(const fbp_net *net, const void *x, int x_double, int64_t m,       \
                                 T *out, int nthreads, fbp_interrupt *intr, int64_t *bad)         \

@@ -104,6 +104,11 @@ int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const vo
                       float *const *gb, float *const *gwt, float *out, int nthreads,
                       int64_t *bad);
 
+/* The activation `act` of z[:n] in place, exactly as the kernels apply it (the sigmoid's
+ * exp is the kernels' own vector exp for double; tests check it against libm's). */
+void fbp_activation_d(double *z, int64_t n, int act);
+void fbp_activation_f(float *z, int64_t n, int act);
+
 /* CPU-feature dispatch: "avx2" (AVX2+FMA clone) or "baseline" (portable x86-64/SSE2). */
 const char *fbp_isa(void);
 /* 1 if the AVX2 path is in use (for helpers outside the kernels, e.g. packing). */
