@@ -12,6 +12,11 @@ training script (ch05/train_neuralnet.py: 10,000 iterations of 100 at learning r
 2 BLAS threads, then fastbp, each timed end to end after loading MNIST:
 
     FASTBP_DATA=/path/to/data-dir python benchmarks/bench_scratch.py [--iters N]
+
+``--ops R`` instead times ``gradient``, ``loss`` and ``accuracy`` interleaved: R rounds,
+each timing every side (book and fastbp at 1 and 2 threads) in turn on the same inputs,
+so that a change in the machine's speed hits all of them alike; a round's ratio is the
+book's best over fastbp's best, and the table gives medians over the rounds.
 """
 
 from __future__ import annotations
@@ -169,11 +174,60 @@ def test_epoch(benchmark, mnist, impl):
     benchmark.pedantic(epoch, setup=setup, rounds=3)
 
 
+def ops_table(rounds: int, calls: int = 30) -> str:
+    """Median per-call times (ms) and book/fastbp ratios of gradient, loss (batch 100)
+    and accuracy (10,000 test images), measured interleaved (see the module docstring)."""
+    import statistics
+
+    (x, t), (xs, ts) = _mnist()
+    mask = np.random.default_rng(0).integers(0, len(x), BATCH)
+    cases = {"gradient, batch 100": ("gradient", x[mask], t[mask], calls),
+             "loss, batch 100": ("loss", x[mask], t[mask], calls),
+             "accuracy, 10,000 test images": ("accuracy", xs, ts, max(1, calls // 10))}
+    times: dict = {(c, i): [] for c in cases for i in IMPLS}
+    ratios: dict = {c: [] for c in cases}
+    for _ in range(rounds):
+        for case, (method, a, b, n) in cases.items():
+            for impl in IMPLS:
+                with threads(impl) as net:
+                    fn = getattr(net, method)
+                    fn(a, b)  # warm
+                    best = float("inf")
+                    for _ in range(n):
+                        t0 = time.perf_counter()
+                        fn(a, b)
+                        best = min(best, time.perf_counter() - t0)
+                    times[case, impl].append(best * 1e3)
+                # OpenBLAS's threads spin for a while after the book's calls: let them go
+                # idle before the next side runs (else it shares its cores with them)
+                time.sleep(0.3)
+            book = min(times[case, i][-1] for i in IMPLS if i.startswith("book"))
+            fast = min(times[case, i][-1] for i in IMPLS if i.startswith("fastbp"))
+            ratios[case].append(book / fast)
+    lines = ["| operation | " + " | ".join(IMPLS) + " | fastbp is (median of rounds) |",
+             "|---" * (len(IMPLS) + 2) + "|"]
+    for case in cases:
+        cells = [f"{statistics.median(times[case, i]):.3f}" for i in IMPLS]
+        r = ratios[case]
+        lines.append(f"| {case} | " + " | ".join(cells)
+                     + f" | {statistics.median(r):.2f}x (rounds: {min(r):.2f}-{max(r):.2f}x) |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ops", type=int, default=0, metavar="R",
+                        help="time gradient/loss/accuracy interleaved for R rounds instead")
     args = parser.parse_args(argv)
+    if args.ops:
+        import fastbp
+
+        print(f"CPU: {bl.cpu_model()}; fastbp kernels: {fastbp.isa()}; times in ms, each the "
+              "best of its calls in a round, then the median over rounds")
+        print(ops_table(args.ops))
+        return 0
     import scratch_ref
     from threadpoolctl import threadpool_limits
 
