@@ -15,7 +15,8 @@ training script (ch05/train_neuralnet.py: 10,000 iterations of 100 at learning r
 
 ``--ops R`` instead times ``gradient``, ``loss`` and ``accuracy`` interleaved: R rounds,
 each timing every side (book and fastbp at 1 and 2 threads) in turn on the same inputs,
-so that a change in the machine's speed hits all of them alike; a round's ratio is the
+in an order rotated from round to round (which side follows which changes the times), so
+that a change in the machine's speed hits all of them alike; a round's ratio is the
 book's best over fastbp's best, and the table gives medians over the rounds.
 """
 
@@ -186,9 +187,9 @@ def ops_table(rounds: int, calls: int = 30) -> str:
              "accuracy, 10,000 test images": ("accuracy", xs, ts, max(1, calls // 10))}
     times: dict = {(c, i): [] for c in cases for i in IMPLS}
     ratios: dict = {c: [] for c in cases}
-    for _ in range(rounds):
+    for r in range(rounds):
         for case, (method, a, b, n) in cases.items():
-            for impl in IMPLS:
+            for impl in IMPLS[r % len(IMPLS):] + IMPLS[:r % len(IMPLS)]:  # order rotated
                 with threads(impl) as net:
                     fn = getattr(net, method)
                     fn(a, b)  # warm
