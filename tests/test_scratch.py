@@ -133,13 +133,15 @@ def test_two_layer_net_matches_book(n_in, n_hidden, n_out, n, onehot, seed):
     assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
-@pytest.mark.parametrize("n", [1, 31, 32, 512, 513])
+@pytest.mark.parametrize("n", [1, 31, 32, 64, 65, 512, 513])
 def test_batch_and_packed_paths_match_book_at_any_thread_count(n, num_threads):
-    """Up to DENSE_MAX_ROWS rows a batch is taken by input column, beyond it rows are
-    packed first; both equal the book, and the result does not depend on the threads."""
+    """Up to DENSE_MAX_ROWS rows a gradient (FORWARD_DENSE_MAX_ROWS a forward pass) is
+    taken by input column, beyond it row by row; all equal the book, and the result does
+    not depend on the threads."""
     from fastbp.scratch import _fused
 
     assert _fused.DENSE_MAX_ROWS == 512 and _fused.BATCH_PARALLEL_MIN_ROWS == 32
+    assert _fused.FORWARD_DENSE_MAX_ROWS == 64
     net, book = twins("MultiLayerNet", 30, [12, 9], 5, seed=n)
     rng = np.random.default_rng(n)
     randomize(net, book, rng)
