@@ -892,7 +892,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const int64_t k = pos[i];
             const double v = job->x_double ? ((const double *)job->x)[s * n_in + c0 + k]
                                            : ((const float *)job->x)[s * n_in + c0 + k];
-            if (!isfinite(v)) {
+            /* (REAL)v too: a finite double beyond float range is inf as a float */
+            if (!isfinite(v) || !isfinite((REAL)v)) {
                 job->bad[p] = s;
                 status = FBP_BADINPUT;
                 break;

@@ -536,6 +536,27 @@ def test_forward_rows_names_the_first_bad_row_whatever_thread_finds_it(x64):
         _core.forward_rows(net32, big, np.empty((300, 3), dtype=np.float32), 2)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_column_batch_refuses_doubles_beyond_float_range_for_a_float32_net(nthreads):
+    """A finite float64 input that becomes inf as a float32 (the net's type) is refused
+    by dense_forward and dense_grad as by forward_rows and csr_rows (it went through as
+    inf: silent NaN gradients and saturated outputs)."""
+    sizes = [8, 4, 3]
+    wt = [np.ones((a, _core.padded(b)), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(_core.padded(b), dtype=np.float32) for b in sizes[1:]]
+    net32 = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), 0, 1)
+    X = np.random.default_rng(8).random((40, 8))
+    X[9, 6] = 1e300
+    X[30, 1] = -1e39
+    Y = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+    gwt = [np.zeros((a, _core.padded(b)), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b), dtype=np.float32) for b in sizes[1:]]
+    with pytest.raises(ValueError, match="item 9 contains"):
+        _core.dense_forward(net32, X, np.empty((40, 3), dtype=np.float32), nthreads)
+    with pytest.raises(ValueError, match="item 9 contains"):
+        _core.dense_grad(net32, X, Y, 1.0, gb, gwt, nthreads)
+
+
 def test_column_batch_checks_its_arrays():
     net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
                                              True, 0.5)
@@ -572,6 +593,21 @@ def test_column_batch_checks_the_first_layer_it_is_given():
     with pytest.raises(ValueError, match=r"gwt\[0\] must be .* at least 40 values"):
         _core.dense_grad(net, X, Y, 1.0, gb, [np.zeros((7, 5)), gwt[1]], 1, w0=w0)
     _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)  # the right arrays still work
+
+
+def test_first_layer_bias_gradient_stays_padded_with_w0():
+    """With ``w0`` only gwt[0] is unpadded: the kernels still write padded(n_out) values
+    of gb[0], so a gb[0] of n_out values is refused (it was accepted, and the kernels
+    wrote past its end)."""
+    net, sizes, X, Y, _, wt = _column_batch_case(np.random.default_rng(6), 8, [5, 3], 6, 0, 1,
+                                                 True, 0.5)
+    w0 = np.ascontiguousarray(wt[0][:, :5])
+    guard = np.full(16, 7.0)
+    gb = [guard[:5], np.zeros(_core.padded(3))]
+    gwt = [np.zeros((8, 5)), np.zeros((5, _core.padded(3)))]
+    with pytest.raises(ValueError, match=r"gb\[0\] must be .* at least 8 values"):
+        _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)
+    assert np.all(guard[5:] == 7.0), "written past gb[0]"
 
 
 def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
