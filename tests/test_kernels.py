@@ -729,6 +729,22 @@ def test_sigmoid_matches_libm_within_two_ulps(isa, scale, seed):
         assert np.array_equal(part, got[start:])
 
 
+def test_sigmoid_at_the_overflow_threshold_of_exp(isa):
+    """Just below log(DBL_MAX) (709.7827) and log(FLT_MAX) (88.7228) exp is still finite:
+    the sigmoid of minus those is a tiny non-zero number as with libm's exp, not 0 (the
+    vector exp gave inf from 709.78 and 88.72 on)."""
+    z = -np.array([709.7801, 709.781, 709.782, 709.7827, 709.78271289338])
+    got = z.copy()
+    _core.activation(got, 0)
+    want = 1.0 / (1.0 + np.exp(-z))
+    assert np.all(want > 0) and _ulps(got, want).max() <= 2, (got, want)
+    z32 = -np.array([88.7201, 88.721, 88.722, 88.7228], dtype=np.float32)
+    got32 = z32.copy()
+    _core.activation(got32, 0)
+    want32 = _float_sigmoid(z32)
+    assert np.all(want32 > 0) and np.allclose(got32, want32, rtol=3.6e-7, atol=1e-44), got32
+
+
 def test_sigmoid_edge_values(isa):
     z = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 709.0, -709.0, 710.0, -710.0, 745.2,
                   -745.2, 1e308, -1e308, 36.7, -36.7, 5e-324, -5e-324])
