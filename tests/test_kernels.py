@@ -25,7 +25,7 @@ from conftest import (
     make_x,
     twin,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fastbp
@@ -709,16 +709,20 @@ def _float_sigmoid(z32: np.ndarray) -> np.ndarray:
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # isa: per test
 @given(scale=st.sampled_from([1e-8, 1.0, 10.0, 40.0, 300.0, 800.0]), seed=st.integers(0, 2**16))
+@example(scale=40.0, seed=251)  # a z near -36.87: 4 ulps from libm's sigmoid
 def test_sigmoid_matches_libm_within_two_ulps(isa, scale, seed):
     """The kernels' sigmoid (a vector exp of their own) is 1 / (1 + exp(-z)) with libm's
     exp to within 2 ulps in float64 (3 float ulps in float32), at any size, and the same
-    at every lane position."""
+    at every lane position.  Where exp(-z) is in [2^53, 2^54) (z near -37), 1 + exp(-z)
+    rounds at a tie: an ulp of exp there is up to 4 of the sigmoid, whose bound is 4."""
     z = np.random.default_rng(seed).standard_normal(101) * scale
     got = z.copy()
     _core.activation(got, 0)
     with np.errstate(over="ignore"):
-        want = 1.0 / (1.0 + np.exp(-z))
-    assert _ulps(got, want).max() <= 2, (z[np.argmax(_ulps(got, want))], isa)
+        e = np.exp(-z)
+        want = 1.0 / (1.0 + e)
+    bound = np.where((e >= 2.0**53) & (e < 2.0**54), 4, 2)
+    assert np.all(_ulps(got, want) <= bound), (z[np.argmax(_ulps(got, want) - bound)], isa)
     z32 = z.astype(np.float32)
     got32 = z32.copy()
     _core.activation(got32, 0)
