@@ -299,7 +299,7 @@ cdef void **_grad_pointers(tuple keep) except NULL:
 cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
     """The kernels write (or add to) gb[l] and gwt[l] through raw pointers, l < n_layers:
     padded(sizes[l + 1]) and sizes[l] * padded(sizes[l + 1]) values of the net's type
-    (for gwt[0], sizes[0] * ld0 if ld0)."""
+    (for gwt[0], sizes[0] * ld0 if ld0; gb[0] stays padded)."""
     import numpy as np
 
     cdef int L = net.net.n_layers, l
@@ -307,8 +307,9 @@ cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
     if len(gb) != L or len(gwt) != L:
         raise ValueError(f"gb and gwt need {L} arrays each, got {len(gb)} and {len(gwt)}")
     for l in range(L):
-        ld = ld0 if l == 0 and ld0 else fbp_ld(net.net.sizes[l + 1])
-        for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ld, "gwt")):
+        ld = fbp_ld(net.net.sizes[l + 1])
+        ldw = ld0 if l == 0 and ld0 else ld
+        for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ldw, "gwt")):
             if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.size < need
                     or not a.flags.c_contiguous or not a.flags.aligned or not a.flags.writeable):
                 raise ValueError(f"{name}[{l}] must be a writeable, C-contiguous {dtype.name} "

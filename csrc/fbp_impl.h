@@ -83,7 +83,7 @@ static inline REAL FN(dot)(const REAL *restrict x, const REAL *restrict y, int64
 
 #if FBP_IS_DOUBLE
 typedef int64_t FN(ivec) __attribute__((vector_size(32)));
-#define EXP_OVER 709.78            /* below log(DBL_MAX) = 709.7827 */
+#define EXP_OVER 709.79            /* above log(DBL_MAX) = 709.7827 (k - 1 <= 1023) */
 #define EXP_UNDER (-707.7)         /* exp(x) < 1e-307: 1 + it is 1 in the sigmoid */
 #define EXP_MAGIC 6755399441055744.0 /* 1.5 * 2^52: adding it rounds to an integer */
 #define EXP_LN2_HI 6.93147180369123816490e-01 /* ln 2 in two parts (fdlibm's) */
@@ -92,7 +92,7 @@ typedef int64_t FN(ivec) __attribute__((vector_size(32)));
 #define EXP_BIAS 1023
 #else
 typedef int32_t FN(ivec) __attribute__((vector_size(32)));
-#define EXP_OVER 88.72f            /* below log(FLT_MAX) = 88.7228 */
+#define EXP_OVER 88.75f            /* above log(FLT_MAX) = 88.7228 (k - 1 <= 127) */
 #define EXP_UNDER (-86.9f)
 #define EXP_MAGIC 12582912.0f      /* 1.5 * 2^23 */
 #define EXP_LN2_HI 0.693359375f    /* Cephes' split */
@@ -112,8 +112,9 @@ static inline __attribute__((always_inline)) VEC FN(select)(IVEC m, VEC a, VEC b
 /* exp(x) in every lane, within 2 ulp of libm's: x = k ln2 + r with |r| <= ln2/2 (ln2 in
  * two parts, so r is exact to well below an ulp), exp(r) by its Taylor series (to r^13
  * for double, r^7 for float: truncation below a tenth of an ulp), times 2 * 2^(k-1)
- * built in the exponent bits (k - 1 keeps 2^1024 out).  +inf above EXP_OVER, 0 below
- * EXP_UNDER, NaN for NaN. */
+ * built in the exponent bits (k - 1 keeps 2^1024 out).  +inf above EXP_OVER (and from
+ * log(DBL_MAX) or log(FLT_MAX) on, where that product overflows; a threshold below them
+ * gave inf for finite results), 0 below EXP_UNDER, NaN for NaN. */
 static inline __attribute__((always_inline)) VEC FN(vexp)(VEC x)
 {
     const IVEC over = x > BC(EXP_OVER), under = x < BC(EXP_UNDER);
@@ -892,7 +893,8 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             const int64_t k = pos[i];
             const double v = job->x_double ? ((const double *)job->x)[s * n_in + c0 + k]
                                            : ((const float *)job->x)[s * n_in + c0 + k];
-            if (!isfinite(v)) {
+            /* (REAL)v too: a finite double beyond float range is inf as a float */
+            if (!isfinite(v) || !isfinite((REAL)v)) {
                 job->bad[p] = s;
                 status = FBP_BADINPUT;
                 break;

@@ -25,7 +25,7 @@ from conftest import (
     make_x,
     twin,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fastbp
@@ -536,6 +536,27 @@ def test_forward_rows_names_the_first_bad_row_whatever_thread_finds_it(x64):
         _core.forward_rows(net32, big, np.empty((300, 3), dtype=np.float32), 2)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_column_batch_refuses_doubles_beyond_float_range_for_a_float32_net(nthreads):
+    """A finite float64 input that becomes inf as a float32 (the net's type) is refused
+    by dense_forward and dense_grad as by forward_rows and csr_rows (it went through as
+    inf: silent NaN gradients and saturated outputs)."""
+    sizes = [8, 4, 3]
+    wt = [np.ones((a, _core.padded(b)), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(_core.padded(b), dtype=np.float32) for b in sizes[1:]]
+    net32 = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), 0, 1)
+    X = np.random.default_rng(8).random((40, 8))
+    X[9, 6] = 1e300
+    X[30, 1] = -1e39
+    Y = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
+    gwt = [np.zeros((a, _core.padded(b)), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b), dtype=np.float32) for b in sizes[1:]]
+    with pytest.raises(ValueError, match="item 9 contains"):
+        _core.dense_forward(net32, X, np.empty((40, 3), dtype=np.float32), nthreads)
+    with pytest.raises(ValueError, match="item 9 contains"):
+        _core.dense_grad(net32, X, Y, 1.0, gb, gwt, nthreads)
+
+
 def test_column_batch_checks_its_arrays():
     net, sizes, X, Y, _, _ = _column_batch_case(np.random.default_rng(2), 8, [4, 3], 6, 0, 1,
                                              True, 0.5)
@@ -572,6 +593,21 @@ def test_column_batch_checks_the_first_layer_it_is_given():
     with pytest.raises(ValueError, match=r"gwt\[0\] must be .* at least 40 values"):
         _core.dense_grad(net, X, Y, 1.0, gb, [np.zeros((7, 5)), gwt[1]], 1, w0=w0)
     _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)  # the right arrays still work
+
+
+def test_first_layer_bias_gradient_stays_padded_with_w0():
+    """With ``w0`` only gwt[0] is unpadded: the kernels still write padded(n_out) values
+    of gb[0], so a gb[0] of n_out values is refused (it was accepted, and the kernels
+    wrote past its end)."""
+    net, sizes, X, Y, _, wt = _column_batch_case(np.random.default_rng(6), 8, [5, 3], 6, 0, 1,
+                                                 True, 0.5)
+    w0 = np.ascontiguousarray(wt[0][:, :5])
+    guard = np.full(16, 7.0)
+    gb = [guard[:5], np.zeros(_core.padded(3))]
+    gwt = [np.zeros((8, 5)), np.zeros((5, _core.padded(3)))]
+    with pytest.raises(ValueError, match=r"gb\[0\] must be .* at least 8 values"):
+        _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)
+    assert np.all(guard[5:] == 7.0), "written past gb[0]"
 
 
 def test_inputs_changed_by_another_thread_during_a_call_do_not_crash():
@@ -673,16 +709,20 @@ def _float_sigmoid(z32: np.ndarray) -> np.ndarray:
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # isa: per test
 @given(scale=st.sampled_from([1e-8, 1.0, 10.0, 40.0, 300.0, 800.0]), seed=st.integers(0, 2**16))
+@example(scale=40.0, seed=251)  # a z near -36.87: 4 ulps from libm's sigmoid
 def test_sigmoid_matches_libm_within_two_ulps(isa, scale, seed):
     """The kernels' sigmoid (a vector exp of their own) is 1 / (1 + exp(-z)) with libm's
     exp to within 2 ulps in float64 (3 float ulps in float32), at any size, and the same
-    at every lane position."""
+    at every lane position.  Where exp(-z) is in [2^53, 2^54) (z near -37), 1 + exp(-z)
+    rounds at a tie: an ulp of exp there is up to 4 of the sigmoid, whose bound is 4."""
     z = np.random.default_rng(seed).standard_normal(101) * scale
     got = z.copy()
     _core.activation(got, 0)
     with np.errstate(over="ignore"):
-        want = 1.0 / (1.0 + np.exp(-z))
-    assert _ulps(got, want).max() <= 2, (z[np.argmax(_ulps(got, want))], isa)
+        e = np.exp(-z)
+        want = 1.0 / (1.0 + e)
+    bound = np.where((e >= 2.0**53) & (e < 2.0**54), 4, 2)
+    assert np.all(_ulps(got, want) <= bound), (z[np.argmax(_ulps(got, want) - bound)], isa)
     z32 = z.astype(np.float32)
     got32 = z32.copy()
     _core.activation(got32, 0)
@@ -691,6 +731,22 @@ def test_sigmoid_matches_libm_within_two_ulps(isa, scale, seed):
         part = z[start:].copy()
         _core.activation(part, 0)
         assert np.array_equal(part, got[start:])
+
+
+def test_sigmoid_at_the_overflow_threshold_of_exp(isa):
+    """Just below log(DBL_MAX) (709.7827) and log(FLT_MAX) (88.7228) exp is still finite:
+    the sigmoid of minus those is a tiny non-zero number as with libm's exp, not 0 (the
+    vector exp gave inf from 709.78 and 88.72 on)."""
+    z = -np.array([709.7801, 709.781, 709.782, 709.7827, 709.78271289338])
+    got = z.copy()
+    _core.activation(got, 0)
+    want = 1.0 / (1.0 + np.exp(-z))
+    assert np.all(want > 0) and _ulps(got, want).max() <= 2, (got, want)
+    z32 = -np.array([88.7201, 88.721, 88.722, 88.7228], dtype=np.float32)
+    got32 = z32.copy()
+    _core.activation(got32, 0)
+    want32 = _float_sigmoid(z32)
+    assert np.all(want32 > 0) and np.allclose(got32, want32, rtol=3.6e-7, atol=1e-44), got32
 
 
 def test_sigmoid_edge_values(isa):

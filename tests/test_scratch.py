@@ -434,6 +434,24 @@ def test_fit_divergence_keeps_params():
         assert np.array_equal(net.params[key], before[key])
 
 
+@pytest.mark.parametrize("make", [
+    lambda a: (a.setflags(write=False), a)[1],  # read-only
+    lambda a: a.tolist(),
+    lambda a: np.round(a * 100).astype(np.int64),  # the book's -= refuses to cast into it
+])
+def test_fit_that_cannot_update_a_param_in_place_changes_none(make):
+    """fit writes its result into params in place: if the last one cannot take it, no
+    param is changed (the first ones were updated before the error)."""
+    net = scratch.TwoLayerNet(4, 3, 2, weight_init_std=1.0)
+    net.params["b2"] = make(net.params["b2"].copy())
+    before = {k: np.array(v, dtype=np.float64) for k, v in net.params.items()}
+    x = np.random.default_rng(0).random((10, 4))
+    with pytest.raises((ValueError, TypeError), match=r"params\['b2'\]"):
+        net.fit(x, np.arange(10) % 2, iters=3, batch_size=5, learning_rate=0.5)
+    for key in before:
+        assert np.array_equal(np.array(net.params[key], dtype=np.float64), before[key]), key
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -284,6 +284,14 @@ class Kernels:
             raise FloatingPointError(
                 "training diverged: a weight or bias became NaN or inf (is learning_rate="
                 f"{learning_rate:g} too large?); params keep their values from before fit")
+        dest = [params[key] for key in self.keys()]
+        for key, a in zip(self.keys(), dest):  # all checked before any is written
+            if (not isinstance(a, np.ndarray) or not a.flags.writeable
+                    or not np.can_cast(DTYPE, a.dtype, "same_kind")):
+                raise ValueError(
+                    f"params[{key!r}] cannot be updated in place (fit writes into the "
+                    "arrays, as the book's params[key] -= ...): assign a writeable float "
+                    "array; params keep their values from before fit")
         for l, n_out in enumerate(self.sizes[1:], start=1):
-            params[f"W{l}"][...] = wt[l - 1][:, :n_out]
-            params[f"b{l}"][...] = b[l - 1][:n_out]
+            dest[2 * l - 2][...] = wt[l - 1][:, :n_out]
+            dest[2 * l - 1][...] = b[l - 1][:n_out]
