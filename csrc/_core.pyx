@@ -455,6 +455,8 @@ def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1):
         else:
             status = fbp_forward_dense_f(&net.net, xp, x_double, m, &out[0, 0], nthreads,
                                          &intr.c, &bad)
+    if intr.exc is not None:  # Ctrl-C first, even when a bad row stopped a thread too
+        status = FBP_INTERRUPTED
     if status == FBP_BADINPUT:
         _dense_status(status, bad)
     intr.raise_status(status, "forward_rows")

@@ -91,8 +91,9 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * gb[l] and gwt[l] (laid out and padded like b[l] and wt[l]), what grad_sum adds up to
  * rounding.  With gb NULL: the output activations go to out (m x sizes[L]), equal to
  * FBP forward's.  w0 (may be NULL: net->wt[0]) stands in for the first layer's W^T:
- * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]), elements past
- * sizes[1] zero; gwt[0] then has the same layout (every element written).  Returns
+ * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]) (elements past
+ * sizes[1] are not read); gwt[0] then has the same layout (every element written; gb[0]
+ * stays padded).  Returns
  * FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or FBP_BADINPUT with *bad the first row holding a
  * NaN or inf.  Uses at most FBP_PARTS threads. */
 int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
@@ -105,7 +106,7 @@ int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const vo
                       int64_t *bad);
 
 /* The activation `act` of z[:n] in place, exactly as the kernels apply it (the sigmoid's
- * exp is the kernels' own vector exp for double; tests check it against libm's). */
+ * exp is the kernels' own vector exp, double and float; tests check it against libm's). */
 void fbp_activation_d(double *z, int64_t n, int act);
 void fbp_activation_f(float *z, int64_t n, int act);
 

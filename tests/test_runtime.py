@@ -304,6 +304,46 @@ def test_ctrl_c_stops_a_long_kernel_quickly(phase):
     assert moved == (phase == "SGD")  # evaluation and gradients change no parameter
 
 
+ROWS_INTERRUPT_SCRIPT = """
+import time
+import numpy as np
+import fastbp
+from fastbp import _core
+fastbp.set_num_threads(2)
+rng = np.random.default_rng(0)
+sizes = [64, 3000, 3000]
+wt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+bs = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+net = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), 0, 0)
+X = rng.random((4000, 64))
+X[2001, 3] = np.nan  # the second thread stops at once on it; the first runs on
+print("go", flush=True)
+try:
+    _core.forward_rows(net, X, np.empty((4000, 3000)), 2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+except ValueError as exc:
+    print("ValueError", exc, flush=True)
+else:
+    print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_during_forward_rows_wins_over_a_bad_row_found_meanwhile():
+    """A thread of forward_rows that met a NaN row does not hide Ctrl-C, which stopped
+    the others: the KeyboardInterrupt is raised, not the ValueError."""
+    proc = subprocess.Popen([sys.executable, "-u", "-c", PRELUDE + ROWS_INTERRUPT_SCRIPT],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "go", proc.stderr.read()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert out.split()[:1] == ["interrupted"], out + err
+
+
 PREFIX_SCRIPT = """
 import random, signal, threading, time
 import numpy as np
