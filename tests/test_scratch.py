@@ -175,6 +175,22 @@ def test_nan_inside_the_network_is_not_hidden_by_relu(n):
         assert all(np.isnan(g).all() for g in net.gradient(x, t).values())
 
 
+@pytest.mark.parametrize("n", [1, 100, 513])
+@pytest.mark.parametrize("key", ["W1", "b1", "W2", "b3"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_params_holding_nan_or_inf_are_refused(n, key, bad):
+    """The kernels skip zero pixels, so a non-finite weight of a pixel that is 0 would
+    vanish where the book's product gives 0 * inf = NaN: every fused method refuses
+    params holding NaN or inf, naming the key, rather than compute something else."""
+    net, _ = twins("MultiLayerNet", 6, [4, 3], 2)
+    net.params[key].flat[-1] = bad
+    x, t = np.zeros((n, 6)), np.zeros(n, dtype=int)  # all pixels 0
+    for method in ("predict", "loss", "accuracy", "gradient", "fit"):
+        args = (x,) if method == "predict" else (x, t)
+        with pytest.raises(ValueError, match=rf"params\['{key}'\] contains NaN or inf"):
+            getattr(net, method)(*args)
+
+
 @pytest.mark.parametrize("n", [1, 513])
 def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
     """A delta that overflows to inf above a ReLU unit that is off (z <= 0) gives 0 there,

@@ -202,6 +202,12 @@ class Kernels:
                 wt[l - 1][:, :n_out] = W
             else:
                 w1 = self._first(W)
+            # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
+            # vanish where the book's product gives 0 * inf = NaN: refuse it instead
+            for key, a in ((f"W{l}", w1 if w1 is not None and l == 1 else wt[l - 1]),
+                           (f"b{l}", bs[l - 1])):
+                if not _core.all_finite([a]):
+                    raise ValueError(f"params[{key!r}] contains NaN or inf")
         return full, hidden, w1
 
     def _first(self, W: np.ndarray) -> np.ndarray:
@@ -276,6 +282,9 @@ class Kernels:
         b <- b - (lr/m) sum, the book's ``params[key] -= lr * grad[key]``.  Works on copies
         and writes the result into ``params`` in place only if it is finite."""
         wt, b = self.buffers(params)
+        for key, buf in zip(self.keys(), [a for pair in zip(wt, b) for a in pair]):
+            if not _core.all_finite([buf]):
+                raise ValueError(f"params[{key!r}] contains NaN or inf")
         net = self.net(wt, b)
         threads = threads_for(self.sizes, batch, rows.density())
         _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,
