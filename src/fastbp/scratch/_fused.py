@@ -125,6 +125,13 @@ def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
     return Y
 
 
+def _refuse_nonfinite(keys: list[str], arrays: list[np.ndarray]) -> None:
+    """Raise the ValueError naming the first of ``keys`` whose array holds NaN or inf."""
+    for key, a in zip(keys, arrays):
+        if not _core.all_finite([a]):
+            raise ValueError(f"params[{key!r}] contains NaN or inf")
+
+
 class Kernels:
     """Kernel handles on a ``params`` dict of Affine layers W1, b1, ..., WL, bL.
 
@@ -202,12 +209,11 @@ class Kernels:
                 wt[l - 1][:, :n_out] = W
             else:
                 w1 = self._first(W)
-            # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
-            # vanish where the book's product gives 0 * inf = NaN: refuse it instead
-            for key, a in ((f"W{l}", w1 if w1 is not None and l == 1 else wt[l - 1]),
-                           (f"b{l}", bs[l - 1])):
-                if not _core.all_finite([a]):
-                    raise ValueError(f"params[{key!r}] contains NaN or inf")
+        # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
+        # vanish where the book's product gives 0 * inf = NaN: refuse it instead
+        ws = [w1 if w1 is not None else wt[0], *wt[1:]]
+        if not _core.all_finite(ws + bs):
+            _refuse_nonfinite(self.keys(), [a for pair in zip(ws, bs) for a in pair])
         return full, hidden, w1
 
     def _first(self, W: np.ndarray) -> np.ndarray:
@@ -282,9 +288,8 @@ class Kernels:
         b <- b - (lr/m) sum, the book's ``params[key] -= lr * grad[key]``.  Works on copies
         and writes the result into ``params`` in place only if it is finite."""
         wt, b = self.buffers(params)
-        for key, buf in zip(self.keys(), [a for pair in zip(wt, b) for a in pair]):
-            if not _core.all_finite([buf]):
-                raise ValueError(f"params[{key!r}] contains NaN or inf")
+        if not _core.all_finite(wt + b):
+            _refuse_nonfinite(self.keys(), [a for pair in zip(wt, b) for a in pair])
         net = self.net(wt, b)
         threads = threads_for(self.sizes, batch, rows.density())
         _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,
