@@ -249,7 +249,7 @@ class Kernels:
             if dense:
                 _core.dense_forward(net, X, out, _batch_threads(n), w0=w1)
             else:
-                _core.forward_rows(net, X, out, eval_threads() if n >= PARALLEL_MIN_ROWS else 1)
+                _core.forward_rows(net, X, out, eval_threads())  # (1 thread up to 64 rows)
         except ValueError as exc:
             raise _bad_item(exc) from None
         return out
