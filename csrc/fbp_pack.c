@@ -16,6 +16,13 @@
 #include <immintrin.h>
 #endif
 
+/* A loop compiled twice, for AVX2 and the baseline, the copy picked at load time. */
+#if defined(FBP_HAVE_AVX2)
+#define FBP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FBP_CLONES
+#endif
+
 /* Counts in lanes of 32-bit integers over blocks of at most 2^20 elements (no lane can
  * overflow), OR-ing in each element's "exponent all ones" (NaN or inf) bit; the
  * compiler vectorizes the inner loop. */
@@ -92,13 +99,21 @@ static inline unsigned nonzero_mask8_d(const double *x)
 #endif
 }
 
-#define POSITIONS_PORTABLE(TAG, T)                                                          \
-    static int64_t positions_##TAG(const T *x, int64_t n, int32_t *pos)                     \
+/* The table row for mask m, offset by j, stored whole at pos (eight slots). */
+static inline void put8(int32_t *pos, unsigned m, int64_t j)
+{
+    for (int i = 0; i < 8; ++i) pos[i] = (int32_t)j + lut[m][i];
+}
+
+/* NAME(x, n, pos): the positions of x[:n]'s non-zeros, eight at a time through MASK and
+ * PUT (the portable ones above, or the AVX2 ones below), the tail one by one. */
+#define POSITIONS(NAME, T, ATTR, MASK, PUT)                                                 \
+    ATTR static int64_t NAME(const T *x, int64_t n, int32_t *pos)                           \
     {                                                                                       \
         int64_t p = 0, j = 0;                                                               \
         for (; j + 8 <= n; j += 8) {                                                        \
-            const unsigned m = nonzero_mask8_##TAG(x + j);                                  \
-            for (int i = 0; i < 8; ++i) pos[p + i] = (int32_t)j + lut[m][i];                \
+            const unsigned m = MASK(x + j);                                                 \
+            PUT(pos + p, m, j);                                                             \
             p += __builtin_popcount(m);                                                     \
         }                                                                                   \
         for (; j < n; ++j) {                                                                \
@@ -108,8 +123,8 @@ static inline unsigned nonzero_mask8_d(const double *x)
         return p;                                                                           \
     }
 
-POSITIONS_PORTABLE(f, float)
-POSITIONS_PORTABLE(d, double)
+POSITIONS(positions_f, float, , nonzero_mask8_f, put8)
+POSITIONS(positions_d, double, , nonzero_mask8_d, put8)
 
 #if defined(FBP_HAVE_AVX2)
 #define AVX2 __attribute__((target("avx2,popcnt"), always_inline)) static inline
@@ -128,7 +143,7 @@ AVX2 unsigned nonzero_mask8_d_avx2(const double *x)
                                                         _CMP_NEQ_UQ)) << 4;
 }
 
-/* The table row for mask m, offset by j, stored whole at pos (eight slots). */
+/* put8 in one AVX2 add and store. */
 AVX2 void put8_avx2(int32_t *pos, unsigned m, int64_t j)
 {
     _mm256_storeu_si256((__m256i *)pos,
@@ -136,25 +151,10 @@ AVX2 void put8_avx2(int32_t *pos, unsigned m, int64_t j)
                                          _mm256_set1_epi32((int32_t)j)));
 }
 
-#define POSITIONS_AVX2(TAG, T)                                                              \
-    __attribute__((target("avx2,popcnt"))) static int64_t positions_##TAG##_avx2(           \
-        const T *x, int64_t n, int32_t *pos)                                                \
-    {                                                                                       \
-        int64_t p = 0, j = 0;                                                               \
-        for (; j + 8 <= n; j += 8) {                                                        \
-            const unsigned m = nonzero_mask8_##TAG##_avx2(x + j);                           \
-            put8_avx2(pos + p, m, j);                                                       \
-            p += __builtin_popcount(m);                                                     \
-        }                                                                                   \
-        for (; j < n; ++j) {                                                                \
-            pos[p] = (int32_t)j;                                                            \
-            p += x[j] != 0;                                                                 \
-        }                                                                                   \
-        return p;                                                                           \
-    }
-
-POSITIONS_AVX2(f, float)
-POSITIONS_AVX2(d, double)
+POSITIONS(positions_f_avx2, float, __attribute__((target("avx2,popcnt"))),
+          nonzero_mask8_f_avx2, put8_avx2)
+POSITIONS(positions_d_avx2, double, __attribute__((target("avx2,popcnt"))),
+          nonzero_mask8_d_avx2, put8_avx2)
 #undef AVX2
 #endif
 
@@ -330,10 +330,7 @@ int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wid
 /* Fletcher-style sums over 32-bit words in four lanes: any change to one word changes
  * the first sum, and the second sums weigh each word by its position.  Integer sums: the
  * AVX2 clone (chosen at load time where the CPU has it) gives the same value. */
-#if defined(FBP_HAVE_AVX2)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static uint64_t row_hash(const uint32_t *w, int64_t words)
+FBP_CLONES static uint64_t row_hash(const uint32_t *w, int64_t words)
 {
     uint64_t a[4] = {1, 2, 3, 4}, b[4] = {0, 0, 0, 0};
     int64_t j = 0;
@@ -418,11 +415,5 @@ void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_
         return t == 0;                                                              \
     }
 
-#if defined(FBP_HAVE_AVX2)
-#define FBP_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FBP_CLONES
-#endif
 ALL_FINITE(d, double)
 ALL_FINITE(f, float)
-#undef FBP_CLONES
