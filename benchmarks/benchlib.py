@@ -344,6 +344,24 @@ def _torch_state(torch: Any, data: BenchData, sizes: Any, seed: int, dtype: Any)
     return X, Y, W, B, order
 
 
+def _torch_step(torch: Any, X: Any, Y: Any, W: list, B: list, idx: Any, step: float) -> None:
+    """One mini-batch of the hand-written PyTorch SGD: forward, the sigma'-delta
+    recurrence and the in-place update (``addmm_``) with ``step`` = -eta / m."""
+    a = [X.index_select(0, idx)]
+    for w, b in zip(W, B):
+        a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
+    out = a[-1]
+    delta = (out - Y.index_select(0, idx)) * out * (1 - out)
+    for layer in range(len(W) - 1, -1, -1):
+        prev = a[layer]
+        if layer:  # the next delta needs this layer's weights before the update
+            nxt = delta.mm(W[layer]) * prev * (1 - prev)
+        W[layer].addmm_(delta.t(), prev, alpha=step)
+        B[layer].add_(delta.sum(0), alpha=step)
+        if layer:
+            delta = nxt
+
+
 def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
                          eta: float = ETA, dtype: Any = np.float64,
                          threads: int = 1) -> tuple[Callable, Callable]:
@@ -357,20 +375,7 @@ def prepare_torch_manual(data: BenchData, sizes: Any, batch: int, seed: int = 0,
         with torch.no_grad():
             for k in range(0, data.n, batch):
                 idx = order[k:k + batch]
-                step = -eta / len(idx)
-                a = [X.index_select(0, idx)]
-                for w, b in zip(W, B):
-                    a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
-                out = a[-1]
-                delta = (out - Y.index_select(0, idx)) * out * (1 - out)
-                for layer in range(len(W) - 1, -1, -1):
-                    prev = a[layer]
-                    if layer:  # the next delta needs this layer's weights before the update
-                        nxt = delta.mm(W[layer]) * prev * (1 - prev)
-                    W[layer].addmm_(delta.t(), prev, alpha=step)
-                    B[layer].add_(delta.sum(0), alpha=step)
-                    if layer:
-                        delta = nxt
+                _torch_step(torch, X, Y, W, B, idx, -eta / len(idx))
 
     return epoch, lambda: [w.double().numpy() for w in W]
 
@@ -387,19 +392,7 @@ def prepare_torch_compile(data: BenchData, sizes: Any, batch: int, seed: int = 0
     step = -eta / batch
 
     def update(idx: Any) -> None:
-        a = [X.index_select(0, idx)]
-        for w, b in zip(W, B):
-            a.append(torch.sigmoid(torch.addmm(b, a[-1], w.t())))
-        out = a[-1]
-        delta = (out - Y.index_select(0, idx)) * out * (1 - out)
-        for layer in range(len(W) - 1, -1, -1):
-            prev = a[layer]
-            if layer:
-                nxt = delta.mm(W[layer]) * prev * (1 - prev)
-            W[layer].addmm_(delta.t(), prev, alpha=step)
-            B[layer].add_(delta.sum(0), alpha=step)
-            if layer:
-                delta = nxt
+        _torch_step(torch, X, Y, W, B, idx, step)
 
     compiled = torch.compile(update, dynamic=False, fullgraph=True)
 
