@@ -19,7 +19,7 @@ from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastbp import scratch
+from fastbp import SlowPathWarning, scratch
 from fastbp.scratch import layers
 
 TIGHT = 1e-12
@@ -51,6 +51,13 @@ def batch(rng, n, n_in, n_out, onehot, sparse=True, dtype=np.float32):
     if onehot:
         t = np.eye(n_out)[t]
     return x, t
+
+
+def assign(net, key: str, a) -> None:
+    """Put ``a`` where the book's network computes with it: ``params[key]`` and the
+    Affine layer's attribute (the book's layers keep their own references)."""
+    net.params[key] = a
+    setattr(net.layers[f"Affine{key[1:]}"], key[0], a)
 
 
 def assert_grads(got: dict, want: dict, rtol: float = TIGHT) -> None:
@@ -231,7 +238,7 @@ def test_misaligned_and_byte_swapped_arrays_are_copied_for_the_kernels(n):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # params copied on every call
         for key in ("W2", "b2"):
-            net.params[key] = misaligned(book.params[key])
+            assign(net, key, misaligned(book.params[key]))
         assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
@@ -348,15 +355,17 @@ def test_params_and_grads_are_plain_contiguous_arrays_as_the_books():
             assert grads[key].flags.c_contiguous and grads[key].shape == a.shape, key
 
 
-def test_reassigned_params_are_read_in_place():
-    """An array assigned to params is what the next call reads, edits included; W1 (read
+def test_arrays_assigned_to_params_and_layers_are_read_in_place():
+    """An array put where the network computes with it (params and the layer, as the
+    book's own load code does) is what the next call reads, edits included; W1 (read
     where it is by the batch kernels) with no copy and no warning when C-contiguous
     float64, in any layout and dtype for the others."""
     net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
     rng = np.random.default_rng(14)
     W1, W2 = rng.standard_normal((5, 4)), np.asfortranarray(rng.standard_normal((4, 3)))
     b2 = rng.standard_normal(3).astype(np.float32)
-    net.params["W1"], net.params["W2"], net.params["b2"] = W1, W2, b2
+    for key, a in (("W1", W1), ("W2", W2), ("b2", b2)):
+        assign(net, key, a)
     book.params["W1"][...], book.params["W2"][...], book.params["b2"][...] = W1, W2, b2
     x, t = batch(rng, 6, 5, 3, onehot=False, dtype=np.float64)
     with warnings.catch_warnings():
@@ -370,14 +379,40 @@ def test_reassigned_params_are_read_in_place():
         assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
+@pytest.mark.parametrize("kind,args", [("TwoLayerNet", (5, 4, 3)),
+                                       ("MultiLayerNet", (5, [4, 4], 3))])
+def test_a_rebound_params_entry_is_not_used_as_in_the_book(kind, args):
+    """The book's networks compute with their layers' arrays: rebinding params['W1']
+    (or replacing params) leaves the network as it was, and numerical_gradient, which
+    perturbs params, then sees no change.  fastbp computes the same, and says so once."""
+    kwargs = {"weight_decay_lambda": 0.1} if kind == "MultiLayerNet" else {}
+    net, book = twins(kind, *args, **kwargs)
+    rng = np.random.default_rng(15)
+    randomize(net, book, rng)
+    x, t = batch(rng, 6, 5, 3, onehot=True, dtype=np.float64)
+    new = rng.standard_normal((5, 4))
+    net.params["W1"], book.params["W1"] = new.copy(), new.copy()
+    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not the array "
+                      r"layers\['Affine1'\]\.W holds"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per network
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss (decay from params)")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+    num = net.numerical_gradient(x, t)
+    if kind == "TwoLayerNet":  # (MultiLayerNet's weight decay reads params['W1'])
+        assert not np.any(num["W1"])  # the rebound array does not move the loss
+    assert_grads(num, book.numerical_gradient(x, t), rtol=1e-6)
+
+
 @pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.astype(np.float32),
                                   lambda a: np.repeat(a, 2, axis=1)[:, ::2]])
 def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warning(make):
     net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
     new = make(np.random.default_rng(9).standard_normal((5, 4)))
-    net.params["W1"] = new
-    book.params["W1"] = np.array(new, dtype=np.float64)
-    book.layers["Affine1"].W = book.params["W1"]  # the book's layers would keep the old one
+    assign(net, "W1", new)
+    assign(book, "W1", np.array(new, dtype=np.float64))
     x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
     with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64"):
         assert_grads(net.gradient(x, t), book.gradient(x, t))
@@ -407,6 +442,110 @@ def test_pickle_round_trip():
         book.params["W1"] *= 2
         assert_grads(twin.gradient(x, t), book.gradient(x, t))
     assert not np.array_equal(twin.params["W1"], net.params["W1"])
+
+
+# ---------------------------------------------------- the book's code where fusing cannot work
+
+
+def _scaled_predict(self, x):
+    return 2.0 * type(self).__mro__[1].predict(self, x)
+
+
+@pytest.mark.parametrize("kind,args", [("TwoLayerNet", (7, 5, 3)),
+                                       ("MultiLayerNet", (7, [5, 4], 3))])
+def test_a_subclass_overriding_predict_is_honoured_by_loss_accuracy_and_gradient(kind, args):
+    """The book's loss, accuracy and gradient call self.predict: a subclass's predict
+    is what they use, with one SlowPathWarning; predict itself is the subclass's."""
+    Net = type("Net", (getattr(scratch, kind),), {"predict": _scaled_predict})
+    Book = type("Book", (getattr(ref, kind),), {"predict": _scaled_predict})
+    np.random.seed(3)
+    net = Net(*args)
+    np.random.seed(3)
+    book = Book(*args)
+    rng = np.random.default_rng(3)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.predict is overridden.*\bloss\b"):
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per network and cause
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+def test_a_replaced_layer_is_honoured():
+    """A layer swapped in layers (here the Relu by a Sigmoid, or by the book's own Relu
+    class) is computed as the book's layer walk computes it, with one warning."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(4)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    net.layers["Relu1"], book.layers["Relu1"] = layers.Sigmoid(), ref.Sigmoid()
+    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a Sigmoid"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    net.layers["Relu1"], book.layers["Relu1"] = ref.Relu(), ref.Relu()  # not fastbp's class
+    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a Relu where"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.layers["Relu1"] = layers.Relu()  # as constructed again: fused, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_a_replaced_last_layer_is_honoured_where_it_is_used():
+    class Halved(layers.SoftmaxWithLoss):
+        def forward(self, x, t):
+            return 0.5 * super().forward(x, t)
+
+        def backward(self, dout=1):
+            return 0.5 * super().backward(dout)
+
+    class BookHalved(ref.SoftmaxWithLoss):
+        def forward(self, x, t):
+            return 0.5 * super().forward(x, t)
+
+        def backward(self, dout=1):
+            return 0.5 * super().backward(dout)
+
+    net, book = twins("MultiLayerNet", 7, [5], 3, weight_decay_lambda=0.2)
+    rng = np.random.default_rng(5)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
+    net.last_layer = Halved()
+    book.last_layer = book.lastLayer = BookHalved()  # (the reference reads lastLayer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # predict and accuracy do not use the last layer
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+    with pytest.warns(SlowPathWarning, match="the last layer is a Halved"):
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
+    calls = []
+
+    def counted(self, x, t):
+        calls.append(len(x))
+        return type(self).__mro__[1].gradient(self, x, t)
+
+    Net = type("Net", (scratch.TwoLayerNet,), {"gradient": counted})
+    np.random.seed(6)
+    net = Net(12, 6, 3, weight_init_std=0.3)
+    np.random.seed(6)
+    book = ref.TwoLayerNet(12, 6, 3, weight_init_std=0.3)
+    x, t = batch(np.random.default_rng(6), 50, 12, 3, onehot=False)
+    np.random.seed(7)
+    ref.train(book, x, t, iters_num=4, batch_size=10, learning_rate=0.3)
+    np.random.seed(7)
+    with pytest.warns(SlowPathWarning, match=r"Net\.gradient is overridden.*\bfit\b"):
+        net.fit(x, t, iters=4, batch_size=10, learning_rate=0.3)
+    assert calls == [10] * 4
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
 # ---------------------------------------------------------------- fit: the book's loop in one call
@@ -459,7 +598,7 @@ def test_fit_that_cannot_update_a_param_in_place_changes_none(make):
     """fit writes its result into params in place: if the last one cannot take it, no
     param is changed (the first ones were updated before the error)."""
     net = scratch.TwoLayerNet(4, 3, 2, weight_init_std=1.0)
-    net.params["b2"] = make(net.params["b2"].copy())
+    assign(net, "b2", make(net.params["b2"].copy()))
     before = {k: np.array(v, dtype=np.float64) for k, v in net.params.items()}
     x = np.random.default_rng(0).random((10, 4))
     with pytest.raises((ValueError, TypeError), match=r"params\['b2'\]"):
@@ -495,8 +634,12 @@ def test_bad_types_are_named():
         net.gradient(np.ones((2, 5)), np.array([0.0, 1.0]))
     with pytest.raises(TypeError, match="x must be a numeric array"):
         net.predict(np.array([["a"] * 5]))
-    net.params["W1"] = np.ones((4, 5))
+    assign(net, "W1", np.ones((4, 5)))
     with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(4, 5\)"):
+        net.predict(np.ones((1, 5)))
+    net.layers["Affine1"].W = np.ones((3, 5))  # params['W1'] is another array now
+    with pytest.raises(ValueError, match=r"layers\['Affine1'\]\.W has shape \(3, 5\)"), \
+            pytest.warns(RuntimeWarning, match="rebound"):
         net.predict(np.ones((1, 5)))
 
 

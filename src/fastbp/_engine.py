@@ -183,6 +183,31 @@ class SlowPathWarning(UserWarning):
     """fastbp runs the classic (slower) code so that a user's method or cost is honoured."""
 
 
+def warn_user(obj: Any, key: str, message: str, category: type[Warning]) -> None:
+    """Warn ``message`` once per ``obj`` and ``key``, at the user's line (the first
+    caller outside fastbp)."""
+    warned = obj.__dict__.setdefault("_warned", set())
+    if key in warned:
+        return
+    warned.add(key)
+    # a fresh registry, so that Python's own once-per-location filter does not hide the
+    # warning for the next object
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            "fastbp."):
+        frame = frame.f_back
+    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                           frame.f_globals.get("__name__", "fastbp"), registry={})
+
+
+def warn_slow(obj: Any, cause: str, what: str) -> None:
+    """Warn once per object and cause that ``cause`` makes ``what`` (and whatever else it
+    touches) run as the classic Python code."""
+    warn_user(obj, cause, f"{cause}: fastbp runs {what} (and anything else it affects) as "
+              "the classic Python code so that it is honoured: correct, but slower than the "
+              "fused kernels", SlowPathWarning)
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -250,22 +275,7 @@ class CompiledNetwork:
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
         else it touches) run as the classic Python code."""
-        warned = self.__dict__.setdefault("_warned", set())
-        if cause in warned:
-            return
-        warned.add(cause)
-        message = (f"{cause}: fastbp runs {what} (and anything else it affects) as the "
-                   "classic Python code so that it is honoured: correct, but slower than the "
-                   "fused kernels")
-        # at the user's line, and once per network: a fresh registry, so that Python's
-        # own once-per-location filter does not hide it for the next network
-        frame = sys._getframe(1)
-        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-                "fastbp."):
-            frame = frame.f_back
-        warnings.warn_explicit(message, SlowPathWarning, frame.f_code.co_filename,
-                               frame.f_lineno, frame.f_globals.get("__name__", "fastbp"),
-                               registry={})
+        warn_slow(self, cause, what)
 
     def _step_blocker(self) -> str | None:
         """Why SGD's mini-batch steps cannot be fused (an override or a cost), or None."""

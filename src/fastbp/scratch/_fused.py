@@ -125,11 +125,26 @@ def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
     return Y
 
 
-def _refuse_nonfinite(keys: list[str], arrays: list[np.ndarray]) -> None:
+class Weights(dict):
+    """The arrays a network computes with, by key ('W1', 'b1', ...), and how to name each
+    in a message (``params['W1']`` unless the attribute ``names``, if set, says
+    otherwise)."""
+
+    names: dict[str, str] = {}  # (never mutated: an instance assigns its own)
+
+    def name(self, key: str) -> str:
+        return self.names.get(key, f"params[{key!r}]")
+
+
+def _name(params: dict, key: str) -> str:
+    return params.name(key) if isinstance(params, Weights) else f"params[{key!r}]"
+
+
+def _refuse_nonfinite(params: dict, keys: list[str], arrays: list[np.ndarray]) -> None:
     """Raise the ValueError naming the first of ``keys`` whose array holds NaN or inf."""
     for key, a in zip(keys, arrays):
         if not _core.all_finite([a]):
-            raise ValueError(f"params[{key!r}] contains NaN or inf")
+            raise ValueError(f"{_name(params, key)} contains NaN or inf")
 
 
 class Kernels:
@@ -173,9 +188,10 @@ class Kernels:
             if not isinstance(a, np.ndarray):
                 a = np.asarray(a)
             if a.dtype.kind not in "fiu":
-                raise TypeError(f"params[{key!r}] must be a real-valued array, got {a.dtype}")
+                raise TypeError(f"{_name(params, key)} must be a real-valued array, got "
+                                f"{a.dtype}")
             if a.shape != shape:
-                raise ValueError(f"params[{key!r}] has shape {a.shape}, expected {shape}")
+                raise ValueError(f"{_name(params, key)} has shape {a.shape}, expected {shape}")
             out.append(a)
         return out[0], out[1]
 
@@ -208,15 +224,15 @@ class Kernels:
             if l > 1 or whole:
                 wt[l - 1][:, :n_out] = W
             else:
-                w1 = self._first(W)
+                w1 = self._first(W, _name(params, "W1"))
         # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
         # vanish where the book's product gives 0 * inf = NaN: refuse it instead
         ws = [w1 if w1 is not None else wt[0], *wt[1:]]
         if not _core.all_finite(ws + bs):
-            _refuse_nonfinite(self.keys(), [a for pair in zip(ws, bs) for a in pair])
+            _refuse_nonfinite(params, self.keys(), [a for pair in zip(ws, bs) for a in pair])
         return full, hidden, w1
 
-    def _first(self, W: np.ndarray) -> np.ndarray:
+    def _first(self, W: np.ndarray, name: str) -> np.ndarray:
         """W1 as the batch kernels read it: ``W`` itself if it is a C-contiguous float64
         array (as the book makes it), else a copy (with one warning)."""
         if W.dtype == DTYPE and W.flags.c_contiguous and W.flags.aligned and W.dtype.isnative:
@@ -224,7 +240,7 @@ class Kernels:
         if not self._warned:
             self._warned = True
             warnings.warn(
-                f"fastbp.scratch: params['W1'] is not a C-contiguous float64 array "
+                f"fastbp.scratch: {name} is not a C-contiguous float64 array "
                 f"({W.dtype}), so it is copied on every call (slower); assign a C-contiguous "
                 "float64 array (np.ascontiguousarray(W, dtype=np.float64)) to avoid the copies",
                 RuntimeWarning, stacklevel=4)
@@ -289,7 +305,7 @@ class Kernels:
         and writes the result into ``params`` in place only if it is finite."""
         wt, b = self.buffers(params)
         if not _core.all_finite(wt + b):
-            _refuse_nonfinite(self.keys(), [a for pair in zip(wt, b) for a in pair])
+            _refuse_nonfinite(params, self.keys(), [a for pair in zip(wt, b) for a in pair])
         net = self.net(wt, b)
         threads = threads_for(self.sizes, batch, rows.density())
         _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,
@@ -303,7 +319,7 @@ class Kernels:
             if (not isinstance(a, np.ndarray) or not a.flags.writeable
                     or not np.can_cast(DTYPE, a.dtype, "same_kind")):
                 raise ValueError(
-                    f"params[{key!r}] cannot be updated in place (fit writes into the "
+                    f"{_name(params, key)} cannot be updated in place (fit writes into the "
                     "arrays, as the book's params[key] -= ...): assign a writeable float "
                     "array; params keep their values from before fit")
         for l, n_out in enumerate(self.sizes[1:], start=1):

@@ -5,19 +5,25 @@ Same constructors, attributes (``params``, ``layers``, ``lastLayer``/``last_laye
 methods and ``np.random`` draws as the book's classes, so the same seed gives the same
 parameters bit for bit.  ``predict``, ``loss``, ``accuracy`` and ``gradient`` do not walk
 the layer objects: each is one compiled call on the whole batch (inputs packed sparse),
-reading the current ``params``, and equals the layer-by-layer NumPy result to rounding.
-The layer objects are there for reading and for calling by hand; the fused methods leave
-their cached state (``x``, ``mask``, ``dW``, ...) alone.
+reading the current weights of the Affine layers (the ``params`` arrays, as in the book),
+and equals the layer-by-layer NumPy result to rounding.  The fused methods leave the
+layers' cached state (``x``, ``mask``, ``dW``, ...) alone; where they cannot compute what
+the book's would (see ``FusedNet``), the book's layer walk runs instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
+import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from .._engine import warn_slow, warn_user
 from . import _fused
 from .functions import numerical_gradient
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
@@ -33,12 +39,21 @@ class FusedNet:
 
     Subclasses draw ``params`` as the book does, then call ``_setup(sizes, activation)``
     and build ``layers`` on the parameter arrays.
+
+    As in the book, the network computes with its layers' arrays (``layers['Affine1'].W``
+    and so on), which are the ``params`` arrays unless one is rebound: then the network
+    keeps the layer's array, as the book's does, and says so once.  Where the fused
+    kernels cannot compute what the book's methods would (a layer replaced, a method
+    overridden in a subclass), the method runs the book's layer-by-layer code instead,
+    with one ``SlowPathWarning`` naming the cause.
     """
 
     weight_decay_lambda: float = 0
     params: dict
     layers: OrderedDict
     _kernels: _fused.Kernels
+    _ACTIVATION_NAME = "Activation_function"  # layers' key prefix for the hidden activations
+    _BOOK_DECAY = True  # the book's loss and gradient add the weight-decay terms (even for 0)
 
     def _setup(self, sizes: list[int], activation: str) -> None:
         self._kernels = _fused.Kernels(sizes, activation)
@@ -47,6 +62,58 @@ class FusedNet:
     def _sizes(self) -> list[int]:
         return self._kernels.sizes
 
+    def _last(self) -> Any:
+        """The SoftmaxWithLoss layer (``lastLayer`` or ``last_layer``, by class)."""
+        return self.lastLayer
+
+    # -- what the fused kernels compute, and when they cannot
+
+    def _plan(self) -> tuple[tuple[str, type], ...]:
+        """``layers`` as the constructor builds them: (key, class) in order."""
+        return _plan(len(self._sizes) - 1, self._kernels.activation, self._ACTIVATION_NAME)
+
+    def _blocker(self, method: str) -> str | None:
+        """Why ``method`` cannot run fused (it would not compute what the book's method
+        computes on this object), or None."""
+        cls = type(self)
+        for name in _CALLS[method]:
+            if name in vars(self) or getattr(cls, name, None) is not _ORIGINALS[name]:
+                return f"{cls.__name__}.{name} is overridden"
+        layers = self.layers
+        plan = self._plan()
+        if not isinstance(layers, dict) or len(layers) != len(plan):
+            return "the network's layers are not the ones its constructor made"
+        for (key, kind), (got, layer) in zip(plan, layers.items()):
+            if got != key or type(layer) is not kind:
+                return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
+                        f"{kind.__name__} layer {key!r} was")
+        if method in ("loss", "gradient", "fit") and type(self._last()) is not SoftmaxWithLoss:
+            return (f"the last layer is a {type(self._last()).__name__}, not fastbp's "
+                    "SoftmaxWithLoss")
+        return None
+
+    def _weights(self) -> _fused.Weights:
+        """The arrays the network computes with, as the book's: its Affine layers' W and b.
+        A ``params`` entry rebound to another array is not one of them (the book's layers
+        keep theirs): said once per network and key."""
+        weights = _fused.Weights()
+        params = self.params
+        layers = self.layers
+        for l, (affine, w, b) in enumerate(_KEYS[:len(self._sizes) - 1], start=1):
+            layer = layers[affine]
+            for key, a, attr in ((w, layer.W, "W"), (b, layer.b, "b")):
+                weights[key] = a
+                if not isinstance(params, dict) or params.get(key) is not a:
+                    if not weights.names:
+                        weights.names = {}
+                    weights.names[key] = f"layers['Affine{l}'].{attr}"
+                    warn_user(self, f"rebound {key}", (
+                        f"params[{key!r}] is not the array layers['Affine{l}'].{attr} "
+                        "holds (it was rebound, or params was replaced): as in the book, the "
+                        f"network computes with layers['Affine{l}'].{attr}; edit params in "
+                        "place, or assign the new array to both"), RuntimeWarning)
+        return weights
+
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
@@ -54,47 +121,102 @@ class FusedNet:
             weight_decay += 0.5 * lam * np.sum(self.params[f"W{l}"] ** 2)
         return weight_decay
 
+    # -- the book's methods, fused
+
     def predict(self, x: Any) -> np.ndarray:
         """The last Affine layer's scores (N, output_size), before the softmax."""
-        return self._scores(_fused.as_rows(x, self._sizes[0]))
+        if _walks_layers(self):
+            return self._book_predict(x)
+        cause = self._blocker("predict")
+        if cause:
+            warn_slow(self, cause, "predict")
+            return self._book_predict(x)
+        return self._scores(_fused.as_rows(x, self._sizes[0]), self._weights())
 
-    def _scores(self, X: np.ndarray) -> np.ndarray:
+    def _scores(self, X: np.ndarray, weights: dict) -> np.ndarray:
         L = len(self._sizes) - 1
-        h = X if L == 1 else self._kernels.activations(self.params, X, hidden=True)
-        return np.dot(h, self.params[f"W{L}"]) + self.params[f"b{L}"]
+        h = X if L == 1 else self._kernels.activations(weights, X, hidden=True)
+        return np.dot(h, weights[f"W{L}"]) + weights[f"b{L}"]
 
     def loss(self, x: Any, t: Any) -> float:
         """Softmax cross-entropy error averaged over the batch (the book's formula, with
         its ``+ 1e-7`` inside the log), plus the weight-decay term."""
+        if _walks_layers(self):
+            return self._book_loss(x, t)
+        cause = self._blocker("loss")
+        if cause:
+            warn_slow(self, cause, "loss")
+            return self._book_loss(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y = self._kernels.activations(self.params, X)
+        y = self._kernels.activations(self._weights(), X)
         batch_size = y.shape[0]
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
         return loss + self._decay_loss() if self.weight_decay_lambda else loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
+        cause = self._blocker("accuracy")
+        if cause:
+            warn_slow(self, cause, "accuracy")
+            return self._book_accuracy(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y = np.argmax(self._scores(X), axis=1)
+        y = np.argmax(self._scores(X, self._weights()), axis=1)
         return np.sum(y == labels) / float(X.shape[0])
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Backpropagation: ``{'W1': dL/dW1, 'b1': dL/db1, ...}`` for the batch, in one
         compiled call (the gradient of the summed cost divided by N, as the book's
         SoftmaxWithLoss averages); weight decay adds ``lambda * W`` to each dW."""
+        cause = self._blocker("gradient")
+        if cause:
+            warn_slow(self, cause, "gradient")
+            return self._book_gradient(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1], labels=False)
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
-        dWs, dbs = self._kernels.grad_mean(self.params, X, Y)
+        weights = self._weights()
+        dWs, dbs = self._kernels.grad_mean(weights, X, Y)
         lam = self.weight_decay_lambda
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:
-                dW += lam * self.params[f"W{l}"]
+                dW += lam * weights[f"W{l}"]
             grads[f"W{l}"], grads[f"b{l}"] = dW, db
+        return grads
+
+    # -- the book's methods as the book writes them (the slow path)
+
+    def _book_predict(self, x: Any) -> np.ndarray:
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def _book_loss(self, x: Any, t: Any) -> float:
+        y = self.predict(x)
+        loss = self._last().forward(y, t)
+        return loss + self._decay_loss() if self._BOOK_DECAY else loss
+
+    def _book_accuracy(self, x: Any, t: Any) -> float:
+        y = np.argmax(self.predict(x), axis=1)
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        return np.sum(y == t) / float(x.shape[0])
+
+    def _book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+        with _walking(self):
+            self.loss(x, t)
+        dout = self._last().backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for l in range(1, len(self._sizes)):
+            affine = self.layers[f"Affine{l}"]
+            grads[f"W{l}"] = (affine.dW + self.weight_decay_lambda * affine.W
+                              if self._BOOK_DECAY else affine.dW)
+            grads[f"b{l}"] = affine.db
         return grads
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
@@ -115,7 +237,8 @@ class FusedNet:
         whole run in one compiled call: ``iters`` iterations (default: ``epochs`` times
         ``max(N // batch_size, 1)``), each on ``np.random.choice(N, batch_size)`` (the same
         draws as the loop makes) followed by ``params[key] -= learning_rate * grad[key]``.
-        ``params`` are updated in place, as the loop updates them."""
+        ``params`` are updated in place, as the loop updates them.  Where ``gradient``
+        could not run fused (see the class), the loop runs as written, in Python."""
         rows = _fused.pack_x(x, self._sizes[0])
         labels, Y = _fused.pack_t(t, rows.n, self._sizes[-1])
         if Y is None:
@@ -133,13 +256,83 @@ class FusedNet:
         if iters == 0:
             return
         order = np.random.choice(rows.n, int(iters) * int(batch_size)).astype(np.int64)
+        cause = self._blocker("fit") or self._rebound()
+        if cause:
+            warn_slow(self, cause, "fit")
+            self._book_loop(rows.dense, t, order, int(batch_size), learning_rate)
+            return
         self._kernels.train(self.params, rows, Y, order, int(batch_size), lr,
                             float(self.weight_decay_lambda))
+
+    def _rebound(self) -> str | None:
+        """Which ``params`` entry is not its layer's array (fit would train the one and
+        the book's loop update the other), or None."""
+        params = self.params
+        for l in range(1, len(self._sizes)):
+            layer = self.layers[f"Affine{l}"]
+            for key, a in ((f"W{l}", layer.W), (f"b{l}", layer.b)):
+                if not isinstance(params, dict) or params.get(key) is not a:
+                    return f"params[{key!r}] is not the array its layer computes with"
+        return None
+
+    def _book_loop(self, x: np.ndarray, t: Any, order: np.ndarray, batch_size: int,
+                   learning_rate: float) -> None:
+        """fit's loop as written (ch05/train_neuralnet.py), on the drawn ``order``."""
+        t = np.asarray(t)
+        for i in range(order.size // batch_size):
+            batch_mask = order[i * batch_size:(i + 1) * batch_size]
+            grad = self.gradient(x[batch_mask], t[batch_mask])
+            for key in grad:
+                self.params[key] -= learning_rate * grad[key]
+
+
+# what the book's methods call on the network (an override of any makes them run as written)
+_CALLS = {"predict": (), "loss": ("predict",), "accuracy": ("predict",),
+          "gradient": ("loss", "predict"), "fit": ("gradient", "loss", "predict")}
+_KEYS = tuple((f"Affine{l}", f"W{l}", f"b{l}") for l in range(1, MAX_HIDDEN + 2))
+
+
+@functools.cache
+def _plan(n_layers: int, activation: str, act_name: str) -> tuple[tuple[str, type], ...]:
+    act = ACTIVATION_LAYERS[activation]
+    plan: list[tuple[str, type]] = []
+    for l in range(1, n_layers + 1):
+        plan.append((f"Affine{l}", Affine))
+        if l < n_layers:
+            plan.append((f"{act_name}{l}", act))
+    return tuple(plan)
+
+
+_walks = threading.local()  # ids of the networks whose layers this thread's call walks
+
+
+@contextlib.contextmanager
+def _walking(net: FusedNet) -> Iterator[None]:
+    """Within, ``net.loss`` and ``net.predict`` walk the layers, as the book's gradient
+    needs (its backward reads what their forward kept), whatever calls them."""
+    nets = _walks.__dict__.setdefault("nets", {})
+    nets[id(net)] = nets.get(id(net), 0) + 1
+    try:
+        yield
+    finally:
+        nets[id(net)] -= 1
+        if not nets[id(net)]:
+            del nets[id(net)]
+
+
+def _walks_layers(net: FusedNet) -> bool:
+    nets = _walks.__dict__.get("nets")
+    return bool(nets) and id(net) in nets
+_ORIGINALS = {name: FusedNet.__dict__[name]
+              for name in ("predict", "loss", "accuracy", "gradient")}
 
 
 class TwoLayerNet(FusedNet):
     """Affine -> Relu -> Affine -> SoftmaxWithLoss; weights drawn as
     ``weight_init_std * np.random.randn(in, out)``, biases zero."""
+
+    _ACTIVATION_NAME = "Relu"
+    _BOOK_DECAY = False
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01) -> None:
@@ -210,6 +403,9 @@ class MultiLayerNet(FusedNet):
     @property
     def lastLayer(self) -> SoftmaxWithLoss:
         """``last_layer`` under TwoLayerNet's name for it."""
+        return self.last_layer
+
+    def _last(self) -> Any:
         return self.last_layer
 
 
