@@ -548,6 +548,35 @@ def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
+def test_layer_state_after_fused_calls_is_the_books_or_refused():
+    """After loss, the last layer holds the book's y, t and loss (its backward works);
+    after gradient, the Affine layers' dW and db are the returned gradients; the other
+    layers kept nothing (the fused calls did not run them), so a backward through them
+    raises a clear error instead of going back through an older batch."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(8)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
+    net.layers["Affine1"].forward(x[:2])  # state from another batch, made stale below
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.lastLayer.t is t
+    assert net.lastLayer.loss == net.loss(x, t)
+    assert_close(net.lastLayer.backward(1), book.lastLayer.backward(1), TIGHT, "dout")
+    with pytest.raises(RuntimeError, match=r"Affine\.backward: this layer kept nothing"):
+        net.layers["Affine2"].backward(np.ones((9, 3)))
+    with pytest.raises(RuntimeError, match=r"Affine\.backward"):
+        net.layers["Affine1"].backward(np.ones((9, 5)))
+    grads = net.gradient(x, t)
+    book.gradient(x, t)
+    for l in (1, 2):
+        assert net.layers[f"Affine{l}"].dW is grads[f"W{l}"]
+        assert_close(net.layers[f"Affine{l}"].db, book.layers[f"Affine{l}"].db, TIGHT, "db")
+    with pytest.raises(RuntimeError, match=r"SoftmaxWithLoss\.backward"):
+        net.lastLayer.backward(1)
+    with pytest.raises(RuntimeError, match=r"Relu\.backward"):
+        net.layers["Relu1"].backward(np.ones((9, 5)))
+
+
 # ---------------------------------------------------------------- fit: the book's loop in one call
 
 

@@ -9,6 +9,14 @@ import numpy as np
 
 from .functions import cross_entropy_error, sigmoid, softmax
 
+
+def _no_forward(layer: object) -> RuntimeError:
+    return RuntimeError(
+        f"{type(layer).__name__}.backward: this layer kept nothing from a forward pass (a "
+        "network's fused predict/loss/accuracy/gradient compute without running its layers, "
+        "and clear what an earlier forward kept); run the layers' forward first, as the "
+        "book's gradient does, or call the network's gradient")
+
 __all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss"]
 
 
@@ -26,6 +34,8 @@ class Relu:
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.mask is None:
+            raise _no_forward(self)
         dout[self.mask] = 0
         return dout
 
@@ -41,6 +51,8 @@ class Sigmoid:
         return self.out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.out is None:
+            raise _no_forward(self)
         return dout * (1.0 - self.out) * self.out
 
 
@@ -61,6 +73,8 @@ class Affine:
         return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.x is None:
+            raise _no_forward(self)
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
@@ -83,6 +97,8 @@ class SoftmaxWithLoss:
         return self.loss
 
     def backward(self, dout: float = 1) -> np.ndarray:
+        if self.y is None or self.t is None:
+            raise _no_forward(self)
         batch_size = self.t.shape[0]
         if self.t.size == self.y.size:  # target rows (one-hot)
             return (self.y - self.t) / batch_size

@@ -114,6 +114,29 @@ class FusedNet:
                         "place, or assign the new array to both"), RuntimeWarning)
         return weights
 
+    def _forget_forward(self, last: bool = False, dW: list | None = None,
+                        db: list | None = None) -> None:
+        """Clear what the layers (and with ``last`` the last layer) kept from an earlier
+        forward pass (the fused methods do not run them, so it would be stale: their
+        backward then raises instead of going back through another batch), setting the
+        Affine layers' ``dW``/``db`` to ``dW``/``db`` where given, as the book's gradient
+        leaves them."""
+        l = 0
+        for layer in self.layers.values():
+            kind = type(layer)
+            if kind is Affine:
+                layer.x = layer.original_x_shape = None
+                layer.dW = dW[l] if dW is not None else None
+                layer.db = db[l] if db is not None else None
+                l += 1
+            elif kind is Relu:
+                layer.mask = None
+            elif kind is Sigmoid:
+                layer.out = None
+        if last:
+            layer = self._last()
+            layer.loss = layer.y = layer.t = None
+
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
@@ -131,7 +154,9 @@ class FusedNet:
         if cause:
             warn_slow(self, cause, "predict")
             return self._book_predict(x)
-        return self._scores(_fused.as_rows(x, self._sizes[0]), self._weights())
+        scores = self._scores(_fused.as_rows(x, self._sizes[0]), self._weights())
+        self._forget_forward()
+        return scores
 
     def _scores(self, X: np.ndarray, weights: dict) -> np.ndarray:
         L = len(self._sizes) - 1
@@ -150,8 +175,11 @@ class FusedNet:
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         y = self._kernels.activations(self._weights(), X)
+        self._forget_forward()
         batch_size = y.shape[0]
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
+        last = self._last()  # what the book's SoftmaxWithLoss.forward keeps
+        last.t, last.y, last.loss = t, y, loss
         return loss + self._decay_loss() if self.weight_decay_lambda else loss
 
     def accuracy(self, x: Any, t: Any) -> float:
@@ -163,6 +191,7 @@ class FusedNet:
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         y = np.argmax(self._scores(X, self._weights()), axis=1)
+        self._forget_forward()
         return np.sum(y == labels) / float(X.shape[0])
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
@@ -180,6 +209,7 @@ class FusedNet:
         weights = self._weights()
         dWs, dbs = self._kernels.grad_mean(weights, X, Y)
         lam = self.weight_decay_lambda
+        self._forget_forward(True, None if lam else dWs, dbs)  # (no dW kept with decay)
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:
