@@ -608,6 +608,24 @@ def test_fit_epochs_count_iterations_and_labels_work():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
+def test_fit_with_a_rebound_params_entry_runs_the_books_loop():
+    """The book's loop then updates the rebound array while its gradients come from the
+    layers' (unchanging) one: fit does exactly that, in Python, and says so."""
+    net, book = twins("TwoLayerNet", 12, 6, 3, weight_init_std=0.3, seed=13)
+    x, t = batch(np.random.default_rng(13), 60, 12, 3, onehot=True)
+    new = np.random.default_rng(14).standard_normal((6, 3))
+    net.params["W2"], book.params["W2"] = new.copy(), new.copy()
+    np.random.seed(3)
+    ref.train(book, x, t, iters_num=5, batch_size=10, learning_rate=0.2)
+    np.random.seed(3)
+    with pytest.warns(SlowPathWarning, match=r"params\['W2'\] is not the array its layer"), \
+            pytest.warns(RuntimeWarning, match="rebound"):
+        net.fit(x, t, iters=5, batch_size=10, learning_rate=0.2)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+    assert_close(net.layers["Affine2"].W, book.layers["Affine2"].W, 1e-10, "layer W2")
+
+
 def test_fit_divergence_keeps_params():
     net = scratch.TwoLayerNet(4, 3, 2, weight_init_std=1.0)
     before = {k: v.copy() for k, v in net.params.items()}
