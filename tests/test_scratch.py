@@ -179,7 +179,9 @@ def test_nan_inside_the_network_is_not_hidden_by_relu(n):
         assert np.isnan(book.predict(x)).all() and np.isnan(book.loss(x, t))
         assert np.isnan(net.predict(x)).all()
         assert np.isnan(net.loss(x, t))
-        assert all(np.isnan(g).all() for g in net.gradient(x, t).values())
+        with pytest.warns(SlowPathWarning, match="the gradient overflowed"):
+            got = net.gradient(x, t)
+        assert all(np.isnan(g).all() for g in got.values())
 
 
 @pytest.mark.parametrize("n", [1, 100, 513])
@@ -363,7 +365,7 @@ def test_arrays_assigned_to_params_and_layers_are_read_in_place():
     net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
     rng = np.random.default_rng(14)
     W1, W2 = rng.standard_normal((5, 4)), np.asfortranarray(rng.standard_normal((4, 3)))
-    b2 = rng.standard_normal(3).astype(np.float32)
+    b2 = rng.integers(-3, 4, 3)
     for key, a in (("W1", W1), ("W2", W2), ("b2", b2)):
         assign(net, key, a)
     book.params["W1"][...], book.params["W2"][...], book.params["b2"][...] = W1, W2, b2
@@ -406,8 +408,8 @@ def test_a_rebound_params_entry_is_not_used_as_in_the_book(kind, args):
     assert_grads(num, book.numerical_gradient(x, t), rtol=1e-6)
 
 
-@pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.astype(np.float32),
-                                  lambda a: np.repeat(a, 2, axis=1)[:, ::2]])
+@pytest.mark.parametrize("make", [np.asfortranarray, lambda a: np.repeat(a, 2, axis=1)[:, ::2],
+                                  lambda a: np.round(a * 10).astype(np.int32)])
 def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warning(make):
     net, book = twins("TwoLayerNet", 5, 4, 3, weight_init_std=0.5)
     new = make(np.random.default_rng(9).standard_normal((5, 4)))
@@ -421,6 +423,38 @@ def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warni
         new[0, 0] += 1.0  # edits of the assigned array are seen
         book.params["W1"][0, 0] += np.float64(new[0, 0]) - book.params["W1"][0, 0]
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+@pytest.mark.parametrize("key", ["W1", "b2"])
+def test_weights_of_another_precision_are_computed_in_it_as_the_book_does(key):
+    """float32 weights (with float32 x) make the book's products float32: the kernels'
+    float64 would differ in the 7th digit, so the book's layer walk runs, with a warning."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    a = book.params[key].astype(np.float32)
+    assign(net, key, a)
+    assign(book, key, a.copy())
+    x, t = batch(np.random.default_rng(9), 9, 7, 3, onehot=True, dtype=np.float32)
+    with pytest.warns(SlowPathWarning, match=rf"params\['{key}'\] is float32"):
+        got = net.gradient(x, t)
+    want = book.gradient(x, t)
+    assert got[key].dtype == want[key].dtype
+    assert_grads(got, want)
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+def test_an_overflowing_gradient_is_the_books():
+    """Weights so large that the deltas overflow: the book's products give NaN for blank
+    pixels too (0 * NaN), where the kernels skip them, so the book's walk is rerun."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=1e160)
+    x, t = batch(np.random.default_rng(10), 9, 7, 3, onehot=True, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        want = book.gradient(x, t)
+        with pytest.warns(SlowPathWarning, match="the gradient overflowed"):
+            got = net.gradient(x, t)
+    assert not np.isfinite(want["W1"]).all()
+    for key in want:
+        np.testing.assert_array_equal(np.isnan(got[key]), np.isnan(want[key]), key)
 
 
 def test_pickle_round_trip():

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from .._engine import warn_slow, warn_user
 from . import _fused
 from .functions import numerical_gradient
@@ -90,6 +91,17 @@ class FusedNet:
         if method in ("loss", "gradient", "fit") and type(self._last()) is not SoftmaxWithLoss:
             return (f"the last layer is a {type(self._last()).__name__}, not fastbp's "
                     "SoftmaxWithLoss")
+        params = self.params
+        for affine, w, b in _KEYS[:len(self._sizes) - 1]:
+            layer = layers[affine]
+            for key, a in ((w, layer.W), (b, layer.b)):
+                dtype = getattr(a, "dtype", None)
+                if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
+                    name = (f"params[{key!r}]"
+                            if isinstance(params, dict) and params.get(key) is a
+                            else f"layers[{affine!r}].{key[0]}")
+                    return (f"{name} is {dtype}: the book computes in that precision, the "
+                            "kernels in float64")
         return None
 
     def _weights(self) -> _fused.Weights:
@@ -208,6 +220,10 @@ class FusedNet:
             Y = _fused.one_hot(labels, self._sizes[-1])
         weights = self._weights()
         dWs, dbs = self._kernels.grad_mean(weights, X, Y)
+        if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
+            # products give 0 * NaN = NaN for blank pixels, the kernels skip them
+            warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
+            return self._book_gradient(x, t)
         lam = self.weight_decay_lambda
         self._forget_forward(True, None if lam else dWs, dbs)  # (no dW kept with decay)
         grads = {}
