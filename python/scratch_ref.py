@@ -224,6 +224,49 @@ class MultiLayerNet(_LayerNet):
         self.last_layer = self.lastLayer = SoftmaxWithLoss()
 
 
+class Ch04TwoLayerNet:
+    """ch04/two_layer_net.py: sigmoid hidden layer, softmax output, no layer objects;
+    gradient by hand (one-hot t), grads in the book's order W2, b2, W1, b1."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
+        self.params = {}
+        self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
+        self.params["b1"] = np.zeros(hidden_size)
+        self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
+        self.params["b2"] = np.zeros(output_size)
+
+    def predict(self, x):
+        a1 = np.dot(x, self.params["W1"]) + self.params["b1"]
+        z1 = sigmoid(a1)
+        a2 = np.dot(z1, self.params["W2"]) + self.params["b2"]
+        return softmax(a2)
+
+    def loss(self, x, t):
+        return cross_entropy_error(self.predict(x), t)
+
+    def accuracy(self, x, t):
+        y = np.argmax(self.predict(x), axis=1)
+        return np.sum(y == np.argmax(t, axis=1)) / float(x.shape[0])
+
+    def numerical_gradient(self, x, t):
+        def loss_W(W):
+            return self.loss(x, t)
+        return {key: numerical_gradient(loss_W, self.params[key])
+                for key in ("W1", "b1", "W2", "b2")}
+
+    def gradient(self, x, t):
+        W1, W2 = self.params["W1"], self.params["W2"]
+        a1 = np.dot(x, W1) + self.params["b1"]
+        z1 = sigmoid(a1)
+        y = softmax(np.dot(z1, W2) + self.params["b2"])
+        dy = (y - t) / x.shape[0]
+        grads = {"W2": np.dot(z1.T, dy), "b2": np.sum(dy, axis=0)}
+        dz1 = (1.0 - sigmoid(a1)) * sigmoid(a1) * np.dot(dy, W2.T)
+        grads["W1"] = np.dot(x.T, dz1)
+        grads["b1"] = np.sum(dz1, axis=0)
+        return grads
+
+
 def train(network, x_train, t_train, iters_num=10000, batch_size=100, learning_rate=0.1):
     """The ch05/train_neuralnet.py loop without its monitoring: np.random.choice batches,
     then ``params[key] -= learning_rate * grad[key]`` for every parameter."""

@@ -5,7 +5,8 @@
 same constructors, attributes, ``np.random`` draws and results (to rounding), with
 ``predict``, ``loss``, ``accuracy`` and ``gradient`` each one compiled call per batch,
 and ``fit`` running the book's whole training loop in one.  The layers, functions and
-``numerical_gradient`` are the book's, in NumPy.
+``numerical_gradient`` are the book's, in NumPy.  Chapter 4's ``TwoLayerNet`` (sigmoid,
+no layer objects) is another class of the same name: ``fastbp.scratch.ch04``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""Chapter 4's ``TwoLayerNet`` (ch04/two_layer_net.py of "Deep Learning from Scratch") on
+fastbp's fused kernels: ``from fastbp.scratch.ch04 import TwoLayerNet``.
+
+A different class from chapter 5's of the same name: a sigmoid hidden layer, no layer
+objects (every method reads ``params``), ``predict`` returning the softmax probabilities,
+``accuracy`` and ``gradient`` taking one-hot targets.  Same constructor and ``np.random``
+draws as the book's; ``predict``, ``loss``, ``accuracy`` and ``gradient`` are one compiled
+call per batch of rows x (N, input_size) and equal the book's NumPy results to rounding.
+Anything else the book's code would compute differently from the kernels (other array
+shapes, weights of another precision, a gradient that overflowed) runs the book's own
+code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` call ``self.predict``, as
+the book's do, so a subclass's ``predict`` is honoured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .._engine import warn_slow
+from . import _fused
+from .functions import cross_entropy_error, numerical_gradient, sigmoid, softmax
+
+__all__ = ["TwoLayerNet"]
+
+
+class TwoLayerNet:
+    """Affine -> sigmoid -> Affine -> softmax, with the cross-entropy error; weights drawn
+    as ``weight_init_std * np.random.randn(in, out)``, biases zero."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int,
+                 weight_init_std: float = 0.01) -> None:
+        sizes = [input_size, hidden_size, output_size]
+        for size, name in zip(sizes, ("input_size", "hidden_size", "output_size")):
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+                raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        self.params = {}
+        self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
+        self.params["b1"] = np.zeros(hidden_size)
+        self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
+        self.params["b2"] = np.zeros(output_size)
+        self._kernels = _fused.Kernels([int(s) for s in sizes], "sigmoid")
+
+    def _blocker(self, x: Any, t: Any = None) -> str | None:
+        """Why the kernels would not compute what the book's method does here, or None
+        (``loss`` and ``accuracy`` call ``self.predict``, so an override is honoured)."""
+        n_in, n_out = self._kernels.sizes[0], self._kernels.sizes[-1]
+        if getattr(x, "ndim", None) != 2 or x.shape[1] != n_in or not x.shape[0]:
+            return f"x of shape {np.shape(x)} (the kernels take rows (N, {n_in}))"
+        if t is not None and (getattr(t, "ndim", None) != 2 or t.shape != (x.shape[0], n_out)):
+            return (f"t of shape {np.shape(t)} (the book's code takes one-hot rows "
+                    f"({x.shape[0]}, {n_out}) here)")
+        params = self.params
+        for key in ("W1", "b1", "W2", "b2"):
+            dtype = getattr(params.get(key) if isinstance(params, dict) else None, "dtype", None)
+            if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
+                return (f"params[{key!r}] is {dtype}: the book computes in that precision, "
+                        "the kernels in float64")
+        return None
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The softmax probabilities (N, output_size)."""
+        cause = self._blocker(x)
+        if cause:
+            warn_slow(self, cause, "predict")
+            return self._book_predict(x)
+        return self._kernels.activations(self.params, _fused.as_rows(x, self._kernels.sizes[0]))
+
+    def loss(self, x: Any, t: Any) -> float:
+        """The cross-entropy error of ``predict(x)`` (the book's formula)."""
+        return cross_entropy_error(self.predict(x), t)
+
+    def accuracy(self, x: Any, t: Any) -> float:
+        """Fraction of rows whose most probable class is the argmax of one-hot ``t``."""
+        y = np.argmax(self.predict(x), axis=1)
+        t = np.argmax(t, axis=1)
+        return np.sum(y == t) / float(x.shape[0])
+
+    def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+        """The gradient by central differences of ``loss`` (slow; for checking)."""
+        def loss_W(W: np.ndarray) -> float:
+            return self.loss(x, t)
+
+        return {key: numerical_gradient(loss_W, self.params[key])
+                for key in ("W1", "b1", "W2", "b2")}
+
+    def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+        """Backpropagation for the batch (one compiled call): ``(y - t) / N`` at the output,
+        through the sigmoid, as the book's ``gradient``."""
+        cause = self._blocker(x, t)
+        if cause:
+            warn_slow(self, cause, "gradient")
+            return self._book_gradient(x, t)
+        X = _fused.as_rows(x, self._kernels.sizes[0])
+        _, Y = _fused.pack_t(t, X.shape[0], self._kernels.sizes[-1], labels=False)
+        dWs, dbs = self._kernels.grad_mean(self.params, X, Y)
+        if not _core.all_finite(dbs):  # deltas overflowed: the book's 0 * NaN for blank
+            warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")  # pixels
+            return self._book_gradient(x, t)
+        return {"W2": dWs[1], "b2": dbs[1], "W1": dWs[0], "b1": dbs[0]}  # the book's order
+
+    # -- the book's code (the slow path)
+
+    def _book_predict(self, x: Any) -> np.ndarray:
+        W1, W2 = self.params["W1"], self.params["W2"]
+        b1, b2 = self.params["b1"], self.params["b2"]
+        a1 = np.dot(x, W1) + b1
+        z1 = sigmoid(a1)
+        a2 = np.dot(z1, W2) + b2
+        return softmax(a2)
+
+    def _book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+        W1, W2 = self.params["W1"], self.params["W2"]
+        b1, b2 = self.params["b1"], self.params["b2"]
+        grads = {}
+        batch_num = x.shape[0]
+        a1 = np.dot(x, W1) + b1
+        z1 = sigmoid(a1)
+        a2 = np.dot(z1, W2) + b2
+        y = softmax(a2)
+        dy = (y - t) / batch_num
+        grads["W2"] = np.dot(z1.T, dy)
+        grads["b2"] = np.sum(dy, axis=0)
+        da1 = np.dot(dy, W2.T)
+        dz1 = (1.0 - sigmoid(a1)) * sigmoid(a1) * da1
+        grads["W1"] = np.dot(x.T, dz1)
+        grads["b1"] = np.sum(dz1, axis=0)
+        return grads
+

@@ -1,0 +1,186 @@
+"""Tests of ``fastbp.scratch.ch04.TwoLayerNet``, chapter 4's network, against
+``scratch_ref.Ch04TwoLayerNet`` (the book's NumPy code) built after the same seed."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scratch_ref as ref
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastbp import SlowPathWarning
+from fastbp.scratch.ch04 import TwoLayerNet
+
+TIGHT = 1e-12
+
+
+def twins(*args, seed=0, **kwargs):
+    np.random.seed(seed)
+    net = TwoLayerNet(*args, **kwargs)
+    np.random.seed(seed)
+    return net, ref.Ch04TwoLayerNet(*args, **kwargs)
+
+
+def batch(rng, n, n_in, n_out, dtype=np.float32):
+    x = rng.random((n, n_in))
+    x[rng.random((n, n_in)) < 0.75] = 0.0
+    return x.astype(dtype), np.eye(n_out)[rng.integers(0, n_out, n)]
+
+
+def randomize(net, book, rng, scale=0.5):
+    for key in book.params:
+        book.params[key][...] = scale * rng.standard_normal(book.params[key].shape)
+        net.params[key][...] = book.params[key]
+
+
+def assert_grads(got, want, rtol=TIGHT):
+    assert list(got) == list(want)  # the book's order: W2, b2, W1, b1
+    for key in want:
+        assert_close(got[key], want[key], rtol, key)
+
+
+def test_same_draws_as_the_book():
+    net, book = twins(784, 50, 10)
+    for key in book.params:
+        assert np.array_equal(net.params[key], book.params[key]), key
+    np.random.seed(1)
+    TwoLayerNet(30, 5, 3)
+    after = np.random.rand()
+    np.random.seed(1)
+    ref.Ch04TwoLayerNet(30, 5, 3)
+    assert np.random.rand() == after  # the same number of draws
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.sampled_from([1, 2, 3, 64, 65, 100, 513, 700]),
+       sizes=st.sampled_from([(7, 5, 3), (12, 8, 10), (30, 1, 2)]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 99))
+def test_methods_equal_the_books(n, sizes, dtype, seed):
+    net, book = twins(*sizes, seed=seed)
+    rng = np.random.default_rng(seed)
+    randomize(net, book, rng)
+    x, t = batch(rng, n, sizes[0], sizes[2], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all fused
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        assert_close(net.loss(x, t.argmax(axis=1)), book.loss(x, t.argmax(axis=1)), TIGHT,
+                     "loss with labels")
+
+
+def test_numerical_gradient_agrees():
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(1), 5, 6, 3, np.float64)
+    num = net.numerical_gradient(x, t)
+    assert list(num) == ["W1", "b1", "W2", "b2"]
+    for key, g in book.numerical_gradient(x, t).items():
+        assert_close(num[key], g, 1e-6, key)
+    grads = net.gradient(x, t)
+    for key in num:
+        assert_close(grads[key], num[key], 1e-5, key)
+
+
+def test_in_place_edits_and_reassigned_params_are_read():
+    """ch04's methods read params on every call (there are no layer objects)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(2)
+    x, t = batch(rng, 5, 6, 3, np.float64)
+    for key in book.params:
+        book.params[key] -= 0.3 * rng.standard_normal(book.params[key].shape)
+        net.params[key] = book.params[key].copy()
+    net.params["W1"][0, 0] += 1.0
+    book.params["W1"][0, 0] += 1.0
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+def test_what_the_kernels_do_not_compute_runs_the_books_code():
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(3)
+    x, t = batch(rng, 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"x of shape \(6,\)"):
+        assert_close(net.predict(x[0]), book.predict(x[0]), TIGHT, "one sample")
+    with pytest.raises(ValueError), warnings.catch_warnings():  # y - t cannot broadcast
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.gradient(x, t.argmax(axis=1))
+    for key in ("W1", "b2"):
+        net, book = twins(6, 4, 3, weight_init_std=0.5)
+        net.params[key] = net.params[key].astype(np.float32)
+        book.params[key] = book.params[key].astype(np.float32)
+        with pytest.warns(SlowPathWarning, match=rf"params\['{key}'\] is float32"):
+            got = net.gradient(x.astype(np.float32), t)
+        want = book.gradient(x.astype(np.float32), t)
+        assert_grads(got, want)
+        assert got["W2"].dtype == want["W2"].dtype
+
+
+def test_a_subclass_predict_is_used_by_loss_and_accuracy():
+    class Net(TwoLayerNet):
+        def predict(self, x):
+            return super().predict(x)[:, ::-1]
+
+    class Book(ref.Ch04TwoLayerNet):
+        def predict(self, x):
+            return super().predict(x)[:, ::-1]
+
+    np.random.seed(4)
+    net = Net(6, 4, 3, weight_init_std=0.5)
+    np.random.seed(4)
+    book = Book(6, 4, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(4), 8, 6, 3, np.float64)
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+
+
+def test_an_overflowing_gradient_is_the_books():
+    net, book = twins(7, 5, 3, weight_init_std=0.5)
+    for n in (net, book):
+        n.params["W2"][...] = 1e308  # the scores overflow to inf: a NaN softmax
+    x, t = batch(np.random.default_rng(5), 9, 7, 3, np.float64)
+    with np.errstate(all="ignore"):
+        want = book.gradient(x, t)
+        assert not np.isfinite(want["W1"]).all()
+        with pytest.warns(SlowPathWarning, match="overflowed"):
+            got = net.gradient(x, t)
+    for key in want:
+        np.testing.assert_array_equal(np.isnan(got[key]), np.isnan(want[key]), key)
+
+
+def test_bad_input_and_params_are_named():
+    net = TwoLayerNet(5, 4, 3)
+    with pytest.raises(ValueError, match=r"x\[1\] contains NaN"):
+        net.predict(np.array([[1.0] * 5, [np.nan] * 5]))
+    net.params["W2"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"params\['W2'\] contains NaN or inf"):
+        net.gradient(np.ones((2, 5)), np.eye(3)[:2])
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
+        TwoLayerNet(5, 0, 3)
+
+
+def test_pickle_round_trip():
+    net, _ = twins(6, 4, 3, weight_init_std=0.5)
+    twin = pickle.loads(pickle.dumps(net))
+    x, t = batch(np.random.default_rng(6), 5, 6, 3, np.float64)
+    assert_grads(twin.gradient(x, t), net.gradient(x, t), 0)
+
+
+def test_the_chapter_4_loop_trains_as_the_books():
+    """A few iterations of ch04/train_neuralnet.py on random data: the same params."""
+    net, book = twins(20, 8, 4, weight_init_std=0.3, seed=7)
+    rng = np.random.default_rng(7)
+    x, t = batch(rng, 200, 20, 4)
+    for _ in range(20):
+        mask = np.random.choice(200, 16)
+        for n in (net, book):
+            grad = n.gradient(x[mask], t[mask])
+            for key in ("W1", "b1", "W2", "b2"):
+                n.params[key] -= 0.5 * grad[key]
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
