@@ -347,6 +347,7 @@ def test_ctrl_c_during_forward_rows_wins_over_a_bad_row_found_meanwhile():
 PREFIX_SCRIPT = """
 import random, signal, threading, time
 import numpy as np
+import fastbp._core
 from fastbp import network
 rng = np.random.default_rng(0)
 data = [(rng.random((200, 1)), np.eye(10)[:, [rng.integers(10)]]) for _ in range(20000)]
@@ -355,13 +356,19 @@ net = network.Network([200, 300, 10])
 start = [(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases)]
 original = list(data)  # SGD reorders data in place, as network.py does
 random.seed(5)
-threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
+real_train = fastbp._core.train
+def train(*args):  # Ctrl-C once the epoch's kernel runs (not while the list is shuffled)
+    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+    return real_train(*args)
+fastbp._core.train = train
 try:
     net.SGD(data, 1, 10, 0.5)
 except KeyboardInterrupt:
     pass
 else:
     sys.exit("not interrupted")
+finally:
+    fastbp._core.train = real_train
 # replay the same epoch one mini-batch at a time: the interrupted network must equal
 # the replay after some whole number of mini-batches
 random.seed(5)
