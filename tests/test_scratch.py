@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -582,6 +583,42 @@ def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
+class BookDropout:
+    """The book's Dropout (common/layers.py): its forward draws from np.random."""
+
+    def __init__(self, ratio: float = 0.5) -> None:
+        self.ratio, self.mask = ratio, None
+
+    def forward(self, x):
+        self.mask = np.random.rand(*x.shape) > self.ratio
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def test_fit_with_a_dropout_layer_draws_as_the_books_loop():
+    """The loop as written draws each batch right before its gradient, whose dropout
+    layer draws too: the draws interleave as in the book, and image-shaped x is given
+    to the layers as it is."""
+    net, book = twins("TwoLayerNet", 12, 6, 3, weight_init_std=0.3, seed=6)
+    x, t = batch(np.random.default_rng(6), 50, 12, 3, onehot=False)
+    x = x.reshape(50, 3, 4)
+    for model in (net, book):
+        items = list(model.layers.items())
+        model.layers = OrderedDict([*items[:2], ("Dropout1", BookDropout()), items[2]])
+    np.random.seed(7)
+    ref.train(book, x, t, iters_num=4, batch_size=10, learning_rate=0.3)
+    after_book = np.random.rand()
+    np.random.seed(7)
+    with pytest.warns(SlowPathWarning, match="not the ones its constructor made"):
+        net.fit(x, t, iters=4, batch_size=10, learning_rate=0.3)
+    assert np.random.rand() == after_book
+    assert net.layers["Affine1"].original_x_shape == (10, 3, 4)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
 def test_layer_state_after_fused_calls_is_the_books_or_refused():
     """After loss, the last layer holds the book's y, t and loss (its backward works);
     after gradient, the Affine layers' dW and db are the returned gradients; the other
@@ -609,6 +646,32 @@ def test_layer_state_after_fused_calls_is_the_books_or_refused():
         net.lastLayer.backward(1)
     with pytest.raises(RuntimeError, match=r"Relu\.backward"):
         net.layers["Relu1"].backward(np.ones((9, 5)))
+
+
+def test_fused_calls_keep_dw_as_the_books_forward_and_fit_leaves_nothing_stale():
+    """predict, loss and accuracy run (in the book) only forward passes, which leave the
+    Affine layers' dW and db from the last gradient; fit changes the weights, so the
+    last layer's y/t/loss and the dW/db from before it are cleared, not left stale."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(9)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
+    for model in (net, book):
+        model.gradient(x, t)
+        model.predict(x[:4])
+        model.loss(x[:5], t[:5])
+        model.accuracy(x[:6], t[:6])
+    for l in (1, 2):
+        affine, book_affine = net.layers[f"Affine{l}"], book.layers[f"Affine{l}"]
+        assert affine.dW is not None and affine.db is not None
+        assert_close(affine.dW, book_affine.dW, TIGHT, f"dW{l}")
+        assert_close(affine.db, book_affine.db, TIGHT, f"db{l}")
+    net.fit(x, t, iters=2, batch_size=4)
+    assert net.lastLayer.y is None and net.lastLayer.t is None and net.lastLayer.loss is None
+    for l in (1, 2):
+        assert net.layers[f"Affine{l}"].dW is None and net.layers[f"Affine{l}"].db is None
+    with pytest.raises(RuntimeError, match=r"SoftmaxWithLoss\.backward"):
+        net.lastLayer.backward(1)
 
 
 # ---------------------------------------------------------------- fit: the book's loop in one call

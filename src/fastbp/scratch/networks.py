@@ -126,20 +126,23 @@ class FusedNet:
                         "place, or assign the new array to both"), RuntimeWarning)
         return weights
 
-    def _forget_forward(self, last: bool = False, dW: list | None = None,
-                        db: list | None = None) -> None:
+    def _forget_forward(self, last: bool = False,
+                        grads: tuple[list | None, list] | None = None) -> None:
         """Clear what the layers (and with ``last`` the last layer) kept from an earlier
         forward pass (the fused methods do not run them, so it would be stale: their
-        backward then raises instead of going back through another batch), setting the
-        Affine layers' ``dW``/``db`` to ``dW``/``db`` where given, as the book's gradient
-        leaves them."""
+        backward then raises instead of going back through another batch).  The Affine
+        layers' ``dW``/``db`` are left as they are (the book's forward keeps them) unless
+        ``grads`` gives ``(dW, db)`` lists (None: cleared), as the book's gradient leaves
+        them."""
         l = 0
         for layer in self.layers.values():
             kind = type(layer)
             if kind is Affine:
                 layer.x = layer.original_x_shape = None
-                layer.dW = dW[l] if dW is not None else None
-                layer.db = db[l] if db is not None else None
+                if grads is not None:
+                    dW, db = grads
+                    layer.dW = dW[l] if dW is not None else None
+                    layer.db = db[l] if db is not None else None
                 l += 1
             elif kind is Relu:
                 layer.mask = None
@@ -225,7 +228,7 @@ class FusedNet:
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self.weight_decay_lambda
-        self._forget_forward(True, None if lam else dWs, dbs)  # (no dW kept with decay)
+        self._forget_forward(True, (None if lam else dWs, dbs))  # (no dW kept with decay)
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:
@@ -285,15 +288,14 @@ class FusedNet:
         draws as the loop makes) followed by ``params[key] -= learning_rate * grad[key]``.
         ``params`` are updated in place, as the loop updates them.  Where ``gradient``
         could not run fused (see the class), the loop runs as written, in Python."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        labels, Y = _fused.pack_t(t, rows.n, self._sizes[-1])
-        if Y is None:
-            Y = _fused.one_hot(labels, self._sizes[-1])
+        X = _fused.as_rows(x, self._sizes[0])
+        n = X.shape[0]
+        labels, Y = _fused.pack_t(t, n, self._sizes[-1])
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if iters is None:
-            iters = epochs * max(rows.n // batch_size, 1)
+            iters = epochs * max(n // batch_size, 1)
         elif isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
             raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
         lr = float(learning_rate)
@@ -301,14 +303,19 @@ class FusedNet:
             raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate!r}")
         if iters == 0:
             return
-        order = np.random.choice(rows.n, int(iters) * int(batch_size)).astype(np.int64)
         cause = self._blocker("fit") or self._rebound()
         if cause:
             warn_slow(self, cause, "fit")
-            self._book_loop(rows.dense, t, order, int(batch_size), learning_rate)
+            self._book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
             return
+        rows = _fused.pack_x(X, self._sizes[0])
+        if Y is None:
+            Y = _fused.one_hot(labels, self._sizes[-1])
+        order = np.random.choice(n, int(iters) * int(batch_size)).astype(np.int64)
         self._kernels.train(self.params, rows, Y, order, int(batch_size), lr,
                             float(self.weight_decay_lambda))
+        # the layers kept nothing from this run's batches (nor dW/db of its last one)
+        self._forget_forward(True, (None, None))
 
     def _rebound(self) -> str | None:
         """Which ``params`` entry is not its layer's array (fit would train the one and
@@ -321,12 +328,15 @@ class FusedNet:
                     return f"params[{key!r}] is not the array its layer computes with"
         return None
 
-    def _book_loop(self, x: np.ndarray, t: Any, order: np.ndarray, batch_size: int,
+    def _book_loop(self, x: Any, t: Any, n: int, iters: int, batch_size: int,
                    learning_rate: float) -> None:
-        """fit's loop as written (ch05/train_neuralnet.py), on the drawn ``order``."""
+        """fit's loop as written (ch05/train_neuralnet.py): each iteration draws its
+        batch, then runs ``gradient`` (which may draw from ``np.random`` too, as a
+        dropout layer does) on the samples as given."""
+        x = np.asarray(x)
         t = np.asarray(t)
-        for i in range(order.size // batch_size):
-            batch_mask = order[i * batch_size:(i + 1) * batch_size]
+        for _ in range(iters):
+            batch_mask = np.random.choice(n, batch_size)
             grad = self.gradient(x[batch_mask], t[batch_mask])
             for key in grad:
                 self.params[key] -= learning_rate * grad[key]
