@@ -509,6 +509,26 @@ def test_a_subclass_overriding_predict_is_honoured_by_loss_accuracy_and_gradient
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+def test_an_overridden_loss_that_calls_accuracy_keeps_the_layers_walked():
+    """The book's gradient walks the layers through the overridden loss; an accuracy it
+    calls runs predict again on the layers (as the book's does), not the fused kernels,
+    which would leave the layers nothing for the backward pass."""
+    def loss(self, x, t):
+        value = type(self).__mro__[1].loss(self, x, t)
+        self.acc = self.accuracy(x, t)
+        return value
+
+    np.random.seed(4)
+    net = type("Net", (scratch.TwoLayerNet,), {"loss": loss})(7, 5, 3, weight_init_std=0.5)
+    np.random.seed(4)
+    book = type("Book", (ref.TwoLayerNet,), {"loss": loss})(7, 5, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(4), 9, 7, 3, onehot=False, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.loss is overridden"):
+        grads = net.gradient(x, t)
+    assert_grads(grads, book.gradient(x, t))
+    assert net.acc == book.acc
+
+
 def test_a_replaced_layer_is_honoured():
     """A layer swapped in layers (here the Relu by a Sigmoid, or by the book's own Relu
     class) is computed as the book's layer walk computes it, with one warning."""
