@@ -550,6 +550,49 @@ def test_a_replaced_layer_is_honoured():
         assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
+@pytest.mark.filterwarnings("ignore:params:RuntimeWarning")  # (params['W3'] is not Affine3's)
+def test_one_layer_object_at_two_places_is_walked_as_the_books():
+    """The same Relu (or Affine) object at two places: the book's backward reads what the
+    later forward kept for both; the fused kernels would compute the true gradient."""
+    for shared in ("Activation_function2", "Affine3"):
+        net, book = twins("MultiLayerNet", 7, [5, 5, 5], 3, seed=5)
+        rng = np.random.default_rng(5)
+        randomize(net, book, rng)
+        x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+        source = "Activation_function1" if shared.startswith("Act") else "Affine2"
+        for model in (net, book):
+            model.layers[shared] = model.layers[source]
+        with pytest.warns(SlowPathWarning, match="one layer object stands at two places"):
+            assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@pytest.mark.parametrize("on_class", [False, True])
+@pytest.mark.parametrize("key,method", [("Affine2", "forward"), ("Relu1", "backward"),
+                                        (None, "forward"), (None, "backward")])
+def test_a_layer_method_set_over_fastbps_is_honoured(monkeypatch, key, method, on_class):
+    """forward or backward replaced on a layer (or on its class; None: the last layer):
+    the book's layer walk calls it, so fastbp runs that walk, with one warning."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5, seed=3)
+    rng = np.random.default_rng(3)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    for model, lib in ((net, layers), (book, ref)):
+        layer = model.lastLayer if key is None else model.layers[key]
+        original = getattr(type(layer), method)
+
+        def doubled(self, *args, original=original):
+            return 2 * original(self, *args)
+
+        if on_class:
+            monkeypatch.setattr(getattr(lib, type(layer).__name__), method, doubled)
+        else:
+            setattr(layer, method, doubled.__get__(layer))
+    with pytest.warns(SlowPathWarning, match=rf"\b{method}\b"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
 def test_a_replaced_last_layer_is_honoured_where_it_is_used():
     class Halved(layers.SoftmaxWithLoss):
         def forward(self, x, t):

@@ -88,9 +88,25 @@ class FusedNet:
             if got != key or type(layer) is not kind:
                 return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
                         f"{kind.__name__} layer {key!r} was")
-        if method in ("loss", "gradient", "fit") and type(self._last()) is not SoftmaxWithLoss:
-            return (f"the last layer is a {type(self._last()).__name__}, not fastbp's "
-                    "SoftmaxWithLoss")
+            own = layer.__dict__
+            if "forward" in own or "backward" in own:
+                patched = _patched(layer)
+                return (f"layers[{got!r}].{patched} is set on the layer, over fastbp's "
+                        f"{kind.__name__}.{patched}")
+        patched = _patched_class()
+        if patched:
+            return f"{patched} is not fastbp's"
+        if len({id(layer) for layer in layers.values()}) < len(plan):
+            return "one layer object stands at two places in the network's layers"
+        if method in ("loss", "gradient", "fit"):
+            last = self._last()
+            if type(last) is not SoftmaxWithLoss:
+                return (f"the last layer is a {type(last).__name__}, not fastbp's "
+                        "SoftmaxWithLoss")
+            patched = _patched(last)
+            if patched:
+                return (f"the last layer's {patched} is set on the layer, over fastbp's "
+                        f"SoftmaxWithLoss.{patched}")
         params = self.params
         for affine, w, b in _KEYS[:len(self._sizes) - 1]:
             layer = layers[affine]
@@ -359,6 +375,27 @@ def _plan(n_layers: int, activation: str, act_name: str) -> tuple[tuple[str, typ
         if l < n_layers:
             plan.append((f"{act_name}{l}", act))
     return tuple(plan)
+
+
+_LAYER_METHODS = {kind: (kind.forward, kind.backward)
+                  for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
+
+
+def _patched(layer: Any) -> str | None:
+    """Which of the book's methods (``forward``, ``backward``) is set on the layer
+    itself (the fused kernels compute what fastbp's layer classes would), or None."""
+    own = layer.__dict__
+    return "forward" if "forward" in own else "backward" if "backward" in own else None
+
+
+def _patched_class() -> str | None:
+    """Which of fastbp's layer classes' ``forward``/``backward`` was replaced, or None."""
+    for kind, methods in _LAYER_METHODS.items():
+        if kind.forward is not methods[0]:
+            return f"{kind.__name__}.forward"
+        if kind.backward is not methods[1]:
+            return f"{kind.__name__}.backward"
+    return None
 
 
 _walks = threading.local()  # ids of the networks whose layers this thread's call walks
