@@ -593,6 +593,30 @@ def test_a_layer_method_set_over_fastbps_is_honoured(monkeypatch, key, method, o
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+@pytest.mark.filterwarnings("ignore::fastbp.SlowPathWarning")
+def test_two_layer_net_has_no_weight_decay_even_if_the_attribute_is_set():
+    """The book's TwoLayerNet has no weight decay: a weight_decay_lambda set on one is
+    ignored by the fused methods and fit as by the layer walk (the reference's shared
+    code would apply it, so the book's network is the reference one without it)."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5, seed=2)
+    rng = np.random.default_rng(2)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    net.weight_decay_lambda = 0.5
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.layers["Relu1"] = ref.Relu()  # the layer walk
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "walked loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.layers["Relu1"] = layers.Relu()
+    np.random.seed(3)
+    ref.train(book, x, t, iters_num=3, batch_size=4, learning_rate=0.3)
+    np.random.seed(3)
+    net.fit(x, t, iters=3, batch_size=4, learning_rate=0.3)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
 def test_a_replaced_last_layer_is_honoured_where_it_is_used():
     class Halved(layers.SoftmaxWithLoss):
         def forward(self, x, t):

@@ -168,6 +168,11 @@ class FusedNet:
             layer = self._last()
             layer.loss = layer.y = layer.t = None
 
+    def _lambda(self) -> float:
+        """The weight decay the book's methods apply: ``weight_decay_lambda`` (the book's
+        TwoLayerNet has none, whatever the attribute says)."""
+        return self.weight_decay_lambda if self._BOOK_DECAY else 0
+
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
@@ -211,7 +216,7 @@ class FusedNet:
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
         last = self._last()  # what the book's SoftmaxWithLoss.forward keeps
         last.t, last.y, last.loss = t, y, loss
-        return loss + self._decay_loss() if self.weight_decay_lambda else loss
+        return loss + self._decay_loss() if self._lambda() else loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
@@ -245,7 +250,7 @@ class FusedNet:
             # products give 0 * NaN = NaN for blank pixels, the kernels skip them
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
-        lam = self.weight_decay_lambda
+        lam = self._lambda()
         self._forget_forward(True, (None if lam else dWs, dbs))  # (no dW kept with decay)
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
@@ -331,7 +336,7 @@ class FusedNet:
             Y = _fused.one_hot(labels, self._sizes[-1])
         order = np.random.choice(n, int(iters) * int(batch_size)).astype(np.int64)
         self._kernels.train(self.params, rows, Y, order, int(batch_size), lr,
-                            float(self.weight_decay_lambda))
+                            float(self._lambda()))
         # the layers kept nothing from this run's batches (nor dW/db of its last one)
         self._forget_forward(True, (None, None))
 
