@@ -417,8 +417,9 @@ def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warni
     assign(net, "W1", new)
     assign(book, "W1", np.array(new, dtype=np.float64))
     x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
-    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64"):
+    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64") as w:
         assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert [warning.filename for warning in w] == [__file__]  # the user's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
         new[0, 0] += 1.0  # edits of the assigned array are seen
