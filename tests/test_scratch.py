@@ -530,6 +530,28 @@ def test_an_overridden_loss_that_calls_accuracy_keeps_the_layers_walked():
     assert net.acc == book.acc
 
 
+def test_an_overridden_gradient_can_run_the_books_backward_pass_itself():
+    """A subclass's gradient written as the book's (loss, then the layers' backward, say
+    to clip the result): loss and predict walk the layers for it, with one warning."""
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return {f"{p}{l}": getattr(self.layers[f"Affine{l}"], f"d{p}")
+                for l in (1, 2) for p in "Wb"}
+
+    np.random.seed(4)
+    net = type("Net", (scratch.TwoLayerNet,), {"gradient": gradient})(7, 5, 3, 0.5)
+    np.random.seed(4)
+    book = type("Book", (ref.TwoLayerNet,), {"gradient": gradient})(7, 5, 3, 0.5)
+    x, t = batch(np.random.default_rng(4), 9, 7, 3, onehot=True, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.gradient is overridden.*\bloss\b"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+
+
 def test_a_replaced_layer_is_honoured():
     """A layer swapped in layers (here the Relu by a Sigmoid, or by the book's own Relu
     class) is computed as the book's layer walk computes it, with one warning."""

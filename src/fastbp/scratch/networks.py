@@ -365,8 +365,10 @@ class FusedNet:
                 self.params[key] -= learning_rate * grad[key]
 
 
-# what the book's methods call on the network (an override of any makes them run as written)
-_CALLS = {"predict": (), "loss": ("predict",), "accuracy": ("predict",),
+# what the book's methods call on the network (an override of any makes them run as
+# written), and for predict and loss, gradient: an overridden one may run the book's
+# backward pass itself, which reads what their layer walk kept
+_CALLS = {"predict": ("gradient",), "loss": ("predict", "gradient"), "accuracy": ("predict",),
           "gradient": ("loss", "predict"), "fit": ("gradient", "loss", "predict")}
 _KEYS = tuple((f"Affine{l}", f"W{l}", f"b{l}") for l in range(1, MAX_HIDDEN + 2))
 
