@@ -784,6 +784,22 @@ def test_fused_calls_keep_dw_as_the_books_forward_and_fit_leaves_nothing_stale()
         net.lastLayer.backward(1)
 
 
+def test_gradient_with_weight_decay_leaves_the_layers_dw_as_the_book():
+    """With weight decay the book's Affine layers keep the data term dW, and gradient
+    returns a new dW + lambda W."""
+    net, book = twins("MultiLayerNet", 7, [5], 3, weight_decay_lambda=0.3, seed=4)
+    rng = np.random.default_rng(4)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    grads, book_grads = net.gradient(x, t), book.gradient(x, t)
+    assert_grads(grads, book_grads)
+    for l in (1, 2):
+        affine = net.layers[f"Affine{l}"]
+        assert affine.dW is not None and affine.dW is not grads[f"W{l}"]
+        assert_close(affine.dW, book.layers[f"Affine{l}"].dW, TIGHT, f"dW{l}")
+        assert_close(affine.db, book.layers[f"Affine{l}"].db, TIGHT, f"db{l}")
+
+
 # ---------------------------------------------------------------- fit: the book's loop in one call
 
 

@@ -251,11 +251,16 @@ class FusedNet:
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self._lambda()
-        self._forget_forward(True, (None if lam else dWs, dbs))  # (no dW kept with decay)
+        self._forget_forward(True, (dWs, dbs))
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
-            if lam:
-                dW += lam * weights[f"W{l}"]
+            if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
+                decayed = lam * weights[f"W{l}"]
+                if decayed.dtype == dW.dtype:  # (else as the book: a float32 lambda * W)
+                    decayed += dW
+                    dW = decayed
+                else:
+                    dW = dW + decayed
             grads[f"W{l}"], grads[f"b{l}"] = dW, db
         return grads
 
