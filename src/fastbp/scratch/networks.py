@@ -6,9 +6,12 @@ methods and ``np.random`` draws as the book's classes, so the same seed gives th
 parameters bit for bit.  ``predict``, ``loss``, ``accuracy`` and ``gradient`` do not walk
 the layer objects: each is one compiled call on the whole batch (inputs packed sparse),
 reading the current weights of the Affine layers (the ``params`` arrays, as in the book),
-and equals the layer-by-layer NumPy result to rounding.  The fused methods leave the
-layers' cached state (``x``, ``mask``, ``dW``, ...) alone; where they cannot compute what
-the book's would (see ``FusedNet``), the book's layer walk runs instead.
+and equals the layer-by-layer NumPy result to rounding.  The fused methods clear what
+the layers kept from an earlier forward pass (``x``, ``mask``, ``out``: a backward through
+them then raises), and leave what the book's would that the kernels have: the last
+layer's ``y``, ``t`` and ``loss`` after ``loss``, the Affine layers' ``dW`` and ``db``
+after ``gradient`` (kept by the others, cleared by ``fit``).  Where they cannot compute
+what the book's would (see ``FusedNet``), the book's layer walk runs instead.
 """
 
 from __future__ import annotations
