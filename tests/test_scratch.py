@@ -640,6 +640,24 @@ def test_two_layer_net_has_no_weight_decay_even_if_the_attribute_is_set():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
+def test_a_slow_path_warning_turned_into_an_error_is_raised_every_time():
+    """Under an "error" filter the warning is an exception on every call, not once and
+    then a silent slow path."""
+    net, _ = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    net.layers["Relu1"] = ref.Relu()
+    x, t = batch(np.random.default_rng(1), 4, 7, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        for _ in range(2):
+            with pytest.raises(SlowPathWarning, match=r"layers\['Relu1'\]"):
+                net.gradient(x, t)
+    with pytest.warns(SlowPathWarning):
+        net.gradient(x, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.gradient(x, t)  # once said, not again
+
+
 def test_a_replaced_last_layer_is_honoured_where_it_is_used():
     class Halved(layers.SoftmaxWithLoss):
         def forward(self, x, t):
