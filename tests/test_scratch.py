@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -416,8 +417,9 @@ def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warni
     assign(net, "W1", new)
     assign(book, "W1", np.array(new, dtype=np.float64))
     x, t = batch(np.random.default_rng(8), 6, 5, 3, onehot=False, dtype=np.float64)
-    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64"):
+    with pytest.warns(RuntimeWarning, match=r"params\['W1'\] is not a C-contiguous float64") as w:
         assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert [warning.filename for warning in w] == [__file__]  # the user's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once only
         new[0, 0] += 1.0  # edits of the assigned array are seen
@@ -508,6 +510,48 @@ def test_a_subclass_overriding_predict_is_honoured_by_loss_accuracy_and_gradient
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+def test_an_overridden_loss_that_calls_accuracy_keeps_the_layers_walked():
+    """The book's gradient walks the layers through the overridden loss; an accuracy it
+    calls runs predict again on the layers (as the book's does), not the fused kernels,
+    which would leave the layers nothing for the backward pass."""
+    def loss(self, x, t):
+        value = type(self).__mro__[1].loss(self, x, t)
+        self.acc = self.accuracy(x, t)
+        return value
+
+    np.random.seed(4)
+    net = type("Net", (scratch.TwoLayerNet,), {"loss": loss})(7, 5, 3, weight_init_std=0.5)
+    np.random.seed(4)
+    book = type("Book", (ref.TwoLayerNet,), {"loss": loss})(7, 5, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(4), 9, 7, 3, onehot=False, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.loss is overridden"):
+        grads = net.gradient(x, t)
+    assert_grads(grads, book.gradient(x, t))
+    assert net.acc == book.acc
+
+
+def test_an_overridden_gradient_can_run_the_books_backward_pass_itself():
+    """A subclass's gradient written as the book's (loss, then the layers' backward, say
+    to clip the result): loss and predict walk the layers for it, with one warning."""
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return {f"{p}{l}": getattr(self.layers[f"Affine{l}"], f"d{p}")
+                for l in (1, 2) for p in "Wb"}
+
+    np.random.seed(4)
+    net = type("Net", (scratch.TwoLayerNet,), {"gradient": gradient})(7, 5, 3, 0.5)
+    np.random.seed(4)
+    book = type("Book", (ref.TwoLayerNet,), {"gradient": gradient})(7, 5, 3, 0.5)
+    x, t = batch(np.random.default_rng(4), 9, 7, 3, onehot=True, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.gradient is overridden.*\bloss\b"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+
+
 def test_a_replaced_layer_is_honoured():
     """A layer swapped in layers (here the Relu by a Sigmoid, or by the book's own Relu
     class) is computed as the book's layer walk computes it, with one warning."""
@@ -527,6 +571,91 @@ def test_a_replaced_layer_is_honoured():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@pytest.mark.filterwarnings("ignore:params:RuntimeWarning")  # (params['W3'] is not Affine3's)
+def test_one_layer_object_at_two_places_is_walked_as_the_books():
+    """The same Relu (or Affine) object at two places: the book's backward reads what the
+    later forward kept for both; the fused kernels would compute the true gradient."""
+    for shared in ("Activation_function2", "Affine3"):
+        net, book = twins("MultiLayerNet", 7, [5, 5, 5], 3, seed=5)
+        rng = np.random.default_rng(5)
+        randomize(net, book, rng)
+        x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+        source = "Activation_function1" if shared.startswith("Act") else "Affine2"
+        for model in (net, book):
+            model.layers[shared] = model.layers[source]
+        with pytest.warns(SlowPathWarning, match="one layer object stands at two places"):
+            assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+@pytest.mark.parametrize("on_class", [False, True])
+@pytest.mark.parametrize("key,method", [("Affine2", "forward"), ("Relu1", "backward"),
+                                        (None, "forward"), (None, "backward")])
+def test_a_layer_method_set_over_fastbps_is_honoured(monkeypatch, key, method, on_class):
+    """forward or backward replaced on a layer (or on its class; None: the last layer):
+    the book's layer walk calls it, so fastbp runs that walk, with one warning."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5, seed=3)
+    rng = np.random.default_rng(3)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    for model, lib in ((net, layers), (book, ref)):
+        layer = model.lastLayer if key is None else model.layers[key]
+        original = getattr(type(layer), method)
+
+        def doubled(self, *args, original=original):
+            return 2 * original(self, *args)
+
+        if on_class:
+            monkeypatch.setattr(getattr(lib, type(layer).__name__), method, doubled)
+        else:
+            setattr(layer, method, doubled.__get__(layer))
+    with pytest.warns(SlowPathWarning, match=rf"\b{method}\b"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+@pytest.mark.filterwarnings("ignore::fastbp.SlowPathWarning")
+def test_two_layer_net_has_no_weight_decay_even_if_the_attribute_is_set():
+    """The book's TwoLayerNet has no weight decay: a weight_decay_lambda set on one is
+    ignored by the fused methods and fit as by the layer walk (the reference's shared
+    code would apply it, so the book's network is the reference one without it)."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5, seed=2)
+    rng = np.random.default_rng(2)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    net.weight_decay_lambda = 0.5
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.layers["Relu1"] = ref.Relu()  # the layer walk
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "walked loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.layers["Relu1"] = layers.Relu()
+    np.random.seed(3)
+    ref.train(book, x, t, iters_num=3, batch_size=4, learning_rate=0.3)
+    np.random.seed(3)
+    net.fit(x, t, iters=3, batch_size=4, learning_rate=0.3)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
+def test_a_slow_path_warning_turned_into_an_error_is_raised_every_time():
+    """Under an "error" filter the warning is an exception on every call, not once and
+    then a silent slow path."""
+    net, _ = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    net.layers["Relu1"] = ref.Relu()
+    x, t = batch(np.random.default_rng(1), 4, 7, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        for _ in range(2):
+            with pytest.raises(SlowPathWarning, match=r"layers\['Relu1'\]"):
+                net.gradient(x, t)
+    with pytest.warns(SlowPathWarning):
+        net.gradient(x, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.gradient(x, t)  # once said, not again
 
 
 def test_a_replaced_last_layer_is_honoured_where_it_is_used():
@@ -582,6 +711,42 @@ def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
+class BookDropout:
+    """The book's Dropout (common/layers.py): its forward draws from np.random."""
+
+    def __init__(self, ratio: float = 0.5) -> None:
+        self.ratio, self.mask = ratio, None
+
+    def forward(self, x):
+        self.mask = np.random.rand(*x.shape) > self.ratio
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def test_fit_with_a_dropout_layer_draws_as_the_books_loop():
+    """The loop as written draws each batch right before its gradient, whose dropout
+    layer draws too: the draws interleave as in the book, and image-shaped x is given
+    to the layers as it is."""
+    net, book = twins("TwoLayerNet", 12, 6, 3, weight_init_std=0.3, seed=6)
+    x, t = batch(np.random.default_rng(6), 50, 12, 3, onehot=False)
+    x = x.reshape(50, 3, 4)
+    for model in (net, book):
+        items = list(model.layers.items())
+        model.layers = OrderedDict([*items[:2], ("Dropout1", BookDropout()), items[2]])
+    np.random.seed(7)
+    ref.train(book, x, t, iters_num=4, batch_size=10, learning_rate=0.3)
+    after_book = np.random.rand()
+    np.random.seed(7)
+    with pytest.warns(SlowPathWarning, match="not the ones its constructor made"):
+        net.fit(x, t, iters=4, batch_size=10, learning_rate=0.3)
+    assert np.random.rand() == after_book
+    assert net.layers["Affine1"].original_x_shape == (10, 3, 4)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
 def test_layer_state_after_fused_calls_is_the_books_or_refused():
     """After loss, the last layer holds the book's y, t and loss (its backward works);
     after gradient, the Affine layers' dW and db are the returned gradients; the other
@@ -609,6 +774,48 @@ def test_layer_state_after_fused_calls_is_the_books_or_refused():
         net.lastLayer.backward(1)
     with pytest.raises(RuntimeError, match=r"Relu\.backward"):
         net.layers["Relu1"].backward(np.ones((9, 5)))
+
+
+def test_fused_calls_keep_dw_as_the_books_forward_and_fit_leaves_nothing_stale():
+    """predict, loss and accuracy run (in the book) only forward passes, which leave the
+    Affine layers' dW and db from the last gradient; fit changes the weights, so the
+    last layer's y/t/loss and the dW/db from before it are cleared, not left stale."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(9)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
+    for model in (net, book):
+        model.gradient(x, t)
+        model.predict(x[:4])
+        model.loss(x[:5], t[:5])
+        model.accuracy(x[:6], t[:6])
+    for l in (1, 2):
+        affine, book_affine = net.layers[f"Affine{l}"], book.layers[f"Affine{l}"]
+        assert affine.dW is not None and affine.db is not None
+        assert_close(affine.dW, book_affine.dW, TIGHT, f"dW{l}")
+        assert_close(affine.db, book_affine.db, TIGHT, f"db{l}")
+    net.fit(x, t, iters=2, batch_size=4)
+    assert net.lastLayer.y is None and net.lastLayer.t is None and net.lastLayer.loss is None
+    for l in (1, 2):
+        assert net.layers[f"Affine{l}"].dW is None and net.layers[f"Affine{l}"].db is None
+    with pytest.raises(RuntimeError, match=r"SoftmaxWithLoss\.backward"):
+        net.lastLayer.backward(1)
+
+
+def test_gradient_with_weight_decay_leaves_the_layers_dw_as_the_book():
+    """With weight decay the book's Affine layers keep the data term dW, and gradient
+    returns a new dW + lambda W."""
+    net, book = twins("MultiLayerNet", 7, [5], 3, weight_decay_lambda=0.3, seed=4)
+    rng = np.random.default_rng(4)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    grads, book_grads = net.gradient(x, t), book.gradient(x, t)
+    assert_grads(grads, book_grads)
+    for l in (1, 2):
+        affine = net.layers[f"Affine{l}"]
+        assert affine.dW is not None and affine.dW is not grads[f"W{l}"]
+        assert_close(affine.dW, book.layers[f"Affine{l}"].dW, TIGHT, f"dW{l}")
+        assert_close(affine.db, book.layers[f"Affine{l}"].db, TIGHT, f"db{l}")
 
 
 # ---------------------------------------------------------------- fit: the book's loop in one call

@@ -189,7 +189,6 @@ def warn_user(obj: Any, key: str, message: str, category: type[Warning]) -> None
     warned = obj.__dict__.setdefault("_warned", set())
     if key in warned:
         return
-    warned.add(key)
     # a fresh registry, so that Python's own once-per-location filter does not hide the
     # warning for the next object
     frame = sys._getframe(1)
@@ -198,6 +197,7 @@ def warn_user(obj: Any, key: str, message: str, category: type[Warning]) -> None
         frame = frame.f_back
     warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
                            frame.f_globals.get("__name__", "fastbp"), registry={})
+    warned.add(key)  # (only once it was not raised: an "error" filter raises every time)
 
 
 def warn_slow(obj: Any, cause: str, what: str) -> None:

@@ -14,14 +14,13 @@ per-sample gradients summed over the batch, the book's (y - t) / N averages them
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, QUADRATIC, eval_threads, threads_for
+from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, QUADRATIC, eval_threads, threads_for, warn_user
 
 DTYPE = np.float64
 PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
@@ -163,7 +162,6 @@ class Kernels:
         self.sizes = list(sizes)
         self.activation = activation
         self._handles: tuple | None = None
-        self._warned = False
 
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "activation": self.activation}
@@ -237,13 +235,12 @@ class Kernels:
         array (as the book makes it), else a copy (with one warning)."""
         if W.dtype == DTYPE and W.flags.c_contiguous and W.flags.aligned and W.dtype.isnative:
             return W
-        if not self._warned:
-            self._warned = True
-            warnings.warn(
-                f"fastbp.scratch: {name} is not a C-contiguous float64 array "
-                f"({W.dtype}), so it is copied on every call (slower); assign a C-contiguous "
-                "float64 array (np.ascontiguousarray(W, dtype=np.float64)) to avoid the copies",
-                RuntimeWarning, stacklevel=4)
+        # once per network, at the user's line
+        warn_user(self, "copied W1",
+                  f"fastbp.scratch: {name} is not a C-contiguous float64 array ({W.dtype}), "
+                  "so it is copied on every call (slower); assign a C-contiguous float64 "
+                  "array (np.ascontiguousarray(W, dtype=np.float64)) to avoid the copies",
+                  RuntimeWarning)
         return np.ascontiguousarray(W, dtype=DTYPE)
 
     def net(self, wt: list, b: list, cost: int = LOG_LIKELIHOOD) -> Any:

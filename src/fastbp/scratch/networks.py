@@ -6,9 +6,12 @@ methods and ``np.random`` draws as the book's classes, so the same seed gives th
 parameters bit for bit.  ``predict``, ``loss``, ``accuracy`` and ``gradient`` do not walk
 the layer objects: each is one compiled call on the whole batch (inputs packed sparse),
 reading the current weights of the Affine layers (the ``params`` arrays, as in the book),
-and equals the layer-by-layer NumPy result to rounding.  The fused methods leave the
-layers' cached state (``x``, ``mask``, ``dW``, ...) alone; where they cannot compute what
-the book's would (see ``FusedNet``), the book's layer walk runs instead.
+and equals the layer-by-layer NumPy result to rounding.  The fused methods clear what
+the layers kept from an earlier forward pass (``x``, ``mask``, ``out``: a backward through
+them then raises), and leave what the book's would that the kernels have: the last
+layer's ``y``, ``t`` and ``loss`` after ``loss``, the Affine layers' ``dW`` and ``db``
+after ``gradient`` (kept by the others, cleared by ``fit``).  Where they cannot compute
+what the book's would (see ``FusedNet``), the book's layer walk runs instead.
 """
 
 from __future__ import annotations
@@ -88,9 +91,25 @@ class FusedNet:
             if got != key or type(layer) is not kind:
                 return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
                         f"{kind.__name__} layer {key!r} was")
-        if method in ("loss", "gradient", "fit") and type(self._last()) is not SoftmaxWithLoss:
-            return (f"the last layer is a {type(self._last()).__name__}, not fastbp's "
-                    "SoftmaxWithLoss")
+            own = layer.__dict__
+            if "forward" in own or "backward" in own:
+                patched = _patched(layer)
+                return (f"layers[{got!r}].{patched} is set on the layer, over fastbp's "
+                        f"{kind.__name__}.{patched}")
+        patched = _patched_class()
+        if patched:
+            return f"{patched} is not fastbp's"
+        if len(set(layers.values())) < len(plan):  # (fastbp's layers hash by identity)
+            return "one layer object stands at two places in the network's layers"
+        if method in ("loss", "gradient", "fit"):
+            last = self._last()
+            if type(last) is not SoftmaxWithLoss:
+                return (f"the last layer is a {type(last).__name__}, not fastbp's "
+                        "SoftmaxWithLoss")
+            patched = _patched(last)
+            if patched:
+                return (f"the last layer's {patched} is set on the layer, over fastbp's "
+                        f"SoftmaxWithLoss.{patched}")
         params = self.params
         for affine, w, b in _KEYS[:len(self._sizes) - 1]:
             layer = layers[affine]
@@ -126,20 +145,23 @@ class FusedNet:
                         "place, or assign the new array to both"), RuntimeWarning)
         return weights
 
-    def _forget_forward(self, last: bool = False, dW: list | None = None,
-                        db: list | None = None) -> None:
+    def _forget_forward(self, last: bool = False,
+                        grads: tuple[list | None, list] | None = None) -> None:
         """Clear what the layers (and with ``last`` the last layer) kept from an earlier
         forward pass (the fused methods do not run them, so it would be stale: their
-        backward then raises instead of going back through another batch), setting the
-        Affine layers' ``dW``/``db`` to ``dW``/``db`` where given, as the book's gradient
-        leaves them."""
+        backward then raises instead of going back through another batch).  The Affine
+        layers' ``dW``/``db`` are left as they are (the book's forward keeps them) unless
+        ``grads`` gives ``(dW, db)`` lists (None: cleared), as the book's gradient leaves
+        them."""
         l = 0
         for layer in self.layers.values():
             kind = type(layer)
             if kind is Affine:
                 layer.x = layer.original_x_shape = None
-                layer.dW = dW[l] if dW is not None else None
-                layer.db = db[l] if db is not None else None
+                if grads is not None:
+                    dW, db = grads
+                    layer.dW = dW[l] if dW is not None else None
+                    layer.db = db[l] if db is not None else None
                 l += 1
             elif kind is Relu:
                 layer.mask = None
@@ -148,6 +170,11 @@ class FusedNet:
         if last:
             layer = self._last()
             layer.loss = layer.y = layer.t = None
+
+    def _lambda(self) -> float:
+        """The weight decay the book's methods apply: ``weight_decay_lambda`` (the book's
+        TwoLayerNet has none, whatever the attribute says)."""
+        return self.weight_decay_lambda if self._BOOK_DECAY else 0
 
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
@@ -192,10 +219,12 @@ class FusedNet:
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
         last = self._last()  # what the book's SoftmaxWithLoss.forward keeps
         last.t, last.y, last.loss = t, y, loss
-        return loss + self._decay_loss() if self.weight_decay_lambda else loss
+        return loss + self._decay_loss() if self._lambda() else loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
+        if _walks_layers(self):  # (called within the book's gradient: its predict walks)
+            return self._book_accuracy(x, t)
         cause = self._blocker("accuracy")
         if cause:
             warn_slow(self, cause, "accuracy")
@@ -224,12 +253,17 @@ class FusedNet:
             # products give 0 * NaN = NaN for blank pixels, the kernels skip them
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
-        lam = self.weight_decay_lambda
-        self._forget_forward(True, None if lam else dWs, dbs)  # (no dW kept with decay)
+        lam = self._lambda()
+        self._forget_forward(True, (dWs, dbs))
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
-            if lam:
-                dW += lam * weights[f"W{l}"]
+            if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
+                decayed = lam * weights[f"W{l}"]
+                if decayed.dtype == dW.dtype:  # (else as the book: a float32 lambda * W)
+                    decayed += dW
+                    dW = decayed
+                else:
+                    dW = dW + decayed
             grads[f"W{l}"], grads[f"b{l}"] = dW, db
         return grads
 
@@ -285,15 +319,14 @@ class FusedNet:
         draws as the loop makes) followed by ``params[key] -= learning_rate * grad[key]``.
         ``params`` are updated in place, as the loop updates them.  Where ``gradient``
         could not run fused (see the class), the loop runs as written, in Python."""
-        rows = _fused.pack_x(x, self._sizes[0])
-        labels, Y = _fused.pack_t(t, rows.n, self._sizes[-1])
-        if Y is None:
-            Y = _fused.one_hot(labels, self._sizes[-1])
+        X = _fused.as_rows(x, self._sizes[0])
+        n = X.shape[0]
+        labels, Y = _fused.pack_t(t, n, self._sizes[-1])
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if iters is None:
-            iters = epochs * max(rows.n // batch_size, 1)
+            iters = epochs * max(n // batch_size, 1)
         elif isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
             raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
         lr = float(learning_rate)
@@ -301,14 +334,19 @@ class FusedNet:
             raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate!r}")
         if iters == 0:
             return
-        order = np.random.choice(rows.n, int(iters) * int(batch_size)).astype(np.int64)
         cause = self._blocker("fit") or self._rebound()
         if cause:
             warn_slow(self, cause, "fit")
-            self._book_loop(rows.dense, t, order, int(batch_size), learning_rate)
+            self._book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
             return
+        rows = _fused.pack_x(X, self._sizes[0])
+        if Y is None:
+            Y = _fused.one_hot(labels, self._sizes[-1])
+        order = np.random.choice(n, int(iters) * int(batch_size)).astype(np.int64)
         self._kernels.train(self.params, rows, Y, order, int(batch_size), lr,
-                            float(self.weight_decay_lambda))
+                            float(self._lambda()))
+        # the layers kept nothing from this run's batches (nor dW/db of its last one)
+        self._forget_forward(True, (None, None))
 
     def _rebound(self) -> str | None:
         """Which ``params`` entry is not its layer's array (fit would train the one and
@@ -321,19 +359,24 @@ class FusedNet:
                     return f"params[{key!r}] is not the array its layer computes with"
         return None
 
-    def _book_loop(self, x: np.ndarray, t: Any, order: np.ndarray, batch_size: int,
+    def _book_loop(self, x: Any, t: Any, n: int, iters: int, batch_size: int,
                    learning_rate: float) -> None:
-        """fit's loop as written (ch05/train_neuralnet.py), on the drawn ``order``."""
+        """fit's loop as written (ch05/train_neuralnet.py): each iteration draws its
+        batch, then runs ``gradient`` (which may draw from ``np.random`` too, as a
+        dropout layer does) on the samples as given."""
+        x = np.asarray(x)
         t = np.asarray(t)
-        for i in range(order.size // batch_size):
-            batch_mask = order[i * batch_size:(i + 1) * batch_size]
+        for _ in range(iters):
+            batch_mask = np.random.choice(n, batch_size)
             grad = self.gradient(x[batch_mask], t[batch_mask])
             for key in grad:
                 self.params[key] -= learning_rate * grad[key]
 
 
-# what the book's methods call on the network (an override of any makes them run as written)
-_CALLS = {"predict": (), "loss": ("predict",), "accuracy": ("predict",),
+# what the book's methods call on the network (an override of any makes them run as
+# written), and for predict and loss, gradient: an overridden one may run the book's
+# backward pass itself, which reads what their layer walk kept
+_CALLS = {"predict": ("gradient",), "loss": ("predict", "gradient"), "accuracy": ("predict",),
           "gradient": ("loss", "predict"), "fit": ("gradient", "loss", "predict")}
 _KEYS = tuple((f"Affine{l}", f"W{l}", f"b{l}") for l in range(1, MAX_HIDDEN + 2))
 
@@ -347,6 +390,27 @@ def _plan(n_layers: int, activation: str, act_name: str) -> tuple[tuple[str, typ
         if l < n_layers:
             plan.append((f"{act_name}{l}", act))
     return tuple(plan)
+
+
+_LAYER_METHODS = {kind: (kind.forward, kind.backward)
+                  for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
+
+
+def _patched(layer: Any) -> str | None:
+    """Which of the book's methods (``forward``, ``backward``) is set on the layer
+    itself (the fused kernels compute what fastbp's layer classes would), or None."""
+    own = layer.__dict__
+    return "forward" if "forward" in own else "backward" if "backward" in own else None
+
+
+def _patched_class() -> str | None:
+    """Which of fastbp's layer classes' ``forward``/``backward`` was replaced, or None."""
+    for kind, methods in _LAYER_METHODS.items():
+        if kind.forward is not methods[0]:
+            return f"{kind.__name__}.forward"
+        if kind.backward is not methods[1]:
+            return f"{kind.__name__}.backward"
+    return None
 
 
 _walks = threading.local()  # ids of the networks whose layers this thread's call walks
