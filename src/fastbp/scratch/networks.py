@@ -78,24 +78,35 @@ class FusedNet:
 
     def _blocker(self, method: str) -> str | None:
         """Why ``method`` cannot run fused (it would not compute what the book's method
-        computes on this object), or None."""
+        computes on this object), or None.  (Called on every call: one pass over the
+        layers.)"""
         cls = type(self)
+        own = vars(self)
         for name in _CALLS[method]:
-            if name in vars(self) or getattr(cls, name, None) is not _ORIGINALS[name]:
+            if name in own or getattr(cls, name, None) is not _ORIGINALS[name]:
                 return f"{cls.__name__}.{name} is overridden"
         layers = self.layers
-        plan = self._plan()
+        kernels = self._kernels
+        plan = kernels.__dict__.get("plan")
+        if plan is None:  # (kept on the kernels, which do not pickle it)
+            plan = kernels.plan = _plan(len(kernels.sizes) - 1, kernels.activation,
+                                        self._ACTIVATION_NAME)
         if not isinstance(layers, dict) or len(layers) != len(plan):
             return "the network's layers are not the ones its constructor made"
         for (key, kind), (got, layer) in zip(plan, layers.items()):
             if got != key or type(layer) is not kind:
                 return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
                         f"{kind.__name__} layer {key!r} was")
-            own = layer.__dict__
-            if "forward" in own or "backward" in own:
+            state = layer.__dict__
+            if "forward" in state or "backward" in state:
                 patched = _patched(layer)
                 return (f"layers[{got!r}].{patched} is set on the layer, over fastbp's "
                         f"{kind.__name__}.{patched}")
+            if kind is Affine:
+                for attr in ("W", "b"):
+                    dtype = getattr(state.get(attr), "dtype", None)
+                    if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
+                        return self._precision_cause(got, attr, state[attr], dtype)
         patched = _patched_class()
         if patched:
             return f"{patched} is not fastbp's"
@@ -110,18 +121,14 @@ class FusedNet:
             if patched:
                 return (f"the last layer's {patched} is set on the layer, over fastbp's "
                         f"SoftmaxWithLoss.{patched}")
-        params = self.params
-        for affine, w, b in _KEYS[:len(self._sizes) - 1]:
-            layer = layers[affine]
-            for key, a in ((w, layer.W), (b, layer.b)):
-                dtype = getattr(a, "dtype", None)
-                if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
-                    name = (f"params[{key!r}]"
-                            if isinstance(params, dict) and params.get(key) is a
-                            else f"layers[{affine!r}].{key[0]}")
-                    return (f"{name} is {dtype}: the book computes in that precision, the "
-                            "kernels in float64")
         return None
+
+    def _precision_cause(self, affine: str, attr: str, a: Any, dtype: np.dtype) -> str:
+        key = f"{attr}{affine[len('Affine'):]}"
+        params = self.params
+        name = (f"params[{key!r}]" if isinstance(params, dict) and params.get(key) is a
+                else f"layers[{affine!r}].{attr}")
+        return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
 
     def _weights(self) -> _fused.Weights:
         """The arrays the network computes with, as the book's: its Affine layers' W and b.
