@@ -175,17 +175,21 @@ class _LayerNet:
         return grads
 
 
+def two_layer_params(input_size, hidden_size, output_size, weight_init_std):
+    """Chapters 4 and 5's TwoLayerNet parameters, drawn in the book's order."""
+    return {"W1": weight_init_std * np.random.randn(input_size, hidden_size),
+            "b1": np.zeros(hidden_size),
+            "W2": weight_init_std * np.random.randn(hidden_size, output_size),
+            "b2": np.zeros(output_size)}
+
+
 class TwoLayerNet(_LayerNet):
     """Affine -> Relu -> Affine -> SoftmaxWithLoss (ch05/two_layer_net.py)."""
 
     _n_affine = 2
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        self.params = {}
-        self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
-        self.params["b1"] = np.zeros(hidden_size)
-        self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
-        self.params["b2"] = np.zeros(output_size)
+        self.params = two_layer_params(input_size, hidden_size, output_size, weight_init_std)
         self.layers = OrderedDict()
         self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
         self.layers["Relu1"] = Relu()
@@ -229,11 +233,7 @@ class Ch04TwoLayerNet:
     gradient by hand (one-hot t), grads in the book's order W2, b2, W1, b1."""
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        self.params = {}
-        self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
-        self.params["b1"] = np.zeros(hidden_size)
-        self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
-        self.params["b2"] = np.zeros(output_size)
+        self.params = two_layer_params(input_size, hidden_size, output_size, weight_init_std)
 
     def predict(self, x):
         a1 = np.dot(x, self.params["W1"]) + self.params["b1"]
