@@ -124,6 +124,23 @@ def one_hot(labels: np.ndarray, n_out: int) -> np.ndarray:
     return Y
 
 
+def check_sizes(sizes: list, names: list[str]) -> list[int]:
+    """``sizes`` as ints, each checked to be a positive integer (named in the error)."""
+    for size, name in zip(sizes, names):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"{name} must be a positive integer, got {size!r}")
+    return [int(s) for s in sizes]
+
+
+def precision_cause(name: str, a: Any) -> str | None:
+    """Why the kernels (float64) would not compute as the book does with ``a`` (``name``
+    in the message): its floats are of another precision, which the book's NumPy keeps."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
+        return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
+    return None
+
+
 class Weights(dict):
     """The arrays a network computes with, by key ('W1', 'b1', ...), and how to name each
     in a message (``params['W1']`` unless the attribute ``names``, if set, says

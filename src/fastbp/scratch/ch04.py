@@ -32,16 +32,14 @@ class TwoLayerNet:
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01) -> None:
-        sizes = [input_size, hidden_size, output_size]
-        for size, name in zip(sizes, ("input_size", "hidden_size", "output_size")):
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-                raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        sizes = _fused.check_sizes([input_size, hidden_size, output_size],
+                                   ["input_size", "hidden_size", "output_size"])
         self.params = {}
         self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
         self.params["b1"] = np.zeros(hidden_size)
         self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
         self.params["b2"] = np.zeros(output_size)
-        self._kernels = _fused.Kernels([int(s) for s in sizes], "sigmoid")
+        self._kernels = _fused.Kernels(sizes, "sigmoid")
 
     def _blocker(self, x: Any, t: Any = None) -> str | None:
         """Why the kernels would not compute what the book's method does here, or None
@@ -52,12 +50,11 @@ class TwoLayerNet:
         if t is not None and (getattr(t, "ndim", None) != 2 or t.shape != (x.shape[0], n_out)):
             return (f"t of shape {np.shape(t)} (the book's code takes one-hot rows "
                     f"({x.shape[0]}, {n_out}) here)")
-        params = self.params
+        params = self.params if isinstance(self.params, dict) else {}
         for key in ("W1", "b1", "W2", "b2"):
-            dtype = getattr(params.get(key) if isinstance(params, dict) else None, "dtype", None)
-            if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
-                return (f"params[{key!r}] is {dtype}: the book computes in that precision, "
-                        "the kernels in float64")
+            cause = _fused.precision_cause(f"params[{key!r}]", params.get(key))
+            if cause:
+                return cause
         return None
 
     def predict(self, x: Any) -> np.ndarray:

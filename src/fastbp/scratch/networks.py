@@ -72,10 +72,6 @@ class FusedNet:
 
     # -- what the fused kernels compute, and when they cannot
 
-    def _plan(self) -> tuple[tuple[str, type], ...]:
-        """``layers`` as the constructor builds them: (key, class) in order."""
-        return _plan(len(self._sizes) - 1, self._kernels.activation, self._ACTIVATION_NAME)
-
     def _blocker(self, method: str) -> str | None:
         """Why ``method`` cannot run fused (it would not compute what the book's method
         computes on this object), or None.  (Called on every call: one pass over the
@@ -104,9 +100,9 @@ class FusedNet:
                         f"{kind.__name__}.{patched}")
             if kind is Affine:
                 for attr in ("W", "b"):
-                    dtype = getattr(state.get(attr), "dtype", None)
-                    if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
-                        return self._precision_cause(got, attr, state[attr], dtype)
+                    a = state.get(attr)
+                    if _fused.precision_cause("", a):
+                        return _fused.precision_cause(self._array_name(got, attr, a), a)
         patched = _patched_class()
         if patched:
             return f"{patched} is not fastbp's"
@@ -123,12 +119,13 @@ class FusedNet:
                         f"SoftmaxWithLoss.{patched}")
         return None
 
-    def _precision_cause(self, affine: str, attr: str, a: Any, dtype: np.dtype) -> str:
+    def _array_name(self, affine: str, attr: str, a: Any) -> str:
+        """``params['W1']`` if ``a`` (the layer ``affine``'s ``attr``) is that entry, else
+        ``layers['Affine1'].W``."""
         key = f"{attr}{affine[len('Affine'):]}"
         params = self.params
-        name = (f"params[{key!r}]" if isinstance(params, dict) and params.get(key) is a
+        return (f"params[{key!r}]" if isinstance(params, dict) and params.get(key) is a
                 else f"layers[{affine!r}].{attr}")
-        return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
 
     def _weights(self) -> _fused.Weights:
         """The arrays the network computes with, as the book's: its Affine layers' W and b.
@@ -453,7 +450,7 @@ class TwoLayerNet(FusedNet):
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01) -> None:
-        sizes = _check_sizes([input_size, hidden_size, output_size],
+        sizes = _fused.check_sizes([input_size, hidden_size, output_size],
                              ["input_size", "hidden_size", "output_size"])
         self.params = {}
         self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
@@ -485,7 +482,7 @@ class MultiLayerNet(FusedNet):
         if len(hidden) > MAX_HIDDEN:
             raise ValueError(f"hidden_size_list: at most {MAX_HIDDEN} hidden layers are "
                              "supported")
-        sizes = _check_sizes([input_size, *hidden, output_size],
+        sizes = _fused.check_sizes([input_size, *hidden, output_size],
                              ["input_size"] + [f"hidden_size_list[{i}]" for i in range(len(hidden))]
                              + ["output_size"])
         lam = weight_decay_lambda
@@ -526,8 +523,3 @@ class MultiLayerNet(FusedNet):
         return self.last_layer
 
 
-def _check_sizes(sizes: list, names: list[str]) -> list[int]:
-    for size, name in zip(sizes, names):
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"{name} must be a positive integer, got {size!r}")
-    return [int(s) for s in sizes]
