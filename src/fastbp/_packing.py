@@ -80,7 +80,7 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     use_cache = (rows is not None and len(items) >= CACHE_MIN_ITEMS
                  and not (labels is not None and labels.mutable))
     if use_cache:
-        hit = _cache_lookup(key, items, nthreads, reorder)
+        hit = _cache_lookup(key, items, rows, nthreads, reorder)
         if hit is not None:
             return hit
         fingerprint = rows.fingerprint(nthreads)
@@ -278,7 +278,8 @@ _cache: list[_Entry] = []  # most recent last
 _cache_lock = threading.Lock()
 
 
-def _cache_lookup(key: tuple, items: list, nthreads: int, reorder: bool) -> Packed | None:
+def _cache_lookup(key: tuple, items: list, rows: Any, nthreads: int,
+                  reorder: bool) -> Packed | None:
     with _cache_lock:
         entries = list(_cache)
     for entry in reversed(entries):
@@ -292,9 +293,11 @@ def _cache_lookup(key: tuple, items: list, nthreads: int, reorder: bool) -> Pack
                 continue
         else:
             continue
-        # the fingerprint is taken over the cached pairs in packed order (the same objects)
-        rows = _core.gather_pairs(entry.items, key[0], key[1], key[4])
-        if rows is None or rows.fingerprint(nthreads) != entry.fingerprint:
+        # the fingerprint is taken over the cached pairs in packed order (the same objects:
+        # ``rows``, gathered from ``items``, already holds them in that order if no reorder)
+        now = rows if order is None else _core.gather_pairs(entry.items, key[0], key[1],
+                                                            key[4])
+        if now is None or now.fingerprint(nthreads) != entry.fingerprint:
             continue
         with _cache_lock:  # most recently used last
             _cache[:] = [e for e in _cache if e is not entry] + [entry]
