@@ -758,6 +758,8 @@ class Epoch:
         self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
         self.touched = False  # user code ran since the kernel buffers were published
         self.n_out = 0  # the width of the one-hot targets in base (made from label arrays)
+        self._objects: np.ndarray | None = None  # base as an object array (see items)
+        self._objects_of: list | None = None  # the base list it was made from
 
     def pack(self, net: CompiledNetwork) -> Packed:
         """The pairs packed in base order, for the network's layer widths (once, and again
@@ -779,7 +781,10 @@ class Epoch:
             if self.base is None or self.n_out != n_out:
                 self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
                 self.n_out = n_out
-        return [self.base[k] for k in self.perm.tolist()]
+        if self._objects_of is not self.base:  # (a C loop below, not one in Python)
+            self._objects = np.fromiter(self.base, dtype=object, count=len(self.base))
+            self._objects_of = self.base
+        return self._objects[self.perm].tolist()
 
     def reorder_caller(self) -> None:
         if self.caller is not None:
