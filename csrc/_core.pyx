@@ -367,33 +367,41 @@ cdef _dense_status(int status, int64_t bad):
 
 
 def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list gwt,
-               int nthreads=1, object w0=None):
+               int nthreads=1, object w0=None, real[:, ::1] out=None):
     """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
     (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
     every element, padding included, is overwritten).  ``w0``: the first layer's W
     transposed, unpadded (n_in, n_out), in place of the net's own; ``gwt[0]`` is then
-    unpadded too."""
+    unpadded too.  ``out`` (m, n_out), if given, receives the output activations of the
+    forward pass."""
     cdef int64_t m = y.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
-    if y.shape[1] != net.net.sizes[net.net.n_layers]:
-        raise ValueError(f"y has {y.shape[1]} columns, expected {net.net.sizes[net.net.n_layers]}")
+    cdef int64_t n_out = net.net.sizes[net.net.n_layers]
+    if y.shape[1] != n_out:
+        raise ValueError(f"y has {y.shape[1]} columns, expected {n_out}")
+    cdef real *outp = NULL
+    if out is not None:
+        if out.shape[0] != m or out.shape[1] != n_out:
+            raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected "
+                             f"{(m, n_out)}")
+        outp = &out[0, 0]
     cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
     _check_grads(net, gb, gwt, real is double, ld0)
     cdef Py_ssize_t L = len(gb)
     cdef int status
-    cdef tuple keep = (tuple(gb), tuple(gwt), X, w0)  # our own references for the call
+    cdef tuple keep = (tuple(gb), tuple(gwt), X, w0, out)  # our own references for the call
     cdef void **p = _grad_pointers(keep)
     try:
         with nogil:
             if real is double:
                 status = fbp_dense_batch_d(&net.net, <const double *>w0p, ld0, xp, x_double,
                                            m, &y[0, 0], scale, <double **>p,
-                                           <double **>(p + L), NULL, nthreads, &bad)
+                                           <double **>(p + L), outp, nthreads, &bad)
             else:
                 status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double,
                                            m, &y[0, 0], scale, <float **>p,
-                                           <float **>(p + L), NULL, nthreads, &bad)
+                                           <float **>(p + L), outp, nthreads, &bad)
     finally:
         free(p)
     _dense_status(status, bad)

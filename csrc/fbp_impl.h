@@ -825,7 +825,7 @@ typedef struct {
     const REAL *y;               /* m rows of sizes[L] targets (gradient only) */
     REAL scale;
     REAL *const *gb, *const *gwt;  /* gradient outputs, or NULL: forward only */
-    REAL *out;                   /* forward only: m rows of sizes[L] activations */
+    REAL *out;                   /* m rows of sizes[L] output activations, or NULL */
     const REAL *w0;              /* the first layer's W^T rows (and gwt[0]'s) at stride ld0 */
     int64_t ld0;
     REAL *abuf, *dbuf, *zpart;   /* zpart: part 1's share of z_1, m rows of LD(1) */
@@ -950,10 +950,9 @@ static void FN(dense_part)(void *arg, int t, int nt)
         FN(rows)(net, job->abuf, m, s, A);
         FN(axpy)(A[1], 1, job->zpart + s * ld1, ld1);
         FN(forward_one)(net, NULL, s, A, NULL, 1);
-        if (!job->gb) {
+        if (job->out)
             memcpy(job->out + s * net->sizes[L], A[L], (size_t)net->sizes[L] * sizeof(REAL));
-            continue;
-        }
+        if (!job->gb) continue;
         FN(rows)(net, job->dbuf, m, s, D);
         FN(backward_one)(net, job->y + s * net->sizes[L], A, D);
     }

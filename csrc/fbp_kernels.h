@@ -89,8 +89,8 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * double), the first layer taken by input column.  With gb non-NULL: `scale` times the
  * gradient of the summed cost for targets y (m x sizes[L]) is written (not added) to
  * gb[l] and gwt[l] (laid out and padded like b[l] and wt[l]), what grad_sum adds up to
- * rounding.  With gb NULL: the output activations go to out (m x sizes[L]), equal to
- * FBP forward's.  w0 (may be NULL: net->wt[0]) stands in for the first layer's W^T:
+ * rounding.  The output activations go to out (m x sizes[L]) unless it is NULL (it
+ * must not be with gb NULL), equal to FBP forward's.  w0 (may be NULL: net->wt[0]) stands in for the first layer's W^T:
  * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]) (elements past
  * sizes[1] are not read); gwt[0] then has the same layout (every element written; gb[0]
  * stays padded).  Returns

@@ -478,9 +478,11 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         assert np.array_equal(rows_out, want), "forward_rows differs from forward"
         got_w = [np.full_like(g, np.nan) for g in gwt]  # every element must be written
         got_b = [np.full_like(g, np.nan) for g in gb]
-        _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads)
+        grad_out = np.full((m, sizes[-1]), np.nan)
+        _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads, out=grad_out)
         for g, w in zip(got_w + got_b, gwt + gb):
             assert_close(g, 0.5 * w, TIGHT, "dense_grad")
+        assert np.array_equal(grad_out, want), "dense_grad's outputs differ from forward"
         runs.append([g.copy() for g in got_w + got_b])
         # the first layer read from an unpadded (n_in, n_out) array, its gradient written
         # unpadded: the very same numbers
@@ -573,6 +575,13 @@ def test_column_batch_checks_its_arrays():
     with pytest.raises(ValueError, match="y has 4 columns"):
         _core.dense_grad(net, X, np.zeros((6, 4)), 1.0, [np.zeros(8)] * 2,
                          [np.zeros((8, 8)), np.zeros((4, 8))], 1)
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    for bad in (np.empty((5, 3)), np.empty((6, 4))):
+        with pytest.raises(ValueError, match=r"out has shape \(\d, \d\), expected \(6, 3\)"):
+            _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, out=bad)
+    with pytest.raises(ValueError, match="not C-contiguous|ndarray is not C-contiguous"):
+        _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, out=np.empty((3, 6)).T)
 
 
 def test_column_batch_checks_the_first_layer_it_is_given():

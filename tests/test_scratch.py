@@ -770,10 +770,45 @@ def test_layer_state_after_fused_calls_is_the_books_or_refused():
     for l in (1, 2):
         assert net.layers[f"Affine{l}"].dW is grads[f"W{l}"]
         assert_close(net.layers[f"Affine{l}"].db, book.layers[f"Affine{l}"].db, TIGHT, "db")
-    with pytest.raises(RuntimeError, match=r"SoftmaxWithLoss\.backward"):
-        net.lastLayer.backward(1)
+    # the book's gradient runs loss first: its last layer keeps that batch's y, t, loss
+    assert_close(net.lastLayer.backward(1), book.lastLayer.backward(1), TIGHT, "dout")
     with pytest.raises(RuntimeError, match=r"Relu\.backward"):
         net.layers["Relu1"].backward(np.ones((9, 5)))
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+@pytest.mark.parametrize("onehot", [True, False], ids=["one-hot", "labels"])
+@pytest.mark.parametrize("n", [9, 600], ids=["batch", "packed-rows"])
+def test_gradient_leaves_the_last_layer_as_the_books_loss_does(kind, onehot, n):
+    """The book's gradient calls loss first, so scripts read the batch's loss (and y)
+    off the last layer after it: ``network.gradient(x, t); print(network.lastLayer.loss)``.
+    With weight decay the layer holds the data term only, as in the book."""
+    if kind == "TwoLayerNet":
+        net, book = twins(kind, 7, 5, 3, weight_init_std=0.5)
+    else:
+        net, book = twins(kind, 7, [5, 4], 3, weight_decay_lambda=0.1)
+    rng = np.random.default_rng(12)
+    randomize(net, book, rng)
+    x, t = batch(rng, n, 7, 3, onehot=onehot)
+    net.lastLayer.loss = 123.0  # (a stale value from elsewhere: replaced)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    last, book_last = net.lastLayer, book.lastLayer
+    assert last.t is t
+    assert_close(last.y, book_last.y, TIGHT, "y")
+    assert last.loss == pytest.approx(book_last.loss, rel=TIGHT)
+    assert last.loss == pytest.approx(net.loss(x, t) - (net._decay_loss() if
+                                                        kind == "MultiLayerNet" else 0),
+                                      rel=TIGHT)
+    assert_close(last.backward(1), book_last.backward(1), TIGHT, "dout")
+    # the loss is the batch's as the gradient saw it, whatever is edited afterwards
+    net.gradient(x, t)
+    want = book_last.loss
+    t[...] = t[::-1]
+    last.y[...] = 0.5
+    assert last.loss == pytest.approx(want, rel=TIGHT)
+    last.loss = 2.5
+    assert last.loss == 2.5
+    assert pickle.loads(pickle.dumps(net)).lastLayer.loss == 2.5
 
 
 def test_fused_calls_keep_dw_as_the_books_forward_and_fit_leaves_nothing_stale():

@@ -284,12 +284,16 @@ class Kernels:
             raise _bad_item(exc) from None
         return out
 
-    def grad_mean(self, params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[list, list]:
+    def grad_mean(self, params: dict, X: np.ndarray,
+                  Y: np.ndarray) -> tuple[list, list, np.ndarray]:
         """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N
         (the book's SoftmaxWithLoss averages), in one compiled pass over the batch:
-        ``(dW, db)``, C-contiguous (in, out) and (out,) arrays per layer."""
+        ``(dW, db, y)``, C-contiguous (in, out) and (out,) arrays per layer, and the
+        output activations y (N, out) of the forward pass (what the book's last layer
+        keeps)."""
         n = X.shape[0]
         widths = self.sizes[1:]
+        y = np.empty((n, widths[-1]), dtype=DTYPE)
         if n > DENSE_MAX_ROWS:  # rows packed, per-sample gradients summed
             full, _, _ = self.load(params, whole=True)
             rows = pack_x(X, self.sizes[0])
@@ -299,17 +303,21 @@ class Kernels:
             _core.grad_sum(full, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
             for g in gwt + gb:
                 g *= 1.0 / n
+            # the outputs, which this kernel does not keep: one more forward pass
+            _core.forward(full, rows.indptr, rows.split, rows.indices, rows.values, y,
+                          rows.threads())
         else:  # the first layer's gradient written unpadded, as W1 is read
             full, _, w1 = self.load(params)
             gwt = [np.empty((a, b if l == 0 else _core.padded(b)), dtype=DTYPE)
                    for l, (a, b) in enumerate(zip(self.sizes[:-1], widths))]
             gb = [np.empty(_core.padded(b), dtype=DTYPE) for b in widths]
             try:
-                _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1)
+                _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,
+                                 out=y)
             except ValueError as exc:
                 raise _bad_item(exc) from None
         return ([np.ascontiguousarray(g[:, :b]) for g, b in zip(gwt, widths)],
-                [g[:b] for g, b in zip(gb, widths)])
+                [g[:b] for g, b in zip(gb, widths)], y)
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
               learning_rate: float, weight_decay: float) -> None:

@@ -86,9 +86,27 @@ class SoftmaxWithLoss:
     (y - t) / N."""
 
     def __init__(self) -> None:
-        self.loss: float | None = None
+        self.loss = None
         self.y: np.ndarray | None = None
         self.t: np.ndarray | None = None
+
+    @property
+    def loss(self) -> float | None:
+        """The cross-entropy error of the last batch (after a network's fused gradient,
+        computed when first read, from copies of that batch's y and t)."""
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            self._loss, self._pending = cross_entropy_error(*pending), None
+        return self.__dict__.get("_loss")
+
+    @loss.setter
+    def loss(self, value: float | None) -> None:
+        self._loss, self._pending = value, None
+
+    def _defer_loss(self, y: np.ndarray, t: np.ndarray) -> None:
+        """``loss`` is ``cross_entropy_error(y, t)``, computed when read (``y`` and ``t``
+        are the caller's copies, not to be changed)."""
+        self._loss, self._pending = None, (y, t)
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> float:
         self.t = t

@@ -219,11 +219,18 @@ class FusedNet:
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         y = self._kernels.activations(self._weights(), X)
         self._forget_forward()
+        loss = self._keep_loss(y, t, labels)
+        return loss + self._decay_loss() if self._lambda() else loss
+
+    def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> float:
+        """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
+        softmax outputs ``y`` and the cross-entropy error (the book's formula, with its
+        ``+ 1e-7`` inside the log), which is returned."""
         batch_size = y.shape[0]
         loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
-        last = self._last()  # what the book's SoftmaxWithLoss.forward keeps
+        last = self._last()
         last.t, last.y, last.loss = t, y, loss
-        return loss + self._decay_loss() if self._lambda() else loss
+        return loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
@@ -252,13 +259,16 @@ class FusedNet:
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
         weights = self._weights()
-        dWs, dbs = self._kernels.grad_mean(weights, X, Y)
+        dWs, dbs, y = self._kernels.grad_mean(weights, X, Y)
         if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
             # products give 0 * NaN = NaN for blank pixels, the kernels skip them
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self._lambda()
         self._forget_forward(True, (dWs, dbs))
+        last = self._last()  # as the book's gradient leaves it (it runs loss first); the
+        last.t, last.y = t, y  # loss, which scripts read off it, is computed when read
+        last._defer_loss(y.copy(), np.array(t if labels is None else labels))
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
