@@ -957,13 +957,41 @@ def test_bad_types_are_named():
         net.gradient(np.ones((2, 5)), np.array([0.0, 1.0]))
     with pytest.raises(TypeError, match="x must be a numeric array"):
         net.predict(np.array([["a"] * 5]))
+    # a weight of another shape: the book's layer walk, which raises NumPy's error
     assign(net, "W1", np.ones((4, 5)))
-    with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(4, 5\)"):
+    with pytest.raises(ValueError, match="not aligned"), \
+            pytest.warns(SlowPathWarning, match=r"params\['W1'\] has shape \(4, 5\), not "
+                         r"the \(5, 4\)"):
         net.predict(np.ones((1, 5)))
     net.layers["Affine1"].W = np.ones((3, 5))  # params['W1'] is another array now
-    with pytest.raises(ValueError, match=r"layers\['Affine1'\]\.W has shape \(3, 5\)"), \
-            pytest.warns(RuntimeWarning, match="rebound"):
-        net.predict(np.ones((1, 5)))
+    with pytest.raises(ValueError, match="not aligned"), \
+            pytest.warns(SlowPathWarning, match=r"layers\['Affine1'\]\.W has shape \(3, 5\)"):
+        net.gradient(np.ones((1, 5)), np.zeros(1, dtype=int))
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+def test_resized_layers_compute_as_the_book(kind):
+    """A hidden layer grown in both params and the layers (network surgery): the book
+    computes with the new shapes, and so does fastbp, on the layer walk, saying why."""
+    if kind == "TwoLayerNet":
+        net, book = twins(kind, 7, 5, 3, weight_init_std=0.5)
+    else:
+        net, book = twins(kind, 7, [5], 3, weight_decay_lambda=0.1)
+    rng = np.random.default_rng(4)
+    grown = {"W1": rng.normal(size=(7, 6)), "b1": rng.normal(size=6),
+             "W2": rng.normal(size=(6, 3))}
+    for model in (net, book):
+        for key, a in grown.items():
+            model.params[key] = a.copy()
+            layer = model.layers[f"Affine{key[1]}"]
+            setattr(layer, key[0], model.params[key])
+    x, t = batch(rng, 9, 7, 3, onehot=True)
+    with pytest.warns(SlowPathWarning, match=r"params\['W1'\] has shape \(7, 6\), not the "
+                      r"\(7, 5\) the network was built with"):
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert net.loss(x, t) == pytest.approx(book.loss(x, t), rel=TIGHT)
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -89,6 +89,8 @@ class FusedNet:
                                         self._ACTIVATION_NAME)
         if not isinstance(layers, dict) or len(layers) != len(plan):
             return "the network's layers are not the ones its constructor made"
+        sizes = kernels.sizes
+        l = 0  # Affine layers seen
         for (key, kind), (got, layer) in zip(plan, layers.items()):
             if got != key or type(layer) is not kind:
                 return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
@@ -99,10 +101,15 @@ class FusedNet:
                 return (f"layers[{got!r}].{patched} is set on the layer, over fastbp's "
                         f"{kind.__name__}.{patched}")
             if kind is Affine:
-                for attr in ("W", "b"):
+                l += 1
+                for attr, shape in (("W", (sizes[l - 1], sizes[l])), ("b", (sizes[l],))):
                     a = state.get(attr)
                     if _fused.precision_cause("", a):
                         return _fused.precision_cause(self._array_name(got, attr, a), a)
+                    got_shape = getattr(a, "shape", shape)
+                    if got_shape != shape:  # (resized: the book computes with the new one)
+                        return (f"{self._array_name(got, attr, a)} has shape {got_shape}, "
+                                f"not the {shape} the network was built with")
         patched = _patched_class()
         if patched:
             return f"{patched} is not fastbp's"
