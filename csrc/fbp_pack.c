@@ -327,24 +327,38 @@ int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wid
     return 0;
 }
 
-/* Fletcher-style sums over 32-bit words in four lanes: any change to one word changes
- * the first sum, and the second sums weigh each word by its position.  Integer sums: the
- * AVX2 clone (chosen at load time where the CPU has it) gives the same value. */
+/* A hash of a row's bytes, w[0..words) as 32-bit words, pairs of them read as 64-bit
+ * words v_j in four lanes (the structure of XXH3's accumulate step): each lane adds
+ * lo(d_j) * hi(d_j) + swap(v_j), where d_j = v_j ^ k_j and k_j = (j + 1) * K is a key
+ * of its own for every position.  The products make it non-linear, so no pattern of
+ * additive edits (a linear checksum misses +d, -2d, +d at three positions) and no
+ * swap of two words cancels out, except by chance (about 2^-64 per edit).  Integer
+ * arithmetic: the AVX2 clone (chosen at load time where the CPU has it) gives the
+ * same value. */
 FBP_CLONES static uint64_t row_hash(const uint32_t *w, int64_t words)
 {
-    uint64_t a[4] = {1, 2, 3, 4}, b[4] = {0, 0, 0, 0};
+    const uint64_t K = 0x9E3779B97F4A7C15ull;
+    uint64_t acc[4] = {1, 2, 3, 4}, key[4] = {K, 2 * K, 3 * K, 4 * K};
+    const int64_t pairs = words / 2;
     int64_t j = 0;
-    for (; j + 4 <= words; j += 4)
+    for (; j + 4 <= pairs; j += 4)
         for (int i = 0; i < 4; ++i) {
-            a[i] += w[j + i];
-            b[i] += a[i];
+            uint64_t v;
+            memcpy(&v, w + 2 * (j + i), sizeof v);
+            const uint64_t d = v ^ key[i];
+            acc[i] += (uint64_t)(uint32_t)d * (uint32_t)(d >> 32) + ((v << 32) | (v >> 32));
+            key[i] += 4 * K;
         }
-    for (; j < words; ++j) {
-        a[0] += w[j];
-        b[0] += a[0];
+    for (; j < pairs; ++j) {  /* (key[0] is (j + 1) * K here) */
+        uint64_t v;
+        memcpy(&v, w + 2 * j, sizeof v);
+        const uint64_t d = v ^ key[0];
+        acc[0] += (uint64_t)(uint32_t)d * (uint32_t)(d >> 32) + ((v << 32) | (v >> 32));
+        key[0] += K;
     }
-    uint64_t h = (uint64_t)words;
-    for (int i = 0; i < 4; ++i) h = (h ^ a[i]) * 0x9E3779B97F4A7C15ull ^ (b[i] * 0xC2B2AE3D27D4EB4Full);
+    uint64_t h = (uint64_t)words * K;
+    if (words & 1) h ^= (uint64_t)w[words - 1] * 0xC2B2AE3D27D4EB4Full;
+    for (int i = 0; i < 4; ++i) h = (h ^ acc[i]) * 0xBF58476D1CE4E5B9ull + (h >> 29);
     return h;
 }
 

@@ -514,6 +514,31 @@ def test_fingerprint_sees_row_swaps_and_is_thread_count_independent():
     assert rows.fingerprint(1) != h
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None)
+@given(pos=st.integers(0, 783), stride=st.integers(1, 60), d=st.integers(1, 2**20),
+       swap=st.integers(0, 783))
+def test_fingerprint_sees_edits_that_cancel_in_a_linear_checksum(dtype, pos, stride, d, swap):
+    """Words changed by +d, -2d, +d (a second difference: every linear checksum, the
+    Fletcher sums the fingerprint once was among them, keeps its value), or two words
+    of a row swapped: a cached packing must not be reused after either."""
+    rng = np.random.default_rng(pos)
+    X = rng.random((4, 784, 1)).astype(dtype)
+    items = [(X[k], X[k, :10]) for k in range(4)]
+    h = _core.gather_pairs(items, 784, 10, True).fingerprint(1)
+    words = X[2].view(np.uint32).ravel()  # (float64 rows are pairs of these words)
+    p = [q % words.size for q in (pos, pos + stride, pos + 2 * stride)]
+    if len(set(p)) == 3:
+        for q, delta in zip(p, (d, -2 * d, d)):
+            words[q] = np.uint32((int(words[q]) + delta) % 2**32)
+        assert _core.gather_pairs(items, 784, 10, True).fingerprint(1) != h
+        h = _core.gather_pairs(items, 784, 10, True).fingerprint(2)
+    row = X[1].ravel()
+    if row[pos] != row[swap]:
+        row[[pos, swap]] = row[[swap, pos]]
+        assert _core.gather_pairs(items, 784, 10, True).fingerprint(2) != h
+
+
 # ---------------------------------------------------------------- float32 range
 
 
