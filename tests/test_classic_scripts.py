@@ -647,6 +647,25 @@ def test_mutating_sizes_does_not_change_what_the_network_is(data):
     assert net.feedforward(test[0][0]).shape == (10, 1)
 
 
+@pytest.mark.parametrize("cost_name,part", [("QuadraticCost", "delta"),
+                                             ("QuadraticCost", "fn"),
+                                             ("CrossEntropyCost", "delta"),
+                                             ("CrossEntropyCost", "fn"),
+                                             ("LogLikelihoodCost", "delta")])
+def test_patching_a_cost_class_itself_is_honoured(data, cost_name, part, monkeypatch):
+    """``network2.QuadraticCost.delta = ...`` (a patch of fastbp's own cost class): the
+    fused kernels computed the original delta (and total_cost the original fn), silently."""
+    training, validation, _ = data
+    patches = {"delta": lambda z, a, y, prime=None: 3.0 * (a - y) + 0.01,
+               "fn": lambda a, y: np.sum(np.abs(a - y)) + 1.0}
+    for mod in (network2, network2_loop):
+        monkeypatch.setattr(getattr(mod, cost_name), part, staticmethod(patches[part]))
+    result, ref_result = compare(network2_script, network2, network2_loop, cost_name,
+                                 list(training), validation)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
 @pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
 def test_patching_the_class_itself_is_honoured(data, module, ref, monkeypatch):
     """``Network.backprop = ...`` (a patch of the class, not a subclass) is an override."""

@@ -123,17 +123,22 @@ class LogLikelihoodCost:
 
 
 COSTS = {c.__name__: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+# each cost's own fn and delta, kept when it is defined: the kernels compute these, so a
+# later patch of the class itself (``QuadraticCost.delta = ...``) counts as an override
+_COST_PARTS = {c: {part: getattr(c, part) for part in ("fn", "delta")} for c in COSTS.values()}
 
 
-def _known_cost(cost: Any, part: str) -> type | None:
+def _known_cost(cost: Any, part: str, patched: bool = False) -> type | None:
     """The fastbp cost class whose ``part`` ("fn" or "delta") ``cost`` (a class or an
-    instance) uses unchanged, or None (a user's cost, or one that overrides ``part``)."""
+    instance) uses unchanged, or None (a user's cost, or one that overrides ``part``, or
+    patches it on fastbp's class itself, unless ``patched``)."""
     cls = cost if isinstance(cost, type) else type(cost)
     if not isinstance(cost, type) and part in getattr(cost, "__dict__", {}):
         return None
     for known in COSTS.values():
         if isinstance(cls, type) and issubclass(cls, known):
-            return known if getattr(cls, part, None) is getattr(known, part) else None
+            own = getattr(known, part) if patched else _COST_PARTS[known][part]
+            return known if getattr(cls, part, None) is own else None
     return None
 
 
@@ -180,11 +185,14 @@ class Network(CompiledNetwork):
         return self._activation
 
     def _cost_code(self) -> int:
-        known = _known_cost(self.cost, "delta")
+        # (a patched delta runs as the classic code; the code still picks the output layer)
+        known = _known_cost(self.cost, "delta", patched=True)
         return known.code if known is not None else QUADRATIC
 
     def _cost_blocker(self, part: str) -> str | None:
         if _known_cost(self.cost, part) is None:
+            if _known_cost(self.cost, part, patched=True) is not None:
+                return f"{_cost_name(self.cost)}.{part} is not fastbp's (it was replaced)"
             return f"the cost {_cost_name(self.cost)} is not one of fastbp's"
         return None
 
@@ -192,7 +200,8 @@ class Network(CompiledNetwork):
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
     def _softmax_output(self) -> bool:
-        return _known_cost(self.cost, "delta") is LogLikelihoodCost
+        # (a patched LogLikelihoodCost.delta still has the softmax output layer)
+        return _known_cost(self.cost, "delta", patched=True) is LogLikelihoodCost
 
     def default_weight_initializer(self) -> None:
         """Biases from N(0, 1), then weights from N(0, 1/n_in) (n_in inputs to a neuron)."""
