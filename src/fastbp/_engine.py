@@ -726,12 +726,43 @@ class CompiledNetwork:
         (``num_layers - 1``; the output layer last): the "speed of learning" of each
         layer in the vanishing-gradient study.
         """
+        if self._update_blocker() is not None:
+            data, n = listed(data)
+            if not n:
+                raise ValueError("data is empty")
+            return self._classic_norms(
+                classic_data(data, "columns", self._layer_sizes()[-1], what="data"))
         return self._norms(self._pack(data, "train", "data"))
+
+    def _epoch_norms(self, epoch: Epoch) -> dict[str, list[float]]:
+        """``gradient_norms`` of this epoch's training data."""
+        if self._update_blocker() is not None:
+            return self._classic_norms(epoch.items(self))
+        return self._norms(epoch.pack(self))
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
         return {"biases": [norm(g) / packed.n for g in nabla_b],
                 "weights": [norm(g) / packed.n for g in nabla_w]}
+
+    def _classic_norms(self, pairs: Any) -> dict[str, list[float]]:
+        """``_norms`` through ``backprop`` per example (an overridden ``backprop`` or a
+        cost the kernels do not compute is honoured; one SlowPathWarning)."""
+        self._slow(self._update_blocker() or "", "gradient_norms")
+        sum_b: list | None = None
+        sum_w: list = []
+        n = 0
+        for x, y in pairs:
+            nabla_b, nabla_w = self.backprop(x, y)
+            if sum_b is None:
+                sum_b, sum_w = list(nabla_b), list(nabla_w)
+            else:
+                sum_b = [s + g for s, g in zip(sum_b, nabla_b)]
+                sum_w = [s + g for s, g in zip(sum_w, nabla_w)]
+            n += 1
+        if sum_b is None:
+            raise ValueError("data is empty")
+        return {"biases": [norm(g) / n for g in sum_b], "weights": [norm(g) / n for g in sum_w]}
 
 
 class Epoch:

@@ -289,7 +289,7 @@ class Network(CompiledNetwork):
                     f" / {n_data}")
             if monitor_gradient_norms:
                 self.__dict__.setdefault("gradient_norm_history", []).append(
-                    self._norms(epoch.pack(self)))
+                    self._epoch_norms(epoch))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
