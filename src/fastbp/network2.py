@@ -374,8 +374,11 @@ class Network(CompiledNetwork):
         non-regular targets are handled as ``open(filename, "w")`` would (see fastbp._files).
         """
         _files.resolve_target(filename, "filename", probe=False)  # before any work
+        # the widths the parameters have: ``sizes`` left stale after weights of other
+        # widths were assigned would make a file that does not load
+        sizes = self._layer_sizes()
         data: dict[str, Any] = {
-            "sizes": self.sizes,
+            "sizes": sizes,
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
             "cost": _cost_name(self.cost)}
