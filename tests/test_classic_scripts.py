@@ -647,6 +647,48 @@ def test_mutating_sizes_does_not_change_what_the_network_is(data):
     assert net.feedforward(test[0][0]).shape == (10, 1)
 
 
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+@pytest.mark.parametrize("how", ["num_layers", "deeper-weights"])
+def test_num_layers_below_the_depth_is_honoured(data, module, ref, how):
+    """The classic backprop goes back through ``num_layers - 1`` layers: set lower than
+    the depth of the parameters (by hand, or by assigning deeper weights and sizes
+    without it), the first layers get no gradient.  fastbp trained them, silently."""
+    training = data[0]
+
+    def script(mod):
+        net = mod.Network(list(SIZES))
+        if how == "num_layers":
+            net.num_layers = 2
+        else:
+            net.sizes = [SIZES[0], 9, 8, SIZES[-1]]
+            net.biases = [np.random.randn(y, 1) for y in net.sizes[1:]]
+            net.weights = [np.random.randn(y, x) for x, y in zip(net.sizes[:-1], net.sizes[1:])]
+        first = net.weights[0].copy()
+        extra = {"lmbda": 0.0} if mod in (network2, network2_loop) else {}
+        net.SGD(list(training), 2, 10, 0.5, **extra)
+        assert np.array_equal(net.weights[0], first)
+        return [net], None
+
+    compare(script, module, ref)
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_num_layers_beyond_the_depth_is_a_clear_error(data, module, ref):
+    """The classic backprop fails with IndexError there; fastbp names num_layers."""
+    for mod in (module, ref):
+        net = mod.Network(list(SIZES))
+        net.num_layers = 5
+        with pytest.raises(IndexError), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(list(data[0]), 1, 10, 0.5)
+    with pytest.raises(ValueError, match="num_layers is 5"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net = module.Network(list(SIZES))
+        net.num_layers = 5
+        net.backprop(*data[0][0])
+
+
 @pytest.mark.parametrize("cost_name,part", [("QuadraticCost", "delta"),
                                              ("QuadraticCost", "fn"),
                                              ("CrossEntropyCost", "delta"),

@@ -287,7 +287,21 @@ class CompiledNetwork:
         """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
         if self._overridden(("backprop",)):
             return f"{type(self).__name__}.backprop is overridden"
-        return self._cost_blocker("delta")
+        return self._depth_blocker() or self._cost_blocker("delta")
+
+    def _depth_blocker(self) -> str | None:
+        """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
+        runs its backward loop to ``num_layers``, not to the depth the parameters have:
+        set lower, it leaves the first layers' gradients zero), or None."""
+        num_layers = getattr(self, "num_layers", None)
+        try:
+            depth = len(self.weights) + 1
+        except TypeError:
+            return None  # (the parameter checks say what is wrong)
+        if num_layers is None or num_layers == depth:
+            return None
+        return (f"num_layers is {num_layers!r}, but the parameters make {depth} layers "
+                "(the classic backprop goes back through num_layers - 1 of them)")
 
     def _cost_blocker(self, part: str) -> str | None:
         """Why the cost's ``part`` ("delta" or "fn") cannot be fused, or None."""
@@ -645,7 +659,7 @@ class CompiledNetwork:
 
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
-        blocker = self._cost_blocker("delta")
+        blocker = self._depth_blocker() or self._cost_blocker("delta")
         if blocker is not None:
             self._slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch
