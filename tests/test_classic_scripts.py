@@ -648,6 +648,24 @@ def test_mutating_sizes_does_not_change_what_the_network_is(data):
 
 
 @pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_hyper_parameters_as_0d_arrays_train_as_the_classic_code(data, module, ref):
+    """Hyper-parameters read back from an .npz file (``np.load(f)["eta"]``) are 0-d arrays,
+    which the classic arithmetic takes as the numbers they hold; fastbp raised TypeError."""
+    training, validation, _ = data
+    epochs, batch, eta, lmbda = np.array(2), np.array(10), np.array(0.5), np.array(1.0)
+
+    def script(mod):
+        net = mod.Network(list(SIZES))
+        if mod in (network, network_loop):
+            return [net], net.SGD(list(training), epochs, batch, eta, test_data=validation)
+        return [net], net.SGD(list(training), epochs, batch, eta, lmbda,
+                              evaluation_data=validation, monitor_evaluation_accuracy=True)
+
+    result, ref_result = compare(script, module, ref)
+    assert result == ref_result
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
 @pytest.mark.parametrize("how", ["num_layers", "deeper-weights"])
 def test_num_layers_below_the_depth_is_honoured(data, module, ref, how):
     """The classic backprop goes back through ``num_layers - 1`` layers: set lower than
