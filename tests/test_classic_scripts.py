@@ -311,6 +311,50 @@ def test_a_callback_assigning_cost_and_weights_takes_effect(data):
     assert_same_params([net], [ref])
 
 
+@pytest.mark.parametrize("first,then", [("CrossEntropyCost", "user"),
+                                        ("user", "CrossEntropyCost")])
+def test_a_callback_switching_between_fused_and_user_costs_while_monitoring(data, first,
+                                                                           then):
+    """All four monitors on, a callback assigning a user's cost after epoch 0 (or a
+    fastbp cost in place of one): the monitors decided once, before training, whether to
+    call the cost's fn, and the fused one then crashed (AttributeError) on the user's
+    cost.  Each epoch's numbers equal the classic code's, run epoch by epoch with the
+    cost assigned in between."""
+    training, validation, _ = data
+
+    def cost_of(mod, name):
+        return UserCost if name == "user" else getattr(mod, name)
+
+    def script(mod):
+        net = mod.Network(SIZES, cost=cost_of(mod, first))
+        order = list(training)
+        monitors = dict(evaluation_data=validation, monitor_evaluation_cost=True,
+                        monitor_evaluation_accuracy=True, monitor_training_cost=True,
+                        monitor_training_accuracy=True)
+        if mod is network2:
+            def callback(j, n):
+                if j == 0:
+                    n.cost = cost_of(mod, then)
+            return [net], net.SGD(order, 3, 10, 0.5, 1.0, callback=callback, **monitors)
+        results = ([], [], [], [])
+        for j in range(3):
+            for into, got in zip(results, net.SGD(order, 1, 10, 0.5, 1.0, **monitors)):
+                into.extend(got)
+            if j == 0:
+                net.cost = cost_of(mod, then)
+        return [net], results
+
+    (nets, result), lines, state = run(script, network2)
+    (refs, ref_result), ref_lines, ref_state = run(script, network2_loop)
+    # (the classic run's epochs are each call's epoch 0: compare the other lines)
+    assert_same_lines([line for line in lines if not line.startswith("Epoch ")],
+                      [line for line in ref_lines if not line.startswith("Epoch ")])
+    assert_same_params(nets, refs)
+    assert state == ref_state
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
 # ---------------------------------------------------------------- 2. overrides
 
 

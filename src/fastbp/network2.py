@@ -413,44 +413,61 @@ class Network(CompiledNetwork):
 
 class _Monitors:
     """SGD's per-epoch monitoring: each through the network's own method where that is
-    overridden (called as network2.py calls it), else fused on data packed once (and
-    again if a callback or an override changes the layer widths)."""
+    overridden or the cost's ``fn`` is not fastbp's (called as network2.py calls it), else
+    fused on data packed once (and again if a callback or an override changes the layer
+    widths).  Which of the two runs is decided at each call: a callback may assign
+    another cost, or an override, between epochs."""
 
     def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
         self.net = net
-        self.honour_cost = bool(net._overridden(("total_cost", "feedforward"))
-                                or net._cost_blocker("fn"))
-        self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
-        self.honour_any = self.honour_cost or self.honour_accuracy  # user code runs
-        self.evaluation: Packed | None = None
         self.data, self.want_cost = evaluation_data, cost
-        self.fused = evaluation_data is not None and ((cost and not self.honour_cost)
-                                                      or (accuracy and not self.honour_accuracy))
-        self._prepare()
-        # the pairs a user's method is handed (made from (X, Y) arrays only if one is)
-        wanted = (cost and self.honour_cost) or (accuracy and self.honour_accuracy)
-        self.evaluation_data = (classic_data(evaluation_data, what="evaluation_data")
-                                if wanted else None)
+        self.evaluation: Packed | None = None
+        self.evaluation_y: np.ndarray | None = None
+        self._pairs: Any = None
+        if evaluation_data is not None:  # checked before training, as it will be used
+            if (cost and not self.honour_cost) or (accuracy and not self.honour_accuracy):
+                self._prepare()
+            if (cost and self.honour_cost) or (accuracy and self.honour_accuracy):
+                _ = self.evaluation_data
+
+    @property
+    def honour_cost(self) -> bool:
+        net = self.net
+        return bool(net._overridden(("total_cost", "feedforward")) or net._cost_blocker("fn"))
+
+    @property
+    def honour_accuracy(self) -> bool:
+        return bool(self.net._overridden(("accuracy", "feedforward")))
+
+    @property
+    def honour_any(self) -> bool:
+        """User code runs in the monitoring."""
+        return self.honour_cost or self.honour_accuracy
+
+    @property
+    def evaluation_data(self) -> Any:
+        """The pairs a user's method is handed (made from (X, Y) arrays only if one is)."""
+        if self._pairs is None:
+            self._pairs = classic_data(self.data, what="evaluation_data")
+        return self._pairs
 
     def _prepare(self) -> None:
         """Pack the evaluation data for the fused monitors, for the network's current
         layer widths (again if a callback or an override changed them)."""
-        if not self.fused:
-            return
         net, evaluation_data = self.net, self.data
         packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data")
         if packed is not self.evaluation:
-            if self.want_cost and not self.honour_cost:
-                n_out = net._layer_sizes()[-1]
-                if n_out != 10 and as_arrays(evaluation_data) is None:
-                    raise ValueError(
-                        "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
-                        "the evaluation labels as 10-vectors (vectorized_result), but the "
-                        f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
-                self.evaluation_y = (np.eye(n_out)[packed.labels]
-                                     if as_arrays(evaluation_data) is not None
-                                     else _onehot10(packed, n_out, "evaluation_data"))
-            self.evaluation = packed
+            self.evaluation, self.evaluation_y = packed, None
+        if self.want_cost and self.evaluation_y is None and not self.honour_cost:
+            n_out = net._layer_sizes()[-1]
+            if n_out != 10 and as_arrays(evaluation_data) is None:
+                raise ValueError(
+                    "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
+                    "the evaluation labels as 10-vectors (vectorized_result), but the "
+                    f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
+            self.evaluation_y = (np.eye(n_out)[packed.labels]
+                                 if as_arrays(evaluation_data) is not None
+                                 else _onehot10(packed, n_out, "evaluation_data"))
 
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
