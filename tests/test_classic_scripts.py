@@ -503,6 +503,34 @@ def test_an_instance_attribute_override_is_honoured(data):
     assert calls == [10] * 12
 
 
+def test_an_instance_attribute_override_set_by_a_callback_is_called(data):
+    """The classic SGD calls ``self.evaluate`` / ``self.accuracy`` / ``self.total_cost``
+    each epoch, so one set on the instance between epochs (here by a callback) is what
+    the next epoch's line shows; fastbp's fused monitors kept counting themselves."""
+    training, validation, _ = data
+    net = network.Network(SIZES)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.SGD(list(training), 2, 10, 1.0, test_data=validation,
+                callback=lambda j, n: setattr(n, "evaluate", lambda test: 123))
+    assert out.getvalue().splitlines()[1] == f"Epoch 1: 123 / {len(validation)}"
+
+    def callback(j, n):
+        n.accuracy = lambda data, convert=False: 7
+        n.total_cost = lambda data, lmbda, convert=False: 0.25
+
+    net = network2.Network(SIZES)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        result = net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True,
+                         callback=callback)
+    assert [values[1] for values in result] == [0.25, 7, 0.25, 7]
+    assert all(values[0] not in (0.25, 7) for values in result)
+
+
 def test_reentering_sgd_from_a_callback_is_named():
     net = network.Network(SIZES)
     training = make_data(0, SIZES, 20, onehot=True)
