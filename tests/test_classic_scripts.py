@@ -311,6 +311,50 @@ def test_a_callback_assigning_cost_and_weights_takes_effect(data):
     assert_same_params([net], [ref])
 
 
+@pytest.mark.parametrize("first,then", [("CrossEntropyCost", "user"),
+                                        ("user", "CrossEntropyCost")])
+def test_a_callback_switching_between_fused_and_user_costs_while_monitoring(data, first,
+                                                                           then):
+    """All four monitors on, a callback assigning a user's cost after epoch 0 (or a
+    fastbp cost in place of one): the monitors decided once, before training, whether to
+    call the cost's fn, and the fused one then crashed (AttributeError) on the user's
+    cost.  Each epoch's numbers equal the classic code's, run epoch by epoch with the
+    cost assigned in between."""
+    training, validation, _ = data
+
+    def cost_of(mod, name):
+        return UserCost if name == "user" else getattr(mod, name)
+
+    def script(mod):
+        net = mod.Network(SIZES, cost=cost_of(mod, first))
+        order = list(training)
+        monitors = dict(evaluation_data=validation, monitor_evaluation_cost=True,
+                        monitor_evaluation_accuracy=True, monitor_training_cost=True,
+                        monitor_training_accuracy=True)
+        if mod is network2:
+            def callback(j, n):
+                if j == 0:
+                    n.cost = cost_of(mod, then)
+            return [net], net.SGD(order, 3, 10, 0.5, 1.0, callback=callback, **monitors)
+        results = ([], [], [], [])
+        for j in range(3):
+            for into, got in zip(results, net.SGD(order, 1, 10, 0.5, 1.0, **monitors)):
+                into.extend(got)
+            if j == 0:
+                net.cost = cost_of(mod, then)
+        return [net], results
+
+    (nets, result), lines, state = run(script, network2)
+    (refs, ref_result), ref_lines, ref_state = run(script, network2_loop)
+    # (the classic run's epochs are each call's epoch 0: compare the other lines)
+    assert_same_lines([line for line in lines if not line.startswith("Epoch ")],
+                      [line for line in ref_lines if not line.startswith("Epoch ")])
+    assert_same_params(nets, refs)
+    assert state == ref_state
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
 # ---------------------------------------------------------------- 2. overrides
 
 
@@ -457,6 +501,34 @@ def test_an_instance_attribute_override_is_honoured(data):
     with pytest.warns(SlowPathWarning):
         net.SGD(list(training), 1, 10, 1.0, verbose=False)
     assert calls == [10] * 12
+
+
+def test_an_instance_attribute_override_set_by_a_callback_is_called(data):
+    """The classic SGD calls ``self.evaluate`` / ``self.accuracy`` / ``self.total_cost``
+    each epoch, so one set on the instance between epochs (here by a callback) is what
+    the next epoch's line shows; fastbp's fused monitors kept counting themselves."""
+    training, validation, _ = data
+    net = network.Network(SIZES)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.SGD(list(training), 2, 10, 1.0, test_data=validation,
+                callback=lambda j, n: setattr(n, "evaluate", lambda test: 123))
+    assert out.getvalue().splitlines()[1] == f"Epoch 1: 123 / {len(validation)}"
+
+    def callback(j, n):
+        n.accuracy = lambda data, convert=False: 1234  # (no count of 40 samples)
+        n.total_cost = lambda data, lmbda, convert=False: -0.25  # (no cost)
+
+    net = network2.Network(SIZES)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        result = net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True,
+                         callback=callback)
+    assert [values[1] for values in result] == [-0.25, 1234, -0.25, 1234]
+    assert all(values[0] not in (-0.25, 1234) for values in result)
 
 
 def test_reentering_sgd_from_a_callback_is_named():
@@ -645,6 +717,85 @@ def test_mutating_sizes_does_not_change_what_the_network_is(data):
     test = data[2]
     assert net.evaluate(test) == network_loop.Network.evaluate(net, test)
     assert net.feedforward(test[0][0]).shape == (10, 1)
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_hyper_parameters_as_0d_arrays_train_as_the_classic_code(data, module, ref):
+    """Hyper-parameters read back from an .npz file (``np.load(f)["eta"]``) are 0-d arrays,
+    which the classic arithmetic takes as the numbers they hold; fastbp raised TypeError."""
+    training, validation, _ = data
+    epochs, batch, eta, lmbda = np.array(2), np.array(10), np.array(0.5), np.array(1.0)
+
+    def script(mod):
+        net = mod.Network(list(SIZES))
+        if mod in (network, network_loop):
+            return [net], net.SGD(list(training), epochs, batch, eta, test_data=validation)
+        return [net], net.SGD(list(training), epochs, batch, eta, lmbda,
+                              evaluation_data=validation, monitor_evaluation_accuracy=True)
+
+    result, ref_result = compare(script, module, ref)
+    assert result == ref_result
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+@pytest.mark.parametrize("how", ["num_layers", "deeper-weights"])
+def test_num_layers_below_the_depth_is_honoured(data, module, ref, how):
+    """The classic backprop goes back through ``num_layers - 1`` layers: set lower than
+    the depth of the parameters (by hand, or by assigning deeper weights and sizes
+    without it), the first layers get no gradient.  fastbp trained them, silently."""
+    training = data[0]
+
+    def script(mod):
+        net = mod.Network(list(SIZES))
+        if how == "num_layers":
+            net.num_layers = 2
+        else:
+            net.sizes = [SIZES[0], 9, 8, SIZES[-1]]
+            net.biases = [np.random.randn(y, 1) for y in net.sizes[1:]]
+            net.weights = [np.random.randn(y, x) for x, y in zip(net.sizes[:-1], net.sizes[1:])]
+        first = net.weights[0].copy()
+        extra = {"lmbda": 0.0} if mod in (network2, network2_loop) else {}
+        net.SGD(list(training), 2, 10, 0.5, **extra)
+        assert np.array_equal(net.weights[0], first)
+        return [net], None
+
+    compare(script, module, ref)
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_num_layers_beyond_the_depth_is_a_clear_error(data, module, ref):
+    """The classic backprop fails with IndexError there; fastbp names num_layers."""
+    for mod in (module, ref):
+        net = mod.Network(list(SIZES))
+        net.num_layers = 5
+        with pytest.raises(IndexError), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(list(data[0]), 1, 10, 0.5)
+    with pytest.raises(ValueError, match="num_layers is 5"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net = module.Network(list(SIZES))
+        net.num_layers = 5
+        net.backprop(*data[0][0])
+
+
+@pytest.mark.parametrize("cost_name,part", [("QuadraticCost", "delta"),
+                                             ("QuadraticCost", "fn"),
+                                             ("CrossEntropyCost", "delta"),
+                                             ("CrossEntropyCost", "fn"),
+                                             ("LogLikelihoodCost", "delta")])
+def test_patching_a_cost_class_itself_is_honoured(data, cost_name, part, monkeypatch):
+    """``network2.QuadraticCost.delta = ...`` (a patch of fastbp's own cost class): the
+    fused kernels computed the original delta (and total_cost the original fn), silently."""
+    training, validation, _ = data
+    patches = {"delta": lambda z, a, y, prime=None: 3.0 * (a - y) + 0.01,
+               "fn": lambda a, y: np.sum(np.abs(a - y)) + 1.0}
+    for mod in (network2, network2_loop):
+        monkeypatch.setattr(getattr(mod, cost_name), part, staticmethod(patches[part]))
+    result, ref_result = compare(network2_script, network2, network2_loop, cost_name,
+                                 list(training), validation)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
 
 
 @pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])

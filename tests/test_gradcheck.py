@@ -109,6 +109,54 @@ def test_gradient_norms_are_unregularised_and_labels_broadcast():
     assert net.gradient_norms(vectors) != net.gradient_norms(labelled)
 
 
+class _HalfDeltaCost:
+    """A cost the kernels do not compute: quadratic fn, half the cross-entropy delta."""
+
+    @staticmethod
+    def fn(a, y):
+        return 0.5 * np.linalg.norm(a - y) ** 2
+
+    @staticmethod
+    def delta(z, a, y):
+        return 0.5 * (a - y)
+
+
+def _doubled_backprop(cls):
+    class Doubled(cls):
+        def backprop(self, x, y):
+            nabla_b, nabla_w = cls.backprop(self, x, y)
+            return [2 * g for g in nabla_b], [2 * g for g in nabla_w]
+    return Doubled
+
+
+@pytest.mark.parametrize("case", ["user-cost", "network2-backprop", "network-backprop"])
+def test_gradient_norms_honour_a_user_cost_and_an_overridden_backprop(case):
+    """The norms are those of what ``backprop`` returns: a user's cost or an overridden
+    backprop was silently replaced by the fused kernels' own gradient."""
+    pairs = data(10, SIZES, 20)
+    if case == "network-backprop":
+        np.random.seed(11)
+        net = _doubled_backprop(network.Network)(SIZES)
+        np.random.seed(11)
+        ref = _doubled_backprop(network_loop.Network)(list(SIZES))
+    else:
+        fast_cls, ref_cls = network2.Network, network2_loop.Network
+        if case == "network2-backprop":
+            fast_cls, ref_cls = _doubled_backprop(fast_cls), _doubled_backprop(ref_cls)
+        cost = {"user-cost": _HalfDeltaCost}.get(case)
+        np.random.seed(11)
+        net = fast_cls(SIZES, cost=cost or network2.CrossEntropyCost)
+        np.random.seed(11)
+        ref = ref_cls(list(SIZES), cost=cost or network2_loop.CrossEntropyCost)
+    with pytest.warns(fastbp.SlowPathWarning):
+        got = net.gradient_norms(pairs)
+    norms_close(got, reference_norms(ref, pairs), 1e-10)
+    if case != "network-backprop":
+        random.seed(0)  # (the network said it once already)
+        net.SGD(list(pairs), 1, 5, 0.1, monitor_gradient_norms=True, verbose=False)
+        norms_close(net.gradient_norm_history[0], net.gradient_norms(pairs), 1e-12)
+
+
 def test_gradient_norms_mnist(mnist):
     training, _ = mnist
     net, ref = pair2([784, 30, 10], 7)

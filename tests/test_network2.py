@@ -368,6 +368,28 @@ def test_load_reads_a_classic_file(tmp_path, cost):
     params_close(net, ref, 1e-12)
 
 
+def test_save_after_weights_of_other_widths_loads_again(tmp_path):
+    """Network surgery (hidden neurons pruned by assigning smaller weights, ``sizes`` left
+    as it was): the classic network keeps computing with the weights it holds.  fastbp
+    saved the stale ``sizes``, so its own ``load`` refused the file it had written."""
+    for mod in (network2, network2_loop):
+        np.random.seed(12)
+        net = mod.Network([6, 5, 4])
+        net.weights = [net.weights[0][:3], net.weights[1][:, :3]]
+        net.biases = [net.biases[0][:3], net.biases[1]]
+        if mod is network2:
+            fast = net
+        else:
+            ref = net
+    path = tmp_path / "pruned.json"
+    fast.save(path)
+    for back in (network2.load(path), classic_load(path)):
+        assert back.sizes == [6, 3, 4]
+        x = np.random.default_rng(4).standard_normal((6, 1))
+        close(back.feedforward(x), ref.feedforward(x), 1e-12)
+        params_close(back, ref, 0)
+
+
 @pytest.mark.parametrize("activation,cost", [("sigmoid", "CrossEntropyCost"),
                                              ("tanh", "LogLikelihoodCost"),
                                              ("relu", "QuadraticCost")])

@@ -69,8 +69,15 @@ def backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
     example as the classic code calls it.  The rest runs on the network's compiled
     column path where the example and the error are plain columns (the same numbers to
     rounding), else as the classic code does."""
+    if net._depth_blocker() is not None:
+        return classic_backprop(net, x, y)
     column = net._backprop_column(x, y, net._output_error())
     return column if column is not None else classic_backprop(net, x, y)
+
+
+class DepthError(ValueError, IndexError):
+    """``num_layers`` beyond the depth of the parameters (the classic backprop's zs[-l]
+    raises IndexError there)."""
 
 
 def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
@@ -95,7 +102,12 @@ def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
         delta = net.cost_derivative(activations[-1], y) * sigmoid_prime(zs[-1])
     nabla_b[-1] = delta
     nabla_w[-1] = np.dot(delta, activations[-2].transpose())
-    for l in range(2, len(net.weights) + 1):
+    num_layers = getattr(net, "num_layers", len(net.weights) + 1)
+    if num_layers > len(net.weights) + 1:
+        raise DepthError(f"num_layers is {num_layers}, but the network has only "
+                         f"{len(net.weights)} weight layers ({len(net.weights) + 1} layers); "
+                         "set num_layers = len(weights) + 1")
+    for l in range(2, num_layers):
         z = zs[-l]
         sp = prime(z)
         delta = np.dot(net.weights[-l + 1].transpose(), delta) * sp

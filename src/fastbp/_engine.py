@@ -287,7 +287,21 @@ class CompiledNetwork:
         """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
         if self._overridden(("backprop",)):
             return f"{type(self).__name__}.backprop is overridden"
-        return self._cost_blocker("delta")
+        return self._depth_blocker() or self._cost_blocker("delta")
+
+    def _depth_blocker(self) -> str | None:
+        """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
+        runs its backward loop to ``num_layers``, not to the depth the parameters have:
+        set lower, it leaves the first layers' gradients zero), or None."""
+        num_layers = getattr(self, "num_layers", None)
+        try:
+            depth = len(self.weights) + 1
+        except TypeError:
+            return None  # (the parameter checks say what is wrong)
+        if num_layers is None or num_layers == depth:
+            return None
+        return (f"num_layers is {num_layers!r}, but the parameters make {depth} layers "
+                "(the classic backprop goes back through num_layers - 1 of them)")
 
     def _cost_blocker(self, part: str) -> str | None:
         """Why the cost's ``part`` ("delta" or "fn") cannot be fused, or None."""
@@ -645,7 +659,7 @@ class CompiledNetwork:
 
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
-        blocker = self._cost_blocker("delta")
+        blocker = self._depth_blocker() or self._cost_blocker("delta")
         if blocker is not None:
             self._slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch
@@ -726,12 +740,43 @@ class CompiledNetwork:
         (``num_layers - 1``; the output layer last): the "speed of learning" of each
         layer in the vanishing-gradient study.
         """
+        if self._update_blocker() is not None:
+            data, n = listed(data)
+            if not n:
+                raise ValueError("data is empty")
+            return self._classic_norms(
+                classic_data(data, "columns", self._layer_sizes()[-1], what="data"))
         return self._norms(self._pack(data, "train", "data"))
+
+    def _epoch_norms(self, epoch: Epoch) -> dict[str, list[float]]:
+        """``gradient_norms`` of this epoch's training data."""
+        if self._update_blocker() is not None:
+            return self._classic_norms(epoch.items(self))
+        return self._norms(epoch.pack(self))
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
         return {"biases": [norm(g) / packed.n for g in nabla_b],
                 "weights": [norm(g) / packed.n for g in nabla_w]}
+
+    def _classic_norms(self, pairs: Any) -> dict[str, list[float]]:
+        """``_norms`` through ``backprop`` per example (an overridden ``backprop`` or a
+        cost the kernels do not compute is honoured; one SlowPathWarning)."""
+        self._slow(self._update_blocker() or "", "gradient_norms")
+        sum_b: list | None = None
+        sum_w: list = []
+        n = 0
+        for x, y in pairs:
+            nabla_b, nabla_w = self.backprop(x, y)
+            if sum_b is None:
+                sum_b, sum_w = list(nabla_b), list(nabla_w)
+            else:
+                sum_b = [s + g for s, g in zip(sum_b, nabla_b)]
+                sum_w = [s + g for s, g in zip(sum_w, nabla_w)]
+            n += 1
+        if sum_b is None:
+            raise ValueError("data is empty")
+        return {"biases": [norm(g) / n for g in sum_b], "weights": [norm(g) / n for g in sum_w]}
 
 
 class Epoch:

@@ -15,6 +15,14 @@ MAX_LAYERS = 64  # csrc/fbp_impl.h keeps per-layer row pointers in arrays of 64
 MAX_COUNT = 2**63 - 1  # counts reach the kernels as int64
 
 
+def _unwrapped(value: Any) -> Any:
+    """A 0-d NumPy array (e.g. a hyper-parameter read back with ``np.load``) as the scalar
+    it holds, which is what the classic code's arithmetic makes of it; else ``value``."""
+    if type(value) is np.ndarray and value.ndim == 0:
+        return value[()]
+    return value
+
+
 def _is_integer(value: Any) -> bool:
     """An int or NumPy integer; not a bool, and not a timedelta64 (a NumPy "integer")."""
     return (isinstance(value, numbers.Integral)
@@ -75,6 +83,7 @@ def check_dtype(dtype: Any) -> np.dtype:
 
 def check_rate(name: str, value: Any) -> float:
     """A finite, non-negative hyper-parameter (eta, lmbda) as a float."""
+    value = _unwrapped(value)
     if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
@@ -85,6 +94,7 @@ def check_rate(name: str, value: Any) -> float:
 
 def check_count(name: str, value: Any, minimum: int) -> int:
     """An integer argument (epochs, mini_batch_size, ...) of at least ``minimum``."""
+    value = _unwrapped(value)
     if not _is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -96,6 +106,7 @@ def check_count(name: str, value: Any, minimum: int) -> int:
 
 def check_positive(name: str, value: Any) -> float:
     """A finite number > 0 (e.g. the training-set size n in update_mini_batch)."""
+    value = _unwrapped(value)
     if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)

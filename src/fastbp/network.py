@@ -78,10 +78,13 @@ class Network(CompiledNetwork):
             nonlocal test
             epoch.touched = callback is not None or (n_test > 0 and test is None)
             if n_test:
-                if test is not None:  # packed again if a callback changed the layer widths
+                if test is not None and self._overridden(("evaluate", "feedforward")):
+                    correct = self.evaluate(classic_data(test_data, what="test_data"))
+                elif test is not None:  # packed again if a callback changed the widths
                     test = self._repack(test, test_data, "label", "test_data")
-                correct = (self._count_correct(test) if test is not None
-                           else self.evaluate(test_data))
+                    correct = self._count_correct(test)
+                else:
+                    correct = self.evaluate(test_data)
                 if verbose:
                     print(f"Epoch {j}: {correct} / {n_test}")
             elif verbose:

@@ -123,17 +123,22 @@ class LogLikelihoodCost:
 
 
 COSTS = {c.__name__: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+# each cost's own fn and delta, kept when it is defined: the kernels compute these, so a
+# later patch of the class itself (``QuadraticCost.delta = ...``) counts as an override
+_COST_PARTS = {c: {part: getattr(c, part) for part in ("fn", "delta")} for c in COSTS.values()}
 
 
-def _known_cost(cost: Any, part: str) -> type | None:
+def _known_cost(cost: Any, part: str, patched: bool = False) -> type | None:
     """The fastbp cost class whose ``part`` ("fn" or "delta") ``cost`` (a class or an
-    instance) uses unchanged, or None (a user's cost, or one that overrides ``part``)."""
+    instance) uses unchanged, or None (a user's cost, or one that overrides ``part``, or
+    patches it on fastbp's class itself, unless ``patched``)."""
     cls = cost if isinstance(cost, type) else type(cost)
     if not isinstance(cost, type) and part in getattr(cost, "__dict__", {}):
         return None
     for known in COSTS.values():
         if isinstance(cls, type) and issubclass(cls, known):
-            return known if getattr(cls, part, None) is getattr(known, part) else None
+            own = getattr(known, part) if patched else _COST_PARTS[known][part]
+            return known if getattr(cls, part, None) is own else None
     return None
 
 
@@ -180,11 +185,14 @@ class Network(CompiledNetwork):
         return self._activation
 
     def _cost_code(self) -> int:
-        known = _known_cost(self.cost, "delta")
+        # (a patched delta runs as the classic code; the code still picks the output layer)
+        known = _known_cost(self.cost, "delta", patched=True)
         return known.code if known is not None else QUADRATIC
 
     def _cost_blocker(self, part: str) -> str | None:
         if _known_cost(self.cost, part) is None:
+            if _known_cost(self.cost, part, patched=True) is not None:
+                return f"{_cost_name(self.cost)}.{part} is not fastbp's (it was replaced)"
             return f"the cost {_cost_name(self.cost)} is not one of fastbp's"
         return None
 
@@ -192,7 +200,8 @@ class Network(CompiledNetwork):
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
     def _softmax_output(self) -> bool:
-        return _known_cost(self.cost, "delta") is LogLikelihoodCost
+        # (a patched LogLikelihoodCost.delta still has the softmax output layer)
+        return _known_cost(self.cost, "delta", patched=True) is LogLikelihoodCost
 
     def default_weight_initializer(self) -> None:
         """Biases from N(0, 1), then weights from N(0, 1/n_in) (n_in inputs to a neuron)."""
@@ -280,7 +289,7 @@ class Network(CompiledNetwork):
                     f" / {n_data}")
             if monitor_gradient_norms:
                 self.__dict__.setdefault("gradient_norm_history", []).append(
-                    self._norms(epoch.pack(self)))
+                    self._epoch_norms(epoch))
             say()
             if callback is not None and callback(j, self) is False:
                 return None
@@ -365,8 +374,11 @@ class Network(CompiledNetwork):
         non-regular targets are handled as ``open(filename, "w")`` would (see fastbp._files).
         """
         _files.resolve_target(filename, "filename", probe=False)  # before any work
+        # the widths the parameters have: ``sizes`` left stale after weights of other
+        # widths were assigned would make a file that does not load
+        sizes = self._layer_sizes()
         data: dict[str, Any] = {
-            "sizes": self.sizes,
+            "sizes": sizes,
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
             "cost": _cost_name(self.cost)}
@@ -401,44 +413,61 @@ class Network(CompiledNetwork):
 
 class _Monitors:
     """SGD's per-epoch monitoring: each through the network's own method where that is
-    overridden (called as network2.py calls it), else fused on data packed once (and
-    again if a callback or an override changes the layer widths)."""
+    overridden or the cost's ``fn`` is not fastbp's (called as network2.py calls it), else
+    fused on data packed once (and again if a callback or an override changes the layer
+    widths).  Which of the two runs is decided at each call: a callback may assign
+    another cost, or an override, between epochs."""
 
     def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
         self.net = net
-        self.honour_cost = bool(net._overridden(("total_cost", "feedforward"))
-                                or net._cost_blocker("fn"))
-        self.honour_accuracy = bool(net._overridden(("accuracy", "feedforward")))
-        self.honour_any = self.honour_cost or self.honour_accuracy  # user code runs
-        self.evaluation: Packed | None = None
         self.data, self.want_cost = evaluation_data, cost
-        self.fused = evaluation_data is not None and ((cost and not self.honour_cost)
-                                                      or (accuracy and not self.honour_accuracy))
-        self._prepare()
-        # the pairs a user's method is handed (made from (X, Y) arrays only if one is)
-        wanted = (cost and self.honour_cost) or (accuracy and self.honour_accuracy)
-        self.evaluation_data = (classic_data(evaluation_data, what="evaluation_data")
-                                if wanted else None)
+        self.evaluation: Packed | None = None
+        self.evaluation_y: np.ndarray | None = None
+        self._pairs: Any = None
+        if evaluation_data is not None:  # checked before training, as it will be used
+            if (cost and not self.honour_cost) or (accuracy and not self.honour_accuracy):
+                self._prepare()
+            if (cost and self.honour_cost) or (accuracy and self.honour_accuracy):
+                _ = self.evaluation_data
+
+    @property
+    def honour_cost(self) -> bool:
+        net = self.net
+        return bool(net._overridden(("total_cost", "feedforward")) or net._cost_blocker("fn"))
+
+    @property
+    def honour_accuracy(self) -> bool:
+        return bool(self.net._overridden(("accuracy", "feedforward")))
+
+    @property
+    def honour_any(self) -> bool:
+        """User code runs in the monitoring."""
+        return self.honour_cost or self.honour_accuracy
+
+    @property
+    def evaluation_data(self) -> Any:
+        """The pairs a user's method is handed (made from (X, Y) arrays only if one is)."""
+        if self._pairs is None:
+            self._pairs = classic_data(self.data, what="evaluation_data")
+        return self._pairs
 
     def _prepare(self) -> None:
         """Pack the evaluation data for the fused monitors, for the network's current
         layer widths (again if a callback or an override changed them)."""
-        if not self.fused:
-            return
         net, evaluation_data = self.net, self.data
         packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data")
         if packed is not self.evaluation:
-            if self.want_cost and not self.honour_cost:
-                n_out = net._layer_sizes()[-1]
-                if n_out != 10 and as_arrays(evaluation_data) is None:
-                    raise ValueError(
-                        "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
-                        "the evaluation labels as 10-vectors (vectorized_result), but the "
-                        f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
-                self.evaluation_y = (np.eye(n_out)[packed.labels]
-                                     if as_arrays(evaluation_data) is not None
-                                     else _onehot10(packed, n_out, "evaluation_data"))
-            self.evaluation = packed
+            self.evaluation, self.evaluation_y = packed, None
+        if self.want_cost and self.evaluation_y is None and not self.honour_cost:
+            n_out = net._layer_sizes()[-1]
+            if n_out != 10 and as_arrays(evaluation_data) is None:
+                raise ValueError(
+                    "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
+                    "the evaluation labels as 10-vectors (vectorized_result), but the "
+                    f"network has {n_out}; pass evaluation_data as (X, Y) arrays instead")
+            self.evaluation_y = (np.eye(n_out)[packed.labels]
+                                 if as_arrays(evaluation_data) is not None
+                                 else _onehot10(packed, n_out, "evaluation_data"))
 
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
