@@ -742,6 +742,7 @@ def mt_shuffle_random(int64_t[::1] x, object inst):
 cdef extern from "fbp_pack.h" nogil:
     int fbp_all_finite_d(const double *x, int64_t n)
     int fbp_all_finite_f(const float *x, int64_t n)
+    int fbp_all_modest_d(const double *x, int64_t n)
 
 
 def all_finite(list arrays):
@@ -761,6 +762,20 @@ def all_finite(list arrays):
         if not ok:
             return False
     return True
+
+
+def sum_of_squares_is_finite(object obj):
+    """Whether ``np.sum(a ** 2)`` is surely finite for the array ``a``: True if it is a
+    C-contiguous float64 array of at most 2^23 values, all below 2^500 in magnitude;
+    False otherwise (then compute it to know)."""
+    if not isinstance(obj, cnp.ndarray):
+        return False
+    cdef cnp.ndarray a = obj
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE
+            or not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISALIGNED(a)
+            or cnp.PyArray_SIZE(a) > 2 ** 23):
+        return False
+    return fbp_all_modest_d(<const double *>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a)) != 0
 
 
 from libc.math cimport exp, tanh, isfinite

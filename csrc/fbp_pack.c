@@ -437,3 +437,23 @@ void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_
 
 ALL_FINITE(d, double)
 ALL_FINITE(f, float)
+
+/* The same test for (x 2^12)^2: fails for |x| >= 2^500 too, below which a sum of up to
+ * 2^23 squares stays below 2^1023 (cannot overflow to inf). */
+FBP_CLONES int fbp_all_modest_d(const double *x, int64_t n)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int i = 0; i < 8; ++i) {
+            const double s = x[j + i] * 0x1p12;
+            acc[i] += s * s * 0.0;
+        }
+    for (; j < n; ++j) {
+        const double s = x[j] * 0x1p12;
+        acc[0] += s * s * 0.0;
+    }
+    double t = 0;
+    for (int i = 0; i < 8; ++i) t += acc[i];
+    return t == 0;
+}

@@ -17,6 +17,9 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos);
 /* 1 if none of x[:n] is NaN or inf. */
 int fbp_all_finite_d(const double *x, int64_t n);
 int fbp_all_finite_f(const float *x, int64_t n);
+/* Whether every |x[i]| < 2^500 (no NaN or inf either): then the sum of the squares of
+ * up to 2^23 of them is finite. */
+int fbp_all_modest_d(const double *x, int64_t n);
 
 /* Whole-list versions, items split between up to FBP_PACK_MAX_THREADS threads: x[i]
  * points at row i's n values, kind[i] is 1 (double) or 2 (float).  fbp_rows_count

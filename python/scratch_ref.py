@@ -133,6 +133,7 @@ class _LayerNet:
     """predict/loss/accuracy/gradient shared by both networks: run the layers in order."""
 
     weight_decay_lambda = 0
+    _DECAY = False  # whether loss adds the weight-decay term (the book's TwoLayerNet: no)
 
     def predict(self, x):
         for layer in self.layers.values():
@@ -140,8 +141,9 @@ class _LayerNet:
         return x
 
     def _decay(self):
+        # MultiLayerNet adds it even for lambda 0, as the book does (0.5 * 0 * inf is NaN)
         return sum(0.5 * self.weight_decay_lambda * np.sum(self.params[f"W{i}"] ** 2)
-                   for i in range(1, self._n_affine + 1)) if self.weight_decay_lambda else 0
+                   for i in range(1, self._n_affine + 1)) if self._DECAY else 0
 
     def loss(self, x, t):
         return self.lastLayer.forward(self.predict(x), t) + self._decay()
@@ -201,6 +203,8 @@ class MultiLayerNet(_LayerNet):
     """(Affine -> activation) x len(hidden_size_list) -> Affine -> SoftmaxWithLoss, with
     optional weight decay (common/multi_layer_net.py; its accuracy compares labels with
     labels for one-hot t, as the book's later edition does)."""
+
+    _DECAY = True
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
                  weight_init_std="relu", weight_decay_lambda=0):

@@ -772,3 +772,20 @@ def test_sigmoid_edge_values(isa):
     got32 = z32.copy()
     _core.activation(got32, 0)
     assert np.allclose(got32, _float_sigmoid(z32), rtol=3.6e-7, atol=1e-44, equal_nan=True)
+
+
+def test_sum_of_squares_is_finite_flags_what_could_overflow():
+    """True only where ``np.sum(a ** 2)`` is surely finite: values below 2^500, at most
+    2^23 of them, in a C-contiguous native float64 array; anything else asks the caller
+    to compute the sum."""
+    a = np.full(100, 2.0 ** 499)
+    assert _core.sum_of_squares_is_finite(a) and np.isfinite(np.sum(a ** 2))
+    for v in (2.0 ** 500, -1e160, np.inf, np.nan):
+        b = a.copy()
+        b[37] = v
+        assert not _core.sum_of_squares_is_finite(b)
+    assert not _core.sum_of_squares_is_finite(a[::2])
+    assert not _core.sum_of_squares_is_finite(a.astype(np.float32))
+    assert not _core.sum_of_squares_is_finite(a.astype(">f8"))
+    assert not _core.sum_of_squares_is_finite(list(a))
+    assert _core.sum_of_squares_is_finite(np.zeros(0))

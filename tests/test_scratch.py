@@ -205,7 +205,8 @@ def test_params_holding_nan_or_inf_are_refused(n, key, bad):
 def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
     """A delta that overflows to inf above a ReLU unit that is off (z <= 0) gives 0 there,
     as the book's Relu.backward (dout[mask] = 0) gives it, not inf * 0 = NaN spreading
-    to every lower layer's gradient while the loss is finite."""
+    to every lower layer's gradient.  (The book's loss is NaN here, from its weight-decay
+    term 0.5 * 0 * sum(W ** 2) = 0 * inf, and so is fastbp's.)"""
     net, book = twins("MultiLayerNet", 1, [2, 1], 2)
     for p in (net.params, book.params):
         p["W1"][...], p["b1"][...] = [[1.0, 1.0]], 0
@@ -214,7 +215,7 @@ def test_relu_backward_masks_an_overflowed_delta_as_the_book(n):
     x, t = np.ones((n, 1)), np.zeros(n, dtype=int)
     with np.errstate(all="ignore"):
         want = book.gradient(x, t)
-        assert np.isfinite(net.loss(x, t))
+        assert np.isnan(net.loss(x, t)) and np.isnan(book.loss(x, t))
         got = net.gradient(x, t)
     assert all(np.isfinite(w).all() for w in want.values())
     assert_grads(got, want)
@@ -809,6 +810,25 @@ def test_gradient_leaves_the_last_layer_as_the_books_loss_does(kind, onehot, n):
     last.loss = 2.5
     assert last.loss == 2.5
     assert pickle.loads(pickle.dumps(net)).lastLayer.loss == 2.5
+
+
+@pytest.mark.parametrize("big", [1e155, 2.0 ** 500, -1e200, 1e150])
+def test_multilayer_loss_with_zero_decay_is_nan_where_the_books_is(big):
+    """The book's MultiLayerNet adds 0.5 * lambda * sum(W ** 2) even for lambda = 0: a
+    weight whose square overflows makes its loss NaN (0 * inf), which fastbp's loss
+    must not hide as a finite number; weights whose squares stay finite add nothing."""
+    net, book = twins("MultiLayerNet", 7, [5], 3)
+    rng = np.random.default_rng(6)
+    x, t = batch(rng, 9, 7, 3, onehot=False)
+    for model in (net, book):
+        model.params["W2"][1, 2] = big
+    with np.errstate(over="ignore", invalid="ignore"):  # (NumPy warns, for both)
+        got, want = net.loss(x, t), book.loss(x, t)
+    if np.isnan(want):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(want, rel=TIGHT)
+    assert np.isnan(want) == (abs(big) > 1.4e154)
 
 
 def test_fused_calls_keep_dw_as_the_books_forward_and_fit_leaves_nothing_stale():

@@ -187,6 +187,16 @@ class FusedNet:
         TwoLayerNet has none, whatever the attribute says)."""
         return self.weight_decay_lambda if self._BOOK_DECAY else 0
 
+    def _decay_counts(self) -> bool:
+        """Whether the book's weight-decay term can change its loss: lambda is not 0, or
+        (where the book computes it even for 0) a sum of squares of the weights might
+        overflow, and 0.5 * 0 * inf makes the book's loss NaN."""
+        if self._lambda():
+            return True
+        return self._BOOK_DECAY and not all(
+            _core.sum_of_squares_is_finite(self.params[f"W{l}"])
+            for l in range(1, len(self._sizes)))
+
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
@@ -227,7 +237,7 @@ class FusedNet:
         y = self._kernels.activations(self._weights(), X)
         self._forget_forward()
         loss = self._keep_loss(y, t, labels)
-        return loss + self._decay_loss() if self._lambda() else loss
+        return loss + self._decay_loss() if self._decay_counts() else loss
 
     def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> float:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
