@@ -330,7 +330,7 @@ static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, RE
         }
         if (l == L - 1 && net->cost == FBP_LOG_LIKELIHOOD)
             FN(softmax)(z, net->sizes[l + 1]);
-        else
+        else if (l < L - 1 || net->cost != FBP_SCORES)
             FN(activate)(z, net->sizes[l + 1], net->activation);
     }
 }

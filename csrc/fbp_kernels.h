@@ -15,7 +15,9 @@
 #include "fbp_pool.h"
 
 enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
-enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2 };
+/* FBP_SCORES: no activation on the output layer (its affine scores z, for a forward pass;
+ * a backward pass takes the error z - y) */
+enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2, FBP_SCORES = 3 };
 /* FBP_NOTHREAD (-2, fbp_pool.h): a worker thread could not be started. */
 enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3, FBP_BADINPUT = -4 };
 
@@ -36,7 +38,7 @@ typedef struct {
     void *const *wt;       /* wt[l]: sizes[l] x fbp_ld(sizes[l+1]), row-major, REAL */
     void *const *b;        /* b[l]: fbp_ld(sizes[l+1]), REAL */
     int activation;        /* FBP_SIGMOID | FBP_TANH | FBP_RELU (every layer) */
-    int cost;              /* FBP_QUADRATIC | FBP_CROSS_ENTROPY | FBP_LOG_LIKELIHOOD */
+    int cost;              /* FBP_QUADRATIC | FBP_CROSS_ENTROPY | FBP_LOG_LIKELIHOOD | FBP_SCORES */
 } fbp_net;
 
 typedef struct {

@@ -785,7 +785,7 @@ def test_sum_of_squares_is_finite_flags_what_could_overflow():
         b[37] = v
         assert not _core.sum_of_squares_is_finite(b)
     assert not _core.sum_of_squares_is_finite(a[::2])
-    assert not _core.sum_of_squares_is_finite(a.astype(np.float32))
+    assert not _core.sum_of_squares_is_finite(np.ones(4, dtype=np.float32))
     assert not _core.sum_of_squares_is_finite(a.astype(">f8"))
     assert not _core.sum_of_squares_is_finite(list(a))
     assert _core.sum_of_squares_is_finite(np.zeros(0))

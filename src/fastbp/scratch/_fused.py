@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, QUADRATIC, eval_threads, threads_for, warn_user
+from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, eval_threads, threads_for, warn_user
 
 DTYPE = np.float64
 PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
 BATCH_PARALLEL_MIN_ROWS = 32  # the same for a batch taken by input column
 DENSE_MAX_ROWS = 512  # up to this many rows, gradients are taken by input column (their
 #                       rows of z_1 stay in cache); beyond, rows are packed first
+SCORES = 3  # the kernels' cost code for "no output activation" (csrc/fbp_kernels.h)
 FORWARD_DENSE_MAX_ROWS = 64  # forward only: by input column up to here, row by row above
 #                              (measured: equal at 100 rows on 2 threads, 1.2x faster on
 #                              1, 1.6x faster from 300 rows; below 64 rows by column wins)
@@ -166,10 +167,11 @@ def _refuse_nonfinite(params: dict, keys: list[str], arrays: list[np.ndarray]) -
 class Kernels:
     """Kernel handles on a ``params`` dict of Affine layers W1, b1, ..., WL, bL.
 
-    ``load(params)`` returns ``(full, hidden, w1)``: the whole network with the softmax
-    log-likelihood cost (for gradient and loss), the network up to the last hidden layer
-    (for predict: the last Affine layer's scores are one small product in NumPy; None if
-    there is no hidden layer), and ``params['W1']`` as the batch kernels read it.  The
+    ``load(params)`` returns ``(full, scores, w1)``: the whole network with the softmax
+    log-likelihood cost (for gradient and loss), the same network giving the last Affine
+    layer's scores, before the softmax (for predict and accuracy; computed in the kernels,
+    not by a NumPy product, whose BLAS threads would then spin against the kernels'), and
+    ``params['W1']`` as the batch kernels read it.  The
     handles point at padded buffers of their own, refreshed from ``params`` on every call;
     the first layer's weights, by far the largest, are read where they are by the batch
     kernels (``w1``), and copied in only for the row-by-row paths (``whole=True``).
@@ -223,14 +225,13 @@ class Kernels:
         return wt, bs
 
     def load(self, params: dict, whole: bool = False) -> tuple[Any, Any, np.ndarray | None]:
-        """``(full, hidden, w1)`` for the current values of ``params`` (see the class);
+        """``(full, scores, w1)`` for the current values of ``params`` (see the class);
         ``w1`` is None with ``whole`` (W1 copied into the handles' own buffer)."""
         if self._handles is None:
             wt, b = self.buffers(params)
             full = self.net(wt, b)
-            hidden = self.net(wt[:-1], b[:-1], QUADRATIC) if self.n_layers > 1 else None
-            self._handles = (wt, b, full, hidden)
-        wt, bs, full, hidden = self._handles
+            self._handles = (wt, b, full, self.net(wt, b, SCORES))
+        wt, bs, full, scores = self._handles
         w1 = None
         for l in range(1, self.n_layers + 1):
             W, b = self._checked(params, l)
@@ -245,7 +246,7 @@ class Kernels:
         ws = [w1 if w1 is not None else wt[0], *wt[1:]]
         if not _core.all_finite(ws + bs):
             _refuse_nonfinite(params, self.keys(), [a for pair in zip(ws, bs) for a in pair])
-        return full, hidden, w1
+        return full, scores, w1
 
     def _first(self, W: np.ndarray, name: str) -> np.ndarray:
         """W1 as the batch kernels read it: ``W`` itself if it is a C-contiguous float64
@@ -266,15 +267,16 @@ class Kernels:
 
     # -- the compiled operations
 
-    def activations(self, params: dict, X: np.ndarray, hidden: bool = False) -> np.ndarray:
-        """The output activations for the rows of ``X`` (from ``as_rows``) of the network,
-        or with ``hidden`` of its last hidden layer: a small batch by input column, more
-        rows row by row (each row's non-zeros found as it is taken, no packed copy)."""
+    def activations(self, params: dict, X: np.ndarray, scores: bool = False) -> np.ndarray:
+        """The output activations (the softmax) for the rows of ``X`` (from ``as_rows``),
+        or with ``scores`` the last Affine layer's scores: a small batch by input column,
+        more rows row by row (each row's non-zeros found as it is taken, no packed
+        copy)."""
         n = X.shape[0]
         dense = n <= FORWARD_DENSE_MAX_ROWS
-        full, part, w1 = self.load(params, whole=not dense)
-        net, width = (part, self.sizes[-2]) if hidden else (full, self.sizes[-1])
-        out = np.empty((n, width), dtype=DTYPE)
+        full, scoring, w1 = self.load(params, whole=not dense)
+        net = scoring if scores else full
+        out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         try:
             if dense:
                 _core.dense_forward(net, X, out, _batch_threads(n), w0=w1)
