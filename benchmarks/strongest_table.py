@@ -34,6 +34,7 @@ import bench_strongest as bs
 import benchlib as bl
 import numpy as np
 
+SETTLE_S = 0.3  # pause before each timed epoch (see _median_times)
 TARGETS = {"784-30-10-b10": 10.0, "784-30-10-b100": 5.0, "deep-b10": 8.0}
 TITLES = {"784-30-10-b10": "[784,30,10], mini-batch 10",
           "784-30-10-b100": "[784,30,10], mini-batch 100",
@@ -60,6 +61,10 @@ def _median_times(impls: dict, repeats: int, failed: dict, log: Callable) -> dic
         k = r % len(names)
         for name in names[k:] + names[:k]:  # the order rotated every repeat
             gc.collect()
+            # the previous run's idle threads (OpenBLAS's spin for ~0.1 s after a
+            # multi-threaded call, OpenMP's likewise) go to sleep first, so that no
+            # implementation is timed sharing the cores with another's spinning threads
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             impls[name]()
             times[name].append(time.perf_counter() - t0)
