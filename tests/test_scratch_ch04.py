@@ -184,3 +184,21 @@ def test_the_chapter_4_loop_trains_as_the_books():
                 n.params[key] -= 0.5 * grad[key]
     for key in book.params:
         assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
+def test_params_of_another_size_are_computed_with_as_the_book_does():
+    """Params loaded from a network of another hidden size (``net.params = loaded``):
+    the book's methods compute with them, so fastbp runs the book's code (it raised a
+    shape error)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(8)
+    loaded = {"W1": rng.standard_normal((6, 7)), "b1": rng.standard_normal(7),
+              "W2": rng.standard_normal((7, 3)), "b2": rng.standard_normal(3)}
+    net.params = {key: a.copy() for key, a in loaded.items()}
+    book.params = {key: a.copy() for key, a in loaded.items()}
+    x, t = batch(rng, 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"params\['W1'\] has shape \(6, 7\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))

@@ -6,10 +6,10 @@ objects (every method reads ``params``), ``predict`` returning the softmax proba
 ``accuracy`` and ``gradient`` taking one-hot targets.  Same constructor and ``np.random``
 draws as the book's; ``predict``, ``loss``, ``accuracy`` and ``gradient`` are one compiled
 call per batch of rows x (N, input_size) and equal the book's NumPy results to rounding.
-Anything else the book's code would compute differently from the kernels (other array
-shapes, weights of another precision, a gradient that overflowed) runs the book's own
-code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` call ``self.predict``, as
-the book's do, so a subclass's ``predict`` is honoured.
+Anything else the book's code would compute differently from the kernels (``x``, ``t`` or
+``params`` of other shapes, weights of another precision, a gradient that overflowed) runs
+the book's own code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` call
+``self.predict``, as the book's do, so a subclass's ``predict`` is honoured.
 """
 
 from __future__ import annotations
@@ -51,10 +51,17 @@ class TwoLayerNet:
             return (f"t of shape {np.shape(t)} (the book's code takes one-hot rows "
                     f"({x.shape[0]}, {n_out}) here)")
         params = self.params if isinstance(self.params, dict) else {}
-        for key in ("W1", "b1", "W2", "b2"):
-            cause = _fused.precision_cause(f"params[{key!r}]", params.get(key))
+        sizes = self._kernels.sizes
+        for key, shape in (("W1", (sizes[0], sizes[1])), ("b1", (sizes[1],)),
+                           ("W2", (sizes[1], sizes[2])), ("b2", (sizes[2],))):
+            a = params.get(key)
+            cause = _fused.precision_cause(f"params[{key!r}]", a)
             if cause:
                 return cause
+            got = getattr(a, "shape", shape)
+            if got != shape:  # (params of another network size: the book computes with them)
+                return (f"params[{key!r}] has shape {got}, not the {shape} the network was "
+                        "built with")
         return None
 
     def predict(self, x: Any) -> np.ndarray:
