@@ -1052,6 +1052,23 @@ def test_resized_layers_compute_as_the_book(kind):
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+@pytest.mark.parametrize("bias", [0, 0.5])
+def test_a_scalar_bias_computes_as_the_book(kind, bias):
+    """``layers['Affine1'].b = 0`` (a network without that bias): the book's Affine adds
+    the scalar, so fastbp walks the layers, saying why (it raised a shape error)."""
+    args = (7, 5, 3) if kind == "TwoLayerNet" else (7, [5], 3)
+    net, book = twins(kind, *args, weight_init_std=0.5)
+    net.layers["Affine1"].b = book.layers["Affine1"].b = bias
+    x, t = batch(np.random.default_rng(9), 9, 7, 3, onehot=False)
+    with pytest.warns(SlowPathWarning, match=r"layers\['Affine1'\]\.b has shape \(\), not "
+                      r"the \(5,\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert net.loss(x, t) == pytest.approx(book.loss(x, t), rel=TIGHT)
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"activation": "tanh"}, "activation"),
     ({"weight_init_std": "lecun"}, "weight_init_std"),

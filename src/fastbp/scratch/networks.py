@@ -121,7 +121,8 @@ class FusedNet:
                     a = state.get(attr)
                     if _fused.precision_cause("", a):
                         return _fused.precision_cause(self._array_name(got, attr, a), a)
-                    got_shape = getattr(a, "shape", shape)
+                    # (np.shape: a scalar bias, which the book adds, has shape ())
+                    got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
                     if got_shape != shape:  # (resized: the book computes with the new one)
                         return (f"{self._array_name(got, attr, a)} has shape {got_shape}, "
                                 f"not the {shape} the network was built with")
