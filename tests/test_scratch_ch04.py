@@ -202,3 +202,15 @@ def test_params_of_another_size_are_computed_with_as_the_book_does():
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     assert net.accuracy(x, t) == book.accuracy(x, t)
     assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_a_scalar_bias_computes_as_the_book():
+    """``params['b1'] = 0`` (no hidden bias): the book adds the scalar, and so does
+    fastbp, on the book's code (it raised a shape error)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    net.params["b1"] = book.params["b1"] = 0
+    x, t = batch(np.random.default_rng(9), 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"params\['b1'\] has shape \(\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))

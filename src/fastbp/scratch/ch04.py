@@ -58,7 +58,7 @@ class TwoLayerNet:
             cause = _fused.precision_cause(f"params[{key!r}]", a)
             if cause:
                 return cause
-            got = getattr(a, "shape", shape)
+            got = np.shape(a) if a is not None else shape  # (a scalar bias has shape ())
             if got != shape:  # (params of another network size: the book computes with them)
                 return (f"params[{key!r}] has shape {got}, not the {shape} the network was "
                         "built with")
