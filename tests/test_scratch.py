@@ -746,6 +746,23 @@ def test_a_replaced_last_layer_is_honoured_where_it_is_used():
     assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
+def test_a_last_layer_assigned_to_multi_layer_nets_lastlayer_is_kept_and_not_used():
+    """The book's MultiLayerNet has no ``lastLayer`` (it reads ``last_layer``): assigning
+    one sets a plain attribute that its methods ignore (it raised AttributeError: the
+    property had no setter)."""
+    net, book = twins("MultiLayerNet", 7, [5], 3, weight_decay_lambda=0.2)
+    x, t = batch(np.random.default_rng(5), 9, 7, 3, onehot=True, dtype=np.float64)
+    other = layers.SoftmaxWithLoss()
+    net.lastLayer = other
+    assert net.lastLayer is other and net.last_layer is not other
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert other.loss is None and net.last_layer.t is t
+    assert pickle.loads(pickle.dumps(net)).lastLayer.loss is None
+
+
 def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
     calls = []
 

@@ -552,9 +552,15 @@ class MultiLayerNet(FusedNet):
         self.last_layer = SoftmaxWithLoss()
 
     @property
-    def lastLayer(self) -> SoftmaxWithLoss:
-        """``last_layer`` under TwoLayerNet's name for it."""
-        return self.last_layer
+    def lastLayer(self) -> Any:
+        """``last_layer`` under TwoLayerNet's name for it, unless ``lastLayer`` was
+        assigned: then that object (the book's MultiLayerNet has no ``lastLayer``, so an
+        assigned one is kept and not used, as there)."""
+        return self.__dict__.get("lastLayer", self.last_layer)
+
+    @lastLayer.setter
+    def lastLayer(self, layer: Any) -> None:
+        self.__dict__["lastLayer"] = layer
 
     def _last(self) -> Any:
         return self.last_layer
