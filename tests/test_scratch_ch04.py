@@ -214,3 +214,25 @@ def test_a_scalar_bias_computes_as_the_book():
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_params_loaded_from_an_npz_file_in_float32_compute_in_float32(tmp_path):
+    """``net.params = np.load('params.npz')`` (a mapping, not a dict) of float32 arrays:
+    the book computes float32 x in float32, and so does fastbp, on the book's code (it
+    computed in float64 without a word)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    np.savez(tmp_path / "params.npz", **{k: a.astype(np.float32) for k, a in book.params.items()})
+    net.params = np.load(tmp_path / "params.npz")
+    book.params = np.load(tmp_path / "params.npz")
+    x, t = batch(np.random.default_rng(10), 5, 6, 3, np.float32)
+    t = t.astype(np.float32)
+    with pytest.warns(SlowPathWarning, match=r"params\['W1'\] is float32"):
+        got = net.predict(x)
+    want = book.predict(x)
+    assert got.dtype == want.dtype == np.float32
+    assert_close(got, want, TIGHT, "predict")
+    grads, book_grads = net.gradient(x, t), book.gradient(x, t)
+    assert_grads(grads, book_grads)
+    assert grads["W1"].dtype == book_grads["W1"].dtype == np.float32
+    net.params.close()
+    book.params.close()

@@ -14,6 +14,7 @@ the book's own code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` cal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ class TwoLayerNet:
         if t is not None and (getattr(t, "ndim", None) != 2 or t.shape != (x.shape[0], n_out)):
             return (f"t of shape {np.shape(t)} (the book's code takes one-hot rows "
                     f"({x.shape[0]}, {n_out}) here)")
-        params = self.params if isinstance(self.params, dict) else {}
+        # (any mapping: np.load of an .npz file gives one, read afresh on every access)
+        params = self.params if isinstance(self.params, Mapping) else {}
         sizes = self._kernels.sizes
         for key, shape in (("W1", (sizes[0], sizes[1])), ("b1", (sizes[1],)),
                            ("W2", (sizes[1], sizes[2])), ("b2", (sizes[2],))):
