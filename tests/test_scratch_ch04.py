@@ -236,3 +236,26 @@ def test_params_loaded_from_an_npz_file_in_float32_compute_in_float32(tmp_path):
     assert grads["W1"].dtype == book_grads["W1"].dtype == np.float32
     net.params.close()
     book.params.close()
+
+
+def test_a_subclass_init_that_does_not_call_fastbps_runs_the_books_code():
+    """A subclass whose own ``__init__`` sets ``params`` as the book's does (say with
+    another initialisation), without calling TwoLayerNet's: the book's methods read
+    ``params`` alone, so fastbp runs the book's code, saying why (it raised
+    AttributeError: no '_kernels')."""
+    def __init__(self, input_size, hidden_size, output_size):
+        self.params = {"W1": np.random.randn(input_size, hidden_size) / np.sqrt(input_size),
+                       "b1": np.zeros(hidden_size),
+                       "W2": np.random.randn(hidden_size, output_size) / np.sqrt(hidden_size),
+                       "b2": np.zeros(output_size)}
+
+    np.random.seed(11)
+    net = type("Net", (TwoLayerNet,), {"__init__": __init__})(6, 4, 3)
+    np.random.seed(11)
+    book = type("Book", (ref.Ch04TwoLayerNet,), {"__init__": __init__})(6, 4, 3)
+    x, t = batch(np.random.default_rng(11), 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.__init__ did not call TwoLayerNet"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))

@@ -45,6 +45,9 @@ class TwoLayerNet:
     def _blocker(self, x: Any, t: Any = None) -> str | None:
         """Why the kernels would not compute what the book's method does here, or None
         (``loss`` and ``accuracy`` call ``self.predict``, so an override is honoured)."""
+        if "_kernels" not in self.__dict__:  # (a subclass's own __init__ set params alone)
+            return (f"{type(self).__name__}.__init__ did not call TwoLayerNet.__init__ "
+                    "(which sets up fastbp's kernels)")
         n_in, n_out = self._kernels.sizes[0], self._kernels.sizes[-1]
         if getattr(x, "ndim", None) != 2 or x.shape[1] != n_in or not x.shape[0]:
             return f"x of shape {np.shape(x)} (the kernels take rows (N, {n_in}))"
