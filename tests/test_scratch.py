@@ -511,6 +511,64 @@ def test_a_subclass_overriding_predict_is_honoured_by_loss_accuracy_and_gradient
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+def _init_without_super(kind: str, lib):
+    """An ``__init__`` written out as the book's (``lib``'s layer classes), which does not
+    call the base class's."""
+    def __init__(self, input_size, hidden, output_size, weight_decay_lambda=0):
+        sizes = [input_size, *hidden, output_size]
+        self.hidden_layer_num = len(hidden)
+        self.weight_decay_lambda = weight_decay_lambda
+        self.params = {}
+        for l in range(1, len(sizes)):
+            self.params[f"W{l}"] = 0.5 * np.random.randn(sizes[l - 1], sizes[l])
+            self.params[f"b{l}"] = np.zeros(sizes[l])
+        self.layers = OrderedDict()
+        for l in range(1, len(sizes)):
+            self.layers[f"Affine{l}"] = lib.Affine(self.params[f"W{l}"], self.params[f"b{l}"])
+            if l < len(sizes) - 1:
+                name = "Relu" if kind == "TwoLayerNet" else "Activation_function"
+                self.layers[f"{name}{l}"] = lib.Relu()
+        if kind == "TwoLayerNet":
+            self.lastLayer = lib.SoftmaxWithLoss()
+        else:
+            self.last_layer = lib.SoftmaxWithLoss()
+    return __init__
+
+
+@pytest.mark.parametrize("kind,lam", [("TwoLayerNet", 0), ("MultiLayerNet", 0),
+                                      ("MultiLayerNet", 0.3)])
+def test_a_subclass_init_that_does_not_call_fastbps_runs_the_books_code(kind, lam):
+    """A subclass whose own ``__init__`` builds params and layers as the book's does,
+    without calling the base class's: the book's methods work on it, so fastbp's run
+    the book's code (with one warning naming why) instead of an AttributeError."""
+    Net = type("Net", (getattr(scratch, kind),), {"__init__": _init_without_super(kind, layers)})
+    Book = type("Book", (getattr(ref, kind),), {"__init__": _init_without_super(kind, ref)})
+    if kind == "MultiLayerNet":  # (what scratch_ref's MultiLayerNet reads, set by its init)
+        Book.lastLayer = property(lambda self: self.last_layer)
+        Book._n_affine = property(lambda self: self.hidden_layer_num + 1)
+    hidden = [5] if kind == "TwoLayerNet" else [5, 4]
+    np.random.seed(5)
+    net = Net(7, hidden, 3, lam)
+    np.random.seed(5)
+    book = Book(7, hidden, 3, lam)
+    rng = np.random.default_rng(5)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
+    with pytest.warns(SlowPathWarning, match=rf"Net\.__init__ did not call {kind}\.__init__"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_grads(net.numerical_gradient(x[:2], t[:2]), book.numerical_gradient(x[:2], t[:2]),
+                 1e-6)
+    np.random.seed(6)
+    net.fit(x, t, iters=3, batch_size=4, learning_rate=0.1)
+    np.random.seed(6)
+    ref.train(book, x, t, iters_num=3, batch_size=4, learning_rate=0.1)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
 def test_an_overridden_loss_that_calls_accuracy_keeps_the_layers_walked():
     """The book's gradient walks the layers through the overridden loss; an accuracy it
     calls runs predict again on the layers (as the book's does), not the fused kernels,
@@ -687,6 +745,23 @@ def test_a_replaced_last_layer_is_honoured_where_it_is_used():
     with pytest.warns(SlowPathWarning, match="the last layer is a Halved"):
         assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_a_last_layer_assigned_to_multi_layer_nets_lastlayer_is_kept_and_not_used():
+    """The book's MultiLayerNet has no ``lastLayer`` (it reads ``last_layer``): assigning
+    one sets a plain attribute that its methods ignore (it raised AttributeError: the
+    property had no setter)."""
+    net, book = twins("MultiLayerNet", 7, [5], 3, weight_decay_lambda=0.2)
+    x, t = batch(np.random.default_rng(5), 9, 7, 3, onehot=True, dtype=np.float64)
+    other = layers.SoftmaxWithLoss()
+    net.lastLayer = other
+    assert net.lastLayer is other and net.last_layer is not other
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert other.loss is None and net.last_layer.t is t
+    assert pickle.loads(pickle.dumps(net)).lastLayer.loss is None
 
 
 def test_fit_with_an_overridden_gradient_runs_the_loop_as_written():
@@ -1012,6 +1087,23 @@ def test_resized_layers_compute_as_the_book(kind):
     assert net.loss(x, t) == pytest.approx(book.loss(x, t), rel=TIGHT)
     assert net.accuracy(x, t) == book.accuracy(x, t)
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+@pytest.mark.parametrize("bias", [0, 0.5])
+def test_a_scalar_bias_computes_as_the_book(kind, bias):
+    """``layers['Affine1'].b = 0`` (a network without that bias): the book's Affine adds
+    the scalar, so fastbp walks the layers, saying why (it raised a shape error)."""
+    args = (7, 5, 3) if kind == "TwoLayerNet" else (7, [5], 3)
+    net, book = twins(kind, *args, weight_init_std=0.5)
+    net.layers["Affine1"].b = book.layers["Affine1"].b = bias
+    x, t = batch(np.random.default_rng(9), 9, 7, 3, onehot=False)
+    with pytest.warns(SlowPathWarning, match=r"layers\['Affine1'\]\.b has shape \(\), not "
+                      r"the \(5,\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert net.loss(x, t) == pytest.approx(book.loss(x, t), rel=TIGHT)
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
 @pytest.mark.parametrize("kwargs,match", [

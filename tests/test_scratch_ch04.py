@@ -184,3 +184,78 @@ def test_the_chapter_4_loop_trains_as_the_books():
                 n.params[key] -= 0.5 * grad[key]
     for key in book.params:
         assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
+def test_params_of_another_size_are_computed_with_as_the_book_does():
+    """Params loaded from a network of another hidden size (``net.params = loaded``):
+    the book's methods compute with them, so fastbp runs the book's code (it raised a
+    shape error)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(8)
+    loaded = {"W1": rng.standard_normal((6, 7)), "b1": rng.standard_normal(7),
+              "W2": rng.standard_normal((7, 3)), "b2": rng.standard_normal(3)}
+    net.params = {key: a.copy() for key, a in loaded.items()}
+    book.params = {key: a.copy() for key, a in loaded.items()}
+    x, t = batch(rng, 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"params\['W1'\] has shape \(6, 7\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_a_scalar_bias_computes_as_the_book():
+    """``params['b1'] = 0`` (no hidden bias): the book adds the scalar, and so does
+    fastbp, on the book's code (it raised a shape error)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    net.params["b1"] = book.params["b1"] = 0
+    x, t = batch(np.random.default_rng(9), 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"params\['b1'\] has shape \(\)"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
+def test_params_loaded_from_an_npz_file_in_float32_compute_in_float32(tmp_path):
+    """``net.params = np.load('params.npz')`` (a mapping, not a dict) of float32 arrays:
+    the book computes float32 x in float32, and so does fastbp, on the book's code (it
+    computed in float64 without a word)."""
+    net, book = twins(6, 4, 3, weight_init_std=0.5)
+    np.savez(tmp_path / "params.npz", **{k: a.astype(np.float32) for k, a in book.params.items()})
+    net.params = np.load(tmp_path / "params.npz")
+    book.params = np.load(tmp_path / "params.npz")
+    x, t = batch(np.random.default_rng(10), 5, 6, 3, np.float32)
+    t = t.astype(np.float32)
+    with pytest.warns(SlowPathWarning, match=r"params\['W1'\] is float32"):
+        got = net.predict(x)
+    want = book.predict(x)
+    assert got.dtype == want.dtype == np.float32
+    assert_close(got, want, TIGHT, "predict")
+    grads, book_grads = net.gradient(x, t), book.gradient(x, t)
+    assert_grads(grads, book_grads)
+    assert grads["W1"].dtype == book_grads["W1"].dtype == np.float32
+    net.params.close()
+    book.params.close()
+
+
+def test_a_subclass_init_that_does_not_call_fastbps_runs_the_books_code():
+    """A subclass whose own ``__init__`` sets ``params`` as the book's does (say with
+    another initialisation), without calling TwoLayerNet's: the book's methods read
+    ``params`` alone, so fastbp runs the book's code, saying why (it raised
+    AttributeError: no '_kernels')."""
+    def __init__(self, input_size, hidden_size, output_size):
+        self.params = {"W1": np.random.randn(input_size, hidden_size) / np.sqrt(input_size),
+                       "b1": np.zeros(hidden_size),
+                       "W2": np.random.randn(hidden_size, output_size) / np.sqrt(hidden_size),
+                       "b2": np.zeros(output_size)}
+
+    np.random.seed(11)
+    net = type("Net", (TwoLayerNet,), {"__init__": __init__})(6, 4, 3)
+    np.random.seed(11)
+    book = type("Book", (ref.Ch04TwoLayerNet,), {"__init__": __init__})(6, 4, 3)
+    x, t = batch(np.random.default_rng(11), 5, 6, 3, np.float64)
+    with pytest.warns(SlowPathWarning, match=r"Net\.__init__ did not call TwoLayerNet"):
+        assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))

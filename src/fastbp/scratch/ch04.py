@@ -6,14 +6,15 @@ objects (every method reads ``params``), ``predict`` returning the softmax proba
 ``accuracy`` and ``gradient`` taking one-hot targets.  Same constructor and ``np.random``
 draws as the book's; ``predict``, ``loss``, ``accuracy`` and ``gradient`` are one compiled
 call per batch of rows x (N, input_size) and equal the book's NumPy results to rounding.
-Anything else the book's code would compute differently from the kernels (other array
-shapes, weights of another precision, a gradient that overflowed) runs the book's own
-code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` call ``self.predict``, as
-the book's do, so a subclass's ``predict`` is honoured.
+Anything else the book's code would compute differently from the kernels (``x``, ``t`` or
+``params`` of other shapes, weights of another precision, a gradient that overflowed) runs
+the book's own code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` call
+``self.predict``, as the book's do, so a subclass's ``predict`` is honoured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,17 +45,28 @@ class TwoLayerNet:
     def _blocker(self, x: Any, t: Any = None) -> str | None:
         """Why the kernels would not compute what the book's method does here, or None
         (``loss`` and ``accuracy`` call ``self.predict``, so an override is honoured)."""
+        if "_kernels" not in self.__dict__:  # (a subclass's own __init__ set params alone)
+            return (f"{type(self).__name__}.__init__ did not call TwoLayerNet.__init__ "
+                    "(which sets up fastbp's kernels)")
         n_in, n_out = self._kernels.sizes[0], self._kernels.sizes[-1]
         if getattr(x, "ndim", None) != 2 or x.shape[1] != n_in or not x.shape[0]:
             return f"x of shape {np.shape(x)} (the kernels take rows (N, {n_in}))"
         if t is not None and (getattr(t, "ndim", None) != 2 or t.shape != (x.shape[0], n_out)):
             return (f"t of shape {np.shape(t)} (the book's code takes one-hot rows "
                     f"({x.shape[0]}, {n_out}) here)")
-        params = self.params if isinstance(self.params, dict) else {}
-        for key in ("W1", "b1", "W2", "b2"):
-            cause = _fused.precision_cause(f"params[{key!r}]", params.get(key))
+        # (any mapping: np.load of an .npz file gives one, read afresh on every access)
+        params = self.params if isinstance(self.params, Mapping) else {}
+        sizes = self._kernels.sizes
+        for key, shape in (("W1", (sizes[0], sizes[1])), ("b1", (sizes[1],)),
+                           ("W2", (sizes[1], sizes[2])), ("b2", (sizes[2],))):
+            a = params.get(key)
+            cause = _fused.precision_cause(f"params[{key!r}]", a)
             if cause:
                 return cause
+            got = np.shape(a) if a is not None else shape  # (a scalar bias has shape ())
+            if got != shape:  # (params of another network size: the book computes with them)
+                return (f"params[{key!r}] has shape {got}, not the {shape} the network was "
+                        "built with")
         return None
 
     def predict(self, x: Any) -> np.ndarray:

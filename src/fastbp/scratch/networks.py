@@ -66,6 +66,19 @@ class FusedNet:
     def _sizes(self) -> list[int]:
         return self._kernels.sizes
 
+    def _n_affine(self) -> int:
+        """How many Affine layers the book's methods read (its TwoLayerNet: two)."""
+        return 2
+
+    def _setup_cause(self) -> str | None:
+        """Why there are no kernels (a subclass's ``__init__`` built the network without
+        calling fastbp's), or None."""
+        if "_kernels" in self.__dict__:
+            return None
+        base = next(c for c in type(self).__mro__ if c.__module__ == __name__)
+        return (f"{type(self).__name__}.__init__ did not call {base.__name__}.__init__ "
+                "(which sets up fastbp's kernels)")
+
     def _last(self) -> Any:
         """The SoftmaxWithLoss layer (``lastLayer`` or ``last_layer``, by class)."""
         return self.lastLayer
@@ -81,8 +94,10 @@ class FusedNet:
         for name in _CALLS[method]:
             if name in own or getattr(cls, name, None) is not _ORIGINALS[name]:
                 return f"{cls.__name__}.{name} is overridden"
+        kernels = self.__dict__.get("_kernels")
+        if kernels is None:
+            return self._setup_cause()
         layers = self.layers
-        kernels = self._kernels
         plan = kernels.__dict__.get("plan")
         if plan is None:  # (kept on the kernels, which do not pickle it)
             plan = kernels.plan = _plan(len(kernels.sizes) - 1, kernels.activation,
@@ -106,7 +121,8 @@ class FusedNet:
                     a = state.get(attr)
                     if _fused.precision_cause("", a):
                         return _fused.precision_cause(self._array_name(got, attr, a), a)
-                    got_shape = getattr(a, "shape", shape)
+                    # (np.shape: a scalar bias, which the book adds, has shape ())
+                    got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
                     if got_shape != shape:  # (resized: the book computes with the new one)
                         return (f"{self._array_name(got, attr, a)} has shape {got_shape}, "
                                 f"not the {shape} the network was built with")
@@ -200,7 +216,7 @@ class FusedNet:
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
-        for l in range(1, len(self._sizes)):
+        for l in range(1, self._n_affine() + 1):
             weight_decay += 0.5 * lam * np.sum(self.params[f"W{l}"] ** 2)
         return weight_decay
 
@@ -321,7 +337,7 @@ class FusedNet:
         for layer in reversed(list(self.layers.values())):
             dout = layer.backward(dout)
         grads = {}
-        for l in range(1, len(self._sizes)):
+        for l in range(1, self._n_affine() + 1):
             affine = self.layers[f"Affine{l}"]
             grads[f"W{l}"] = (affine.dW + self.weight_decay_lambda * affine.W
                               if self._BOOK_DECAY else affine.dW)
@@ -335,7 +351,7 @@ class FusedNet:
             return self.loss(x, t)
 
         grads = {}
-        for l in range(1, len(self._sizes)):
+        for l in range(1, self._n_affine() + 1):
             grads[f"W{l}"] = numerical_gradient(loss_W, self.params[f"W{l}"])
             grads[f"b{l}"] = numerical_gradient(loss_W, self.params[f"b{l}"])
         return grads
@@ -348,9 +364,13 @@ class FusedNet:
         draws as the loop makes) followed by ``params[key] -= learning_rate * grad[key]``.
         ``params`` are updated in place, as the loop updates them.  Where ``gradient``
         could not run fused (see the class), the loop runs as written, in Python."""
-        X = _fused.as_rows(x, self._sizes[0])
-        n = X.shape[0]
-        labels, Y = _fused.pack_t(t, n, self._sizes[-1])
+        missing = self._setup_cause()
+        if missing:  # (the book's loop checks x and t as it goes)
+            n = len(x)
+        else:
+            X = _fused.as_rows(x, self._sizes[0])
+            n = X.shape[0]
+            labels, Y = _fused.pack_t(t, n, self._sizes[-1])
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -363,7 +383,7 @@ class FusedNet:
             raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate!r}")
         if iters == 0:
             return
-        cause = self._blocker("fit") or self._rebound()
+        cause = missing or self._blocker("fit") or self._rebound()
         if cause:
             warn_slow(self, cause, "fit")
             self._book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
@@ -540,11 +560,20 @@ class MultiLayerNet(FusedNet):
         self.last_layer = SoftmaxWithLoss()
 
     @property
-    def lastLayer(self) -> SoftmaxWithLoss:
-        """``last_layer`` under TwoLayerNet's name for it."""
-        return self.last_layer
+    def lastLayer(self) -> Any:
+        """``last_layer`` under TwoLayerNet's name for it, unless ``lastLayer`` was
+        assigned: then that object (the book's MultiLayerNet has no ``lastLayer``, so an
+        assigned one is kept and not used, as there)."""
+        return self.__dict__.get("lastLayer", self.last_layer)
+
+    @lastLayer.setter
+    def lastLayer(self, layer: Any) -> None:
+        self.__dict__["lastLayer"] = layer
 
     def _last(self) -> Any:
         return self.last_layer
+
+    def _n_affine(self) -> int:
+        return self.hidden_layer_num + 1
 
 
