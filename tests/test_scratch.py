@@ -315,6 +315,33 @@ def test_numerical_gradient_matches_backprop_and_the_book():
         assert np.array_equal(net.params[key], book.params[key])
 
 
+@pytest.mark.parametrize("n", [3, 70], ids=["by-column", "row-by-row"])
+@pytest.mark.parametrize("fortran_w1", [False, True])
+def test_numerical_gradient_checks_once_and_leaves_the_books_state(n, fortran_w1):
+    """numerical_gradient's loop makes its checks once (only parameter values change in
+    it): the same numbers as the book's, the parameters restored, and the last layer
+    left as the book's last loss leaves it; a W1 the kernels take a copy of (not
+    C-contiguous) still has every perturbation seen."""
+    net, book = twins("TwoLayerNet", 6, 5, 3, weight_init_std=0.5)
+    rng = np.random.default_rng(n)
+    randomize(net, book, rng)
+    if fortran_w1:
+        for model in (net, book):
+            model.params["W1"] = np.asfortranarray(model.params["W1"])
+            model.layers["Affine1"].W = model.params["W1"]
+    x, t = batch(rng, n, 6, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the W1 copy, said once)
+        numeric = net.numerical_gradient(x, t)
+        assert_grads(numeric, net.gradient(x, t), rtol=1e-6)
+        net.numerical_gradient(x, t)
+    assert_grads(numeric, book.numerical_gradient(x, t), rtol=1e-8)
+    assert net.lastLayer.loss == pytest.approx(book.lastLayer.loss, rel=TIGHT)
+    assert_close(net.lastLayer.y, book.lastLayer.y, TIGHT, "y")
+    for key in book.params:
+        assert np.array_equal(net.params[key], book.params[key])
+
+
 # ---------------------------------------------------------------- params as the book uses them
 
 

@@ -286,6 +286,42 @@ class Kernels:
             raise _bad_item(exc) from None
         return out
 
+    def repeated_activations(self, params: dict, X: np.ndarray) -> Any:
+        """``activations(params, X)`` as a function of no arguments, for calls between which
+        only the values in the arrays of ``params`` change (``numerical_gradient``'s loop):
+        the arrays are checked here, once, and each call copies the small ones into the
+        kernel buffers and runs the kernel (its output array is reused).  None unless
+        every array is a C-contiguous float64 one (then call ``activations``)."""
+        arrays = [params[key] for key in self.keys()]
+        if not all(type(a) is np.ndarray and a.dtype == DTYPE and a.flags.c_contiguous
+                   and a.flags.aligned and a.dtype.isnative for a in arrays):
+            return None
+        n = X.shape[0]
+        dense = n <= FORWARD_DENSE_MAX_ROWS
+        full, _, w1 = self.load(params, whole=not dense)  # (the checks, once)
+        wt, bs = self._handles[0], self._handles[1]
+        copies = []
+        for l, n_out in enumerate(self.sizes[1:], start=1):
+            copies.append((bs[l - 1][:n_out], params[f"b{l}"]))
+            if l > 1 or not dense:
+                copies.append((wt[l - 1][:, :n_out], params[f"W{l}"]))
+        out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
+        threads = _batch_threads(n) if dense else eval_threads()
+
+        def run() -> np.ndarray:
+            for dest, src in copies:
+                np.copyto(dest, src)
+            try:
+                if dense:
+                    _core.dense_forward(full, X, out, threads, w0=w1)
+                else:
+                    _core.forward_rows(full, X, out, threads)
+            except ValueError as exc:
+                raise _bad_item(exc) from None
+            return out
+
+        return run
+
     def grad_mean(self, params: dict, X: np.ndarray,
                   Y: np.ndarray) -> tuple[list, list, np.ndarray]:
         """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N

@@ -21,7 +21,7 @@ import functools
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -253,12 +253,16 @@ class FusedNet:
         loss = self._keep_loss(y, t, labels)
         return loss + self._decay_loss() if self._decay_counts() else loss
 
-    def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> float:
+    def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
+                   picks: np.ndarray | None = None) -> float:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
         softmax outputs ``y`` and the cross-entropy error (the book's formula, with its
-        ``+ 1e-7`` inside the log), which is returned."""
+        ``+ 1e-7`` inside the log), which is returned.  ``picks``: the flat indices of
+        the labels' entries of ``y``, if known."""
         batch_size = y.shape[0]
-        loss = -np.sum(np.log(y[np.arange(batch_size), labels] + 1e-7)) / batch_size
+        if picks is None:
+            picks = np.arange(batch_size) * y.shape[1] + labels
+        loss = -np.log(y.take(picks) + 1e-7).sum() / batch_size
         last = self._last()
         last.t, last.y, last.loss = t, y, loss
         return loss
@@ -346,15 +350,42 @@ class FusedNet:
 
     def numerical_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """The same gradient by central differences of ``loss`` (slow: two losses per
-        parameter; for checking ``gradient``)."""
+        parameter; for checking ``gradient``).  Where ``loss`` runs fused, its checks are
+        made once, not once per parameter: the loop changes nothing but the parameters'
+        values."""
+        lean = self._repeated_loss(x, t)
+
         def loss_W(W: np.ndarray) -> float:
-            return self.loss(x, t)
+            return self.loss(x, t) if lean is None else lean()
 
         grads = {}
         for l in range(1, self._n_affine() + 1):
             grads[f"W{l}"] = numerical_gradient(loss_W, self.params[f"W{l}"])
             grads[f"b{l}"] = numerical_gradient(loss_W, self.params[f"b{l}"])
         return grads
+
+    def _repeated_loss(self, x: Any, t: Any) -> Callable[[], float] | None:
+        """``loss(x, t)`` for calls between which only the values in the parameter
+        arrays change (``numerical_gradient``'s loop), with what does not change checked
+        once; None where ``loss`` would not run fused (then call it)."""
+        if _walks_layers(self) or self._blocker("loss"):
+            return None
+        X = _fused.as_rows(x, self._sizes[0])
+        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
+        weights = self._weights()
+        outputs = self._kernels.repeated_activations(weights, X)
+        if outputs is None:  # (arrays the kernels take copies of: no shortcut)
+            return None
+        decay = self._decay_counts()
+        self._forget_forward()
+        picks = np.arange(X.shape[0]) * self._sizes[-1] + labels
+        keep_loss, decay_loss = self._keep_loss, self._decay_loss
+
+        def loss() -> float:
+            value = keep_loss(outputs(), t, labels, picks)
+            return value + decay_loss() if decay else value
+
+        return loss
 
     def fit(self, x: Any, t: Any, epochs: int = 1, batch_size: int = 100,
             learning_rate: float = 0.1, *, iters: int | None = None) -> None:
