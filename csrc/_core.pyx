@@ -62,14 +62,18 @@ cdef extern from "fbp_kernels.h" nogil:
     int FBP_BADINPUT
     int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
                           int x_double, int64_t m, const double *y, double scale,
-                          double **gb, double **gwt, double *out, int nthreads, int64_t *bad)
+                          double **gb, double **gwt, double *out, double *acts, int nthreads,
+                          int64_t *bad)
     int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const void *x,
                           int x_double, int64_t m, const float *y, double scale,
-                          float **gb, float **gwt, float *out, int nthreads, int64_t *bad)
+                          float **gb, float **gwt, float *out, float *acts, int nthreads,
+                          int64_t *bad)
     int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                            double *out, int nthreads, fbp_interrupt *intr, int64_t *bad)
+                            double *out, double *acts, int nthreads, fbp_interrupt *intr,
+                            int64_t *bad)
     int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                            float *out, int nthreads, fbp_interrupt *intr, int64_t *bad)
+                            float *out, float *acts, int nthreads, fbp_interrupt *intr,
+                            int64_t *bad)
     void fbp_activation_d(double *z, int64_t n, int act)
     void fbp_activation_f(float *z, int64_t n, int act)
     const char *fbp_isa()
@@ -366,14 +370,29 @@ cdef _dense_status(int status, int64_t bad):
                            "fastbp.set_num_threads)")
 
 
+cdef real *_acts_buffer(_Net net, int64_t m, real[::1] acts) except? NULL:
+    """The pointer to ``acts`` (None: NULL), checked to hold every layer's activations
+    of m rows: m * (sum of the padded layer widths) values."""
+    if acts is None:
+        return NULL
+    cdef int64_t units = 0
+    cdef int l
+    for l in range(1, net.net.n_layers + 1):
+        units += fbp_ld(net.net.sizes[l])
+    if acts.shape[0] != m * units:
+        raise ValueError(f"acts has {acts.shape[0]} values, expected {m * units} "
+                         f"({m} rows of {units})")
+    return &acts[0] if m * units else NULL
+
+
 def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list gwt,
-               int nthreads=1, object w0=None, real[:, ::1] out=None):
+               int nthreads=1, object w0=None, real[:, ::1] out=None, real[::1] acts=None):
     """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
     (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
     every element, padding included, is overwritten).  ``w0``: the first layer's W
     transposed, unpadded (n_in, n_out), in place of the net's own; ``gwt[0]`` is then
     unpadded too.  ``out`` (m, n_out), if given, receives the output activations of the
-    forward pass."""
+    forward pass, and ``acts`` every layer's (as ``dense_forward`` gives them)."""
     cdef int64_t m = y.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
@@ -386,31 +405,34 @@ def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list g
             raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected "
                              f"{(m, n_out)}")
         outp = &out[0, 0]
+    cdef real *actp = _acts_buffer(net, m, acts)
     cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
     _check_grads(net, gb, gwt, real is double, ld0)
     cdef Py_ssize_t L = len(gb)
     cdef int status
-    cdef tuple keep = (tuple(gb), tuple(gwt), X, w0, out)  # our own references for the call
+    cdef tuple keep = (tuple(gb), tuple(gwt), X, w0, out, acts)  # our own references
     cdef void **p = _grad_pointers(keep)
     try:
         with nogil:
             if real is double:
                 status = fbp_dense_batch_d(&net.net, <const double *>w0p, ld0, xp, x_double,
                                            m, &y[0, 0], scale, <double **>p,
-                                           <double **>(p + L), outp, nthreads, &bad)
+                                           <double **>(p + L), outp, actp, nthreads, &bad)
             else:
                 status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double,
                                            m, &y[0, 0], scale, <float **>p,
-                                           <float **>(p + L), outp, nthreads, &bad)
+                                           <float **>(p + L), outp, actp, nthreads, &bad)
     finally:
         free(p)
     _dense_status(status, bad)
 
 
-def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w0=None):
+def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w0=None,
+                  real[::1] acts=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
     into ``out`` (m, n_out): equal to ``forward`` on the same rows packed.  ``w0`` as in
-    ``dense_grad``."""
+    ``dense_grad``.  ``acts``, if given, receives every layer's activations: layer 1's m
+    rows (padded to ``padded(n_1)``), then layer 2's, and so on."""
     cdef int64_t m = out.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
@@ -418,15 +440,16 @@ def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w
         raise ValueError(f"out has {out.shape[1]} columns, expected "
                          f"{net.net.sizes[net.net.n_layers]}")
     cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
+    cdef real *actp = _acts_buffer(net, m, acts)
     cdef int status
-    cdef tuple keep = (X, w0)
+    cdef tuple keep = (X, w0, acts)
     with nogil:
         if real is double:
             status = fbp_dense_batch_d(&net.net, <const double *>w0p, ld0, xp, x_double, m,
-                                       NULL, 0, NULL, NULL, &out[0, 0], nthreads, &bad)
+                                       NULL, 0, NULL, NULL, &out[0, 0], actp, nthreads, &bad)
         else:
             status = fbp_dense_batch_f(&net.net, <const float *>w0p, ld0, xp, x_double, m,
-                                       NULL, 0, NULL, NULL, &out[0, 0], nthreads, &bad)
+                                       NULL, 0, NULL, NULL, &out[0, 0], actp, nthreads, &bad)
     _dense_status(status, bad)
 
 
@@ -443,26 +466,28 @@ def activation(real[::1] z, int act):
         fbp_activation_f(&z[0], z.shape[0], act)
 
 
-def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1):
+def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1] acts=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
     into ``out`` (m, n_out), row by row, each row's non-zeros found as it is taken: equal
-    to ``forward`` on the same rows packed, with no packed copy (for many rows)."""
+    to ``forward`` on the same rows packed, with no packed copy (for many rows).  ``acts``
+    as in ``dense_forward``."""
     cdef int64_t m = out.shape[0], bad = -1
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
     if out.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"out has {out.shape[1]} columns, expected "
                          f"{net.net.sizes[net.net.n_layers]}")
+    cdef real *actp = _acts_buffer(net, m, acts)
     cdef int status
-    cdef object keep = X
+    cdef tuple keep = (X, acts)
     cdef _Interrupt intr = _Interrupt()
     with nogil:
         if real is double:
-            status = fbp_forward_dense_d(&net.net, xp, x_double, m, &out[0, 0], nthreads,
-                                         &intr.c, &bad)
+            status = fbp_forward_dense_d(&net.net, xp, x_double, m, &out[0, 0], actp,
+                                         nthreads, &intr.c, &bad)
         else:
-            status = fbp_forward_dense_f(&net.net, xp, x_double, m, &out[0, 0], nthreads,
-                                         &intr.c, &bad)
+            status = fbp_forward_dense_f(&net.net, xp, x_double, m, &out[0, 0], actp,
+                                         nthreads, &intr.c, &bad)
     if intr.exc is not None:  # Ctrl-C first, even when a bad row stopped a thread too
         status = FBP_INTERRUPTED
     if status == FBP_BADINPUT:

@@ -552,6 +552,7 @@ typedef struct {
     int x_double;
     int64_t start, count;
     REAL *out;
+    REAL *acts;                  /* NULL, or every layer's activations (see forward_dense) */
     fbp_interrupt *intr;
     atomic_int stop, nomem;
     _Atomic int64_t bad;         /* the first row with a NaN or inf (INT64_MAX: none) */
@@ -629,6 +630,13 @@ static void FN(forward_part)(void *arg, int t, int nt)
             FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
         }
         memcpy(job->out + i * nout, A[L], (size_t)nout * sizeof(REAL));
+        if (job->acts) {  /* layer l's rows after those of layers 1..l-1 */
+            REAL *block = job->acts;
+            for (int l = 1; l <= L; ++l) {
+                memcpy(block + i * LD(l), A[l], (size_t)LD(l) * sizeof(REAL));
+                block += job->count * LD(l);
+            }
+        }
         if (t == 0 && fbp_interrupted(job->intr)) atomic_store(&job->stop, 1);
         if (atomic_load_explicit(&job->stop, memory_order_relaxed)) break;
     }
@@ -638,10 +646,11 @@ static void FN(forward_part)(void *arg, int t, int nt)
 /* CSR rows (data) or dense rows (x), see fbp_forward_d and fbp_forward_dense_d. */
 static int FN(forward_any)(const fbp_net *net, const fbp_data *data, const void *x,
                            int x_double, int64_t start, int64_t count, REAL *out,
-                           int nthreads, fbp_interrupt *intr, int64_t *bad)
+                           REAL *acts, int nthreads, fbp_interrupt *intr, int64_t *bad)
 {
     FN(forward_job) job = {.net = net, .data = data, .x = x, .x_double = x_double,
-                           .start = start, .count = count, .out = out, .intr = intr};
+                           .start = start, .count = count, .out = out, .acts = acts,
+                           .intr = intr};
     atomic_init(&job.stop, 0);
     atomic_init(&job.nomem, 0);
     atomic_init(&job.bad, INT64_MAX);
@@ -659,14 +668,14 @@ static int FN(forward_any)(const fbp_net *net, const fbp_data *data, const void 
 int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count, REAL *out,
                 int nthreads, fbp_interrupt *intr)
 {
-    return FN(forward_any)(net, data, NULL, 0, start, count, out, nthreads, intr, NULL);
+    return FN(forward_any)(net, data, NULL, 0, start, count, out, NULL, nthreads, intr, NULL);
 }
 
 int FN(forward_dense)(const fbp_net *net, const void *x, int x_double, int64_t m, REAL *out,
-                      int nthreads, fbp_interrupt *intr, int64_t *bad)
+                      REAL *acts, int nthreads, fbp_interrupt *intr, int64_t *bad)
 {
     *bad = -1;
-    return FN(forward_any)(net, NULL, x, x_double, 0, m, out, nthreads, intr, bad);
+    return FN(forward_any)(net, NULL, x, x_double, 0, m, out, acts, nthreads, intr, bad);
 }
 
 int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
@@ -990,7 +999,7 @@ static void FN(dense_part)(void *arg, int t, int nt)
 /* See fbp_dense_batch_d in fbp_kernels.h. */
 int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void *x,
                     int x_double, int64_t m, const REAL *y, double scale, REAL *const *gb,
-                    REAL *const *gwt, REAL *out, int nthreads, int64_t *bad)
+                    REAL *const *gwt, REAL *out, REAL *acts, int nthreads, int64_t *bad)
 {
     const int64_t units = FN(total_units)(net);
     *bad = -1;
@@ -1004,7 +1013,7 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
         job.bad[p] = -1;
         job.status[p] = FBP_OK;
     }
-    job.abuf = (REAL *)malloc((size_t)(m * units) * sizeof(REAL));
+    job.abuf = acts ? acts : (REAL *)malloc((size_t)(m * units) * sizeof(REAL));
     job.dbuf = gb ? (REAL *)malloc((size_t)(m * units) * sizeof(REAL)) : NULL;
     job.zpart = (REAL *)malloc((size_t)(m * LD(1)) * sizeof(REAL));
     int status = FBP_NOMEM;
@@ -1018,7 +1027,8 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
         free(job.colptr[p]); free(job.crow[p]); free(job.cval[p]);
     }
     if (status == FBP_OK && *bad >= 0) status = FBP_BADINPUT;
-    free(job.abuf); free(job.dbuf); free(job.zpart);
+    if (!acts) free(job.abuf);
+    free(job.dbuf); free(job.zpart);
     return status;
 }
 

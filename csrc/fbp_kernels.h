@@ -72,13 +72,16 @@ int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64
 
 /* Output activations of the m dense rows x (m x sizes[0], float if !x_double, else
  * double) into out (m x sizes[L]), each row's non-zeros found as it is taken: equal to
- * FBP forward's on the same rows packed.  Returns as fbp_forward_d does, or
- * FBP_BADINPUT with *bad the first row holding a NaN or inf (for float, or a double
- * beyond float range). */
+ * FBP forward's on the same rows packed.  acts, unless NULL, receives every layer's
+ * activations: layer 1's m padded rows (of fbp_ld(sizes[1])), then layer 2's, and so
+ * on.  Returns as fbp_forward_d does, or FBP_BADINPUT with *bad the first row holding a
+ * NaN or inf (for float, or a double beyond float range). */
 int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                        double *out, int nthreads, fbp_interrupt *intr, int64_t *bad);
+                        double *out, double *acts, int nthreads, fbp_interrupt *intr,
+                        int64_t *bad);
 int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                        float *out, int nthreads, fbp_interrupt *intr, int64_t *bad);
+                        float *out, float *acts, int nthreads, fbp_interrupt *intr,
+                        int64_t *bad);
 
 /* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
  * to gb[l] and gwt[l] (laid out, and padded, like b[l] and wt[l]). */
@@ -92,7 +95,9 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * gradient of the summed cost for targets y (m x sizes[L]) is written (not added) to
  * gb[l] and gwt[l] (laid out and padded like b[l] and wt[l]), what grad_sum adds up to
  * rounding.  The output activations go to out (m x sizes[L]) unless it is NULL (it
- * must not be with gb NULL), equal to FBP forward's.  w0 (may be NULL: net->wt[0]) stands in for the first layer's W^T:
+ * must not be with gb NULL), equal to FBP forward's, and every layer's to acts unless
+ * it is NULL (laid out as fbp_forward_dense_d's).  w0 (may be NULL: net->wt[0]) stands
+ * in for the first layer's W^T:
  * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]) (elements past
  * sizes[1] are not read); gwt[0] then has the same layout (every element written; gb[0]
  * stays padded).  Returns
@@ -100,12 +105,12 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * NaN or inf.  Uses at most FBP_PARTS threads. */
 int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
                       int x_double, int64_t m, const double *y, double scale,
-                      double *const *gb, double *const *gwt, double *out, int nthreads,
-                      int64_t *bad);
+                      double *const *gb, double *const *gwt, double *out, double *acts,
+                      int nthreads, int64_t *bad);
 int fbp_dense_batch_f(const fbp_net *net, const float *w0, int64_t ld0, const void *x,
                       int x_double, int64_t m, const float *y, double scale,
-                      float *const *gb, float *const *gwt, float *out, int nthreads,
-                      int64_t *bad);
+                      float *const *gb, float *const *gwt, float *out, float *acts,
+                      int nthreads, int64_t *bad);
 
 /* The activation `act` of z[:n] in place, exactly as the kernels apply it (the sigmoid's
  * exp is the kernels' own vector exp, double and float; tests check it against libm's). */

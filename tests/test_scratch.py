@@ -850,33 +850,67 @@ def test_fit_with_a_dropout_layer_draws_as_the_books_loop():
         assert_close(net.params[key], book.params[key], 1e-10, key)
 
 
-def test_layer_state_after_fused_calls_is_the_books_or_refused():
-    """After loss, the last layer holds the book's y, t and loss (its backward works);
-    after gradient, the Affine layers' dW and db are the returned gradients; the other
-    layers kept nothing (the fused calls did not run them), so a backward through them
-    raises a clear error instead of going back through an older batch."""
+def _manual_backward(model) -> list:
+    """The book's gradient written out in a script, after a forward pass: the last
+    layer's backward, then every layer's in reverse; the Affine layers' dW and db."""
+    dout = model.lastLayer.backward(1)
+    for layer in reversed(list(model.layers.values())):
+        dout = layer.backward(dout)
+    return [g for key, layer in model.layers.items() if key.startswith("Affine")
+            for g in (layer.dW, layer.db)]
+
+
+@pytest.mark.parametrize("kind,args,kwargs", [
+    ("TwoLayerNet", (7, 5, 3), {"weight_init_std": 0.5}),
+    ("MultiLayerNet", (7, [5, 4], 3), {"activation": "sigmoid"}),
+    ("MultiLayerNet", (7, [6, 5, 4], 3), {}),
+])
+@pytest.mark.parametrize("call", ["loss", "predict", "accuracy", "gradient"])
+def test_a_scripts_own_backward_after_a_fused_call_is_the_books(kind, args, kwargs, call):
+    """Scripts write the book's gradient out themselves: network.loss(x, t) (or predict,
+    whose scores they feed to lastLayer.forward), then lastLayer.backward and every
+    layer's backward in reverse.  The fused calls leave each layer what the book's
+    forward pass leaves it (the Affine layers their input, Relu its mask, Sigmoid its
+    output), so that gives the book's dW and db."""
+    net, book = twins(kind, *args, **kwargs)
+    rng = np.random.default_rng(8)
+    randomize(net, book, rng)
+    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float32)
+    for model in (net, book):
+        model.layers["Affine1"].forward(x[:2])  # state from another batch, replaced below
+        if call in ("predict", "accuracy"):
+            getattr(model, call)(*((x,) if call == "predict" else (x, t)))
+            model.lastLayer.forward(model.predict(x), t)
+        else:
+            getattr(model, call)(x, t)
+    got, want = _manual_backward(net), _manual_backward(book)
+    for g, w in zip(got, want):
+        assert_close(g, w, TIGHT, "dW/db")
+    assert net.layers["Affine1"].original_x_shape == x.shape
+
+
+def test_layer_state_above_the_kept_rows_is_cleared():
+    """Above LAYER_STATE_MAX_ROWS rows (accuracy over a whole data set, say) the hidden
+    layers' activations are not kept: a backward through a layer then raises a clear
+    error instead of going back through an older batch."""
     net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
     rng = np.random.default_rng(8)
     randomize(net, book, rng)
-    x, t = batch(rng, 9, 7, 3, onehot=True, dtype=np.float64)
-    net.layers["Affine1"].forward(x[:2])  # state from another batch, made stale below
+    x, t = batch(rng, 600, 7, 3, onehot=True, dtype=np.float64)
+    net.loss(x[:9], t[:9])  # state from another batch, made stale below
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
-    assert net.lastLayer.t is t
-    assert net.lastLayer.loss == net.loss(x, t)
     assert_close(net.lastLayer.backward(1), book.lastLayer.backward(1), TIGHT, "dout")
     with pytest.raises(RuntimeError, match=r"Affine\.backward: this layer kept nothing"):
-        net.layers["Affine2"].backward(np.ones((9, 3)))
-    with pytest.raises(RuntimeError, match=r"Affine\.backward"):
-        net.layers["Affine1"].backward(np.ones((9, 5)))
+        net.layers["Affine2"].backward(np.ones((600, 3)))
+    with pytest.raises(RuntimeError, match=r"Relu\.backward"):
+        net.layers["Relu1"].backward(np.ones((600, 5)))
     grads = net.gradient(x, t)
     book.gradient(x, t)
     for l in (1, 2):
         assert net.layers[f"Affine{l}"].dW is grads[f"W{l}"]
         assert_close(net.layers[f"Affine{l}"].db, book.layers[f"Affine{l}"].db, TIGHT, "db")
-    # the book's gradient runs loss first: its last layer keeps that batch's y, t, loss
-    assert_close(net.lastLayer.backward(1), book.lastLayer.backward(1), TIGHT, "dout")
-    with pytest.raises(RuntimeError, match=r"Relu\.backward"):
-        net.layers["Relu1"].backward(np.ones((9, 5)))
+    with pytest.raises(RuntimeError, match=r"Affine\.backward"):
+        net.layers["Affine1"].backward(np.ones((600, 5)))
 
 
 @pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])

@@ -28,6 +28,8 @@ BATCH_PARALLEL_MIN_ROWS = 32  # the same for a batch taken by input column
 DENSE_MAX_ROWS = 512  # up to this many rows, gradients are taken by input column (their
 #                       rows of z_1 stay in cache); beyond, rows are packed first
 SCORES = 3  # the kernels' cost code for "no output activation" (csrc/fbp_kernels.h)
+LAYER_STATE_MAX_ROWS = 512  # up to this many rows, the fused calls also give the hidden
+#                             layers' activations (for the state the book's layers keep)
 FORWARD_DENSE_MAX_ROWS = 64  # forward only: by input column up to here, row by row above
 #                              (measured: equal at 100 rows on 2 threads, 1.2x faster on
 #                              1, 1.6x faster from 300 rows; below 64 rows by column wins)
@@ -267,24 +269,46 @@ class Kernels:
 
     # -- the compiled operations
 
-    def activations(self, params: dict, X: np.ndarray, scores: bool = False) -> np.ndarray:
+    def activations(self, params: dict, X: np.ndarray, scores: bool = False,
+                    hidden: bool = False) -> Any:
         """The output activations (the softmax) for the rows of ``X`` (from ``as_rows``),
         or with ``scores`` the last Affine layer's scores: a small batch by input column,
         more rows row by row (each row's non-zeros found as it is taken, no packed
-        copy)."""
+        copy).  With ``hidden``, ``(out, hidden layers)``: see ``hidden_views``."""
         n = X.shape[0]
         dense = n <= FORWARD_DENSE_MAX_ROWS
         full, scoring, w1 = self.load(params, whole=not dense)
         net = scoring if scores else full
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
+        acts = self._acts(n) if hidden else None
         try:
             if dense:
-                _core.dense_forward(net, X, out, _batch_threads(n), w0=w1)
-            else:
-                _core.forward_rows(net, X, out, eval_threads())  # (1 thread up to 64 rows)
+                _core.dense_forward(net, X, out, _batch_threads(n), w0=w1, acts=acts)
+            else:  # (1 thread up to 64 rows)
+                _core.forward_rows(net, X, out, eval_threads(), acts=acts)
         except ValueError as exc:
             raise _bad_item(exc) from None
-        return out
+        return (out, self.hidden_views(acts, n)) if hidden else out
+
+    def _acts(self, n: int) -> np.ndarray | None:
+        """A buffer for every layer's activations of ``n`` rows, if they are kept (up to
+        LAYER_STATE_MAX_ROWS rows), else None."""
+        if n > LAYER_STATE_MAX_ROWS:
+            return None
+        return np.empty(n * sum(_core.padded(w) for w in self.sizes[1:]), dtype=DTYPE)
+
+    def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
+        """The hidden layers' activations (n, width) per layer, as views into ``acts``
+        (laid out by the kernels: each layer's n padded rows after the previous layer's),
+        or None without ``acts``."""
+        if acts is None:
+            return None
+        views, start = [], 0
+        for width in self.sizes[1:-1]:
+            ld = _core.padded(width)
+            views.append(acts[start:start + n * ld].reshape(n, ld)[:, :width])
+            start += n * ld
+        return views
 
     def repeated_activations(self, params: dict, X: np.ndarray) -> Any:
         """``activations(params, X)`` as a function of no arguments, for calls between which
@@ -306,6 +330,7 @@ class Kernels:
             if l > 1 or not dense:
                 copies.append((wt[l - 1][:, :n_out], params[f"W{l}"]))
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
+        acts = self._acts(n)
         threads = _batch_threads(n) if dense else eval_threads()
 
         def run() -> np.ndarray:
@@ -313,25 +338,28 @@ class Kernels:
                 np.copyto(dest, src)
             try:
                 if dense:
-                    _core.dense_forward(full, X, out, threads, w0=w1)
+                    _core.dense_forward(full, X, out, threads, w0=w1, acts=acts)
                 else:
-                    _core.forward_rows(full, X, out, threads)
+                    _core.forward_rows(full, X, out, threads, acts=acts)
             except ValueError as exc:
                 raise _bad_item(exc) from None
             return out
 
+        run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  (the last call's)
         return run
 
     def grad_mean(self, params: dict, X: np.ndarray,
-                  Y: np.ndarray) -> tuple[list, list, np.ndarray]:
+                  Y: np.ndarray) -> tuple[list, list, np.ndarray, list | None]:
         """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N
         (the book's SoftmaxWithLoss averages), in one compiled pass over the batch:
-        ``(dW, db, y)``, C-contiguous (in, out) and (out,) arrays per layer, and the
+        ``(dW, db, y, hidden)``, C-contiguous (in, out) and (out,) arrays per layer, the
         output activations y (N, out) of the forward pass (what the book's last layer
-        keeps)."""
+        keeps) and its hidden layers' (see ``hidden_views``; None above
+        DENSE_MAX_ROWS)."""
         n = X.shape[0]
         widths = self.sizes[1:]
         y = np.empty((n, widths[-1]), dtype=DTYPE)
+        acts = None
         if n > DENSE_MAX_ROWS:  # rows packed, per-sample gradients summed
             full, _, _ = self.load(params, whole=True)
             rows = pack_x(X, self.sizes[0])
@@ -349,13 +377,14 @@ class Kernels:
             gwt = [np.empty((a, b if l == 0 else _core.padded(b)), dtype=DTYPE)
                    for l, (a, b) in enumerate(zip(self.sizes[:-1], widths))]
             gb = [np.empty(_core.padded(b), dtype=DTYPE) for b in widths]
+            acts = self._acts(n)
             try:
                 _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,
-                                 out=y)
+                                 out=y, acts=acts)
             except ValueError as exc:
                 raise _bad_item(exc) from None
         return ([np.ascontiguousarray(g[:, :b]) for g, b in zip(gwt, widths)],
-                [g[:b] for g, b in zip(gb, widths)], y)
+                [g[:b] for g, b in zip(gb, widths)], y, self.hidden_views(acts, n))
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
               learning_rate: float, weight_decay: float) -> None:

@@ -104,7 +104,7 @@ class TwoLayerNet:
             return self._book_gradient(x, t)
         X = _fused.as_rows(x, self._kernels.sizes[0])
         _, Y = _fused.pack_t(t, X.shape[0], self._kernels.sizes[-1], labels=False)
-        dWs, dbs, _ = self._kernels.grad_mean(self.params, X, Y)
+        dWs, dbs, _, _ = self._kernels.grad_mean(self.params, X, Y)
         if not _core.all_finite(dbs):  # deltas overflowed: the book's 0 * NaN for blank
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")  # pixels
             return self._book_gradient(x, t)

@@ -230,12 +230,16 @@ class FusedNet:
         if cause:
             warn_slow(self, cause, "predict")
             return self._book_predict(x)
-        scores = self._scores(_fused.as_rows(x, self._sizes[0]), self._weights())
-        self._forget_forward()
-        return scores
+        return self._scores(x, _fused.as_rows(x, self._sizes[0]))
 
-    def _scores(self, X: np.ndarray, weights: dict) -> np.ndarray:
-        return self._kernels.activations(weights, X, scores=True)
+    def _scores(self, x: Any, X: np.ndarray) -> np.ndarray:
+        """The last Affine layer's scores for ``x`` (rows ``X``), the layers left as the
+        book's forward pass leaves them."""
+        scores, hidden = self._kernels.activations(self._weights(), X, scores=True,
+                                                   hidden=True)
+        self._forget_forward()
+        self._keep_forward(x, hidden)
+        return scores
 
     def loss(self, x: Any, t: Any) -> float:
         """Softmax cross-entropy error averaged over the batch (the book's formula, with
@@ -248,10 +252,34 @@ class FusedNet:
             return self._book_loss(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y = self._kernels.activations(self._weights(), X)
+        y, hidden = self._kernels.activations(self._weights(), X, hidden=True)
         self._forget_forward()
+        self._keep_forward(x, hidden)
         loss = self._keep_loss(y, t, labels)
         return loss + self._decay_loss() if self._decay_counts() else loss
+
+    def _keep_forward(self, x: Any, hidden: list | None) -> None:
+        """What the book's layers keep from a forward pass of ``x``, so that their
+        ``backward`` works as after the book's: each Affine layer its input (the first
+        ``x``, reshaped as the book's does), each Relu its mask, each Sigmoid its output.
+        ``hidden`` holds the hidden layers' activations (None: not kept, for batches
+        above LAYER_STATE_MAX_ROWS rows; the layers stay cleared)."""
+        if hidden is None:
+            return
+        layers = self.layers
+        x = np.asarray(x)
+        affine = layers["Affine1"]
+        affine.original_x_shape = x.shape
+        affine.x = x.reshape(x.shape[0], -1)
+        for l, h in enumerate(hidden, start=1):
+            activation = layers[f"{self._ACTIVATION_NAME}{l}"]
+            if type(activation) is Relu:
+                activation.mask = h <= 0  # (h = max(z, 0): z <= 0 exactly where h <= 0)
+            else:
+                activation.out = h
+            affine = layers[f"Affine{l + 1}"]
+            affine.original_x_shape = h.shape
+            affine.x = h
 
     def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
                    picks: np.ndarray | None = None) -> float:
@@ -277,8 +305,7 @@ class FusedNet:
             return self._book_accuracy(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y = np.argmax(self._scores(X, self._weights()), axis=1)
-        self._forget_forward()
+        y = np.argmax(self._scores(x, X), axis=1)
         return np.sum(y == labels) / float(X.shape[0])
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
@@ -294,13 +321,14 @@ class FusedNet:
         if Y is None:
             Y = _fused.one_hot(labels, self._sizes[-1])
         weights = self._weights()
-        dWs, dbs, y = self._kernels.grad_mean(weights, X, Y)
+        dWs, dbs, y, hidden = self._kernels.grad_mean(weights, X, Y)
         if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
             # products give 0 * NaN = NaN for blank pixels, the kernels skip them
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self._lambda()
         self._forget_forward(True, (dWs, dbs))
+        self._keep_forward(x, hidden)
         last = self._last()  # as the book's gradient leaves it (it runs loss first); the
         last.t, last.y = t, y  # loss, which scripts read off it, is computed when read
         last._defer_loss(y.copy(), np.array(t if labels is None else labels))
@@ -362,6 +390,8 @@ class FusedNet:
         for l in range(1, self._n_affine() + 1):
             grads[f"W{l}"] = numerical_gradient(loss_W, self.params[f"W{l}"])
             grads[f"b{l}"] = numerical_gradient(loss_W, self.params[f"b{l}"])
+        if lean is not None:  # the layers as the last loss's forward pass leaves them
+            self._keep_forward(x, lean.hidden)  # type: ignore[attr-defined]
         return grads
 
     def _repeated_loss(self, x: Any, t: Any) -> Callable[[], float] | None:
@@ -385,6 +415,7 @@ class FusedNet:
             value = keep_loss(outputs(), t, labels, picks)
             return value + decay_loss() if decay else value
 
+        loss.hidden = outputs.hidden  # type: ignore[attr-defined]  (the last call's)
         return loss
 
     def fit(self, x: Any, t: Any, epochs: int = 1, batch_size: int = 100,
