@@ -883,10 +883,22 @@ def test_a_scripts_own_backward_after_a_fused_call_is_the_books(kind, args, kwar
             model.lastLayer.forward(model.predict(x), t)
         else:
             getattr(model, call)(x, t)
+    copied = pickle.loads(pickle.dumps(net))  # (what the layers keep pickles too)
     got, want = _manual_backward(net), _manual_backward(book)
     for g, w in zip(got, want):
         assert_close(g, w, TIGHT, "dW/db")
+    for g, w in zip(_manual_backward(copied), want):
+        assert_close(g, w, TIGHT, "dW/db after pickling")
     assert net.layers["Affine1"].original_x_shape == x.shape
+    # what a layer keeps is its own: editing the next Affine layer's input in place
+    # does not change what the activation layer kept (made only when read)
+    net.loss(x, t)
+    book.loss(x, t)
+    net.layers["Affine2"].x[...] = -1.0
+    name = next(k for k in net.layers if not k.startswith("Affine"))
+    attr = "mask" if isinstance(net.layers[name], layers.Relu) else "out"
+    assert_close(getattr(net.layers[name], attr), getattr(book.layers[name], attr), TIGHT,
+                 attr)
 
 
 def test_layer_state_above_the_kept_rows_is_cleared():

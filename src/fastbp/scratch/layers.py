@@ -5,6 +5,8 @@ kernels."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .functions import cross_entropy_error, sigmoid, softmax
@@ -20,9 +22,42 @@ def _no_forward(layer: object) -> RuntimeError:
 __all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss"]
 
 
+class _Kept:
+    """A layer attribute that the book's forward pass sets (``Relu.mask``, ``Affine.x``,
+    ...): an assignment sets it, as in the book; a fused network call leaves instead the
+    array it is made from (``keep``), private to fastbp, and the value is made when first
+    read.  Reading another core's freshly written activations costs more than the rest
+    of a call's bookkeeping, and most scripts never read them."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot, self.src = f"_{name}", f"_{name}_from"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        state = obj.__dict__
+        src = state.get(self.src)
+        if src is not None:
+            state[self.slot], state[self.src] = self.make(src), None
+        return state.get(self.slot)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot], obj.__dict__[self.src] = value, None
+
+
+def keep(layer: Any, name: str, src: np.ndarray) -> None:
+    """Leave ``layer.<name>`` to be made from ``src`` when first read (see ``_Kept``)."""
+    layer.__dict__[f"_{name}"], layer.__dict__[f"_{name}_from"] = None, src
+
+
 class Relu:
     """out = max(0, x); backward passes dout where x > 0 (and zeroes it, in place,
     elsewhere)."""
+
+    mask = _Kept(lambda out: out <= 0)  # (from the output: out <= 0 exactly where x <= 0)
 
     def __init__(self) -> None:
         self.mask: np.ndarray | None = None
@@ -43,6 +78,8 @@ class Relu:
 class Sigmoid:
     """out = sigmoid(x); backward: dout * (1 - out) * out."""
 
+    out = _Kept(np.copy)
+
     def __init__(self) -> None:
         self.out: np.ndarray | None = None
 
@@ -59,6 +96,8 @@ class Sigmoid:
 class Affine:
     """out = x W + b for rows x (N, in) (higher-rank x is flattened per sample), W (in, out);
     backward sets ``dW = x^T dout`` and ``db = sum of dout over the batch``."""
+
+    x = _Kept(np.copy)
 
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         self.W, self.b = W, b

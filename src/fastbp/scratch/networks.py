@@ -30,7 +30,7 @@ from .. import _core
 from .._engine import warn_slow, warn_user
 from . import _fused
 from .functions import numerical_gradient
-from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, keep
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
@@ -271,15 +271,12 @@ class FusedNet:
         affine = layers["Affine1"]
         affine.original_x_shape = x.shape
         affine.x = x.reshape(x.shape[0], -1)
-        for l, h in enumerate(hidden, start=1):
+        for l, h in enumerate(hidden, start=1):  # (made when read: see layers._Kept)
             activation = layers[f"{self._ACTIVATION_NAME}{l}"]
-            if type(activation) is Relu:
-                activation.mask = h <= 0  # (h = max(z, 0): z <= 0 exactly where h <= 0)
-            else:
-                activation.out = h
+            keep(activation, "mask" if type(activation) is Relu else "out", h)
             affine = layers[f"Affine{l + 1}"]
             affine.original_x_shape = h.shape
-            affine.x = h
+            keep(affine, "x", h)
 
     def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
                    picks: np.ndarray | None = None) -> float:
