@@ -21,7 +21,7 @@ import network2_loop
 import network_loop
 import numpy as np
 import pytest
-from conftest import make_data, make_labelled
+from conftest import UserCost, make_data, make_labelled
 
 from fastbp import SlowPathWarning, network, network2
 
@@ -144,18 +144,6 @@ def test_the_packing_cache_survives_reordering(data):
 
 
 # ---------------------------------------------------------------- 1. cost objects
-
-
-class UserCost:
-    """A cost the kernels do not know: quadratic fn, cross-entropy-like delta scaled."""
-
-    @staticmethod
-    def fn(a, y):
-        return 0.5 * np.linalg.norm(a - y) ** 2
-
-    @staticmethod
-    def delta(z, a, y):
-        return 0.5 * (a - y)
 
 
 def network2_script(mod, cost_name, training, validation, lmbda=1.0, make_cost=None):

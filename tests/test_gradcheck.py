@@ -16,6 +16,7 @@ import network2_loop
 import network_loop
 import numpy as np
 import pytest
+from conftest import UserCost
 from conftest import twin2 as pair2
 
 import fastbp
@@ -109,18 +110,6 @@ def test_gradient_norms_are_unregularised_and_labels_broadcast():
     assert net.gradient_norms(vectors) != net.gradient_norms(labelled)
 
 
-class _HalfDeltaCost:
-    """A cost the kernels do not compute: quadratic fn, half the cross-entropy delta."""
-
-    @staticmethod
-    def fn(a, y):
-        return 0.5 * np.linalg.norm(a - y) ** 2
-
-    @staticmethod
-    def delta(z, a, y):
-        return 0.5 * (a - y)
-
-
 def _doubled_backprop(cls):
     class Doubled(cls):
         def backprop(self, x, y):
@@ -143,7 +132,7 @@ def test_gradient_norms_honour_a_user_cost_and_an_overridden_backprop(case):
         fast_cls, ref_cls = network2.Network, network2_loop.Network
         if case == "network2-backprop":
             fast_cls, ref_cls = _doubled_backprop(fast_cls), _doubled_backprop(ref_cls)
-        cost = {"user-cost": _HalfDeltaCost}.get(case)
+        cost = {"user-cost": UserCost}.get(case)
         np.random.seed(11)
         net = fast_cls(SIZES, cost=cost or network2.CrossEntropyCost)
         np.random.seed(11)

@@ -61,6 +61,18 @@ def assign(net, key: str, a) -> None:
     setattr(net.layers[f"Affine{key[1:]}"], key[0], a)
 
 
+def assert_fits_as_book(net, book, x, t, seed: int, iters: int, batch_size: int,
+                        learning_rate: float) -> None:
+    """``net.fit`` and the book's training loop, each from ``np.random.seed(seed)``,
+    leave the same parameters."""
+    np.random.seed(seed)
+    ref.train(book, x, t, iters_num=iters, batch_size=batch_size, learning_rate=learning_rate)
+    np.random.seed(seed)
+    net.fit(x, t, iters=iters, batch_size=batch_size, learning_rate=learning_rate)
+    for key in book.params:
+        assert_close(net.params[key], book.params[key], 1e-10, key)
+
+
 def assert_grads(got: dict, want: dict, rtol: float = TIGHT) -> None:
     assert list(got) == list(want)
     for key in want:
@@ -588,12 +600,7 @@ def test_a_subclass_init_that_does_not_call_fastbps_runs_the_books_code(kind, la
     assert_grads(net.gradient(x, t), book.gradient(x, t))
     assert_grads(net.numerical_gradient(x[:2], t[:2]), book.numerical_gradient(x[:2], t[:2]),
                  1e-6)
-    np.random.seed(6)
-    net.fit(x, t, iters=3, batch_size=4, learning_rate=0.1)
-    np.random.seed(6)
-    ref.train(book, x, t, iters_num=3, batch_size=4, learning_rate=0.1)
-    for key in book.params:
-        assert_close(net.params[key], book.params[key], 1e-10, key)
+    assert_fits_as_book(net, book, x, t, 6, iters=3, batch_size=4, learning_rate=0.1)
 
 
 def test_an_overridden_loss_that_calls_accuracy_keeps_the_layers_walked():
@@ -718,12 +725,7 @@ def test_two_layer_net_has_no_weight_decay_even_if_the_attribute_is_set():
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "walked loss")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
     net.layers["Relu1"] = layers.Relu()
-    np.random.seed(3)
-    ref.train(book, x, t, iters_num=3, batch_size=4, learning_rate=0.3)
-    np.random.seed(3)
-    net.fit(x, t, iters=3, batch_size=4, learning_rate=0.3)
-    for key in book.params:
-        assert_close(net.params[key], book.params[key], 1e-10, key)
+    assert_fits_as_book(net, book, x, t, 3, iters=3, batch_size=4, learning_rate=0.3)
 
 
 def test_a_slow_path_warning_turned_into_an_error_is_raised_every_time():
@@ -1295,11 +1297,6 @@ def test_mnist_short_run_matches_book_and_learns(book_mnist):
     (x_train, t_train), (x_test, t_test) = book_mnist
     net, book = twins("TwoLayerNet", 784, 50, 10, seed=0)
     x, t = x_train[:3000], t_train[:3000]
-    np.random.seed(0)
-    ref.train(book, x, t, iters_num=40, batch_size=100, learning_rate=0.1)
-    np.random.seed(0)
-    net.fit(x, t, iters=40, batch_size=100, learning_rate=0.1)
-    for key in book.params:
-        assert_close(net.params[key], book.params[key], 1e-10, key)
+    assert_fits_as_book(net, book, x, t, 0, iters=40, batch_size=100, learning_rate=0.1)
     net.fit(x, t, epochs=20, batch_size=100, learning_rate=0.1)
     assert net.accuracy(x_test[:1000], t_test[:1000]) > 0.85
