@@ -28,8 +28,9 @@ BATCH_PARALLEL_MIN_ROWS = 32  # the same for a batch taken by input column
 DENSE_MAX_ROWS = 512  # up to this many rows, gradients are taken by input column (their
 #                       rows of z_1 stay in cache); beyond, rows are packed first
 SCORES = 3  # the kernels' cost code for "no output activation" (csrc/fbp_kernels.h)
-LAYER_STATE_MAX_ROWS = 512  # up to this many rows, the fused calls also give the hidden
-#                             layers' activations (for the state the book's layers keep)
+LAYER_STATE_MAX_ROWS = DENSE_MAX_ROWS  # up to this many rows the fused calls also give the
+#                                       hidden layers' activations (the state the book's
+#                                       layers keep; gradient has them on its column path)
 FORWARD_DENSE_MAX_ROWS = 64  # forward only: by input column up to here, row by row above
 #                              (measured: equal at 100 rows on 2 threads, 1.2x faster on
 #                              1, 1.6x faster from 300 rows; below 64 rows by column wins)
@@ -88,6 +89,21 @@ def pack_x(x: Any, n_in: int) -> Rows:
     except ValueError as exc:  # "item i contains NaN or inf"
         raise _bad_item(exc) from None
     return Rows(indptr, split, indices, values, X.shape[0], X)
+
+
+def _forward(net: Any, X: np.ndarray, out: np.ndarray, w1: np.ndarray | None,
+             acts: np.ndarray | None) -> None:
+    """``net``'s outputs for the rows of ``X`` into ``out`` (and every layer's into
+    ``acts``, unless None): with ``w1`` (a small batch, read in place) by input column,
+    else row by row, W1 in the handles' own buffer (1 thread up to 64 rows)."""
+    n = X.shape[0]
+    try:
+        if n <= FORWARD_DENSE_MAX_ROWS:
+            _core.dense_forward(net, X, out, _batch_threads(n), w0=w1, acts=acts)
+        else:
+            _core.forward_rows(net, X, out, eval_threads(), acts=acts)
+    except ValueError as exc:
+        raise _bad_item(exc) from None
 
 
 def _bad_item(exc: ValueError) -> ValueError:
@@ -281,13 +297,7 @@ class Kernels:
         net = scoring if scores else full
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n) if hidden else None
-        try:
-            if dense:
-                _core.dense_forward(net, X, out, _batch_threads(n), w0=w1, acts=acts)
-            else:  # (1 thread up to 64 rows)
-                _core.forward_rows(net, X, out, eval_threads(), acts=acts)
-        except ValueError as exc:
-            raise _bad_item(exc) from None
+        _forward(net, X, out, w1 if dense else None, acts)
         return (out, self.hidden_views(acts, n)) if hidden else out
 
     def _acts(self, n: int) -> np.ndarray | None:
@@ -331,18 +341,12 @@ class Kernels:
                 copies.append((wt[l - 1][:, :n_out], params[f"W{l}"]))
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n)
-        threads = _batch_threads(n) if dense else eval_threads()
+        first = w1 if dense else None
 
         def run() -> np.ndarray:
             for dest, src in copies:
                 np.copyto(dest, src)
-            try:
-                if dense:
-                    _core.dense_forward(full, X, out, threads, w0=w1, acts=acts)
-                else:
-                    _core.forward_rows(full, X, out, threads, acts=acts)
-            except ValueError as exc:
-                raise _bad_item(exc) from None
+            _forward(full, X, out, first, acts)
             return out
 
         run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  (the last call's)
