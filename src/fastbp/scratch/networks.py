@@ -6,11 +6,12 @@ methods and ``np.random`` draws as the book's classes, so the same seed gives th
 parameters bit for bit.  ``predict``, ``loss``, ``accuracy`` and ``gradient`` do not walk
 the layer objects: each is one compiled call on the whole batch (inputs packed sparse),
 reading the current weights of the Affine layers (the ``params`` arrays, as in the book),
-and equals the layer-by-layer NumPy result to rounding.  The fused methods clear what
-the layers kept from an earlier forward pass (``x``, ``mask``, ``out``: a backward through
-them then raises), and leave what the book's would that the kernels have: the last
-layer's ``y``, ``t`` and ``loss`` after ``loss``, the Affine layers' ``dW`` and ``db``
-after ``gradient`` (kept by the others, cleared by ``fit``).  Where they cannot compute
+and equals the layer-by-layer NumPy result to rounding.  The fused methods leave the
+layers as the book's leave them: on up to 512 rows each layer's forward state (``x``,
+``mask``, ``out``, made when first read), the last layer's ``y``, ``t`` and ``loss`` after
+``loss`` and ``gradient``, the Affine layers' ``dW`` and ``db`` after ``gradient`` (kept by
+the others, cleared by ``fit``); above 512 rows the forward state is cleared (a backward
+through it then raises).  Where they cannot compute
 what the book's would (see ``FusedNet``), the book's layer walk runs instead.
 """
 
@@ -211,7 +212,7 @@ class FusedNet:
             return True
         return self._BOOK_DECAY and not all(
             _core.sum_of_squares_is_finite(self.params[f"W{l}"])
-            for l in range(1, len(self._sizes)))
+            for l in range(1, self._n_affine() + 1))
 
     def _decay_loss(self) -> float:
         lam = self.weight_decay_lambda
