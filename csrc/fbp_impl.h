@@ -530,10 +530,10 @@ int FN(train)(const fbp_net *net, const fbp_data *data, const int64_t *order, in
     FN(train_job) job = {net, data, order, n, batch, eta,
                          (REAL)(1.0 - eta * (lmbda / n_total)), NULL, NULL, NULL, NULL, maxw,
                          intr};
-    job.abuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
-    job.dbuf = (REAL *)malloc((size_t)(batch * units) * sizeof(REAL));
-    job.zpart = (REAL *)malloc((size_t)(FBP_PARTS * batch * ld1) * sizeof(REAL));
-    job.tmp = (REAL *)malloc((size_t)(nthreads * maxw) * sizeof(REAL));
+    job.abuf = (REAL *)fbp_alloc((size_t)(batch * units) * sizeof(REAL));
+    job.dbuf = (REAL *)fbp_alloc((size_t)(batch * units) * sizeof(REAL));
+    job.zpart = (REAL *)fbp_alloc((size_t)(FBP_PARTS * batch * ld1) * sizeof(REAL));
+    job.tmp = (REAL *)fbp_alloc((size_t)(nthreads * maxw) * sizeof(REAL));
     int status = FBP_NOMEM;
     if (job.abuf && job.dbuf && job.zpart && job.tmp) {
         fbp_barrier_init(&job.barrier);
@@ -595,7 +595,7 @@ static void FN(forward_part)(void *arg, int t, int nt)
     const int L = net->n_layers;
     const int64_t units = FN(total_units)(net), nout = net->sizes[L], n_in = net->sizes[0];
     const int64_t lo = job->count * t / nt, hi = job->count * (t + 1) / nt;
-    REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
+    REAL *abuf = (REAL *)fbp_alloc((size_t)(units + LD(1)) * sizeof(REAL));
     int32_t *pos = job->x ? (int32_t *)malloc((size_t)(n_in + 8) * sizeof(int32_t)) : NULL;
     REAL *val = job->x ? (REAL *)malloc((size_t)n_in * sizeof(REAL)) : NULL;
     REAL *A[64];
@@ -683,8 +683,8 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
 {
     const int L = net->n_layers;
     const int64_t units = FN(total_units)(net);
-    REAL *abuf = (REAL *)malloc((size_t)(units + LD(1)) * sizeof(REAL));
-    REAL *dbuf = (REAL *)malloc((size_t)units * sizeof(REAL));
+    REAL *abuf = (REAL *)fbp_alloc((size_t)(units + LD(1)) * sizeof(REAL));
+    REAL *dbuf = (REAL *)fbp_alloc((size_t)units * sizeof(REAL));
     int status = FBP_OK;
     if (!abuf || !dbuf) {
         free(abuf); free(dbuf);
@@ -1013,9 +1013,9 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
         job.bad[p] = -1;
         job.status[p] = FBP_OK;
     }
-    job.abuf = acts ? acts : (REAL *)malloc((size_t)(m * units) * sizeof(REAL));
-    job.dbuf = gb ? (REAL *)malloc((size_t)(m * units) * sizeof(REAL)) : NULL;
-    job.zpart = (REAL *)malloc((size_t)(m * LD(1)) * sizeof(REAL));
+    job.abuf = acts ? acts : (REAL *)fbp_alloc((size_t)(m * units) * sizeof(REAL));
+    job.dbuf = gb ? (REAL *)fbp_alloc((size_t)(m * units) * sizeof(REAL)) : NULL;
+    job.zpart = (REAL *)fbp_alloc((size_t)(m * LD(1)) * sizeof(REAL));
     int status = FBP_NOMEM;
     if (job.abuf && job.zpart && (job.dbuf || !gb)) {
         fbp_barrier_init(&job.barrier);

@@ -11,6 +11,7 @@
 #define FBP_KERNELS_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "fbp_pool.h"
 
@@ -25,6 +26,15 @@ enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3, FBP_BADINPUT = -4 };
  * FBP_PAD elements, with the padding kept at zero, so inner loops have no scalar tail. */
 #define FBP_PAD 8
 static inline int64_t fbp_ld(int64_t n) { return (n + FBP_PAD - 1) / FBP_PAD * FBP_PAD; }
+
+/* `size` bytes starting on a cache line (64 bytes), or NULL; release with free().  Rows
+ * of the kernels' buffers are whole 32-byte vectors: aligned, no vector load splits
+ * across two lines, and no line is shared by rows that different threads write. */
+static inline void *fbp_alloc(size_t size)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, size ? size : 1) == 0 ? p : NULL;
+}
 
 /* The first layer's inputs are split into FBP_PARTS fixed ranges; its product is always
  * summed part by part, z = (b + part 0) + part 1, so the result is the same whether one

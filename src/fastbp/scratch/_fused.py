@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._engine import ACTIVATIONS, LOG_LIKELIHOOD, eval_threads, threads_for, warn_user
+from .._engine import (
+    ACTIVATIONS,
+    LOG_LIKELIHOOD,
+    aligned_zeros,
+    eval_threads,
+    threads_for,
+    warn_user,
+)
 
 DTYPE = np.float64
 PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
@@ -236,9 +243,9 @@ class Kernels:
         for l in range(1, self.n_layers + 1):
             W, b = self._checked(params, l)
             n_in, n_out = self.sizes[l - 1], self.sizes[l]
-            wt.append(np.zeros((n_in, _core.padded(n_out)), dtype=DTYPE))
+            wt.append(aligned_zeros((n_in, _core.padded(n_out)), DTYPE))
             wt[-1][:, :n_out] = W
-            bs.append(np.zeros(_core.padded(n_out), dtype=DTYPE))
+            bs.append(aligned_zeros(_core.padded(n_out), DTYPE))
             bs[-1][:n_out] = b
         return wt, bs
 
