@@ -326,6 +326,24 @@ def test_padding():
         assert ld % _core.PAD == 0 and n <= ld < n + _core.PAD
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(784, 32), (30,), (3, 5), (1,)])
+def test_weight_buffers_start_on_a_cache_line(shape, dtype):
+    """The kernels' weight blocks are zeros starting on a 64-byte line (NumPy gives 16):
+    the network's own buffers, and scratch's."""
+    from fastbp import _engine
+    from fastbp.scratch import TwoLayerNet
+
+    a = _engine.aligned_zeros(shape, dtype)
+    assert a.shape == (shape if isinstance(shape, tuple) else (shape,)) and a.dtype == dtype
+    assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
+    assert not a.any()
+    wt, b = network.Network([784, 30, 10])._params()
+    book = TwoLayerNet(784, 50, 10)
+    scratch_wt, scratch_b = book._kernels.buffers(book.params)
+    assert all(x.ctypes.data % 64 == 0 for x in wt + b + scratch_wt + scratch_b)
+
+
 def test_all_zero_inputs(capsys):
     """Rows with no non-zero input at all (empty CSR rows, even an empty CSR array)."""
     sizes = [6, 4, 2]

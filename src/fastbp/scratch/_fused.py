@@ -312,7 +312,7 @@ class Kernels:
         LAYER_STATE_MAX_ROWS rows), else None."""
         if n > LAYER_STATE_MAX_ROWS:
             return None
-        return np.empty(n * sum(_core.padded(w) for w in self.sizes[1:]), dtype=DTYPE)
+        return aligned_zeros(n * sum(_core.padded(w) for w in self.sizes[1:]), DTYPE)
 
     def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
         """The hidden layers' activations (n, width) per layer, as views into ``acts``
