@@ -155,9 +155,24 @@ static inline __attribute__((always_inline)) VEC FN(vexp)(VEC x)
 #undef EXP_MANT
 #undef EXP_BIAS
 
-static inline void FN(activate)(REAL *z, int64_t n, int act)
+/* z[:n] <- act(z[:n]).  With `padded`, z holds whole vectors past n (a kernel row): the
+ * last one is loaded and stored whole, its lanes from n on kept as they were. */
+static inline void FN(activate)(REAL *z, int64_t n, int act, int padded)
 {
-    if (act == FBP_SIGMOID) {
+    if (act == FBP_SIGMOID && padded) {
+        int64_t j = 0;
+        for (; j + VL <= n; j += VL) {
+            const VEC v = FN(load)(z + j);
+            FN(store)(z + j, 1 / (1 + FN(vexp)(-v)));
+        }
+        if (j < n) {
+            FN(ivec) lane, rest = {0};
+            for (int e = 0; e < VL; ++e) lane[e] = e;
+            rest += (__typeof__(rest[0]))(n - j);
+            const VEC v = FN(load)(z + j);
+            FN(store)(z + j, FN(select)(lane < rest, 1 / (1 + FN(vexp)(-v)), v));
+        }
+    } else if (act == FBP_SIGMOID) {
         for (int64_t j = 0; j < n; j += VL) {
             const VEC v = FN(load_n)(z + j, n - j);
             FN(store_n)(z + j, 1 / (1 + FN(vexp)(-v)), n - j);
@@ -183,7 +198,7 @@ static inline void FN(softmax)(REAL *z, int64_t n)
 }
 
 /* The activation of n values in place, as the kernels apply it (for tests). */
-void FN(activation)(REAL *z, int64_t n, int act) { FN(activate)(z, n, act); }
+void FN(activation)(REAL *z, int64_t n, int act) { FN(activate)(z, n, act, 0); }
 
 /* sigma'(z) from the stored activation a = sigma(z). */
 static inline REAL FN(prime)(REAL a, int act)
@@ -210,6 +225,44 @@ static inline __attribute__((always_inline)) void FN(sparse_block)(
     }
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) FN(store)(z + i * VL, acc[i]);
+}
+
+/* z[0:nv*VL] += sum_k x[k] * wt[k, 0:nv*VL] over k < n (a later layer's product; rows
+ * of stride ld), the accumulators held in registers: the sums, in the same order, of n
+ * axpy calls. */
+static inline __attribute__((always_inline)) void FN(dense_block)(
+    REAL *restrict z, const REAL *restrict wt, int64_t ld, const REAL *restrict x, int64_t n,
+    const int nv)
+{
+    VEC acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
+    for (int64_t k = 0; k < n; ++k) {
+        const VEC v = x[k] - (VEC){0};
+        const REAL *restrict w = FBP_ROW(wt + k * ld);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(w + i * VL);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) FN(store)(z + i * VL, acc[i]);
+}
+
+/* z[0:ld] += sum_k x[k] wt[k] over k < n (rows of ld, a multiple of VL). */
+static void FN(dense_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld,
+                           const REAL *restrict x, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 8 * VL <= ld; j += 8 * VL) FN(dense_block)(z + j, wt + j, ld, x, n, 8);
+    switch ((ld - j) / VL) {
+    case 7: FN(dense_block)(z + j, wt + j, ld, x, n, 7); break;
+    case 6: FN(dense_block)(z + j, wt + j, ld, x, n, 6); break;
+    case 5: FN(dense_block)(z + j, wt + j, ld, x, n, 5); break;
+    case 4: FN(dense_block)(z + j, wt + j, ld, x, n, 4); break;
+    case 3: FN(dense_block)(z + j, wt + j, ld, x, n, 3); break;
+    case 2: FN(dense_block)(z + j, wt + j, ld, x, n, 2); break;
+    case 1: FN(dense_block)(z + j, wt + j, ld, x, n, 1); break;
+    default: break;
+    }
 }
 
 /* z += W x for a sparse x (one CSR row): the first layer's forward product, in column
@@ -326,12 +379,12 @@ static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, RE
             const REAL *restrict wt = (const REAL *)net->wt[l];
             const REAL *restrict ain = A[l];
             memcpy(z, net->b[l], (size_t)ld * sizeof(REAL));
-            for (int64_t k = 0; k < net->sizes[l]; ++k) FN(axpy)(z, ain[k], wt + k * ld, ld);
+            FN(dense_gemv)(z, wt, ld, ain, net->sizes[l]);
         }
         if (l == L - 1 && net->cost == FBP_LOG_LIKELIHOOD)
             FN(softmax)(z, net->sizes[l + 1]);
         else if (l < L - 1 || net->cost != FBP_SCORES)
-            FN(activate)(z, net->sizes[l + 1], net->activation);
+            FN(activate)(z, net->sizes[l + 1], net->activation, 1);
     }
 }
 
@@ -479,7 +532,11 @@ static void FN(train_part)(void *arg, int t, int nt)
         const REAL c = (REAL)(job->eta / (double)m);
         /* samples come in shuffled order, so each data row is a cache miss: ask for
            the next mini-batch's rows now, and for the row offsets of the one after */
-        for (int64_t s = next; s < next + m_next; ++s) FN(prefetch_row)(data, order[s]);
+        for (int64_t s = next; s < next + m_next; ++s) {
+            FN(prefetch_row)(data, order[s]);
+            __builtin_prefetch(Y + order[s] * nout);  /* its target row (one or two lines) */
+            __builtin_prefetch(Y + order[s] * nout + nout - 1);
+        }
         for (int64_t s = next + batch; s < next + 2 * batch && s < n; ++s)
             __builtin_prefetch(data->indptr + order[s]);
         /* (2) */
