@@ -473,6 +473,43 @@ static int64_t FN(total_units)(const fbp_net *net)
     return t;
 }
 
+/* block(..., nv) over a row of ld elements (a multiple of VL) in column blocks of up to 8
+ * vectors, j the block's first column. */
+#define FBP_BLOCKED(block, j, ld, ...)                                      \
+    do {                                                                    \
+        for (j = 0; j + 8 * VL <= (ld); j += 8 * VL) block(__VA_ARGS__, 8); \
+        switch (((ld) - j) / VL) {                                          \
+        case 7: block(__VA_ARGS__, 7); break;                               \
+        case 6: block(__VA_ARGS__, 6); break;                               \
+        case 5: block(__VA_ARGS__, 5); break;                               \
+        case 4: block(__VA_ARGS__, 4); break;                               \
+        case 3: block(__VA_ARGS__, 3); break;                               \
+        case 2: block(__VA_ARGS__, 2); break;                               \
+        case 1: block(__VA_ARGS__, 1); break;                               \
+        default: break;                                                     \
+        }                                                                   \
+    } while (0)
+
+/* w[0:nv*VL] += sum_s (scale a[s * lda]) d_s[0:nv*VL] over the samples s < m in order (d_s
+ * at d + s * ldd), the row held in registers: the m rank-1 steps of an update, in their
+ * order, with the row loaded and stored once. */
+static inline __attribute__((always_inline)) void FN(rank_m_block)(
+    REAL *restrict w, const REAL *restrict a, int64_t lda, const REAL *restrict d, int64_t ldd,
+    int64_t m, REAL scale, const int nv)
+{
+    VEC acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) acc[i] = FN(load)(w + i * VL);
+    for (int64_t s = 0; s < m; ++s) {
+        const VEC v = scale * a[s * lda] - (VEC){0};
+        const REAL *restrict ds = FBP_ROW(d + s * ldd);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) FN(store)(w + i * VL, acc[i]);
+}
+
 /* The fused update for a mini-batch of m samples (rows[s] = data row of sample s):
  * W^T[k] = decay W^T[k] - (eta/m) sum_s a_k delta_s, over the rows k of part `part` of
  * the first layer (l == 0) or rows [k0, k1) of a later layer. */
@@ -489,18 +526,22 @@ static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int pa
     }
     if (decay != (REAL)1)
         for (int64_t i = k0 * ld; i < k1 * ld; ++i) wt[i] *= decay;
-    for (int64_t s = 0; s < m; ++s) {
-        FN(rows)(net, abuf, m, s, A);
-        FN(rows)(net, dbuf, m, s, D);
-        const REAL *delta = D[l + 1];
-        if (l == 0) {  /* only the rows of this sample's non-zero inputs change */
-            int64_t p0, p1;
-            FN(part_range)(d, rows[s], part, &p0, &p1);
-            FN(rank1)(wt, ld, d->indices + p0, 0, (const REAL *)d->values + p0, p1 - p0, -c,
-                      delta);
-        } else {
-            FN(rank1)(wt, ld, NULL, k0, A[l] + k0, k1 - k0, -c, delta);
+    if (l > 0) {  /* every row changes: each taken once, all the samples' steps added */
+        FN(rows)(net, abuf, m, 0, A);
+        FN(rows)(net, dbuf, m, 0, D);
+        for (int64_t k = k0; k < k1; ++k) {
+            int64_t j;
+            FBP_BLOCKED(FN(rank_m_block), j, ld, wt + k * ld + j, A[l] + k, LD(l), D[l + 1] + j,
+                        ld, m, -c);
         }
+        return;
+    }
+    for (int64_t s = 0; s < m; ++s) {  /* only the rows of a sample's non-zero inputs change */
+        FN(rows)(net, dbuf, m, s, D);
+        int64_t p0, p1;
+        FN(part_range)(d, rows[s], part, &p0, &p1);
+        FN(rank1)(wt, ld, d->indices + p0, 0, (const REAL *)d->values + p0, p1 - p0, -c,
+                  D[1]);
     }
 }
 
@@ -906,20 +947,6 @@ static inline __attribute__((always_inline)) void FN(gather_cols)(
     }
 }
 
-#define FBP_BLOCKED(block, j, ld, ...)                                      \
-    do {                                                                    \
-        for (j = 0; j + 8 * VL <= (ld); j += 8 * VL) block(__VA_ARGS__, 8); \
-        switch (((ld) - j) / VL) {                                          \
-        case 7: block(__VA_ARGS__, 7); break;                               \
-        case 6: block(__VA_ARGS__, 6); break;                               \
-        case 5: block(__VA_ARGS__, 5); break;                               \
-        case 4: block(__VA_ARGS__, 4); break;                               \
-        case 3: block(__VA_ARGS__, 3); break;                               \
-        case 2: block(__VA_ARGS__, 2); break;                               \
-        case 1: block(__VA_ARGS__, 1); break;                               \
-        default: break;                                                     \
-        }                                                                   \
-    } while (0)
 
 /* One dense_batch call, shared by its threads. */
 typedef struct {
