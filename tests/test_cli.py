@@ -179,7 +179,7 @@ def no_data(monkeypatch):
         loads.append(args)
         raise AssertionError("MNIST was loaded for a command line that should be refused")
 
-    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper", load)
+    monkeypatch.setattr(cli.mnist_loader, "load_matrices", load)
     return loads
 
 
@@ -304,18 +304,16 @@ def test_bad_flag_in_a_real_process_is_one_line(tmp_path):
 
 @pytest.fixture
 def fake_mnist(monkeypatch):
-    """Replace MNIST by a few random 784-pixel images (training, validation, test lists
-    that can be told apart by identity); returns them."""
+    """Replace MNIST by a few random 784-pixel images (training, validation and test
+    ``(X, y)`` pairs, as ``load_matrices`` gives them, that can be told apart by identity);
+    returns them."""
     rng = np.random.default_rng(0)
 
-    def images(n):
-        return [rng.random((784, 1)).astype(np.float32) for _ in range(n)]
+    def split(n):
+        return rng.random((n, 784)), rng.integers(10, size=n)
 
-    training = [(x, mnist_loader.vectorized_result(int(rng.integers(10))))
-                for x in images(200)]
-    validation = [(x, int(rng.integers(10))) for x in images(30)]
-    test = [(x, int(rng.integers(10))) for x in images(40)]
-    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper",
+    training, validation, test = split(200), split(30), split(40)
+    monkeypatch.setattr(cli.mnist_loader, "load_matrices",
                         lambda *a, **k: (training, validation, test))
     return training, validation, test
 
@@ -400,7 +398,7 @@ def test_ctrl_c_while_loading_is_one_line(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.mnist_loader, "load_data_wrapper", interrupted)
+    monkeypatch.setattr(cli.mnist_loader, "load_matrices", interrupted)
     assert cli.main(["train", "--no-progress"]) == 130
     assert capsys.readouterr().err.strip() == "fastbp: interrupted"
 
