@@ -25,6 +25,7 @@ cdef extern from "fbp_pool.h" nogil:
     int FBP_MAX_THREADS
     int FBP_NOTHREAD
     int fbp_pool_workers()
+    int fbp_pool_spinning()
 
 cdef extern from "fbp_kernels.h" nogil:
     ctypedef struct fbp_net:
@@ -127,6 +128,11 @@ def max_threads():
     """The most threads one kernel call may use (fastbp's own pthread pool; the Python
     layer clamps to the usable cores first)."""
     return FBP_MAX_THREADS
+
+
+def pool_spinning():
+    """Worker threads of the pool idle but still spinning for the next job."""
+    return fbp_pool_spinning()
 
 
 def pool_workers():

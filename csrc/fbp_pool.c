@@ -20,14 +20,15 @@ typedef struct {
     int nworkers;             /* started and alive (written under run, read atomically) */
     atomic_int generation;    /* incremented per job: workers wait for a change */
     atomic_int pending;       /* workers not yet done with the current job */
+    atomic_int spinning;      /* workers spinning for the next job (runnable, idle) */
     int sleepers;             /* workers blocked on `wake` (guarded by lock) */
     fbp_job job;              /* the current job (published by generation) */
     void *arg;
     int nt;
 } fbp_pool;
 
-static fbp_pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-                        PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 1};
+static fbp_pool pool = {.run = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+                        .wake = PTHREAD_COND_INITIALIZER, .nt = 1};
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a fork child only the forking thread exists: forget the workers (their memory is
@@ -41,6 +42,7 @@ static void pool_atfork_child(void)
     pool.sleepers = 0;
     atomic_store(&pool.generation, 0);
     atomic_store(&pool.pending, 0);
+    atomic_store(&pool.spinning, 0);
 }
 
 static void pool_register_atfork(void) { pthread_atfork(NULL, NULL, pool_atfork_child); }
@@ -57,11 +59,13 @@ static void *worker_main(void *p)
     free(p);
     for (;;) {
         int gen = seen;
+        atomic_fetch_add_explicit(&pool.spinning, 1, memory_order_relaxed);
         for (int spins = 0; spins < FBP_IDLE_SPINS; ++spins) {
             gen = atomic_load_explicit(&pool.generation, memory_order_acquire);
             if (gen != seen) break;
             fbp_cpu_relax();
         }
+        atomic_fetch_sub_explicit(&pool.spinning, 1, memory_order_relaxed);
         if (gen == seen) {
             pthread_mutex_lock(&pool.lock);
             ++pool.sleepers;
@@ -134,6 +138,11 @@ int fbp_pool_run(fbp_job job, void *arg, int nthreads)
     }
     pthread_mutex_unlock(&pool.run);
     return 0;
+}
+
+int fbp_pool_spinning(void)
+{
+    return atomic_load_explicit(&pool.spinning, memory_order_relaxed);
 }
 
 int fbp_pool_workers(void)

@@ -26,6 +26,10 @@ int fbp_pool_run(fbp_job job, void *arg, int nthreads);
 /* Worker threads alive in this process (0 before first use and in a fresh fork child). */
 int fbp_pool_workers(void);
 
+/* Workers idle but still spinning for the next job (runnable for up to ~0.2 ms after a
+ * job: a count of runnable threads should not take them for another process's). */
+int fbp_pool_spinning(void);
+
 /* A caller-supplied check for a pending interrupt (Ctrl-C), polled by the calling
  * thread between units of work (mini-batches, row chunks) at most every few ms. */
 typedef struct {

@@ -338,6 +338,20 @@ def test_early_stopping_watches_the_validation_set(fake_mnist, monkeypatch, caps
     assert "early stopping after epoch 2: no better validation accuracy in 2 epochs" in out
 
 
+def test_epoch_cost_is_taken_without_blas(fake_mnist, monkeypatch, capsys):
+    """The per-epoch cost is summed per sample (as total_cost does), not by fn on the whole
+    matrix (np.linalg.norm: BLAS, whose spinning threads made the next epoch's automatic
+    thread rule take one thread)."""
+    def no_blas(*args, **kwargs):
+        raise AssertionError("np.linalg.norm called")
+
+    monkeypatch.setattr(np.linalg, "norm", no_blas)
+    assert cli.main(["train", "--epochs", "2", "--no-progress"]) == 0
+    costs = [float(m.group(5)) for m in map(EPOCH.match, capsys.readouterr().out.splitlines())
+             if m]
+    assert len(costs) == 2 and all(c > 0 for c in costs)
+
+
 def test_no_early_stopping_message_when_all_epochs_run(fake_mnist, capsys):
     assert cli.main(["train", "--epochs", "2", "--cost", "cross-entropy", "--eta", "0.1",
                      "--early-stopping", "5", "--no-progress"]) == 0

@@ -120,6 +120,7 @@ def test_idle_workers_do_not_burn_a_core():
         network.Network([100, 50, 10]).SGD(data, 1, 10, 0.5)
         assert _core.pool_workers() == 1
         time.sleep(0.05)  # the worker's brief spin for a next job is over
+        assert _core.pool_spinning() == 0, _core.pool_spinning()
         cpu0, wall0 = time.process_time(), time.monotonic()
         time.sleep(0.5)
         print(time.process_time() - cpu0, time.monotonic() - wall0)

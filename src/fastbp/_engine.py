@@ -123,7 +123,9 @@ def _second_core_free() -> bool:
     """Whether nothing but this thread is running right now (Linux: the runnable-task
     count in /proc/loadavg), so that a second kernel thread gets a core of its own; any
     other runnable thread counts, another process's or a BLAS thread of ours still
-    spinning after a NumPy call.  Elsewhere, assume so."""
+    spinning after a NumPy call, but not fastbp's own workers spinning for their next
+    job (one spins for ~0.2 ms after each kernel call: an epoch right after an
+    evaluation would otherwise run on one thread).  Elsewhere, assume so."""
     global _load_seen
     now = time.monotonic()
     if now - _load_seen[0] < 0.5:
@@ -131,7 +133,7 @@ def _second_core_free() -> bool:
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
             running = int(f.read().split()[3].split("/")[0])
-        free = running - 1 < _CORES - 1
+        free = running - 1 - _core.pool_spinning() < _CORES - 1
     except (OSError, ValueError, IndexError):
         free = True
     _load_seen = (now, free)

@@ -261,7 +261,10 @@ def _train(args: argparse.Namespace) -> int:
         out = trained._outputs(packed_eval).astype(np.float64, copy=False)
         correct = int(np.sum(np.argmax(out, axis=1) == packed_eval.labels))
         with np.errstate(divide="ignore", invalid="ignore"):
-            value = float(cost.fn(out, onehot_eval)) / n_eval
+            # per sample, as total_cost sums them: fn on the whole matrix would call
+            # BLAS (np.linalg.norm), whose threads then spin and the next epoch's
+            # automatic thread rule, seeing the second core busy, takes one thread
+            value = float(np.sum(cost.rows(out, onehot_eval))) / n_eval
         history["accuracy"].append(correct / n_eval)
         history["cost"].append(value)
         history["seconds"].append(seconds)
