@@ -321,14 +321,22 @@ static void FN(rank1)(REAL *restrict wt, int64_t ld, const int32_t *restrict idx
 
 /* Ask for data row r's inputs ahead of use: with samples in shuffled order each row
  * is a DRAM miss otherwise (the CSR data of an MNIST epoch is ~90 MB). */
-static inline void FN(prefetch_row)(const fbp_data *d, int64_t r)
+static inline void FN(prefetch_lines)(const void *lo, const void *hi)
 {
-    const int64_t lo = d->indptr[r], hi = d->indptr[r + 1];
-    const char *ip = (const char *)(d->indices + lo), *ie = (const char *)(d->indices + hi);
-    const char *vp = (const char *)((const REAL *)d->values + lo);
-    const char *ve = (const char *)((const REAL *)d->values + hi);
-    for (; ip < ie; ip += 64) __builtin_prefetch(ip);
-    for (; vp < ve; vp += 64) __builtin_prefetch(vp);
+    for (const char *p = (const char *)((uintptr_t)lo & ~(uintptr_t)63); p < (const char *)hi;
+         p += 64)
+        __builtin_prefetch(p);
+}
+
+/* ... the inputs of part p of row r only (p < 0: the whole row), as a thread that owns
+ * that part reads them. */
+static inline void FN(prefetch_row)(const fbp_data *d, int64_t r, int p)
+{
+    int64_t lo = d->indptr[r], hi = d->indptr[r + 1];
+    if (p == 0) hi = d->split[r];
+    if (p == 1) lo = d->split[r];
+    FN(prefetch_lines)(d->indices + lo, d->indices + hi);
+    FN(prefetch_lines)((const REAL *)d->values + lo, (const REAL *)d->values + hi);
 }
 
 /* ---- one sample: forward keeping activations, then the delta recurrence ---- */
@@ -612,13 +620,15 @@ static void FN(train_part)(void *arg, int t, int nt)
         const REAL c = (REAL)(job->eta / (double)m);
         /* samples come in shuffled order, so each data row is a cache miss: ask for
            the next mini-batch's rows now, and for the row offsets of the one after */
-        for (int64_t s = next; s < next + m_next; ++s) {
-            FN(prefetch_row)(data, order[s]);
-            __builtin_prefetch(Y + order[s] * nout);  /* its target row (one or two lines) */
-            __builtin_prefetch(Y + order[s] * nout + nout - 1);
-        }
-        for (int64_t s = next + batch; s < next + 2 * batch && s < n; ++s)
+        for (int p = t; p < FBP_PARTS; p += nt)  /* the inputs of this thread's parts */
+            for (int64_t s = next; s < next + m_next; ++s)
+                FN(prefetch_row)(data, order[s], nt == 1 ? -1 : p);
+        for (int64_t s = next + (m_next * t) / nt; s < next + (m_next * (t + 1)) / nt; ++s)
+            FN(prefetch_lines)(Y + order[s] * nout, Y + (order[s] + 1) * nout);  /* (2)'s targets */
+        for (int64_t s = next + batch; s < next + 2 * batch && s < n; ++s) {
             __builtin_prefetch(data->indptr + order[s]);
+            __builtin_prefetch(data->split + order[s]);
+        }
         /* (2) */
         for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
             FN(rows)(net, abuf, m, s, A);
