@@ -179,7 +179,7 @@ def no_data(monkeypatch):
         loads.append(args)
         raise AssertionError("MNIST was loaded for a command line that should be refused")
 
-    monkeypatch.setattr(cli.mnist_loader, "load_matrices", load)
+    monkeypatch.setattr(cli.mnist_loader, "load_data", load)
     return loads
 
 
@@ -305,7 +305,7 @@ def test_bad_flag_in_a_real_process_is_one_line(tmp_path):
 @pytest.fixture
 def fake_mnist(monkeypatch):
     """Replace MNIST by a few random 784-pixel images (training, validation and test
-    ``(X, y)`` pairs, as ``load_matrices`` gives them, that can be told apart by identity);
+    ``(X, y)`` pairs, as ``load_data`` gives them, that can be told apart by identity);
     returns them."""
     rng = np.random.default_rng(0)
 
@@ -313,7 +313,7 @@ def fake_mnist(monkeypatch):
         return rng.random((n, 784)), rng.integers(10, size=n)
 
     training, validation, test = split(200), split(30), split(40)
-    monkeypatch.setattr(cli.mnist_loader, "load_matrices",
+    monkeypatch.setattr(cli.mnist_loader, "load_data",
                         lambda *a, **k: (training, validation, test))
     return training, validation, test
 
@@ -336,6 +336,36 @@ def test_early_stopping_watches_the_validation_set(fake_mnist, monkeypatch, caps
     assert "evaluating on 40 test images" in out
     assert len(epoch_lines(out)) == 3  # eta 0: epoch 0 is the best, 2 more, then stop
     assert "early stopping after epoch 2: no better validation accuracy in 2 epochs" in out
+
+
+def test_trains_as_network_py_on_a_classic_pickle_of_float64_pixels(tmp_path, capsys):
+    """The command trains on load_data's arrays, the ones load_data_wrapper's pairs are
+    made of: a classic pickle keeps its float64 pixels (not rounded to float32), and the
+    saved network equals network.py's loop over those pairs, bit for bit."""
+    import gzip
+    import json
+    import pickle
+
+    rng = np.random.default_rng(5)
+
+    def split(n):  # pixels float32 cannot hold exactly
+        return rng.random((n, 784)) / 3, rng.integers(10, size=n)
+
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
+        pickle.dump((split(300), split(20), split(30)), f)
+    save = tmp_path / "net.json"
+    argv = ["train", "--data-dir", str(tmp_path), "--epochs", "2", "--seed", "4",
+            "--sizes", "784,13,10", "--no-progress", "--save", str(save)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    training, _, _ = mnist_loader.load_data_wrapper(tmp_path)
+    np.random.seed(4)
+    random.seed(4)
+    ref = network.Network([784, 13, 10])
+    ref.SGD(training, 2, 10, 3.0)
+    saved = json.loads(save.read_text())
+    for got, want in zip(saved["weights"] + saved["biases"], ref.weights + ref.biases):
+        assert np.array_equal(np.asarray(got), want)
 
 
 def test_epoch_cost_is_taken_without_blas(fake_mnist, monkeypatch, capsys):
@@ -412,7 +442,7 @@ def test_ctrl_c_while_loading_is_one_line(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.mnist_loader, "load_matrices", interrupted)
+    monkeypatch.setattr(cli.mnist_loader, "load_data", interrupted)
     assert cli.main(["train", "--no-progress"]) == 130
     assert capsys.readouterr().err.strip() == "fastbp: interrupted"
 

@@ -222,11 +222,10 @@ def _train(args: argparse.Namespace) -> int:
             print(f"fastbp: --threads: {exc}", file=sys.stderr)
             return 2
     try:
-        # (X, y) arrays: SGD gives the same results as on network.py's lists of pairs
-        # (bit for bit), without building 70,000 of them; float32 pixels (k / 256) are
-        # exact, and the kernels widen them exactly, at half float64's memory
-        training, validation, test = mnist_loader.load_matrices(np.float32,
-                                                                data_dir=args.data_dir)
+        # load_data's (images, labels) arrays, the very ones load_data_wrapper's lists of
+        # pairs are made of (float32 k / 256 pixels, or a classic pickle's as pickled):
+        # SGD gives the same results on them bit for bit, without 70,000 pairs
+        training, validation, test = mnist_loader.load_data(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
         print(f"fastbp: could not load MNIST:\n{exc}", file=sys.stderr)
         return 1
