@@ -208,6 +208,23 @@ static inline REAL FN(prime)(REAL a, int act)
     return a > 0 ? (REAL)1 : (REAL)0;
 }
 
+/* block(..., nv) over a row of ld elements (a multiple of VL) in column blocks of up to 8
+ * vectors, j the block's first column. */
+#define FBP_BLOCKED(block, j, ld, ...)                                      \
+    do {                                                                    \
+        for (j = 0; j + 8 * VL <= (ld); j += 8 * VL) block(__VA_ARGS__, 8); \
+        switch (((ld) - j) / VL) {                                          \
+        case 7: block(__VA_ARGS__, 7); break;                               \
+        case 6: block(__VA_ARGS__, 6); break;                               \
+        case 5: block(__VA_ARGS__, 5); break;                               \
+        case 4: block(__VA_ARGS__, 4); break;                               \
+        case 3: block(__VA_ARGS__, 3); break;                               \
+        case 2: block(__VA_ARGS__, 2); break;                               \
+        case 1: block(__VA_ARGS__, 1); break;                               \
+        default: break;                                                     \
+        }                                                                   \
+    } while (0)
+
 /* z[0:nv*VL] += sum_p x[p] * wt[idx[p], 0:nv*VL] with the accumulators held in
  * registers (nv is a compile-time constant at every call). */
 static inline __attribute__((always_inline)) void FN(sparse_block)(
@@ -251,18 +268,8 @@ static inline __attribute__((always_inline)) void FN(dense_block)(
 static void FN(dense_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld,
                            const REAL *restrict x, int64_t n)
 {
-    int64_t j = 0;
-    for (; j + 8 * VL <= ld; j += 8 * VL) FN(dense_block)(z + j, wt + j, ld, x, n, 8);
-    switch ((ld - j) / VL) {
-    case 7: FN(dense_block)(z + j, wt + j, ld, x, n, 7); break;
-    case 6: FN(dense_block)(z + j, wt + j, ld, x, n, 6); break;
-    case 5: FN(dense_block)(z + j, wt + j, ld, x, n, 5); break;
-    case 4: FN(dense_block)(z + j, wt + j, ld, x, n, 4); break;
-    case 3: FN(dense_block)(z + j, wt + j, ld, x, n, 3); break;
-    case 2: FN(dense_block)(z + j, wt + j, ld, x, n, 2); break;
-    case 1: FN(dense_block)(z + j, wt + j, ld, x, n, 1); break;
-    default: break;
-    }
+    int64_t j;
+    FBP_BLOCKED(FN(dense_block), j, ld, z + j, wt + j, ld, x, n);
 }
 
 /* z += W x for a sparse x (one CSR row): the first layer's forward product, in column
@@ -270,18 +277,8 @@ static void FN(dense_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld
 static void FN(sparse_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld,
                             const int32_t *restrict idx, const REAL *restrict x, int64_t nnz)
 {
-    int64_t j = 0;
-    for (; j + 8 * VL <= ld; j += 8 * VL) FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 8);
-    switch ((ld - j) / VL) {
-    case 7: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 7); break;
-    case 6: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 6); break;
-    case 5: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 5); break;
-    case 4: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 4); break;
-    case 3: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 3); break;
-    case 2: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 2); break;
-    case 1: FN(sparse_block)(z + j, wt + j, ld, idx, x, nnz, 1); break;
-    default: break;
-    }
+    int64_t j;
+    FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz);
 }
 
 /* W^T[idx[p], 0:nv*VL] += (scale * x[p]) * delta[0:nv*VL] for every p, with this block
@@ -304,19 +301,8 @@ static inline __attribute__((always_inline)) void FN(rank1_block)(
 static void FN(rank1)(REAL *restrict wt, int64_t ld, const int32_t *restrict idx, int64_t k0,
                       const REAL *restrict x, int64_t nnz, REAL scale, const REAL *restrict delta)
 {
-    int64_t j = 0;
-    for (; j + 8 * VL <= ld; j += 8 * VL)
-        FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 8);
-    switch ((ld - j) / VL) {
-    case 7: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 7); break;
-    case 6: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 6); break;
-    case 5: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 5); break;
-    case 4: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 4); break;
-    case 3: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 3); break;
-    case 2: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 2); break;
-    case 1: FN(rank1_block)(wt + j, ld, idx, k0, x, nnz, scale, delta + j, 1); break;
-    default: break;
-    }
+    int64_t j;
+    FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j);
 }
 
 /* Ask for data row r's inputs ahead of use: with samples in shuffled order each row
@@ -481,22 +467,6 @@ static int64_t FN(total_units)(const fbp_net *net)
     return t;
 }
 
-/* block(..., nv) over a row of ld elements (a multiple of VL) in column blocks of up to 8
- * vectors, j the block's first column. */
-#define FBP_BLOCKED(block, j, ld, ...)                                      \
-    do {                                                                    \
-        for (j = 0; j + 8 * VL <= (ld); j += 8 * VL) block(__VA_ARGS__, 8); \
-        switch (((ld) - j) / VL) {                                          \
-        case 7: block(__VA_ARGS__, 7); break;                               \
-        case 6: block(__VA_ARGS__, 6); break;                               \
-        case 5: block(__VA_ARGS__, 5); break;                               \
-        case 4: block(__VA_ARGS__, 4); break;                               \
-        case 3: block(__VA_ARGS__, 3); break;                               \
-        case 2: block(__VA_ARGS__, 2); break;                               \
-        case 1: block(__VA_ARGS__, 1); break;                               \
-        default: break;                                                     \
-        }                                                                   \
-    } while (0)
 
 /* w[0:nv*VL] += sum_s (scale a[s * lda]) d_s[0:nv*VL] over the samples s < m in order (d_s
  * at d + s * ldd), the row held in registers: the m rank-1 steps of an update, in their
