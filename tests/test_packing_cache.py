@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp
-from fastbp import _packing
+from fastbp import _core, _packing
 
 SIZES = [20, 7, 4]
 
@@ -105,3 +107,47 @@ def test_labels_that_are_0d_arrays_are_never_served_stale():
     for _, y in test:
         y[()] = 1  # every label changes in place
     assert net.evaluate(test) == n - before
+
+
+# -- the identity checks behind a hit, against their plain-Python definitions
+
+
+def _reference_permutation(a: list, b: list) -> list | None:
+    if len(a) != len(b) or len({id(x) for x in a}) != len(a):
+        return None
+    position = {id(x): k for k, x in enumerate(a)}
+    order = [position.get(id(x)) for x in b]
+    if None in order or len(set(order)) != len(a):
+        return None
+    return order
+
+
+@given(st.integers(0, 60), st.data())
+@settings(max_examples=200, deadline=None)
+def test_permutation_and_same_objects_match_their_definitions(n: int, draw) -> None:
+    pool = [object() for _ in range(n + 3)]
+    a = [pool[i] for i in draw.draw(st.lists(st.integers(0, n + 2), min_size=n, max_size=n))]
+    kind = draw.draw(st.sampled_from(["same", "shuffled", "edited", "shorter"]))
+    b = list(a)
+    if kind == "shuffled":
+        b = draw.draw(st.permutations(a))
+    elif kind == "edited" and b:
+        b[draw.draw(st.integers(0, len(b) - 1))] = draw.draw(st.sampled_from(pool))
+    elif kind == "shorter" and b:
+        b = b[:-1]
+    assert _core.same_objects(a, b) == (len(a) == len(b) and all(x is y for x, y in zip(a, b)))
+    expected = _reference_permutation(a, b)
+    got = _core.permutation(a, b)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got.dtype == np.int64 and got.tolist() == expected
+        assert all(b[i] is a[k] for i, k in enumerate(got.tolist()))
+
+
+def test_permutation_of_equal_but_distinct_objects_is_none() -> None:
+    a = [(np.zeros(1), 2) for _ in range(10)]
+    b = [(x.copy(), y) for x, y in a]  # equal, not the same objects
+    assert _core.permutation(a, b) is None
+    assert not _core.same_objects(a, b)
+    assert _core.permutation(a, a[::-1]).tolist() == list(range(9, -1, -1))

@@ -10,7 +10,6 @@ names the first bad item.
 from __future__ import annotations
 
 import numbers
-import operator
 import threading
 from dataclasses import dataclass, replace
 from typing import Any
@@ -271,7 +270,6 @@ class _Entry:
     items: list  # the pairs, in packed order
     fingerprint: int
     packed: Packed
-    position: dict | None = None  # id(pair) -> packed row, built on first reordered use
 
 
 _cache: list[_Entry] = []  # most recent last
@@ -285,7 +283,7 @@ def _cache_lookup(key: tuple, items: list, rows: Any, nthreads: int,
     for entry in reversed(entries):
         if entry.key != key or len(entry.items) != len(items):
             continue
-        if all(map(operator.is_, entry.items, items)):
+        if _core.same_objects(entry.items, items):
             order = None
         elif reorder:
             order = _permutation(entry, items)
@@ -309,24 +307,9 @@ def _cache_lookup(key: tuple, items: list, rows: Any, nthreads: int,
 
 def _permutation(entry: _Entry, items: list) -> np.ndarray | None:
     """``order[i]`` = the packed row of ``items[i]``, if ``items`` is a reordering of the
-    cached pairs (each object exactly once); else None."""
-    if entry.position is None:
-        entry.position = {id(item): k for k, item in enumerate(entry.items)}
-    position = entry.position
-    try:
-        order = np.fromiter((position[id(item)] for item in items), dtype=np.int64,
-                            count=len(items))
-    except KeyError:
-        return None
-    seen = np.zeros(len(items), dtype=bool)
-    seen[order] = True
-    if not seen.all():
-        return None
-    # ids are only unique among live objects; the cached list keeps them alive, and a
-    # match must be the very object
-    if not all(entry.items[k] is item for k, item in zip(order.tolist(), items)):
-        return None
-    return order
+    cached pairs (each object exactly once); else None.  (The cached list keeps its
+    objects alive, so their addresses are theirs alone.)"""
+    return _core.permutation(entry.items, items)
 
 
 def _cache_store(key: tuple, items: list, fingerprint: int, packed: Packed) -> None:
