@@ -327,7 +327,7 @@ def test_padding():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(784, 32), (30,), (3, 5), (1,)])
+@pytest.mark.parametrize("shape", [(784, 32), (30,), (3, 5), (1,), 30, np.int64(7)])
 def test_weight_buffers_start_on_a_cache_line(shape, dtype):
     """The kernels' weight blocks are zeros starting on a 64-byte line (NumPy gives 16):
     the network's own buffers, and scratch's."""

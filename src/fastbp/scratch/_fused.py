@@ -265,7 +265,7 @@ class Kernels:
             if l > 1 or whole:
                 wt[l - 1][:, :n_out] = W
             else:
-                w1 = self._first(W, _name(params, "W1"))
+                w1 = self._first(W, params)
         # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
         # vanish where the book's product gives 0 * inf = NaN: refuse it instead
         ws = [w1 if w1 is not None else wt[0], *wt[1:]]
@@ -273,15 +273,16 @@ class Kernels:
             _refuse_nonfinite(params, self.keys(), [a for pair in zip(ws, bs) for a in pair])
         return full, scores, w1
 
-    def _first(self, W: np.ndarray, name: str) -> np.ndarray:
+    def _first(self, W: np.ndarray, params: dict) -> np.ndarray:
         """W1 as the batch kernels read it: ``W`` itself if it is a C-contiguous float64
         array (as the book makes it), else a copy (with one warning)."""
         if W.dtype == DTYPE and W.flags.c_contiguous and W.flags.aligned and W.dtype.isnative:
             return W
         # once per network, at the user's line
         warn_user(self, "copied W1",
-                  f"fastbp.scratch: {name} is not a C-contiguous float64 array ({W.dtype}), "
-                  "so it is copied on every call (slower); assign a C-contiguous float64 "
+                  f"fastbp.scratch: {_name(params, 'W1')} is not a C-contiguous float64 "
+                  f"array ({W.dtype}), so it is copied on every call (slower); assign a "
+                  "C-contiguous float64 "
                   "array (np.ascontiguousarray(W, dtype=np.float64)) to avoid the copies",
                   RuntimeWarning)
         return np.ascontiguousarray(W, dtype=DTYPE)
