@@ -515,6 +515,31 @@ def test_fingerprint_sees_row_swaps_and_is_thread_count_independent():
     assert rows.fingerprint(1) != h
 
 
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 70), n=st.integers(1, 9), double=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_fingerprint_is_the_same_on_every_code_path(width, n, double, seed):
+    """The AVX2 hash loop and the portable one give the same fingerprint for every row
+    length (whole and partial groups of four 64-bit words, an odd last 32-bit word), at 1
+    and 2 threads, and it changes when any word does."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, width, 1)).astype(np.float64 if double else np.float32)
+    items = [(X[k], X[k, :1]) for k in range(n)]
+    before = _core.isa()
+    try:
+        got = set()
+        for best in (False, True):
+            _core.set_isa(best)
+            rows = _core.gather_pairs(items, width, 1, True)
+            got |= {rows.fingerprint(1), rows.fingerprint(2)}
+    finally:
+        _core.set_isa(before != "baseline")
+    assert len(got) == 1
+    k, i = rng.integers(n), rng.integers(width)
+    X[k, i] = -X[k, i] - 1  # another value (and another sign)
+    assert _core.gather_pairs(items, width, 1, True).fingerprint(1) not in got
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(max_examples=40, deadline=None)
 @given(pos=st.integers(0, 783), stride=st.integers(1, 60), d=st.integers(1, 2**20),
