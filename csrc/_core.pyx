@@ -13,6 +13,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 cimport numpy as cnp
 
@@ -91,7 +92,9 @@ cdef extern from "fbp_pack.h" nogil:
                            int64_t *counts, int out_double, int nthreads, int *why)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                       const int64_t *indptr, int32_t *idx, void *val, int out_double,
-                      int nthreads)
+                      int nthreads, uint64_t *fingerprint)
+    uint64_t FBP_FINGERPRINT_SEED
+    uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i)
     int fbp_fits_float(const double *x, int64_t n)
     void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
                         int64_t *split)
@@ -548,7 +551,7 @@ def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
         sp = split_a
         with nogil:
             filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL,
-                                   out, real is double or wide, nthreads)
+                                   out, real is double or wide, nthreads, NULL)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
         _check_rows(-1 if filled == 0 else filled)
@@ -670,10 +673,13 @@ cdef class Rows:
                 h ^= fbp_rows_fingerprint(self.n, self.yp, self.yk, self.n_out, nthreads) * 31
         return h
 
-    def pack(self, bint double, int nthreads=1):
-        """``(indptr, split, indices, values, Y)``: the x's as CSR rows (see ``csr_rows``),
-        the y's (if ``targets``) as an (n, n_out) matrix.  Raises ValueError naming the
-        first item with a NaN or inf, or (for float32) a value beyond float32 range."""
+    def pack(self, bint double, int nthreads=1, bint fingerprint=True):
+        """``(indptr, split, indices, values, Y, fingerprint)``: the x's as CSR rows (see
+        ``csr_rows``), the y's (if ``targets``) as an (n, n_out) matrix, and the
+        ``fingerprint()`` of the very values packed (each array read once for both, so
+        that a write by another thread meanwhile cannot leave a packing that differs from
+        the data its fingerprint stands for; 0 without ``fingerprint``).  Raises ValueError naming the first item
+        with a NaN or inf, or (for float32) a value beyond float32 range."""
         import numpy as np
 
         self._check_ready()
@@ -682,6 +688,8 @@ cdef class Rows:
         cdef int nonfinite = 0, why = 0, filled = 0
         cdef void *vals
         cdef char *ys
+        cdef uint64_t xh = 0, yh = FBP_FINGERPRINT_SEED
+        cdef double *ycopy = NULL
         cdef int32_t[::1] idx
         cdef int64_t[::1] ptr, sp
         cdef bint targets = self.targets
@@ -716,17 +724,31 @@ cdef class Rows:
         # pass 2: fill
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
+        if targets and fingerprint:
+            ycopy = <double *>malloc(max(n_out, 1) * sizeof(double))
+            if ycopy == NULL:
+                raise MemoryError("fastbp: out of memory while packing the targets")
         with nogil:
             filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0],
-                                   &idx[0] if nnz > 0 else NULL, vals, double, nthreads)
+                                   &idx[0] if nnz > 0 else NULL, vals, double, nthreads,
+                                   &xh if fingerprint else NULL)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if nnz > 0 else NULL, n_in // 2, &sp[0])
-            if targets:
+            if targets and fingerprint:  # (each y read once too, into ycopy)
+                for i in range(n):
+                    memcpy(ycopy, self.yp[i], n_out * (8 if self.yk[i] == 1 else 4))
+                    yh += fbp_row_term(ycopy, self.yk[i], n_out, i)
+                    _fill_dense(ycopy, self.yk[i], n_out,
+                                ys + i * n_out * (8 if double else 4), double)
+            elif targets:
                 for i in range(n):
                     _fill_dense(self.yp[i], self.yk[i], n_out,
                                 ys + i * n_out * (8 if double else 4), double)
+        free(ycopy)
         _check_rows(-1 if filled == 0 else filled)
-        return indptr_a, split_a, indices_a, values_a, Y_a
+        if targets and fingerprint:
+            xh ^= yh * 31  # (as fingerprint() combines them)
+        return indptr_a, split_a, indices_a, values_a, Y_a, xh
 
 
 def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
@@ -738,7 +760,7 @@ def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
     return rows if rows._gather() else None
 
 
-def address(cnp.ndarray a):
+def address(cnp.ndarray a not None):
     """The address of ``a``'s first element."""
     return <size_t>cnp.PyArray_DATA(a)
 

@@ -237,6 +237,7 @@ typedef struct {
     int32_t *idx;
     void *val;
     int out_double;
+    int hash;                          /* fill: also the rows' fingerprint terms */
     int64_t bad[FBP_PACK_MAX_THREADS]; /* per thread: first bad row or -1 */
     int why[FBP_PACK_MAX_THREADS];
     uint64_t sum[FBP_PACK_MAX_THREADS];
@@ -287,19 +288,47 @@ int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_
     return -1;
 }
 
+static uint64_t row_hash(const uint32_t *w, int64_t words, int avx2);
+static inline uint64_t mix64(uint64_t z);
+
+/* Row i's term of a fingerprint (fbp_rows_fingerprint sums them). */
+static inline uint64_t row_term(const void *row, int64_t words, int64_t i, int avx2)
+{
+    return mix64(row_hash((const uint32_t *)row, words, avx2) ^ mix64((uint64_t)i + 1));
+}
+
+uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i)
+{
+    return row_term(row, width * (kind == 1 ? 2 : 1), i, fbp_isa_avx2());
+}
+
 static void fill_part(void *arg, int t, int nt)
 {
     rows_job *job = (rows_job *)arg;
     const int64_t w = job->width, *ip = job->indptr;
+    const int avx2 = fbp_isa_avx2();
     int64_t lo, hi;
     share(job->n, t, nt, &lo, &hi);
     int32_t *pos = (int32_t *)malloc((size_t)(w + 8) * sizeof(int32_t));
-    if (!pos) {
+    /* with a fingerprint, each row is first copied here: hashed and packed from the one
+       read, so that another thread writing the row meanwhile cannot leave a packing
+       that differs from the data its fingerprint stands for */
+    void *copy = job->hash ? malloc((size_t)(w > 0 ? w : 1) * sizeof(double)) : NULL;
+    uint64_t sum = 0;
+    if (!pos || (job->hash && !copy)) {
+        free(pos);
+        free(copy);
         job->bad[t] = 1;
         return;
     }
     for (int64_t i = lo; i < hi; ++i) {
         const void *x = job->x[i];
+        if (copy) {
+            const int64_t words = w * (job->kind[i] == 1 ? 2 : 1);
+            memcpy(copy, x, (size_t)words * 4);
+            sum += row_term(copy, words, i, avx2);
+            x = copy;
+        }
         if (job->out_double) {
             if (job->kind[i] == 1)
                 append_dd(x, w, job->idx, (double *)job->val, ip[i], ip[i + 1], pos);
@@ -312,18 +341,25 @@ static void fill_part(void *arg, int t, int nt)
                 append_ff(x, w, job->idx, (float *)job->val, ip[i], ip[i + 1], pos);
         }
     }
+    job->sum[t] = sum;
     free(pos);
+    free(copy);
 }
 
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
-                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads)
+                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
+                  uint64_t *fingerprint)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .indptr = indptr, .idx = idx,
-                    .val = val, .out_double = out_double};
+                    .val = val, .out_double = out_double, .hash = fingerprint != NULL};
     nthreads = pack_threads(nthreads);
     if (fbp_pool_run(fill_part, &job, nthreads) != 0) return FBP_PACK_NOTHREAD;
     for (int t = 0; t < nthreads; ++t)
         if (job.bad[t]) return FBP_PACK_NOMEM;
+    if (fingerprint) {
+        *fingerprint = FBP_FINGERPRINT_SEED;
+        for (int t = 0; t < nthreads; ++t) *fingerprint += job.sum[t];
+    }
     return 0;
 }
 
@@ -434,7 +470,7 @@ static void fingerprint_part(void *arg, int t, int nt)
         }
         /* the row's position goes through the non-linear mix with its hash, so moving
            rows (a permutation, a swap of two rows' contents) changes the sum */
-        sum += mix64(row_hash((const uint32_t *)job->x[i], words, avx2) ^ mix64((uint64_t)i + 1));
+        sum += row_term(job->x[i], words, i, avx2);
     }
     job->sum[t] = sum;
 }
@@ -443,7 +479,7 @@ uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind,
                               int nthreads)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind};
-    uint64_t total = 0x243F6A8885A308D3ull;
+    uint64_t total = FBP_FINGERPRINT_SEED;
     nthreads = pack_threads(nthreads);
     if (fbp_pool_run(fingerprint_part, &job, nthreads) != 0) {
         fingerprint_part(&job, 0, 1);  /* no worker: the same sum on this thread */

@@ -26,15 +26,17 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * writes counts[i] and returns the first bad row (or -1), with *why FBP_BAD_NONFINITE
  * (a NaN or inf) or FBP_BAD_OVERFLOW (a double beyond float range, when the output is
  * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
- * if out_double, else float).  Both return FBP_PACK_NOTHREAD if a thread could not be
- * started (then nothing was done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch
- * could not be allocated. */
+ * if out_double, else float) and, unless fingerprint is NULL, sets *fingerprint to the
+ * fbp_rows_fingerprint of the very values it packed (each row read once, into a copy).
+ * Both return FBP_PACK_NOTHREAD if a thread could not be started (then nothing was
+ * done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch could not be allocated. */
 #define FBP_PACK_MAX_THREADS 64
 enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
                        int64_t *counts, int out_double, int nthreads, int *why);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
-                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads);
+                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
+                  uint64_t *fingerprint);
 
 /* 1 if every x[:n] rounds to a finite float (NaN counts as fitting). */
 int fbp_fits_float(const double *x, int64_t n);
@@ -46,6 +48,9 @@ void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_
 /* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements) and of
  * their positions, to notice an in-place change to data packed before, including rows
  * permuted or swapped.  Not cryptographic. */
+#define FBP_FINGERPRINT_SEED 0x243F6A8885A308D3ull
+/* Row i's term of that sum (row: width values of kind 1 or 2). */
+uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i);
 uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
                               int nthreads);
 

@@ -151,3 +151,65 @@ def test_permutation_of_equal_but_distinct_objects_is_none() -> None:
     assert _core.permutation(a, b) is None
     assert not _core.same_objects(a, b)
     assert _core.permutation(a, a[::-1]).tolist() == list(range(9, -1, -1))
+
+
+@pytest.mark.parametrize("x64", [False, True])
+@pytest.mark.parametrize("y64", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packing_gives_the_fingerprint_of_what_it_packed(x64, y64, threads) -> None:
+    """The fingerprint a packing returns (taken from the same reads as the packed values)
+    equals the lookup's fingerprint of the same arrays, for every element type; and a
+    packing for a list too short to cache takes none."""
+    rng = np.random.default_rng(3)
+    X = rng.random((50, 13, 1)) * (rng.random((50, 13, 1)) < 0.4)
+    Y = rng.random((50, 3, 1))
+    items = [(X[k].astype(np.float64 if x64 else np.float32),
+              Y[k].astype(np.float64 if y64 else np.float32)) for k in range(50)]
+    rows = _core.gather_pairs(items, 13, 3, True)
+    for double in (False, True):
+        assert rows.pack(double, threads)[5] == rows.fingerprint(threads)
+        assert rows.pack(double, threads, fingerprint=False)[5] == 0
+    x_only = _core.gather_pairs(items, 13, 3, False)
+    assert x_only.pack(True, threads)[5] == x_only.fingerprint(1) != rows.fingerprint(1)
+
+
+def test_a_write_during_packing_never_leaves_a_stale_entry() -> None:
+    """Another thread flips a pixel while the list is packed; the pixel is then set to
+    each value in turn: a cache hit must hold the value the array has (found by a helper
+    session: the fingerprint and the packing were once two separate reads)."""
+    import threading
+    import time
+
+    rng = np.random.default_rng(0)
+    n = _packing.CACHE_MIN_ITEMS
+    items = [(rng.random((784, 1)), np.eye(10)[:, [i % 10]]) for i in range(n)]
+    x = items[n // 2][0]
+
+    def packed_value(p: _packing.Packed) -> float:
+        lo, hi = p.indptr[n // 2], p.indptr[n // 2 + 1]
+        hit = np.flatnonzero(p.indices[lo:hi] == 5)
+        return float(p.values[lo:hi][hit[0]]) if hit.size else 0.0
+
+    def toggle(stop: threading.Event) -> None:
+        v = 0
+        while not stop.is_set():
+            x[5, 0] = 0.25 if v else 0.75
+            v ^= 1
+
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        fastbp.clear_cache()
+        stop = threading.Event()
+        t = threading.Thread(target=toggle, args=(stop,))
+        t.start()
+        try:
+            first = _packing.pack(items, 784, 10, np.dtype(np.float64), "train", "t")
+        finally:
+            stop.set()
+            t.join()
+        for v in (0.25, 0.75):
+            x[5, 0] = v
+            again = _packing.pack(items, 784, 10, np.dtype(np.float64), "train", "t")
+            if again is first:
+                assert packed_value(again) == v
+    fastbp.clear_cache()

@@ -178,8 +178,11 @@ def aligned_zeros(shape: Any, dtype: Any) -> np.ndarray:
     vectors) would straddle lines: half the vector loads in the kernels' inner loops split
     across two lines, which measured about 20% slower on the first layer's row gather."""
     dtype = np.dtype(dtype)
-    count = int(shape) if isinstance(shape, numbers.Integral) else math.prod(shape)
-    nbytes = count * dtype.itemsize
+    dims = [int(shape)] if isinstance(shape, numbers.Integral) else [int(d) for d in
+                                                                     np.atleast_1d(shape)]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"negative dimensions are not allowed: {shape!r}")
+    nbytes = math.prod(dims) * dtype.itemsize
     raw = np.zeros(nbytes + LINE, dtype=np.uint8)
     start = -_core.address(raw) % LINE  # (not raw.ctypes.data: 4 us, on every call)
     return raw[start:start + nbytes].view(dtype).reshape(shape)

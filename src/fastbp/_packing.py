@@ -82,11 +82,10 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
         hit = _cache_lookup(key, items, rows, nthreads, reorder)
         if hit is not None:
             return hit
-        fingerprint = rows.fingerprint(nthreads)
     fast = None
     if rows is not None:
         try:
-            fast = rows.pack(dtype == np.float64, nthreads)
+            fast = rows.pack(dtype == np.float64, nthreads, fingerprint=use_cache)
         except ValueError as exc:  # "item i contains NaN or inf" (or: beyond float32 range)
             _, i, rest = str(exc).split(" ", 2)
             raise ValueError(f"{what}[{i}] {rest}") from None
@@ -98,8 +97,8 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
     _finish_targets(packed, labels, targets, n_out, dtype, what)
     packed.n_in, packed.n_out = n_in, n_out
-    if use_cache:
-        _cache_store(key, items, fingerprint, packed)
+    if use_cache and fast is not None:  # (fast[5]: the fingerprint of what was packed)
+        _cache_store(key, items, fast[5], packed)
     return packed
 
 
