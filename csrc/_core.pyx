@@ -88,11 +88,13 @@ cdef extern from "fbp_pack.h" nogil:
     int FBP_BAD_OVERFLOW
     int FBP_PACK_NOTHREAD
     int FBP_PACK_NOMEM
+    int FBP_PACK_CHANGED
+    int FBP_PACK_BADVALUE
     int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
                            int64_t *counts, int out_double, int nthreads, int *why)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                       const int64_t *indptr, int32_t *idx, void *val, int out_double,
-                      int nthreads, uint64_t *fingerprint)
+                      int nthreads, uint64_t *fingerprint, int64_t *bad, int *why)
     uint64_t FBP_FINGERPRINT_SEED
     uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i)
     int fbp_fits_float(const double *x, int64_t n)
@@ -551,7 +553,7 @@ def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
         sp = split_a
         with nogil:
             filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL,
-                                   out, real is double or wide, nthreads, NULL)
+                                   out, real is double or wide, nthreads, NULL, NULL, NULL)
             if n > 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
         _check_rows(-1 if filled == 0 else filled)
@@ -729,26 +731,39 @@ cdef class Rows:
             if ycopy == NULL:
                 raise MemoryError("fastbp: out of memory while packing the targets")
         with nogil:
+            bad = -1
             filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0],
                                    &idx[0] if nnz > 0 else NULL, vals, double, nthreads,
-                                   &xh if fingerprint else NULL)
-            if n > 0:
+                                   &xh if fingerprint else NULL, &bad, &why)
+            if n > 0 and bad < 0:
                 fbp_rows_split(n, &ptr[0], &idx[0] if nnz > 0 else NULL, n_in // 2, &sp[0])
-            if targets and fingerprint:  # (each y read once too, into ycopy)
-                for i in range(n):
+            if targets and fingerprint and bad < 0:  # (each y read once too, into ycopy,
+                for i in range(n):                   # and checked there)
                     memcpy(ycopy, self.yp[i], n_out * (8 if self.yk[i] == 1 else 4))
+                    nonfinite = 0
+                    _count(ycopy, self.yk[i], n_out, &nonfinite)
+                    if nonfinite:
+                        bad, why = i, 0
+                        break
+                    if self.yk[i] == 1 and not double and not fbp_fits_float(ycopy, n_out):
+                        bad, why = i, FBP_BAD_OVERFLOW
+                        break
                     yh += fbp_row_term(ycopy, self.yk[i], n_out, i)
                     _fill_dense(ycopy, self.yk[i], n_out,
                                 ys + i * n_out * (8 if double else 4), double)
-            elif targets:
+            elif targets and bad < 0:
                 for i in range(n):
                     _fill_dense(self.yp[i], self.yk[i], n_out,
                                 ys + i * n_out * (8 if double else 4), double)
         free(ycopy)
-        _check_rows(-1 if filled == 0 else filled)
+        _check_rows(bad, why)  # (a NaN, inf or overflow written since the count pass)
+        _check_rows(-1 if filled in (0, FBP_PACK_CHANGED, FBP_PACK_BADVALUE) else filled)
         if targets and fingerprint:
             xh ^= yh * 31  # (as fingerprint() combines them)
-        return indptr_a, split_a, indices_a, values_a, Y_a, xh
+        # a row's count changed since the count pass: another thread wrote the data, so
+        # the packing is no snapshot of it: no fingerprint, and no cache entry
+        fp = None if filled == FBP_PACK_CHANGED else xh
+        return indptr_a, split_a, indices_a, values_a, Y_a, fp
 
 
 def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):

@@ -238,6 +238,8 @@ typedef struct {
     void *val;
     int out_double;
     int hash;                          /* fill: also the rows' fingerprint terms */
+    int changed;                       /* fill: a row's count differs from the count pass */
+    int64_t badrow[FBP_PACK_MAX_THREADS]; /* fill: first row with a bad value, or -1 */
     int64_t bad[FBP_PACK_MAX_THREADS]; /* per thread: first bad row or -1 */
     int why[FBP_PACK_MAX_THREADS];
     uint64_t sum[FBP_PACK_MAX_THREADS];
@@ -326,6 +328,23 @@ static void fill_part(void *arg, int t, int nt)
         if (copy) {
             const int64_t words = w * (job->kind[i] == 1 ? 2 : 1);
             memcpy(copy, x, (size_t)words * 4);
+            /* the copy checked as the count pass checked the row: a value written since
+               (a NaN, or a zero become non-zero) must not be packed unchecked, nor
+               cached under a fingerprint the packing does not match */
+            int nonfinite = 0, overflow = 0;
+            int64_t c;
+            if (job->kind[i] == 1 && !job->out_double)
+                c = count_nonzero_d2f((const double *)copy, w, &nonfinite, &overflow);
+            else if (job->kind[i] == 1)
+                c = fbp_count_nonzero_d((const double *)copy, w, &nonfinite);
+            else
+                c = fbp_count_nonzero_f((const float *)copy, w, &nonfinite);
+            if (nonfinite || overflow) {
+                job->badrow[t] = i;
+                job->why[t] = nonfinite ? FBP_BAD_NONFINITE : FBP_BAD_OVERFLOW;
+                break;
+            }
+            if (c != ip[i + 1] - ip[i]) job->changed = 1;  /* (a benign race on a flag) */
             sum += row_term(copy, words, i, avx2);
             x = copy;
         }
@@ -348,19 +367,26 @@ static void fill_part(void *arg, int t, int nt)
 
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                   const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
-                  uint64_t *fingerprint)
+                  uint64_t *fingerprint, int64_t *bad, int *why)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .indptr = indptr, .idx = idx,
                     .val = val, .out_double = out_double, .hash = fingerprint != NULL};
     nthreads = pack_threads(nthreads);
+    for (int t = 0; t < nthreads; ++t) job.badrow[t] = -1;
     if (fbp_pool_run(fill_part, &job, nthreads) != 0) return FBP_PACK_NOTHREAD;
     for (int t = 0; t < nthreads; ++t)
         if (job.bad[t]) return FBP_PACK_NOMEM;
+    for (int t = 0; t < nthreads; ++t)  /* ranges are in order: the first bad row wins */
+        if (job.badrow[t] >= 0) {
+            *bad = job.badrow[t];
+            *why = job.why[t];
+            return FBP_PACK_BADVALUE;
+        }
     if (fingerprint) {
         *fingerprint = FBP_FINGERPRINT_SEED;
         for (int t = 0; t < nthreads; ++t) *fingerprint += job.sum[t];
     }
-    return 0;
+    return job.changed ? FBP_PACK_CHANGED : 0;
 }
 
 /* A hash of a row's bytes, w[0..words) as 32-bit words, pairs of them read as 64-bit

@@ -27,16 +27,20 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * (a NaN or inf) or FBP_BAD_OVERFLOW (a double beyond float range, when the output is
  * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
  * if out_double, else float) and, unless fingerprint is NULL, sets *fingerprint to the
- * fbp_rows_fingerprint of the very values it packed (each row read once, into a copy).
+ * fbp_rows_fingerprint of the very values it packed (each row read once, into a copy,
+ * and checked there as fbp_rows_count checked the row: FBP_PACK_BADVALUE with *bad and
+ * *why if a NaN, inf or overflow has appeared since, FBP_PACK_CHANGED, the packing
+ * complete but not a snapshot of the data, if a row's count has changed).
  * Both return FBP_PACK_NOTHREAD if a thread could not be started (then nothing was
  * done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch could not be allocated. */
 #define FBP_PACK_MAX_THREADS 64
-enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3 };
+enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3,
+       FBP_PACK_CHANGED = -4, FBP_PACK_BADVALUE = -5 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
                        int64_t *counts, int out_double, int nthreads, int *why);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                   const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
-                  uint64_t *fingerprint);
+                  uint64_t *fingerprint, int64_t *bad, int *why);
 
 /* 1 if every x[:n] rounds to a finite float (NaN counts as fitting). */
 int fbp_fits_float(const double *x, int64_t n);

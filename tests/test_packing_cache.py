@@ -173,10 +173,13 @@ def test_packing_gives_the_fingerprint_of_what_it_packed(x64, y64, threads) -> N
     assert x_only.pack(True, threads)[5] == x_only.fingerprint(1) != rows.fingerprint(1)
 
 
-def test_a_write_during_packing_never_leaves_a_stale_entry() -> None:
+@pytest.mark.parametrize("values", [(0.25, 0.75), (0.0, 0.75), (0.75, np.nan)],
+                         ids=["value", "zero", "nan"])
+def test_a_write_during_packing_never_leaves_a_stale_entry(values: tuple) -> None:
     """Another thread flips a pixel while the list is packed; the pixel is then set to
-    each value in turn: a cache hit must hold the value the array has (found by a helper
-    session: the fingerprint and the packing were once two separate reads)."""
+    each value in turn: a cache hit must hold the value the array has, and a NaN must be
+    refused, never served from the cache (found by helper sessions: the fingerprint, the
+    count of non-zeros and NaN check, and the packing were once separate reads)."""
     import threading
     import time
 
@@ -193,8 +196,11 @@ def test_a_write_during_packing_never_leaves_a_stale_entry() -> None:
     def toggle(stop: threading.Event) -> None:
         v = 0
         while not stop.is_set():
-            x[5, 0] = 0.25 if v else 0.75
+            x[5, 0] = values[v]
             v ^= 1
+
+    def pack() -> _packing.Packed:
+        return _packing.pack(items, 784, 10, np.dtype(np.float64), "train", "t")
 
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
@@ -203,13 +209,19 @@ def test_a_write_during_packing_never_leaves_a_stale_entry() -> None:
         t = threading.Thread(target=toggle, args=(stop,))
         t.start()
         try:
-            first = _packing.pack(items, 784, 10, np.dtype(np.float64), "train", "t")
+            first = pack()
+        except ValueError:  # (it read the NaN: refused, as it should be)
+            first = None
         finally:
             stop.set()
             t.join()
-        for v in (0.25, 0.75):
+        for v in values:
             x[5, 0] = v
-            again = _packing.pack(items, 784, 10, np.dtype(np.float64), "train", "t")
+            if np.isnan(v):
+                with pytest.raises(ValueError, match="NaN or inf"):
+                    pack()
+                continue
+            again = pack()
             if again is first:
                 assert packed_value(again) == v
     fastbp.clear_cache()

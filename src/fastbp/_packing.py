@@ -97,8 +97,8 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
     _finish_targets(packed, labels, targets, n_out, dtype, what)
     packed.n_in, packed.n_out = n_in, n_out
-    if use_cache and fast is not None:  # (fast[5]: the fingerprint of what was packed)
-        _cache_store(key, items, fast[5], packed)
+    if use_cache and fast is not None and fast[5] is not None:
+        _cache_store(key, items, fast[5], packed)  # (the fingerprint of what was packed)
     return packed
 
 
