@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -191,6 +191,7 @@ def test_vectorized_result(value):
 
 @FUZZ
 @given(value=odd, arg=st.sampled_from(["data_dir", "path", "dtype"]))
+@example(value=",", arg="dtype")  # np.dtype(",") raises SyntaxError (found by this test)
 def test_mnist_loader_arguments(value, arg, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")  # nothing to find, and no download
     kwargs = {"data_dir": empty, "download": False} | {arg: value}

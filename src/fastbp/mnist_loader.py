@@ -59,7 +59,7 @@ def _splits(
     if dtype is not None:
         try:
             dt = np.dtype(dtype)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, SyntaxError):  # (np.dtype(",") raises SyntaxError)
             raise TypeError(f"dtype must be a floating type, got {dtype!r}") from None
         if not np.issubdtype(dt, np.floating):
             raise TypeError(f"dtype must be a floating type, got {dt}")
