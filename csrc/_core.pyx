@@ -602,6 +602,18 @@ cdef inline int64_t _count(const void *x, char kind, int64_t n, int *bad) noexce
     return fbp_count_nonzero_f(<const float *>x, n, bad)
 
 
+cdef inline int _target_why(const void *y, char kind, int64_t n, bint double) noexcept nogil:
+    """-1 if the target row y can be packed; else the reason _check_rows reports (0: a
+    NaN or inf; FBP_BAD_OVERFLOW: beyond float32 range for a float32 network)."""
+    cdef int nonfinite = 0
+    _count(y, kind, n, &nonfinite)
+    if nonfinite:
+        return 0
+    if kind == 1 and not double and not fbp_fits_float(<const double *>y, n):
+        return FBP_BAD_OVERFLOW
+    return -1
+
+
 cdef inline void _fill_dense(const void *y, char kind, int64_t n, void *out,
                              bint double) noexcept nogil:
     cdef int64_t j
@@ -687,7 +699,7 @@ cdef class Rows:
         self._check_ready()
         cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
         cdef int64_t bad
-        cdef int nonfinite = 0, why = 0, filled = 0
+        cdef int why = 0, filled = 0
         cdef void *vals
         cdef char *ys
         cdef uint64_t xh = 0, yh = FBP_FINGERPRINT_SEED
@@ -702,13 +714,9 @@ cdef class Rows:
             bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], double, nthreads, &why)
             if bad == -1 and targets:
                 for i in range(n):
-                    _count(self.yp[i], self.yk[i], n_out, &nonfinite)
-                    if nonfinite:
-                        bad, why = i, 0
-                        break
-                    if self.yk[i] == 1 and not double and not fbp_fits_float(
-                            <const double *>self.yp[i], n_out):
-                        bad, why = i, FBP_BAD_OVERFLOW
+                    why = _target_why(self.yp[i], self.yk[i], n_out, double)
+                    if why >= 0:
+                        bad = i
                         break
             ptr[0] = 0
             if bad == -1:  # (after a bad row the counts are not all written)
@@ -740,13 +748,9 @@ cdef class Rows:
             if targets and fingerprint and bad < 0:  # (each y read once too, into ycopy,
                 for i in range(n):                   # and checked there)
                     memcpy(ycopy, self.yp[i], n_out * (8 if self.yk[i] == 1 else 4))
-                    nonfinite = 0
-                    _count(ycopy, self.yk[i], n_out, &nonfinite)
-                    if nonfinite:
-                        bad, why = i, 0
-                        break
-                    if self.yk[i] == 1 and not double and not fbp_fits_float(ycopy, n_out):
-                        bad, why = i, FBP_BAD_OVERFLOW
+                    why = _target_why(ycopy, self.yk[i], n_out, double)
+                    if why >= 0:
+                        bad = i
                         break
                     yh += fbp_row_term(ycopy, self.yk[i], n_out, i)
                     _fill_dense(ycopy, self.yk[i], n_out,

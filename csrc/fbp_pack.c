@@ -245,6 +245,22 @@ typedef struct {
     uint64_t sum[FBP_PACK_MAX_THREADS];
 } rows_job;
 
+/* The non-zeros of row x (of kind 1 or 2, job->width values), and in *why a reason to
+ * refuse it (FBP_BAD_NONFINITE, FBP_BAD_OVERFLOW for a float output) or 0. */
+static int64_t count_row(const rows_job *job, const void *x, char kind, int *why)
+{
+    int nonfinite = 0, overflow = 0;
+    int64_t c;
+    if (kind == 1 && !job->out_double)
+        c = count_nonzero_d2f((const double *)x, job->width, &nonfinite, &overflow);
+    else if (kind == 1)
+        c = fbp_count_nonzero_d((const double *)x, job->width, &nonfinite);
+    else
+        c = fbp_count_nonzero_f((const float *)x, job->width, &nonfinite);
+    *why = nonfinite ? FBP_BAD_NONFINITE : overflow ? FBP_BAD_OVERFLOW : 0;
+    return c;
+}
+
 static void count_part(void *arg, int t, int nt)
 {
     rows_job *job = (rows_job *)arg;
@@ -252,17 +268,9 @@ static void count_part(void *arg, int t, int nt)
     share(job->n, t, nt, &lo, &hi);
     job->bad[t] = -1;
     for (int64_t i = lo; i < hi; ++i) {
-        int nonfinite = 0, overflow = 0;
-        if (job->kind[i] == 1 && !job->out_double)
-            job->counts[i] = count_nonzero_d2f((const double *)job->x[i], job->width, &nonfinite,
-                                               &overflow);
-        else if (job->kind[i] == 1)
-            job->counts[i] = fbp_count_nonzero_d((const double *)job->x[i], job->width, &nonfinite);
-        else
-            job->counts[i] = fbp_count_nonzero_f((const float *)job->x[i], job->width, &nonfinite);
-        if (nonfinite || overflow) {
+        job->counts[i] = count_row(job, job->x[i], job->kind[i], &job->why[t]);
+        if (job->why[t]) {
             job->bad[t] = i;
-            job->why[t] = nonfinite ? FBP_BAD_NONFINITE : FBP_BAD_OVERFLOW;
             return;
         }
     }
@@ -331,17 +339,9 @@ static void fill_part(void *arg, int t, int nt)
             /* the copy checked as the count pass checked the row: a value written since
                (a NaN, or a zero become non-zero) must not be packed unchecked, nor
                cached under a fingerprint the packing does not match */
-            int nonfinite = 0, overflow = 0;
-            int64_t c;
-            if (job->kind[i] == 1 && !job->out_double)
-                c = count_nonzero_d2f((const double *)copy, w, &nonfinite, &overflow);
-            else if (job->kind[i] == 1)
-                c = fbp_count_nonzero_d((const double *)copy, w, &nonfinite);
-            else
-                c = fbp_count_nonzero_f((const float *)copy, w, &nonfinite);
-            if (nonfinite || overflow) {
+            const int64_t c = count_row(job, copy, job->kind[i], &job->why[t]);
+            if (job->why[t]) {
                 job->badrow[t] = i;
-                job->why[t] = nonfinite ? FBP_BAD_NONFINITE : FBP_BAD_OVERFLOW;
                 break;
             }
             if (c != ip[i + 1] - ip[i]) job->changed = 1;  /* (a benign race on a flag) */
@@ -389,14 +389,6 @@ int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wid
     return job.changed ? FBP_PACK_CHANGED : 0;
 }
 
-/* A hash of a row's bytes, w[0..words) as 32-bit words, pairs of them read as 64-bit
- * words v_j in four lanes (the structure of XXH3's accumulate step): each lane adds
- * lo(d_j) * hi(d_j) + swap(v_j), where d_j = v_j ^ k_j and k_j = (j + 1) * K is a key
- * of its own for every position.  The products make it non-linear, so no pattern of
- * additive edits (a linear checksum misses +d, -2d, +d at three positions) and no
- * swap of two words cancels out, except by chance (about 2^-64 per edit).  Integer
- * arithmetic: the AVX2 clone (chosen at load time where the CPU has it) gives the
- * same value. */
 /* row_hash's four lanes for pairs [0, j) of w (j = pairs rounded down to a multiple of
  * 4): acc[i] and key[i] as the portable loop below leaves them, returning j. */
 static int64_t hash_lanes(const uint32_t *w, int64_t pairs, uint64_t acc[4], uint64_t key[4])

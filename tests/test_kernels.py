@@ -807,3 +807,17 @@ def test_sum_of_squares_is_finite_flags_what_could_overflow():
     assert not _core.sum_of_squares_is_finite(a.astype(">f8"))
     assert not _core.sum_of_squares_is_finite(list(a))
     assert _core.sum_of_squares_is_finite(np.zeros(0))
+
+
+def test_aligned_zeros_refuses_negative_sizes_and_takes_any_integer_shape():
+    """Helper-session findings: a negative size gave an odd shape silently (now a clear
+    error), and a 0-d array as the shape stopped working for a while."""
+    from fastbp import _engine
+
+    for bad in (-1, (2, -1), (np.int64(-8),)):
+        with pytest.raises(ValueError, match="negative"):
+            _engine.aligned_zeros(bad, np.float64)
+    assert _engine.aligned_zeros(np.array(7), np.float64).shape == (7,)
+    assert _engine.aligned_zeros((2, np.int64(3)), np.float32).shape == (2, 3)
+    with pytest.raises(TypeError):
+        _core.address(None)
