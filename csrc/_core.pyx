@@ -71,12 +71,12 @@ cdef extern from "fbp_kernels.h" nogil:
                           int x_double, int64_t m, const float *y, double scale,
                           float **gb, float **gwt, float *out, float *acts, int nthreads,
                           int64_t *bad)
-    int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                            double *out, double *acts, int nthreads, fbp_interrupt *intr,
-                            int64_t *bad)
-    int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                            float *out, float *acts, int nthreads, fbp_interrupt *intr,
-                            int64_t *bad)
+    int fbp_forward_dense_d(const fbp_net *net, const double *w0, const void *x, int x_double,
+                            int64_t m, double *out, double *acts, int nthreads,
+                            fbp_interrupt *intr, int64_t *bad)
+    int fbp_forward_dense_f(const fbp_net *net, const float *w0, const void *x, int x_double,
+                            int64_t m, float *out, float *acts, int nthreads,
+                            fbp_interrupt *intr, int64_t *bad)
     void fbp_activation_d(double *z, int64_t n, int act)
     void fbp_activation_f(float *z, int64_t n, int act)
     const char *fbp_isa()
@@ -478,28 +478,30 @@ def activation(real[::1] z, int act):
         fbp_activation_f(&z[0], z.shape[0], act)
 
 
-def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1] acts=None):
+def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1] acts=None,
+                 object w0=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
     into ``out`` (m, n_out), row by row, each row's non-zeros found as it is taken: equal
     to ``forward`` on the same rows packed, with no packed copy (for many rows).  ``acts``
-    as in ``dense_forward``."""
-    cdef int64_t m = out.shape[0], bad = -1
+    and ``w0`` as in ``dense_forward``."""
+    cdef int64_t m = out.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
     if out.shape[1] != net.net.sizes[net.net.n_layers]:
         raise ValueError(f"out has {out.shape[1]} columns, expected "
                          f"{net.net.sizes[net.net.n_layers]}")
     cdef real *actp = _acts_buffer(net, m, acts)
+    cdef const void *w0p = _first_weights(net, w0, real is double, &ld0)
     cdef int status
-    cdef tuple keep = (X, acts)
+    cdef tuple keep = (X, acts, w0)
     cdef _Interrupt intr = _Interrupt()
     with nogil:
         if real is double:
-            status = fbp_forward_dense_d(&net.net, xp, x_double, m, &out[0, 0], actp,
-                                         nthreads, &intr.c, &bad)
+            status = fbp_forward_dense_d(&net.net, <const double *>w0p, xp, x_double, m,
+                                         &out[0, 0], actp, nthreads, &intr.c, &bad)
         else:
-            status = fbp_forward_dense_f(&net.net, xp, x_double, m, &out[0, 0], actp,
-                                         nthreads, &intr.c, &bad)
+            status = fbp_forward_dense_f(&net.net, <const float *>w0p, xp, x_double, m,
+                                         &out[0, 0], actp, nthreads, &intr.c, &bad)
     if intr.exc is not None:  # Ctrl-C first, even when a bad row stopped a thread too
         status = FBP_INTERRUPTED
     if status == FBP_BADINPUT:

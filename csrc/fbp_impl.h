@@ -281,6 +281,72 @@ static void FN(sparse_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t l
     FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz);
 }
 
+/* sparse_block for the last nv vectors of rows of `rem` elements at stride ldw
+ * ((nv - 1) VL < rem <= nv VL; the first layer's W^T read where it is, unpadded): the
+ * same sums as sparse_block over those rows padded with zeros.  The last vector's lanes
+ * past `rem` are loaded from the next row and masked to zero, except for the rows
+ * idx[p] with p >= safe (the array's last rows, where that load would leave it), whose
+ * last vector is read element by element. */
+static inline __attribute__((always_inline)) void FN(sparse_tail)(
+    REAL *restrict z, const REAL *restrict wt, int64_t ldw, const int32_t *restrict idx,
+    const REAL *restrict x, int64_t nnz, int64_t safe, int64_t rem, const int nv)
+{
+    typedef __typeof__((VEC){0} < (VEC){0}) mask_t;
+    VEC acc[8];
+    mask_t keep;
+    for (int e = 0; e < VL; ++e) keep[e] = (nv - 1) * VL + e < rem ? -1 : 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
+    int64_t p = 0;
+    for (; p < safe; ++p) {
+        const VEC v = x[p] - (VEC){0};
+        const REAL *restrict w = FBP_ROW(wt + (int64_t)idx[p] * ldw);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv - 1; ++i) acc[i] += v * FN(load)(w + i * VL);
+        acc[nv - 1] += v * (VEC)((mask_t)FN(load)(w + (nv - 1) * VL) & keep);
+    }
+    for (; p < nnz; ++p) {
+        const VEC v = x[p] - (VEC){0};
+        const REAL *restrict w = wt + (int64_t)idx[p] * ldw;
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load_n)(w + i * VL, rem - i * VL);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; ++i) FN(store)(z + i * VL, acc[i]);
+}
+
+/* z[0:LD] += W x for a sparse x (one CSR row, idx ascending) with W^T given unpadded:
+ * n_in rows of n_out at stride n_out (z padded to fbp_ld(n_out), its padding left as
+ * it is).  The same sums, in the same order, as sparse_gemv over W^T padded. */
+static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
+                                     int64_t n_in, int64_t n_out,
+                                     const int32_t *restrict idx, const REAL *restrict x,
+                                     int64_t nnz)
+{
+    int64_t j = 0;
+    for (; j + 8 * VL <= n_out; j += 8 * VL)
+        FN(sparse_block)(z + j, wt + j, n_out, idx, x, nnz, 8);
+    const int64_t rem = n_out - j;
+    if (rem == 0) return;
+    const int nv = (int)((rem + VL - 1) / VL);
+    /* rows k whose last vector's full load stays in the array: k n_out + j + nv VL
+       <= n_in n_out */
+    const int64_t kmax = (n_in * n_out - j - nv * VL) >= 0
+                             ? (n_in * n_out - j - nv * VL) / n_out : -1;
+    int64_t safe = nnz;
+    while (safe > 0 && idx[safe - 1] > kmax) --safe;
+    switch (nv) {
+    case 8: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 8); break;
+    case 7: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 7); break;
+    case 6: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 6); break;
+    case 5: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 5); break;
+    case 4: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 4); break;
+    case 3: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 3); break;
+    case 2: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 2); break;
+    default: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 1); break;
+    }
+}
+
 /* W^T[idx[p], 0:nv*VL] += (scale * x[p]) * delta[0:nv*VL] for every p, with this block
  * of delta held in registers (idx NULL: rows k0, k0+1, ...).  The update's rank-1 step. */
 static inline __attribute__((always_inline)) void FN(rank1_block)(
@@ -670,6 +736,7 @@ typedef struct {
     int64_t start, count;
     REAL *out;
     REAL *acts;                  /* NULL, or every layer's activations (see forward_dense) */
+    const REAL *w0;              /* NULL, or the first layer's W^T unpadded (dense rows x) */
     fbp_interrupt *intr;
     atomic_int stop, nomem;
     _Atomic int64_t bad;         /* the first row with a NaN or inf (INT64_MAX: none) */
@@ -742,7 +809,21 @@ static void FN(forward_part)(void *arg, int t, int nt)
                 }
                 break;
             }
-            FN(forward_one)(net, &one, 0, A, abuf + units, 0);
+            if (job->w0) {  /* z_1 summed as forward_one sums it, W^T read unpadded */
+                for (int p = 0; p < FBP_PARTS; ++p) {
+                    int64_t p0, p1;
+                    REAL *z = p == 0 ? A[1] : abuf + units;
+                    FN(part_range)(&one, 0, p, &p0, &p1);
+                    if (p == 0)
+                        memcpy(z, net->b[0], (size_t)LD(1) * sizeof(REAL));
+                    else
+                        memset(z, 0, (size_t)LD(1) * sizeof(REAL));
+                    FN(sparse_gemv_unpadded)(z, job->w0, n_in, net->sizes[1], pos + p0,
+                                             val + p0, p1 - p0);
+                    if (p > 0) FN(axpy)(A[1], 1, z, LD(1));
+                }
+            }
+            FN(forward_one)(net, &one, 0, A, abuf + units, job->w0 != NULL);
         } else {
             FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);
         }
@@ -763,11 +844,12 @@ static void FN(forward_part)(void *arg, int t, int nt)
 /* CSR rows (data) or dense rows (x), see fbp_forward_d and fbp_forward_dense_d. */
 static int FN(forward_any)(const fbp_net *net, const fbp_data *data, const void *x,
                            int x_double, int64_t start, int64_t count, REAL *out,
-                           REAL *acts, int nthreads, fbp_interrupt *intr, int64_t *bad)
+                           REAL *acts, const REAL *w0, int nthreads, fbp_interrupt *intr,
+                           int64_t *bad)
 {
     FN(forward_job) job = {.net = net, .data = data, .x = x, .x_double = x_double,
                            .start = start, .count = count, .out = out, .acts = acts,
-                           .intr = intr};
+                           .w0 = w0, .intr = intr};
     atomic_init(&job.stop, 0);
     atomic_init(&job.nomem, 0);
     atomic_init(&job.bad, INT64_MAX);
@@ -785,14 +867,16 @@ static int FN(forward_any)(const fbp_net *net, const fbp_data *data, const void 
 int FN(forward)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count, REAL *out,
                 int nthreads, fbp_interrupt *intr)
 {
-    return FN(forward_any)(net, data, NULL, 0, start, count, out, NULL, nthreads, intr, NULL);
+    return FN(forward_any)(net, data, NULL, 0, start, count, out, NULL, NULL, nthreads, intr,
+                           NULL);
 }
 
-int FN(forward_dense)(const fbp_net *net, const void *x, int x_double, int64_t m, REAL *out,
-                      REAL *acts, int nthreads, fbp_interrupt *intr, int64_t *bad)
+int FN(forward_dense)(const fbp_net *net, const REAL *w0, const void *x, int x_double,
+                      int64_t m, REAL *out, REAL *acts, int nthreads, fbp_interrupt *intr,
+                      int64_t *bad)
 {
     *bad = -1;
-    return FN(forward_any)(net, NULL, x, x_double, 0, m, out, acts, nthreads, intr, bad);
+    return FN(forward_any)(net, NULL, x, x_double, 0, m, out, acts, w0, nthreads, intr, bad);
 }
 
 int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,

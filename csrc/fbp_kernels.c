@@ -7,8 +7,8 @@
     int forward_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t, T *, int,   \
                               fbp_interrupt *);                                                \
     void activation_##TAG##_##ISA(T *, int64_t, int);                                        \
-    int forward_dense_##TAG##_##ISA(const fbp_net *, const void *, int, int64_t, T *, T *, int,  \
-                                    fbp_interrupt *, int64_t *);                                \
+    int forward_dense_##TAG##_##ISA(const fbp_net *, const T *, const void *, int, int64_t, T *, \
+                                    T *, int, fbp_interrupt *, int64_t *);                      \
     int grad_sum_##TAG##_##ISA(const fbp_net *, const fbp_data *, int64_t, int64_t,            \
                                T *const *, T *const *, fbp_interrupt *);                \
     int dense_batch_##TAG##_##ISA(const fbp_net *, const T *, int64_t, const void *, int,       \
@@ -73,11 +73,12 @@ const char *fbp_set_isa(int best)
     {                                                                                            \
         PICK(activation, TAG)(z, n, act);                                                        \
     }                                                                                            \
-    int fbp_forward_dense_##TAG(const fbp_net *net, const void *x, int x_double, int64_t m,       \
-                                T *out, T *acts, int nthreads, fbp_interrupt *intr,              \
+    int fbp_forward_dense_##TAG(const fbp_net *net, const T *w0, const void *x, int x_double,    \
+                                int64_t m, T *out, T *acts, int nthreads, fbp_interrupt *intr,   \
                                 int64_t *bad)                                                    \
     {                                                                                            \
-        return PICK(forward_dense, TAG)(net, x, x_double, m, out, acts, nthreads, intr, bad);   \
+        return PICK(forward_dense, TAG)(net, w0, x, x_double, m, out, acts, nthreads, intr,     \
+                                        bad);                                                    \
     }                                                                                            \
     int fbp_grad_sum_##TAG(const fbp_net *net, const fbp_data *data, int64_t start,              \
                            int64_t count, T *const *gb, T *const *gwt, fbp_interrupt *intr)      \

@@ -84,14 +84,16 @@ int fbp_forward_f(const fbp_net *net, const fbp_data *data, int64_t start, int64
  * double) into out (m x sizes[L]), each row's non-zeros found as it is taken: equal to
  * FBP forward's on the same rows packed.  acts, unless NULL, receives every layer's
  * activations: layer 1's m padded rows (of fbp_ld(sizes[1])), then layer 2's, and so
- * on.  Returns as fbp_forward_d does, or FBP_BADINPUT with *bad the first row holding a
- * NaN or inf (for float, or a double beyond float range). */
-int fbp_forward_dense_d(const fbp_net *net, const void *x, int x_double, int64_t m,
-                        double *out, double *acts, int nthreads, fbp_interrupt *intr,
-                        int64_t *bad);
-int fbp_forward_dense_f(const fbp_net *net, const void *x, int x_double, int64_t m,
-                        float *out, float *acts, int nthreads, fbp_interrupt *intr,
-                        int64_t *bad);
+ * on.  w0, unless NULL, is the first layer's W^T unpadded (sizes[0] rows of sizes[1]),
+ * read in place of net->wt[0] (with the same sums).  Returns as fbp_forward_d does, or
+ * FBP_BADINPUT with *bad the first row holding a NaN or inf (for float, or a double
+ * beyond float range). */
+int fbp_forward_dense_d(const fbp_net *net, const double *w0, const void *x, int x_double,
+                        int64_t m, double *out, double *acts, int nthreads,
+                        fbp_interrupt *intr, int64_t *bad);
+int fbp_forward_dense_f(const fbp_net *net, const float *w0, const void *x, int x_double,
+                        int64_t m, float *out, float *acts, int nthreads,
+                        fbp_interrupt *intr, int64_t *bad);
 
 /* Adds the per-sample gradients dC_x/db_l, dC_x/dW_l^T of rows start..start+count-1
  * to gb[l] and gwt[l] (laid out, and padded, like b[l] and wt[l]). */

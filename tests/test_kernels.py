@@ -507,11 +507,48 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         w0 = np.ascontiguousarray(wt[0][:, :sizes[1]])
         _core.dense_forward(net, X, out, nthreads, w0=w0)
         assert np.array_equal(out, want), "dense_forward with w0 differs from forward"
+        rows_out[...] = np.nan
+        _core.forward_rows(net, X, rows_out, nthreads, w0=w0)
+        assert np.array_equal(rows_out, want), "forward_rows with w0 differs from forward"
         got_w[0] = np.full((sizes[0], sizes[1]), np.nan)
         _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads, w0=w0)
         assert np.array_equal(got_w[0], runs[-1][0][:, :sizes[1]]), "w0 changed dW1"
         assert all(np.array_equal(g, r) for g, r in zip(got_w[1:] + got_b, runs[-1][1:]))
     assert all(np.array_equal(a, b) for a, b in zip(*runs)), "thread count changed the result"
+
+
+@settings(max_examples=80, deadline=None)
+@given(n_in=st.integers(1, 40), n_out=st.integers(1, 70), m=st.integers(1, 30),
+       double=st.booleans(), x64=st.booleans(), density=st.sampled_from([0.1, 0.5, 1.0]),
+       seed=st.integers(0, 2**16))
+def test_forward_rows_reads_the_first_layer_unpadded_as_padded(n_in, n_out, m, double, x64,
+                                                                density, seed):
+    """``forward_rows`` with ``w0`` (the first layer's W^T unpadded, read in place: its
+    rows' last vector loaded across into the next row and masked, the array's last rows
+    element by element) gives the outputs and every layer's activations, padding
+    included, bit for bit as with the padded copy, at 1 and 2 threads; widths across
+    the 8-vector blocks, float32 and float64 nets."""
+    rng = np.random.default_rng(seed)
+    dtype = np.float64 if double else np.float32
+    sizes = [n_in, n_out, 4]
+    wt = [np.zeros((a, _core.padded(b)), dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(_core.padded(b), dtype) for b in sizes[1:]]
+    for w, b, width in zip(wt, bs, sizes[1:]):
+        w[:, :width] = rng.standard_normal((w.shape[0], width))
+        b[:width] = rng.standard_normal(width)
+    net = _core._Net(wt, bs, np.array(sizes, dtype=np.int64), 0, 1)
+    X = rng.random((m, n_in)) * (rng.random((m, n_in)) < density)
+    X[0, -1] = 0.5  # the array's last row read
+    X = X.astype(np.float64 if x64 else np.float32)
+    w0 = np.ascontiguousarray(wt[0][:, :n_out])
+    units = m * (_core.padded(n_out) + _core.padded(4))
+    for nthreads in (1, 2):
+        want, want_acts = np.empty((m, 4), dtype), np.full(units, np.nan, dtype)
+        _core.forward_rows(net, X, want, nthreads, acts=want_acts)
+        got, got_acts = np.full((m, 4), np.nan, dtype), np.full(units, np.nan, dtype)
+        _core.forward_rows(net, X, got, nthreads, acts=got_acts, w0=w0)
+        assert np.array_equal(got, want)
+        assert np.array_equal(got_acts, want_acts), "the activations (or padding) differ"
 
 
 @pytest.mark.parametrize("row,col", [(0, 0), (3, 1), (3, 6), (5, 7)])
@@ -617,6 +654,8 @@ def test_column_batch_checks_the_first_layer_it_is_given():
             _core.dense_forward(net, X, np.empty((6, 3)), 1, w0=bad)
         with pytest.raises(ValueError, match="w0 must be"):
             _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=bad)
+        with pytest.raises(ValueError, match="w0 must be"):
+            _core.forward_rows(net, X, np.empty((6, 3)), 1, w0=bad)
     with pytest.raises(ValueError, match=r"gwt\[0\] must be .* at least 40 values"):
         _core.dense_grad(net, X, Y, 1.0, gb, [np.zeros((7, 5)), gwt[1]], 1, w0=w0)
     _core.dense_grad(net, X, Y, 1.0, gb, gwt, 1, w0=w0)  # the right arrays still work

@@ -101,14 +101,14 @@ def pack_x(x: Any, n_in: int) -> Rows:
 def _forward(net: Any, X: np.ndarray, out: np.ndarray, w1: np.ndarray | None,
              acts: np.ndarray | None) -> None:
     """``net``'s outputs for the rows of ``X`` into ``out`` (and every layer's into
-    ``acts``, unless None): with ``w1`` (a small batch, read in place) by input column,
-    else row by row, W1 in the handles' own buffer (1 thread up to 64 rows)."""
+    ``acts``, unless None), W1 read in place (``w1``): a small batch by input column,
+    else row by row (1 thread up to 64 rows)."""
     n = X.shape[0]
     try:
         if n <= FORWARD_DENSE_MAX_ROWS:
             _core.dense_forward(net, X, out, _batch_threads(n), w0=w1, acts=acts)
         else:
-            _core.forward_rows(net, X, out, eval_threads(), acts=acts)
+            _core.forward_rows(net, X, out, eval_threads(), acts=acts, w0=w1)
     except ValueError as exc:
         raise _bad_item(exc) from None
 
@@ -198,8 +198,9 @@ class Kernels:
     not by a NumPy product, whose BLAS threads would then spin against the kernels'), and
     ``params['W1']`` as the batch kernels read it.  The
     handles point at padded buffers of their own, refreshed from ``params`` on every call;
-    the first layer's weights, by far the largest, are read where they are by the batch
-    kernels (``w1``), and copied in only for the row-by-row paths (``whole=True``).
+    the first layer's weights, by far the largest, are read where they are (``w1``) by
+    the forward passes and the batch gradient, and copied in only for the gradient of
+    more than DENSE_MAX_ROWS rows (``whole=True``).
     """
 
     def __init__(self, sizes: list[int], activation: str) -> None:
@@ -300,12 +301,11 @@ class Kernels:
         more rows row by row (each row's non-zeros found as it is taken, no packed
         copy).  With ``hidden``, ``(out, hidden layers)``: see ``hidden_views``."""
         n = X.shape[0]
-        dense = n <= FORWARD_DENSE_MAX_ROWS
-        full, scoring, w1 = self.load(params, whole=not dense)
+        full, scoring, w1 = self.load(params)
         net = scoring if scores else full
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n) if hidden else None
-        _forward(net, X, out, w1 if dense else None, acts)
+        _forward(net, X, out, w1, acts)
         return (out, self.hidden_views(acts, n)) if hidden else out
 
     def _acts(self, n: int) -> np.ndarray | None:
@@ -339,22 +339,20 @@ class Kernels:
                    and a.flags.aligned and a.dtype.isnative for a in arrays):
             return None
         n = X.shape[0]
-        dense = n <= FORWARD_DENSE_MAX_ROWS
-        full, _, w1 = self.load(params, whole=not dense)  # (the checks, once)
+        full, _, w1 = self.load(params)  # (the checks, once)
         wt, bs = self._handles[0], self._handles[1]
         copies = []
         for l, n_out in enumerate(self.sizes[1:], start=1):
             copies.append((bs[l - 1][:n_out], params[f"b{l}"]))
-            if l > 1 or not dense:
+            if l > 1:
                 copies.append((wt[l - 1][:, :n_out], params[f"W{l}"]))
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n)
-        first = w1 if dense else None
 
         def run() -> np.ndarray:
             for dest, src in copies:
                 np.copyto(dest, src)
-            _forward(full, X, out, first, acts)
+            _forward(full, X, out, w1, acts)
             return out
 
         run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  (the last call's)
