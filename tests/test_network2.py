@@ -640,7 +640,7 @@ def test_early_stopping_with_eta_zero(n, capsys):
     assert len(set(result[1])) == 1
     assert out.count("training complete") == n + 1
     assert f"Epoch {n} training complete" in out and f"Epoch {n + 1} " not in out
-    assert "Early stopping" in out
+    assert "stopping" not in out  # silent, as the Python 3 port's network2
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, w0))
 
 
@@ -698,7 +698,7 @@ def test_early_stopping_and_schedule_together(capsys):
     out = capsys.readouterr().out
     # stale after epoch 0; halve at stale 2 and 4; stop at stale 5
     assert len(result[2]) == 6
-    assert out.count("halving eta") == 2 and "Early stopping" in out
+    assert out.count("halving eta") == 2
     train_reference_with(ref, train, [1.0, 1.0, 1.0, 0.5, 0.5, 0.25], 4)
     params_close(net, ref, 1e-12)
 

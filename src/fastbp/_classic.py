@@ -10,6 +10,7 @@ They are slow, as the classic code is; the caller warns once per network.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,20 @@ ACTIVATIONS = {"sigmoid": (sigmoid, sigmoid_prime), "tanh": (np.tanh, _tanh_prim
                "relu": (_relu, _relu_prime)}
 
 
+def _module_functions(net: Any) -> tuple[Any, Any]:
+    """The ``sigmoid`` and ``sigmoid_prime`` of ``net``'s drop-in module as they are now
+    (the classic code looks them up by name at every call, so a replacement counts)."""
+    name, originals = getattr(net, "_FUNCTIONS", ("", {}))
+    if not originals:
+        return sigmoid, sigmoid_prime
+    module = vars(sys.modules[name])
+    return module["sigmoid"], module["sigmoid_prime"]
+
+
 def _layers(net: Any) -> tuple[Any, Any, Any]:
     """(hidden activation, its derivative, output activation) of ``net``."""
-    act, prime = ACTIVATIONS[net.activation if hasattr(net, "activation") else "sigmoid"]
+    name = net.activation if hasattr(net, "activation") else "sigmoid"
+    act, prime = _module_functions(net) if name == "sigmoid" else ACTIVATIONS[name]
     out = _softmax if getattr(net, "_softmax_output", lambda: False)() else act
     return act, prime, out
 
@@ -69,7 +81,7 @@ def backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
     example as the classic code calls it.  The rest runs on the network's compiled
     column path where the example and the error are plain columns (the same numbers to
     rounding), else as the classic code does."""
-    if net._depth_blocker() is not None:
+    if net._depth_blocker() is not None or net._function_cause() is not None:
         return classic_backprop(net, x, y)
     column = net._backprop_column(x, y, net._output_error())
     return column if column is not None else classic_backprop(net, x, y)
@@ -99,7 +111,7 @@ def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
     if hasattr(net, "cost"):  # network2
         delta = net.cost.delta(zs[-1], activations[-1], y)
     else:  # network
-        delta = net.cost_derivative(activations[-1], y) * sigmoid_prime(zs[-1])
+        delta = net.cost_derivative(activations[-1], y) * _module_functions(net)[1](zs[-1])
     nabla_b[-1] = delta
     nabla_w[-1] = np.dot(delta, activations[-2].transpose())
     num_layers = getattr(net, "num_layers", len(net.weights) + 1)

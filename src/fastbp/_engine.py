@@ -242,6 +242,8 @@ class CompiledNetwork:
     # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
     # instance attribute or a patch of the class itself all count as an override
     _ORIGINALS: dict = {}
+    # (the drop-in's module, its sigmoid and sigmoid_prime), see _function_cause
+    _FUNCTIONS: tuple[str, dict] = ("", {})
     # defaults for a subclass whose own __init__ sets sizes, weights and biases without
     # calling ours (the classic classes need nothing else); see also _claim and _slow
     _dtype = np.dtype(np.float64)
@@ -293,6 +295,29 @@ class CompiledNetwork:
         return [n for n in names
                 if n in vars(self) or getattr(type(self), n, None) is not originals.get(n)]
 
+    def _function_cause(self, names: tuple[str, ...] = ("sigmoid", "sigmoid_prime"),
+                        ) -> str | None:
+        """Which of the drop-in module's functions ``names`` was replaced (``network.sigmoid
+        = ...``), or None.  The classic code looks them up by name at every call: the
+        forward pass calls ``sigmoid``, backprop ``sigmoid_prime`` too (which calls
+        ``sigmoid``), so a replacement changes what it computes, and the kernels, which
+        have their own, cannot follow.  (Other activations do not call them.)"""
+        module, originals = self._FUNCTIONS
+        if self._activation != "sigmoid" or not originals:
+            return None
+        namespace = vars(sys.modules[module])
+        for name in names:
+            if namespace.get(name) is not originals[name]:
+                return f"{module}.{name} was replaced"
+        return None
+
+    def _forward_cause(self) -> str | None:
+        """Why the forward pass must run as the classic ``feedforward`` (an override of
+        it, or a replaced ``sigmoid``), or None."""
+        if self._overridden(("feedforward",)):
+            return f"{type(self).__name__}.feedforward is overridden"
+        return self._function_cause(("sigmoid",))
+
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
         else it touches) run as the classic Python code."""
@@ -308,7 +333,11 @@ class CompiledNetwork:
         """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
         if self._overridden(("backprop",)):
             return f"{type(self).__name__}.backprop is overridden"
-        return self._depth_blocker() or self._cost_blocker("delta")
+        return self._backprop_blocker()
+
+    def _backprop_blocker(self) -> str | None:
+        """Why fastbp's ``backprop`` must run as the classic code, or None."""
+        return self._depth_blocker() or self._function_cause() or self._cost_blocker("delta")
 
     def _depth_blocker(self) -> str | None:
         """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
@@ -629,6 +658,10 @@ class CompiledNetwork:
         ``a`` is a column (n_in, 1) and the result is (n_out, 1); a matrix of columns
         (n_in, m) gives (n_out, m), as the classic code's matrix products do.
         """
+        cause = self._function_cause(("sigmoid",))
+        if cause is not None:
+            self._slow(cause, "feedforward")
+            return _classic.feedforward(self, a)
         try:
             x = np.asarray(a)
         except (TypeError, ValueError, OverflowError):  # ragged lists, huge ints, ...
@@ -680,7 +713,7 @@ class CompiledNetwork:
 
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
-        blocker = self._depth_blocker() or self._cost_blocker("delta")
+        blocker = self._backprop_blocker()
         if blocker is not None:
             self._slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch
@@ -920,9 +953,12 @@ HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedfor
                     "evaluate", "accuracy", "total_cost")
 
 
-def record_originals(cls: type) -> None:
-    """Remember ``cls``'s own methods, so that later replacements are seen as overrides."""
+def record_originals(cls: type, *functions: Callable) -> None:
+    """Remember ``cls``'s own methods, so that later replacements are seen as overrides,
+    and the module functions the classic code calls by name (``sigmoid``,
+    ``sigmoid_prime``), so that a module attribute replaced later is seen too."""
     cls._ORIGINALS = {n: getattr(cls, n) for n in HONOURED_METHODS if hasattr(cls, n)}
+    cls._FUNCTIONS = (cls.__module__, {f.__name__: f for f in functions})
 
 
 def _private_list(data: Any) -> list:

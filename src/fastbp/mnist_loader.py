@@ -4,7 +4,8 @@
 test_data)``, each a tuple ``(images, labels)`` with images a float32 ``(n, 784)`` array and
 labels an int64 ``(n,)`` array; n is 50,000, 10,000 and 10,000 for the classic
 ``mnist.pkl.gz``. Like the classic loader it first looks for ``../data/mnist.pkl.gz``
-relative to the working directory and loads any valid pickle of that format (a subset too)
+relative to the working directory (then for ``mnist.pkl.gz`` in it, as the Python 3 port's
+loader does) and loads any valid pickle of that format (a subset too)
 exactly as the classic loader would. Failing that, MNIST comes from ``$FASTBP_DATA``, the
 user cache directory, or is downloaded once and cached (see :mod:`fastbp._mnist_sources`).
 

@@ -70,7 +70,7 @@ class Network(CompiledNetwork):
         n_test = 0
         if test_data is not None:
             test_data, n_test = listed(test_data, "test_data")
-            if n_test and not self._overridden(("evaluate", "feedforward")):
+            if n_test and not (self._overridden(("evaluate",)) or self._forward_cause()):
                 test = self._pack(test_data, "label", "test_data")
             test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
@@ -78,7 +78,7 @@ class Network(CompiledNetwork):
             nonlocal test
             epoch.touched = callback is not None or (n_test > 0 and test is None)
             if n_test:
-                if test is not None and self._overridden(("evaluate", "feedforward")):
+                if test is not None and (self._overridden(("evaluate",)) or self._forward_cause()):
                     correct = self.evaluate(classic_data(test_data, what="test_data"))
                 elif test is not None:  # packed again if a callback changed the widths
                     test = self._repack(test, test_data, "label", "test_data")
@@ -110,8 +110,9 @@ class Network(CompiledNetwork):
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``
         (or of rows of ``(X, labels)`` arrays)."""
-        if self._overridden(("feedforward",)):
-            self._slow(f"{type(self).__name__}.feedforward is overridden", "evaluate")
+        cause = self._forward_cause()
+        if cause is not None:
+            self._slow(cause, "evaluate")
             return _classic.evaluate(self, classic_data(test_data, what="test_data"))
         test_data, n = listed(test_data, "test_data")
         if not n:
@@ -134,8 +135,16 @@ class Network(CompiledNetwork):
         return output_activations - y
 
 
-sigmoid = _classic.sigmoid
-sigmoid_prime = _classic.sigmoid_prime
+#### Miscellaneous functions (the classic module's own: its code calls them by name, so
+#### a replacement, e.g. ``network.sigmoid = ...``, is honoured, by the classic code)
+def sigmoid(z: Any) -> Any:
+    """The sigmoid function."""
+    return 1.0 / (1.0 + np.exp(-z))
 
 
-record_originals(Network)
+def sigmoid_prime(z: Any) -> Any:
+    """Derivative of the sigmoid function (through this module's ``sigmoid``)."""
+    return sigmoid(z) * (1 - sigmoid(z))
+
+
+record_originals(Network, sigmoid, sigmoid_prime)

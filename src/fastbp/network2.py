@@ -301,9 +301,8 @@ class Network(CompiledNetwork):
             state["stale"] += 1
             state["stale_lr"] += 1
             if early_stopping_n and state["stale"] >= early_stopping_n:
-                say(f"Early stopping: no better evaluation accuracy in {early_stopping_n} "
-                    "epochs")
-                return None
+                return None  # silently, as the Python 3 port's network2 (its print is
+                #              commented out): the epoch lines show where it stopped
             if lr_schedule_n and state["stale_lr"] >= lr_schedule_n:
                 eta /= 2
                 state["stale_lr"] = 0
@@ -333,8 +332,9 @@ class Network(CompiledNetwork):
         ``convert=False`` for integer labels (validation/test data), ``convert=True`` for
         one-hot vectors (training data), as in network2.py.  ``data`` may also be an
         ``(X, Y)`` pair of arrays."""
-        if self._overridden(("feedforward",)):
-            self._slow(f"{type(self).__name__}.feedforward is overridden", "accuracy")
+        cause = self._forward_cause()
+        if cause is not None:
+            self._slow(cause, "accuracy")
             arrays = as_arrays(data) is not None  # arrays: labels, whatever convert says
             return _classic.accuracy(self, classic_data(data), convert and not arrays)
         data, n = listed(data)
@@ -347,8 +347,7 @@ class Network(CompiledNetwork):
         """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2;
         ``convert=True`` one-hot encodes integer labels (validation/test data), as in
         network2.py.  ``data`` may also be an ``(X, Y)`` pair of arrays."""
-        blocker = (f"{type(self).__name__}.feedforward is overridden"
-                   if self._overridden(("feedforward",)) else self._cost_blocker("fn"))
+        blocker = self._forward_cause() or self._cost_blocker("fn")
         if blocker is not None:
             self._slow(blocker, "total_cost")
             if as_arrays(data) is not None:  # arrays: labels mean one-hot targets
@@ -433,11 +432,12 @@ class _Monitors:
     @property
     def honour_cost(self) -> bool:
         net = self.net
-        return bool(net._overridden(("total_cost", "feedforward")) or net._cost_blocker("fn"))
+        return bool(net._overridden(("total_cost",)) or net._forward_cause()
+                    or net._cost_blocker("fn"))
 
     @property
     def honour_accuracy(self) -> bool:
-        return bool(self.net._overridden(("accuracy", "feedforward")))
+        return bool(self.net._overridden(("accuracy",)) or self.net._forward_cause())
 
     @property
     def honour_any(self) -> bool:
@@ -637,8 +637,16 @@ def vectorized_result(j: int) -> np.ndarray:
     return e
 
 
-sigmoid = _classic.sigmoid
-sigmoid_prime = _classic.sigmoid_prime
+#### Miscellaneous functions (the classic module's own: its code calls them by name, so
+#### a replacement, e.g. ``network.sigmoid = ...``, is honoured, by the classic code)
+def sigmoid(z: Any) -> Any:
+    """The sigmoid function."""
+    return 1.0 / (1.0 + np.exp(-z))
 
 
-record_originals(Network)
+def sigmoid_prime(z: Any) -> Any:
+    """Derivative of the sigmoid function (through this module's ``sigmoid``)."""
+    return sigmoid(z) * (1 - sigmoid(z))
+
+
+record_originals(Network, sigmoid, sigmoid_prime)
