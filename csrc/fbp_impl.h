@@ -403,9 +403,10 @@ static inline void FN(part_range)(const fbp_data *d, int64_t r, int p, int64_t *
 }
 
 /* Part p of the first layer's product for data row r: z = (p == 0 ? b : 0) plus the sum
- * of x_k W^T[k] over the row's non-zero inputs k in part p. */
-static void FN(first_layer_part)(const fbp_net *net, const fbp_data *d, int64_t r, int p,
-                                 REAL *restrict z)
+ * of x_k W^T[k] over the row's non-zero inputs k in part p; W^T is the net's own (w0
+ * NULL) or w0, unpadded (the same sums). */
+static void FN(first_layer_part)(const fbp_net *net, const REAL *w0, const fbp_data *d,
+                                 int64_t r, int p, REAL *restrict z)
 {
     const int64_t ld = LD(1);
     int64_t p0, p1;
@@ -414,8 +415,24 @@ static void FN(first_layer_part)(const fbp_net *net, const fbp_data *d, int64_t 
         memcpy(z, net->b[0], (size_t)ld * sizeof(REAL));
     else
         memset(z, 0, (size_t)ld * sizeof(REAL));
-    FN(sparse_gemv)(z, (const REAL *)net->wt[0], ld, d->indices + p0,
-                    (const REAL *)d->values + p0, p1 - p0);
+    const REAL *x = (const REAL *)d->values + p0;
+    if (w0)
+        FN(sparse_gemv_unpadded)(z, w0, net->sizes[0], net->sizes[1], d->indices + p0, x,
+                                 p1 - p0);
+    else
+        FN(sparse_gemv)(z, (const REAL *)net->wt[0], ld, d->indices + p0, x, p1 - p0);
+}
+
+/* z_1 of data row r into z1, part by part (`scratch`, a row of LD(1), for the later
+ * parts); W^T as in first_layer_part. */
+static void FN(first_layer)(const fbp_net *net, const REAL *w0, const fbp_data *d, int64_t r,
+                            REAL *z1, REAL *scratch)
+{
+    FN(first_layer_part)(net, w0, d, r, 0, z1);
+    for (int p = 1; p < FBP_PARTS; ++p) {
+        FN(first_layer_part)(net, w0, d, r, p, scratch);
+        FN(axpy)(z1, 1, scratch, LD(1));
+    }
 }
 
 /* A[l] (l = 1..L) points at this sample's (padded) row of activations of layer l.  If
@@ -425,13 +442,7 @@ static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, RE
                             REAL *scratch, int have_z1)
 {
     const int L = net->n_layers;
-    if (!have_z1) {
-        FN(first_layer_part)(net, d, r, 0, A[1]);
-        for (int p = 1; p < FBP_PARTS; ++p) {
-            FN(first_layer_part)(net, d, r, p, scratch);
-            FN(axpy)(A[1], 1, scratch, LD(1));
-        }
-    }
+    if (!have_z1) FN(first_layer)(net, NULL, d, r, A[1], scratch);
     for (int l = 0; l < L; ++l) {
         const int64_t ld = LD(l + 1);
         REAL *restrict z = A[l + 1];
@@ -646,7 +657,7 @@ static void FN(train_part)(void *arg, int t, int nt)
     REAL *my_tmp = job->tmp + t * job->maxw;
     for (int p = t; p < FBP_PARTS; p += nt)  /* (1) for the first mini-batch */
         for (int64_t s = 0; s < batch; ++s)
-            FN(first_layer_part)(net, data, order[s], p, zpart + (p * batch + s) * ld1);
+            FN(first_layer_part)(net, NULL, data, order[s], p, zpart + (p * batch + s) * ld1);
     fbp_barrier_wait(&job->barrier, nt);
     for (int64_t bi = 0; bi < n_batches; ++bi) {
         const int64_t start = bi * batch;
@@ -682,7 +693,7 @@ static void FN(train_part)(void *arg, int t, int nt)
             FN(update_rows)(net, data, 0, p, 0, 0, rows, m, c, job->decay, abuf, dbuf);
             if (p == 0) FN(update_biases)(net, 0, 1, m, c, dbuf, my_tmp);
             for (int64_t s = 0; s < m_next; ++s)
-                FN(first_layer_part)(net, data, order[next + s], p,
+                FN(first_layer_part)(net, NULL, data, order[next + s], p,
                                      zpart + (p * batch + s) * ld1);
         }
         for (int l = 1; l < L; ++l) {
@@ -809,20 +820,7 @@ static void FN(forward_part)(void *arg, int t, int nt)
                 }
                 break;
             }
-            if (job->w0) {  /* z_1 summed as forward_one sums it, W^T read unpadded */
-                for (int p = 0; p < FBP_PARTS; ++p) {
-                    int64_t p0, p1;
-                    REAL *z = p == 0 ? A[1] : abuf + units;
-                    FN(part_range)(&one, 0, p, &p0, &p1);
-                    if (p == 0)
-                        memcpy(z, net->b[0], (size_t)LD(1) * sizeof(REAL));
-                    else
-                        memset(z, 0, (size_t)LD(1) * sizeof(REAL));
-                    FN(sparse_gemv_unpadded)(z, job->w0, n_in, net->sizes[1], pos + p0,
-                                             val + p0, p1 - p0);
-                    if (p > 0) FN(axpy)(A[1], 1, z, LD(1));
-                }
-            }
+            if (job->w0) FN(first_layer)(net, job->w0, &one, 0, A[1], abuf + units);
             FN(forward_one)(net, &one, 0, A, abuf + units, job->w0 != NULL);
         } else {
             FN(forward_one)(net, job->data, job->start + i, A, abuf + units, 0);

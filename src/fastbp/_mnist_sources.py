@@ -52,8 +52,11 @@ from ._mnist_formats import (
 )
 
 CLASSIC_PATH = Path("..", "data", PKL_NAME)
-PORT_PATH = Path(PKL_NAME)  # the Python 3 port's loader reads it from the working directory
 """Where the classic ``mnist_loader`` looks, relative to the working directory."""
+
+PORT_PATH = Path(PKL_NAME)
+"""Where the Python 3 port's ``mnist_loader`` (DeepLearningPython) looks: the working
+directory."""
 
 MNIST_SHA256 = {
     "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
