@@ -463,7 +463,7 @@ static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, RE
 /* The dot products of rows k..k+3 of wt (stride ld, a multiple of VL = 4) with d, in one
  * vector, each summed exactly as FN(dot) sums it (lane-wise partial sums, then the four
  * lanes added in order): a 4 x 4 transpose instead of four horizontal sums. */
-static inline __attribute__((always_inline)) VEC FN(dot4)(const REAL *restrict wt, int64_t ld,
+static inline __attribute__((always_inline)) VEC FN(dot_rows)(const REAL *restrict wt, int64_t ld,
                                                           const REAL *restrict d)
 {
     typedef int64_t mask4 __attribute__((vector_size(32)));
@@ -484,6 +484,41 @@ static inline __attribute__((always_inline)) VEC FN(dot4)(const REAL *restrict w
     t += __builtin_shuffle(hi01, hi23, (mask4){0, 1, 4, 5});  /* s[1] */
     t += __builtin_shuffle(lo01, lo23, (mask4){2, 3, 6, 7});  /* s[2] */
     t += __builtin_shuffle(hi01, hi23, (mask4){2, 3, 6, 7});  /* s[3] */
+    return t;
+}
+#else
+/* The float version: rows k..k+7 (VL = 8) with an 8 x 8 transpose, each row's eight
+ * lanes added in order as FN(dot) adds them. */
+static inline __attribute__((always_inline)) VEC FN(dot_rows)(const REAL *restrict wt, int64_t ld,
+                                                          const REAL *restrict d)
+{
+    typedef int32_t mask8 __attribute__((vector_size(32)));
+    VEC s[8] = {{0}};
+    for (int64_t j = 0; j < ld; j += VL) {
+        const VEC dv = FN(load)(d + j);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) s[r] += FN(load)(wt + r * ld + j) * dv;
+    }
+    VEC a[8], b[8];
+#pragma GCC unroll 4
+    for (int r = 0; r < 8; r += 2) {  /* pairs of rows, interleaved lane by lane */
+        a[r] = __builtin_shuffle(s[r], s[r + 1], (mask8){0, 8, 1, 9, 4, 12, 5, 13});
+        a[r + 1] = __builtin_shuffle(s[r], s[r + 1], (mask8){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 8; h += 4) {  /* quads: lane i (and i + 4) of four rows */
+        b[h] = __builtin_shuffle(a[h], a[h + 2], (mask8){0, 1, 8, 9, 4, 5, 12, 13});
+        b[h + 1] = __builtin_shuffle(a[h], a[h + 2], (mask8){2, 3, 10, 11, 6, 7, 14, 15});
+        b[h + 2] = __builtin_shuffle(a[h + 1], a[h + 3], (mask8){0, 1, 8, 9, 4, 5, 12, 13});
+        b[h + 3] = __builtin_shuffle(a[h + 1], a[h + 3], (mask8){2, 3, 10, 11, 6, 7, 14, 15});
+    }
+    VEC t = {0};  /* b[i] (i < 4): lanes i and i + 4 of rows 0-3; b[4 + i]: of rows 4-7 */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)  /* lane r of column i: row r's s[i] */
+        t += __builtin_shuffle(b[i], b[4 + i], (mask8){0, 1, 2, 3, 8, 9, 10, 11});
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)  /* s[4 + i] */
+        t += __builtin_shuffle(b[i], b[4 + i], (mask8){4, 5, 6, 7, 12, 13, 14, 15});
     return t;
 }
 #endif
@@ -510,16 +545,14 @@ static void FN(backward_one)(const fbp_net *net, const REAL *y, REAL *const *A, 
         const REAL *restrict al = A[l];
         REAL *restrict dl = D[l];
         int64_t k = 0;
-#if FBP_IS_DOUBLE
-        if (act != FBP_TANH)  /* four units at a time, the same arithmetic as below */
+        if (act != FBP_TANH)  /* VL units at a time, the same arithmetic as below */
             for (; k + VL <= n; k += VL) {
-                const VEC t = FN(dot4)(wt + k * ldn, ldn, dn), a = FN(load)(al + k);
+                const VEC t = FN(dot_rows)(wt + k * ldn, ldn, dn), a = FN(load)(al + k);
                 if (act == FBP_RELU)
                     FN(store)(dl + k, FN(select)(a <= (VEC){0}, (VEC){0}, t));
                 else
                     FN(store)(dl + k, t * (a * ((REAL)1 - a)));
             }
-#endif
         if (act == FBP_RELU)  /* masked as the book's Relu does: inf from above gives 0, not NaN */
             for (; k < n; ++k) dl[k] = al[k] <= 0 ? (REAL)0 : FN(dot)(wt + k * ldn, dn, ldn);
         else

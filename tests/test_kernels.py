@@ -24,6 +24,7 @@ from conftest import (
     make_labelled,
     make_x,
     twin,
+    twin2,
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -274,6 +275,28 @@ def test_float32_outputs_and_gradients(mnist_train):
     # float64 inputs into a float32 network are fine
     x64 = mnist_train[0][0].astype(np.float64)
     assert np.array_equal(net32.feedforward(x64), net32.feedforward(mnist_train[0][0]))
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(hidden=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+       activation=st.sampled_from(["sigmoid", "tanh", "relu"]), seed=st.integers(0, 2**16))
+@example(hidden=[30, 30, 30], activation="sigmoid", seed=0)  # the deep net's widths
+@example(hidden=[17, 8, 9], activation="relu", seed=1)  # exactly one vector, then a tail
+def test_float32_backprop_each_activation_and_width(hidden, activation, seed):
+    """The float32 kernels' delta recurrence (eight units at a time, then the rest one by
+    one) against float64 from the same float32 parameters."""
+    sizes = [12, *hidden, 5]
+    net32, ref = twin2(sizes, seed, activation=activation, cost="LogLikelihoodCost",
+                       dtype=np.float32)
+    ref.weights = [np.asarray(w, np.float64) for w in net32.weights]
+    ref.biases = [np.asarray(b, np.float64) for b in net32.biases]
+    rng = np.random.default_rng(seed)
+    x = (rng.random((12, 1)) * (rng.random((12, 1)) < 0.6)).astype(np.float32)
+    y = np.eye(5)[[rng.integers(5)]].T
+    got, want = net32.backprop(x, y), ref.backprop(x.astype(np.float64), y)
+    for g, w in zip(got[0] + got[1], want[0] + want[1]):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * (1 + np.abs(w).max()))
 
 
 def test_float32_params_stay_float32_after_hand_edits(capsys):
