@@ -277,6 +277,27 @@ def test_classic_pickle_loads_as_pickled(tmp_path_factory, sizes, seed):
         np.testing.assert_array_equal(gy, oy)
 
 
+def test_expanded_pickle_of_lists_loads_as_arrays(tmp_path):
+    """expand_mnist.py pickles its training split as [list of images, list of labels]
+    (its other splits as the classic arrays): it loads, as arrays, through mnist_loader."""
+    (tx, ty), va, te = classic_tuple(6, 3, 4, seed=7)
+    pairs = list(zip(tx, ty))  # as expand_mnist.py builds them: (image (784,), label)
+    listed = [list(d) for d in zip(*pairs)]
+    path = write_pkl_gz(tmp_path / "data" / "mnist_expanded.pkl.gz", (listed, va, te))
+    got = _mnist_formats.read_classic_pickle(path)
+    assert got[0][0].dtype == np.float32 and got[0][0].shape == (6, 784)
+    assert got[0][1].dtype == np.int64
+    np.testing.assert_array_equal(got[0][0], tx)
+    np.testing.assert_array_equal(got[0][1], ty)
+    assert got[1] is not None and np.array_equal(got[2][0], te[0])
+    training, _, _ = mnist_loader.load_data_wrapper(path=path)
+    assert len(training) == 6 and np.array_equal(training[2][0].ravel(), tx[2])
+    ragged = [[tx[0], tx[1][:700]], [1, 2]]  # not images: the split's check names it
+    path = write_pkl_gz(tmp_path / "ragged.pkl.gz", (ragged, va, te))
+    with pytest.raises(ValueError, match="training images must be a float"):
+        _mnist_formats.read_classic_pickle(path)
+
+
 @pytest.mark.parametrize(
     "obj, match",
     [

@@ -18,7 +18,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Any, Union
 
 import numpy as np
 
@@ -163,14 +163,30 @@ def read_npz(source: PathLike | IO[bytes]) -> Arrays:
         raise ValueError(f"not a readable npz file: {exc}") from exc
 
 
+def _listed_split(split: list) -> tuple[Any, Any]:
+    """``[images, labels]`` as expand_mnist.py pickles them (lists of 784-value images and
+    of labels, or arrays) as a tuple of arrays; anything else is left for the checks."""
+    out = []
+    for part in split:
+        if isinstance(part, list):
+            try:
+                part = np.asarray(part)
+            except ValueError:  # ragged: the checks below name the split
+                pass
+        out.append(part)
+    return out[0], out[1]
+
+
 def read_classic_pickle(path: PathLike) -> Splits:
     """Load a classic ``mnist.pkl.gz`` exactly as the classic loader does.
 
     That is ``pickle.load(gzip.open(path), encoding="latin1")``, checked to be a tuple
     ``(training, validation, test)`` of ``(images, labels)`` pairs: images a 2-d float array
     of 784 columns, labels a 1-d integer array of as many rows (any number of rows). The
-    arrays are returned as they were pickled. Unpickling can run arbitrary code: only call
-    this on a file the user put in place themselves, as with the classic loader.
+    arrays are returned as they were pickled; a split pickled as a list of two lists (as
+    the classic ``expand_mnist.py`` writes ``mnist_expanded.pkl.gz``) comes back as two
+    arrays. Unpickling can run arbitrary code: only call this on a file the user put in
+    place themselves, as with the classic loader.
     """
     try:
         with gzip.open(path, "rb") as f:
@@ -178,8 +194,9 @@ def read_classic_pickle(path: PathLike) -> Splits:
     except Exception as exc:  # a damaged pickle can raise almost anything
         raise ValueError(f"cannot unpickle: {type(exc).__name__}: {exc}") from exc
     shape_ok = isinstance(obj, tuple) and len(obj) == 3
-    if not (shape_ok and all(isinstance(p, tuple) and len(p) == 2 for p in obj)):
+    if not (shape_ok and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in obj)):
         raise ValueError("pickle does not hold ((tr_x, tr_y), (va_x, va_y), (te_x, te_y))")
+    obj = tuple(p if isinstance(p, tuple) else _listed_split(p) for p in obj)
     for name, (x, y) in zip(("training", "validation", "test"), obj):
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == 784
                 and x.dtype.kind == "f"):
