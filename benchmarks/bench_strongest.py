@@ -29,7 +29,9 @@ CONFIGS = {"784-30-10-b10": (bl.MAIN_SIZES, 10), "784-30-10-b100": (bl.MAIN_SIZE
 def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float64,
                           threads: int | None = 1, seed: int = 0):
     """One compiled epoch over data packed beforehand (what every epoch after the first
-    costs: no packing, no cache check).  ``threads=None``: fastbp's automatic rule."""
+    costs: no packing, no cache check).  ``threads=None``: fastbp's automatic rule, taken
+    at each call as ``SGD`` takes it at each epoch (the counts chosen are appended to the
+    epoch function's ``chosen`` list)."""
     from fastbp import _core, _engine, network
 
     np.random.seed(seed)
@@ -39,12 +41,16 @@ def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float6
     handle = net._net(wt, b, list(sizes))
     order = np.asarray(bl.shuffled_order(data.n, seed), dtype=np.int64)
     args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
-    if threads is None:
-        threads = _engine.threads_for(list(sizes), batch, packed.density(sizes[0]))
+    density = packed.density(sizes[0])
 
     def epoch() -> None:
-        _core.train(handle, *args, order, batch, bl.ETA, 0.0, float(data.n), threads)
+        n = threads
+        if n is None:
+            n = _engine.threads_for(list(sizes), batch, density)
+            epoch.chosen.append(n)
+        _core.train(handle, *args, order, batch, bl.ETA, 0.0, float(data.n), n)
 
+    epoch.chosen = []
     return epoch, lambda: [w[:, :n].T.copy() for w, n in zip(wt, sizes[1:])]
 
 

@@ -74,16 +74,13 @@ def _median_times(impls: dict, repeats: int, failed: dict, log: Callable) -> dic
 
 def _impls(data: bl.BenchData, sizes, batch: int, torch: bool, compile_: bool,
            sklearn: bool) -> tuple[dict, int]:
-    """The implementations to time, and the thread count fastbp's automatic rule chose."""
-    from fastbp import _engine
-
+    """The implementations to time."""
     impls = {}
     for dtype in ("float64", "float32"):
         for threads in (None, 1, 2):
             name = f"fastbp {dtype} {'auto' if threads is None else f't{threads}'}"
             impls[name] = bs.prepare_fastbp_steady(data, sizes, batch, np.dtype(dtype),
                                                    threads)[0]
-    auto = _engine.threads_for(list(sizes), batch, data.density)
     for threads in (1, 2):
         impls[f"numpy-rows t{threads}"] = bs.prepare_rows(data, sizes, batch, threads)[0]
         if torch:
@@ -94,7 +91,14 @@ def _impls(data: bl.BenchData, sizes, batch: int, torch: bool, compile_: bool,
         impls["torch-compile t1"] = bl.prepare_torch_compile(data, sizes, batch, threads=1)[0]
     if sklearn:
         impls["sklearn t1"] = bl.prepare_sklearn(data, sizes, batch, threads=1)[0]
-    return impls, auto
+    return impls
+
+
+def _chosen(epoch: Callable) -> str:
+    """The thread counts the automatic rule chose over ``epoch``'s calls: "2", or e.g.
+    "1/2" when it changed between calls."""
+    counts = sorted(set(epoch.chosen))  # type: ignore[attr-defined]
+    return "/".join(map(str, counts)) or "?"
 
 
 def _packing(data: bl.BenchData, repeats: int) -> tuple[float, float]:
@@ -147,10 +151,10 @@ def measure(data: bl.BenchData, repeats: int = 5, torch: bool = True, compile_: 
         "failed": {}, "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     for config, (sizes, batch) in bs.CONFIGS.items():
         log(f"strongest baselines: {config}")
-        impls, auto = _impls(data, sizes, batch, torch, compile_, sklearn)
+        impls = _impls(data, sizes, batch, torch, compile_, sklearn)
         failed: dict = {}
         out["configs"][config] = _median_times(impls, repeats, failed, log)
-        out["auto"][config] = auto
+        out["auto"][config] = _chosen(impls[FASTBP])
         out["failed"].update({f"{name} ({config})": why for name, why in failed.items()})
         del impls
         gc.collect()
