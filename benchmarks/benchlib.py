@@ -271,8 +271,8 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
     training = list(data.pairs)  # SGD shuffles its argument in place, as network.py does
 
     def epoch() -> None:
+        threads_before, before = fastbp.get_num_threads(), fastbp.get_kernels()
         fastbp.set_num_threads(threads)
-        before = fastbp.get_kernels()
         fastbp.set_kernels(kernels)
         random.seed(seed)
         try:
@@ -280,6 +280,7 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
                 net.SGD(training, epochs, batch, eta)
         finally:
             fastbp.set_kernels(before)
+            fastbp.set_num_threads(threads_before)
 
     return epoch, lambda: [np.asarray(w) for w in net.weights]
 
