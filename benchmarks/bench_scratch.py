@@ -27,7 +27,7 @@ import contextlib
 import sys
 import time
 
-import benchlib as bl  # noqa: F401  (puts python/ on sys.path)
+import benchlib as bl  # (also puts python/ on sys.path)
 import numpy as np
 import pytest
 
@@ -109,16 +109,11 @@ def threads(impl: str):
     report takes each at its best."""
     from threadpoolctl import threadpool_limits
 
-    import fastbp
 
     name, n = impl.split("-")
-    before = fastbp.get_num_threads()
-    fastbp.set_num_threads(int(n) if name == "fastbp" else 1)
-    try:
+    with bl.fastbp_threads(int(n) if name == "fastbp" else 1):
         with threadpool_limits(int(n) if name == "book" else 1, user_api="blas"):
             yield _nets()[name]
-    finally:
-        fastbp.set_num_threads(before)
 
 
 IMPLS = ["book-1", "book-2", "fastbp-1", "fastbp-2"]

@@ -32,7 +32,6 @@ def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float6
     costs: no packing, no cache check).  ``threads=None``: fastbp's automatic rule, taken
     at each call as ``SGD`` takes it at each epoch (the counts chosen are appended to the
     epoch function's ``chosen`` list)."""
-    import fastbp
     from fastbp import _core, _engine, network
 
     np.random.seed(seed)
@@ -47,12 +46,8 @@ def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float6
     def epoch() -> None:
         n = threads
         if n is None:  # the rule itself, whatever fastbp.set_num_threads said last
-            before = fastbp.get_num_threads()
-            fastbp.set_num_threads(None)
-            try:
+            with bl.fastbp_threads(None):
                 n = _engine.threads_for(list(sizes), batch, density)
-            finally:
-                fastbp.set_num_threads(before)
             epoch.chosen.append(n)
         _core.train(handle, *args, order, batch, bl.ETA, 0.0, float(data.n), n)
 

@@ -208,6 +208,22 @@ def _quiet() -> Any:
         yield
 
 
+@contextlib.contextmanager
+def fastbp_threads(n: int | None) -> Any:
+    """``fastbp.set_num_threads(n)`` for the block, then fastbp's own setting exactly as it
+    was (not ``get_num_threads()``'s value, which also reads $FASTBP_NUM_THREADS: setting
+    that back would pin it)."""
+    import fastbp
+    from fastbp import _engine
+
+    saved = _engine._num_threads
+    fastbp.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _engine._num_threads = saved
+
+
 def prepare_loop(data: BenchData, sizes: Any, batch: int, seed: int = 0,
                  eta: float = ETA) -> tuple[Callable, Callable]:
     """network_loop (the classic per-example network.py): one ``SGD`` epoch."""
@@ -271,16 +287,15 @@ def prepare_fastbp(data: BenchData, sizes: Any, batch: int, seed: int = 0, eta: 
     training = list(data.pairs)  # SGD shuffles its argument in place, as network.py does
 
     def epoch() -> None:
-        threads_before, before = fastbp.get_num_threads(), fastbp.get_kernels()
-        fastbp.set_num_threads(threads)
-        fastbp.set_kernels(kernels)
-        random.seed(seed)
-        try:
-            with _quiet():
-                net.SGD(training, epochs, batch, eta)
-        finally:
-            fastbp.set_kernels(before)
-            fastbp.set_num_threads(threads_before)
+        before = fastbp.get_kernels()
+        with fastbp_threads(threads):
+            try:
+                fastbp.set_kernels(kernels)
+                random.seed(seed)
+                with _quiet():
+                    net.SGD(training, epochs, batch, eta)
+            finally:
+                fastbp.set_kernels(before)
 
     return epoch, lambda: [np.asarray(w) for w in net.weights]
 

@@ -29,10 +29,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session", autouse=True)
 def fixed_threads():
     """BLAS and PyTorch pinned to one thread; fastbp's thread setting restored after."""
-    import fastbp
+    from fastbp import _engine
 
     torch = bl.torch_or_none()
-    before = fastbp.get_num_threads()
+    before = _engine._num_threads
     torch_before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(1)
@@ -46,9 +46,22 @@ def fixed_threads():
     yield
     if limiter is not None:
         limiter.restore_original_limits()
-    fastbp.set_num_threads(before)
+    _engine._num_threads = before
     if torch is not None:
         torch.set_num_threads(torch_before)
+
+
+@pytest.fixture(autouse=True)
+def restore_fastbp_settings():
+    """fastbp's thread setting and kernels after each benchmark as before it (a test that
+    sets them must not change what the next one measures)."""
+    import fastbp
+    from fastbp import _engine
+
+    threads, kernels = _engine._num_threads, fastbp.get_kernels()
+    yield
+    _engine._num_threads = threads
+    fastbp.set_kernels(kernels)
 
 
 @pytest.fixture(scope="session")

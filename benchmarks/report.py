@@ -232,18 +232,15 @@ class Report:
         load check in the rule (``_second_core_free``), if present, is bypassed: after
         minutes of 2-thread benchmarking the load average says nothing about a user's."""
         try:
-            import fastbp
             from fastbp import _engine
 
-            prev = fastbp.get_num_threads()
             free = getattr(_engine, "_second_core_free", None)
-            fastbp.set_num_threads(None)
             if free is not None:
                 _engine._second_core_free = lambda: True
             try:
-                return _engine.threads_for(list(sizes), batch, self.data.density)
+                with bl.fastbp_threads(None):
+                    return _engine.threads_for(list(sizes), batch, self.data.density)
             finally:
-                fastbp.set_num_threads(prev)
                 if free is not None:
                     _engine._second_core_free = free
         except Exception:  # noqa: BLE001 - a report, not a test: say "unknown"
@@ -841,6 +838,19 @@ def parse(argv: list | None) -> argparse.Namespace:
     return args
 
 
+def _engine_threads() -> int | None:
+    """fastbp's own thread setting (not $FASTBP_NUM_THREADS), to put back at the end."""
+    from fastbp import _engine
+
+    return _engine._num_threads
+
+
+def _restore_engine_threads(saved: int | None) -> None:
+    from fastbp import _engine
+
+    _engine._num_threads = saved
+
+
 def main(argv: list | None = None) -> int:
     args = parse(argv)
     missing = [m for m in ("threadpoolctl",) if importlib.util.find_spec(m) is None]
@@ -848,7 +858,6 @@ def main(argv: list | None = None) -> int:
         print(f"report.py needs {', '.join(missing)}: pip install 'fastbp[bench]'",
               file=sys.stderr)
         return 2
-    import fastbp
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -868,7 +877,7 @@ def main(argv: list | None = None) -> int:
     if not data.real:
         log("=" * 72 + f"\nWARNING: {data.source}\n" + "=" * 72)
     log(f"data: {data.source}; density {data.density:.1%}")
-    threads0 = fastbp.get_num_threads()
+    threads0 = _engine_threads()
 
     log(f"[{time.perf_counter() - started:.0f} s] peak GFLOP/s ...")
     peak1, peak_all = bl.peak_gflops(1), bl.peak_gflops(os.cpu_count() or 1)
@@ -909,7 +918,7 @@ def main(argv: list | None = None) -> int:
             log(f"[{time.perf_counter() - started:.0f} s] machine limits again ...")
             limits = measure_limits(data, limits)
     finally:
-        fastbp.set_num_threads(threads0)
+        _restore_engine_threads(threads0)
         if torch is not None:
             torch.set_num_threads(torch_threads0)
 

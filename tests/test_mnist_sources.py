@@ -294,7 +294,23 @@ def test_expanded_pickle_of_lists_loads_as_arrays(tmp_path):
     assert len(training) == 6 and np.array_equal(training[2][0].ravel(), tx[2])
     ragged = [[tx[0], tx[1][:700]], [1, 2]]  # not images: the split's check names it
     path = write_pkl_gz(tmp_path / "ragged.pkl.gz", (ragged, va, te))
-    with pytest.raises(ValueError, match="training images must be a float"):
+    with pytest.raises(ValueError, match="training images must be a float .* list of length 2"):
+        _mnist_formats.read_classic_pickle(path)
+
+
+@pytest.mark.parametrize("bad", ["ragged", "huge"])
+def test_a_bad_listed_split_is_described_not_printed(tmp_path, bad):
+    """The refusal names the list's type and length: printing a list of thousands of
+    images (to cut the text to 60 characters) took minutes (helper finding); a list
+    NumPy cannot even hold is refused as bad data, not a bare MemoryError."""
+    _, va, te = classic_tuple(0, 2, 2)
+    if bad == "ragged":
+        images = [np.full(784, 0.5, np.float32)] * 2999 + [np.zeros(783, np.float32)]
+        split = [images, [0] * 3000]
+    else:
+        split = [[range(2**40)], [0]]
+    path = write_pkl_gz(tmp_path / "bad.pkl.gz", (split, va, te))
+    with pytest.raises(ValueError, match=r"training images .* got a list of length \d+$"):
         _mnist_formats.read_classic_pickle(path)
 
 

@@ -163,6 +163,17 @@ def read_npz(source: PathLike | IO[bytes]) -> Arrays:
         raise ValueError(f"not a readable npz file: {exc}") from exc
 
 
+def _what(obj: Any) -> str:
+    """A short description of ``obj`` for a message (never its whole repr: a list of
+    50,000 images would take minutes to print)."""
+    if isinstance(obj, np.ndarray):
+        return f"a {obj.dtype} array of shape {obj.shape}"
+    try:
+        return f"a {type(obj).__name__} of length {len(obj)}"
+    except Exception:  # noqa: BLE001 - no len(), or a broken one: the type will do
+        return f"a {type(obj).__name__}"
+
+
 def _listed_split(split: list) -> tuple[Any, Any]:
     """``[images, labels]`` as expand_mnist.py pickles them (lists of 784-value images and
     of labels, or arrays) as a tuple of arrays; anything else is left for the checks."""
@@ -171,8 +182,8 @@ def _listed_split(split: list) -> tuple[Any, Any]:
         if isinstance(part, list):
             try:
                 part = np.asarray(part)
-            except ValueError:  # ragged: the checks below name the split
-                pass
+            except (ValueError, TypeError, OverflowError, MemoryError):
+                pass  # ragged, or not numbers: the checks below name the split
         out.append(part)
     return out[0], out[1]
 
@@ -200,7 +211,7 @@ def read_classic_pickle(path: PathLike) -> Splits:
     for name, (x, y) in zip(("training", "validation", "test"), obj):
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == 784
                 and x.dtype.kind == "f"):
-            raise ValueError(f"{name} images must be a float (n, 784) array, got {x!r:.60}")
+            raise ValueError(f"{name} images must be a float (n, 784) array, got {_what(x)}")
         if not (isinstance(y, np.ndarray) and y.shape == (len(x),) and y.dtype.kind in "iu"):
             raise ValueError(f"{name} labels must be an integer array of {len(x)} rows")
     return obj
