@@ -277,6 +277,11 @@ def test_classic_pickle_loads_as_pickled(tmp_path_factory, sizes, seed):
         np.testing.assert_array_equal(gy, oy)
 
 
+RAGGED = r"(a list of length |an object array of shape \()"
+"""How a ragged list of images is described: NumPy >= 1.24 refuses to make an array of
+it, older NumPy makes an object array."""
+
+
 def test_expanded_pickle_of_lists_loads_as_arrays(tmp_path):
     """expand_mnist.py pickles its training split as [list of images, list of labels]
     (its other splits as the classic arrays): it loads, as arrays, through mnist_loader."""
@@ -294,7 +299,7 @@ def test_expanded_pickle_of_lists_loads_as_arrays(tmp_path):
     assert len(training) == 6 and np.array_equal(training[2][0].ravel(), tx[2])
     ragged = [[tx[0], tx[1][:700]], [1, 2]]  # not images: the split's check names it
     path = write_pkl_gz(tmp_path / "ragged.pkl.gz", (ragged, va, te))
-    with pytest.raises(ValueError, match="training images must be a float .* list of length 2"):
+    with pytest.raises(ValueError, match=f"training images must be a float .* {RAGGED}2"):
         _mnist_formats.read_classic_pickle(path)
 
 
@@ -310,7 +315,7 @@ def test_a_bad_listed_split_is_described_not_printed(tmp_path, bad):
     else:
         split = [[range(2**40)], [0]]
     path = write_pkl_gz(tmp_path / "bad.pkl.gz", (split, va, te))
-    with pytest.raises(ValueError, match=r"training images .* got a list of length \d+$"):
+    with pytest.raises(ValueError, match=rf"training images .* got {RAGGED}\d+,?\)?$"):
         _mnist_formats.read_classic_pickle(path)
 
 

@@ -167,11 +167,13 @@ def _what(obj: Any) -> str:
     """A short description of ``obj`` for a message (never its whole repr: a list of
     50,000 images would take minutes to print)."""
     if isinstance(obj, np.ndarray):
-        return f"a {obj.dtype} array of shape {obj.shape}"
-    try:
-        return f"a {type(obj).__name__} of length {len(obj)}"
-    except Exception:  # noqa: BLE001 - no len(), or a broken one: the type will do
-        return f"a {type(obj).__name__}"
+        what = f"{obj.dtype} array of shape {obj.shape}"
+    else:
+        try:
+            what = f"{type(obj).__name__} of length {len(obj)}"
+        except Exception:  # noqa: BLE001 - no len(), or a broken one: the type will do
+            what = type(obj).__name__
+    return f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
 
 
 def _listed_split(split: list) -> tuple[Any, Any]:
