@@ -463,8 +463,8 @@ static void FN(forward_one)(const fbp_net *net, const fbp_data *d, int64_t r, RE
 /* The dot products of rows k..k+3 of wt (stride ld, a multiple of VL = 4) with d, in one
  * vector, each summed exactly as FN(dot) sums it (lane-wise partial sums, then the four
  * lanes added in order): a 4 x 4 transpose instead of four horizontal sums. */
-static inline __attribute__((always_inline)) VEC FN(dot_rows)(const REAL *restrict wt, int64_t ld,
-                                                          const REAL *restrict d)
+static inline __attribute__((always_inline)) VEC FN(dot_rows)(
+    const REAL *restrict wt, int64_t ld, const REAL *restrict d)
 {
     typedef int64_t mask4 __attribute__((vector_size(32)));
     VEC s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
@@ -489,8 +489,8 @@ static inline __attribute__((always_inline)) VEC FN(dot_rows)(const REAL *restri
 #else
 /* The float version: rows k..k+7 (VL = 8) with an 8 x 8 transpose, each row's eight
  * lanes added in order as FN(dot) adds them. */
-static inline __attribute__((always_inline)) VEC FN(dot_rows)(const REAL *restrict wt, int64_t ld,
-                                                          const REAL *restrict d)
+static inline __attribute__((always_inline)) VEC FN(dot_rows)(
+    const REAL *restrict wt, int64_t ld, const REAL *restrict d)
 {
     typedef int32_t mask8 __attribute__((vector_size(32)));
     VEC s[8] = {{0}};
