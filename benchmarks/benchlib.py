@@ -208,20 +208,32 @@ def _quiet() -> Any:
         yield
 
 
-@contextlib.contextmanager
-def fastbp_threads(n: int | None) -> Any:
-    """``fastbp.set_num_threads(n)`` for the block, then fastbp's own setting exactly as it
-    was (not ``get_num_threads()``'s value, which also reads $FASTBP_NUM_THREADS: setting
-    that back would pin it)."""
-    import fastbp
+def fastbp_setting() -> int | None:
+    """fastbp's own thread setting, to be put back with ``restore_fastbp_setting`` (not
+    ``get_num_threads()``'s value, which also reads $FASTBP_NUM_THREADS: setting that
+    back would pin it)."""
     from fastbp import _engine
 
-    saved = _engine._num_threads
+    return _engine._num_threads
+
+
+def restore_fastbp_setting(saved: int | None) -> None:
+    from fastbp import _engine
+
+    _engine._num_threads = saved
+
+
+@contextlib.contextmanager
+def fastbp_threads(n: int | None) -> Any:
+    """``fastbp.set_num_threads(n)`` for the block, then fastbp's setting as it was."""
+    import fastbp
+
+    saved = fastbp_setting()
     fastbp.set_num_threads(n)
     try:
         yield
     finally:
-        _engine._num_threads = saved
+        restore_fastbp_setting(saved)
 
 
 def prepare_loop(data: BenchData, sizes: Any, batch: int, seed: int = 0,

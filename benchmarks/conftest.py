@@ -29,10 +29,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(scope="session", autouse=True)
 def fixed_threads():
     """BLAS and PyTorch pinned to one thread; fastbp's thread setting restored after."""
-    from fastbp import _engine
-
     torch = bl.torch_or_none()
-    before = _engine._num_threads
+    before = bl.fastbp_setting()
     torch_before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(1)
@@ -46,7 +44,7 @@ def fixed_threads():
     yield
     if limiter is not None:
         limiter.restore_original_limits()
-    _engine._num_threads = before
+    bl.restore_fastbp_setting(before)
     if torch is not None:
         torch.set_num_threads(torch_before)
 
@@ -56,11 +54,10 @@ def restore_fastbp_settings():
     """fastbp's thread setting and kernels after each benchmark as before it (a test that
     sets them must not change what the next one measures)."""
     import fastbp
-    from fastbp import _engine
 
-    threads, kernels = _engine._num_threads, fastbp.get_kernels()
+    threads, kernels = bl.fastbp_setting(), fastbp.get_kernels()
     yield
-    _engine._num_threads = threads
+    bl.restore_fastbp_setting(threads)
     fastbp.set_kernels(kernels)
 
 

@@ -838,19 +838,6 @@ def parse(argv: list | None) -> argparse.Namespace:
     return args
 
 
-def _engine_threads() -> int | None:
-    """fastbp's own thread setting (not $FASTBP_NUM_THREADS), to put back at the end."""
-    from fastbp import _engine
-
-    return _engine._num_threads
-
-
-def _restore_engine_threads(saved: int | None) -> None:
-    from fastbp import _engine
-
-    _engine._num_threads = saved
-
-
 def main(argv: list | None = None) -> int:
     args = parse(argv)
     missing = [m for m in ("threadpoolctl",) if importlib.util.find_spec(m) is None]
@@ -877,7 +864,7 @@ def main(argv: list | None = None) -> int:
     if not data.real:
         log("=" * 72 + f"\nWARNING: {data.source}\n" + "=" * 72)
     log(f"data: {data.source}; density {data.density:.1%}")
-    threads0 = _engine_threads()
+    threads0 = bl.fastbp_setting()
 
     log(f"[{time.perf_counter() - started:.0f} s] peak GFLOP/s ...")
     peak1, peak_all = bl.peak_gflops(1), bl.peak_gflops(os.cpu_count() or 1)
@@ -918,7 +905,7 @@ def main(argv: list | None = None) -> int:
             log(f"[{time.perf_counter() - started:.0f} s] machine limits again ...")
             limits = measure_limits(data, limits)
     finally:
-        _restore_engine_threads(threads0)
+        bl.restore_fastbp_setting(threads0)
         if torch is not None:
             torch.set_num_threads(torch_threads0)
 
