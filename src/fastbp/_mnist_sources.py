@@ -34,7 +34,6 @@ from typing import Callable, Union
 import numpy as np
 import platformdirs
 
-from . import _mnist_fetch
 from ._files import atomic_open
 from ._mnist_formats import (
     IDX_NAMES,
@@ -168,6 +167,8 @@ def _read_dir(directory: Path, spec: MNISTSpec) -> Found | None:
 
 
 def _help_text() -> str:
+    from . import _mnist_fetch  # (imported when needed: pooch and urllib take ~50 ms)
+
     return "\n".join([
         "To supply MNIST by hand, either put the classic mnist.pkl.gz at ../data/mnist.pkl.gz",
         "(relative to the working directory), or put one of these into a directory and set",
@@ -190,6 +191,8 @@ def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
 
 def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | None:
     """Download MNIST, verify it and cache it as ``dest``; None if every source failed."""
+    from . import _mnist_fetch  # (imported when needed: pooch and urllib take ~50 ms)
+
     work = Path(tempfile.mkdtemp(prefix="fastbp-mnist-"))
     try:
         check = functools.partial(check_arrays, spec=spec, verify=True)
