@@ -162,6 +162,30 @@ def test_env_thread_count_is_bounded(num_threads, monkeypatch):
         f"using {CORES} threads"]
 
 
+@pytest.mark.parametrize("looks, free", [
+    ([2, 1], True),  # another task's moment of work: the second look sees the core free
+    ([2, 2, 1], True),
+    ([1], True),
+    ([2, 2, 2], False),  # busy three times running: the second core is taken
+    ([3, 3, 3], False),
+])
+def test_a_core_counts_as_busy_only_when_it_stays_busy(looks, free, monkeypatch):
+    """The automatic thread rule reads the runnable-task count up to LOAD_LOOKS times and
+    takes a second core unless every look finds it busy (one look at an idle machine
+    caught another task's moment of work about once in 150, and that epoch ran on one
+    thread)."""
+    if _engine._CORES != 2:
+        pytest.skip("the counts below are for two usable cores")
+    seen = iter(looks)
+    monkeypatch.setattr(_engine, "_runnable", lambda: next(seen))
+    monkeypatch.setattr(_core, "pool_spinning", lambda: 0)
+    monkeypatch.setattr(_engine, "_load_seen", (-1.0, not free))
+    assert _engine._second_core_free() is free
+    assert next(seen, None) is None  # every look was used, and no more
+    monkeypatch.setattr(_engine, "_runnable", lambda: 99)  # within half a second: kept
+    assert _engine._second_core_free() is free
+
+
 def test_huge_thread_counts_train_and_evaluate_without_crashing():
     proc = run_script("""
         import warnings

@@ -117,6 +117,14 @@ _CORES = _cores()
 
 
 _load_seen = (-1.0, True)  # (time, answer): /proc is read at most every half second
+LOAD_LOOKS = 3  # a core counts as busy only if it looks busy this many times running
+LOAD_LOOK_GAP = 0.001  # seconds between the looks (at most 2 ms per half second, busy)
+
+
+def _runnable() -> int:
+    """The runnable-task count in /proc/loadavg (Linux), this thread included."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return int(f.read().split()[3].split("/")[0])
 
 
 def _second_core_free() -> bool:
@@ -125,18 +133,25 @@ def _second_core_free() -> bool:
     other runnable thread counts, another process's or a BLAS thread of ours still
     spinning after a NumPy call, but not fastbp's own workers spinning for their next
     job (one spins for ~0.2 ms after each kernel call: an epoch right after an
-    evaluation would otherwise run on one thread).  Elsewhere, assume so."""
+    evaluation would otherwise run on one thread).  A core counts as busy only when it
+    looks busy LOAD_LOOKS times running, LOAD_LOOK_GAP apart: on an idle machine one
+    look caught another task's moment of work about once in 150 (and that epoch ran on
+    one thread), three looks 1 ms apart about once in 1,000.  Elsewhere, assume free."""
     global _load_seen
     now = time.monotonic()
     if now - _load_seen[0] < 0.5:
         return _load_seen[1]
+    free = False
     try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            running = int(f.read().split()[3].split("/")[0])
-        free = running - 1 - _core.pool_spinning() < _CORES - 1
+        for look in range(LOAD_LOOKS):
+            if look:
+                time.sleep(LOAD_LOOK_GAP)
+            if _runnable() - 1 - _core.pool_spinning() < _CORES - 1:
+                free = True
+                break
     except (OSError, ValueError, IndexError):
         free = True
-    _load_seen = (now, free)
+    _load_seen = (time.monotonic(), free)
     return free
 
 
