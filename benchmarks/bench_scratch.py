@@ -109,7 +109,6 @@ def threads(impl: str):
     report takes each at its best."""
     from threadpoolctl import threadpool_limits
 
-
     name, n = impl.split("-")
     with bl.fastbp_threads(int(n) if name == "fastbp" else 1):
         with threadpool_limits(int(n) if name == "book" else 1, user_api="blas"):

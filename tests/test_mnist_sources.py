@@ -606,6 +606,17 @@ def idx_routes(arrays, prefix: str, monkeypatch) -> dict[str, bytes]:
     return {f"{prefix}{n}": b for n, b in files.items()}
 
 
+def test_importing_fastbp_does_not_import_the_download_libraries():
+    """pooch and urllib.request (~50 ms of every start) load only when a download, or
+    the not-found message, needs them."""
+    code = ("import sys, fastbp, fastbp.cli, fastbp.scratch; "
+            "print(sorted(m for m in ('pooch', 'urllib.request', 'fastbp._mnist_fetch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_fetch_from_mirror_caches_and_says_where(serve, monkeypatch, arrays, spec, capsys):
     srv = serve(idx_routes(arrays, "/mnist/", monkeypatch))
     monkeypatch.setattr(_mnist_fetch, "IDX_MIRRORS", [f"{srv.url}/missing/", f"{srv.url}/mnist/"])
