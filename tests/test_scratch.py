@@ -449,6 +449,68 @@ def test_a_rebound_params_entry_is_not_used_as_in_the_book(kind, args):
     assert_grads(num, book.numerical_gradient(x, t), rtol=1e-6)
 
 
+def test_rebinding_every_params_entry_warns_once_naming_them_all():
+    """The book's loop written as ``params[key] = params[key] - lr * grad[key]`` rebinds
+    every entry: one warning names them all (not one per key)."""
+    net, book = twins("MultiLayerNet", 5, [4, 4, 4], 3)
+    x, t = batch(np.random.default_rng(3), 6, 5, 3, onehot=False, dtype=np.float64)
+    for key in list(net.params):
+        net.params[key] = net.params[key] - 0.1
+        book.params[key] = book.params[key] - 0.1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        net.gradient(x, t)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert all(f"params['{key}']" in message for key in net.params), message
+    assert "layers['Affine4'].b hold" in message
+    net.params["W1"] = net.params["W1"] + 1  # a new array where one was already named
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.gradient(x, t)
+
+
+def test_a_changed_hidden_layer_num_is_read_as_the_book_reads_it():
+    """The book's MultiLayerNet takes the weight decay and the gradients of the first
+    ``hidden_layer_num + 1`` Affine layers (while predict walks all of its layers):
+    fastbp's loss, gradient and fit do the same, on the book's path, with one warning;
+    a number beyond the layers is the book's KeyError."""
+    lam = 0.1
+    net, book = twins("MultiLayerNet", 5, [4, 4], 3, weight_decay_lambda=lam)
+    rng = np.random.default_rng(21)
+    randomize(net, book, rng)
+    x, t = batch(rng, 8, 5, 3, onehot=False, dtype=np.float64)
+    net.hidden_layer_num = np.int64(2)  # the same depth: fused, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+    net.hidden_layer_num = 1
+    with pytest.warns(SlowPathWarning, match="hidden_layer_num is 1, not the 2 hidden") as w:
+        loss = net.loss(x, t)
+        grads = net.gradient(x, t)
+    assert len(w) == 1
+    W3 = book.params["W3"]
+    assert_close(loss, book.loss(x, t) - 0.5 * lam * np.sum(W3 ** 2), TIGHT, "loss")
+    full = book.gradient(x, t)
+    assert sorted(grads) == ["W1", "W2", "b1", "b2"]
+    assert_grads(grads, {key: full[key] for key in grads})
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict walks every layer")
+    before = {key: a.copy() for key, a in net.params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        net.fit(x, t, iters=2, batch_size=4)  # the book's loop: W3, b3 not in the grads
+    assert np.array_equal(net.params["W3"], before["W3"])
+    assert np.array_equal(net.params["b3"], before["b3"])
+    assert not np.array_equal(net.params["W1"], before["W1"])
+    net.hidden_layer_num = 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        for call in (net.loss, net.gradient):
+            with pytest.raises(KeyError, match="W4"):
+                call(x, t)
+
+
 @pytest.mark.parametrize("make", [np.asfortranarray, lambda a: np.repeat(a, 2, axis=1)[:, ::2],
                                   lambda a: np.round(a * 10).astype(np.int32)])
 def test_a_first_layer_the_kernels_cannot_read_in_place_is_copied_with_one_warning(make):
@@ -653,12 +715,12 @@ def test_a_replaced_layer_is_honoured():
     randomize(net, book, rng)
     x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
     net.layers["Relu1"], book.layers["Relu1"] = layers.Sigmoid(), ref.Sigmoid()
-    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a Sigmoid"):
+    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a fastbp\.scratch\.layers\.Sigmoid"):
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     net.layers["Relu1"], book.layers["Relu1"] = ref.Relu(), ref.Relu()  # not fastbp's class
-    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a Relu where"):
+    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a scratch_ref\.Relu where fastbp's Relu"):
         assert_grads(net.gradient(x, t), book.gradient(x, t))
     net.layers["Relu1"] = layers.Relu()  # as constructed again: fused, no warning
     with warnings.catch_warnings():
@@ -771,7 +833,7 @@ def test_a_replaced_last_layer_is_honoured_where_it_is_used():
         warnings.simplefilter("error")  # predict and accuracy do not use the last layer
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
         assert net.accuracy(x, t) == book.accuracy(x, t)
-    with pytest.warns(SlowPathWarning, match="the last layer is a Halved"):
+    with pytest.warns(SlowPathWarning, match=r"the last layer is a test_scratch\..*Halved, not fastbp's"):
         assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
 

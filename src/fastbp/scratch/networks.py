@@ -109,7 +109,7 @@ class FusedNet:
         l = 0  # Affine layers seen
         for (key, kind), (got, layer) in zip(plan, layers.items()):
             if got != key or type(layer) is not kind:
-                return (f"layers[{got!r}] is a {type(layer).__name__} where fastbp's "
+                return (f"layers[{got!r}] is a {_class_name(layer)} where fastbp's "
                         f"{kind.__name__} layer {key!r} was")
             state = layer.__dict__
             if "forward" in state or "backward" in state:
@@ -133,9 +133,14 @@ class FusedNet:
         if len(set(layers.values())) < len(plan):  # (fastbp's layers hash by identity)
             return "one layer object stands at two places in the network's layers"
         if method in ("loss", "gradient", "fit"):
+            depth = self._n_affine()  # (MultiLayerNet: hidden_layer_num + 1, as the book reads it)
+            if not isinstance(depth, (int, np.integer)) or depth != len(sizes) - 1:
+                return (f"hidden_layer_num is {self.__dict__.get('hidden_layer_num')!r}, not "
+                        f"the {len(sizes) - 2} hidden layers the network was built with (the "
+                        "book's loss and gradient then take that many layers' weights)")
             last = self._last()
             if type(last) is not SoftmaxWithLoss:
-                return (f"the last layer is a {type(last).__name__}, not fastbp's "
+                return (f"the last layer is a {_class_name(last)}, not fastbp's "
                         "SoftmaxWithLoss")
             patched = _patched(last)
             if patched:
@@ -166,12 +171,26 @@ class FusedNet:
                     if not weights.names:
                         weights.names = {}
                     weights.names[key] = f"layers['Affine{l}'].{attr}"
-                    warn_user(self, f"rebound {key}", (
-                        f"params[{key!r}] is not the array layers['Affine{l}'].{attr} "
-                        "holds (it was rebound, or params was replaced): as in the book, the "
-                        f"network computes with layers['Affine{l}'].{attr}; edit params in "
-                        "place, or assign the new array to both"), RuntimeWarning)
+        if weights.names:
+            self._warn_rebound(weights.names)
         return weights
+
+    def _warn_rebound(self, names: dict[str, str]) -> None:
+        """One warning for the ``params`` entries (key: the layer array's name) that are
+        not their layers' arrays and were not named before."""
+        warned = self.__dict__.get("_warned", ())
+        new = [key for key in names if f"rebound {key}" not in warned]
+        if not new:
+            return
+        entries = ", ".join(f"params[{key!r}]" for key in new)
+        layers = ", ".join(names[key] for key in new)
+        one = len(new) == 1
+        warn_user(self, f"rebound {' '.join(new)}", (
+            f"{entries} {'is not the array' if one else 'are not the arrays'} {layers} "
+            f"{'holds' if one else 'hold'} (rebound, or params was replaced): as in the "
+            f"book, the network computes with {layers}; edit params in place, or assign "
+            "the new array to both"), RuntimeWarning)
+        self.__dict__["_warned"].update(f"rebound {key}" for key in new)
 
     def _forget_forward(self, last: bool = False,
                         grads: tuple[list | None, list] | None = None) -> None:
@@ -503,6 +522,13 @@ def _plan(n_layers: int, activation: str, act_name: str) -> tuple[tuple[str, typ
 
 _LAYER_METHODS = {kind: (kind.forward, kind.backward)
                   for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
+
+
+def _class_name(obj: Any) -> str:
+    """``obj``'s class as a message names it: with its module (the book's layer classes
+    have the very names of fastbp's)."""
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _patched(layer: Any) -> str | None:
