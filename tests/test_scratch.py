@@ -715,12 +715,14 @@ def test_a_replaced_layer_is_honoured():
     randomize(net, book, rng)
     x, t = batch(rng, 9, 7, 3, onehot=False, dtype=np.float64)
     net.layers["Relu1"], book.layers["Relu1"] = layers.Sigmoid(), ref.Sigmoid()
-    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a fastbp\.scratch\.layers\.Sigmoid"):
+    with pytest.warns(SlowPathWarning,
+                      match=r"layers\['Relu1'\] is a fastbp\.scratch\.layers\.Sigmoid"):
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
     assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     net.layers["Relu1"], book.layers["Relu1"] = ref.Relu(), ref.Relu()  # not fastbp's class
-    with pytest.warns(SlowPathWarning, match=r"layers\['Relu1'\] is a scratch_ref\.Relu where fastbp's Relu"):
+    with pytest.warns(SlowPathWarning,
+                      match=r"layers\['Relu1'\] is a scratch_ref\.Relu where fastbp's Relu"):
         assert_grads(net.gradient(x, t), book.gradient(x, t))
     net.layers["Relu1"] = layers.Relu()  # as constructed again: fused, no warning
     with warnings.catch_warnings():
@@ -833,7 +835,8 @@ def test_a_replaced_last_layer_is_honoured_where_it_is_used():
         warnings.simplefilter("error")  # predict and accuracy do not use the last layer
         assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
         assert net.accuracy(x, t) == book.accuracy(x, t)
-    with pytest.warns(SlowPathWarning, match=r"the last layer is a test_scratch\..*Halved, not fastbp's"):
+    with pytest.warns(SlowPathWarning,
+                      match=r"the last layer is a test_scratch\..*Halved, not fastbp's"):
         assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
     assert_grads(net.gradient(x, t), book.gradient(x, t))
 
