@@ -875,3 +875,48 @@ def test_replacing_network2s_module_functions_is_honoured(data, name, monkeypatc
     net = network2.Network(SIZES)
     with pytest.warns(SlowPathWarning, match=f"fastbp.network2.{name} was replaced"):
         net.SGD(list(training), 1, 10, 0.5, verbose=False)
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_float32_parameters_compute_in_float32_as_the_classic_code(module, ref):
+    """Parameters assigned as float32 arrays (with float32 inputs, as MNIST's are): the
+    classic code's NumPy computes the forward pass, costs and backprop in float32, and
+    its first update makes the parameters float64.  A float64 network runs the classic
+    code while they are float32, with one warning naming the array; the results and
+    dtypes are the classic code's."""
+    sizes = [30, 8, 10]
+    train = make_data(5, sizes, 40, sparse=True, onehot=True, dtype=np.float32)
+    test = make_labelled(6, sizes, 20, sparse=True)
+    test = [(x.astype(np.float32), y) for x, y in test]
+    nets = []
+    for mod in (module, ref):
+        np.random.seed(3)
+        net = mod.Network(list(sizes))
+        net.weights = [w.astype(np.float32) for w in net.weights]
+        net.biases = [b.astype(np.float32) for b in net.biases]
+        nets.append(net)
+    net, classic = nets
+    x = train[0][0]
+    with pytest.warns(SlowPathWarning, match=r"weights\[0\] is float32") as caught:
+        out = net.feedforward(x)
+    assert len(caught) == 1
+    want = classic.feedforward(x)
+    assert out.dtype == want.dtype == np.float32 and np.array_equal(out, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        got_b, got_w = net.backprop(*train[1])
+        want_b, want_w = classic.backprop(*train[1])
+        for a, b in zip(got_b + got_w, want_b + want_w):  # (float64 targets widen them,
+            assert a.dtype == b.dtype and np.array_equal(a, b)  # after a float32 forward)
+        if module is network:
+            assert net.evaluate(test) == classic.evaluate(test)
+        else:
+            cost, want_cost = net.total_cost(test, 1.0, True), classic.total_cost(test, 1.0, True)
+            assert cost == want_cost and type(cost) is type(want_cost)
+        random.seed(4)
+        net.SGD(list(train), 2, 10, 0.5)
+        random.seed(4)
+        classic.SGD(list(train), 2, 10, 0.5)
+    for a, b in zip(net.weights + net.biases, classic.weights + classic.biases):
+        assert a.dtype == b.dtype == np.float64
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

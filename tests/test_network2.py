@@ -275,6 +275,13 @@ def test_classic_target_rules_of_accuracy_total_cost_and_evaluation_data():
     assert net.accuracy(evaluation, convert=True) == ref.accuracy(evaluation, True) == zeros
     with pytest.raises(TypeError, match="convert=True"):
         net.accuracy(train)
+    # total_cost(convert=True) of vector targets: the classic IndexError, and the way out
+    with pytest.raises(IndexError):
+        ref.total_cost(train, 0.5, convert=True)
+    with pytest.raises(IndexError, match="for one-hot targets use convert=False"):
+        net.total_cost(train, 0.5, convert=True)
+    with pytest.raises(network2.VectorTargetError):  # (a TypeError too)
+        network2.Network([4, 5, 10]).total_cost(synthetic(0, [4, 5, 10], 3), 0.5, True)
     # evaluation accuracy needs integer labels, checked before any training
     before = [w.copy() for w in net.weights]
     with pytest.raises(TypeError, match="evaluation_data must hold integer class labels"):
@@ -642,6 +649,60 @@ def test_early_stopping_with_eta_zero(n, capsys):
     assert f"Epoch {n} training complete" in out and f"Epoch {n + 1} " not in out
     assert "stopping" not in out  # silent, as the Python 3 port's network2
     assert all(np.array_equal(a, b) for a, b in zip(net.weights, w0))
+
+
+def port_early_stopping(ref, train, epochs, batch, eta, n, watch):
+    """The Python 3 port's network2 SGD loop with early stopping, on the classic
+    reference: after each epoch it compares ``watch(ref)`` (the accuracy it computed last)
+    with the best so far (starting at 0) and returns after ``n`` epochs without a better
+    one.  Returns the accuracies seen."""
+    random.seed(7)
+    data, best, stale, seen = list(train), 0, 0, []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(epochs):
+            ref.SGD(data, 1, batch, eta)
+            accuracy = watch(ref, data)
+            seen.append(accuracy)
+            if accuracy > best:
+                best, stale = accuracy, 0
+            else:
+                stale += 1
+            if stale == n:
+                break
+    return seen
+
+
+@pytest.mark.parametrize("eta", [0.0, 3.0])
+def test_early_stopping_watches_what_the_port_watches(eta, capsys):
+    """With only monitor_training_accuracy set, the port's early stopping compares the
+    training accuracy (no evaluation data needed); with both, the evaluation accuracy.
+    Its best starts at 0: an accuracy of 0 is no improvement."""
+    sizes = [4, 5, 3]
+    train = synthetic(3, sizes, 24)
+    evaluation = labelled(4, sizes, 15)
+    net, ref = pair(sizes, 5)
+    random.seed(7)
+    result = net.SGD(list(train), 40, 4, eta, monitor_training_accuracy=True,
+                     early_stopping_n=2, verbose=False)
+    seen = port_early_stopping(ref, train, 40, 4, eta, 2,
+                               lambda r, data: r.accuracy(data, convert=True))
+    assert result[3] == seen and len(seen) < 40
+    params_close(net, ref, 1e-12)
+    net, ref = pair(sizes, 5)
+    random.seed(7)
+    result = net.SGD(list(train), 40, 4, eta, evaluation_data=evaluation,
+                     monitor_training_accuracy=True, monitor_evaluation_accuracy=True,
+                     early_stopping_n=2, verbose=False)
+    seen = port_early_stopping(ref, train, 40, 4, eta, 2, lambda r, data: r.accuracy(evaluation))
+    assert result[1] == seen
+    params_close(net, ref, 1e-12)
+    # an accuracy that stays 0: the port stops after n epochs, not n + 1
+    net, _ = pair(sizes, 5)
+    nothing = [(x, 2) for x, _ in evaluation]  # a label no output picks: accuracy 0
+    net.biases[-1][2] = -50.0
+    result = net.SGD(list(train), 40, 4, 0.0, evaluation_data=nothing,
+                     monitor_evaluation_accuracy=True, early_stopping_n=3, verbose=False)
+    assert result[1] == [0, 0, 0]
 
 
 def test_early_stopping_trains_with_eta(capsys):

@@ -326,12 +326,30 @@ class CompiledNetwork:
                 return f"{module}.{name} was replaced"
         return None
 
+    def _precision_cause(self) -> str | None:
+        """Which parameter array holds floats of another precision than float64 (float32,
+        say), or None.  The classic code's NumPy computes in that precision (and its
+        first update makes the parameters float64 again); the kernels of a float64
+        network would compute in float64.  (A float32 network, fastbp's extra, converts
+        what it is given: that is what it was asked for.)"""
+        if self._dtype != np.float64:
+            return None
+        for name, arrays in (("weights", self.weights), ("biases", self.biases)):
+            if not isinstance(arrays, (list, tuple)):
+                continue  # (the parameter checks say what is wrong)
+            for l, a in enumerate(arrays):
+                dtype = getattr(a, "dtype", None)
+                if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize != 8:
+                    return (f"{name}[{l}] is {dtype}: the classic code computes in that "
+                            "precision, the kernels of this float64 network in float64")
+        return None
+
     def _forward_cause(self) -> str | None:
         """Why the forward pass must run as the classic ``feedforward`` (an override of
-        it, or a replaced ``sigmoid``), or None."""
+        it, a replaced ``sigmoid``, parameters of another precision), or None."""
         if self._overridden(("feedforward",)):
             return f"{type(self).__name__}.feedforward is overridden"
-        return self._function_cause(("sigmoid",))
+        return self._function_cause(("sigmoid",)) or self._precision_cause()
 
     def _slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
@@ -352,7 +370,8 @@ class CompiledNetwork:
 
     def _backprop_blocker(self) -> str | None:
         """Why fastbp's ``backprop`` must run as the classic code, or None."""
-        return self._depth_blocker() or self._function_cause() or self._cost_blocker("delta")
+        return (self._depth_blocker() or self._function_cause() or self._precision_cause()
+                or self._cost_blocker("delta"))
 
     def _depth_blocker(self) -> str | None:
         """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
@@ -673,7 +692,7 @@ class CompiledNetwork:
         ``a`` is a column (n_in, 1) and the result is (n_out, 1); a matrix of columns
         (n_in, m) gives (n_out, m), as the classic code's matrix products do.
         """
-        cause = self._function_cause(("sigmoid",))
+        cause = self._function_cause(("sigmoid",)) or self._precision_cause()
         if cause is not None:
             self._slow(cause, "feedforward")
             return _classic.feedforward(self, a)

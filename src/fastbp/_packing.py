@@ -102,10 +102,14 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     return packed
 
 
+class LabelsNeeded(TypeError):
+    """Data of vector targets where class labels are needed."""
+
+
 def _need_labels(what: str) -> None:
-    raise TypeError(f"{what} must hold integer class labels as y (as test_data does), "
-                    "not vectors: the classic code compares argmax(output) == y, which "
-                    "fails for a vector y; use convert=True for one-hot targets")
+    raise LabelsNeeded(f"{what} must hold integer class labels as y (as test_data does), "
+                       "not vectors: the classic code compares argmax(output) == y, which "
+                       "fails for a vector y; use convert=True for one-hot targets")
 
 
 def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: int,

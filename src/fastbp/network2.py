@@ -7,7 +7,8 @@ compiled forward passes.  Beyond the classic code, all off by default:
 
 * ``activation="sigmoid" | "tanh" | "relu"`` for every layer, and
   ``LogLikelihoodCost`` for a softmax output layer;
-* ``early_stopping_n``: stop after n epochs without a better evaluation accuracy;
+* ``early_stopping_n``: stop after n epochs without a better evaluation accuracy (the
+  training accuracy if only that is monitored, as in the Python 3 port's network2);
 * ``lr_schedule_n``: halve eta after n epochs without a better evaluation accuracy,
   and stop once eta has fallen to eta/128;
 * ``monitor_gradient_norms``: record ``gradient_norms`` of the training data after
@@ -42,7 +43,7 @@ from ._engine import (
     listed,
     record_originals,
 )
-from ._packing import Packed, as_arrays
+from ._packing import LabelsNeeded, Packed, as_arrays
 from ._validate import check_count, check_rate, check_sizes
 
 __all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", "load",
@@ -154,6 +155,11 @@ class FloatLabelError(TypeError, IndexError):
     """A float label for ``vectorized_result`` (the classic ``e[j]``: an IndexError)."""
 
 
+class VectorTargetError(TypeError, IndexError):
+    """A vector y for ``vectorized_result`` (``total_cost(convert=True)`` on one-hot
+    data: the classic ``e[j]`` with an array j, an IndexError)."""
+
+
 #### Main Network class
 
 
@@ -232,9 +238,10 @@ class Network(CompiledNetwork):
         would.  Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
         training_cost, training_accuracy)``; a list is empty unless its flag is set.
         ``early_stopping_n`` and ``lr_schedule_n`` (0 = off) watch the accuracy on
-        ``evaluation_data``.  ``verbose=False`` prints nothing; ``callback(epoch,
-        network)`` runs after each epoch's monitoring (return False to stop); ``rng`` (a
-        ``random.Random``) shuffles instead of the global generator.
+        ``evaluation_data`` (on the training data if only ``monitor_training_accuracy`` is
+        set, as the Python 3 port's network2 does).  ``verbose=False`` prints nothing;
+        ``callback(epoch, network)`` runs after each epoch's monitoring (return False to
+        stop); ``rng`` (a ``random.Random``) shuffles instead of the global generator.
         """
         _validate.check_flags(
             monitor_evaluation_cost=monitor_evaluation_cost, verbose=verbose,
@@ -250,20 +257,28 @@ class Network(CompiledNetwork):
         early_stopping_n = check_count("early_stopping_n", early_stopping_n, 0)
         lr_schedule_n = check_count("lr_schedule_n", lr_schedule_n, 0)
         watch = early_stopping_n > 0 or lr_schedule_n > 0
+        # the accuracy watched is the one the Python 3 port's network2 compares: the last
+        # it computed, the evaluation accuracy if monitored, else the training accuracy;
+        # with neither monitored (where the port fails), the evaluation accuracy
+        watch_training = watch and monitor_training_accuracy and not monitor_evaluation_accuracy
+        watch_evaluation = watch and not watch_training
         n_data = 0
         if evaluation_data is not None:
             evaluation_data, n_data = listed(evaluation_data, "evaluation_data")
-        if not n_data and (watch or monitor_evaluation_cost or monitor_evaluation_accuracy):
-            raise ValueError("monitor_evaluation_cost/accuracy, early_stopping_n and "
-                             "lr_schedule_n need evaluation_data")
+        if not n_data and (watch_evaluation or monitor_evaluation_cost
+                           or monitor_evaluation_accuracy):
+            raise ValueError("monitor_evaluation_cost/accuracy need evaluation_data, and so do "
+                             "early_stopping_n and lr_schedule_n unless "
+                             "monitor_training_accuracy alone is set")
         monitors = _Monitors(self, evaluation_data if n_data else None,
-                             monitor_evaluation_cost, monitor_evaluation_accuracy or watch)
+                             monitor_evaluation_cost,
+                             monitor_evaluation_accuracy or watch_evaluation)
         evaluation_cost: list = []
         evaluation_accuracy: list = []
         training_cost: list = []
         training_accuracy: list = []
         eta0 = eta
-        state = {"best": -1, "stale": 0, "stale_lr": 0}
+        state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
             epoch.touched = callback is not None or monitors.honour_any
@@ -272,6 +287,7 @@ class Network(CompiledNetwork):
                 cost = monitors.training_cost(epoch, lmbda)
                 training_cost.append(cost)
                 say(f"Cost on training data: {cost}")
+            accuracy = None
             if monitor_training_accuracy:
                 accuracy = monitors.training_accuracy(epoch)
                 training_accuracy.append(accuracy)
@@ -280,8 +296,7 @@ class Network(CompiledNetwork):
                 cost = monitors.evaluation_cost(lmbda)
                 evaluation_cost.append(cost)
                 say(f"Cost on evaluation data: {cost}")
-            accuracy = None
-            if monitor_evaluation_accuracy or watch:
+            if monitor_evaluation_accuracy or watch_evaluation:
                 accuracy = monitors.evaluation_accuracy()
             if monitor_evaluation_accuracy:
                 evaluation_accuracy.append(accuracy)
@@ -295,6 +310,7 @@ class Network(CompiledNetwork):
                 return None
             if not watch:
                 return eta
+            assert accuracy is not None
             if accuracy > state["best"]:
                 state.update(best=accuracy, stale=0, stale_lr=0)
                 return eta
@@ -360,7 +376,14 @@ class Network(CompiledNetwork):
             raise EmptyDataError("total_cost: data is empty (the classic code divides by "
                                  "len(data))")
         if convert and as_arrays(data) is None:
-            packed = self._pack(data, "label", "data")
+            try:
+                packed = self._pack(data, "label", "data")
+            except LabelsNeeded:
+                raise VectorTargetError(
+                    "total_cost(data, lmbda, convert=True): data must hold integer class "
+                    "labels as y, which convert=True one-hot encodes (the classic code's "
+                    "vectorized_result fails on a vector y, with an IndexError); for "
+                    "one-hot targets use convert=False") from None
             return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
