@@ -950,83 +950,89 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
     return status;
 }
 
-/* ---- a whole batch at once: the first layer by input column (CSC) ----
+/* ---- a whole batch at once: the first layer's gradient by input column (CSC) ----
  *
- * For a batch of m samples the first layer's product and weight gradient are taken
- * column by column of the batch's inputs: each input unit k with a non-zero in the
- * batch has its W^T row loaded into registers once and added into every sample that
- * has it (forward), and its gradient row summed in registers over those samples and
- * stored once (backward).  Per-sample gathers and read-modify-writes of rows in L2
- * become register work, which pays once a column holds several samples (batches of
- * tens and more). */
+ * For a batch of m samples the first layer's weight gradient is taken column by column
+ * of the batch's inputs: each input unit k with a non-zero in the batch has its
+ * gradient row summed in registers over the samples that have it and stored once.
+ * Per-sample read-modify-writes of rows in L2 become register work, which pays once a
+ * column holds several samples (batches of tens and more).  The forward product is
+ * taken row by row (each sample's sum in registers, W_1's rows read where they are). */
 
 /* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
- * which only the first `rem` elements are stored. */
+ * which only the first `rem` elements are stored.  Below 7 vectors the even and odd
+ * terms are summed apart and then added (the sums then keep both FMA units busy, not
+ * waiting on each other's latency). */
 static inline __attribute__((always_inline)) void FN(gather_block)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
     const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
 {
-    VEC acc[8];
+    VEC acc[8], odd[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) acc[i] = (VEC){0};
-    for (int64_t q = 0; q < cnt; ++q) {
+    for (int i = 0; i < nv; ++i) acc[i] = odd[i] = (VEC){0};
+    int64_t q = 0;
+    if (nv < 7) {
+        for (; q + 1 < cnt; q += 2) {
+            const VEC v0 = x[q] - (VEC){0}, v1 = x[q + 1] - (VEC){0};
+            const REAL *restrict d0 = FBP_ROW(d + (int64_t)row[q] * ldd);
+            const REAL *restrict d1 = FBP_ROW(d + (int64_t)row[q + 1] * ldd);
+#pragma GCC unroll 8
+            for (int i = 0; i < nv; ++i) {
+                acc[i] += v0 * FN(load)(d0 + i * VL);
+                odd[i] += v1 * FN(load)(d1 + i * VL);
+            }
+        }
+    }
+    for (; q < cnt; ++q) {
         const VEC v = x[q] - (VEC){0};
         const REAL *restrict ds = FBP_ROW(d + (int64_t)row[q] * ldd);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
+    }
+    if (nv < 7) {
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += odd[i];
     }
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) FN(store_n)(g + i * VL, sv * acc[i], rem - i * VL);
 }
 
-/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row). */
+/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row);
+ * below 7 vectors even and odd samples summed apart, as in gather_block. */
 static inline __attribute__((always_inline)) void FN(gather_block_dense)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const REAL *restrict a, int64_t lda,
     int64_t m, REAL scale, const int nv)
 {
-    VEC acc[8];
+    VEC acc[8], odd[8];
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) acc[i] = (VEC){0};
-    for (int64_t s = 0; s < m; ++s) {
+    for (int i = 0; i < nv; ++i) acc[i] = odd[i] = (VEC){0};
+    int64_t s = 0;
+    if (nv < 7) {
+        for (; s + 1 < m; s += 2) {
+            const VEC v0 = a[s * lda] - (VEC){0}, v1 = a[(s + 1) * lda] - (VEC){0};
+            const REAL *restrict d0 = FBP_ROW(d + s * ldd);
+            const REAL *restrict d1 = FBP_ROW(d + (s + 1) * ldd);
+#pragma GCC unroll 8
+            for (int i = 0; i < nv; ++i) {
+                acc[i] += v0 * FN(load)(d0 + i * VL);
+                odd[i] += v1 * FN(load)(d1 + i * VL);
+            }
+        }
+    }
+    for (; s < m; ++s) {
         const VEC v = a[s * lda] - (VEC){0};
         const REAL *restrict ds = FBP_ROW(d + s * ldd);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
     }
+    if (nv < 7) {
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; ++i) acc[i] += odd[i];
+    }
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
-}
-
-/* z_s[0:nv*VL] += x_q * w[0:nv*VL] for the samples s = row[q] of one column, with this
- * block of the column's weights held in registers (only the first `rem` read: zeros
- * after them). */
-static inline __attribute__((always_inline)) void FN(scatter_block)(
-    REAL *restrict z, int64_t ldz, const REAL *restrict w, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, int64_t rem, const int nv)
-{
-    VEC wv[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) wv[i] = FN(load_n)(w + i * VL, rem - i * VL);
-    for (int64_t q = 0; q < cnt; ++q) {
-        const VEC v = x[q] - (VEC){0};
-        REAL *restrict zs = FBP_ROW(z + (int64_t)row[q] * ldz);
-#pragma GCC unroll 8
-        for (int i = 0; i < nv; ++i) FN(store)(zs + i * VL, FN(load)(zs + i * VL) + v * wv[i]);
-    }
-}
-
-/* scatter_block for the columns k0..k1-1 (weights: rows of wt, `rem` of each read), in
- * increasing order. */
-static inline __attribute__((always_inline)) void FN(scatter_cols)(
-    REAL *z, int64_t ldz, const REAL *wt, int64_t ldw, const int64_t *colptr,
-    const int32_t *row, const REAL *x, int64_t k0, int64_t k1, int64_t rem, const int nv)
-{
-    for (int64_t k = k0; k < k1; ++k) {
-        const int64_t q0 = colptr[k], cnt = colptr[k + 1] - q0;
-        if (cnt) FN(scatter_block)(z, ldz, wt + k * ldw, row + q0, x + q0, cnt, rem, nv);
-    }
 }
 
 /* gather_block for the columns k0..k1-1, into rows k of g (`rem` of each stored). */
@@ -1059,6 +1065,9 @@ typedef struct {
     int64_t *colptr[FBP_PARTS];  /* per part: its columns' starts (width + 2 slots) */
     int32_t *crow[FBP_PARTS];
     REAL *cval[FBP_PARTS];
+    int64_t *rstart[FBP_PARTS];  /* per part, by row: sample s's non-zeros are rpos/rval */
+    int32_t *rpos[FBP_PARTS];    /* [rstart[s], rstart[s + 1]) (columns from the part's */
+    REAL *rval[FBP_PARTS];       /* first, ascending) */
     int64_t nnz[FBP_PARTS];
     int64_t bad[FBP_PARTS];      /* first row with a NaN or inf in the part, or -1 */
     int status[FBP_PARTS];
@@ -1074,9 +1083,10 @@ static inline void FN(part_cols)(int64_t n_in, int p, int64_t *c0, int64_t *c1)
 
 /* Part p's inputs by column, straight from the dense rows: a counting sort over the
  * positions of the non-zeros (found without branching on the data, once per row, and
- * kept for the second pass), samples kept in order.  NaN and inf are non-zeros, so the
- * second pass, reading each stored value once, also finds them.  Returns FBP_OK,
- * FBP_NOMEM, or FBP_BADINPUT with job->bad[p] the first row holding a NaN or inf. */
+ * kept for the second pass), samples kept in order; and by row (the positions, and the
+ * values as the second pass reads them).  NaN and inf are non-zeros, so the second
+ * pass, reading each stored value once, also finds them.  Returns FBP_OK, FBP_NOMEM,
+ * or FBP_BADINPUT with job->bad[p] the first row holding a NaN or inf. */
 static int FN(dense_columns)(FN(dense_job) *job, int p)
 {
     const int64_t m = job->m, n_in = job->net->sizes[0];
@@ -1089,13 +1099,15 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
     int64_t *colptr = (int64_t *)calloc((size_t)(w + 2), sizeof(int64_t));
     int status = FBP_NOMEM;
     job->colptr[p] = colptr;
-    if (!pos || !start || !colptr) goto done;
+    job->rstart[p] = start;
+    job->rpos[p] = pos;  /* (updated when grown) */
+    if (!pos || !start || !colptr) return status;
     for (int64_t s = 0; s < m; ++s) {
         if (cap - used < w + 8) {  /* positions writes up to 8 slots past its count */
             cap = 2 * cap + w + 8;
             int32_t *grown = (int32_t *)realloc(pos, (size_t)cap * sizeof(int32_t));
-            if (!grown) goto done;
-            pos = grown;
+            if (!grown) return status;
+            job->rpos[p] = pos = grown;
         }
         start[s] = used;
         const int64_t c = job->x_double
@@ -1109,9 +1121,11 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
     job->nnz[p] = used;  /* = colptr[w + 1]: every stored position is placed once */
     int32_t *crow = (int32_t *)malloc((size_t)(used + 1) * sizeof(int32_t));
     REAL *cval = (REAL *)malloc((size_t)(used + 1) * sizeof(REAL));
+    REAL *rval = (REAL *)malloc((size_t)(used + 1) * sizeof(REAL));
     job->crow[p] = crow;
     job->cval[p] = cval;
-    if (!crow || !cval) goto done;
+    job->rval[p] = rval;
+    if (!crow || !cval || !rval) return status;
     status = FBP_OK;
     for (int64_t s = 0; s < m && status == FBP_OK; ++s) {
         /* x is read again here: another thread may have changed it since, but the
@@ -1128,20 +1142,18 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
             }
             const int64_t q = colptr[k + 1]++;
             crow[q] = (int32_t)s;
-            cval[q] = (REAL)v;
+            cval[q] = rval[i] = (REAL)v;
         }
     }
     /* now colptr[k] .. colptr[k + 1] is column c0 + k */
-done:
-    free(pos);
-    free(start);
     return status;
 }
 
-/* Thread t: (a) part p = t's inputs by column; (b) part p's share of z_1 by column,
- * each block of a column's weights loaded once and added into its samples' rows
- * (b_1 + part 0 into layer 1's rows, part 1 into zpart: the very sums, in the same
- * order, of FN(first_layer_part), so the forward pass equals FN(forward)'s); (c) the
+/* Thread t: (a) part p = t's inputs by column (and by row); (b) part p's share of z_1
+ * row by row, each sample's sum held in registers (b_1 + part 0 into layer 1's rows,
+ * part 1 into zpart: the very sums, in the same order, of FN(first_layer_part), so the
+ * forward pass equals FN(forward)'s; measured faster than by column, which adds into
+ * every sample's row in memory once per column); (c) the
  * rest of the forward pass, and the backward pass, for its share of the samples;
  * (d) part p's rows of the first layer's gradient by column, summed in registers, and
  * its share of the later layers' and the biases'.  The rows touched by a block of
@@ -1166,9 +1178,17 @@ static void FN(dense_part)(void *arg, int t, int nt)
                 memset(z + s * ld1, 0, (size_t)ld1 * sizeof(REAL));
         }
         FN(part_cols)(n_in, p, &c0, &c1);
-        FBP_BLOCKED(FN(scatter_cols), j, ld1, z + j, ld1, job->w0 + c0 * job->ld0 + j,
-                    job->ld0, job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0,
-                    job->ld0 - j);
+        const REAL *wp = job->w0 + c0 * job->ld0;
+        const int64_t *rs = job->rstart[p];
+        for (int64_t s = 0; s < m; ++s) {
+            const int32_t *idx = job->rpos[p] + rs[s];
+            const REAL *v = job->rval[p] + rs[s];
+            if (job->ld0 == ld1)
+                FN(sparse_gemv)(z + s * ld1, wp, ld1, idx, v, rs[s + 1] - rs[s]);
+            else  /* W_1 unpadded (n_out = ld0): rows c0.. to the array's end */
+                FN(sparse_gemv_unpadded)(z + s * ld1, wp, n_in - c0, job->ld0, idx, v,
+                                         rs[s + 1] - rs[s]);
+        }
     }
     fbp_barrier_wait(&job->barrier, nt);
     for (int p = 0; p < FBP_PARTS; ++p)
@@ -1243,6 +1263,7 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
         if (status == FBP_OK && job.status[p] == FBP_NOMEM) status = FBP_NOMEM;
         if (job.bad[p] >= 0 && (*bad < 0 || job.bad[p] < *bad)) *bad = job.bad[p];
         free(job.colptr[p]); free(job.crow[p]); free(job.cval[p]);
+        free(job.rstart[p]); free(job.rpos[p]); free(job.rval[p]);
     }
     if (status == FBP_OK && *bad >= 0) status = FBP_BADINPUT;
     if (!acts) free(job.abuf);

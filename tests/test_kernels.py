@@ -550,7 +550,8 @@ def test_forward_rows_reads_the_first_layer_unpadded_as_padded(n_in, n_out, m, d
     rows' last vector loaded across into the next row and masked, the array's last rows
     element by element) gives the outputs and every layer's activations, padding
     included, bit for bit as with the padded copy, at 1 and 2 threads; widths across
-    the 8-vector blocks, float32 and float64 nets."""
+    the 8-vector blocks, float32 and float64 nets.  So do the batch kernels'
+    (``dense_forward``, ``dense_grad``) forward passes, with and without ``w0``."""
     rng = np.random.default_rng(seed)
     dtype = np.float64 if double else np.float32
     sizes = [n_in, n_out, 4]
@@ -572,6 +573,19 @@ def test_forward_rows_reads_the_first_layer_unpadded_as_padded(n_in, n_out, m, d
         _core.forward_rows(net, X, got, nthreads, acts=got_acts, w0=w0)
         assert np.array_equal(got, want)
         assert np.array_equal(got_acts, want_acts), "the activations (or padding) differ"
+        # the batch kernels' forward product, row by row from the column sort's rows
+        for w in (None, w0):
+            got[...], got_acts[...] = np.nan, np.nan
+            _core.dense_forward(net, X, got, nthreads, w0=w, acts=got_acts)
+            assert np.array_equal(got, want), "dense_forward differs"
+            assert np.array_equal(got_acts, want_acts), "dense_forward's activations differ"
+            got[...] = np.nan
+            gwt = [np.empty((n_in, _core.padded(n_out) if w is None else n_out), dtype),
+                   np.empty((n_out, _core.padded(4)), dtype)]
+            gb = [np.empty(_core.padded(b), dtype) for b in sizes[1:]]
+            _core.dense_grad(net, X, np.eye(4, dtype=dtype)[np.arange(m) % 4], 1.0, gb, gwt,
+                             nthreads, w0=w, out=got)
+            assert np.array_equal(got, want), "dense_grad's forward pass differs"
 
 
 @pytest.mark.parametrize("row,col", [(0, 0), (3, 1), (3, 6), (5, 7)])
