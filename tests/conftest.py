@@ -126,13 +126,15 @@ def make_labelled(seed: int, sizes, n: int, sparse: bool = False) -> list:
 # ---------------------------------------------------------------- comparisons
 
 
-def assert_close(actual, desired, rtol: float, what: str = "") -> None:
+def assert_close(actual, desired, rtol: float, what: str = "", atol: float = 0.0) -> None:
     """``actual`` equals ``desired`` (same shape) to ``rtol`` relative to the largest
-    magnitude in ``desired`` (so tiny entries are judged on the array's scale)."""
+    magnitude in ``desired`` (so tiny entries are judged on the array's scale), or within
+    ``atol`` (for sums that cancel to about zero, whose rounding is on another scale)."""
     actual, desired = np.asarray(actual), np.asarray(desired)
     assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
     scale = float(np.max(np.abs(desired))) if desired.size else 0.0
-    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=max(rtol * scale, atol),
+                               err_msg=what)
 
 
 def assert_params_close(net, ref, rtol: float) -> None:
