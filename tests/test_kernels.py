@@ -579,13 +579,14 @@ def test_forward_rows_reads_the_first_layer_unpadded_as_padded(n_in, n_out, m, d
             _core.dense_forward(net, X, got, nthreads, w0=w, acts=got_acts)
             assert np.array_equal(got, want), "dense_forward differs"
             assert np.array_equal(got_acts, want_acts), "dense_forward's activations differ"
-            got[...] = np.nan
+            got[...], got_acts[...] = np.nan, np.nan
             gwt = [np.empty((n_in, _core.padded(n_out) if w is None else n_out), dtype),
                    np.empty((n_out, _core.padded(4)), dtype)]
             gb = [np.empty(_core.padded(b), dtype) for b in sizes[1:]]
             _core.dense_grad(net, X, np.eye(4, dtype=dtype)[np.arange(m) % 4], 1.0, gb, gwt,
-                             nthreads, w0=w, out=got)
+                             nthreads, w0=w, out=got, acts=got_acts)
             assert np.array_equal(got, want), "dense_grad's forward pass differs"
+            assert np.array_equal(got_acts, want_acts), "dense_grad's activations differ"
 
 
 @pytest.mark.parametrize("row,col", [(0, 0), (3, 1), (3, 6), (5, 7)])

@@ -198,7 +198,18 @@ def aligned_zeros(shape: Any, dtype: Any) -> np.ndarray:
     if any(d < 0 for d in dims):
         raise ValueError(f"negative dimensions are not allowed: {shape!r}")
     nbytes = math.prod(dims) * dtype.itemsize
-    raw = np.zeros(nbytes + LINE, dtype=np.uint8)
+    return _aligned(np.zeros, nbytes, shape, dtype)
+
+
+def aligned_empty(n: int, dtype: Any) -> np.ndarray:
+    """``aligned_zeros`` of ``n`` values, uninitialized: for kernel outputs that the
+    kernels write in full (padding included)."""
+    dtype = np.dtype(dtype)
+    return _aligned(np.empty, n * dtype.itemsize, n, dtype)
+
+
+def _aligned(make: Any, nbytes: int, shape: Any, dtype: np.dtype) -> np.ndarray:
+    raw = make(nbytes + LINE, dtype=np.uint8)
     start = -_core.address(raw) % LINE  # (not raw.ctypes.data: 4 us, on every call)
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 

@@ -23,6 +23,7 @@ from .. import _core
 from .._engine import (
     ACTIVATIONS,
     LOG_LIKELIHOOD,
+    aligned_empty,
     aligned_zeros,
     eval_threads,
     threads_for,
@@ -313,7 +314,8 @@ class Kernels:
         LAYER_STATE_MAX_ROWS rows), else None."""
         if n > LAYER_STATE_MAX_ROWS:
             return None
-        return aligned_zeros(n * sum(_core.padded(w) for w in self.sizes[1:]), DTYPE)
+        # (the kernels write every value, padding included)
+        return aligned_empty(n * sum(_core.padded(w) for w in self.sizes[1:]), DTYPE)
 
     def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
         """The hidden layers' activations (n, width) per layer, as views into ``acts``
