@@ -280,8 +280,18 @@ def test_classic_target_rules_of_accuracy_total_cost_and_evaluation_data():
         ref.total_cost(train, 0.5, convert=True)
     with pytest.raises(IndexError, match="for one-hot targets use convert=False"):
         net.total_cost(train, 0.5, convert=True)
+    ten = network2.Network([4, 5, 10])
+    onehot = synthetic(0, [4, 5, 10], 3)
     with pytest.raises(network2.VectorTargetError):  # (a TypeError too)
-        network2.Network([4, 5, 10]).total_cost(synthetic(0, [4, 5, 10], 3), 0.5, True)
+        ten.total_cost(onehot, 0.5, True)
+    x = onehot[0][0]
+    for mixed in ([(x, 1), onehot[0]], [onehot[0], (x, 1)]):  # either order: IndexError
+        with pytest.raises(network2.VectorTargetError, match="use convert=False"):
+            ten.total_cost(mixed, 0.5, True)
+    with pytest.raises(network2.VectorTargetError, match="a bool sets every entry"):
+        ten.total_cost([(x, True), (x, False)], 0.5, True)
+    with pytest.raises(TypeError, match=r"label a float64 array of shape \(10, 1\) is not"):
+        ten.accuracy([(x, 1), onehot[0]])  # (the message names it, not its whole repr)
     # evaluation accuracy needs integer labels, checked before any training
     before = [w.copy() for w in net.weights]
     with pytest.raises(TypeError, match="evaluation_data must hold integer class labels"):
@@ -864,3 +874,28 @@ def test_watching_rejects_bad_counts(kw):
     with pytest.raises((ValueError, TypeError)):
         net.SGD(synthetic(0, sizes, 10), 3, 5, 0.5, evaluation_data=labelled(0, sizes, 4),
                 verbose=False, **kw)
+
+
+@pytest.mark.parametrize("where", ["x", "y", "X", "Y"])
+def test_long_double_data_is_refused_naming_it(where):
+    """The classic code's NumPy computes long-double data in long double; the kernels
+    compute in float64: a clear TypeError, wherever the data come in."""
+    net = network2.Network([4, 5, 3])
+    x, y = np.full((4, 1), 0.25), np.eye(3)[:, [1]]
+    wide = np.longdouble
+    if where in "xy":
+        pair = (x.astype(wide), y) if where == "x" else (x, y.astype(wide))
+        calls = [lambda: net.backprop(*pair), lambda: net.update_mini_batch([pair], 0.1, 0, 1),
+                 lambda: net.total_cost([pair], 0.0)]
+        if where == "x":
+            calls.append(lambda: net.feedforward(pair[0]))
+    else:
+        X, Y = np.full((2, 4), 0.25), np.eye(3)[[1, 2]]
+        arrays = (X.astype(wide), Y) if where == "X" else (X, Y.astype(wide))
+        calls = [lambda: net.SGD(arrays, 1, 2, 0.1, verbose=False),
+                 lambda: net.total_cost(arrays, 0.0)]
+        if where == "X":
+            calls.append(lambda: net.feedforward(arrays[0].T))
+    for call in calls:
+        with pytest.raises(TypeError, match="long double.*astype"):
+            call()

@@ -1367,3 +1367,15 @@ def test_mnist_short_run_matches_book_and_learns(book_mnist):
     assert_fits_as_book(net, book, x, t, 0, iters=40, batch_size=100, learning_rate=0.1)
     net.fit(x, t, epochs=20, batch_size=100, learning_rate=0.1)
     assert net.accuracy(x_test[:1000], t_test[:1000]) > 0.85
+
+
+def test_long_double_inputs_or_targets_are_refused():
+    """The book's NumPy would compute long-double x or t in long double: a clear error."""
+    net = scratch.TwoLayerNet(4, 3, 2)
+    x, t = np.full((2, 4), 0.5), np.eye(2)
+    for args in ((x.astype(np.longdouble), t), (x, t.astype(np.longdouble))):
+        for method in (net.loss, net.gradient, net.accuracy):
+            with pytest.raises(TypeError, match="long double"):
+                method(*args)
+    with pytest.raises(TypeError, match="long double"):
+        net.predict(x.astype(np.longdouble))

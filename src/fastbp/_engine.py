@@ -26,7 +26,14 @@ from . import _classic, _core
 from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
 from ._shuffle import shuffle
 from ._tiers import get_kernels, loops_trainer
-from ._validate import as_list, check_dtype, check_positive, check_rate, check_sizes
+from ._validate import (
+    as_list,
+    check_dtype,
+    check_positive,
+    check_rate,
+    check_sizes,
+    refuse_wide_float,
+)
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2}
 QUADRATIC, CROSS_ENTROPY, LOG_LIKELIHOOD = 0, 1, 2
@@ -951,6 +958,7 @@ def _finite_column(a: np.ndarray) -> bool:
 
 def _cast_input(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """One input column in the network's dtype; ValueError for values that do not fit."""
+    refuse_wide_float(x.dtype, "the input")
     with np.errstate(over="ignore"):
         a = x.astype(dtype)
     if not np.isfinite(a).all() and np.isfinite(x).all():

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validate import as_list
+from ._validate import as_list, refuse_wide_float
 
 
 @dataclass(eq=False)
@@ -148,6 +148,7 @@ def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.nd
 
 def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -> Packed:
     """Pack an (n, n_in) array of inputs as CSR rows, naming the first bad row."""
+    refuse_wide_float(X.dtype, f"{what}: x")
     wide = X.dtype == np.float32 and np.dtype(dtype) == np.float64  # widened while packed
     with np.errstate(over="ignore", invalid="ignore"):
         Xc = np.require(X, None if wide else dtype, _KERNEL_LAYOUT)
@@ -188,6 +189,8 @@ def _pack_arrays(X: np.ndarray, Y: np.ndarray, n_in: int, n_out: int, dtype: np.
         raise ValueError(f"{what} is empty")
     if X.dtype.kind not in "fiub" or Y.dtype.kind not in "fiub":
         raise TypeError(f"{what}: X and Y must be numeric arrays, got {X.dtype} and {Y.dtype}")
+    refuse_wide_float(X.dtype, f"{what}: X")
+    refuse_wide_float(Y.dtype, f"{what}: Y")
     if X.shape[1] != n_in:
         raise ValueError(f"{what}: X has shape {X.shape}, expected (n, {n_in}) rows")
     if X.shape[0] < PARALLEL_MIN_ITEMS:
@@ -401,7 +404,10 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
         if kind in _INT_TYPES:  # the common case, without the slower ABC checks
             continue
         if kind not in _FLOAT_TYPES and not _is_label(y):
-            raise TypeError(f"{what}[{i}]: label {y!r} is not a number like the others")
+            shown = (f"a {y.dtype} array of shape {y.shape}" if isinstance(y, np.ndarray)
+                     else repr(y) if kind in (bool, str) or isinstance(y, numbers.Number)
+                     else f"a {kind.__name__}")
+            raise LabelsNeeded(f"{what}[{i}]: label {shown} is not a number like the others")
         if kind is np.ndarray:
             y = ys[i] = y[()]
             mutable = True
@@ -441,6 +447,7 @@ def _stack(items: list, part: int, n_units: int, what: str, name: str) -> np.nda
             raise TypeError(f"{what}[{i}]: {name} is not a numeric array") from None
         if a.dtype.kind not in "fiub":
             raise TypeError(f"{what}[{i}]: {name} is not numeric (dtype {a.dtype})")
+        refuse_wide_float(a.dtype, f"{what}[{i}]: {name}")
         if a.shape != (n_units, 1):
             # a flat (n,) vector is refused too: the classic code would broadcast it
             # against the (n, 1) columns into a matrix and compute something else

@@ -162,3 +162,12 @@ def check_callback(callback: Any) -> None:
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be a function callback(epoch, network) or None, "
                         f"got {type(callback).__name__}")
+
+
+def refuse_wide_float(dtype: np.dtype, name: str) -> None:
+    """TypeError for floats wider than float64 (long double): the classic code's NumPy
+    computes in that precision, fastbp's kernels cannot."""
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise TypeError(f"{name} is {dtype} (long double): the classic code computes in "
+                        "that precision, fastbp in float64; convert it with "
+                        ".astype(np.float64)")

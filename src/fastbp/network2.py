@@ -382,8 +382,8 @@ class Network(CompiledNetwork):
                 raise VectorTargetError(
                     "total_cost(data, lmbda, convert=True): data must hold integer class "
                     "labels as y, which convert=True one-hot encodes (the classic code's "
-                    "vectorized_result fails on a vector y, with an IndexError); for "
-                    "one-hot targets use convert=False") from None
+                    "vectorized_result: a vector y fails there with an IndexError, a bool "
+                    "sets every entry); for one-hot targets use convert=False") from None
             return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets

@@ -29,6 +29,7 @@ from .._engine import (
     threads_for,
     warn_user,
 )
+from .._validate import refuse_wide_float
 
 DTYPE = np.float64
 PARALLEL_MIN_ROWS = 1000  # below this, waking a second thread costs more than it saves
@@ -79,6 +80,7 @@ def as_rows(x: Any, n_in: int) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"x must be a numeric array, got dtype {x.dtype}")
+    refuse_wide_float(x.dtype, "x")
     if x.ndim < 2 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != n_in:
         raise ValueError(f"x has shape {x.shape}, expected (N, {n_in}) with N >= 1")
     X = x.reshape(x.shape[0], n_in)
@@ -139,6 +141,7 @@ def pack_t(t: Any, n: int, n_out: int,
                          "one-hot rows")
     if t.dtype.kind not in "fiub":
         raise TypeError(f"t must be numeric, got dtype {t.dtype}")
+    refuse_wide_float(t.dtype, "t")
     Y = np.require(t, DTYPE, ("C", "A", "E"))
     if not _core.all_finite([Y]):
         raise ValueError(f"t[{np.argwhere(~np.isfinite(Y))[0, 0]}] contains NaN or inf")
