@@ -428,12 +428,23 @@ def test_property_one_epoch_sgd_matches_reference(p):
     with contextlib.redirect_stdout(out_net):
         sgd(net, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
     assert random.getstate() == after_ref
-    # At eta=10 with one-example steps a tiny net is chaotic enough that the last-bit
-    # differences of another (equally valid) summation order grow to ~1e-10 within an
-    # epoch (measured: [1,7,1], 39 steps, either ISA; 4e-16 at eta=3).
-    assert_params_close(net, ref, 1e-10 if p["eta"] <= 3.0 else 1e-8)
     if p["eta"] <= 3.0:
+        assert_params_close(net, ref, 1e-10)
         assert out_net.getvalue() == out_ref.getvalue()
+        return
+    # At eta=10 with one-example steps a small net can be chaotic: the last-bit
+    # differences of another (equally valid) summation order grow within an epoch (to
+    # ~1e-10 on [1,7,1] in 39 steps, 2e-7 on [1,24,9] in 31).  So fastbp is held to the
+    # classic code's own sensitivity: how far the classic code moves when its first
+    # weight starts one ulp away.
+    nudged_ref = twin(p["sizes"], p["seed"] % 1000)[1]
+    w = nudged_ref.weights[0]
+    w.flat[0] = np.nextafter(w.flat[0], np.inf)
+    with contextlib.redirect_stdout(io.StringIO()):
+        sgd(nudged_ref, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
+    chaos = max(float(np.max(np.abs(a - b))) for a, b in zip(params(nudged_ref), params(ref)))
+    got = max(float(np.max(np.abs(a - b))) for a, b in zip(params(net), params(ref)))
+    assert got <= max(1e-8, 100 * chaos), (got, chaos)
 
 
 @settings(max_examples=15, deadline=None, database=None)
