@@ -1157,8 +1157,9 @@ static int FN(dense_columns)(FN(dense_job) *job, int p)
  * rest of the forward pass, and the backward pass, for its share of the samples;
  * (d) part p's rows of the first layer's gradient by column, summed in registers, and
  * its share of the later layers' and the biases'.  The rows touched by a block of
- * columns stay in L1.  Every sum runs over the samples in order: the result does not
- * depend on the thread count (at most FBP_PARTS). */
+ * columns stay in L1.  Every sum runs over the samples in a fixed order (in order, or
+ * for narrow blocks even and odd samples apart, then added), the same whatever the
+ * split: the result does not depend on the thread count (at most FBP_PARTS). */
 static void FN(dense_part)(void *arg, int t, int nt)
 {
     FN(dense_job) *job = (FN(dense_job) *)arg;

@@ -26,7 +26,7 @@ from conftest import (
     twin,
     twin2,
 )
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import fastbp
@@ -434,9 +434,9 @@ def test_property_one_epoch_sgd_matches_reference(p):
         return
     # At eta=10 with one-example steps a small net can be chaotic: the last-bit
     # differences of another (equally valid) summation order grow within an epoch (to
-    # ~1e-10 on [1,7,1] in 39 steps, 2e-7 on [1,24,9] in 31).  So fastbp is held to the
-    # classic code's own sensitivity: how far the classic code moves when its first
-    # weight starts one ulp away.
+    # ~1e-10 on [1,7,1] in 39 steps, 2e-7 on [1,24,9] in 31).  So a draw is compared only
+    # where the classic code itself is not that sensitive: where it moves by at most
+    # 1e-9 when its first weight starts one ulp away.
     nudged_ref = twin(p["sizes"], p["seed"] % 1000)[1]
     w = nudged_ref.weights[0]
     w.flat[0] = np.nextafter(w.flat[0], np.inf)
@@ -444,7 +444,8 @@ def test_property_one_epoch_sgd_matches_reference(p):
         sgd(nudged_ref, data, 1, p["batch"], p["eta"], seed=p["seed"], test_data=labelled)
     chaos = max(float(np.max(np.abs(a - b))) for a, b in zip(params(nudged_ref), params(ref)))
     got = max(float(np.max(np.abs(a - b))) for a, b in zip(params(net), params(ref)))
-    assert got <= max(1e-8, 100 * chaos), (got, chaos)
+    assume(chaos <= 1e-9)  # (else no result is more right than another)
+    assert got <= 1e-8, (got, chaos)
 
 
 @settings(max_examples=15, deadline=None, database=None)

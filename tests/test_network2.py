@@ -889,6 +889,9 @@ def test_long_double_data_is_refused_naming_it(where):
                  lambda: net.total_cost([pair], 0.0)]
         if where == "x":
             calls.append(lambda: net.feedforward(pair[0]))
+        else:  # a long-double scalar label too
+            calls += [lambda: net.total_cost([(x, np.longdouble(1))], 0.0),
+                      lambda: net.backprop(x, np.longdouble(1))]
     else:
         X, Y = np.full((2, 4), 0.25), np.eye(3)[[1, 2]]
         arrays = (X.astype(wide), Y) if where == "X" else (X, Y.astype(wide))

@@ -359,7 +359,8 @@ class CompiledNetwork:
                 dtype = getattr(a, "dtype", None)
                 if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize != 8:
                     return (f"{name}[{l}] is {dtype}: the classic code computes in that "
-                            "precision, the kernels of this float64 network in float64")
+                            "precision where its other operands are no wider, the kernels "
+                            "of this float64 network in float64")
         return None
 
     def _forward_cause(self) -> str | None:

@@ -403,9 +403,11 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
         kind = type(y)
         if kind in _INT_TYPES:  # the common case, without the slower ABC checks
             continue
+        if isinstance(y, (np.floating, np.ndarray)):
+            refuse_wide_float(y.dtype, f"{what}[{i}]: label")
         if kind not in _FLOAT_TYPES and not _is_label(y):
             shown = (f"a {y.dtype} array of shape {y.shape}" if isinstance(y, np.ndarray)
-                     else repr(y) if kind in (bool, str) or isinstance(y, numbers.Number)
+                     else repr(y)[:60] if kind in (bool, str) or isinstance(y, numbers.Number)
                      else f"a {kind.__name__}")
             raise LabelsNeeded(f"{what}[{i}]: label {shown} is not a number like the others")
         if kind is np.ndarray:

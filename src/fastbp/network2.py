@@ -8,8 +8,9 @@ compiled forward passes.  Beyond the classic code, all off by default:
 * ``activation="sigmoid" | "tanh" | "relu"`` for every layer, and
   ``LogLikelihoodCost`` for a softmax output layer;
 * ``early_stopping_n``: stop after n epochs without a better evaluation accuracy (the
-  training accuracy if only that is monitored, as in the Python 3 port's network2);
-* ``lr_schedule_n``: halve eta after n epochs without a better evaluation accuracy,
+  training accuracy if that is monitored and the evaluation accuracy is not, as in the
+  Python 3 port's network2);
+* ``lr_schedule_n``: halve eta after n epochs without a better accuracy (the same one),
   and stop once eta has fallen to eta/128;
 * ``monitor_gradient_norms``: record ``gradient_norms`` of the training data after
   every epoch in ``net.gradient_norm_history``;
@@ -238,10 +239,11 @@ class Network(CompiledNetwork):
         would.  Returns the per-epoch lists ``(evaluation_cost, evaluation_accuracy,
         training_cost, training_accuracy)``; a list is empty unless its flag is set.
         ``early_stopping_n`` and ``lr_schedule_n`` (0 = off) watch the accuracy on
-        ``evaluation_data`` (on the training data if only ``monitor_training_accuracy`` is
-        set, as the Python 3 port's network2 does).  ``verbose=False`` prints nothing;
-        ``callback(epoch, network)`` runs after each epoch's monitoring (return False to
-        stop); ``rng`` (a ``random.Random``) shuffles instead of the global generator.
+        ``evaluation_data`` (on the training data if ``monitor_training_accuracy`` is set
+        and ``monitor_evaluation_accuracy`` is not, as the Python 3 port's network2 does).
+        ``verbose=False`` prints nothing; ``callback(epoch, network)`` runs after each
+        epoch's monitoring (return False to stop); ``rng`` (a ``random.Random``) shuffles
+        instead of the global generator.
         """
         _validate.check_flags(
             monitor_evaluation_cost=monitor_evaluation_cost, verbose=verbose,
@@ -268,8 +270,9 @@ class Network(CompiledNetwork):
         if not n_data and (watch_evaluation or monitor_evaluation_cost
                            or monitor_evaluation_accuracy):
             raise ValueError("monitor_evaluation_cost/accuracy need evaluation_data, and so do "
-                             "early_stopping_n and lr_schedule_n unless "
-                             "monitor_training_accuracy alone is set")
+                             "early_stopping_n and lr_schedule_n unless they watch the "
+                             "training accuracy (monitor_training_accuracy without "
+                             "monitor_evaluation_accuracy)")
         monitors = _Monitors(self, evaluation_data if n_data else None,
                              monitor_evaluation_cost,
                              monitor_evaluation_accuracy or watch_evaluation)

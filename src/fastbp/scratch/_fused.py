@@ -40,9 +40,10 @@ SCORES = 3  # the kernels' cost code for "no output activation" (csrc/fbp_kernel
 LAYER_STATE_MAX_ROWS = DENSE_MAX_ROWS  # up to this many rows the fused calls also give the
 #                                       hidden layers' activations (the state the book's
 #                                       layers keep; gradient has them on its column path)
-FORWARD_DENSE_MAX_ROWS = 64  # forward only: by input column up to here, row by row above
-#                              (measured: equal at 100 rows on 2 threads, 1.2x faster on
-#                              1, 1.6x faster from 300 rows; below 64 rows by column wins)
+FORWARD_DENSE_MAX_ROWS = 64  # forward only: the batch kernel (columns split between
+#                              threads) up to here, row by row above (rows split between
+#                              threads from 64 rows; measured, 2 threads: the batch kernel
+#                              faster up to 64 rows, the row kernel from 100)
 
 
 def _batch_threads(n: int) -> int:
@@ -104,8 +105,8 @@ def pack_x(x: Any, n_in: int) -> Rows:
 def _forward(net: Any, X: np.ndarray, out: np.ndarray, w1: np.ndarray | None,
              acts: np.ndarray | None) -> None:
     """``net``'s outputs for the rows of ``X`` into ``out`` (and every layer's into
-    ``acts``, unless None), W1 read in place (``w1``): a small batch by input column,
-    else row by row (1 thread up to 64 rows)."""
+    ``acts``, unless None), W1 read in place (``w1``): a small batch by the batch
+    kernel, else row by row (1 thread up to 64 rows)."""
     n = X.shape[0]
     try:
         if n <= FORWARD_DENSE_MAX_ROWS:
@@ -301,8 +302,8 @@ class Kernels:
     def activations(self, params: dict, X: np.ndarray, scores: bool = False,
                     hidden: bool = False) -> Any:
         """The output activations (the softmax) for the rows of ``X`` (from ``as_rows``),
-        or with ``scores`` the last Affine layer's scores: a small batch by input column,
-        more rows row by row (each row's non-zeros found as it is taken, no packed
+        or with ``scores`` the last Affine layer's scores: a small batch by the batch
+        kernel, more rows row by row (each row's non-zeros found as it is taken, no packed
         copy).  With ``hidden``, ``(out, hidden layers)``: see ``hidden_views``."""
         n = X.shape[0]
         full, scoring, w1 = self.load(params)
