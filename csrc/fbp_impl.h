@@ -959,23 +959,25 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
  * column holds several samples (batches of tens and more).  The forward product is
  * taken row by row (each sample's sum in registers, W_1's rows read where they are). */
 
-/* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
- * which only the first `rem` elements are stored.  Below 7 vectors the even and odd
- * terms are summed apart and then added (the sums then keep both FMA units busy, not
- * waiting on each other's latency). */
-static inline __attribute__((always_inline)) void FN(gather_block)(
-    REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
+/* acc[0:nv] = sum_q x[q * xs] d_{r(q)}[0:nv*VL] over q < cnt, r(q) = row[q] if
+ * `indexed`, else q (rows of d at stride ldd).  Below 7 vectors the even and odd terms
+ * are summed apart and then added (the sums then keep both FMA units busy, not waiting
+ * on each other's latency). */
+static inline __attribute__((always_inline)) void FN(column_sum)(
+    VEC *restrict acc, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
+    const REAL *restrict x, int64_t xs, int64_t cnt, const int indexed, const int nv)
 {
-    VEC acc[8], odd[8];
+    VEC odd[8];
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) acc[i] = odd[i] = (VEC){0};
     int64_t q = 0;
     if (nv < 7) {
         for (; q + 1 < cnt; q += 2) {
-            const VEC v0 = x[q] - (VEC){0}, v1 = x[q + 1] - (VEC){0};
-            const REAL *restrict d0 = FBP_ROW(d + (int64_t)row[q] * ldd);
-            const REAL *restrict d1 = FBP_ROW(d + (int64_t)row[q + 1] * ldd);
+            const VEC v0 = x[q * xs] - (VEC){0}, v1 = x[(q + 1) * xs] - (VEC){0};
+            const int64_t r0 = indexed ? (int64_t)row[q] : q;
+            const int64_t r1 = indexed ? (int64_t)row[q + 1] : q + 1;
+            const REAL *restrict d0 = FBP_ROW(d + r0 * ldd);
+            const REAL *restrict d1 = FBP_ROW(d + r1 * ldd);
 #pragma GCC unroll 8
             for (int i = 0; i < nv; ++i) {
                 acc[i] += v0 * FN(load)(d0 + i * VL);
@@ -984,8 +986,8 @@ static inline __attribute__((always_inline)) void FN(gather_block)(
         }
     }
     for (; q < cnt; ++q) {
-        const VEC v = x[q] - (VEC){0};
-        const REAL *restrict ds = FBP_ROW(d + (int64_t)row[q] * ldd);
+        const VEC v = x[q * xs] - (VEC){0};
+        const REAL *restrict ds = FBP_ROW(d + (indexed ? (int64_t)row[q] : q) * ldd);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
     }
@@ -993,43 +995,28 @@ static inline __attribute__((always_inline)) void FN(gather_block)(
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += odd[i];
     }
+}
+
+/* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
+ * which only the first `rem` elements are stored. */
+static inline __attribute__((always_inline)) void FN(gather_block)(
+    REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
+    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
+{
+    VEC acc[8];
+    FN(column_sum)(acc, d, ldd, row, x, 1, cnt, 1, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) FN(store_n)(g + i * VL, sv * acc[i], rem - i * VL);
 }
 
-/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row);
- * below 7 vectors even and odd samples summed apart, as in gather_block. */
+/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row). */
 static inline __attribute__((always_inline)) void FN(gather_block_dense)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const REAL *restrict a, int64_t lda,
     int64_t m, REAL scale, const int nv)
 {
-    VEC acc[8], odd[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) acc[i] = odd[i] = (VEC){0};
-    int64_t s = 0;
-    if (nv < 7) {
-        for (; s + 1 < m; s += 2) {
-            const VEC v0 = a[s * lda] - (VEC){0}, v1 = a[(s + 1) * lda] - (VEC){0};
-            const REAL *restrict d0 = FBP_ROW(d + s * ldd);
-            const REAL *restrict d1 = FBP_ROW(d + (s + 1) * ldd);
-#pragma GCC unroll 8
-            for (int i = 0; i < nv; ++i) {
-                acc[i] += v0 * FN(load)(d0 + i * VL);
-                odd[i] += v1 * FN(load)(d1 + i * VL);
-            }
-        }
-    }
-    for (; s < m; ++s) {
-        const VEC v = a[s * lda] - (VEC){0};
-        const REAL *restrict ds = FBP_ROW(d + s * ldd);
-#pragma GCC unroll 8
-        for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(ds + i * VL);
-    }
-    if (nv < 7) {
-#pragma GCC unroll 8
-        for (int i = 0; i < nv; ++i) acc[i] += odd[i];
-    }
+    VEC acc[8];
+    FN(column_sum)(acc, d, ldd, NULL, a, lda, m, 0, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
