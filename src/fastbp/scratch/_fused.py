@@ -68,7 +68,8 @@ class Rows:
         return self.values.size / max(1, self.dense.size)
 
 
-_ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order only
+_F64 = np.dtype(np.float64)
+_ROW_DTYPES = (np.dtype(np.float32), _F64)  # native byte order only
 
 
 def as_rows(x: Any, n_in: int) -> np.ndarray:
@@ -127,6 +128,11 @@ def pack_t(t: Any, n: int, n_out: int,
     """``(labels, Y)`` for targets ``t``: integer labels (n,) (Y is None: build it with
     ``one_hot`` when needed) or target rows (n, n_out), usually one-hot (labels are their
     argmax, as the book's cross_entropy_error takes them; None unless ``labels``)."""
+    if (type(t) is np.ndarray and t.dtype is _F64 and t.shape == (n, n_out)
+            and t.flags.c_contiguous and t.flags.aligned):  # one-hot rows, checked quickly
+        if not _core.all_finite([t]):
+            raise ValueError(f"t[{np.argwhere(~np.isfinite(t))[0, 0]}] contains NaN or inf")
+        return (t.argmax(axis=1) if labels else None), t
     t = np.asarray(t)
     if t.ndim == 0 or t.shape[0] != n:
         raise ValueError(f"t has shape {t.shape}, but x holds {n} samples")
@@ -212,6 +218,8 @@ class Kernels:
         self.sizes = list(sizes)
         self.activation = activation
         self._handles: tuple | None = None
+        self._spec_list: list | None = None
+        self._shapes: tuple | None = None
 
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "activation": self.activation}
@@ -227,21 +235,37 @@ class Kernels:
         return [f"{p}{l}" for l in range(1, self.n_layers + 1) for p in "Wb"]
 
     def _checked(self, params: dict, l: int) -> tuple[np.ndarray, np.ndarray]:
-        n_in, n_out = self.sizes[l - 1], self.sizes[l]
-        out = []
-        for key, shape in ((f"W{l}", (n_in, n_out)), (f"b{l}", (n_out,))):
-            if key not in params:
-                raise KeyError(f"params has no {key!r}")
-            a = params[key]
-            if not isinstance(a, np.ndarray):
-                a = np.asarray(a)
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"{_name(params, key)} must be a real-valued array, got "
-                                f"{a.dtype}")
-            if a.shape != shape:
-                raise ValueError(f"{_name(params, key)} has shape {a.shape}, expected {shape}")
-            out.append(a)
-        return out[0], out[1]
+        """Layer ``l``'s ``(W, b)`` from ``params``, checked: real-valued arrays (or
+        array-likes, converted) of the shapes the network was built with."""
+        (wkey, wshape), (bkey, bshape) = self._specs()[l - 1]
+        return (self._array(params, wkey, wshape), self._array(params, bkey, bshape))
+
+    def _specs(self) -> list[tuple[tuple[str, tuple], tuple[str, tuple]]]:
+        """Per layer, ``((W key, W shape), (b key, b shape))``."""
+        specs = self._spec_list
+        if specs is None:
+            specs = self._spec_list = [
+                ((f"W{l}", (self.sizes[l - 1], self.sizes[l])), (f"b{l}", (self.sizes[l],)))
+                for l in range(1, self.n_layers + 1)]
+        return specs
+
+    @staticmethod
+    def _array(params: dict, key: str, shape: tuple) -> np.ndarray:
+        """``params[key]``, checked to be a real-valued array (an array-like is converted)
+        of ``shape``."""
+        if key not in params:
+            raise KeyError(f"params has no {key!r}")
+        a = params[key]
+        if type(a) is np.ndarray and a.dtype is _F64 and a.shape == shape:
+            return a  # (the usual case, checked quickly)
+        if not isinstance(a, np.ndarray):
+            a = np.asarray(a)
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"{_name(params, key)} must be a real-valued array, got "
+                            f"{a.dtype}")
+        if a.shape != shape:
+            raise ValueError(f"{_name(params, key)} has shape {a.shape}, expected {shape}")
+        return a
 
     def buffers(self, params: dict) -> tuple[list, list]:
         """``(wt, b)``: fresh padded kernel buffers holding the values of ``params``."""
@@ -261,15 +285,19 @@ class Kernels:
         if self._handles is None:
             wt, b = self.buffers(params)
             full = self.net(wt, b)
-            self._handles = (wt, b, full, self.net(wt, b, SCORES))
-        wt, bs, full, scores = self._handles
+            # (the unpadded part of each buffer, which a call refreshes)
+            views = [(w[:, :n], c[:n]) for w, c, n in zip(wt, b, self.sizes[1:])]
+            self._handles = (wt, b, full, self.net(wt, b, SCORES), views)
+        wt, bs, full, scores, views = self._handles
         w1 = None
-        for l in range(1, self.n_layers + 1):
-            W, b = self._checked(params, l)
-            n_out = self.sizes[l]
-            bs[l - 1][:n_out] = b
-            if l > 1 or whole:
-                wt[l - 1][:, :n_out] = W
+        array = self._array
+        for l, ((wkey, wshape), (bkey, bshape)) in enumerate(self._specs()):
+            W = array(params, wkey, wshape)
+            b = array(params, bkey, bshape)
+            wview, bview = views[l]
+            np.copyto(bview, b, casting="unsafe")
+            if l or whole:
+                np.copyto(wview, W, casting="unsafe")
             else:
                 w1 = self._first(W, params)
         # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
@@ -319,7 +347,18 @@ class Kernels:
         if n > LAYER_STATE_MAX_ROWS:
             return None
         # (the kernels write every value, padding included)
-        return aligned_empty(n * sum(_core.padded(w) for w in self.sizes[1:]), DTYPE)
+        return aligned_empty(n * self._grad_shapes()[2], DTYPE)
+
+    def _grad_shapes(self) -> tuple[list[tuple[int, int]], list[int], int]:
+        """The batch gradient's buffers: ``(dW^T shapes, db sizes, padded units)``, the
+        first layer's dW^T unpadded (as W1 is read), the others padded."""
+        shapes = self._shapes
+        if shapes is None:
+            pads = [_core.padded(w) for w in self.sizes[1:]]
+            shapes = self._shapes = (
+                [(a, self.sizes[1] if l == 0 else pad)
+                 for l, (a, pad) in enumerate(zip(self.sizes[:-1], pads))], pads, sum(pads))
+        return shapes
 
     def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
         """The hidden layers' activations (n, width) per layer, as views into ``acts``
@@ -390,9 +429,9 @@ class Kernels:
                           rows.threads())
         else:  # the first layer's gradient written unpadded, as W1 is read
             full, _, w1 = self.load(params)
-            gwt = [np.empty((a, b if l == 0 else _core.padded(b)), dtype=DTYPE)
-                   for l, (a, b) in enumerate(zip(self.sizes[:-1], widths))]
-            gb = [np.empty(_core.padded(b), dtype=DTYPE) for b in widths]
+            gshapes, bsizes, _ = self._grad_shapes()
+            gwt = [np.empty(shape, dtype=DTYPE) for shape in gshapes]
+            gb = [np.empty(size, dtype=DTYPE) for size in bsizes]
             acts = self._acts(n)
             try:
                 _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,

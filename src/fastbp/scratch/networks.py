@@ -101,13 +101,11 @@ class FusedNet:
         layers = self.layers
         plan = kernels.__dict__.get("plan")
         if plan is None:  # (kept on the kernels, which do not pickle it)
-            plan = kernels.plan = _plan(len(kernels.sizes) - 1, kernels.activation,
+            plan = kernels.plan = _plan(tuple(kernels.sizes), kernels.activation,
                                         self._ACTIVATION_NAME)
         if not isinstance(layers, dict) or len(layers) != len(plan):
             return "the network's layers are not the ones its constructor made"
-        sizes = kernels.sizes
-        l = 0  # Affine layers seen
-        for (key, kind), (got, layer) in zip(plan, layers.items()):
+        for (key, kind, shapes), (got, layer) in zip(plan, layers.items()):
             if got != key or type(layer) is not kind:
                 return (f"layers[{got!r}] is a {_class_name(layer)} where fastbp's "
                         f"{kind.__name__} layer {key!r} was")
@@ -116,17 +114,13 @@ class FusedNet:
                 patched = _patched(layer)
                 return (f"layers[{got!r}].{patched} is set on the layer, over fastbp's "
                         f"{kind.__name__}.{patched}")
-            if kind is Affine:
-                l += 1
-                for attr, shape in (("W", (sizes[l - 1], sizes[l])), ("b", (sizes[l],))):
-                    a = state.get(attr)
-                    if _fused.precision_cause("", a):
-                        return _fused.precision_cause(self._array_name(got, attr, a), a)
-                    # (np.shape: a scalar bias, which the book adds, has shape ())
-                    got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
-                    if got_shape != shape:  # (resized: the book computes with the new one)
-                        return (f"{self._array_name(got, attr, a)} has shape {got_shape}, "
-                                f"not the {shape} the network was built with")
+            for attr, shape in shapes:  # (an Affine layer's W and b)
+                a = state.get(attr)
+                if type(a) is np.ndarray and a.dtype is _F64 and a.shape == shape:
+                    continue  # (the usual case, checked quickly)
+                cause = self._array_cause(got, attr, a, shape)
+                if cause:
+                    return cause
         patched = _patched_class()
         if patched:
             return f"{patched} is not fastbp's"
@@ -134,6 +128,7 @@ class FusedNet:
             return "one layer object stands at two places in the network's layers"
         if method in ("loss", "gradient", "fit"):
             depth = self._n_affine()  # (MultiLayerNet: hidden_layer_num + 1, as the book reads it)
+            sizes = kernels.sizes
             if not isinstance(depth, (int, np.integer)) or depth != len(sizes) - 1:
                 return (f"hidden_layer_num is {self.__dict__.get('hidden_layer_num')!r}, not "
                         f"the {len(sizes) - 2} hidden layers the network was built with (the "
@@ -146,6 +141,19 @@ class FusedNet:
             if patched:
                 return (f"the last layer's {patched} is set on the layer, over fastbp's "
                         f"SoftmaxWithLoss.{patched}")
+        return None
+
+    def _array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
+        """Why the layer ``affine``'s array ``attr`` (``a``, expected of ``shape``) keeps
+        the kernels from computing what the book does with it, or None."""
+        cause = _fused.precision_cause("", a)
+        if cause:
+            return _fused.precision_cause(self._array_name(affine, attr, a), a)
+        # (np.shape: a scalar bias, which the book adds, has shape ())
+        got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
+        if got_shape != shape:  # (resized: the book computes with the new one)
+            return (f"{self._array_name(affine, attr, a)} has shape {got_shape}, not the "
+                    f"{shape} the network was built with")
         return None
 
     def _array_name(self, affine: str, attr: str, a: Any) -> str:
@@ -257,7 +265,6 @@ class FusedNet:
         book's forward pass leaves them."""
         scores, hidden = self._kernels.activations(self._weights(), X, scores=True,
                                                    hidden=True)
-        self._forget_forward()
         self._keep_forward(x, hidden)
         return scores
 
@@ -273,30 +280,38 @@ class FusedNet:
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         y, hidden = self._kernels.activations(self._weights(), X, hidden=True)
-        self._forget_forward()
         self._keep_forward(x, hidden)
         loss = self._keep_loss(y, t, labels)
         return loss + self._decay_loss() if self._decay_counts() else loss
 
-    def _keep_forward(self, x: Any, hidden: list | None) -> None:
+    def _keep_forward(self, x: Any, hidden: list | None,
+                      grads: tuple[list, list] | None = None) -> None:
         """What the book's layers keep from a forward pass of ``x``, so that their
         ``backward`` works as after the book's: each Affine layer its input (the first
-        ``x``, reshaped as the book's does), each Relu its mask, each Sigmoid its output.
-        ``hidden`` holds the hidden layers' activations (None: not kept, for batches
-        above LAYER_STATE_MAX_ROWS rows; the layers stay cleared)."""
+        ``x``, reshaped as the book's does), each Relu its mask, each Sigmoid its output,
+        whatever they kept before replaced.  ``hidden`` holds the hidden layers'
+        activations (None: not kept, for batches above LAYER_STATE_MAX_ROWS rows; the
+        layers are cleared).  ``grads``: the Affine layers' ``(dW, db)`` lists, as the
+        book's backward pass leaves them (None: dW and db left as they are)."""
         if hidden is None:
+            self._forget_forward(False, grads)
             return
         layers = self.layers
         x = np.asarray(x)
         affine = layers["Affine1"]
         affine.original_x_shape = x.shape
         affine.x = x.reshape(x.shape[0], -1)
+        name = self._ACTIVATION_NAME
         for l, h in enumerate(hidden, start=1):  # (made when read: see layers._Kept)
-            activation = layers[f"{self._ACTIVATION_NAME}{l}"]
+            activation = layers[f"{name}{l}"]
             keep(activation, "mask" if type(activation) is Relu else "out", h)
             affine = layers[f"Affine{l + 1}"]
             affine.original_x_shape = h.shape
             keep(affine, "x", h)
+        if grads is not None:
+            for l, (dW, db) in enumerate(zip(*grads), start=1):
+                affine = layers[f"Affine{l}"]
+                affine.dW, affine.db = dW, db
 
     def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
                    picks: np.ndarray | None = None) -> float:
@@ -307,7 +322,9 @@ class FusedNet:
         batch_size = y.shape[0]
         if picks is None:
             picks = np.arange(batch_size) * y.shape[1] + labels
-        loss = -np.log(y.take(picks) + 1e-7).sum() / batch_size
+        picked = y.take(picks)  # (the book's -sum(log(y[i, t_i] + 1e-7)) / N, in place)
+        picked += 1e-7
+        loss = -np.log(picked, out=picked).sum() / batch_size
         last = self._last()
         last.t, last.y, last.loss = t, y, loss
         return loss
@@ -344,8 +361,7 @@ class FusedNet:
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self._lambda()
-        self._forget_forward(True, (dWs, dbs))
-        self._keep_forward(x, hidden)
+        self._keep_forward(x, hidden, (dWs, dbs))
         last = self._last()  # as the book's gradient leaves it (it runs loss first); the
         last.t, last.y = t, y  # loss, which scripts read off it, is computed when read
         last._defer_loss(y.copy(), np.array(t if labels is None else labels))
@@ -510,16 +526,22 @@ _KEYS = tuple((f"Affine{l}", f"W{l}", f"b{l}") for l in range(1, MAX_HIDDEN + 2)
 
 
 @functools.cache
-def _plan(n_layers: int, activation: str, act_name: str) -> tuple[tuple[str, type], ...]:
+def _plan(sizes: tuple[int, ...], activation: str,
+          act_name: str) -> tuple[tuple[str, type, tuple], ...]:
+    """The layers the constructor makes, in order: ``(key, class, ((attr, shape), ...))``
+    with the shapes of an Affine layer's W and b (none for an activation layer)."""
     act = ACTIVATION_LAYERS[activation]
-    plan: list[tuple[str, type]] = []
+    n_layers = len(sizes) - 1
+    plan: list[tuple[str, type, tuple]] = []
     for l in range(1, n_layers + 1):
-        plan.append((f"Affine{l}", Affine))
+        plan.append((f"Affine{l}", Affine,
+                     (("W", (sizes[l - 1], sizes[l])), ("b", (sizes[l],)))))
         if l < n_layers:
-            plan.append((f"{act_name}{l}", act))
+            plan.append((f"{act_name}{l}", act, ()))
     return tuple(plan)
 
 
+_F64 = np.dtype(np.float64)
 _LAYER_METHODS = {kind: (kind.forward, kind.backward)
                   for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
 
