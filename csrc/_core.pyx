@@ -312,24 +312,34 @@ cdef void **_grad_pointers(tuple keep) except NULL:
     return p
 
 
+cdef bint _writable_block(object a, int typenum, int64_t need):
+    """``a`` is a writeable, aligned, C-contiguous NumPy array of ``typenum`` (native
+    byte order) with at least ``need`` values."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_SIZE(arr) >= need and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISWRITEABLE(arr))
+
+
 cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
     """The kernels write (or add to) gb[l] and gwt[l] through raw pointers, l < n_layers:
     padded(sizes[l + 1]) and sizes[l] * padded(sizes[l + 1]) values of the net's type
     (for gwt[0], sizes[0] * ld0 if ld0; gb[0] stays padded)."""
-    import numpy as np
-
     cdef int L = net.net.n_layers, l
-    dtype = np.dtype(np.float64 if double else np.float32)
+    cdef int typenum = cnp.NPY_FLOAT64 if double else cnp.NPY_FLOAT32
+    cdef int64_t ld, ldw
     if len(gb) != L or len(gwt) != L:
         raise ValueError(f"gb and gwt need {L} arrays each, got {len(gb)} and {len(gwt)}")
     for l in range(L):
         ld = fbp_ld(net.net.sizes[l + 1])
         ldw = ld0 if l == 0 and ld0 else ld
         for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ldw, "gwt")):
-            if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.size < need
-                    or not a.flags.c_contiguous or not a.flags.aligned or not a.flags.writeable):
-                raise ValueError(f"{name}[{l}] must be a writeable, C-contiguous {dtype.name} "
-                                 f"array of at least {need} values")
+            if not _writable_block(a, typenum, need):
+                raise ValueError(f"{name}[{l}] must be a writeable, C-contiguous "
+                                 f"{'float64' if double else 'float32'} array of at least "
+                                 f"{need} values")
 
 
 cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) except NULL:
@@ -358,18 +368,23 @@ cdef const void *_dense_rows(_Net net, object X, int64_t m, bint *x_double) exce
 cdef const void *_first_weights(_Net net, object w0, bint double, int64_t *ld0) except? NULL:
     """NULL (the net's own first layer) for w0 None; else w0's data pointer after checking
     it is a C-contiguous (sizes[0], sizes[1]) array of the net's type (ld0 = sizes[1])."""
-    import numpy as np
-
     ld0[0] = 0
     if w0 is None:
         return NULL
     cdef int64_t n_in = net.net.sizes[0], n_out = net.net.sizes[1]
-    dtype = np.dtype(np.float64 if double else np.float32)
-    if (not isinstance(w0, np.ndarray) or w0.dtype != dtype or w0.shape != (n_in, n_out)
-            or not w0.flags.c_contiguous or not w0.flags.aligned):
-        raise ValueError(f"w0 must be a C-contiguous ({n_in}, {n_out}) {dtype.name} array")
+    cdef cnp.ndarray a
+    cdef bint ok = cnp.PyArray_Check(w0)
+    if ok:
+        a = <cnp.ndarray>w0
+        ok = (cnp.PyArray_TYPE(a) == (cnp.NPY_FLOAT64 if double else cnp.NPY_FLOAT32)
+              and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_NDIM(a) == 2
+              and cnp.PyArray_DIM(a, 0) == n_in and cnp.PyArray_DIM(a, 1) == n_out
+              and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
+    if not ok:
+        raise ValueError(f"w0 must be a C-contiguous ({n_in}, {n_out}) "
+                         f"{'float64' if double else 'float32'} array")
     ld0[0] = n_out
-    return cnp.PyArray_DATA(<cnp.ndarray>w0)
+    return cnp.PyArray_DATA(a)
 
 
 cdef _dense_status(int status, int64_t bad):
