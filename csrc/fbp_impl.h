@@ -186,15 +186,14 @@ static inline void FN(activate)(REAL *z, int64_t n, int act, int padded)
     }
 }
 
-/* z[:n] <- softmax(z[:n]): exp(z - max) by vexp, a vector at a time (within 2 ulp of
- * libm's exp), summed in order. */
 static inline void FN(softmax)(REAL *z, int64_t n)
 {
     REAL m = z[0], s = 0;
     for (int64_t j = 1; j < n; ++j) m = z[j] > m ? z[j] : m;
-    for (int64_t j = 0; j < n; j += VL)
-        FN(store_n)(z + j, FN(vexp)(FN(load_n)(z + j, n - j) - m), n - j);
-    for (int64_t j = 0; j < n; ++j) s += z[j];
+    for (int64_t j = 0; j < n; ++j) {
+        z[j] = (REAL)exp((double)(z[j] - m));
+        s += z[j];
+    }
     for (int64_t j = 0; j < n; ++j) z[j] /= s;
 }
 
