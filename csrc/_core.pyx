@@ -234,7 +234,7 @@ cdef inline const void *_first(real[::1] values):
 
 def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
           real[::1] values,
-          real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
+          const real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
           double n_total, int nthreads):
     """Train in place over the rows ``order``, in mini-batches of ``batch``.  If a signal
     handler raises (Ctrl-C), training stops after the mini-batch in progress, the
@@ -271,7 +271,7 @@ def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indi
 
 def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
              real[::1] values,
-             real[:, ::1] y, list gb, list gwt):
+             const real[:, ::1] y, list gb, list gwt):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef int64_t count = y.shape[0]
@@ -412,7 +412,7 @@ cdef real *_acts_buffer(_Net net, int64_t m, real[::1] acts) except? NULL:
     return &acts[0] if m * units else NULL
 
 
-def dense_grad(_Net net, object X, real[:, ::1] y, double scale, list gb, list gwt,
+def dense_grad(_Net net, object X, const real[:, ::1] y, double scale, list gb, list gwt,
                int nthreads=1, object w0=None, real[:, ::1] out=None, real[::1] acts=None):
     """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
     (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
@@ -524,7 +524,7 @@ def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1]
     intr.raise_status(status, "forward_rows")
 
 
-def csr_rows(real[:, ::1] X, int nthreads=1, bint wide=False):
+def csr_rows(const real[:, ::1] X, int nthreads=1, bint wide=False):
     """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
     row's first stored position with column >= n_in // 2; see fbp_data).  Values keep
     X's dtype, or are float64 with ``wide`` (float32 widened exactly, in the same pass).

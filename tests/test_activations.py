@@ -245,6 +245,22 @@ def test_softmax_is_stable_for_large_z():
         close(out, ref.feedforward(x), 1e-12)
 
 
+@pytest.mark.parametrize("dtype,gap", [(np.float64, 710.0), (np.float32, 90.0)])
+def test_softmax_keeps_tiny_probabilities(dtype, gap):
+    """A class scored far below the best gets the tiny (or subnormal) probability NumPy's
+    exp gives, not 0: log(0) would make the log-likelihood cost nan_to_num's 1.8e308."""
+    np.random.seed(0)
+    net = network2.Network([2, 3], cost=network2.LogLikelihoodCost, dtype=dtype)
+    net.weights[0][...] = 0
+    net.biases[0][...] = np.array([[0.0], [-gap], [5.0]])
+    x, y = np.array([[0.3], [0.1]]), np.array([[0.0], [1.0], [0.0]])
+    cost = net.total_cost([(x, y)], 0.0)
+    z = np.array([0.0, -gap, 5.0])
+    want = -(np.log(np.exp(z - 5.0) / np.exp(z - 5.0).sum()))[1]
+    assert math.isclose(cost, want, rel_tol=1e-5 if dtype == np.float32 else 1e-12)
+    assert 0 < net.feedforward(x)[1, 0] < 1e-30
+
+
 def test_log_likelihood_cost_value():
     net, ref = pair(SIZES, 16, "tanh", "LogLikelihoodCost")
     evaluation = labelled(17, SIZES, 30)

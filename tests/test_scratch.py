@@ -549,6 +549,57 @@ def test_weights_of_another_precision_are_computed_in_it_as_the_book_does(key):
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+@pytest.mark.parametrize("dtype", [bool, np.int8, np.uint16, np.complex128])
+def test_weights_numpy_combines_otherwise_run_the_books_code(dtype):
+    """bool and 8/16-bit integer weights times float32 inputs are float32 products in
+    NumPy, complex ones complex: the book's layer walk runs, with a warning naming the
+    array; 32- and 64-bit integers give float64, which the kernels compute."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    a = (3 * np.random.default_rng(3).standard_normal((7, 5))).astype(dtype)
+    assign(net, "W1", a)
+    assign(book, "W1", a.copy())
+    x, t = batch(np.random.default_rng(9), 9, 7, 3, onehot=True, dtype=np.float32)
+    with pytest.warns(SlowPathWarning, match=rf"params\['W1'\] is {np.dtype(dtype)}"):
+        got = net.gradient(x, t)
+    want = book.gradient(x, t)
+    assert all(got[k].dtype == want[k].dtype for k in want)
+    assert_grads(got, want)
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
+
+
+@pytest.mark.parametrize("n", [9, 600])
+def test_read_only_inputs_and_targets_are_taken(n):
+    """Arrays a script made read-only (np.load with mmap_mode='r', a shared buffer) are
+    read, never written: every method takes them as the book's does."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    x, t = batch(np.random.default_rng(4), n, 7, 3, onehot=True, dtype=np.float64)
+    labels = t.argmax(axis=1)
+    for a in (x, t, labels):
+        a.flags.writeable = False
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert_close(net.loss(x, labels), book.loss(x, labels), TIGHT, "loss")
+    assert net.accuracy(x, t) == book.accuracy(x, t)
+    assert_fits_as_book(net, book, x, t, seed=5, iters=3, batch_size=4, learning_rate=0.1)
+
+
+def test_softmax_keeps_tiny_probabilities():
+    """Scores more than ~708 below the best give the tiny probabilities NumPy's exp gives
+    (3.7e-308, a subnormal 4e-322), not 0: the last layer's y and the gradient keep them."""
+    net, book = twins("TwoLayerNet", 4, 3, 3)
+    for n in (net, book):
+        n.params["W1"][...] = np.eye(4, 3)
+        n.params["b1"][...] = 0
+        n.params["W2"][...] = 0
+        n.params["b2"][...] = [0.0, -707.9, -740.0]
+    x = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    t = np.array([0, 0])
+    got, want = net.gradient(x, t), book.gradient(x, t)
+    assert got["b2"][1] > 0 and got["b2"][2] > 0
+    assert_close(got["b2"][:2], want["b2"][:2], TIGHT, "db2")
+    assert_close(net.lastLayer.y[:, :2], book.lastLayer.y[:, :2], TIGHT, "y")
+
+
 def test_an_overflowing_gradient_is_the_books():
     """Weights so large that the deltas overflow: the book's products give NaN for blank
     pixels too (0 * NaN), where the kernels skip them, so the book's walk is rerun."""

@@ -171,10 +171,21 @@ def check_sizes(sizes: list, names: list[str]) -> list[int]:
 
 def precision_cause(name: str, a: Any) -> str | None:
     """Why the kernels (float64) would not compute as the book does with ``a`` (``name``
-    in the message): its floats are of another precision, which the book's NumPy keeps."""
+    in the message), or None: its floats are of another precision, which the book's
+    NumPy keeps; or it holds numbers NumPy combines with float32 inputs in float32 (bool,
+    8- and 16-bit integers) or keeps apart from real floats (complex, objects...).
+    Integers of 32 and 64 bits make float64, as the kernels compute."""
     dtype = getattr(a, "dtype", None)
-    if dtype is not None and dtype.kind == "f" and dtype.itemsize != 8:
+    if not isinstance(dtype, np.dtype) or dtype == _F64:
+        return None
+    if dtype.kind == "f":
         return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
+    if dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize < 4):
+        return (f"{name} is {dtype}: the book computes with float32 inputs in float32 then, "
+                "the kernels in float64")
+    if dtype.kind not in "iu":
+        return (f"{name} is {dtype}: the book computes with it as NumPy does, the kernels "
+                "take real numbers only")
     return None
 
 
