@@ -231,6 +231,7 @@ class Kernels:
         self._handles: tuple | None = None
         self._spec_list: list | None = None
         self._shapes: tuple | None = None
+        self._offsets: np.ndarray | None = None
 
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "activation": self.activation}
@@ -359,6 +360,15 @@ class Kernels:
             return None
         # (the kernels write every value, padding included)
         return aligned_empty(n * self._grad_shapes()[2], DTYPE)
+
+    def offsets(self, n: int) -> np.ndarray:
+        """``np.arange(n) * n_out``: the flat index of each of n output rows' first
+        entry (kept for the last n asked for; not to be written)."""
+        offsets = self._offsets
+        if offsets is None or offsets.size != n:
+            offsets = self._offsets = np.arange(n) * self.sizes[-1]
+            offsets.flags.writeable = False
+        return offsets
 
     def _grad_shapes(self) -> tuple[list[tuple[int, int]], list[int], int]:
         """The batch gradient's buffers: ``(dW^T shapes, db sizes, padded units)``, the

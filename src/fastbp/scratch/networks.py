@@ -321,7 +321,7 @@ class FusedNet:
         the labels' entries of ``y``, if known."""
         batch_size = y.shape[0]
         if picks is None:
-            picks = np.arange(batch_size) * y.shape[1] + labels
+            picks = self._kernels.offsets(batch_size) + labels
         picked = y.take(picks)  # (the book's -sum(log(y[i, t_i] + 1e-7)) / N, in place)
         picked += 1e-7
         loss = -np.log(picked, out=picked).sum() / batch_size
