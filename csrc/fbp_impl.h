@@ -292,28 +292,38 @@ static inline __attribute__((always_inline)) void FN(sparse_tail)(
     const REAL *restrict x, int64_t nnz, int64_t safe, int64_t rem, const int nv)
 {
     typedef __typeof__((VEC){0} < (VEC){0}) mask_t;
-    VEC acc[8];
+    VEC acc[13];
     mask_t keep;
     for (int e = 0; e < VL; ++e) keep[e] = (nv - 1) * VL + e < rem ? -1 : 0;
-#pragma GCC unroll 8
+#pragma GCC unroll 13
     for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
     int64_t p = 0;
     for (; p < safe; ++p) {
         const VEC v = x[p] - (VEC){0};
         const REAL *restrict w = FBP_ROW(wt + (int64_t)idx[p] * ldw);
-#pragma GCC unroll 8
+#pragma GCC unroll 13
         for (int i = 0; i < nv - 1; ++i) acc[i] += v * FN(load)(w + i * VL);
         acc[nv - 1] += v * (VEC)((mask_t)FN(load)(w + (nv - 1) * VL) & keep);
     }
     for (; p < nnz; ++p) {
         const VEC v = x[p] - (VEC){0};
         const REAL *restrict w = wt + (int64_t)idx[p] * ldw;
-#pragma GCC unroll 8
+#pragma GCC unroll 13
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load_n)(w + i * VL, rem - i * VL);
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 13
     for (int i = 0; i < nv; ++i) FN(store)(z + i * VL, acc[i]);
 }
+
+/* Rows of up to this many vectors are summed in one pass (13 accumulators in the 16
+ * AVX2 registers; the baseline's vectors are pairs of SSE2 registers: 8). */
+#ifndef FBP_ONE_PASS
+#ifdef FBP_ISA_AVX2
+#define FBP_ONE_PASS 13
+#else
+#define FBP_ONE_PASS 8
+#endif
+#endif
 
 /* z[0:LD] += W x for a sparse x (one CSR row, idx ascending) with W^T given unpadded:
  * n_in rows of n_out at stride n_out (z padded to fbp_ld(n_out), its padding left as
@@ -324,8 +334,11 @@ static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
                                      int64_t nnz)
 {
     int64_t j = 0;
-    for (; j + 8 * VL <= n_out; j += 8 * VL)
-        FN(sparse_block)(z + j, wt + j, n_out, idx, x, nnz, 8);
+    /* up to FBP_ONE_PASS vectors (AVX2: 52 doubles, a hidden layer of 50) in one pass
+       over the row's non-zeros, each weight row read once; wider rows in blocks of 8 */
+    if (n_out > FBP_ONE_PASS * VL)
+        for (; j + 8 * VL <= n_out; j += 8 * VL)
+            FN(sparse_block)(z + j, wt + j, n_out, idx, x, nnz, 8);
     const int64_t rem = n_out - j;
     if (rem == 0) return;
     const int nv = (int)((rem + VL - 1) / VL);
@@ -336,6 +349,11 @@ static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
     int64_t safe = nnz;
     while (safe > 0 && idx[safe - 1] > kmax) --safe;
     switch (nv) {
+    case 13: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 13); break;
+    case 12: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 12); break;
+    case 11: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 11); break;
+    case 10: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 10); break;
+    case 9: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 9); break;
     case 8: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 8); break;
     case 7: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 7); break;
     case 6: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 6); break;

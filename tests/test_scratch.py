@@ -155,6 +155,23 @@ def test_two_layer_net_matches_book(n_in, n_hidden, n_out, n, onehot, seed):
     assert_grads(net.gradient(x, t), book.gradient(x, t))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_hidden", [31, 32, 33, 47, 50, 52, 53, 56, 60, 103, 105])
+def test_hidden_widths_around_the_one_pass_limit_match_book(n_hidden, dtype):
+    """The first layer's product sums up to 13 vectors (52 doubles) of W1's rows in one
+    pass, wider rows in blocks of 8 vectors; its last vector is masked, and read element
+    by element for W1's last rows. Every input pixel lit, the last ones included."""
+    n_in = 23
+    net, book = twins("TwoLayerNet", n_in, n_hidden, 4, weight_init_std=0.5, seed=n_hidden)
+    rng = np.random.default_rng(n_hidden)
+    x, t = batch(rng, 70, n_in, 4, onehot=True, sparse=False, dtype=dtype)
+    x[:, -3:] = rng.random((70, 3)) + 0.5
+    for rows in (x[:9], x):  # (up to and above FORWARD_DENSE_MAX_ROWS rows)
+        assert_close(net.predict(rows), book.predict(rows), TIGHT, "predict")
+    assert abs(net.loss(x, t) - book.loss(x, t)) <= TIGHT * abs(book.loss(x, t))
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
 @pytest.mark.parametrize("n", [1, 31, 32, 64, 65, 512, 513])
 def test_batch_and_packed_paths_match_book_at_any_thread_count(n, num_threads):
     """Up to DENSE_MAX_ROWS rows a gradient (FORWARD_DENSE_MAX_ROWS a forward pass) is
