@@ -946,7 +946,7 @@ def sum_of_squares_is_finite(object obj):
 from libc.math cimport exp, tanh, isfinite
 
 
-def bias_activate(real[:, ::1] z, real[:, ::1] b, int activation, bint softmax):
+def bias_activate(real[:, ::1] z, const real[:, ::1] b, int activation, bint softmax):
     """``z <- f(z + b)`` in place, for one column ``z`` (n, 1) and biases ``b`` (n, 1)
     (None: no biases): f is the sigmoid (0), tanh (1) or relu (2), or the softmax of the
     column.  Returns False if a NaN or inf went in (the caller raises)."""
@@ -989,7 +989,7 @@ def bias_activate(real[:, ::1] z, real[:, ::1] b, int activation, bint softmax):
     return ok
 
 
-def times_prime(real[:, ::1] delta, real[:, ::1] a, int activation):
+def times_prime(real[:, ::1] delta, const real[:, ::1] a, int activation):
     """``delta *= f'(z)`` in place, with f' computed from the activation ``a = f(z)``:
     a(1 - a) for the sigmoid (0), 1 - a^2 for tanh (1), [a > 0] for relu (2)."""
     cdef Py_ssize_t n = delta.shape[0], j

@@ -130,6 +130,20 @@ def test_backprop_returns_fresh_arrays_and_leaves_params_alone():
     assert_grads_close(net.backprop(x, y), twin([4, 5, 3], 1)[1].backprop(x, y), TIGHT)
 
 
+def test_read_only_parameters_and_inputs_are_read():
+    """Parameters or data a script made read-only (np.load with mmap_mode='r') are only
+    read: backprop and feedforward give the classic results (a read-only bias was a raw
+    'buffer source array is read-only' from the compiled column code)."""
+    net, ref = twin([4, 5, 3], 2)
+    for a in (*net.weights, *net.biases):
+        a.flags.writeable = False
+    x, y = np.linspace(0.0, 1.0, 4).reshape(4, 1), np.eye(3)[:, [1]]
+    for a in (x, y):
+        a.flags.writeable = False
+    assert_grads_close(net.backprop(x, y), ref.backprop(x, y), TIGHT)
+    assert np.allclose(net.feedforward(x), ref.feedforward(x), rtol=TIGHT, atol=0)
+
+
 @pytest.mark.parametrize("sizes", ARCHS)
 def test_feedforward_matches_reference(sizes):
     net, ref = twin(sizes, 4)

@@ -585,6 +585,38 @@ def test_weights_numpy_combines_otherwise_run_the_books_code(dtype):
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+def test_big_endian_float64_weights_stay_fused():
+    """float64 in the other byte order is float64: the kernels compute with a copy (one
+    RuntimeWarning saying so), not the book's walk with a false 'precision' warning."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    a = book.params["W1"].astype(">f8")
+    assign(net, "W1", a)
+    assign(book, "W1", a.copy())
+    x, t = batch(np.random.default_rng(2), 9, 7, 3, onehot=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        with pytest.warns(RuntimeWarning, match="copied on every call"):
+            got = net.gradient(x, t)
+    assert_grads(got, book.gradient(x, t))
+
+
+@pytest.mark.parametrize("key,value", [
+    ("W1", lambda rng: [[np.float32(v) for v in row] for row in rng.standard_normal((7, 5))]),
+    ("b1", lambda rng: [True, False, True, True, False]),
+])
+def test_array_likes_are_judged_as_numpy_converts_them(key, value):
+    """A list of float32 scalars (or of bools) is what NumPy makes of it: float32 (bool)
+    products with float32 inputs, so the book's walk runs, as for such arrays."""
+    net, book = twins("TwoLayerNet", 7, 5, 3, weight_init_std=0.5)
+    a = value(np.random.default_rng(6))
+    assign(net, key, a)
+    assign(book, key, a)
+    x, t = batch(np.random.default_rng(7), 9, 7, 3, onehot=True)
+    with pytest.warns(SlowPathWarning, match=rf"params\['{key}'\] is (float32|bool)"):
+        got = net.predict(x)
+    np.testing.assert_array_equal(got, book.predict(x))
+
+
 @pytest.mark.parametrize("n", [9, 600])
 def test_read_only_inputs_and_targets_are_taken(n):
     """Arrays a script made read-only (np.load with mmap_mode='r', a shared buffer) are

@@ -176,7 +176,12 @@ def precision_cause(name: str, a: Any) -> str | None:
     8- and 16-bit integers) or keeps apart from real floats (complex, objects...).
     Integers of 32 and 64 bits make float64, as the kernels compute."""
     dtype = getattr(a, "dtype", None)
-    if not isinstance(dtype, np.dtype) or dtype == _F64:
+    if not isinstance(dtype, np.dtype):  # (an array-like: as NumPy converts it)
+        try:
+            dtype = np.asarray(a).dtype
+        except Exception:  # noqa: BLE001 - not array-like at all: the checks say so
+            return None
+    if dtype.kind == "f" and dtype.itemsize == 8:  # (float64, either byte order)
         return None
     if dtype.kind == "f":
         return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
