@@ -585,6 +585,26 @@ def test_weights_numpy_combines_otherwise_run_the_books_code(dtype):
     assert_close(net.predict(x), book.predict(x), TIGHT, "predict")
 
 
+def test_integer_inputs_with_integer_weights_run_the_books_integer_products():
+    """uint8 pixels times int32 weights are integer products in the book (wrapping on
+    overflow): its walk runs, with a warning; with float weights they stay fused."""
+    net, book = twins("TwoLayerNet", 4, 3, 2)
+    w = np.full((4, 3), 2**22, np.int32)
+    w[:, 1] = -2**22
+    for n in (net, book):
+        assign(n, "W1", w.copy())
+        assign(n, "b1", np.zeros(3, np.int32))
+    x, t = np.full((2, 4), 255, np.uint8), np.array([0, 1])
+    with pytest.warns(SlowPathWarning, match=r"x is uint8 and params\['W1'\] holds integers"):
+        got = net.predict(x)
+    np.testing.assert_array_equal(got, book.predict(x))  # (wrapped: not 2**22 * 1020)
+    assert net.loss(x, t) == book.loss(x, t)
+    fused, book = twins("TwoLayerNet", 4, 3, 2, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        assert_close(fused.predict(x), book.predict(x), TIGHT, "float weights")
+
+
 def test_big_endian_float64_weights_stay_fused():
     """float64 in the other byte order is float64: the kernels compute with a copy (one
     RuntimeWarning saying so), not the book's walk with a false 'precision' warning."""

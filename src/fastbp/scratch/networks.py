@@ -143,6 +143,28 @@ class FusedNet:
                         f"SoftmaxWithLoss.{patched}")
         return None
 
+    def _integer_cause(self, x: Any) -> str | None:
+        """Why integer inputs ``x`` (uint8 pixels, say) cannot run fused: with integer
+        weights or biases too, the book's products are integer ones (wrapping on
+        overflow) where the kernels compute in float64.  None otherwise (cheap for float
+        inputs: one dtype test)."""
+        dtype = getattr(x, "dtype", None)
+        if not isinstance(dtype, np.dtype):
+            try:
+                dtype = np.asarray(x).dtype
+            except Exception:  # noqa: BLE001 - not array-like: as_rows says what is wrong
+                return None
+        if dtype.kind not in "iub":
+            return None
+        for key, a in self._weights().items():
+            kind = getattr(a, "dtype", None)
+            kind = kind.kind if isinstance(kind, np.dtype) else np.asarray(a).dtype.kind
+            if kind in "iub":
+                return (f"x is {dtype} and params[{key!r}] holds integers: the book's "
+                        "products are integer ones then (wrapping on overflow), the kernels' "
+                        "float64")
+        return None
+
     def _array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
         """Why the layer ``affine``'s array ``attr`` (``a``, expected of ``shape``) keeps
         the kernels from computing what the book does with it, or None."""
@@ -254,7 +276,7 @@ class FusedNet:
         """The last Affine layer's scores (N, output_size), before the softmax."""
         if _walks_layers(self):
             return self._book_predict(x)
-        cause = self._blocker("predict")
+        cause = self._blocker("predict") or self._integer_cause(x)
         if cause:
             warn_slow(self, cause, "predict")
             return self._book_predict(x)
@@ -273,7 +295,7 @@ class FusedNet:
         its ``+ 1e-7`` inside the log), plus the weight-decay term."""
         if _walks_layers(self):
             return self._book_loss(x, t)
-        cause = self._blocker("loss")
+        cause = self._blocker("loss") or self._integer_cause(x)
         if cause:
             warn_slow(self, cause, "loss")
             return self._book_loss(x, t)
@@ -333,7 +355,7 @@ class FusedNet:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
         if _walks_layers(self):  # (called within the book's gradient: its predict walks)
             return self._book_accuracy(x, t)
-        cause = self._blocker("accuracy")
+        cause = self._blocker("accuracy") or self._integer_cause(x)
         if cause:
             warn_slow(self, cause, "accuracy")
             return self._book_accuracy(x, t)
@@ -346,7 +368,7 @@ class FusedNet:
         """Backpropagation: ``{'W1': dL/dW1, 'b1': dL/db1, ...}`` for the batch, in one
         compiled call (the gradient of the summed cost divided by N, as the book's
         SoftmaxWithLoss averages); weight decay adds ``lambda * W`` to each dW."""
-        cause = self._blocker("gradient")
+        cause = self._blocker("gradient") or self._integer_cause(x)
         if cause:
             warn_slow(self, cause, "gradient")
             return self._book_gradient(x, t)
@@ -431,7 +453,7 @@ class FusedNet:
         """``loss(x, t)`` for calls between which only the values in the parameter
         arrays change (``numerical_gradient``'s loop), with what does not change checked
         once; None where ``loss`` would not run fused (then call it)."""
-        if _walks_layers(self) or self._blocker("loss"):
+        if _walks_layers(self) or self._blocker("loss") or self._integer_cause(x):
             return None
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
@@ -478,7 +500,7 @@ class FusedNet:
             raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate!r}")
         if iters == 0:
             return
-        cause = missing or self._blocker("fit") or self._rebound()
+        cause = missing or self._blocker("fit") or self._rebound() or self._integer_cause(x)
         if cause:
             warn_slow(self, cause, "fit")
             self._book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
