@@ -121,6 +121,24 @@ def test_what_the_kernels_do_not_compute_runs_the_books_code():
         assert got["W2"].dtype == want["W2"].dtype
 
 
+def test_integer_pixels_with_integer_weights_run_the_books_code():
+    """uint8 inputs times int32 W1 are integer products in the book (wrapping on
+    overflow): its code runs, with a warning; float weights stay fused."""
+    net, book = twins(4, 3, 2)
+    w = np.full((4, 3), 2**22, np.int32)
+    w[:, 1] = -2**22
+    net.params["W1"], book.params["W1"] = w.copy(), w.copy()
+    x = np.full((2, 4), 255, np.uint8)
+    with pytest.warns(SlowPathWarning, match=r"x is uint8 and params\['W1'\] holds integers"), \
+            np.errstate(over="ignore"):  # (the sigmoid of the wrapped products)
+        got = net.predict(x)
+        np.testing.assert_array_equal(got, book.predict(x))
+    fused, book = twins(4, 3, 2, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        assert_close(fused.predict(x), book.predict(x), TIGHT, "float weights")
+
+
 def test_a_subclass_predict_is_used_by_loss_and_accuracy():
     class Net(TwoLayerNet):
         def predict(self, x):

@@ -194,6 +194,24 @@ def precision_cause(name: str, a: Any) -> str | None:
     return None
 
 
+def integer_cause(x_dtype: np.dtype, w1: Any, name: str) -> str | None:
+    """Why inputs of ``x_dtype`` times the first layer's weights ``w1`` (``name``) are not
+    what the kernels compute, or None: both integers (or bools) make NumPy's products
+    integer ones, wrapping on overflow."""
+    if x_dtype.kind not in "iub":
+        return None
+    dtype = getattr(w1, "dtype", None)
+    if not isinstance(dtype, np.dtype):
+        try:
+            dtype = np.asarray(w1).dtype
+        except Exception:  # noqa: BLE001 - not array-like: the checks say what is wrong
+            return None
+    if dtype.kind in "iub":
+        return (f"x is {x_dtype} and {name} holds integers ({dtype}): the book's products "
+                "are integer ones then (wrapping on overflow), the kernels' float64")
+    return None
+
+
 class Weights(dict):
     """The arrays a network computes with, by key ('W1', 'b1', ...), and how to name each
     in a message (``params['W1']`` unless the attribute ``names``, if set, says

@@ -145,7 +145,7 @@ class FusedNet:
 
     def _integer_cause(self, x: Any) -> str | None:
         """Why integer inputs ``x`` (uint8 pixels, say) cannot run fused: with integer
-        weights or biases too, the book's products are integer ones (wrapping on
+        first-layer weights too, the book's products are integer ones (wrapping on
         overflow) where the kernels compute in float64.  None otherwise (cheap for float
         inputs: one dtype test)."""
         dtype = getattr(x, "dtype", None)
@@ -156,14 +156,7 @@ class FusedNet:
                 return None
         if dtype.kind not in "iub":
             return None
-        for key, a in self._weights().items():
-            kind = getattr(a, "dtype", None)
-            kind = kind.kind if isinstance(kind, np.dtype) else np.asarray(a).dtype.kind
-            if kind in "iub":
-                return (f"x is {dtype} and params[{key!r}] holds integers: the book's "
-                        "products are integer ones then (wrapping on overflow), the kernels' "
-                        "float64")
-        return None
+        return _fused.integer_cause(dtype, self._weights()["W1"], "params['W1']")
 
     def _array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
         """Why the layer ``affine``'s array ``attr`` (``a``, expected of ``shape``) keeps
