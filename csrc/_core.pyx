@@ -312,15 +312,13 @@ cdef void **_grad_pointers(tuple keep) except NULL:
     return p
 
 
-cdef bint _writable_block(object a, int typenum, int64_t need):
-    """``a`` is a writeable, aligned, C-contiguous NumPy array of ``typenum`` (native
-    byte order) with at least ``need`` values."""
+cdef bint _plain(object a, int typenum):
+    """``a`` is an aligned, C-contiguous NumPy array of ``typenum`` in native byte order."""
     if not cnp.PyArray_Check(a):
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_SIZE(arr) >= need and cnp.PyArray_IS_C_CONTIGUOUS(arr)
-            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISWRITEABLE(arr))
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr))
 
 
 cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
@@ -336,7 +334,8 @@ cdef _check_grads(_Net net, list gb, list gwt, bint double, int64_t ld0=0):
         ld = fbp_ld(net.net.sizes[l + 1])
         ldw = ld0 if l == 0 and ld0 else ld
         for a, need, name in ((gb[l], ld, "gb"), (gwt[l], net.net.sizes[l] * ldw, "gwt")):
-            if not _writable_block(a, typenum, need):
+            if not (_plain(a, typenum) and cnp.PyArray_SIZE(<cnp.ndarray>a) >= need
+                    and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)):
                 raise ValueError(f"{name}[{l}] must be a writeable, C-contiguous "
                                  f"{'float64' if double else 'float32'} array of at least "
                                  f"{need} values")
@@ -372,19 +371,14 @@ cdef const void *_first_weights(_Net net, object w0, bint double, int64_t *ld0) 
     if w0 is None:
         return NULL
     cdef int64_t n_in = net.net.sizes[0], n_out = net.net.sizes[1]
-    cdef cnp.ndarray a
-    cdef bint ok = cnp.PyArray_Check(w0)
-    if ok:
-        a = <cnp.ndarray>w0
-        ok = (cnp.PyArray_TYPE(a) == (cnp.NPY_FLOAT64 if double else cnp.NPY_FLOAT32)
-              and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_NDIM(a) == 2
-              and cnp.PyArray_DIM(a, 0) == n_in and cnp.PyArray_DIM(a, 1) == n_out
-              and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a))
-    if not ok:
+    if not (_plain(w0, cnp.NPY_FLOAT64 if double else cnp.NPY_FLOAT32)
+            and cnp.PyArray_NDIM(<cnp.ndarray>w0) == 2
+            and cnp.PyArray_DIM(<cnp.ndarray>w0, 0) == n_in
+            and cnp.PyArray_DIM(<cnp.ndarray>w0, 1) == n_out):
         raise ValueError(f"w0 must be a C-contiguous ({n_in}, {n_out}) "
                          f"{'float64' if double else 'float32'} array")
     ld0[0] = n_out
-    return cnp.PyArray_DATA(a)
+    return cnp.PyArray_DATA(<cnp.ndarray>w0)
 
 
 cdef _dense_status(int status, int64_t bad):

@@ -68,8 +68,8 @@ class Rows:
         return self.values.size / max(1, self.dense.size)
 
 
-_F64 = np.dtype(np.float64)
-_ROW_DTYPES = (np.dtype(np.float32), _F64)  # native byte order only
+F64 = np.dtype(np.float64)
+_ROW_DTYPES = (np.dtype(np.float32), F64)  # native byte order only
 
 
 def as_rows(x: Any, n_in: int) -> np.ndarray:
@@ -128,7 +128,7 @@ def pack_t(t: Any, n: int, n_out: int,
     """``(labels, Y)`` for targets ``t``: integer labels (n,) (Y is None: build it with
     ``one_hot`` when needed) or target rows (n, n_out), usually one-hot (labels are their
     argmax, as the book's cross_entropy_error takes them; None unless ``labels``)."""
-    if (type(t) is np.ndarray and t.dtype is _F64 and t.shape == (n, n_out)
+    if (type(t) is np.ndarray and t.dtype is F64 and t.shape == (n, n_out)
             and t.flags.c_contiguous and t.flags.aligned):  # one-hot rows, checked quickly
         if not _core.all_finite([t]):
             raise ValueError(f"t[{np.argwhere(~np.isfinite(t))[0, 0]}] contains NaN or inf")
@@ -169,19 +169,25 @@ def check_sizes(sizes: list, names: list[str]) -> list[int]:
     return [int(s) for s in sizes]
 
 
+def dtype_of(a: Any) -> np.dtype | None:
+    """``a``'s dtype, or for an array-like the one NumPy makes of it (None: not one)."""
+    dtype = getattr(a, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype
+    try:
+        return np.asarray(a).dtype
+    except Exception:  # noqa: BLE001 - not array-like at all: the checks say so
+        return None
+
+
 def precision_cause(name: str, a: Any) -> str | None:
     """Why the kernels (float64) would not compute as the book does with ``a`` (``name``
     in the message), or None: its floats are of another precision, which the book's
     NumPy keeps; or it holds numbers NumPy combines with float32 inputs in float32 (bool,
     8- and 16-bit integers) or keeps apart from real floats (complex, objects...).
     Integers of 32 and 64 bits make float64, as the kernels compute."""
-    dtype = getattr(a, "dtype", None)
-    if not isinstance(dtype, np.dtype):  # (an array-like: as NumPy converts it)
-        try:
-            dtype = np.asarray(a).dtype
-        except Exception:  # noqa: BLE001 - not array-like at all: the checks say so
-            return None
-    if dtype.kind == "f" and dtype.itemsize == 8:  # (float64, either byte order)
+    dtype = dtype_of(a)
+    if dtype is None or (dtype.kind == "f" and dtype.itemsize == 8):  # (either byte order)
         return None
     if dtype.kind == "f":
         return f"{name} is {dtype}: the book computes in that precision, the kernels in float64"
@@ -194,19 +200,15 @@ def precision_cause(name: str, a: Any) -> str | None:
     return None
 
 
-def integer_cause(x_dtype: np.dtype, w1: Any, name: str) -> str | None:
-    """Why inputs of ``x_dtype`` times the first layer's weights ``w1`` (``name``) are not
-    what the kernels compute, or None: both integers (or bools) make NumPy's products
-    integer ones, wrapping on overflow."""
-    if x_dtype.kind not in "iub":
+def integer_cause(x: Any, w1: Any, name: str) -> str | None:
+    """Why inputs ``x`` times the first layer's weights ``w1`` (``name``) are not what the
+    kernels compute, or None: both integers (or bools) make NumPy's products integer
+    ones, wrapping on overflow.  (Cheap for float inputs: one dtype test.)"""
+    x_dtype = dtype_of(x)
+    if x_dtype is None or x_dtype.kind not in "iub":
         return None
-    dtype = getattr(w1, "dtype", None)
-    if not isinstance(dtype, np.dtype):
-        try:
-            dtype = np.asarray(w1).dtype
-        except Exception:  # noqa: BLE001 - not array-like: the checks say what is wrong
-            return None
-    if dtype.kind in "iub":
+    dtype = dtype_of(w1)
+    if dtype is not None and dtype.kind in "iub":
         return (f"x is {x_dtype} and {name} holds integers ({dtype}): the book's products "
                 "are integer ones then (wrapping on overflow), the kernels' float64")
     return None
@@ -249,12 +251,19 @@ class Kernels:
     """
 
     def __init__(self, sizes: list[int], activation: str) -> None:
-        self.sizes = list(sizes)
+        self.sizes = sizes = list(sizes)
         self.activation = activation
         self._handles: tuple | None = None
-        self._spec_list: list | None = None
-        self._shapes: tuple | None = None
         self._offsets: np.ndarray | None = None
+        # per layer ((W key, W shape), (b key, b shape))
+        self.specs = [((f"W{l}", (sizes[l - 1], sizes[l])), (f"b{l}", (sizes[l],)))
+                      for l in range(1, len(sizes))]
+        # the batch gradient's buffers: dW^T shapes (the first layer's unpadded, as W1 is
+        # read; the others padded), db sizes (padded), and the padded units of a sample
+        pads = [_core.padded(w) for w in sizes[1:]]
+        self.grad_shapes = [(a, sizes[1] if l == 0 else pad)
+                            for l, (a, pad) in enumerate(zip(sizes[:-1], pads))]
+        self.bias_sizes, self.units = pads, sum(pads)
 
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "activation": self.activation}
@@ -269,21 +278,6 @@ class Kernels:
     def keys(self) -> list[str]:
         return [f"{p}{l}" for l in range(1, self.n_layers + 1) for p in "Wb"]
 
-    def _checked(self, params: dict, l: int) -> tuple[np.ndarray, np.ndarray]:
-        """Layer ``l``'s ``(W, b)`` from ``params``, checked: real-valued arrays (or
-        array-likes, converted) of the shapes the network was built with."""
-        (wkey, wshape), (bkey, bshape) = self._specs()[l - 1]
-        return (self._array(params, wkey, wshape), self._array(params, bkey, bshape))
-
-    def _specs(self) -> list[tuple[tuple[str, tuple], tuple[str, tuple]]]:
-        """Per layer, ``((W key, W shape), (b key, b shape))``."""
-        specs = self._spec_list
-        if specs is None:
-            specs = self._spec_list = [
-                ((f"W{l}", (self.sizes[l - 1], self.sizes[l])), (f"b{l}", (self.sizes[l],)))
-                for l in range(1, self.n_layers + 1)]
-        return specs
-
     @staticmethod
     def _array(params: dict, key: str, shape: tuple) -> np.ndarray:
         """``params[key]``, checked to be a real-valued array (an array-like is converted)
@@ -291,7 +285,7 @@ class Kernels:
         if key not in params:
             raise KeyError(f"params has no {key!r}")
         a = params[key]
-        if type(a) is np.ndarray and a.dtype is _F64 and a.shape == shape:
+        if type(a) is np.ndarray and a.dtype is F64 and a.shape == shape:
             return a  # (the usual case, checked quickly)
         if not isinstance(a, np.ndarray):
             a = np.asarray(a)
@@ -305,9 +299,8 @@ class Kernels:
     def buffers(self, params: dict) -> tuple[list, list]:
         """``(wt, b)``: fresh padded kernel buffers holding the values of ``params``."""
         wt, bs = [], []
-        for l in range(1, self.n_layers + 1):
-            W, b = self._checked(params, l)
-            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+        for (wkey, (n_in, n_out)), (bkey, bshape) in self.specs:
+            W, b = self._array(params, wkey, (n_in, n_out)), self._array(params, bkey, bshape)
             wt.append(aligned_zeros((n_in, _core.padded(n_out)), DTYPE))
             wt[-1][:, :n_out] = W
             bs.append(aligned_zeros(_core.padded(n_out), DTYPE))
@@ -326,7 +319,7 @@ class Kernels:
         wt, bs, full, scores, views = self._handles
         w1 = None
         array = self._array
-        for l, ((wkey, wshape), (bkey, bshape)) in enumerate(self._specs()):
+        for l, ((wkey, wshape), (bkey, bshape)) in enumerate(self.specs):
             W = array(params, wkey, wshape)
             b = array(params, bkey, bshape)
             wview, bview = views[l]
@@ -382,7 +375,7 @@ class Kernels:
         if n > LAYER_STATE_MAX_ROWS:
             return None
         # (the kernels write every value, padding included)
-        return aligned_empty(n * self._grad_shapes()[2], DTYPE)
+        return aligned_empty(n * self.units, DTYPE)
 
     def offsets(self, n: int) -> np.ndarray:
         """``np.arange(n) * n_out``: the flat index of each of n output rows' first
@@ -392,17 +385,6 @@ class Kernels:
             offsets = self._offsets = np.arange(n) * self.sizes[-1]
             offsets.flags.writeable = False
         return offsets
-
-    def _grad_shapes(self) -> tuple[list[tuple[int, int]], list[int], int]:
-        """The batch gradient's buffers: ``(dW^T shapes, db sizes, padded units)``, the
-        first layer's dW^T unpadded (as W1 is read), the others padded."""
-        shapes = self._shapes
-        if shapes is None:
-            pads = [_core.padded(w) for w in self.sizes[1:]]
-            shapes = self._shapes = (
-                [(a, self.sizes[1] if l == 0 else pad)
-                 for l, (a, pad) in enumerate(zip(self.sizes[:-1], pads))], pads, sum(pads))
-        return shapes
 
     def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
         """The hidden layers' activations (n, width) per layer, as views into ``acts``
@@ -473,9 +455,8 @@ class Kernels:
                           rows.threads())
         else:  # the first layer's gradient written unpadded, as W1 is read
             full, _, w1 = self.load(params)
-            gshapes, bsizes, _ = self._grad_shapes()
-            gwt = [np.empty(shape, dtype=DTYPE) for shape in gshapes]
-            gb = [np.empty(size, dtype=DTYPE) for size in bsizes]
+            gwt = [np.empty(shape, dtype=DTYPE) for shape in self.grad_shapes]
+            gb = [np.empty(size, dtype=DTYPE) for size in self.bias_sizes]
             acts = self._acts(n)
             try:
                 _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,

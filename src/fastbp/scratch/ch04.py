@@ -67,10 +67,7 @@ class TwoLayerNet:
             if got != shape:  # (params of another network size: the book computes with them)
                 return (f"params[{key!r}] has shape {got}, not the {shape} the network was "
                         "built with")
-        x_dtype = getattr(x, "dtype", None)
-        if not isinstance(x_dtype, np.dtype):
-            return None
-        return _fused.integer_cause(x_dtype, params.get("W1"), "params['W1']")
+        return _fused.integer_cause(x, params.get("W1"), "params['W1']")
 
     def predict(self, x: Any) -> np.ndarray:
         """The softmax probabilities (N, output_size)."""

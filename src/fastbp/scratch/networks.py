@@ -116,7 +116,7 @@ class FusedNet:
                         f"{kind.__name__}.{patched}")
             for attr, shape in shapes:  # (an Affine layer's W and b)
                 a = state.get(attr)
-                if type(a) is np.ndarray and a.dtype is _F64 and a.shape == shape:
+                if type(a) is np.ndarray and a.dtype is _fused.F64 and a.shape == shape:
                     continue  # (the usual case, checked quickly)
                 cause = self._array_cause(got, attr, a, shape)
                 if cause:
@@ -145,25 +145,19 @@ class FusedNet:
 
     def _integer_cause(self, x: Any) -> str | None:
         """Why integer inputs ``x`` (uint8 pixels, say) cannot run fused: with integer
-        first-layer weights too, the book's products are integer ones (wrapping on
-        overflow) where the kernels compute in float64.  None otherwise (cheap for float
-        inputs: one dtype test)."""
+        first-layer weights too, the book's products are integer ones (see
+        ``_fused.integer_cause``), or None."""
         dtype = getattr(x, "dtype", None)
-        if not isinstance(dtype, np.dtype):
-            try:
-                dtype = np.asarray(x).dtype
-            except Exception:  # noqa: BLE001 - not array-like: as_rows says what is wrong
-                return None
-        if dtype.kind not in "iub":
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":  # (the usual case, quickly)
             return None
-        return _fused.integer_cause(dtype, self._weights()["W1"], "params['W1']")
+        return _fused.integer_cause(x, self._weights()["W1"], "params['W1']")
 
     def _array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
         """Why the layer ``affine``'s array ``attr`` (``a``, expected of ``shape``) keeps
         the kernels from computing what the book does with it, or None."""
-        cause = _fused.precision_cause("", a)
+        cause = _fused.precision_cause(self._array_name(affine, attr, a), a)
         if cause:
-            return _fused.precision_cause(self._array_name(affine, attr, a), a)
+            return cause
         # (np.shape: a scalar bias, which the book adds, has shape ())
         got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
         if got_shape != shape:  # (resized: the book computes with the new one)
@@ -556,7 +550,6 @@ def _plan(sizes: tuple[int, ...], activation: str,
     return tuple(plan)
 
 
-_F64 = np.dtype(np.float64)
 _LAYER_METHODS = {kind: (kind.forward, kind.backward)
                   for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
 
