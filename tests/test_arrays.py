@@ -83,6 +83,25 @@ def test_methods_on_arrays_equal_pairs():
     assert type(plain.evaluate((X, y))) is int
 
 
+@pytest.mark.parametrize("module", [network, network2])
+def test_read_only_arrays_train_and_evaluate_as_writeable_ones(module):
+    """An (X, Y) pair a script made read-only (np.load with mmap_mode='r') is only read:
+    the same training and results as writeable arrays (it was a raw 'buffer source array
+    is read-only' from the packing of X)."""
+    X, y, Y = dataset(8, 40)
+    ro = [a.copy() for a in (X, y, Y)]
+    for a in ro:
+        a.flags.writeable = False
+    net_w, _ = trained(module, (X, Y))
+    net_r, _ = trained(module, (ro[0], ro[2]))
+    assert same_params(net_w, net_r)
+    if module is network:
+        assert net_r.evaluate((ro[0], ro[1])) == net_w.evaluate((X, y))
+    else:
+        assert net_r.accuracy((ro[0], ro[1])) == net_w.accuracy((X, y))
+        assert net_r.total_cost((ro[0], ro[2]), 0.5) == net_w.total_cost((X, Y), 0.5)
+
+
 def test_arrays_are_not_reordered_and_x_is_not_copied_twice():
     X, y, _ = dataset(7, 30)
     X0, y0 = X.copy(), y.copy()
