@@ -9,9 +9,10 @@ Each side runs at 1 and 2 threads (the book's BLAS, fastbp's kernels); ratios ar
 against the book at its faster setting.  Run as a script for the whole chapter-5
 training script (ch05/train_neuralnet.py: 10,000 iterations of 100 at learning rate
 0.1, accuracy on both sets every epoch) with only its imports swapped, the book at 1 and
-2 BLAS threads, then fastbp, each timed end to end after loading MNIST:
+2 BLAS threads, then fastbp, each timed end to end after loading MNIST (``--rounds R``:
+R rounds of the three in rotated order, the median of the rounds' ratios):
 
-    FASTBP_DATA=/path/to/data-dir python benchmarks/bench_scratch.py [--iters N]
+    FASTBP_DATA=/path/to/data-dir python benchmarks/bench_scratch.py [--iters N] [--rounds R]
 
 ``--ops R`` instead times ``gradient``, ``loss`` and ``accuracy`` interleaved: R rounds,
 each timing every side (book and fastbp at 1 and 2 threads) in turn on the same inputs,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 
@@ -172,7 +174,6 @@ def test_epoch(benchmark, mnist, impl):
 def ops_table(rounds: int, calls: int = 30) -> str:
     """Median per-call times (ms) and book/fastbp ratios of gradient, loss (batch 100)
     and accuracy (10,000 test images), measured interleaved (see the module docstring)."""
-    import statistics
 
     (x, t), (xs, ts) = _mnist()
     mask = np.random.default_rng(0).integers(0, len(x), BATCH)
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the script R times per side, interleaved; report the "
+                             "median of the rounds' ratios")
     parser.add_argument("--ops", type=int, default=0, metavar="R",
                         help="time gradient/loss/accuracy interleaved for R rounds instead")
     args = parser.parse_args(argv)
@@ -230,21 +234,26 @@ def main(argv: list[str] | None = None) -> int:
     from fastbp import scratch
 
     print(f"CPU: {bl.cpu_model()}; fastbp kernels: {fastbp.isa()}")
-    results = {}
     runs = [("book, BLAS 1 thread", scratch_ref, 1), ("book, BLAS 2 threads", scratch_ref, 2),
             ("fastbp.scratch, automatic threads", scratch, 1)]
-    for name, module, blas in runs:
-        np.random.seed(args.seed)
-        print(f"--- {name}")
-        with threadpool_limits(blas, user_api="blas"):
-            results[name] = book_script(module.TwoLayerNet, scratch.load_mnist, args.iters)
-    for name, (train_acc, test_acc, seconds, cpu) in results.items():
-        print(f"{name}: train {train_acc:.4f}, test {test_acc:.4f}, {seconds:.2f} s "
-              f"({cpu:.2f} s CPU)")
-    *books, (_, _, t_fast, _) = results.values()
-    t_book = min(r[2] for r in books)
-    print(f"fastbp.scratch is {t_book / t_fast:.2f}x faster end to end than the book at "
-          "its faster BLAS setting")
+    rounds: list[dict] = []
+    for r in range(args.rounds):  # each round runs every side, in an order rotated per round
+        results = {}
+        for name, module, blas in runs[r % 3:] + runs[:r % 3]:
+            np.random.seed(args.seed)
+            print(f"--- round {r + 1}: {name}")
+            with threadpool_limits(blas, user_api="blas"):
+                results[name] = book_script(module.TwoLayerNet, scratch.load_mnist, args.iters,
+                                            verbose=args.rounds == 1)
+        rounds.append(results)
+        for name, _, _ in runs:
+            train_acc, test_acc, seconds, cpu = results[name]
+            print(f"{name}: train {train_acc:.4f}, test {test_acc:.4f}, {seconds:.2f} s "
+                  f"({cpu:.2f} s CPU)")
+    ratios = [min(res[n][2] for n, _, _ in runs[:2]) / res[runs[2][0]][2] for res in rounds]
+    spread = f" (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)" if len(ratios) > 1 else ""
+    print(f"fastbp.scratch is {statistics.median(ratios):.2f}x faster end to end than the book "
+          f"at its faster BLAS setting{spread}")
     return 0
 
 
