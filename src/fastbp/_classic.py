@@ -168,7 +168,7 @@ def accuracy(net: Any, data: Any, convert: bool = False) -> int:
 
 def total_cost(net: Any, data: Any, lmbda: float, convert: bool = False) -> Any:
     """network2.py's total_cost, through ``net.feedforward`` and ``net.cost.fn``."""
-    cost = 0.0
+    cost: float | np.floating[Any] = 0.0
     for x, y in data:
         a = net.feedforward(x)
         if convert:

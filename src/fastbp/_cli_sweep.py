@@ -106,7 +106,8 @@ def register(sub: Any) -> None:
 
 def _grid(args: argparse.Namespace) -> tuple[dict, dict]:
     """Options with several values form the grid; single values are fixed options."""
-    grid, options = {}, {}
+    grid: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     for option, name in PARAMS.items():
         values = getattr(args, option)
         (grid if len(values) > 1 else options)[name] = values if len(values) > 1 else values[0]

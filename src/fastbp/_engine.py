@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -566,8 +566,8 @@ class CompiledNetwork:
         outs = sizes[1:]
         gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in outs]
         gwt = [np.zeros((a, _core.padded(n)), dtype=self.dtype) for a, n in zip(sizes, outs)]
-        _core.grad_sum(net, packed.indptr, packed.split, packed.indices, packed.values, packed.y,
-                       gb, gwt)
+        _core.grad_sum(net, packed.indptr, packed.split, packed.indices, packed.values,
+                       cast(np.ndarray, packed.y), gb, gwt)  # (packed for "train")
         return ([g[:n].reshape(-1, 1).copy() for g, n in zip(gb, outs)],
                 [np.ascontiguousarray(g[:, :n].T) for g, n in zip(gwt, outs)])
 
@@ -581,7 +581,8 @@ class CompiledNetwork:
         the buffers hold the parameters after the last completed mini-batch; the caller
         publishes them."""
         params = wt + b
-        args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
+        args = (packed.indptr, packed.split, packed.indices, packed.values,
+                cast(np.ndarray, packed.y))  # (packed for "train")
         train = _core.train if get_kernels() == "fused" else loops_trainer(self, wt, b)
         try:
             train(net, *args, order, batch, eta, lmbda, n_total, threads)
@@ -640,9 +641,10 @@ class CompiledNetwork:
                     items = data.items(self)
                     for k in range(0, data.n, batch):
                         self._classic_step(items[k:k + batch], eta, lmbda, data.n)
-                eta = after_epoch(j, data, eta)
-                if eta is None:
+                next_eta = after_epoch(j, data, eta)
+                if next_eta is None:
                     break
+                eta = next_eta
         finally:
             self._release()
 
@@ -662,10 +664,11 @@ class CompiledNetwork:
             kept = [sizes, wt, b, self._cost_code(), None, None, (), ()]
             kept.append(self._net(wt, b, sizes))
         sizes, wt, b, net = kept[0], kept[1], kept[2], kept[8]
-        self._check_fits(data.packed, sizes, "training_data")
-        threads = threads_for(sizes, batch, data.packed.density(sizes[0]))
+        packed = cast(Packed, data.packed)  # (packed by _train before the epoch)
+        self._check_fits(packed, sizes, "training_data")
+        threads = threads_for(sizes, batch, packed.density(sizes[0]))
         try:
-            self._run_epoch(net, wt, b, data.packed, data.perm, batch, eta, lmbda,
+            self._run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
                             float(data.n), threads, epoch)
         finally:
             self._publish(wt, b, sizes)
@@ -695,7 +698,8 @@ class CompiledNetwork:
             threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
                                   min_flops=UPDATE_THREAD_MIN_FLOPS)
             _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
-                        packed.y, order, packed.n, eta, lmbda, n_total, threads)
+                        cast(np.ndarray, packed.y), order, packed.n, eta, lmbda, n_total,
+                        threads)
             if not _all_finite(wt + b):
                 raise _diverged(0, 0, eta)
             self._publish(wt, b, sizes)
@@ -921,7 +925,8 @@ class Epoch:
         if packed is not self.packed:
             self.packed = packed
             if packed.order is not None:  # base item k is packed row order[k]
-                self.base = _in_packed_order(self.base, packed.order)
+                # (a list: packed arrays are never reordered)
+                self.base = _in_packed_order(cast(list, self.base), packed.order)
                 self.perm = packed.order[self.perm]
         return self.packed
 
@@ -933,10 +938,11 @@ class Epoch:
             if self.base is None or self.n_out != n_out:
                 self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
                 self.n_out = n_out
-        if self._objects_of is not self.base:  # (a C loop below, not one in Python)
-            self._objects = np.fromiter(self.base, dtype=object, count=len(self.base))
-            self._objects_of = self.base
-        return self._objects[self.perm].tolist()
+        base = cast(list, self.base)  # (made above from the arrays if need be)
+        if self._objects_of is not base:  # (a C loop below, not one in Python)
+            self._objects = np.fromiter(base, dtype=object, count=len(base))
+            self._objects_of = base
+        return cast(np.ndarray, self._objects)[self.perm].tolist()
 
     def reorder_caller(self) -> None:
         if self.caller is not None:
@@ -1007,7 +1013,7 @@ HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedfor
                     "evaluate", "accuracy", "total_cost")
 
 
-def record_originals(cls: type, *functions: Callable) -> None:
+def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:
     """Remember ``cls``'s own methods, so that later replacements are seen as overrides,
     and the module functions the classic code calls by name (``sigmoid``,
     ``sigmoid_prime``), so that a module attribute replaced later is seen too."""

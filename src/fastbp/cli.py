@@ -23,8 +23,9 @@ from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, net
 from ._engine import eval_threads, get_num_threads, set_num_threads
 from ._validate import MAX_COUNT, MAX_LAYERS
 
-COSTS = {"quadratic": network2.QuadraticCost, "cross-entropy": network2.CrossEntropyCost,
-         "log-likelihood": network2.LogLikelihoodCost}
+COSTS: dict[str, network2._KnownCost] = {
+    "quadratic": network2.QuadraticCost, "cross-entropy": network2.CrossEntropyCost,
+    "log-likelihood": network2.LogLikelihoodCost}
 N_TRAINING = 50_000  # the classic split's training images: the largest useful mini-batch
 MAX_SEED = 2**32 - 1  # np.random.seed's range
 PARAMETER_COPIES = 4  # published/kernel buffers, training copies, divergence snapshot, slack
@@ -351,7 +352,7 @@ def _bench(args: argparse.Namespace, extra: list[str]) -> int:
     repo = args.repo or next((p for p in [Path.cwd(), *Path.cwd().parents]
                               if (p / "benchmarks" / "report.py").is_file()), None)
     script = repo / "benchmarks" / "report.py" if repo else None
-    if script is None or not script.is_file():
+    if repo is None or script is None or not script.is_file():
         print("fastbp bench: the benchmarks are not installed with the package "
               "(benchmarks/report.py not found); run it from a fastbp source checkout, or "
               "pass --repo PATH to one", file=sys.stderr)

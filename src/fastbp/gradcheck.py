@@ -13,7 +13,7 @@ difference is only truncation and rounding error); above 1e-5, look again.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
         out = np.empty((packed.n, sizes[-1]))
         _core.forward(handle, packed.indptr, packed.split, packed.indices, packed.values, out, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return float(fn(out, packed.y)) / packed.n
+            return float(fn(out, cast(np.ndarray, packed.y))) / packed.n
 
     rng = np.random.default_rng(seed)
     errors: dict[str, float] = {}

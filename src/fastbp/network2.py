@@ -28,7 +28,7 @@ import json
 import os
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -124,13 +124,16 @@ class LogLikelihoodCost:
             return -np.sum(np.nan_to_num(Y * np.log(A)), axis=1)
 
 
+if TYPE_CHECKING:  # the class of one of fastbp's costs
+    _KnownCost = type[QuadraticCost | CrossEntropyCost | LogLikelihoodCost]
+
 COSTS = {c.__name__: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
 # each cost's own fn and delta, kept when it is defined: the kernels compute these, so a
 # later patch of the class itself (``QuadraticCost.delta = ...``) counts as an override
 _COST_PARTS = {c: {part: getattr(c, part) for part in ("fn", "delta")} for c in COSTS.values()}
 
 
-def _known_cost(cost: Any, part: str, patched: bool = False) -> type | None:
+def _known_cost(cost: Any, part: str, patched: bool = False) -> _KnownCost | None:
     """The fastbp cost class whose ``part`` ("fn" or "delta") ``cost`` (a class or an
     instance) uses unchanged, or None (a user's cost, or one that overrides ``part``, or
     patches it on fastbp's class itself, unless ``patched``)."""
@@ -303,8 +306,8 @@ class Network(CompiledNetwork):
                 accuracy = monitors.evaluation_accuracy()
             if monitor_evaluation_accuracy:
                 evaluation_accuracy.append(accuracy)
-                say(f"Accuracy on evaluation data: {monitors.evaluation_accuracy_again(accuracy)}"
-                    f" / {n_data}")
+                again = monitors.evaluation_accuracy_again(cast(int, accuracy))
+                say(f"Accuracy on evaluation data: {again} / {n_data}")
             if monitor_gradient_norms:
                 self.__dict__.setdefault("gradient_norm_history", []).append(
                     self._epoch_norms(epoch))
@@ -390,7 +393,7 @@ class Network(CompiledNetwork):
             return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
-        return self._total_cost(packed, packed.y, lmbda)
+        return self._total_cost(packed, cast(np.ndarray, packed.y), lmbda)
 
     def save(self, filename: str | os.PathLike) -> None:
         """Save the network as the classic JSON (``sizes``, ``weights``, ``biases``,
@@ -428,7 +431,7 @@ class Network(CompiledNetwork):
         if order is not None:
             A, Y = A[order], Y[order]
         n = packed.n
-        known = _known_cost(self.cost, "fn")
+        known = cast("_KnownCost", _known_cost(self.cost, "fn"))  # (callers checked fn)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             per_sample = known.rows(A, Y) / n
         cost = np.cumsum(per_sample)[-1]  # 0.0 + c_0 + c_1 + ..., in that order
@@ -499,26 +502,27 @@ class _Monitors:
         if self.honour_cost:
             return self.net.total_cost(epoch.data(self.net), lmbda)
         packed = epoch.pack(self.net)
-        return self.net._total_cost(packed, packed.y, lmbda, epoch.perm)
+        return self.net._total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm)
 
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(epoch.data(self.net), convert=True)
         packed = epoch.pack(self.net)
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
-                          == np.argmax(packed.y, axis=1)))
+                          == np.argmax(cast(np.ndarray, packed.y), axis=1)))
 
     def evaluation_cost(self, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
-        self._prepare()
-        return self.net._total_cost(self.evaluation, self.evaluation_y, lmbda)
+        self._prepare()  # (sets both)
+        return self.net._total_cost(cast(Packed, self.evaluation),
+                                    cast(np.ndarray, self.evaluation_y), lmbda)
 
     def evaluation_accuracy(self) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(self.evaluation_data)
         self._prepare()
-        return self.net._accuracy(self.evaluation)
+        return self.net._accuracy(cast(Packed, self.evaluation))
 
     def evaluation_accuracy_again(self, accuracy: int) -> int:
         """network2.py calls accuracy a second time for its printed line."""
@@ -532,7 +536,7 @@ def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
     if n_out != 10:
         raise ValueError(f"convert=True one-hot encodes labels as 10-vectors "
                          f"(vectorized_result), but the network has {n_out} outputs")
-    labels = packed.labels
+    labels = cast(np.ndarray, packed.labels)  # (packed for "label")
     if packed.float_label >= 0:
         raise FloatLabelError(f"{what}[{packed.float_label}]: the label is a float; "
                               "convert=True one-hot encodes labels with vectorized_result, "

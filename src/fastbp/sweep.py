@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -132,7 +132,7 @@ def plan(grid: Mapping[str, Sequence[Any]], epochs: int, seeds: Sequence[int],
                                or fixed.get("monitor_evaluation_accuracy")):
         raise ValueError("monitoring evaluation cost/accuracy, early_stopping_n and "
                          "lr_schedule_n need evaluation_data")
-    runs = []
+    runs: list[Run] = []
     for combo in itertools.product(*values.values()):
         chosen = dict(zip(values, combo))
         setting = {**fixed, **chosen}
@@ -201,7 +201,8 @@ def _check_seeds(seeds: Any) -> list[int]:
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**32:
+        if (isinstance(s, bool) or not isinstance(s, numbers.Integral)
+                or not 0 <= cast(int, s) < 2**32):
             raise ValueError(f"seeds must be integers in 0..2**32-1 (np.random.seed's "
                              f"range), got {s!r}")
     return [int(s) for s in seeds]

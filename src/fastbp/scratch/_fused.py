@@ -15,7 +15,7 @@ per-sample gradients summed over the batch, the book's (y - t) / N averages them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -123,6 +123,12 @@ def _bad_item(exc: ValueError) -> ValueError:
     return ValueError(f"x[{str(exc).split()[1]}] contains NaN or inf")
 
 
+@overload
+def pack_t(t: Any, n: int, n_out: int,
+           labels: Literal[True] = ...) -> tuple[np.ndarray, np.ndarray | None]: ...
+@overload
+def pack_t(t: Any, n: int, n_out: int,
+           labels: bool = ...) -> tuple[np.ndarray | None, np.ndarray | None]: ...
 def pack_t(t: Any, n: int, n_out: int,
            labels: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(labels, Y)`` for targets ``t``: integer labels (n,) (Y is None: build it with
@@ -269,7 +275,7 @@ class Kernels:
         return {"sizes": self.sizes, "activation": self.activation}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["sizes"], state["activation"])
+        type(self).__init__(self, state["sizes"], state["activation"])
 
     @property
     def n_layers(self) -> int:
@@ -311,11 +317,11 @@ class Kernels:
         """``(full, scores, w1)`` for the current values of ``params`` (see the class);
         ``w1`` is None with ``whole`` (W1 copied into the handles' own buffer)."""
         if self._handles is None:
-            wt, b = self.buffers(params)
-            full = self.net(wt, b)
+            wt, bs = self.buffers(params)
+            full = self.net(wt, bs)
             # (the unpadded part of each buffer, which a call refreshes)
-            views = [(w[:, :n], c[:n]) for w, c, n in zip(wt, b, self.sizes[1:])]
-            self._handles = (wt, b, full, self.net(wt, b, SCORES), views)
+            views = [(w[:, :n], c[:n]) for w, c, n in zip(wt, bs, self.sizes[1:])]
+            self._handles = (wt, bs, full, self.net(wt, bs, SCORES), views)
         wt, bs, full, scores, views = self._handles
         w1 = None
         array = self._array
@@ -411,7 +417,8 @@ class Kernels:
             return None
         n = X.shape[0]
         full, _, w1 = self.load(params)  # (the checks, once)
-        wt, bs = self._handles[0], self._handles[1]
+        handles = cast(tuple, self._handles)  # (made by load)
+        wt, bs = handles[0], handles[1]
         copies = []
         for l, n_out in enumerate(self.sizes[1:], start=1):
             copies.append((bs[l - 1][:n_out], params[f"b{l}"]))
@@ -426,7 +433,7 @@ class Kernels:
             _forward(full, X, out, w1, acts)
             return out
 
-        run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  (the last call's)
+        run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  # (the last call's)
         return run
 
     def grad_mean(self, params: dict, X: np.ndarray,

@@ -15,7 +15,7 @@ the book's own code, with one ``SlowPathWarning``; ``loss`` and ``accuracy`` cal
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -104,7 +104,8 @@ class TwoLayerNet:
             return self._book_gradient(x, t)
         X = _fused.as_rows(x, self._kernels.sizes[0])
         _, Y = _fused.pack_t(t, X.shape[0], self._kernels.sizes[-1], labels=False)
-        dWs, dbs, _, _ = self._kernels.grad_mean(self.params, X, Y)
+        # (Y is t's one-hot rows: _blocker checked them)
+        dWs, dbs, _, _ = self._kernels.grad_mean(self.params, X, cast(np.ndarray, Y))
         if not _core.all_finite(dbs):  # deltas overflowed: the book's 0 * NaN for blank
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")  # pixels
             return self._book_gradient(x, t)

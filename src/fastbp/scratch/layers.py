@@ -5,7 +5,8 @@ kernels."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 
@@ -22,19 +23,26 @@ def _no_forward(layer: object) -> RuntimeError:
 __all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss"]
 
 
-class _Kept:
+_T = TypeVar("_T")
+
+
+class _Kept(Generic[_T]):
     """A layer attribute that the book's forward pass sets (``Relu.mask``, ``Affine.x``,
     ...): an assignment sets it, as in the book; a fused network call leaves instead the
     array it is made from (``keep``), private to fastbp, and the value is made when first
     read.  Reading another core's freshly written activations costs more than the rest
     of a call's bookkeeping, and most scripts never read them."""
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Callable[[Any], _T]) -> None:
         self.make = make
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.slot, self.src = f"_{name}", f"_{name}_from"
 
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Kept[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T | None: ...
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
@@ -44,7 +52,7 @@ class _Kept:
             state[self.slot], state[self.src] = self.make(src), None
         return state.get(self.slot)
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def __set__(self, obj: Any, value: _T | None) -> None:
         obj.__dict__[self.slot], obj.__dict__[self.src] = value, None
 
 
@@ -57,10 +65,11 @@ class Relu:
     """out = max(0, x); backward passes dout where x > 0 (and zeroes it, in place,
     elsewhere)."""
 
-    mask = _Kept(lambda out: out <= 0)  # (from the output: out <= 0 exactly where x <= 0)
+    # (from the output: out <= 0 exactly where x <= 0)
+    mask: _Kept[np.ndarray] = _Kept(lambda out: out <= 0)
 
     def __init__(self) -> None:
-        self.mask: np.ndarray | None = None
+        self.mask = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.mask = x <= 0
@@ -78,10 +87,10 @@ class Relu:
 class Sigmoid:
     """out = sigmoid(x); backward: dout * (1 - out) * out."""
 
-    out = _Kept(np.copy)
+    out: _Kept[np.ndarray] = _Kept(np.copy)
 
     def __init__(self) -> None:
-        self.out: np.ndarray | None = None
+        self.out = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.out = sigmoid(x)
@@ -97,11 +106,11 @@ class Affine:
     """out = x W + b for rows x (N, in) (higher-rank x is flattened per sample), W (in, out);
     backward sets ``dW = x^T dout`` and ``db = sum of dout over the batch``."""
 
-    x = _Kept(np.copy)
+    x: _Kept[np.ndarray] = _Kept(np.copy)
 
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         self.W, self.b = W, b
-        self.x: np.ndarray | None = None
+        self.x = None
         self.original_x_shape: tuple | None = None
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
@@ -117,12 +126,15 @@ class Affine:
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        return dx.reshape(*self.original_x_shape)
+        return dx.reshape(*cast(tuple, self.original_x_shape))  # (set with x)
 
 
 class SoftmaxWithLoss:
     """Softmax then the cross-entropy error, averaged over the batch; backward gives
     (y - t) / N."""
+
+    _loss: float | None
+    _pending: tuple[np.ndarray, np.ndarray] | None
 
     def __init__(self) -> None:
         self.loss = None

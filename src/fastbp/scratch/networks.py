@@ -23,7 +23,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class FusedNet:
     weight_decay_lambda: float = 0
     params: dict
     layers: OrderedDict
+    lastLayer: Any  # (MultiLayerNet: a property)
     _kernels: _fused.Kernels
     _ACTIVATION_NAME = "Activation_function"  # layers' key prefix for the hidden activations
     _BOOK_DECAY = True  # the book's loss and gradient add the weight-decay terms (even for 0)
@@ -210,7 +211,7 @@ class FusedNet:
         self.__dict__["_warned"].update(f"rebound {key}" for key in new)
 
     def _forget_forward(self, last: bool = False,
-                        grads: tuple[list | None, list] | None = None) -> None:
+                        grads: tuple[list | None, list | None] | None = None) -> None:
         """Clear what the layers (and with ``last`` the last layer) kept from an earlier
         forward pass (the fused methods do not run them, so it would be stale: their
         backward then raises instead of going back through another batch).  The Affine
@@ -361,8 +362,8 @@ class FusedNet:
             return self._book_gradient(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1], labels=False)
-        if Y is None:
-            Y = _fused.one_hot(labels, self._sizes[-1])
+        if Y is None:  # (then t held labels)
+            Y = _fused.one_hot(cast(np.ndarray, labels), self._sizes[-1])
         weights = self._weights()
         dWs, dbs, y, hidden = self._kernels.grad_mean(weights, X, Y)
         if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
@@ -457,7 +458,7 @@ class FusedNet:
             value = keep_loss(outputs(), t, labels, picks)
             return value + decay_loss() if decay else value
 
-        loss.hidden = outputs.hidden  # type: ignore[attr-defined]  (the last call's)
+        loss.hidden = outputs.hidden  # type: ignore[attr-defined]  # (the last call's)
         return loss
 
     def fit(self, x: Any, t: Any, epochs: int = 1, batch_size: int = 100,
@@ -597,7 +598,7 @@ def _walking(net: FusedNet) -> Iterator[None]:
 
 def _walks_layers(net: FusedNet) -> bool:
     nets = _walks.__dict__.get("nets")
-    return bool(nets) and id(net) in nets
+    return bool(nets and id(net) in nets)
 _ORIGINALS = {name: FusedNet.__dict__[name]
               for name in ("predict", "loss", "accuracy", "gradient")}
 
