@@ -24,6 +24,10 @@ def relu(x):
     return np.maximum(0, x)
 
 
+def sigmoid_grad(x):
+    return (1.0 - sigmoid(x)) * sigmoid(x)
+
+
 def softmax(x):
     """Row-wise softmax, with each row's maximum subtracted first (no overflow)."""
     x = x - np.max(x, axis=-1, keepdims=True)
@@ -265,7 +269,7 @@ class Ch04TwoLayerNet:
         y = softmax(np.dot(z1, W2) + self.params["b2"])
         dy = (y - t) / x.shape[0]
         grads = {"W2": np.dot(z1.T, dy), "b2": np.sum(dy, axis=0)}
-        dz1 = (1.0 - sigmoid(a1)) * sigmoid(a1) * np.dot(dy, W2.T)
+        dz1 = sigmoid_grad(a1) * np.dot(dy, W2.T)
         grads["W1"] = np.dot(x.T, dz1)
         grads["b1"] = np.sum(dz1, axis=0)
         return grads

@@ -219,17 +219,56 @@ def test_nan_inside_the_network_is_not_hidden_by_relu(n):
 @pytest.mark.parametrize("n", [1, 100, 513])
 @pytest.mark.parametrize("key", ["W1", "b1", "W2", "b3"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_params_holding_nan_or_inf_are_refused(n, key, bad):
+def test_params_holding_nan_or_inf_run_the_book_code(n, key, bad):
     """The kernels skip zero pixels, so a non-finite weight of a pixel that is 0 would
-    vanish where the book's product gives 0 * inf = NaN: every fused method refuses
-    params holding NaN or inf, naming the key, rather than compute something else."""
-    net, _ = twins("MultiLayerNet", 6, [4, 3], 2)
-    net.params[key].flat[-1] = bad
-    x, t = np.zeros((n, 6)), np.zeros(n, dtype=int)  # all pixels 0
-    for method in ("predict", "loss", "accuracy", "gradient", "fit"):
-        args = (x,) if method == "predict" else (x, t)
-        with pytest.raises(ValueError, match=rf"params\['{key}'\] contains NaN or inf"):
-            getattr(net, method)(*args)
+    vanish where the book's product gives 0 * inf = NaN.  A diverged network (a
+    hyper-parameter search's large learning rate) is not an error in the book's scripts:
+    its methods give NaN scores and losses and go on, so fastbp's run the book's code,
+    with one SlowPathWarning naming the array; ``fit`` (fastbp's own) refuses them."""
+    net, book = twins("MultiLayerNet", 6, [4, 3], 2)
+    rng = np.random.default_rng(n)
+    randomize(net, book, rng)
+    for a in (net.params[key], book.params[key]):
+        a.flat[-1] = bad
+    x, t = batch(rng, n, 6, 2, onehot=False)
+    x[:, -1] = 0  # the pixel of W1's last row is blank
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for method in ("predict", "loss", "accuracy", "gradient"):
+            args = (x,) if method == "predict" else (x, t)
+            got = getattr(net, method)(*args)
+            want = getattr(book, method)(*args)
+            if method == "gradient":
+                for k in want:
+                    np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-15)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    slow = [str(w.message) for w in caught if w.category is SlowPathWarning]
+    assert len(slow) == 1 and f"params['{key}'] contains NaN or inf" in slow[0]
+    with pytest.raises(ValueError, match=rf"params\['{key}'\] contains NaN or inf"):
+        net.fit(x, t)
+
+
+def test_a_diverging_training_loop_goes_on_as_the_book_does():
+    """The book's loop with a learning rate that makes it diverge: losses become NaN
+    and accuracy drops, in fastbp as in the book, instead of an exception midway."""
+    net, book = twins("TwoLayerNet", 20, 8, 3)
+    rng = np.random.default_rng(3)
+    x, t = batch(rng, 60, 20, 3, onehot=True)
+    for nn in (net, book):
+        nn.losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # the book's overflows
+        for i in range(30):
+            for nn in (net, book):
+                grads = nn.gradient(x[i % 3::3], t[i % 3::3])
+                for k in ("W1", "b1", "W2", "b2"):
+                    nn.params[k] -= 1e200 * grads[k]
+                nn.losses.append(nn.loss(x, t))
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+    np.testing.assert_array_equal(np.isnan(net.losses), np.isnan(book.losses))
+    assert np.isnan(net.losses[-1])
 
 
 @pytest.mark.parametrize("n", [1, 513])
@@ -1303,9 +1342,29 @@ def test_fit_that_cannot_update_a_param_in_place_changes_none(make):
 ])
 def test_bad_input_is_named(x, t, match):
     net = scratch.TwoLayerNet(5, 4, 3)
-    for method in (net.loss, net.accuracy, net.gradient, net.fit):
+    for method in (net.loss, net.gradient, net.fit):
         with pytest.raises(ValueError, match=match):
             method(x, t)
+    if match.startswith(r"t\[") or "expected" in match:  # accuracy: as the book's
+        np.random.seed(0)
+        book = ref.TwoLayerNet(5, 4, 3)
+        np.random.seed(0)
+        net = scratch.TwoLayerNet(5, 4, 3)
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+    else:
+        with pytest.raises(ValueError, match=match):
+            net.accuracy(x, t)
+
+
+@pytest.mark.parametrize("t", [np.array([0.0, 2.0, 1.0, 5.0]), np.array([[0], [2], [1], [1]]),
+                               np.array([1, 2, 3, 4]), np.array([0.5, 2.0, 1.0, 0.0])])
+def test_accuracy_compares_labels_as_the_book(t):
+    """Float labels, labels out of range, a column of labels: the book's accuracy compares
+    them with the predicted classes as they are (a column: its argmax, 0)."""
+    net, book = twins("TwoLayerNet", 5, 4, 3)
+    randomize(net, book, np.random.default_rng(1))
+    x = np.random.default_rng(2).random((4, 5))
+    assert net.accuracy(x, t) == book.accuracy(x, t)
 
 
 def test_bad_types_are_named():
@@ -1495,7 +1554,64 @@ def test_long_double_inputs_or_targets_are_refused():
     x, t = np.full((2, 4), 0.5), np.eye(2)
     for args in ((x.astype(np.longdouble), t), (x, t.astype(np.longdouble))):
         for method in (net.loss, net.gradient, net.accuracy):
+            if method == net.accuracy and args[1] is not t:
+                continue  # (accuracy compares t's argmax: exact)
             with pytest.raises(TypeError, match="long double"):
                 method(*args)
     with pytest.raises(TypeError, match="long double"):
         net.predict(x.astype(np.longdouble))
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softmax", "cross_entropy_error"])
+def test_a_replaced_layers_function_is_honoured(name, monkeypatch):
+    """The book's layers call sigmoid, softmax and cross_entropy_error by their names in
+    common/layers.py: replacing one in fastbp.scratch.layers changes what the layers
+    compute, so the fused methods walk them instead (one warning), as the book's would."""
+    from fastbp.scratch import layers
+
+    net, book = twins("MultiLayerNet", 6, [5], 3, activation="sigmoid")
+    randomize(net, book, np.random.default_rng(8))
+    x, t = batch(np.random.default_rng(9), 7, 6, 3, onehot=True)
+    replacement = {"sigmoid": lambda a: np.clip(0.2 * a + 0.5, 0, 1),
+                   "softmax": lambda a: np.exp(a) / np.exp(a).sum(axis=1, keepdims=True),
+                   "cross_entropy_error": lambda y, t: float(np.sum((y - t) ** 2))}[name]
+    monkeypatch.setattr(layers, name, replacement)
+    monkeypatch.setattr(ref, name, replacement)
+    with pytest.warns(SlowPathWarning, match=rf"layers\.{name} is not fastbp's"):
+        got = net.loss(x, t)
+    assert got == pytest.approx(book.loss(x, t), rel=1e-12)
+    grads, want = net.gradient(x, t), book.gradient(x, t)
+    for key in want:
+        np.testing.assert_allclose(grads[key], want[key], rtol=1e-12, atol=1e-15)
+
+
+def test_one_output_with_labels_is_refused_as_the_book_fails():
+    """With one output unit the book's cross_entropy_error takes a t of N values as
+    one-hot rows (t.size == y.size) and fails: a clear error, not a number."""
+    net = scratch.TwoLayerNet(4, 5, 1)
+    x = np.random.default_rng(0).random((8, 4))
+    for method in (net.loss, net.gradient):
+        with pytest.raises(ValueError, match=r"one output .* pass \(8, 1\) rows"):
+            method(x, np.zeros(8, dtype=int))
+    assert np.isfinite(net.loss(x, np.ones((8, 1))))
+
+
+def test_star_imports_give_what_the_books_give():
+    """``from common.functions import *`` and ``from common.layers import *`` give the
+    book's scripts numpy as np and every function (ch04/two_layer_net.py relies on it)."""
+    names: dict = {}
+    exec("from fastbp.scratch.functions import *", names)
+    for name in ("np", "identity_function", "step_function", "sigmoid", "sigmoid_grad",
+                 "relu", "relu_grad", "softmax", "sum_squared_error", "cross_entropy_error",
+                 "softmax_loss"):
+        assert name in names, name
+    exec("from fastbp.scratch.layers import *", names)
+    assert {"Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", "softmax", "np"} <= set(names)
+    f = names
+    x = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(f["step_function"](x), [[0, 0, 1]])
+    np.testing.assert_array_equal(f["relu_grad"](x), [[0, 1, 1]])
+    assert f["sigmoid_grad"](np.zeros(1))[0] == 0.25
+    assert f["sum_squared_error"](np.ones(3), np.zeros(3)) == 1.5
+    assert f["softmax_loss"](x, np.array([2])) == f["cross_entropy_error"](f["softmax"](x),
+                                                                          np.array([2]))

@@ -175,11 +175,53 @@ def test_bad_input_and_params_are_named():
     net = TwoLayerNet(5, 4, 3)
     with pytest.raises(ValueError, match=r"x\[1\] contains NaN"):
         net.predict(np.array([[1.0] * 5, [np.nan] * 5]))
-    net.params["W2"][0, 0] = np.inf
-    with pytest.raises(ValueError, match=r"params\['W2'\] contains NaN or inf"):
-        net.gradient(np.ones((2, 5)), np.eye(3)[:2])
     with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
         TwoLayerNet(5, 0, 3)
+
+
+def test_params_holding_nan_or_inf_run_the_book_code():
+    """A diverged network's NaN or inf weights: the book's methods compute on (NaN
+    results), and so do fastbp's, running the book's code with one warning."""
+    net, book = twins(5, 4, 3)
+    randomize(net, book, np.random.default_rng(4))
+    for nn in (net, book):
+        nn.params["W2"][0, 0] = np.inf
+        nn.params["W1"][-1, 1] = np.nan
+    x, t = np.random.default_rng(5).random((6, 5)), np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    x[:, -1] = 0  # NaN weights of a blank pixel: the book's 0 * NaN is NaN
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        np.testing.assert_array_equal(net.predict(x), book.predict(x))
+        got, want = net.gradient(x, t), book.gradient(x, t)
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    slow = [str(w.message) for w in caught if w.category is SlowPathWarning]
+    assert len(slow) == 1 and "params['W1'] contains NaN or inf" in slow[0]
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softmax", "sigmoid_grad"])
+def test_a_replaced_module_function_is_honoured(name, monkeypatch):
+    """The book's methods call sigmoid, softmax and sigmoid_grad by their names in the
+    module: replacing one there changes what they compute, and fastbp's follow it."""
+    from fastbp.scratch import ch04
+
+    net, book = twins(5, 4, 3)
+    randomize(net, book, np.random.default_rng(6))
+    x, t = np.random.default_rng(7).random((6, 5)), np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    replacement = {"sigmoid": lambda a: np.clip(0.2 * a + 0.5, 0, 1),
+                   "softmax": lambda a: np.exp(a) / np.exp(a).sum(axis=1, keepdims=True),
+                   "sigmoid_grad": lambda a: np.ones_like(a)}[name]
+    if name == "sigmoid":  # (the book's sigmoid_grad calls common.functions' sigmoid)
+        monkeypatch.setattr(ref, "sigmoid_grad", lambda a, s=ref.sigmoid: (1.0 - s(a)) * s(a))
+    monkeypatch.setattr(ch04, name, replacement)
+    monkeypatch.setattr(ref, name, replacement)
+    with pytest.warns(SlowPathWarning, match=rf"ch04\.{name} is not fastbp's"):
+        got = net.gradient(x, t)
+    want = book.gradient(x, t)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(net.predict(x), book.predict(x), rtol=1e-12)
 
 
 def test_pickle_round_trip():

@@ -143,6 +143,9 @@ def pack_t(t: Any, n: int, n_out: int,
     if t.ndim == 0 or t.shape[0] != n:
         raise ValueError(f"t has shape {t.shape}, but x holds {n} samples")
     if t.ndim == 1:
+        if n_out == 1:  # (the book's cross_entropy_error: t.size == y.size, so "one-hot")
+            raise ValueError(f"t has shape {t.shape}: with one output the book takes t of "
+                             f"{n} values as one-hot rows and fails; pass ({n}, 1) rows")
         if t.dtype.kind not in "iu":
             raise TypeError(f"t must hold integer labels (or one-hot rows), got dtype {t.dtype}")
         bad = np.flatnonzero((t < 0) | (t >= n_out))
@@ -235,11 +238,17 @@ def _name(params: dict, key: str) -> str:
     return params.name(key) if isinstance(params, Weights) else f"params[{key!r}]"
 
 
+class NonFiniteParams(ValueError):
+    """A weight or bias holds NaN or inf: the kernels skip zero pixels, so such a weight
+    of a blank pixel would vanish where the book's product gives 0 * inf = NaN.  (The
+    book's methods then run instead; ``fit`` raises it.)"""
+
+
 def _refuse_nonfinite(params: dict, keys: list[str], arrays: list[np.ndarray]) -> None:
-    """Raise the ValueError naming the first of ``keys`` whose array holds NaN or inf."""
+    """Raise NonFiniteParams naming the first of ``keys`` whose array holds NaN or inf."""
     for key, a in zip(keys, arrays):
         if not _core.all_finite([a]):
-            raise ValueError(f"{_name(params, key)} contains NaN or inf")
+            raise NonFiniteParams(f"{_name(params, key)} contains NaN or inf")
 
 
 class Kernels:

@@ -22,9 +22,13 @@ import numpy as np
 from .. import _core
 from .._engine import warn_slow
 from . import _fused
-from .functions import cross_entropy_error, numerical_gradient, sigmoid, softmax
+from .functions import cross_entropy_error, numerical_gradient, sigmoid, sigmoid_grad, softmax
 
 __all__ = ["TwoLayerNet"]
+
+# the functions the book's methods call by their names in this module: replacing one
+# (ch04.sigmoid = ...) changes what the book computes, so fastbp then runs the book's code
+_FUNCTIONS = {"sigmoid": sigmoid, "sigmoid_grad": sigmoid_grad, "softmax": softmax}
 
 
 class TwoLayerNet:
@@ -48,6 +52,10 @@ class TwoLayerNet:
         if "_kernels" not in self.__dict__:  # (a subclass's own __init__ set params alone)
             return (f"{type(self).__name__}.__init__ did not call TwoLayerNet.__init__ "
                     "(which sets up fastbp's kernels)")
+        names = globals()
+        for name, function in _FUNCTIONS.items():
+            if names.get(name) is not function:
+                return f"fastbp.scratch.ch04.{name} is not fastbp's {name}"
         n_in, n_out = self._kernels.sizes[0], self._kernels.sizes[-1]
         if getattr(x, "ndim", None) != 2 or x.shape[1] != n_in or not x.shape[0]:
             return f"x of shape {np.shape(x)} (the kernels take rows (N, {n_in}))"
@@ -75,7 +83,12 @@ class TwoLayerNet:
         if cause:
             warn_slow(self, cause, "predict")
             return self._book_predict(x)
-        return self._kernels.activations(self.params, _fused.as_rows(x, self._kernels.sizes[0]))
+        try:
+            return self._kernels.activations(self.params,
+                                             _fused.as_rows(x, self._kernels.sizes[0]))
+        except _fused.NonFiniteParams as exc:  # (a diverged net: the book's NaN)
+            warn_slow(self, str(exc), "predict")
+            return self._book_predict(x)
 
     def loss(self, x: Any, t: Any) -> float:
         """The cross-entropy error of ``predict(x)`` (the book's formula)."""
@@ -105,7 +118,11 @@ class TwoLayerNet:
         X = _fused.as_rows(x, self._kernels.sizes[0])
         _, Y = _fused.pack_t(t, X.shape[0], self._kernels.sizes[-1], labels=False)
         # (Y is t's one-hot rows: _blocker checked them)
-        dWs, dbs, _, _ = self._kernels.grad_mean(self.params, X, cast(np.ndarray, Y))
+        try:
+            dWs, dbs, _, _ = self._kernels.grad_mean(self.params, X, cast(np.ndarray, Y))
+        except _fused.NonFiniteParams as exc:
+            warn_slow(self, str(exc), "gradient")
+            return self._book_gradient(x, t)
         if not _core.all_finite(dbs):  # deltas overflowed: the book's 0 * NaN for blank
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")  # pixels
             return self._book_gradient(x, t)
@@ -134,7 +151,7 @@ class TwoLayerNet:
         grads["W2"] = np.dot(z1.T, dy)
         grads["b2"] = np.sum(dy, axis=0)
         da1 = np.dot(dy, W2.T)
-        dz1 = (1.0 - sigmoid(a1)) * sigmoid(a1) * da1
+        dz1 = sigmoid_grad(a1) * da1
         grads["W1"] = np.dot(x.T, dz1)
         grads["b1"] = np.sum(dz1, axis=0)
         return grads

@@ -4,10 +4,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["cross_entropy_error", "numerical_gradient", "relu", "sigmoid", "softmax"]
+# what the book's ``from common.functions import *`` gives (numpy as np included: its
+# scripts rely on it)
+__all__ = ["cross_entropy_error", "identity_function", "np", "numerical_gradient", "relu",
+           "relu_grad", "sigmoid", "sigmoid_grad", "softmax", "softmax_loss", "step_function",
+           "sum_squared_error"]
+
+
+def identity_function(x: Any) -> Any:
+    """x itself."""
+    return x
+
+
+def step_function(x: Any) -> np.ndarray:
+    """1 where x > 0, else 0 (integers)."""
+    return np.array(x > 0, dtype=int)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -15,9 +30,21 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
+def sigmoid_grad(x: np.ndarray) -> np.ndarray:
+    """The sigmoid's derivative at x: (1 - sigmoid(x)) sigmoid(x)."""
+    return (1.0 - sigmoid(x)) * sigmoid(x)
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     """max(0, x), elementwise."""
     return np.maximum(0, x)
+
+
+def relu_grad(x: np.ndarray) -> np.ndarray:
+    """1 where x >= 0, else 0 (x's dtype)."""
+    grad = np.zeros_like(x)
+    grad[x >= 0] = 1
+    return grad
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -37,6 +64,17 @@ def cross_entropy_error(y: np.ndarray, t: np.ndarray) -> float:
         t = t.argmax(axis=1)
     batch_size = y.shape[0]
     return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+def sum_squared_error(y: np.ndarray, t: np.ndarray) -> float:
+    """0.5 * sum((y - t)**2)."""
+    return 0.5 * np.sum((y - t) ** 2)
+
+
+def softmax_loss(X: np.ndarray, t: np.ndarray) -> float:
+    """cross_entropy_error(softmax(X), t)."""
+    y = softmax(X)
+    return cross_entropy_error(y, t)
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 import numpy as np
 
+from . import functions
+from .functions import *  # noqa: F403 - as the book's common/layers.py (its star import gives them)
 from .functions import cross_entropy_error, sigmoid, softmax
 
 
@@ -20,7 +22,9 @@ def _no_forward(layer: object) -> RuntimeError:
         "and clear what an earlier forward kept); run the layers' forward first, as the "
         "book's gradient does, or call the network's gradient")
 
-__all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss"]
+# the layers, and what the book's ``from common.layers import *`` gives besides them: the
+# functions and numpy as np
+__all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", *functions.__all__]
 
 
 _T = TypeVar("_T")

@@ -30,6 +30,7 @@ import numpy as np
 from .. import _core
 from .._engine import warn_slow, warn_user
 from . import _fused
+from . import layers as _layers
 from .functions import numerical_gradient
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, keep
 
@@ -125,6 +126,8 @@ class FusedNet:
         patched = _patched_class()
         if patched:
             return f"{patched} is not fastbp's"
+        if kernels.activation == "sigmoid" and _layers.__dict__.get("sigmoid") is not _SIGMOID:
+            return "fastbp.scratch.layers.sigmoid is not fastbp's sigmoid"
         if len(set(layers.values())) < len(plan):  # (fastbp's layers hash by identity)
             return "one layer object stands at two places in the network's layers"
         if method in ("loss", "gradient", "fit"):
@@ -142,6 +145,9 @@ class FusedNet:
             if patched:
                 return (f"the last layer's {patched} is set on the layer, over fastbp's "
                         f"SoftmaxWithLoss.{patched}")
+            for name, function in _LOSS_FUNCTIONS.items():
+                if _layers.__dict__.get(name) is not function:
+                    return f"fastbp.scratch.layers.{name} is not fastbp's {name}"
         return None
 
     def _integer_cause(self, x: Any) -> str | None:
@@ -268,7 +274,11 @@ class FusedNet:
         if cause:
             warn_slow(self, cause, "predict")
             return self._book_predict(x)
-        return self._scores(x, _fused.as_rows(x, self._sizes[0]))
+        try:
+            return self._scores(x, _fused.as_rows(x, self._sizes[0]))
+        except _fused.NonFiniteParams as exc:  # (a diverged net: the book's NaN scores)
+            warn_slow(self, str(exc), "predict")
+            return self._book_predict(x)
 
     def _scores(self, x: Any, X: np.ndarray) -> np.ndarray:
         """The last Affine layer's scores for ``x`` (rows ``X``), the layers left as the
@@ -289,7 +299,11 @@ class FusedNet:
             return self._book_loss(x, t)
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y, hidden = self._kernels.activations(self._weights(), X, hidden=True)
+        try:
+            y, hidden = self._kernels.activations(self._weights(), X, hidden=True)
+        except _fused.NonFiniteParams as exc:
+            warn_slow(self, str(exc), "loss")
+            return self._book_loss(x, t)
         self._keep_forward(x, hidden)
         loss = self._keep_loss(y, t, labels)
         return loss + self._decay_loss() if self._decay_counts() else loss
@@ -348,9 +362,12 @@ class FusedNet:
             warn_slow(self, cause, "accuracy")
             return self._book_accuracy(x, t)
         X = _fused.as_rows(x, self._sizes[0])
-        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        y = np.argmax(self._scores(x, X), axis=1)
-        return np.sum(y == labels) / float(X.shape[0])
+        try:
+            y = np.argmax(self._scores(x, X), axis=1)
+        except _fused.NonFiniteParams as exc:
+            warn_slow(self, str(exc), "accuracy")
+            return self._book_accuracy(x, t)
+        return _accuracy(y, t)
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Backpropagation: ``{'W1': dL/dW1, 'b1': dL/db1, ...}`` for the batch, in one
@@ -365,7 +382,11 @@ class FusedNet:
         if Y is None:  # (then t held labels)
             Y = _fused.one_hot(cast(np.ndarray, labels), self._sizes[-1])
         weights = self._weights()
-        dWs, dbs, y, hidden = self._kernels.grad_mean(weights, X, Y)
+        try:
+            dWs, dbs, y, hidden = self._kernels.grad_mean(weights, X, Y)
+        except _fused.NonFiniteParams as exc:
+            warn_slow(self, str(exc), "gradient")
+            return self._book_gradient(x, t)
         if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
             # products give 0 * NaN = NaN for blank pixels, the kernels skip them
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
@@ -446,7 +467,10 @@ class FusedNet:
         X = _fused.as_rows(x, self._sizes[0])
         labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
         weights = self._weights()
-        outputs = self._kernels.repeated_activations(weights, X)
+        try:
+            outputs = self._kernels.repeated_activations(weights, X)
+        except _fused.NonFiniteParams:  # (then each loss says so and runs the book's)
+            return None
         if outputs is None:  # (arrays the kernels take copies of: no shortcut)
             return None
         decay = self._decay_counts()
@@ -555,6 +579,18 @@ _LAYER_METHODS = {kind: (kind.forward, kind.backward)
                   for kind in (Affine, Relu, Sigmoid, SoftmaxWithLoss)}
 
 
+def _accuracy(y: np.ndarray, t: Any) -> float:
+    """The book's accuracy of predicted classes ``y`` against ``t`` (labels, or rows whose
+    argmax is the label), its formula as it is: float or out-of-range labels compare as
+    the book compares them."""
+    t = t if isinstance(t, np.ndarray) else np.asarray(t)
+    if t.ndim == 0 or t.shape[0] != y.shape[0]:
+        raise ValueError(f"t has shape {t.shape}, but x holds {y.shape[0]} samples")
+    if t.ndim != 1:
+        t = np.argmax(t, axis=1)
+    return np.sum(y == t) / float(y.shape[0])
+
+
 def _class_name(obj: Any) -> str:
     """``obj``'s class as a message names it: with its module (the book's layer classes
     have the very names of fastbp's)."""
@@ -567,6 +603,12 @@ def _patched(layer: Any) -> str | None:
     itself (the fused kernels compute what fastbp's layer classes would), or None."""
     own = layer.__dict__
     return "forward" if "forward" in own else "backward" if "backward" in own else None
+
+
+# the functions the book's layers call by their names in the layers module: replacing one
+# (layers.sigmoid = ...) changes what the layers compute, so fastbp then walks them
+_SIGMOID = _layers.sigmoid
+_LOSS_FUNCTIONS = {"softmax": _layers.softmax, "cross_entropy_error": _layers.cross_entropy_error}
 
 
 def _patched_class() -> str | None:
