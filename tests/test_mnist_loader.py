@@ -222,3 +222,40 @@ def test_real_mnist_tests_run_from_the_user_cache(raw, tmp_path):
     )  # fmt: skip
     assert "1 skipped" in proc.stdout and "real MNIST not available" in proc.stdout
     assert str(tmp_path) not in proc.stdout.split("short test summary")[-1]  # no machine path
+
+
+def _tiny_pickle(path: Path) -> tuple:
+    rng = np.random.default_rng(0)
+    obj = tuple((rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n))
+                for n in (30, 10, 10))
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        pickle.dump(obj, f, protocol=2)
+    return obj
+
+
+def test_a_file_passed_positionally_is_loaded_not_searched(tmp_path):
+    """``load_data_wrapper("../mnist.pkl.gz")``, as the Python 3 port's loader is called:
+    that file is loaded (it was taken as a directory to search, which fastbp then filled
+    with a download); a missing one is a clear error, and no directory is made."""
+    path = tmp_path / "mnist.pkl.gz"
+    obj = _tiny_pickle(path)
+    for name in (str(path), path):
+        (tr, _, te) = mnist_loader.load_data_wrapper(name)
+        assert len(tr) == 30 and len(te) == 10
+        np.testing.assert_array_equal(tr[3][0].ravel(), obj[0][0][3])
+        assert int(np.argmax(tr[3][1])) == obj[0][1][3] and te[2][1] == obj[2][1][2]
+    missing = tmp_path / "nowhere" / "mnist.pkl.gz"
+    with pytest.raises(mnist_loader.MNISTNotFoundError, match="nowhere"):
+        mnist_loader.load_data_wrapper(str(missing), download=True)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_replaced_load_data_is_called_as_the_classic_wrapper_calls_it(tmp_path,
+                                                                        monkeypatch):
+    """A script that replaces ``mnist_loader.load_data`` with a function of the classic
+    signature (no arguments) gets its data through ``load_data_wrapper``."""
+    obj = _tiny_pickle(tmp_path / "mnist.pkl.gz")
+    monkeypatch.setattr(mnist_loader, "load_data", lambda: obj)
+    tr, va, te = mnist_loader.load_data_wrapper()
+    assert (len(tr), len(va), len(te)) == (30, 10, 10)
+    np.testing.assert_array_equal(va[4][0].ravel(), obj[1][0][4])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,10 @@ def _splits(
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{name} must be a path (str or os.PathLike), "
                             f"got {type(value).__name__}")
+    if path is None and data_dir is not None and _names_a_file(data_dir):
+        # load_data_wrapper("../mnist.pkl.gz"), as the Python 3 port's loader is called:
+        # that file, not a directory to search (and fill with downloads) of that name
+        data_dir, path = None, data_dir
     found = find(data_dir, path=path, download=download)
     if isinstance(found, tuple):
         if dtype is None:
@@ -84,6 +89,14 @@ def _splits(
         (x_train[n_train:], y_train[n_train:]),
         (_scaled(found["x_test"], dtype), found["y_test"].astype(np.int64)),
     )
+
+
+def _names_a_file(value: PathLike) -> bool:
+    """``value`` is a file, or does not exist and has a data file's suffix."""
+    p = Path(value)
+    if p.exists():
+        return not p.is_dir()
+    return p.suffix in (".gz", ".pkl", ".npz", ".whl")
 
 
 def load_data(
@@ -122,7 +135,11 @@ def load_data_wrapper(
     classic loader gives. (The classic loader returned zip objects on Python 3; lists also
     support ``len()`` and repeated iteration.) Keywords are as for :func:`load_data`.
     """
-    tr_d, va_d, te_d = load_data(data_dir, path=path, download=download)
+    loader = globals()["load_data"]
+    if loader is _LOAD_DATA or (data_dir, path, download) != (None, None, True):
+        tr_d, va_d, te_d = loader(data_dir, path=path, download=download)
+    else:  # replaced, with the classic signature: called as the classic wrapper calls it
+        tr_d, va_d, te_d = loader()
     training_inputs = [np.reshape(x, (784, 1)) for x in tr_d[0]]
     training_results = [vectorized_result(y) for y in tr_d[1]]
     validation_inputs = [np.reshape(x, (784, 1)) for x in va_d[0]]
@@ -132,6 +149,9 @@ def load_data_wrapper(
         list(zip(validation_inputs, va_d[1])),
         list(zip(test_inputs, te_d[1])),
     )
+
+
+_LOAD_DATA = load_data
 
 
 def load_matrices(
