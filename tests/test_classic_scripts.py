@@ -920,3 +920,131 @@ def test_float32_parameters_compute_in_float32_as_the_classic_code(module, ref):
     for a, b in zip(net.weights + net.biases, classic.weights + classic.biases):
         assert a.dtype == b.dtype == np.float64
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- containers and hooks
+
+
+class _Dataset(list):
+    """A list subclass that changes nothing (a script's own dataset type)."""
+
+
+def test_list_subclasses_and_userlists_work_as_in_the_classic_code():
+    """A list subclass as test, evaluation or mini-batch data (a crash before: the packing
+    took only exact lists), and a collections.UserList as training data, which the
+    classic random.shuffle reorders in place: the same lines, parameters, list order and
+    random state."""
+    import collections
+
+    data = make_data(21, SIZES, 60, onehot=True)
+    test = make_labelled(22, SIZES, 30)
+    runs = []
+    for mod in (network_loop, network):
+        np.random.seed(4)
+        random.seed(4)
+        net = mod.Network(SIZES)
+        training = collections.UserList(data)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            net.SGD(training, 2, 10, 3.0, test_data=_Dataset(test))
+            net.update_mini_batch(_Dataset(data[:7]), 0.5)
+        runs.append((out.getvalue(), net.evaluate(_Dataset(test)),
+                     [id(p) for p in training], random.random(), net.weights))
+    (out_a, ev_a, ids_a, r_a, w_a), (out_b, ev_b, ids_b, r_b, w_b) = runs
+    assert out_a == out_b and ev_a == ev_b and ids_a == ids_b and r_a == r_b
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    net2 = network2.Network(SIZES)
+    assert net2.accuracy(_Dataset(test)) == network2_loop_accuracy(net2, test)
+
+
+def network2_loop_accuracy(net, data):
+    return sum(int(np.argmax(net.feedforward(x)) == y) for x, y in data)
+
+
+def test_a_list_whose_slices_are_its_own_is_refused():
+    """A list subclass with its own __getitem__ (augmenting each mini-batch, say): the
+    classic SGD trains on the slices it returns, fastbp would train on the items, so it
+    refuses it, saying how to pass the data."""
+    class Augmented(list):
+        def __getitem__(self, k):
+            return list.__getitem__(self, k)
+
+    net = network.Network(SIZES)
+    with pytest.raises(TypeError, match="Augmented with its own __getitem__"):
+        net.SGD(Augmented(make_data(23, SIZES, 20, onehot=True)), 1, 10, 3.0)
+
+
+@pytest.mark.parametrize("hook", ["property", "setattr"])
+def test_a_subclass_hooking_the_parameters_sees_every_step(hook):
+    """A subclass whose ``weights`` is a property (max-norm clipping in the setter), or
+    whose ``__setattr__`` watches assignments: the classic update assigns ``self.weights``
+    at every mini-batch, so SGD runs each step as the classic code (one warning), and the
+    hook sees what it sees there."""
+    def make(base):
+        if hook == "property":
+            class Clipped(base):
+                @property
+                def weights(self):
+                    return self._w
+
+                @weights.setter
+                def weights(self, ws):
+                    self.calls = getattr(self, "calls", 0) + 1
+                    self._w = [np.clip(w, -0.3, 0.3) for w in ws]
+            return Clipped
+
+        class Watched(base):
+            def __setattr__(self, name, value):
+                if name == "weights":
+                    object.__setattr__(self, "calls", getattr(self, "calls", 0) + 1)
+                object.__setattr__(self, name, value)
+        return Watched
+
+    data = make_data(24, SIZES, 40, onehot=True)
+    results = []
+    for mod in (network_loop, network):
+        np.random.seed(5)
+        random.seed(5)
+        net = make(mod.Network)(SIZES)
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("always")
+            net.SGD(list(data), 2, 10, 3.0)
+        results.append((net.calls, net.weights, caught))
+    (calls_a, w_a, _), (calls_b, w_b, caught) = results
+    assert calls_a == calls_b
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    slow = [w for w in caught if w.category is SlowPathWarning]
+    assert len(slow) == 1 and ("is a property" in str(slow[0].message)
+                               or "__setattr__ is overridden" in str(slow[0].message))
+
+
+def test_a_replaced_random_shuffle_gets_the_pairs(monkeypatch):
+    """A script's own ``random.shuffle`` (a curriculum: sort by class) is called on the
+    training list itself, as in the classic code: it may look at the pairs (it was given
+    indices, and crashed), and training follows the order it leaves, a pair that stands
+    twice in the list included."""
+    data = make_data(25, SIZES, 50, onehot=True)
+    data.append(data[7])
+    runs = []
+
+    def by_class(pair):
+        return int(np.argmax(pair[1]))
+
+    for mod in (network_loop, network):
+        monkeypatch.setattr(random, "shuffle", lambda d: d.sort(key=by_class))
+        np.random.seed(6)
+        random.seed(6)
+        net = mod.Network(SIZES)
+        training = list(data)
+        with contextlib.redirect_stdout(io.StringIO()):
+            net.SGD(training, 2, 10, 3.0)
+        runs.append(([id(p) for p in training], net.weights))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    monkeypatch.setattr(random, "shuffle", lambda d: d.append(d[0]))
+    with pytest.raises(TypeError, match="changed the length"):
+        network.Network(SIZES).SGD(list(data), 1, 10, 3.0, verbose=False)

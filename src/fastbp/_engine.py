@@ -13,17 +13,20 @@ import math
 import numbers
 import operator
 import os
+import random
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections import UserList
+from collections.abc import Callable, Iterator, MutableSequence
 from typing import Any, cast
 
 import numpy as np
 
 from . import _classic, _core
 from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
+from ._shuffle import patched as shuffle_patched
 from ._shuffle import shuffle
 from ._tiers import get_kernels, loops_trainer
 from ._validate import (
@@ -379,7 +382,22 @@ class CompiledNetwork:
         """Why SGD's mini-batch steps cannot be fused (an override or a cost), or None."""
         if self._overridden(("update_mini_batch",)):
             return f"{type(self).__name__}.update_mini_batch is overridden"
-        return self._update_blocker()
+        return self._hook_cause() or self._update_blocker()
+
+    def _hook_cause(self) -> str | None:
+        """Which of the class's hooks on attribute access (``weights`` or ``biases`` a
+        property, ``__setattr__`` or ``__getattribute__`` its own) would see every
+        mini-batch's update in the classic code (it assigns ``self.weights`` per step; a
+        fused epoch publishes the parameters once), or None."""
+        cls = type(self)
+        for name in ("weights", "biases"):
+            attr = getattr(cls, name, None)
+            if attr is not None and hasattr(type(attr), "__set__"):
+                return f"{cls.__name__}.{name} is a {type(attr).__name__}"
+        for name in ("__setattr__", "__getattribute__"):
+            if getattr(cls, name) is not getattr(object, name):
+                return f"{cls.__name__}.{name} is overridden"
+        return None
 
     def _update_blocker(self) -> str | None:
         """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
@@ -631,8 +649,7 @@ class CompiledNetwork:
                 blocker = self._step_blocker()
                 if blocker is None:
                     data.pack(self)
-                shuffle(data.perm, rng)
-                data.reorder_caller()
+                data.shuffle(rng)
                 if blocker is None:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
@@ -901,12 +918,12 @@ class Epoch:
 
     def __init__(self, training_data: Any) -> None:
         self.arrays = as_arrays(training_data)
-        self.caller = training_data if isinstance(training_data, list) else None
+        self.caller = training_data if _shuffled_in_place(training_data) else None
         if self.arrays is not None:
             self.base: list | None = None  # made on demand from the arrays
             self.n = self.arrays[0].shape[0]
         else:
-            self.base = (training_data[:] if self.caller is not None
+            self.base = (training_data[:] if type(training_data) is list
                          else _private_list(training_data))
             self.n = len(self.base)
         self.perm = np.arange(self.n, dtype=np.int64)
@@ -943,6 +960,35 @@ class Epoch:
             self._objects = np.fromiter(base, dtype=object, count=len(base))
             self._objects_of = base
         return cast(np.ndarray, self._objects)[self.perm].tolist()
+
+    def shuffle(self, rng: Any) -> None:
+        """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
+        ``rng``): on the index permutation, the caller's list then reordered to match."""
+        if rng is None and self.arrays is None and shuffle_patched():
+            self._shuffle_items()
+        else:
+            shuffle(self.perm, rng)
+            self.reorder_caller()
+
+    def _shuffle_items(self) -> None:
+        """A replaced ``random.shuffle`` gets the pairs themselves, as in the classic code
+        (the caller's list, in place), whatever it looks at; the new order is read back
+        by identity (a pair object at several places: any of them, they are the same)."""
+        items = self.caller if self.caller is not None else self.items()
+        random.shuffle(items)
+        if len(items) != self.n:
+            raise TypeError("random.shuffle (replaced) changed the length of training_data")
+        places: dict[int, list[int]] = {}
+        for k, item in enumerate(cast(list, self.base)):
+            places.setdefault(id(item), []).append(k)
+        perm = []
+        for item in items:
+            found = places.get(id(item))
+            if not found:
+                raise TypeError("random.shuffle (replaced) put other items into "
+                                "training_data: fastbp trains on the pairs it was given")
+            perm.append(found.pop())
+        self.perm = np.asarray(perm, dtype=np.int64)
 
     def reorder_caller(self) -> None:
         if self.caller is not None:
@@ -1019,6 +1065,23 @@ def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:
     ``sigmoid_prime``), so that a module attribute replaced later is seen too."""
     cls._ORIGINALS = {n: getattr(cls, n) for n in HONOURED_METHODS if hasattr(cls, n)}
     cls._FUNCTIONS = (cls.__module__, {f.__name__: f for f in functions})
+
+
+def _shuffled_in_place(data: Any) -> bool:
+    """Whether the classic SGD's ``random.shuffle`` reorders ``data`` in place: a list or
+    another mutable sequence (``collections.UserList``, ...), which then get the same
+    order.  A list (or UserList) subclass with its own ``__getitem__`` is refused: the
+    classic SGD trains on the slices it returns (augmented on the fly, say), fastbp on
+    the items."""
+    if not isinstance(data, (list, MutableSequence)) or isinstance(data, bytearray):
+        return False
+    getitem = getattr(type(data), "__getitem__", None)
+    if isinstance(data, (list, UserList)) and getitem not in (list.__getitem__,
+                                                               UserList.__getitem__):
+        raise TypeError(f"training_data is a {type(data).__name__} with its own __getitem__: "
+                        "the classic SGD trains on the slices it returns, fastbp on its "
+                        "items; pass list(training_data), or an (X, Y) pair of arrays")
+    return True
 
 
 def _private_list(data: Any) -> list:

@@ -344,7 +344,7 @@ def _pairs(data: Any, what: str) -> list:
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
     # always our own list: another thread may change the caller's list meanwhile
-    items = list(data) if type(data) is list else as_list(what, data)
+    items = list(data) if isinstance(data, list) else as_list(what, data)
     if not items:
         raise ValueError(f"{what} is empty")
     return items

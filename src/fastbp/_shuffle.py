@@ -44,6 +44,12 @@ def _global() -> Any:
     return inst
 
 
+def patched() -> bool:
+    """Whether the module-level ``random.shuffle`` is not the generator's own (a script
+    replaced it)."""
+    return getattr(random.shuffle, "__self__", None) is not random._inst  # type: ignore[attr-defined]
+
+
 def _verify() -> bool:
     """Does the C shuffle reproduce this Python's random.shuffle? (once per process,
     on private generators)"""
