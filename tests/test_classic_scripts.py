@@ -1048,3 +1048,60 @@ def test_a_replaced_random_shuffle_gets_the_pairs(monkeypatch):
     monkeypatch.setattr(random, "shuffle", lambda d: d.append(d[0]))
     with pytest.raises(TypeError, match="changed the length"):
         network.Network(SIZES).SGD(list(data), 1, 10, 3.0, verbose=False)
+
+
+@pytest.mark.parametrize("generator", ["Random", "numpy"])
+def test_the_modules_random_rebound_is_the_one_that_shuffles(generator, monkeypatch):
+    """The classic SGD calls ``random.shuffle`` through its module's global ``random``:
+    ``network.random = random.Random(42)`` (or numpy's random) shuffles with that
+    generator there, and so here, leaving the global generator as it leaves it."""
+    data = make_data(26, SIZES, 50, onehot=True)
+    runs = []
+    for mod in (network2_loop, network2):
+        monkeypatch.setattr(mod, "random",
+                            random.Random(42) if generator == "Random" else np.random)
+        np.random.seed(7)
+        random.seed(7)
+        net = mod.Network(SIZES)
+        training = list(data)
+        with contextlib.redirect_stdout(io.StringIO()):
+            net.SGD(training, 2, 10, 0.5)
+        runs.append(([id(p) for p in training], net.weights, random.random(),
+                     np.random.random()))
+    assert runs[0][0] == runs[1][0] and runs[0][2:] == runs[1][2:]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_a_replaced_vectorized_result_is_honoured(monkeypatch):
+    """network2.py's ``total_cost(..., convert=True)`` (and so the evaluation-cost
+    monitor) one-hot encodes labels with the module's ``vectorized_result``, looked up at
+    each call: a replacement (label smoothing; a 3-class encoding for a 3-output net) is
+    honoured, with one warning, where it was ignored (or refused for 3 outputs)."""
+    sizes = [8, 5, 3]
+    data = make_data(27, sizes, 40, onehot=True)
+    test = make_labelled(28, sizes, 20)
+
+    def smooth(j):
+        e = np.full((3, 1), 0.05)
+        e[j] = 0.9
+        return e
+
+    runs = []
+    for mod in (network2_loop, network2):
+        monkeypatch.setattr(mod, "vectorized_result", smooth)
+        np.random.seed(8)
+        random.seed(8)
+        net = mod.Network(sizes, cost=mod.CrossEntropyCost)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = net.SGD(list(data), 2, 10, 0.5, lmbda=0.1, evaluation_data=test,
+                             monitor_evaluation_cost=True)
+            cost = net.total_cost(test, 0.1, convert=True)
+        runs.append((out.getvalue(), result, cost, caught))
+    assert NUMBER.sub("#", runs[0][0]) == NUMBER.sub("#", runs[1][0])
+    np.testing.assert_allclose(runs[1][1][0], runs[0][1][0], rtol=1e-9)
+    assert runs[1][2] == pytest.approx(runs[0][2], rel=1e-9)
+    slow = [w for w in runs[1][3] if w.category is SlowPathWarning]
+    assert len(slow) == 1 and "vectorized_result was replaced" in str(slow[0].message)

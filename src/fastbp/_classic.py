@@ -166,13 +166,16 @@ def accuracy(net: Any, data: Any, convert: bool = False) -> int:
     return sum(int(x == y) for (x, y) in results)
 
 
-def total_cost(net: Any, data: Any, lmbda: float, convert: bool = False) -> Any:
-    """network2.py's total_cost, through ``net.feedforward`` and ``net.cost.fn``."""
+def total_cost(net: Any, data: Any, lmbda: float, convert: bool = False,
+               vectorize: Any = None) -> Any:
+    """network2.py's total_cost, through ``net.feedforward`` and ``net.cost.fn`` (and
+    ``vectorize``, the module's ``vectorized_result``, for ``convert``)."""
+    vectorize = vectorized_result if vectorize is None else vectorize
     cost: float | np.floating[Any] = 0.0
     for x, y in data:
         a = net.feedforward(x)
         if convert:
-            y = vectorized_result(y)
+            y = vectorize(y)
         cost += net.cost.fn(a, y) / len(data)
     cost += 0.5 * (lmbda / len(data)) * sum(np.linalg.norm(w) ** 2 for w in net.weights)
     return cost

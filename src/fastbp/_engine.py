@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _classic, _core
 from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
-from ._shuffle import patched as shuffle_patched
+from ._shuffle import native as native_shuffle
 from ._shuffle import shuffle
 from ._tiers import get_kernels, loops_trainer
 from ._validate import (
@@ -642,6 +642,11 @@ class CompiledNetwork:
         ``after_epoch(j, epoch, eta)``, which returns the eta for the next epoch or None
         to stop.  Parameters are read afresh before every epoch, so assignments made by
         callbacks and overrides count."""
+        if rng is None:  # the classic module's ``random.shuffle``: its global ``random``
+            module = sys.modules.get(type(self)._FUNCTIONS[0])
+            module_random = getattr(module, "random", None)
+            if module_random is not None and module_random is not random:
+                rng = module_random  # (network.random = random.Random(42), say)
         data = Epoch(training_data)
         self._claim()
         try:
@@ -964,18 +969,19 @@ class Epoch:
     def shuffle(self, rng: Any) -> None:
         """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
         ``rng``): on the index permutation, the caller's list then reordered to match."""
-        if rng is None and self.arrays is None and shuffle_patched():
-            self._shuffle_items()
+        if self.arrays is None and not native_shuffle(rng):
+            self._shuffle_items(rng)
         else:
             shuffle(self.perm, rng)
             self.reorder_caller()
 
-    def _shuffle_items(self) -> None:
-        """A replaced ``random.shuffle`` gets the pairs themselves, as in the classic code
-        (the caller's list, in place), whatever it looks at; the new order is read back
-        by identity (a pair object at several places: any of them, they are the same)."""
+    def _shuffle_items(self, rng: Any) -> None:
+        """A replaced ``random.shuffle`` (or another generator's) gets the pairs
+        themselves, as in the classic code (the caller's list, in place), whatever it
+        looks at; the new order is read back by identity (a pair object at several
+        places: any of them, they are the same)."""
         items = self.caller if self.caller is not None else self.items()
-        random.shuffle(items)
+        (random.shuffle if rng is None else rng.shuffle)(items)
         if len(items) != self.n:
             raise TypeError("random.shuffle (replaced) changed the length of training_data")
         places: dict[int, list[int]] = {}

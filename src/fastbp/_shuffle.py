@@ -50,6 +50,13 @@ def patched() -> bool:
     return getattr(random.shuffle, "__self__", None) is not random._inst  # type: ignore[attr-defined]
 
 
+def native(rng: Any) -> bool:
+    """Whether shuffling with ``rng`` (None: the module-level ``random.shuffle``) is the
+    stdlib's algorithm, which ``shuffle`` reproduces on an index array; else the
+    generator's own ``shuffle`` is to be called on the items themselves."""
+    return not patched() if rng is None else _plain(rng)
+
+
 def _verify() -> bool:
     """Does the C shuffle reproduce this Python's random.shuffle? (once per process,
     on private generators)"""

@@ -369,13 +369,15 @@ class Network(CompiledNetwork):
         """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2;
         ``convert=True`` one-hot encodes integer labels (validation/test data), as in
         network2.py.  ``data`` may also be an ``(X, Y)`` pair of arrays."""
-        blocker = self._forward_cause() or self._cost_blocker("fn")
+        blocker = (self._forward_cause() or self._cost_blocker("fn")
+                   or (_vectorize_cause() if convert else None))
         if blocker is not None:
             self._slow(blocker, "total_cost")
             if as_arrays(data) is not None:  # arrays: labels mean one-hot targets
                 n_out = self._layer_sizes()[-1]
                 return _classic.total_cost(self, classic_data(data, "columns", n_out), lmbda)
-            return _classic.total_cost(self, data, lmbda, convert)
+            return _classic.total_cost(self, data, lmbda, convert,
+                                       globals().get("vectorized_result"))
         lmbda = check_rate("lmbda", lmbda)
         data, n = listed(data)
         if not n:
@@ -462,7 +464,7 @@ class _Monitors:
     def honour_cost(self) -> bool:
         net = self.net
         return bool(net._overridden(("total_cost",)) or net._forward_cause()
-                    or net._cost_blocker("fn"))
+                    or net._cost_blocker("fn") or _vectorize_cause())
 
     @property
     def honour_accuracy(self) -> bool:
@@ -527,6 +529,15 @@ class _Monitors:
     def evaluation_accuracy_again(self, accuracy: int) -> int:
         """network2.py calls accuracy a second time for its printed line."""
         return self.net.accuracy(self.evaluation_data) if self.honour_accuracy else accuracy
+
+
+def _vectorize_cause() -> str | None:
+    """The classic ``total_cost(..., convert=True)`` one-hot encodes labels with this
+    module's ``vectorized_result``, looked up at each call: replaced (label smoothing,
+    say), it changes the cost, and the fused cost's own one-hot rows cannot follow."""
+    if globals().get("vectorized_result") is not _VECTORIZED_RESULT:
+        return f"{__name__}.vectorized_result was replaced"
+    return None
 
 
 def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
@@ -680,3 +691,6 @@ def sigmoid_prime(z: Any) -> Any:
 
 
 record_originals(Network, sigmoid, sigmoid_prime)
+
+
+_VECTORIZED_RESULT = vectorized_result
