@@ -1105,3 +1105,32 @@ def test_a_replaced_vectorized_result_is_honoured(monkeypatch):
     assert runs[1][2] == pytest.approx(runs[0][2], rel=1e-9)
     slow = [w for w in runs[1][3] if w.category is SlowPathWarning]
     assert len(slow) == 1 and "vectorized_result was replaced" in str(slow[0].message)
+
+
+def test_unsigned_targets_cost_as_the_classic_cross_entropy_computes_it():
+    """uint8 one-hot targets: the classic cross-entropy's ``-y`` wraps around in uint8
+    (a negative cost, printed by the monitor); fastbp computes that cost as the classic
+    code (one warning) instead of a float cost nobody would see in the classic run.
+    Training is the same (``a - y`` is a float there); bool targets raise as there."""
+    data = [(x, y.astype(np.uint8)) for x, y in make_data(29, SIZES, 40, onehot=True)]
+    runs = []
+    for mod in (network2_loop, network2):
+        np.random.seed(9)
+        random.seed(9)
+        net = mod.Network(SIZES, cost=mod.CrossEntropyCost)
+        with contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = net.SGD(list(data), 2, 10, 0.5, monitor_training_cost=True)
+            cost = net.total_cost(data, 0.0)
+        runs.append((result[2], cost, caught))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-9)
+    assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-9) and runs[0][1] < 0
+    slow = [w for w in runs[1][2] if w.category is SlowPathWarning]
+    assert len(slow) == 1 and "unsigned or bool" in str(slow[0].message)
+    flags = [(x, y.astype(bool)) for x, y in data]
+    with pytest.raises(TypeError):
+        network2_loop.Network(SIZES).total_cost(flags, 0.0)
+    with pytest.raises(TypeError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        network2.Network(SIZES).total_cost(flags, 0.0)

@@ -35,6 +35,7 @@ class Packed:
     n_in: int = -1  # the input width it was packed for
     n_out: int = -1  # the output width (of ``y``, and the range of array labels)
     float_label: int = -1  # the first item whose label is a float (-1: none)
+    unsigned_y: int = -1  # the first item whose target array is unsigned or bool (-1: none)
 
     def __repr__(self) -> str:  # short: tracebacks would otherwise print every value
         return (f"Packed(n={self.n}, nnz={self.values.size}, dtype={self.values.dtype}, "
@@ -95,6 +96,10 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
         packed = _pack_inputs(_stack(items, 0, n_in, what, "x"), dtype, what, nthreads)
         if want_y:
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
+            # (the classic cross-entropy's -y wraps around for them: see network2)
+            packed.unsigned_y = next((i for i, (_, y) in enumerate(items)
+                                      if getattr(y, "dtype", None) is not None
+                                      and y.dtype.kind in "ub"), -1)
     _finish_targets(packed, labels, targets, n_out, dtype, what)
     packed.n_in, packed.n_out = n_in, n_out
     if use_cache and fast is not None and fast[5] is not None:

@@ -395,7 +395,20 @@ class Network(CompiledNetwork):
             return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
+        cause = self._target_cause(packed)
+        if cause is not None:
+            self._slow(cause, "total_cost")
+            return _classic.total_cost(self, data, lmbda)
         return self._total_cost(packed, cast(np.ndarray, packed.y), lmbda)
+
+    def _target_cause(self, packed: Packed) -> str | None:
+        """Why the cost of these targets must be the classic ``fn``'s own arithmetic, or
+        None: the cross-entropy's ``-y`` of unsigned (or bool) targets wraps around (or
+        raises), in NumPy's integer arithmetic, where the fused cost computes in floats."""
+        if packed.unsigned_y < 0 or _known_cost(self.cost, "fn") is not CrossEntropyCost:
+            return None
+        return ("targets of unsigned or bool dtype: the classic cross-entropy's -y "
+                "computes in their integer type (wrapping around)")
 
     def save(self, filename: str | os.PathLike) -> None:
         """Save the network as the classic JSON (``sizes``, ``weights``, ``biases``,
@@ -504,6 +517,10 @@ class _Monitors:
         if self.honour_cost:
             return self.net.total_cost(epoch.data(self.net), lmbda)
         packed = epoch.pack(self.net)
+        cause = self.net._target_cause(packed)
+        if cause is not None:
+            self.net._slow(cause, "the training cost")
+            return _classic.total_cost(self.net, epoch.data(self.net), lmbda)
         return self.net._total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm)
 
     def training_accuracy(self, epoch: Epoch) -> int:
