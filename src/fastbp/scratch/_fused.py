@@ -37,9 +37,6 @@ BATCH_PARALLEL_MIN_ROWS = 32  # the same for a batch taken by input column
 DENSE_MAX_ROWS = 512  # up to this many rows, gradients are taken by input column (their
 #                       rows of z_1 stay in cache); beyond, rows are packed first
 SCORES = 3  # the kernels' cost code for "no output activation" (csrc/fbp_kernels.h)
-LAYER_STATE_MAX_ROWS = DENSE_MAX_ROWS  # up to this many rows the fused calls also give the
-#                                       hidden layers' activations (the state the book's
-#                                       layers keep; gradient has them on its column path)
 FORWARD_DENSE_MAX_ROWS = 64  # forward only: the batch kernel (columns split between
 #                              threads) up to here, row by row above (rows split between
 #                              threads from 64 rows; measured, 2 threads: the batch kernel
@@ -384,12 +381,9 @@ class Kernels:
         _forward(net, X, out, w1, acts)
         return (out, self.hidden_views(acts, n)) if hidden else out
 
-    def _acts(self, n: int) -> np.ndarray | None:
-        """A buffer for every layer's activations of ``n`` rows, if they are kept (up to
-        LAYER_STATE_MAX_ROWS rows), else None."""
-        if n > LAYER_STATE_MAX_ROWS:
-            return None
-        # (the kernels write every value, padding included)
+    def _acts(self, n: int) -> np.ndarray:
+        """A buffer for every layer's activations of ``n`` rows (the kernels write every
+        value, padding included): the hidden ones are the state the book's layers keep."""
         return aligned_empty(n * self.units, DTYPE)
 
     def offsets(self, n: int) -> np.ndarray:
@@ -451,12 +445,11 @@ class Kernels:
         (the book's SoftmaxWithLoss averages), in one compiled pass over the batch:
         ``(dW, db, y, hidden)``, C-contiguous (in, out) and (out,) arrays per layer, the
         output activations y (N, out) of the forward pass (what the book's last layer
-        keeps) and its hidden layers' (see ``hidden_views``; None above
-        DENSE_MAX_ROWS)."""
+        keeps) and its hidden layers' (see ``hidden_views``)."""
         n = X.shape[0]
         widths = self.sizes[1:]
         y = np.empty((n, widths[-1]), dtype=DTYPE)
-        acts = None
+        acts = self._acts(n)
         if n > DENSE_MAX_ROWS:  # rows packed, per-sample gradients summed
             full, _, _ = self.load(params, whole=True)
             rows = pack_x(X, self.sizes[0])
@@ -466,14 +459,13 @@ class Kernels:
             _core.grad_sum(full, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
             for g in gwt + gb:
                 g *= 1.0 / n
-            # the outputs, which this kernel does not keep: one more forward pass
-            _core.forward(full, rows.indptr, rows.split, rows.indices, rows.values, y,
-                          rows.threads())
+            # the outputs and the hidden layers' activations, which this kernel does not
+            # keep: one more forward pass (the same sums)
+            _forward(full, X, y, None, acts)
         else:  # the first layer's gradient written unpadded, as W1 is read
             full, _, w1 = self.load(params)
             gwt = [np.empty(shape, dtype=DTYPE) for shape in self.grad_shapes]
             gb = [np.empty(size, dtype=DTYPE) for size in self.bias_sizes]
-            acts = self._acts(n)
             try:
                 _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,
                                  out=y, acts=acts)

@@ -7,11 +7,10 @@ parameters bit for bit.  ``predict``, ``loss``, ``accuracy`` and ``gradient`` do
 the layer objects: each is one compiled call on the whole batch (inputs packed sparse),
 reading the current weights of the Affine layers (the ``params`` arrays, as in the book),
 and equals the layer-by-layer NumPy result to rounding.  The fused methods leave the
-layers as the book's leave them: on up to 512 rows each layer's forward state (``x``,
-``mask``, ``out``, made when first read), the last layer's ``y``, ``t`` and ``loss`` after
-``loss`` and ``gradient``, the Affine layers' ``dW`` and ``db`` after ``gradient`` (kept by
-the others, cleared by ``fit``); above 512 rows the forward state is cleared (a backward
-through it then raises).  Where they cannot compute
+layers as the book's leave them: each layer's forward state (``x``, ``mask``, ``out``,
+made when first read), the last layer's ``y``, ``t`` and ``loss`` after ``loss`` and
+``gradient``, the Affine layers' ``dW`` and ``db`` after ``gradient`` (kept by the others,
+cleared by ``fit``).  Where they cannot compute
 what the book's would (see ``FusedNet``), the book's layer walk runs instead.
 """
 
@@ -314,9 +313,9 @@ class FusedNet:
         ``backward`` works as after the book's: each Affine layer its input (the first
         ``x``, reshaped as the book's does), each Relu its mask, each Sigmoid its output,
         whatever they kept before replaced.  ``hidden`` holds the hidden layers'
-        activations (None: not kept, for batches above LAYER_STATE_MAX_ROWS rows; the
-        layers are cleared).  ``grads``: the Affine layers' ``(dW, db)`` lists, as the
-        book's backward pass leaves them (None: dW and db left as they are)."""
+        activations (None: the layers are cleared).  ``grads``: the Affine layers'
+        ``(dW, db)`` lists, as the book's backward pass leaves them (None: dW and db left
+        as they are)."""
         if hidden is None:
             self._forget_forward(False, grads)
             return
