@@ -1612,3 +1612,40 @@ def test_star_imports_give_what_the_books_give():
     assert f["sum_squared_error"](np.ones(3), np.zeros(3)) == 1.5
     assert f["softmax_loss"](x, np.array([2])) == f["cross_entropy_error"](f["softmax"](x),
                                                                           np.array([2]))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (4, 2, 3, 3)])
+def test_dropout_and_batch_normalization_are_the_books(shape):
+    """The book's other two layers of common/layers.py (ch06's MultiLayerNetExtend builds
+    on them through ``from common.layers import *``): the same outputs, gradients,
+    running averages and np.random draws; BatchNormalization's backward is checked
+    against central differences too."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(shape)
+    width = int(np.prod(shape[1:]))
+    gamma, beta = rng.random(width) + 0.5, rng.standard_normal(width)
+    mine, book = layers.BatchNormalization(gamma, beta), ref.BatchNormalization(gamma, beta)
+    dout = rng.standard_normal(shape)
+    for train in (True, True, False):
+        np.testing.assert_array_equal(mine.forward(x, train), book.forward(x, train))
+    np.testing.assert_array_equal(mine.running_var, book.running_var)
+    mine.forward(x)
+    book.forward(x)
+    np.testing.assert_array_equal(mine.backward(dout), book.backward(dout))
+    np.testing.assert_array_equal(mine.dgamma, book.dgamma)
+
+    def f(_):  # sum(dout * forward(x)) as x is perturbed in place
+        return float(np.sum(dout * layers.BatchNormalization(gamma, beta).forward(x)))
+
+    numeric = scratch.numerical_gradient(f, x)
+    np.testing.assert_allclose(mine.backward(dout), numeric, rtol=1e-5, atol=1e-7)
+    drops = []
+    for cls in (layers.Dropout, ref.Dropout):
+        np.random.seed(3)
+        layer = cls(0.3)
+        drops.append((layer.forward(x), layer.backward(dout), layer.forward(x, False),
+                      np.random.random()))
+    for a, b in zip(*drops):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(RuntimeError, match="Dropout.backward"):
+        layers.Dropout().backward(dout)

@@ -24,7 +24,8 @@ def _no_forward(layer: object) -> RuntimeError:
 
 # the layers, and what the book's ``from common.layers import *`` gives besides them: the
 # functions and numpy as np
-__all__ = ["Affine", "Relu", "Sigmoid", "SoftmaxWithLoss", *functions.__all__]
+__all__ = ["Affine", "BatchNormalization", "Dropout", "Relu", "Sigmoid", "SoftmaxWithLoss",
+           *functions.__all__]
 
 
 _T = TypeVar("_T")
@@ -178,3 +179,87 @@ class SoftmaxWithLoss:
         dx = self.y.copy()
         dx[np.arange(batch_size), self.t] -= 1
         return dx / batch_size
+
+
+class Dropout:
+    """Zeroes each input with probability ``dropout_ratio`` while training (the mask
+    drawn with ``np.random.rand``, as the book's); scales by ``1 - dropout_ratio`` at
+    test time.  (Plain NumPy: fastbp's networks do not use it.)"""
+
+    def __init__(self, dropout_ratio: float = 0.5) -> None:
+        self.dropout_ratio = dropout_ratio
+        self.mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.mask is None:
+            raise RuntimeError("Dropout.backward: no forward pass (in training) before it")
+        return dout * self.mask
+
+
+class BatchNormalization:
+    """Batch normalization over the batch axis (inputs (N, D), or (N, C, H, W) taken as
+    (N, C*H*W)), ``gamma * (x - mean) / sqrt(var + 1e-6) + beta``; running averages with
+    ``momentum`` for test time.  (Plain NumPy, as the book's: fastbp's networks do not
+    use it.)"""
+
+    EPS = 10e-7  # the book's
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, momentum: float = 0.9,
+                 running_mean: np.ndarray | None = None,
+                 running_var: np.ndarray | None = None) -> None:
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.input_shape: tuple | None = None
+        self.running_mean, self.running_var = running_mean, running_var
+        self.batch_size: int | None = None
+        self.xc: np.ndarray | None = None
+        self.xn: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.dgamma: np.ndarray | None = None
+        self.dbeta: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train_flg: bool = True) -> np.ndarray:
+        self.input_shape = x.shape
+        flat = x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+        if self.running_mean is None:
+            self.running_mean = np.zeros(flat.shape[1])
+            self.running_var = np.zeros(flat.shape[1])
+        running_mean, running_var = self.running_mean, cast(np.ndarray, self.running_var)
+        if train_flg:
+            mu = flat.mean(axis=0)
+            xc = flat - mu
+            var = np.mean(xc**2, axis=0)
+            std = np.sqrt(var + self.EPS)
+            xn = xc / std
+            self.batch_size, self.xc, self.xn, self.std = flat.shape[0], xc, xn, std
+            m = self.momentum
+            self.running_mean = m * running_mean + (1 - m) * mu
+            self.running_var = m * running_var + (1 - m) * var
+        else:
+            xc = flat - running_mean
+            xn = xc / np.sqrt(running_var + self.EPS)
+        return (self.gamma * xn + self.beta).reshape(*self.input_shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        xc, xn, std, n = self.xc, self.xn, self.std, self.batch_size
+        if xc is None or xn is None or std is None or n is None or self.input_shape is None:
+            raise RuntimeError("BatchNormalization.backward: no forward pass (in training) "
+                               "before it")
+        if dout.ndim != 2:
+            dout = dout.reshape(dout.shape[0], -1)
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / std
+        dstd = -np.sum((dxn * xc) / (std * std), axis=0)
+        dvar = 0.5 * dstd / std
+        dxc += (2.0 / n) * xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / n
+        self.dgamma, self.dbeta = dgamma, dbeta
+        return dx.reshape(*self.input_shape)
