@@ -1134,3 +1134,130 @@ def test_unsigned_targets_cost_as_the_classic_cross_entropy_computes_it():
     with pytest.raises(TypeError), warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowPathWarning)
         network2.Network(SIZES).total_cost(flags, 0.0)
+
+
+def test_training_data_edited_in_place_during_sgd_is_seen():
+    """A callback that edits the training inputs in place between epochs (augmentation,
+    say): the next epoch trains on the edited values, as the classic code, which reads
+    the arrays at every step, would (the packed copy was used for the whole call).  For
+    pairs and for (X, Y) arrays (which equal their pairs)."""
+    rng = np.random.default_rng(30)
+    X, y = rng.random((60, SIZES[0])), np.arange(60) % SIZES[-1]
+
+    def train(how):
+        Xc = X.copy()
+        pairs = [(Xc[i].reshape(-1, 1), np.eye(SIZES[-1])[:, [y[i]]]) for i in range(60)]
+        np.random.seed(10)
+        random.seed(10)
+        net = network.Network(SIZES)
+        if how == "classic, epoch by epoch":
+            for _ in range(3):
+                with contextlib.redirect_stdout(io.StringIO()):
+                    network_loop.Network.SGD(net, pairs, 1, 10, 3.0)
+                Xc *= 0.5
+        else:
+            net.SGD(pairs if how == "pairs" else (Xc, y), 3, 10, 3.0, verbose=False,
+                    callback=lambda j, n: Xc.__imul__(0.5))
+        return net.weights
+
+    classic, pairs, arrays = (train(how) for how in
+                              ("classic, epoch by epoch", "pairs", "arrays"))
+    for a, b, c in zip(classic, pairs, arrays):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(c, b)
+
+
+def test_a_replaced_shuffle_that_edits_the_pairs_is_seen(monkeypatch):
+    """A replaced random.shuffle that augments the inputs in place after shuffling."""
+    data = make_data(31, SIZES, 40, onehot=True)
+    orig = random.shuffle
+    runs = []
+    for mod in (network_loop, network):
+        pairs = [(x.copy(), y) for x, y in data]
+
+        def augmenting(items):
+            orig(items)
+            for x, _ in items:
+                x *= 0.9
+
+        monkeypatch.setattr(random, "shuffle", augmenting)
+        np.random.seed(11)
+        random.seed(11)
+        net = mod.Network(SIZES)
+        with contextlib.redirect_stdout(io.StringIO()):
+            net.SGD(pairs, 3, 10, 3.0)
+        monkeypatch.setattr(random, "shuffle", orig)
+        runs.append(net.weights)
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_odd_sequences_train_as_the_classic_sgd_reads_them():
+    """What the classic SGD does with a sequence: random.shuffle (len, item reads and
+    writes by index) and slices.  A list subclass with its own __iter__ (never called
+    there) trains on all its items; a mutable sequence whose __setitem__ takes indices
+    only is reordered item by item; one with its own __len__ is refused; a network
+    subclass with __slots__ for its parameters stays fused."""
+    import collections.abc
+
+    class Half(list):
+        def __iter__(self):
+            return iter(list.__iter__(self)[: len(self) // 2])
+
+    class Indexed(collections.abc.MutableSequence):
+        def __init__(self, items):
+            self.items = list(items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+        def __setitem__(self, i, v):
+            if not isinstance(i, int):
+                raise TypeError("no slices")
+            self.items[i] = v
+
+        def __delitem__(self, i):
+            del self.items[i]
+
+        def __len__(self):
+            return len(self.items)
+
+        def insert(self, i, v):
+            self.items.insert(i, v)
+
+    data = make_data(32, SIZES, 40, onehot=True)
+    for kind in (Half, Indexed):
+        runs = []
+        for mod in (network_loop, network):
+            np.random.seed(12)
+            random.seed(12)
+            net = mod.Network(SIZES)
+            training = kind(data)
+            with contextlib.redirect_stdout(io.StringIO()):
+                net.SGD(training, 2, 10, 3.0)
+            runs.append(([id(p) for p in list.__iter__(training)] if kind is Half
+                         else [id(p) for p in training.items], net.weights))
+        assert runs[0][0] == runs[1][0]
+        for a, b in zip(runs[0][1], runs[1][1]):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+    class Counted(list):
+        def __len__(self):
+            return 10
+
+    with pytest.raises(TypeError, match="Counted with its own __len__"):
+        network.Network(SIZES).SGD(Counted(data), 1, 10, 3.0, verbose=False)
+
+    class Slotted(network.Network):
+        __slots__ = ("weights", "biases")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        Slotted(SIZES).SGD(list(data), 1, 10, 3.0, verbose=False)
+
+
+def test_the_modules_random_set_to_none_fails_as_the_classic_code(monkeypatch):
+    monkeypatch.setattr(network, "random", None)
+    with pytest.raises(AttributeError, match="shuffle"):
+        network.Network(SIZES).SGD(make_data(33, SIZES, 20, onehot=True), 1, 10, 3.0,
+                                   verbose=False)

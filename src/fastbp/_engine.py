@@ -17,6 +17,7 @@ import random
 import sys
 import threading
 import time
+import types
 import warnings
 from collections import UserList
 from collections.abc import Callable, Iterator, MutableSequence
@@ -392,7 +393,8 @@ class CompiledNetwork:
         cls = type(self)
         for name in ("weights", "biases"):
             attr = getattr(cls, name, None)
-            if attr is not None and hasattr(type(attr), "__set__"):
+            if (attr is not None and hasattr(type(attr), "__set__")
+                    and not isinstance(attr, types.MemberDescriptorType)):  # (__slots__)
                 return f"{cls.__name__}.{name} is a {type(attr).__name__}"
         for name in ("__setattr__", "__getattribute__"):
             if getattr(cls, name) is not getattr(object, name):
@@ -552,13 +554,15 @@ class CompiledNetwork:
                 f"inputs and give {sizes[-1]} outputs: were weights/biases reassigned?")
 
     def _repack(self, packed: Packed | None, data: Any, targets: str, what: str,
-                reorder: bool = False) -> Packed:
-        """``packed`` if the network's layer widths are still those it was packed for,
-        else ``data`` packed afresh (weights/biases of other widths were assigned during
-        SGD, by a callback or an override): that checks the data against the new widths,
-        and a ValueError names the shapes."""
+                reorder: bool = False, recheck: bool = False) -> Packed:
+        """``packed`` if the network's layer widths are still those it was packed for
+        (and, with ``recheck``, the data's values what they were: through the packing
+        cache), else ``data`` packed afresh (weights/biases of other widths were assigned
+        during SGD, by a callback or an override): that checks the data against the new
+        widths, and a ValueError names the shapes."""
         sizes = self._layer_sizes()
-        if packed is not None and (packed.n_in, packed.n_out) == (sizes[0], sizes[-1]):
+        if (packed is not None and not recheck
+                and (packed.n_in, packed.n_out) == (sizes[0], sizes[-1])):
             return packed
         try:
             return self._pack(data, targets, what, reorder)
@@ -644,17 +648,21 @@ class CompiledNetwork:
         callbacks and overrides count."""
         if rng is None:  # the classic module's ``random.shuffle``: its global ``random``
             module = sys.modules.get(type(self)._FUNCTIONS[0])
-            module_random = getattr(module, "random", None)
-            if module_random is not None and module_random is not random:
-                rng = module_random  # (network.random = random.Random(42), say)
+            module_random = getattr(module, "random", random)
+            if module_random is not random:  # (network.random = random.Random(42), say)
+                if module_random is None:
+                    raise AttributeError("'NoneType' object has no attribute 'shuffle' "
+                                         f"({type(self)._FUNCTIONS[0]}.random is None)")
+                rng = module_random
         data = Epoch(training_data)
         self._claim()
         try:
             for j in range(epochs):
                 blocker = self._step_blocker()
-                if blocker is None:
-                    data.pack(self)
-                data.shuffle(rng)
+                if blocker is None:  # (checked before the shuffle; read again if user code
+                    data.pack(self, recheck=data.touched)  # ran since it was packed)
+                if data.shuffle(rng) and blocker is None:  # a replaced shuffle: user code
+                    data.pack(self, recheck=True)
                 if blocker is None:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
@@ -928,22 +936,32 @@ class Epoch:
             self.base: list | None = None  # made on demand from the arrays
             self.n = self.arrays[0].shape[0]
         else:
-            self.base = (training_data[:] if type(training_data) is list
+            self.base = (list.copy(training_data) if isinstance(training_data, list)
                          else _private_list(training_data))
             self.n = len(self.base)
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed: Packed | None = None
+        self.stamp: tuple | None = None  # fingerprints of the arrays when packed
         self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
         self.touched = False  # user code ran since the kernel buffers were published
         self.n_out = 0  # the width of the one-hot targets in base (made from label arrays)
         self._objects: np.ndarray | None = None  # base as an object array (see items)
         self._objects_of: list | None = None  # the base list it was made from
 
-    def pack(self, net: CompiledNetwork) -> Packed:
+    def pack(self, net: CompiledNetwork, recheck: bool = False) -> Packed:
         """The pairs packed in base order, for the network's layer widths (once, and again
-        if they change; a cache hit in another order rebases)."""
+        if they change, or with ``recheck`` if their values did: user code that ran
+        since, a callback or an override, may have edited the arrays in place; a cache
+        hit in another order rebases)."""
         data = self.arrays if self.arrays is not None else self.base
-        packed = net._repack(self.packed, data, "train", "training_data", reorder=True)
+        recheck = recheck and self.packed is not None
+        if recheck and self.arrays is not None and self.stamp is not None \
+                and self.stamp == _stamp(self.arrays):  # (arrays: no packing cache)
+            recheck = False  # (the values are those packed; the widths checked below)
+        packed = net._repack(self.packed, data, "train", "training_data", reorder=True,
+                             recheck=recheck)
+        if self.arrays is not None and packed is not self.packed:
+            self.stamp = _stamp(self.arrays)
         if packed is not self.packed:
             self.packed = packed
             if packed.order is not None:  # base item k is packed row order[k]
@@ -966,14 +984,16 @@ class Epoch:
             self._objects_of = base
         return cast(np.ndarray, self._objects)[self.perm].tolist()
 
-    def shuffle(self, rng: Any) -> None:
+    def shuffle(self, rng: Any) -> bool:
         """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
-        ``rng``): on the index permutation, the caller's list then reordered to match."""
+        ``rng``): on the index permutation, the caller's list then reordered to match.
+        True if it ran user code (a replaced shuffle, which may have edited the data)."""
         if self.arrays is None and not native_shuffle(rng):
             self._shuffle_items(rng)
-        else:
-            shuffle(self.perm, rng)
-            self.reorder_caller()
+            return True
+        shuffle(self.perm, rng)
+        self.reorder_caller()
+        return False
 
     def _shuffle_items(self, rng: Any) -> None:
         """A replaced ``random.shuffle`` (or another generator's) gets the pairs
@@ -981,6 +1001,7 @@ class Epoch:
         looks at; the new order is read back by identity (a pair object at several
         places: any of them, they are the same)."""
         items = self.caller if self.caller is not None else self.items()
+        self.touched = True
         (random.shuffle if rng is None else rng.shuffle)(items)
         if len(items) != self.n:
             raise TypeError("random.shuffle (replaced) changed the length of training_data")
@@ -997,8 +1018,12 @@ class Epoch:
         self.perm = np.asarray(perm, dtype=np.int64)
 
     def reorder_caller(self) -> None:
-        if self.caller is not None:
-            self.caller[:] = self.items()
+        caller = self.caller
+        if isinstance(caller, list) and type(caller).__setitem__ is list.__setitem__:
+            caller[:] = self.items()
+        elif caller is not None:  # item by item, as random.shuffle writes (no slices)
+            for i, item in enumerate(self.items()):
+                caller[i] = item
 
     def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
@@ -1073,6 +1098,28 @@ def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:
     cls._FUNCTIONS = (cls.__module__, {f.__name__: f for f in functions})
 
 
+def _stamp(arrays: tuple) -> tuple | None:
+    """Fingerprints of the values of (X, Y) training arrays (None where one cannot be
+    taken: the data are then packed again)."""
+    marks = []
+    for a in arrays:
+        a = np.asarray(a)
+        if not (a.flags.c_contiguous and a.flags.aligned):
+            return None
+        mark = _core.array_fingerprint(a, eval_threads())
+        if mark is None:
+            return None
+        marks.append((mark, a.dtype.str, a.shape))
+    return tuple(marks)
+
+
+def user_code(callback: Any) -> bool:
+    """Whether ``callback`` (SGD's) is a user's, which may edit the parameters or the
+    training data in place (fastbp's own command line marks its reporting callback
+    ``_fastbp_reads_only``)."""
+    return callback is not None and not getattr(callback, "_fastbp_reads_only", False)
+
+
 def _shuffled_in_place(data: Any) -> bool:
     """Whether the classic SGD's ``random.shuffle`` reorders ``data`` in place: a list or
     another mutable sequence (``collections.UserList``, ...), which then get the same
@@ -1081,12 +1128,15 @@ def _shuffled_in_place(data: Any) -> bool:
     the items."""
     if not isinstance(data, (list, MutableSequence)) or isinstance(data, bytearray):
         return False
-    getitem = getattr(type(data), "__getitem__", None)
-    if isinstance(data, (list, UserList)) and getitem not in (list.__getitem__,
-                                                               UserList.__getitem__):
-        raise TypeError(f"training_data is a {type(data).__name__} with its own __getitem__: "
-                        "the classic SGD trains on the slices it returns, fastbp on its "
-                        "items; pass list(training_data), or an (X, Y) pair of arrays")
+    if isinstance(data, (list, UserList)):
+        base = list if isinstance(data, list) else UserList
+        for name in ("__getitem__", "__len__"):
+            if getattr(type(data), name) is not getattr(base, name):
+                raise TypeError(
+                    f"training_data is a {type(data).__name__} with its own {name}: the "
+                    "classic SGD takes its mini-batches by slicing it (and its size from "
+                    "len), fastbp trains on its items; pass list(training_data), or an "
+                    "(X, Y) pair of arrays")
     return True
 
 

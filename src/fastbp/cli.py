@@ -274,6 +274,7 @@ def _train(args: argparse.Namespace) -> int:
         bar.update(1)
         clock[0] = time.perf_counter()
 
+    after_epoch._fastbp_reads_only = True  # type: ignore[attr-defined]  # (see _engine.user_code)
     start = time.perf_counter()
     try:
         if classic:

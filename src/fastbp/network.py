@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _classic
 from ._engine import CompiledNetwork, Epoch, classic_data, listed, record_originals
+from ._engine import user_code as _user_code
 from ._validate import check_callback, check_count, check_flags, check_rate
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -76,7 +77,7 @@ class Network(CompiledNetwork):
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
             nonlocal test
-            epoch.touched = callback is not None or (n_test > 0 and test is None)
+            epoch.touched = _user_code(callback) or (n_test > 0 and test is None)
             if n_test:
                 if test is not None and (self._overridden(("evaluate",)) or self._forward_cause()):
                     correct = self.evaluate(classic_data(test_data, what="test_data"))

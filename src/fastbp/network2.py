@@ -44,6 +44,7 @@ from ._engine import (
     listed,
     record_originals,
 )
+from ._engine import user_code as _user_code
 from ._packing import LabelsNeeded, Packed, as_arrays
 from ._validate import check_count, check_rate, check_sizes
 
@@ -287,7 +288,7 @@ class Network(CompiledNetwork):
         state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
-            epoch.touched = callback is not None or monitors.honour_any
+            epoch.touched = _user_code(callback) or monitors.honour_any
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
                 cost = monitors.training_cost(epoch, lmbda)
@@ -373,11 +374,14 @@ class Network(CompiledNetwork):
                    or (_vectorize_cause() if convert else None))
         if blocker is not None:
             self._slow(blocker, "total_cost")
-            if as_arrays(data) is not None:  # arrays: labels mean one-hot targets
+            vectorize = globals().get("vectorized_result")
+            if as_arrays(data) is not None:  # arrays: labels mean one-hot targets, which a
+                if convert and _vectorize_cause():  # replaced vectorized_result makes
+                    return _classic.total_cost(self, classic_data(data), lmbda, True,
+                                               vectorize)
                 n_out = self._layer_sizes()[-1]
                 return _classic.total_cost(self, classic_data(data, "columns", n_out), lmbda)
-            return _classic.total_cost(self, data, lmbda, convert,
-                                       globals().get("vectorized_result"))
+            return _classic.total_cost(self, data, lmbda, convert, vectorize)
         lmbda = check_rate("lmbda", lmbda)
         data, n = listed(data)
         if not n:

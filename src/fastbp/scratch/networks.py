@@ -421,6 +421,8 @@ class FusedNet:
 
     def _book_accuracy(self, x: Any, t: Any) -> float:
         y = np.argmax(self.predict(x), axis=1)
+        if not isinstance(t, np.ndarray):  # (a list, as the fused accuracy takes it)
+            t = np.asarray(t)
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
         return np.sum(y == t) / float(x.shape[0])
