@@ -239,8 +239,18 @@ def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indice
     """Train in place over the rows ``order``, in mini-batches of ``batch``.  If a signal
     handler raises (Ctrl-C), training stops after the mini-batch in progress, the
     parameters hold that mini-batch's result, and the exception propagates."""
+    cdef int64_t rows = indptr.shape[0] - 1, n = order.shape[0], i, lo = 0, hi = 0
+    if rows < 0 or split.shape[0] != rows or y.shape[0] != rows:
+        raise ValueError(f"train: {rows} packed rows, but {split.shape[0]} split points and "
+                         f"{y.shape[0]} target rows")
+    with nogil:  # (the order's rows must be packed rows: a stale order read out of bounds)
+        for i in range(n):
+            lo = order[i] if order[i] < lo else lo
+            hi = order[i] if order[i] > hi else hi
+    if n and (lo < 0 or hi >= rows):
+        raise ValueError(f"train: order holds row {lo if lo < 0 else hi}, outside the "
+                         f"{rows} packed rows")
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
-    cdef int64_t n = order.shape[0]
     cdef int status
     cdef _Interrupt intr = _Interrupt()
     with nogil:
@@ -795,34 +805,38 @@ def address(cnp.ndarray a not None):
     return <size_t>cnp.PyArray_DATA(a)
 
 
+cdef enum:
+    _FP_WORDS = 1024  # a fingerprint's "row": 4 KiB of the buffer
+
+
 def array_fingerprint(object A, int nthreads=1):
-    """A 64-bit fingerprint of the bytes of ``A`` (an aligned, C-contiguous array), row by
-    row as ``Rows.fingerprint`` hashes rows (rows: the first axis), to notice in-place
-    edits; None for an array whose rows are not whole 32-bit words (then compare
-    otherwise)."""
+    """A fingerprint of the memory of ``A`` (a contiguous array, C or Fortran order, any
+    dtype), to notice in-place edits: ``(hash of its 4 KiB blocks, hash of the rest,
+    its last bytes)``, the hashes as ``Rows.fingerprint`` takes them."""
     if not cnp.PyArray_Check(A):
         raise TypeError("A must be an array")
     cdef cnp.ndarray arr = <cnp.ndarray>A
-    if not cnp.PyArray_ISCARRAY_RO(arr) or arr.ndim < 1:
-        raise ValueError("A must be an aligned, C-contiguous array of at least one dimension")
-    cdef Py_ssize_t n = arr.shape[0], i
-    cdef Py_ssize_t row = cnp.PyArray_NBYTES(arr) // n if n else 0
-    if n == 0 or row % 4:
-        return None
-    cdef const void **rows = <const void **>malloc(n * sizeof(void *))
-    cdef char *kinds = <char *>malloc(n)
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_IS_F_CONTIGUOUS(arr)):
+        raise ValueError("A must be a contiguous array")
+    cdef const char *base = <const char *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(arr), words = nbytes // 4, i
+    cdef Py_ssize_t n = words // _FP_WORDS, rest = words % _FP_WORDS
+    cdef const void **rows = <const void **>malloc((n + 1) * sizeof(void *))
+    cdef char *kinds = <char *>malloc(n + 1)
     if rows == NULL or kinds == NULL:
         free(rows); free(kinds)
         raise MemoryError()
-    cdef const char *base = <const char *>cnp.PyArray_DATA(arr)
-    for i in range(n):
-        rows[i] = base + i * row
+    for i in range(n + 1):
+        rows[i] = base + i * _FP_WORDS * 4
         kinds[i] = 2  # (one 32-bit word per "element")
-    cdef uint64_t h
+    cdef uint64_t blocks = 0, tail = 0
     with nogil:
-        h = fbp_rows_fingerprint(n, rows, kinds, row // 4, nthreads)
+        if n:
+            blocks = fbp_rows_fingerprint(n, rows, kinds, _FP_WORDS, nthreads)
+        if rest:
+            tail = fbp_rows_fingerprint(1, rows + n, kinds, rest, 1)
     free(rows); free(kinds)
-    return h
+    return blocks, tail, bytes(base[words * 4:nbytes])
 
 
 def same_objects(list a, list b):

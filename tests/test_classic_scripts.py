@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from conftest import UserCost, make_data, make_labelled
 
-from fastbp import SlowPathWarning, network, network2
+from fastbp import SlowPathWarning, _core, network, network2
 
 SIZES = [40, 12, 10]
 NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?")
@@ -1046,7 +1046,7 @@ def test_a_replaced_random_shuffle_gets_the_pairs(monkeypatch):
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
     monkeypatch.setattr(random, "shuffle", lambda d: d.append(d[0]))
-    with pytest.raises(TypeError, match="changed the length"):
+    with pytest.raises(ValueError, match="changed its length"):
         network.Network(SIZES).SGD(list(data), 1, 10, 3.0, verbose=False)
 
 
@@ -1261,3 +1261,123 @@ def test_the_modules_random_set_to_none_fails_as_the_classic_code(monkeypatch):
     with pytest.raises(AttributeError, match="shuffle"):
         network.Network(SIZES).SGD(make_data(33, SIZES, 20, onehot=True), 1, 10, 3.0,
                                    verbose=False)
+
+
+def _epoch_by_epoch(net, data, epochs, edit):
+    """The classic SGD one epoch at a time, ``edit(j)`` after each (what a callback
+    sees there)."""
+    for j in range(epochs):
+        with contextlib.redirect_stdout(io.StringIO()):
+            network_loop.Network.SGD(net, data, 1, 10, 3.0)
+        edit(j)
+
+
+@pytest.mark.parametrize("change", ["replace", "sort", "reverse"])
+def test_a_callback_editing_the_training_list_is_seen(change):
+    """A callback that replaces pairs in the list, or reorders it: the next epoch shuffles
+    and slices the list as the callback left it, as the classic code would (fastbp
+    wrote its own copy back over the user's list); changing its length is refused."""
+    data = make_data(34, SIZES, 40, onehot=True)
+    fresh = make_data(35, SIZES, 5, onehot=True)
+
+    def edit_of(training):
+        def edit(j):
+            if change == "replace":
+                training[j:j + 5] = fresh
+            elif change == "sort":
+                training.sort(key=lambda p: float(p[0][0, 0]))
+            else:
+                training.reverse()
+        return edit
+
+    runs = []
+    for classic in (True, False):
+        np.random.seed(13)
+        random.seed(13)
+        net = network.Network(SIZES)
+        training = list(data)
+        if classic:
+            _epoch_by_epoch(net, training, 3, edit_of(training))
+        else:
+            edit = edit_of(training)
+            net.SGD(training, 3, 10, 3.0, verbose=False,
+                    callback=lambda j, n, edit=edit: edit(j))
+        runs.append(([id(p) for p in training], net.weights, random.random()))
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    training = list(data)
+    with pytest.raises(ValueError, match="changed its length during SGD, from 40 to 41"):
+        network.Network(SIZES).SGD(training, 3, 10, 3.0, verbose=False,
+                                   callback=lambda j, n: training.append(fresh[0]))
+
+
+def test_arrays_resized_during_sgd_are_refused_not_read_out_of_bounds():
+    """A callback that shrinks the (X, Y) arrays in place (resize): a clear error, where
+    the kernel read rows past the end (a segfault); the kernel wrapper checks its row
+    order too."""
+    rng = np.random.default_rng(36)
+    X, y = rng.random((1200, SIZES[0])), np.arange(1200) % SIZES[-1]
+
+    def shrink(j, net):
+        X.resize((900, SIZES[0]), refcheck=False)
+        y.resize((900,), refcheck=False)
+
+    with pytest.raises(ValueError, match="changed shape during SGD"):
+        network.Network(SIZES).SGD((X, y), 3, 10, 3.0, verbose=False, callback=shrink)
+    net = network.Network(SIZES)
+    packed = net._pack(make_data(37, SIZES, 20, onehot=True), "train", "training_data")
+    wt, b = net._params()
+    handle = net._net(wt, b, list(SIZES))
+    for order in ([0, 20], [-1, 3]):
+        with pytest.raises(ValueError, match="outside the 20 packed rows"):
+            _core.train(handle, packed.indptr, packed.split, packed.indices, packed.values,
+                        packed.y, np.array(order, dtype=np.int64), 10, 3.0, 0.0, 20.0, 1)
+
+
+def test_slow_path_epochs_and_monitors_see_edited_arrays():
+    """An honoured override (backprop) runs each step as the classic code: a callback's
+    in-place edits of (X, labels) arrays, labels included, reach both the steps and
+    network2's training-cost and -accuracy monitors, as in the fused epochs."""
+    rng = np.random.default_rng(38)
+    X, y = rng.random((60, SIZES[0])), np.arange(60) % SIZES[-1]
+
+    class Own(network2.Network):
+        def backprop(self, x, t):
+            return super().backprop(x, t)
+
+    results = []
+    for cls in (network2.Network, Own):
+        Xc, yc = X.copy(), y.copy()
+
+        def edit(j, net, Xc=Xc, yc=yc):
+            Xc[:20] *= 0.5
+            yc[:20] = (yc[:20] + 1) % SIZES[-1]
+
+        np.random.seed(14)
+        random.seed(14)
+        net = cls(SIZES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            out = net.SGD((Xc, yc), 3, 10, 0.5, verbose=False, callback=edit,
+                          monitor_training_cost=True, monitor_training_accuracy=True)
+        results.append((out[2], out[3], net.weights))
+    (cost_a, acc_a, w_a), (cost_b, acc_b, w_b) = results
+    np.testing.assert_allclose(cost_b, cost_a, rtol=1e-9)
+    assert acc_a == acc_b
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_the_arrays_check_takes_any_contiguous_layout():
+    """uint8 labels (rows of 1 byte) and Fortran-ordered X are fingerprinted as they are
+    (they were packed again at every epoch after a callback)."""
+    from fastbp import _engine
+
+    X = np.asfortranarray(np.random.default_rng(39).random((50, 7)))
+    y = (np.arange(50) % 3).astype(np.uint8)
+    stamp = _engine._stamp((X, y))
+    assert stamp is not None and stamp == _engine._stamp((X, y))
+    y[3] = 2 if y[3] != 2 else 1
+    assert stamp != _engine._stamp((X, y))
+    assert _engine._stamp((X[::2], y[::2])) is None

@@ -659,10 +659,14 @@ class CompiledNetwork:
         try:
             for j in range(epochs):
                 blocker = self._step_blocker()
+                if data.touched:  # user code ran: it may have edited the list itself
+                    data.sync()
                 if blocker is None:  # (checked before the shuffle; read again if user code
                     data.pack(self, recheck=data.touched)  # ran since it was packed)
-                if data.shuffle(rng) and blocker is None:  # a replaced shuffle: user code
-                    data.pack(self, recheck=True)
+                if data.shuffle(rng):  # a replaced shuffle: user code
+                    data.sync()
+                    if blocker is None:
+                        data.pack(self, recheck=True)
                 if blocker is None:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
@@ -970,6 +974,37 @@ class Epoch:
                 self.perm = packed.order[self.perm]
         return self.packed
 
+    def sync(self) -> None:
+        """After user code ran: take the caller's list as it is now, if it no longer
+        holds this epoch's pairs in order (items appended, removed, replaced or sorted
+        by a callback: the classic SGD shuffles and slices the list as it finds it); for
+        (X, Y) arrays, make the pairs afresh when next needed (their labels' one-hot
+        targets too), and refuse arrays whose shapes changed."""
+        if self.arrays is not None:
+            X, Y = self.arrays
+            if X.ndim != 2 or Y.shape[:1] != (self.n,) or X.shape[0] != self.n:
+                raise ValueError(f"training_data's arrays changed shape during SGD: X "
+                                 f"{X.shape}, Y {Y.shape} (packed with {self.n} rows)")
+            self.base = None
+            return
+        caller = self.caller
+        if caller is None:
+            return
+        now = list.copy(caller) if isinstance(caller, list) else _private_list(caller)
+        if len(now) != self.n or not _core.same_objects(now, self.items()):
+            self._rebase(now)
+
+    def _rebase(self, items: list) -> None:
+        """``items`` (the same number of pairs) are the data, in this order, from now on."""
+        if len(items) != self.n:  # (the classic SGD slices up to its first len(...))
+            raise ValueError(f"training_data changed its length during SGD, from {self.n} "
+                             f"to {len(items)}: the classic SGD keeps the length it started "
+                             "with, and fastbp will not guess what that makes it train on")
+        self.base = items
+        self.perm = np.arange(self.n, dtype=np.int64)
+        self.packed = None
+        self._objects = self._objects_of = None
+
     def items(self, net: CompiledNetwork | None = None) -> list:
         """The pairs in this epoch's order (built from the arrays if need be: labels
         become one-hot targets as wide as the network's output)."""
@@ -998,24 +1033,12 @@ class Epoch:
     def _shuffle_items(self, rng: Any) -> None:
         """A replaced ``random.shuffle`` (or another generator's) gets the pairs
         themselves, as in the classic code (the caller's list, in place), whatever it
-        looks at; the new order is read back by identity (a pair object at several
-        places: any of them, they are the same)."""
+        does with them; the pairs it leaves are the data from then on (see ``sync``)."""
         items = self.caller if self.caller is not None else self.items()
         self.touched = True
         (random.shuffle if rng is None else rng.shuffle)(items)
-        if len(items) != self.n:
-            raise TypeError("random.shuffle (replaced) changed the length of training_data")
-        places: dict[int, list[int]] = {}
-        for k, item in enumerate(cast(list, self.base)):
-            places.setdefault(id(item), []).append(k)
-        perm = []
-        for item in items:
-            found = places.get(id(item))
-            if not found:
-                raise TypeError("random.shuffle (replaced) put other items into "
-                                "training_data: fastbp trains on the pairs it was given")
-            perm.append(found.pop())
-        self.perm = np.asarray(perm, dtype=np.int64)
+        if self.caller is None:  # (a private list: what it holds now is the data)
+            self._rebase(list(items))
 
     def reorder_caller(self) -> None:
         caller = self.caller
@@ -1100,16 +1123,13 @@ def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:
 
 def _stamp(arrays: tuple) -> tuple | None:
     """Fingerprints of the values of (X, Y) training arrays (None where one cannot be
-    taken: the data are then packed again)."""
+    taken, a strided view: the data are then packed again)."""
     marks = []
     for a in arrays:
-        a = np.asarray(a)
-        if not (a.flags.c_contiguous and a.flags.aligned):
+        if not (a.flags.c_contiguous or a.flags.f_contiguous):
             return None
-        mark = _core.array_fingerprint(a, eval_threads())
-        if mark is None:
-            return None
-        marks.append((mark, a.dtype.str, a.shape))
+        marks.append((_core.array_fingerprint(a, eval_threads()), a.dtype.str, a.shape,
+                      a.strides))
     return tuple(marks)
 
 
