@@ -185,9 +185,11 @@ def _help_text() -> str:
     ])  # fmt: skip
 
 
-def _not_found(attempts: list[str], download: bool) -> MNISTNotFoundError:
+def _not_found(attempts: list[str], download: bool | None) -> MNISTNotFoundError:
+    """(``download`` None: a named file, which is never fetched.)"""
     tried = "\n".join(f"  {i}. {a}" for i, a in enumerate(attempts, 1))
-    off = "" if download else "Downloading was disabled (download=False).\n"
+    off = ("A file named by path= is read as it is, never downloaded.\n" if download is None
+           else "" if download else "Downloading was disabled (download=False).\n")
     return MNISTNotFoundError(
         f"MNIST could not be loaded. Tried, in order:\n{tried}\n{off}{_help_text()}"
     )
@@ -268,7 +270,7 @@ def find(
                 raise ValueError(f"none of {NPZ_NAME}, the IDX files, {PKL_NAME}, {WHEEL_NAME}")
             return found
         except (ValueError, OSError) as exc:
-            raise _not_found([f"{file}: {exc}"], download=False) from exc
+            raise _not_found([f"{file}: {exc}"], download=None) from exc
 
     attempts: list[str] = []
     unusable: list[str] = []
