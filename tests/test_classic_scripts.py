@@ -1381,3 +1381,62 @@ def test_the_arrays_check_takes_any_contiguous_layout():
     y[3] = 2 if y[3] != 2 else 1
     assert stamp != _engine._stamp((X, y))
     assert _engine._stamp((X[::2], y[::2])) is None
+
+
+def test_an_override_editing_the_list_is_seen_in_later_epochs():
+    """An honoured update_mini_batch override that replaces a pair in the list: the
+    classic SGD shuffles and slices the list with it at the next epochs (fastbp lost the
+    flag that user code ran after the first slow epoch, and wrote its copy back)."""
+    data = make_data(40, SIZES, 20, onehot=True)
+    runs = []
+    for mod in (network_loop, network):
+        class Editing(mod.Network):
+            def update_mini_batch(self, mini_batch, eta, _training=None):
+                super().update_mini_batch(mini_batch, eta)
+                x, y = self.training[0]
+                self.training[0] = (x * 0 + 0.5, y)
+
+        np.random.seed(15)
+        random.seed(15)
+        net = Editing(SIZES)
+        net.training = list(data)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(net.training, 3, 5, 1.0)
+        originals = {id(p) for p in data}
+        runs.append((sum(id(p) not in originals for p in net.training), net.weights))
+    assert runs[0][0] == runs[1][0] == 3
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("module", ["network", "network2"])
+def test_evaluation_data_edited_by_a_callback_is_read_again(module):
+    """A callback that changes test_data / evaluation_data between epochs: the next
+    epoch's evaluation reads them as they are, as the classic code reads the list at
+    every epoch (they were packed once per call)."""
+    data = make_data(41, SIZES, 60, onehot=True)
+    test = make_labelled(42, SIZES, 30)
+    mod = network if module == "network" else network2
+    lines = []
+    for per_epoch in (True, False):
+        np.random.seed(16)
+        random.seed(16)
+        net = mod.Network(SIZES)
+        held, training = list(test), list(data)
+
+        def flip(j, n, held=held):  # relabelled as the network predicts now
+            held[:] = [(x, int(np.argmax(n.feedforward(x)))) for x, _ in held]
+
+        kw = ({"test_data": held} if module == "network" else
+              {"evaluation_data": held, "monitor_evaluation_accuracy": True})
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            if per_epoch:  # one epoch per call: packed afresh each time
+                for j in range(3):
+                    net.SGD(training, 1, 10, 3.0, **kw)
+                    flip(j, net)
+            else:
+                net.SGD(training, 3, 10, 3.0, callback=flip, **kw)
+        lines.append(re.sub(r"Epoch \d+", "Epoch #", out.getvalue()))
+    assert lines[0] == lines[1]

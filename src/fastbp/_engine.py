@@ -671,7 +671,7 @@ class CompiledNetwork:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
                     self._slow(blocker, "each mini-batch step")
-                    data.touched = True
+                    data.touched = data.eval_stale = True
                     items = data.items(self)
                     for k in range(0, data.n, batch):
                         self._classic_step(items[k:k + batch], eta, lmbda, data.n)
@@ -948,6 +948,7 @@ class Epoch:
         self.stamp: tuple | None = None  # fingerprints of the arrays when packed
         self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
         self.touched = False  # user code ran since the kernel buffers were published
+        self.eval_stale = False  # user code ran since the last evaluation (see network*)
         self.n_out = 0  # the width of the one-hot targets in base (made from label arrays)
         self._objects: np.ndarray | None = None  # base as an object array (see items)
         self._objects_of: list | None = None  # the base list it was made from
@@ -1035,7 +1036,7 @@ class Epoch:
         themselves, as in the classic code (the caller's list, in place), whatever it
         does with them; the pairs it leaves are the data from then on (see ``sync``)."""
         items = self.caller if self.caller is not None else self.items()
-        self.touched = True
+        self.touched = self.eval_stale = True
         (random.shuffle if rng is None else rng.shuffle)(items)
         if self.caller is None:  # (a private list: what it holds now is the data)
             self._rebase(list(items))

@@ -77,21 +77,27 @@ class Network(CompiledNetwork):
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
             nonlocal test
-            epoch.touched = _user_code(callback) or (n_test > 0 and test is None)
+            # (kept if the epoch ran user code: an override's steps)
+            epoch.touched = epoch.touched or _user_code(callback) or (n_test > 0 and test is None)
             if n_test:
                 if test is not None and (self._overridden(("evaluate",)) or self._forward_cause()):
                     correct = self.evaluate(classic_data(test_data, what="test_data"))
-                elif test is not None:  # packed again if a callback changed the widths
-                    test = self._repack(test, test_data, "label", "test_data")
+                elif test is not None:  # packed again if a callback changed the widths, and
+                    # read again if user code ran since (it may have edited test_data)
+                    test = self._repack(test, test_data, "label", "test_data",
+                                        recheck=epoch.eval_stale)
                     correct = self._count_correct(test)
                 else:
                     correct = self.evaluate(test_data)
+                epoch.eval_stale = False
                 if verbose:
                     print(f"Epoch {j}: {correct} / {n_test}")
             elif verbose:
                 print(f"Epoch {j} complete")
-            if callback is not None and callback(j, self) is False:
-                return None
+            if callback is not None:
+                epoch.eval_stale = _user_code(callback)
+                if callback(j, self) is False:
+                    return None
             return eta
 
         self._train(training_data, epochs, mini_batch_size, eta, 0.0, report, rng)

@@ -288,7 +288,9 @@ class Network(CompiledNetwork):
         state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
-            epoch.touched = _user_code(callback) or monitors.honour_any
+            # (kept if the epoch ran user code: an override's steps)
+            epoch.touched = epoch.touched or _user_code(callback) or monitors.honour_any
+            monitors.stale, epoch.eval_stale = epoch.eval_stale, False
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
                 cost = monitors.training_cost(epoch, lmbda)
@@ -313,8 +315,10 @@ class Network(CompiledNetwork):
                 self.__dict__.setdefault("gradient_norm_history", []).append(
                     self._epoch_norms(epoch))
             say()
-            if callback is not None and callback(j, self) is False:
-                return None
+            if callback is not None:
+                epoch.eval_stale = _user_code(callback)
+                if callback(j, self) is False:
+                    return None
             if not watch:
                 return eta
             assert accuracy is not None
@@ -470,6 +474,7 @@ class _Monitors:
         self.data, self.want_cost = evaluation_data, cost
         self.evaluation: Packed | None = None
         self.evaluation_y: np.ndarray | None = None
+        self.stale = False  # user code ran since the evaluation data were packed
         self._pairs: Any = None
         if evaluation_data is not None:  # checked before training, as it will be used
             if (cost and not self.honour_cost) or (accuracy and not self.honour_accuracy):
@@ -503,7 +508,10 @@ class _Monitors:
         """Pack the evaluation data for the fused monitors, for the network's current
         layer widths (again if a callback or an override changed them)."""
         net, evaluation_data = self.net, self.data
-        packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data")
+        # (read again if user code ran since: it may have edited evaluation_data)
+        packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data",
+                             recheck=self.stale)
+        self.stale = False
         if packed is not self.evaluation:
             self.evaluation, self.evaluation_y = packed, None
         if self.want_cost and self.evaluation_y is None and not self.honour_cost:
