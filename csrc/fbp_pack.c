@@ -458,7 +458,11 @@ static uint64_t row_hash(const uint32_t *w, int64_t words, int avx2)
         key[0] += K;
     }
     uint64_t h = (uint64_t)words * K;
-    if (words & 1) h ^= (uint64_t)w[words - 1] * 0xC2B2AE3D27D4EB4Full;
+    if (words & 1) {  /* (memcpy: w may be misaligned, an array view's rows) */
+        uint32_t last;
+        memcpy(&last, w + words - 1, sizeof last);
+        h ^= (uint64_t)last * 0xC2B2AE3D27D4EB4Full;
+    }
     for (int i = 0; i < 4; ++i) h = (h ^ acc[i]) * 0xBF58476D1CE4E5B9ull + (h >> 29);
     return h;
 }

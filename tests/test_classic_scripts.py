@@ -1440,3 +1440,107 @@ def test_evaluation_data_edited_by_a_callback_is_read_again(module):
                 net.SGD(training, 3, 10, 3.0, callback=flip, **kw)
         lines.append(re.sub(r"Epoch \d+", "Epoch #", out.getvalue()))
     assert lines[0] == lines[1]
+
+
+def test_arrays_with_a_replaced_shuffle_that_edits_them_see_the_edit(monkeypatch):
+    """A replaced random.shuffle that scales the (X, Y) inputs in place after shuffling:
+    each epoch trains on the scaled values (the arrays path counted it as no user code),
+    exactly as a native shuffle with the same scaling done before each epoch."""
+    rng = np.random.default_rng(43)
+    X, y = rng.random((40, SIZES[0])), np.arange(40) % SIZES[-1]
+    orig = random.shuffle
+    weights = []
+    for replaced in (True, False):
+        Xc = X.copy()
+
+        def scaling(items, Xc=Xc):
+            orig(items)
+            Xc *= 0.9
+
+        np.random.seed(17)
+        random.seed(17)
+        net = network.Network(SIZES)
+        if replaced:
+            monkeypatch.setattr(random, "shuffle", scaling)
+            net.SGD((Xc, y), 3, 10, 3.0, verbose=False)
+            monkeypatch.setattr(random, "shuffle", orig)
+        else:  # the same schedule: scaled before epoch 0, then after each epoch
+            Xc *= 0.9
+            net.SGD((Xc, y), 3, 10, 3.0, verbose=False,
+                    callback=lambda j, n, Xc=Xc: Xc.__imul__(0.9))
+        weights.append(net.weights)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_sequence_whose_slices_are_not_its_items_is_refused():
+    import collections.abc
+
+    class Augmenting(collections.abc.MutableSequence):
+        def __init__(self, items):
+            self.items = list(items)
+
+        def __getitem__(self, i):
+            if isinstance(i, slice):
+                return [(x * 2, y) for x, y in self.items[i]]
+            return self.items[i]
+
+        def __setitem__(self, i, v):
+            self.items[i] = v
+
+        def __delitem__(self, i):
+            del self.items[i]
+
+        def __len__(self):
+            return len(self.items)
+
+        def insert(self, i, v):
+            self.items.insert(i, v)
+
+    with pytest.raises(TypeError, match="Augmenting whose slices are not its items"):
+        network.Network(SIZES).SGD(Augmenting(make_data(44, SIZES, 20, onehot=True)), 1, 10,
+                                   3.0, verbose=False)
+
+
+def test_edits_through_the_packing_cache_are_seen():
+    """Above the packing cache's threshold (1,000 pairs), a callback's in-place edits and
+    replaced pairs reach the next epoch as below it (the cache is checked by fingerprint,
+    and a hit in another order is remapped)."""
+    data = make_data(45, SIZES, 1200, onehot=True)
+    fresh = make_data(46, SIZES, 10, onehot=True)
+
+    def edit_of(training):
+        def edit(j):
+            for x, _ in training[:50]:
+                x *= 0.5
+            training[100:110] = fresh
+        return edit
+
+    runs = []
+    for classic in (True, False):
+        np.random.seed(18)
+        random.seed(18)
+        net = network.Network(SIZES)
+        training = [(x.copy(), y) for x, y in data]
+        edit = edit_of(training)
+        if classic:
+            _epoch_by_epoch(net, training, 3, edit)
+        else:
+            net.SGD(training, 3, 10, 3.0, verbose=False, callback=lambda j, n, e=edit: e(j))
+        runs.append(net.weights)
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_unsigned_one_hot_arrays_cost_as_their_pairs():
+    """(X, Y) arrays equal their pairs: uint8 one-hot Y too (the classic cross-entropy's
+    -y wraps around there)."""
+    rng = np.random.default_rng(47)
+    X = rng.random((30, SIZES[0]))
+    Y = np.eye(SIZES[-1], dtype=np.uint8)[np.arange(30) % SIZES[-1]]
+    pairs = [(X[i].reshape(-1, 1), Y[i].reshape(-1, 1)) for i in range(30)]
+    net = network2.Network(SIZES, cost=network2.CrossEntropyCost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        assert net.total_cost((X, Y), 0.0) == pytest.approx(net.total_cost(pairs, 0.0),
+                                                            rel=1e-12)

@@ -11,6 +11,7 @@ They are slow, as the classic code is; the caller warns once per network.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -167,7 +168,7 @@ def accuracy(net: Any, data: Any, convert: bool = False) -> int:
 
 
 def total_cost(net: Any, data: Any, lmbda: float, convert: bool = False,
-               vectorize: Any = None) -> Any:
+               vectorize: Callable[[Any], Any] | None = None) -> Any:
     """network2.py's total_cost, through ``net.feedforward`` and ``net.cost.fn`` (and
     ``vectorize``, the module's ``vectorized_result``, for ``convert``)."""
     vectorize = vectorized_result if vectorize is None else vectorize

@@ -671,7 +671,7 @@ class CompiledNetwork:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
                     self._slow(blocker, "each mini-batch step")
-                    data.touched = data.eval_stale = True
+                    data.user_code_runs()
                     items = data.items(self)
                     for k in range(0, data.n, batch):
                         self._classic_step(items[k:k + batch], eta, lmbda, data.n)
@@ -945,10 +945,12 @@ class Epoch:
             self.n = len(self.base)
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed: Packed | None = None
-        self.stamp: tuple | None = None  # fingerprints of the arrays when packed
+        self.stamp: tuple | None = None  # fingerprints of the arrays as packed
         self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
-        self.touched = False  # user code ran since the kernel buffers were published
-        self.eval_stale = False  # user code ran since the last evaluation (see network*)
+        # user code ran (see user_code_runs) since the kernel buffers were published and
+        # the data packed (cleared by a fused epoch), or since the last evaluation
+        self.touched = False
+        self.eval_stale = False
         self.n_out = 0  # the width of the one-hot targets in base (made from label arrays)
         self._objects: np.ndarray | None = None  # base as an object array (see items)
         self._objects_of: list | None = None  # the base list it was made from
@@ -965,9 +967,8 @@ class Epoch:
             recheck = False  # (the values are those packed; the widths checked below)
         packed = net._repack(self.packed, data, "train", "training_data", reorder=True,
                              recheck=recheck)
-        if self.arrays is not None and packed is not self.packed:
-            self.stamp = _stamp(self.arrays)
         if packed is not self.packed:
+            self.stamp = None  # (taken when user code is about to run: see user_code_runs)
             self.packed = packed
             if packed.order is not None:  # base item k is packed row order[k]
                 # (a list: packed arrays are never reordered)
@@ -1024,19 +1025,31 @@ class Epoch:
         """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
         ``rng``): on the index permutation, the caller's list then reordered to match.
         True if it ran user code (a replaced shuffle, which may have edited the data)."""
-        if self.arrays is None and not native_shuffle(rng):
+        if native_shuffle(rng):
+            shuffle(self.perm, rng)
+            self.reorder_caller()
+            return False
+        self.user_code_runs()
+        if self.arrays is None:
             self._shuffle_items(rng)
-            return True
-        shuffle(self.perm, rng)
-        self.reorder_caller()
-        return False
+        else:  # (arrays are never reordered: the shuffle gets the indices)
+            shuffle(self.perm, rng)
+        return True
+
+    def user_code_runs(self) -> None:
+        """Note that user code is about to run (a callback, an override, a replaced
+        shuffle): it may edit the data, so they are read again before they are next used;
+        (X, Y) arrays are fingerprinted now, if they were not since they were packed, so
+        that an unchanged array need not be packed again."""
+        if self.arrays is not None and self.packed is not None and self.stamp is None:
+            self.stamp = _stamp(self.arrays)
+        self.touched = self.eval_stale = True
 
     def _shuffle_items(self, rng: Any) -> None:
         """A replaced ``random.shuffle`` (or another generator's) gets the pairs
         themselves, as in the classic code (the caller's list, in place), whatever it
         does with them; the pairs it leaves are the data from then on (see ``sync``)."""
         items = self.caller if self.caller is not None else self.items()
-        self.touched = self.eval_stale = True
         (random.shuffle if rng is None else rng.shuffle)(items)
         if self.caller is None:  # (a private list: what it holds now is the data)
             self._rebase(list(items))
@@ -1149,6 +1162,12 @@ def _shuffled_in_place(data: Any) -> bool:
     the items."""
     if not isinstance(data, (list, MutableSequence)) or isinstance(data, bytearray):
         return False
+    if not isinstance(data, (list, UserList)):  # its own __getitem__: slices as items?
+        n = len(data)
+        if not _core.same_objects(list(data[0:n]), [data[i] for i in range(n)]):
+            raise TypeError(f"training_data is a {type(data).__name__} whose slices are not "
+                            "its items: the classic SGD trains on the slices, fastbp on the "
+                            "items; pass list(training_data), or an (X, Y) pair of arrays")
     if isinstance(data, (list, UserList)):
         base = list if isinstance(data, list) else UserList
         for name in ("__getitem__", "__len__"):

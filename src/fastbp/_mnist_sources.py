@@ -188,7 +188,8 @@ def _help_text() -> str:
 def _not_found(attempts: list[str], download: bool | None) -> MNISTNotFoundError:
     """(``download`` None: a named file, which is never fetched.)"""
     tried = "\n".join(f"  {i}. {a}" for i, a in enumerate(attempts, 1))
-    off = ("A file named by path= is read as it is, never downloaded.\n" if download is None
+    off = ("A file named (path=, or a file path as data_dir) is read as it is, never "
+           "downloaded.\n" if download is None
            else "" if download else "Downloading was disabled (download=False).\n")
     return MNISTNotFoundError(
         f"MNIST could not be loaded. Tried, in order:\n{tried}\n{off}{_help_text()}"

@@ -214,6 +214,8 @@ def _pack_arrays(X: np.ndarray, Y: np.ndarray, n_in: int, n_out: int, dtype: np.
         raise ValueError(f"{what}: Y has shape {Y.shape}, expected (n,) labels or "
                          f"(n, {n_out}) targets")
     y = _float_matrix(Y, dtype, what, "y")
+    if Y.dtype.kind in "ub":  # (as the equivalent pairs': see Packed.unsigned_y)
+        packed.unsigned_y = 0
     if targets == "train":
         packed.y = y
     else:

@@ -93,7 +93,7 @@ def _splits(
 
 def _names_a_file(value: PathLike) -> bool:
     """``value`` is a file, or does not exist and has a data file's suffix."""
-    p = Path(value)
+    p = Path(value).expanduser()
     if p.exists():
         return not p.is_dir()
     return p.suffix in (".gz", ".pkl", ".npz", ".whl")

@@ -77,10 +77,11 @@ class Network(CompiledNetwork):
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
             nonlocal test
-            # (kept if the epoch ran user code: an override's steps)
-            epoch.touched = epoch.touched or _user_code(callback) or (n_test > 0 and test is None)
+            honoured = test is None or self._overridden(("evaluate",)) or self._forward_cause()
+            if n_test and honoured:  # (the classic evaluate: an override's, say)
+                epoch.user_code_runs()
             if n_test:
-                if test is not None and (self._overridden(("evaluate",)) or self._forward_cause()):
+                if test is not None and honoured:
                     correct = self.evaluate(classic_data(test_data, what="test_data"))
                 elif test is not None:  # packed again if a callback changed the widths, and
                     # read again if user code ran since (it may have edited test_data)
@@ -95,7 +96,8 @@ class Network(CompiledNetwork):
             elif verbose:
                 print(f"Epoch {j} complete")
             if callback is not None:
-                epoch.eval_stale = _user_code(callback)
+                if _user_code(callback):
+                    epoch.user_code_runs()
                 if callback(j, self) is False:
                     return None
             return eta

@@ -288,9 +288,9 @@ class Network(CompiledNetwork):
         state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
-            # (kept if the epoch ran user code: an override's steps)
-            epoch.touched = epoch.touched or _user_code(callback) or monitors.honour_any
-            monitors.stale, epoch.eval_stale = epoch.eval_stale, False
+            if monitors.honour_any:  # (the user's monitoring methods run below)
+                epoch.user_code_runs()
+            monitors.stale, epoch.eval_stale = monitors.stale or epoch.eval_stale, False
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
                 cost = monitors.training_cost(epoch, lmbda)
@@ -316,7 +316,8 @@ class Network(CompiledNetwork):
                     self._epoch_norms(epoch))
             say()
             if callback is not None:
-                epoch.eval_stale = _user_code(callback)
+                if _user_code(callback):
+                    epoch.user_code_runs()
                 if callback(j, self) is False:
                     return None
             if not watch:
@@ -406,6 +407,8 @@ class Network(CompiledNetwork):
         cause = self._target_cause(packed)
         if cause is not None:
             self._slow(cause, "total_cost")
+            if as_arrays(data) is not None:
+                data = classic_data(data, "columns", self._layer_sizes()[-1])
             return _classic.total_cost(self, data, lmbda)
         return self._total_cost(packed, cast(np.ndarray, packed.y), lmbda)
 
