@@ -1544,3 +1544,73 @@ def test_unsigned_one_hot_arrays_cost_as_their_pairs():
         warnings.simplefilter("ignore", SlowPathWarning)
         assert net.total_cost((X, Y), 0.0) == pytest.approx(net.total_cost(pairs, 0.0),
                                                             rel=1e-12)
+
+
+def test_a_monitoring_override_editing_the_arrays_is_seen_by_the_monitors():
+    """An honoured accuracy override that scales the (X, Y) training inputs, with the
+    training-cost monitor on: every epoch's cost is the classic one (a fingerprint taken
+    after such an edit had left every other epoch's cost stale)."""
+    rng = np.random.default_rng(48)
+    X0, Y0 = rng.random((60, SIZES[0])), np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], 60)]
+    held = {}
+
+    def make(base):
+        class Scaling(base):
+            def backprop(self, x, y):  # (honoured: slow-path steps)
+                return super().backprop(x, y)
+
+            def accuracy(self, data, convert=False):
+                if convert:
+                    held["X"] *= 0.7
+                return super().accuracy(data, convert)
+        return Scaling
+
+    costs = []
+    for mod in (network2_loop, network2):
+        X, Y = X0.copy(), Y0.copy()
+        held["X"] = X
+        np.random.seed(19)
+        random.seed(19)
+        net = make(mod.Network)(SIZES)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            if mod is network2_loop:  # epoch by epoch, on the pairs the arrays make
+                pairs = [(X[i].reshape(-1, 1), Y[i].reshape(-1, 1)) for i in range(60)]
+                costs.append([c for _ in range(4) for c in net.SGD(
+                    pairs, 1, 10, 0.5, monitor_training_cost=True,
+                    monitor_training_accuracy=True)[2]])
+            else:
+                costs.append(net.SGD((X, Y), 4, 10, 0.5, monitor_training_cost=True,
+                                     monitor_training_accuracy=True)[2])
+    np.testing.assert_allclose(costs[1], costs[0], rtol=1e-12)
+
+
+def test_a_userlist_of_evaluation_data_edited_by_a_callback_is_read_again():
+    """test_data / evaluation_data as a collections.UserList that a callback edits: read
+    as it is at each evaluation, as the classic code iterates it (it was listed once)."""
+    import collections
+
+    data = make_data(49, SIZES, 60, onehot=True)
+    test = make_labelled(50, SIZES, 30)
+    fresh = make_labelled(51, SIZES, 30)
+    for mod, loop in ((network, network_loop), (network2, network2_loop)):
+        outs = []
+        for m in (loop, mod):
+            np.random.seed(20)
+            random.seed(20)
+            net = m.Network(SIZES)
+            held, training = collections.UserList(test), list(data)
+            kw = ({"test_data": held} if mod is network else
+                  {"evaluation_data": held, "monitor_evaluation_accuracy": True})
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                if m is loop:
+                    for j in range(3):
+                        net.SGD(training, 1, 10, 3.0, **kw)
+                        held[j * 10:(j + 1) * 10] = fresh[j * 10:(j + 1) * 10]
+                else:
+                    def swap(j, n, held=held):
+                        held[j * 10:(j + 1) * 10] = fresh[j * 10:(j + 1) * 10]
+                    net.SGD(training, 3, 10, 3.0, callback=swap, **kw)
+            outs.append(re.findall(r"(?:Epoch \d+: |data: )(\d+)", out.getvalue()))
+        assert outs[0] == outs[1], mod.__name__

@@ -20,7 +20,7 @@ import time
 import types
 import warnings
 from collections import UserList
-from collections.abc import Callable, Iterator, MutableSequence
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -897,7 +897,7 @@ class CompiledNetwork:
         """``gradient_norms`` of this epoch's training data."""
         if self._update_blocker() is not None:
             return self._classic_norms(epoch.items(self))
-        return self._norms(epoch.pack(self))
+        return self._norms(epoch.current(self))
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
@@ -967,8 +967,10 @@ class Epoch:
             recheck = False  # (the values are those packed; the widths checked below)
         packed = net._repack(self.packed, data, "train", "training_data", reorder=True,
                              recheck=recheck)
-        if packed is not self.packed:
-            self.stamp = None  # (taken when user code is about to run: see user_code_runs)
+        if packed is not self.packed:  # (fingerprinted now if user code may run before
+            # the next check, else when it is about to: see user_code_runs)
+            self.stamp = (_stamp(self.arrays) if self.arrays is not None and self.touched
+                          else None)
             self.packed = packed
             if packed.order is not None:  # base item k is packed row order[k]
                 # (a list: packed arrays are never reordered)
@@ -1038,12 +1040,20 @@ class Epoch:
 
     def user_code_runs(self) -> None:
         """Note that user code is about to run (a callback, an override, a replaced
-        shuffle): it may edit the data, so they are read again before they are next used;
-        (X, Y) arrays are fingerprinted now, if they were not since they were packed, so
-        that an unchanged array need not be packed again."""
-        if self.arrays is not None and self.packed is not None and self.stamp is None:
+        shuffle): it may edit the data, so they are read again before they are next used.
+        (X, Y) arrays packed before any user code ran are fingerprinted now (so that an
+        unchanged array need not be packed again); once user code has run, a packing
+        made since is fingerprinted as it is made (see pack)."""
+        if (self.arrays is not None and self.packed is not None and self.stamp is None
+                and not self.touched):
             self.stamp = _stamp(self.arrays)
         self.touched = self.eval_stale = True
+
+    def current(self, net: CompiledNetwork) -> Packed:
+        """The packed data as they are now (read again if user code ran since)."""
+        if self.touched:
+            self.sync()
+        return self.pack(net, recheck=self.touched)
 
     def _shuffle_items(self, rng: Any) -> None:
         """A replaced ``random.shuffle`` (or another generator's) gets the pairs
@@ -1095,6 +1105,16 @@ def _target_column(y: Any, dtype: np.dtype) -> np.ndarray | None:
     if isinstance(y, (int, np.integer)) and not isinstance(y, (bool, np.bool_, np.timedelta64)):
         return np.array([[y]], dtype=dtype) if abs(int(y)) < 2**53 else None
     return None
+
+
+def relisted(source: Any, data: Any, what: str = "data") -> Any:
+    """``data`` (``listed(source)``'s) as the classic code would read ``source`` again
+    after user code ran: a sequence other than a list (a ``UserList``) is listed afresh;
+    a list, a pair of arrays, a tuple or a one-shot iterable is ``data`` as it is."""
+    if (isinstance(source, (list, tuple, str, bytes)) or as_arrays(source) is not None
+            or not isinstance(source, Sequence)):
+        return data
+    return listed(source, what)[0]
 
 
 def listed(data: Any, what: str = "data") -> tuple[Any, int]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _classic
-from ._engine import CompiledNetwork, Epoch, classic_data, listed, record_originals
+from ._engine import CompiledNetwork, Epoch, classic_data, listed, record_originals, relisted
 from ._engine import user_code as _user_code
 from ._validate import check_callback, check_count, check_flags, check_rate
 
@@ -69,6 +69,7 @@ class Network(CompiledNetwork):
         check_callback(callback)
         test = None
         n_test = 0
+        test_source = test_data
         if test_data is not None:
             test_data, n_test = listed(test_data, "test_data")
             if n_test and not (self._overridden(("evaluate",)) or self._forward_cause()):
@@ -76,7 +77,12 @@ class Network(CompiledNetwork):
             test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
-            nonlocal test
+            nonlocal test, test_data
+            if n_test and epoch.eval_stale:  # (a UserList, say: read as it is now)
+                fresh = relisted(test_source, test_data, "test_data")
+                if fresh is not test_data:
+                    test_data = fresh if test is not None else classic_data(
+                        fresh, what="test_data")
             honoured = test is None or self._overridden(("evaluate",)) or self._forward_cause()
             if n_test and honoured:  # (the classic evaluate: an override's, say)
                 epoch.user_code_runs()

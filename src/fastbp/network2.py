@@ -43,6 +43,7 @@ from ._engine import (
     classic_data,
     listed,
     record_originals,
+    relisted,
 )
 from ._engine import user_code as _user_code
 from ._packing import LabelsNeeded, Packed, as_arrays
@@ -269,6 +270,7 @@ class Network(CompiledNetwork):
         watch_training = watch and monitor_training_accuracy and not monitor_evaluation_accuracy
         watch_evaluation = watch and not watch_training
         n_data = 0
+        source = evaluation_data
         if evaluation_data is not None:
             evaluation_data, n_data = listed(evaluation_data, "evaluation_data")
         if not n_data and (watch_evaluation or monitor_evaluation_cost
@@ -279,7 +281,7 @@ class Network(CompiledNetwork):
                              "monitor_evaluation_accuracy)")
         monitors = _Monitors(self, evaluation_data if n_data else None,
                              monitor_evaluation_cost,
-                             monitor_evaluation_accuracy or watch_evaluation)
+                             monitor_evaluation_accuracy or watch_evaluation, source)
         evaluation_cost: list = []
         evaluation_accuracy: list = []
         training_cost: list = []
@@ -290,6 +292,8 @@ class Network(CompiledNetwork):
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
             if monitors.honour_any:  # (the user's monitoring methods run below)
                 epoch.user_code_runs()
+            if epoch.eval_stale:
+                monitors.refresh()
             monitors.stale, epoch.eval_stale = monitors.stale or epoch.eval_stale, False
             say(f"Epoch {j} training complete")
             if monitor_training_cost:
@@ -472,9 +476,11 @@ class _Monitors:
     widths).  Which of the two runs is decided at each call: a callback may assign
     another cost, or an override, between epochs."""
 
-    def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool) -> None:
+    def __init__(self, net: Network, evaluation_data: Any, cost: bool, accuracy: bool,
+                 source: Any = None) -> None:
         self.net = net
         self.data, self.want_cost = evaluation_data, cost
+        self.source = source  # what the caller passed (listed as self.data)
         self.evaluation: Packed | None = None
         self.evaluation_y: np.ndarray | None = None
         self.stale = False  # user code ran since the evaluation data were packed
@@ -499,6 +505,13 @@ class _Monitors:
     def honour_any(self) -> bool:
         """User code runs in the monitoring."""
         return self.honour_cost or self.honour_accuracy
+
+    def refresh(self) -> None:
+        """After user code ran: the evaluation data as the caller's object holds them now
+        (a UserList listed afresh; the pairs made from (X, Y) arrays made again)."""
+        if self.data is not None:
+            self.data = relisted(self.source, self.data, "evaluation_data")
+            self._pairs = None
 
     @property
     def evaluation_data(self) -> Any:
@@ -531,7 +544,7 @@ class _Monitors:
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(epoch.data(self.net), lmbda)
-        packed = epoch.pack(self.net, recheck=epoch.touched)  # (slow-path epochs: user code)
+        packed = epoch.current(self.net)  # (read again if user code ran)
         cause = self.net._target_cause(packed)
         if cause is not None:
             self.net._slow(cause, "the training cost")
@@ -541,7 +554,7 @@ class _Monitors:
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(epoch.data(self.net), convert=True)
-        packed = epoch.pack(self.net, recheck=epoch.touched)
+        packed = epoch.current(self.net)
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
                           == np.argmax(cast(np.ndarray, packed.y), axis=1)))
 
