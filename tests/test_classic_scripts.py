@@ -11,6 +11,8 @@ and the same ``random`` state.
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import contextlib
 import io
 import random
@@ -64,6 +66,12 @@ def assert_same_params(nets, refs) -> None:
         for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
             assert a.shape == b.shape
             assert np.max(np.abs(a - b)) <= 1e-9
+
+
+def assert_same_weights(got, want) -> None:
+    """Layer by layer, to 1e-9 relative (1e-12 absolute, for weights near zero)."""
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
 def compare(script, fast_module, ref_module, *args):
@@ -922,6 +930,28 @@ def test_float32_parameters_compute_in_float32_as_the_classic_code(module, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+class _Items(collections.abc.MutableSequence):
+    """A mutable sequence of its own (not a list): items kept in ``self.items``."""
+
+    def __init__(self, items):
+        self.items = list(items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __setitem__(self, i, v):
+        self.items[i] = v
+
+    def __delitem__(self, i):
+        del self.items[i]
+
+    def __len__(self):
+        return len(self.items)
+
+    def insert(self, i, v):
+        self.items.insert(i, v)
+
+
 # ---------------------------------------------------------------- containers and hooks
 
 
@@ -934,8 +964,6 @@ def test_list_subclasses_and_userlists_work_as_in_the_classic_code():
     took only exact lists), and a collections.UserList as training data, which the
     classic random.shuffle reorders in place: the same lines, parameters, list order and
     random state."""
-    import collections
-
     data = make_data(21, SIZES, 60, onehot=True)
     test = make_labelled(22, SIZES, 30)
     runs = []
@@ -952,8 +980,7 @@ def test_list_subclasses_and_userlists_work_as_in_the_classic_code():
                      [id(p) for p in training], random.random(), net.weights))
     (out_a, ev_a, ids_a, r_a, w_a), (out_b, ev_b, ids_b, r_b, w_b) = runs
     assert out_a == out_b and ev_a == ev_b and ids_a == ids_b and r_a == r_b
-    for a, b in zip(w_a, w_b):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(w_b, w_a)
     net2 = network2.Network(SIZES)
     assert net2.accuracy(_Dataset(test)) == network2_loop_accuracy(net2, test)
 
@@ -1014,8 +1041,7 @@ def test_a_subclass_hooking_the_parameters_sees_every_step(hook):
         results.append((net.calls, net.weights, caught))
     (calls_a, w_a, _), (calls_b, w_b, caught) = results
     assert calls_a == calls_b
-    for a, b in zip(w_a, w_b):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(w_b, w_a)
     slow = [w for w in caught if w.category is SlowPathWarning]
     assert len(slow) == 1 and ("is a property" in str(slow[0].message)
                                or "__setattr__ is overridden" in str(slow[0].message))
@@ -1043,8 +1069,7 @@ def test_a_replaced_random_shuffle_gets_the_pairs(monkeypatch):
             net.SGD(training, 2, 10, 3.0)
         runs.append(([id(p) for p in training], net.weights))
     assert runs[0][0] == runs[1][0]
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1][1], runs[0][1])
     monkeypatch.setattr(random, "shuffle", lambda d: d.append(d[0]))
     with pytest.raises(ValueError, match="changed its length"):
         network.Network(SIZES).SGD(list(data), 1, 10, 3.0, verbose=False)
@@ -1069,8 +1094,7 @@ def test_the_modules_random_rebound_is_the_one_that_shuffles(generator, monkeypa
         runs.append(([id(p) for p in training], net.weights, random.random(),
                      np.random.random()))
     assert runs[0][0] == runs[1][0] and runs[0][2:] == runs[1][2:]
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1][1], runs[0][1])
 
 
 def test_a_replaced_vectorized_result_is_honoured(monkeypatch):
@@ -1188,8 +1212,7 @@ def test_a_replaced_shuffle_that_edits_the_pairs_is_seen(monkeypatch):
             net.SGD(pairs, 3, 10, 3.0)
         monkeypatch.setattr(random, "shuffle", orig)
         runs.append(net.weights)
-    for a, b in zip(*runs):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1], runs[0])
 
 
 def test_odd_sequences_train_as_the_classic_sgd_reads_them():
@@ -1198,32 +1221,15 @@ def test_odd_sequences_train_as_the_classic_sgd_reads_them():
     there) trains on all its items; a mutable sequence whose __setitem__ takes indices
     only is reordered item by item; one with its own __len__ is refused; a network
     subclass with __slots__ for its parameters stays fused."""
-    import collections.abc
-
     class Half(list):
         def __iter__(self):
             return iter(list.__iter__(self)[: len(self) // 2])
 
-    class Indexed(collections.abc.MutableSequence):
-        def __init__(self, items):
-            self.items = list(items)
-
-        def __getitem__(self, i):
-            return self.items[i]
-
+    class Indexed(_Items):
         def __setitem__(self, i, v):
             if not isinstance(i, int):
                 raise TypeError("no slices")
             self.items[i] = v
-
-        def __delitem__(self, i):
-            del self.items[i]
-
-        def __len__(self):
-            return len(self.items)
-
-        def insert(self, i, v):
-            self.items.insert(i, v)
 
     data = make_data(32, SIZES, 40, onehot=True)
     for kind in (Half, Indexed):
@@ -1238,8 +1244,7 @@ def test_odd_sequences_train_as_the_classic_sgd_reads_them():
             runs.append(([id(p) for p in list.__iter__(training)] if kind is Half
                          else [id(p) for p in training.items], net.weights))
         assert runs[0][0] == runs[1][0]
-        for a, b in zip(runs[0][1], runs[1][1]):
-            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        assert_same_weights(runs[1][1], runs[0][1])
 
     class Counted(list):
         def __len__(self):
@@ -1304,8 +1309,7 @@ def test_a_callback_editing_the_training_list_is_seen(change):
                     callback=lambda j, n, edit=edit: edit(j))
         runs.append(([id(p) for p in training], net.weights, random.random()))
     assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1][1], runs[0][1])
     training = list(data)
     with pytest.raises(ValueError, match="changed its length during SGD, from 40 to 41"):
         network.Network(SIZES).SGD(training, 3, 10, 3.0, verbose=False,
@@ -1365,8 +1369,7 @@ def test_slow_path_epochs_and_monitors_see_edited_arrays():
     (cost_a, acc_a, w_a), (cost_b, acc_b, w_b) = results
     np.testing.assert_allclose(cost_b, cost_a, rtol=1e-9)
     assert acc_a == acc_b
-    for a, b in zip(w_a, w_b):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(w_b, w_a)
 
 
 def test_the_arrays_check_takes_any_contiguous_layout():
@@ -1406,8 +1409,7 @@ def test_an_override_editing_the_list_is_seen_in_later_epochs():
         originals = {id(p) for p in data}
         runs.append((sum(id(p) not in originals for p in net.training), net.weights))
     assert runs[0][0] == runs[1][0] == 3
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1][1], runs[0][1])
 
 
 @pytest.mark.parametrize("module", ["network", "network2"])
@@ -1474,28 +1476,11 @@ def test_arrays_with_a_replaced_shuffle_that_edits_them_see_the_edit(monkeypatch
 
 
 def test_a_sequence_whose_slices_are_not_its_items_is_refused():
-    import collections.abc
-
-    class Augmenting(collections.abc.MutableSequence):
-        def __init__(self, items):
-            self.items = list(items)
-
+    class Augmenting(_Items):
         def __getitem__(self, i):
             if isinstance(i, slice):
                 return [(x * 2, y) for x, y in self.items[i]]
             return self.items[i]
-
-        def __setitem__(self, i, v):
-            self.items[i] = v
-
-        def __delitem__(self, i):
-            del self.items[i]
-
-        def __len__(self):
-            return len(self.items)
-
-        def insert(self, i, v):
-            self.items.insert(i, v)
 
     with pytest.raises(TypeError, match="Augmenting whose slices are not its items"):
         network.Network(SIZES).SGD(Augmenting(make_data(44, SIZES, 20, onehot=True)), 1, 10,
@@ -1528,8 +1513,7 @@ def test_edits_through_the_packing_cache_are_seen():
         else:
             net.SGD(training, 3, 10, 3.0, verbose=False, callback=lambda j, n, e=edit: e(j))
         runs.append(net.weights)
-    for a, b in zip(*runs):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+    assert_same_weights(runs[1], runs[0])
 
 
 def test_unsigned_one_hot_arrays_cost_as_their_pairs():
@@ -1588,8 +1572,6 @@ def test_a_monitoring_override_editing_the_arrays_is_seen_by_the_monitors():
 def test_a_userlist_of_evaluation_data_edited_by_a_callback_is_read_again():
     """test_data / evaluation_data as a collections.UserList that a callback edits: read
     as it is at each evaluation, as the classic code iterates it (it was listed once)."""
-    import collections
-
     data = make_data(49, SIZES, 60, onehot=True)
     test = make_labelled(50, SIZES, 30)
     fresh = make_labelled(51, SIZES, 30)

@@ -659,14 +659,10 @@ class CompiledNetwork:
         try:
             for j in range(epochs):
                 blocker = self._step_blocker()
-                if data.touched:  # user code ran: it may have edited the list itself
-                    data.sync()
-                if blocker is None:  # (checked before the shuffle; read again if user code
-                    data.pack(self, recheck=data.touched)  # ran since it was packed)
-                if data.shuffle(rng):  # a replaced shuffle: user code
-                    data.sync()
-                    if blocker is None:
-                        data.pack(self, recheck=True)
+                fused = self if blocker is None else None
+                data.current(fused)  # (checked before the shuffle)
+                if data.shuffle(rng):  # a replaced shuffle ran user code
+                    data.current(fused)
                 if blocker is None:
                     self._fused_epoch(data, batch, eta, lmbda, j)
                 else:
@@ -897,7 +893,7 @@ class CompiledNetwork:
         """``gradient_norms`` of this epoch's training data."""
         if self._update_blocker() is not None:
             return self._classic_norms(epoch.items(self))
-        return self._norms(epoch.current(self))
+        return self._norms(cast(Packed, epoch.current(self)))
 
     def _norms(self, packed: Packed) -> dict[str, list[float]]:
         nabla_b, nabla_w = self._gradient_sums(packed)
@@ -1049,11 +1045,13 @@ class Epoch:
             self.stamp = _stamp(self.arrays)
         self.touched = self.eval_stale = True
 
-    def current(self, net: CompiledNetwork) -> Packed:
-        """The packed data as they are now (read again if user code ran since)."""
+    def current(self, net: CompiledNetwork | None) -> Packed | None:
+        """The data as they are now: the caller's list read again if user code ran since
+        (it may have edited the list itself), and, for ``net``, packed (the values
+        checked again by fingerprint after user code)."""
         if self.touched:
             self.sync()
-        return self.pack(net, recheck=self.touched)
+        return self.pack(net, recheck=self.touched) if net is not None else None
 
     def _shuffle_items(self, rng: Any) -> None:
         """A replaced ``random.shuffle`` (or another generator's) gets the pairs

@@ -544,7 +544,7 @@ class _Monitors:
     def training_cost(self, epoch: Epoch, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(epoch.data(self.net), lmbda)
-        packed = epoch.current(self.net)  # (read again if user code ran)
+        packed = cast(Packed, epoch.current(self.net))  # (read again if user code ran)
         cause = self.net._target_cause(packed)
         if cause is not None:
             self.net._slow(cause, "the training cost")
@@ -554,7 +554,7 @@ class _Monitors:
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(epoch.data(self.net), convert=True)
-        packed = epoch.current(self.net)
+        packed = cast(Packed, epoch.current(self.net))
         return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
                           == np.argmax(cast(np.ndarray, packed.y), axis=1)))
 
