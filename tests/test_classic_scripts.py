@@ -1596,3 +1596,127 @@ def test_a_userlist_of_evaluation_data_edited_by_a_callback_is_read_again():
                     net.SGD(training, 3, 10, 3.0, callback=swap, **kw)
             outs.append(re.findall(r"(?:Epoch \d+: |data: )(\d+)", out.getvalue()))
         assert outs[0] == outs[1], mod.__name__
+
+
+def _stable_sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+@pytest.mark.parametrize("value", ["network2 cost", "list"])
+def test_a_network_subclass_attribute_named_cost_or_activation_changes_nothing(
+        data, value, monkeypatch):
+    """network.py reads no ``cost`` or ``activation`` attribute: a subclass keeping its own
+    under those names (here with a replaced module sigmoid, which runs the classic code)
+    trains as network.py does."""
+    training, _, _ = data
+    attribute = network2.CrossEntropyCost if value == "network2 cost" else []
+    nets = []
+    for module in (network, network_loop):
+        monkeypatch.setattr(module, "sigmoid", _stable_sigmoid)
+
+        class Reporting(module.Network):
+            def __init__(self, sizes):
+                super().__init__(sizes)
+                self.cost = attribute  # (for its own reports)
+                self.activation = "tanh"
+
+        random.seed(0)
+        np.random.seed(0)
+        net = Reporting(SIZES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(list(training), 2, 10, 3.0)
+        nets.append(net)
+    assert_same_weights(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases)
+
+
+def test_a_network2_subclass_may_keep_its_own_activation(data):
+    """network2.py has no ``activation`` attribute: a subclass's own (an object its
+    methods read) is kept and changes nothing; a name of fastbp's activations assigned
+    later says that it changes nothing."""
+    class Pluggable(network2.Network):
+        def __init__(self, sizes, activation):
+            super().__init__(sizes)
+            self.activation = activation
+
+    marker = object()
+    net = Pluggable(SIZES, marker)
+    assert net.activation is marker and net._activation == "sigmoid"
+    plain = network2.Network(SIZES)
+    with pytest.warns(RuntimeWarning, match="does not change the network's activation"):
+        plain.activation = "tanh"
+    assert plain._activation == "sigmoid"
+
+
+@pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
+def test_backprop_on_a_matrix_of_examples_is_the_classic_one(data, module, ref):
+    """Chapter 2's fully matrix-based backprop exercise hands ``backprop`` the examples as
+    the columns of one matrix: the classic arithmetic broadcasts over them."""
+    training, _, _ = data
+    X = np.hstack([x for x, _ in training[:15]])
+    Y = np.hstack([y for _, y in training[:15]])
+    np.random.seed(3)
+    net = module.Network(SIZES)
+    np.random.seed(3)
+    classic = ref.Network(SIZES)
+    got, want = net.backprop(X, Y), classic.backprop(X, Y)
+    for g, w in zip(got[0] + got[1], want[0] + want[1]):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+    assert got[0][-1].shape == (SIZES[-1], 15)  # one column per example, as the classic
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        net.backprop(X, Y)
+
+
+def test_bool_labels_count_as_the_classic_comparison_counts_them():
+    """``argmax(a) == True`` is ``argmax(a) == 1``: bool labels (a two-way split) count as
+    the classes 0 and 1; with ``convert=True`` the classic ``argmax(y)`` of a scalar is 0."""
+    pairs = make_labelled(5, [40, 12, 2], 60, sparse=True)
+    for kind in (bool, np.bool_):
+        flags = [(x, kind(y == 1)) for x, y in pairs]
+        np.random.seed(4)
+        net = network.Network([40, 12, 2])
+        np.random.seed(4)
+        classic = network_loop.Network([40, 12, 2])
+        assert net.evaluate(flags) == classic.evaluate(flags) == net.evaluate(pairs)
+        np.random.seed(4)
+        net2 = network2.Network([40, 12, 2])
+        np.random.seed(4)
+        classic2 = network2_loop.Network([40, 12, 2])
+        assert net2.accuracy(flags) == classic2.accuracy(flags)
+        assert net2.accuracy(flags, convert=True) == classic2.accuracy(flags, convert=True)
+
+
+@pytest.mark.parametrize("name,names", [
+    ("network", {"Network", "np", "random", "sigmoid", "sigmoid_prime"}),
+    ("network2", {"CrossEntropyCost", "Network", "QuadraticCost", "json", "load", "np",
+                  "random", "sigmoid", "sigmoid_prime", "sys", "vectorized_result"}),
+    ("mnist_loader", {"gzip", "load_data", "load_data_wrapper", "np", "pickle",
+                      "vectorized_result"}),
+])
+def test_star_imports_give_what_the_classic_modules_give(name, names):
+    """``from mnist_loader import *`` gives the classic module's imports too (``np``, ...),
+    which scripts then use."""
+    namespace: dict = {}
+    exec(f"from fastbp.{name} import *", namespace)
+    assert names <= set(namespace)
+
+
+def test_parameters_as_nested_lists_evaluate_as_the_classic_code(data):
+    """Weights and biases assigned as nested lists (a saved network's JSON, not made
+    arrays): the classic feedforward and evaluate take them through NumPy's products."""
+    _, _, test = data
+    nets = []
+    for module in (network, network_loop):
+        np.random.seed(6)
+        net = module.Network(SIZES)
+        net.weights = [w.tolist() for w in net.weights]
+        net.biases = [b.tolist() for b in net.biases]
+        nets.append(net)
+    assert nets[0].evaluate(test) == nets[1].evaluate(test)
+    np.testing.assert_allclose(nets[0].feedforward(test[0][0]), nets[1].feedforward(test[0][0]),
+                               rtol=1e-12)
+    nets[0].weights[0][0] = [1.0, 2.0]  # ragged: a clear error
+    with pytest.raises(ValueError, match=r"weights\[0\] must be a 2-D array"):
+        nets[0].evaluate(test)

@@ -60,7 +60,8 @@ def _module_functions(net: Any) -> tuple[Any, Any]:
 
 def _layers(net: Any) -> tuple[Any, Any, Any]:
     """(hidden activation, its derivative, output activation) of ``net``."""
-    name = net.activation if hasattr(net, "activation") else "sigmoid"
+    name = net._activation  # (fastbp's own choice: a user's ``activation`` attribute is
+    #                          theirs, as the classic code never reads one)
     act, prime = _module_functions(net) if name == "sigmoid" else ACTIVATIONS[name]
     out = _softmax if getattr(net, "_softmax_output", lambda: False)() else act
     return act, prime, out
@@ -109,7 +110,7 @@ def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
         activation = out(z) if l == last else act(z)
         activations.append(activation)
     # backward pass
-    if hasattr(net, "cost"):  # network2
+    if net._USES_COST:  # network2 (network.py never reads a ``cost`` attribute)
         delta = net.cost.delta(zs[-1], activations[-1], y)
     else:  # network
         delta = net.cost_derivative(activations[-1], y) * _module_functions(net)[1](zs[-1])

@@ -276,6 +276,7 @@ class CompiledNetwork:
     """
 
     _activation = "sigmoid"
+    _USES_COST = False  # network2's backprop takes its output error from ``cost.delta``
     # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
     # instance attribute or a patch of the class itself all count as an override
     _ORIGINALS: dict = {}
@@ -451,7 +452,7 @@ class CompiledNetwork:
         sizes = []
         for l in range(L):
             w, bl = weights[l], biases[l]
-            shape = getattr(w, "shape", None)
+            shape, b_shape = _shape(w), _shape(bl)
             if shape is None or len(shape) != 2:
                 raise ValueError(f"weights[{l}] must be a 2-D array (n_out, n_in), "
                                  f"got {type(w).__name__} of shape {shape}")
@@ -463,9 +464,8 @@ class CompiledNetwork:
                                  f"{sizes[-1]} neurons: expected ({n_out}, {sizes[-1]})")
             if n_out < 1 or n_in < 1:
                 raise ValueError(f"weights[{l}] has shape {shape}: layers need neurons")
-            if getattr(bl, "shape", None) != (n_out, 1):
-                raise ValueError(f"biases[{l}] has shape {getattr(bl, 'shape', None)}, "
-                                 f"expected ({n_out}, 1)")
+            if b_shape != (n_out, 1):
+                raise ValueError(f"biases[{l}] has shape {b_shape}, expected ({n_out}, 1)")
             sizes.append(int(n_out))
         return sizes
 
@@ -807,6 +807,13 @@ class CompiledNetwork:
         column = self._backprop_column(x, y)
         if column is not None:
             return column
+        if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] > 1:
+            # m examples as the columns of x (the book's matrix-based backprop exercise):
+            # the classic code's NumPy arithmetic broadcasts over them, nabla_b keeping
+            # one column per example; so does this (it is already whole-matrix work)
+            if x.dtype.kind in "fc" and not np.isfinite(x).all():
+                raise ValueError("backprop: the input contains NaN or inf")
+            return _classic.classic_backprop(self, x, y)
         return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
 
     def _backprop_column(self, x: Any, y: Any, error: Callable | None = None,
@@ -1143,6 +1150,18 @@ def classic_data(data: Any, targets: str = "labels", n_out: int = 0, what: str =
 
 HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedforward",
                     "evaluate", "accuracy", "total_cost")
+
+
+def _shape(a: Any) -> tuple | None:
+    """An array's shape, or that of nested lists of numbers (NumPy's products take them,
+    as the JSON of a saved network holds them), or None."""
+    shape = getattr(a, "shape", None)
+    if shape is None and isinstance(a, (list, tuple)):
+        try:
+            return np.shape(a)
+        except ValueError:  # ragged
+            return None
+    return shape
 
 
 def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:

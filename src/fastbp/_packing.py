@@ -36,6 +36,7 @@ class Packed:
     n_out: int = -1  # the output width (of ``y``, and the range of array labels)
     float_label: int = -1  # the first item whose label is a float (-1: none)
     unsigned_y: int = -1  # the first item whose target array is unsigned or bool (-1: none)
+    bool_label: int = -1  # the first item whose label is a bool (-1: none)
 
     def __repr__(self) -> str:  # short: tracebacks would otherwise print every value
         return (f"Packed(n={self.n}, nnz={self.values.size}, dtype={self.values.dtype}, "
@@ -69,7 +70,8 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     items = _pairs(data, what)
     if len(items) < PARALLEL_MIN_ITEMS:  # waking a second thread costs more than it saves
         nthreads = 1
-    labels = _scalar_labels(items, what) if targets != "none" else None
+    labels = (_scalar_labels(items, what, targets in ("label", "argmax"))
+              if targets != "none" else None)
     want_y = targets in ("train", "argmax") and labels is None
     if targets == "label" and labels is None:
         _need_labels(what)
@@ -127,6 +129,7 @@ def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: 
         packed.labels = (np.zeros_like(labels.classes) if targets == "argmax"
                          else labels.classes)
         packed.float_label = labels.first_float
+        packed.bool_label = labels.first_bool
     elif targets in ("label", "argmax"):
         packed.labels = np.argmax(cast(np.ndarray, packed.y), axis=1)  # (want_y was set)
         packed.y = None
@@ -374,6 +377,7 @@ class Labels:
     values: np.ndarray
     first_float: int = -1
     mutable: bool = False  # some are 0-d arrays, which can change in place (no caching)
+    first_bool: int = -1  # the first bool y (-1: none)
 
 
 NEVER = -1  # the class of a float label that no output index equals (2.5, nan, inf)
@@ -382,37 +386,47 @@ _INT_TYPES = frozenset({int, np.int8, np.int16, np.int32, np.int64, np.uint8, np
 _FLOAT_TYPES = frozenset({float, np.float16, np.float32, np.float64})
 
 
-def _is_label(y: Any) -> bool:
+_BOOL_TYPES = frozenset({bool, np.bool_})
+
+
+def _is_label(y: Any, bools: bool = False) -> bool:
     """A real scalar, as ``argmax(a) == y`` and ``a - y`` read it: a Python or NumPy
-    integer or float (not a bool, complex number or timedelta64), or a 0-d array of one."""
+    integer or float (not a complex number or timedelta64, nor a bool unless ``bools``),
+    or a 0-d array of one."""
     if type(y) is np.ndarray:
-        return y.ndim == 0 and y.dtype.kind in "iuf"
-    return (isinstance(y, numbers.Real)
-            and not isinstance(y, (bool, np.bool_, np.timedelta64)))
+        return y.ndim == 0 and y.dtype.kind in ("iufb" if bools else "iuf")
+    if isinstance(y, (bool, np.bool_)):
+        return bools
+    return isinstance(y, numbers.Real) and not isinstance(y, np.timedelta64)
 
 
-def _scalar_labels(items: list, what: str) -> Labels | None:
-    """The y's if they are scalar numbers (Python or NumPy integers or floats), else None.
+def _scalar_labels(items: list, what: str, bools: bool = False) -> Labels | None:
+    """The y's if they are scalar numbers (Python or NumPy integers or floats; with
+    ``bools``, bools too, as the classes 0 and 1 that ``argmax(a) == True`` compares
+    with), else None.
 
     Any integer is kept as it is, as in the classic code (a label the network cannot
     output simply never counts as correct); so is a float: ``argmax(a) == 2.0`` holds
     when argmax is 2, and ``argmax(a) == 2.5`` never (its class is ``NEVER``)."""
     first = _pair(items[0], 0, what)[1]
-    if not _is_label(first):
+    if not _is_label(first, bools):
         return None
     try:
         ys = [y for _, y in items]
     except (TypeError, ValueError):  # not all pairs: name the first that is not
         ys = [_pair(item, i, what)[1] for i, item in enumerate(items)]
-    first_float = -1
+    first_float = first_bool = -1
     mutable = False
     for i, y in enumerate(ys):
         kind = type(y)
         if kind in _INT_TYPES:  # the common case, without the slower ABC checks
             continue
+        if bools and first_bool < 0 and (kind in _BOOL_TYPES or (
+                kind is np.ndarray and y.dtype.kind == "b")):
+            first_bool = i
         if isinstance(y, (np.floating, np.ndarray)):
             refuse_wide_float(y.dtype, f"{what}[{i}]: label")
-        if kind not in _FLOAT_TYPES and not _is_label(y):
+        if kind not in _FLOAT_TYPES and not _is_label(y, bools):
             shown = (f"a {y.dtype} array of shape {y.shape}" if isinstance(y, np.ndarray)
                      else repr(y)[:60] if kind in (bool, str) or isinstance(y, numbers.Number)
                      else f"a {kind.__name__}")
@@ -424,7 +438,7 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
             first_float = i
     if first_float < 0:
         classes = _int64(ys, what)
-        return Labels(classes, classes, mutable=mutable)
+        return Labels(classes, classes, mutable=mutable, first_bool=first_bool)
     values = np.asarray([float(y) for y in ys], dtype=np.float64)
     with np.errstate(invalid="ignore"):
         whole = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 2.0**63)
@@ -432,7 +446,7 @@ def _scalar_labels(items: list, what: str) -> Labels | None:
     classes[whole] = values[whole].astype(np.int64)
     ints = [i for i, y in enumerate(ys) if isinstance(y, numbers.Integral)]
     classes[ints] = _int64([ys[i] for i in ints], what, ints)  # exact beyond 2**53
-    return Labels(classes, values, first_float, mutable)
+    return Labels(classes, values, first_float, mutable, first_bool)
 
 
 def _int64(ys: list, what: str, positions: list | None = None) -> np.ndarray:

@@ -22,8 +22,10 @@ supply the files by hand. This module imports nothing from the rest of fastbp ap
 
 from __future__ import annotations
 
+import gzip
 import numbers
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,16 @@ import numpy.typing as npt
 from ._mnist_formats import PathLike, Splits
 from ._mnist_sources import MNISTNotFoundError, cache_dir, find
 
+# (and what ``from mnist_loader import *`` gives in the classic module: its imports too)
 __all__ = [
     "MNISTNotFoundError",
     "cache_dir",
+    "gzip",
     "load_data",
     "load_data_wrapper",
     "load_matrices",
+    "np",
+    "pickle",
     "vectorized_result",
 ]
 

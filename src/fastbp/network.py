@@ -27,7 +27,8 @@ from ._engine import CompiledNetwork, Epoch, classic_data, listed, record_origin
 from ._engine import user_code as _user_code
 from ._validate import check_callback, check_count, check_flags, check_rate
 
-__all__ = ["Network", "sigmoid", "sigmoid_prime"]
+# (and what ``from network import *`` gives in the classic module: its imports too)
+__all__ = ["Network", "np", "random", "sigmoid", "sigmoid_prime"]
 
 
 class Network(CompiledNetwork):

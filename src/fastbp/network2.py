@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,13 +45,15 @@ from ._engine import (
     listed,
     record_originals,
     relisted,
+    warn_user,
 )
 from ._engine import user_code as _user_code
 from ._packing import LabelsNeeded, Packed, as_arrays
 from ._validate import check_count, check_rate, check_sizes
 
-__all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", "load",
-           "sigmoid", "sigmoid_prime", "vectorized_result"]
+# (and what ``from network2 import *`` gives in the classic module: its imports too)
+__all__ = ["CrossEntropyCost", "LogLikelihoodCost", "Network", "QuadraticCost", "json", "load",
+           "np", "random", "sigmoid", "sigmoid_prime", "sys", "vectorized_result"]
 
 
 #### Costs
@@ -170,6 +173,8 @@ class VectorTargetError(TypeError, IndexError):
 
 
 class Network(CompiledNetwork):
+    _USES_COST = True
+
     def __init__(self, sizes: Any, cost: Any = CrossEntropyCost, activation: str = "sigmoid",
                  dtype: Any = np.float64) -> None:
         """``sizes`` lists the layer widths, e.g. [784, 30, 10]; parameters come from
@@ -192,9 +197,21 @@ class Network(CompiledNetwork):
         self.cost = cost
 
     @property
-    def activation(self) -> str:
-        """The activation of every layer ("sigmoid", "tanh" or "relu")."""
-        return self._activation
+    def activation(self) -> Any:
+        """The activation of every layer ("sigmoid", "tanh" or "relu"), chosen when the
+        network is made.  network2.py has no such attribute, so one a subclass assigns
+        is its own (its methods may read it) and changes nothing fastbp computes."""
+        return self.__dict__.get("_user_activation", self._activation)
+
+    @activation.setter
+    def activation(self, value: Any) -> None:
+        self.__dict__["_user_activation"] = value
+        if isinstance(value, str) and value in ACTIVATIONS and value != self._activation:
+            warn_user(self, f"activation {value}",
+                      f"net.activation = {value!r} does not change the network's activation "
+                      f"({self._activation!r}, chosen when it was made; the classic code "
+                      "reads no such attribute): make it with Network(..., "
+                      f"activation={value!r})", RuntimeWarning)
 
     def _cost_code(self) -> int:
         # (a patched delta runs as the classic code; the code still picks the output layer)
@@ -399,6 +416,8 @@ class Network(CompiledNetwork):
         if convert and as_arrays(data) is None:
             try:
                 packed = self._pack(data, "label", "data")
+                if packed.bool_label >= 0:  # (a class for accuracy, not here)
+                    raise LabelsNeeded
             except LabelsNeeded:
                 raise VectorTargetError(
                     "total_cost(data, lmbda, convert=True): data must hold integer class "
