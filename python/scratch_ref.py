@@ -235,7 +235,10 @@ class _LayerNet:
         grads = {}
         for i in range(1, self._n_affine + 1):
             affine = self.layers[f"Affine{i}"]
-            grads[f"W{i}"] = affine.dW + self.weight_decay_lambda * affine.W
+            # (the book's TwoLayerNet hands out the layers' own dW; MultiLayerNet a new
+            # array, dW + lambda * W, even for lambda 0)
+            grads[f"W{i}"] = (affine.dW + self.weight_decay_lambda * affine.W
+                              if self._DECAY else affine.dW)
             grads[f"b{i}"] = affine.db
         return grads
 

@@ -1649,3 +1649,53 @@ def test_dropout_and_batch_normalization_are_the_books(shape):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(RuntimeError, match="Dropout.backward"):
         layers.Dropout().backward(dout)
+
+
+def test_the_loss_kept_by_gradient_is_the_one_computed_then(monkeypatch):
+    """After ``gradient`` the last layer's loss is the book's number at that call, even if
+    ``cross_entropy_error`` is replaced before it is read (fastbp computes it when read)."""
+    net, book = twins("TwoLayerNet", 6, 5, 3)
+    x, t = batch(np.random.default_rng(2), 7, 6, 3, onehot=True)
+    net.gradient(x, t)
+    book.gradient(x, t)
+    monkeypatch.setattr(layers, "cross_entropy_error", lambda y, t: 10.0)
+    assert net.lastLayer.loss == pytest.approx(book.lastLayer.loss, rel=1e-12)
+    with pytest.warns(SlowPathWarning, match="cross_entropy_error"):
+        net.gradient(x, t)  # (now the book's path, with the replacement: its number)
+    assert net.lastLayer.loss == 10.0
+    monkeypatch.undo()
+    net.gradient(x, t)
+    restored = pickle.loads(pickle.dumps(net.lastLayer))  # (pickled with its number)
+    assert restored.loss == pytest.approx(book.lastLayer.loss, rel=1e-12)
+
+
+def test_multilayernet_gradients_are_new_arrays_as_the_books():
+    """The book's MultiLayerNet returns ``dW + lambda * W``, a new array even for lambda 0:
+    editing it leaves the layer's dW alone (TwoLayerNet returns the layer's own dW)."""
+    x, t = batch(np.random.default_rng(3), 9, 6, 3, onehot=True)
+    for kind, args in (("MultiLayerNet", (6, [5], 3)), ("TwoLayerNet", (6, 5, 3))):
+        net, book = twins(kind, *args)
+        grads, want = net.gradient(x, t), book.gradient(x, t)
+        shared = grads["W1"] is net.layers["Affine1"].dW
+        assert shared == (want["W1"] is book.layers["Affine1"].dW) == (kind == "TwoLayerNet")
+        grads["W1"] *= 0
+        np.testing.assert_allclose(net.layers["Affine1"].dW, book.layers["Affine1"].dW
+                                   if not shared else 0 * book.layers["Affine1"].dW,
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_a_gradient_beyond_float_range_in_the_sums_takes_the_books_path():
+    """The book divides the output error by N before its products; the kernels sum first:
+    near the top of the float range that sum overflows where the book's stays finite,
+    so the book's path runs (with a warning) and gives its finite numbers."""
+    net, book = twins("TwoLayerNet", 6, 4, 3, weight_init_std=1.0, seed=5)
+    x, t = batch(np.random.default_rng(4), 40, 6, 3, onehot=True, dtype=np.float64)
+    x *= 1e307
+    t[:] = np.eye(3)[0]  # (every output error of one sign: the sums add up)
+    with np.errstate(all="ignore"):
+        want = book.gradient(x, t)
+        with pytest.warns(SlowPathWarning, match="overflowed"):
+            grads = net.gradient(x, t)
+    assert np.isfinite(want["W2"]).all()
+    for key in want:
+        np.testing.assert_allclose(grads[key], want[key], rtol=1e-12)

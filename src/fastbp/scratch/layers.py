@@ -139,7 +139,7 @@ class SoftmaxWithLoss:
     (y - t) / N."""
 
     _loss: float | None
-    _pending: tuple[np.ndarray, np.ndarray] | None
+    _pending: tuple[Callable, np.ndarray, np.ndarray] | None
 
     def __init__(self) -> None:
         self.loss = None
@@ -152,17 +152,23 @@ class SoftmaxWithLoss:
         computed when first read, from copies of that batch's y and t)."""
         pending = self.__dict__.get("_pending")
         if pending is not None:
-            self._loss, self._pending = cross_entropy_error(*pending), None
+            error, y, t = pending
+            self._loss, self._pending = error(y, t), None
         return self.__dict__.get("_loss")
 
     @loss.setter
     def loss(self, value: float | None) -> None:
         self._loss, self._pending = value, None
 
+    def __getstate__(self) -> dict:
+        _ = self.loss  # (a pending loss is computed: the book's layer holds the number)
+        return self.__dict__.copy()
+
     def _defer_loss(self, y: np.ndarray, t: np.ndarray) -> None:
-        """``loss`` is ``cross_entropy_error(y, t)``, computed when read (``y`` and ``t``
-        are the caller's copies, not to be changed)."""
-        self._loss, self._pending = None, (y, t)
+        """``loss`` is ``cross_entropy_error(y, t)`` (the function as it is now, as the
+        book computes it now), computed when read (``y`` and ``t`` are the caller's
+        copies, not to be changed)."""
+        self._loss, self._pending = None, (cross_entropy_error, y, t)
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> float:
         self.t = t

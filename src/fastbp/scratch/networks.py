@@ -386,8 +386,9 @@ class FusedNet:
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "gradient")
             return self._book_gradient(x, t)
-        if not _core.all_finite(dbs):  # then some deltas are NaN or inf: where the book's
-            # products give 0 * NaN = NaN for blank pixels, the kernels skip them
+        if not _core.all_finite(dbs + dWs):  # NaN or inf deltas (where the book's products
+            # give 0 * NaN = NaN for blank pixels, the kernels skip them), or a sum beyond
+            # float range that the book's, divided by N first, keeps finite
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._book_gradient(x, t)
         lam = self._lambda()
@@ -404,6 +405,8 @@ class FusedNet:
                     dW = decayed
                 else:
                     dW = dW + decayed
+            elif self._BOOK_DECAY:  # the book's dW + 0 * W: a new array all the same
+                dW = dW.copy()  # (W is finite here, so 0 * W adds only zeros)
             grads[f"W{l}"], grads[f"b{l}"] = dW, db
         return grads
 
