@@ -1,5 +1,4 @@
-"""The ``fastbp`` command: ``fastbp train`` (the main job), ``fastbp sweep``, ``fastbp bench``,
-``fastbp info``.
+"""The ``fastbp`` command: ``train`` (the main job), ``sweep``, ``bench`` and ``info``.
 
 ``python -m fastbp train`` trains on MNIST with the classic network.py defaults
 ([784, 30, 10], 30 epochs, mini-batch 10, eta 3.0, quadratic cost) and prints the
@@ -56,7 +55,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastbp", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="fastbp", description="fastbp: train (the main job), sweep, bench, info.")
     parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
