@@ -63,6 +63,7 @@ cdef extern from "fbp_kernels.h" nogil:
     int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int64_t count,
                        float **gb, float **gwt, fbp_interrupt *intr)
     int FBP_BADINPUT
+    int FBP_NONFINITE
     int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
                           int x_double, int64_t m, const double *y, double scale,
                           double **gb, double **gwt, double *out, double *acts, int nthreads,
@@ -423,7 +424,9 @@ def dense_grad(_Net net, object X, const real[:, ::1] y, double scale, list gb, 
     every element, padding included, is overwritten).  ``w0``: the first layer's W
     transposed, unpadded (n_in, n_out), in place of the net's own; ``gwt[0]`` is then
     unpadded too.  ``out`` (m, n_out), if given, receives the output activations of the
-    forward pass, and ``acts`` every layer's (as ``dense_forward`` gives them)."""
+    forward pass, and ``acts`` every layer's (as ``dense_forward`` gives them).  Returns
+    False if a gradient value is NaN or inf (everything is written all the same), else
+    True."""
     cdef int64_t m = y.shape[0], bad = -1, ld0 = 0
     cdef bint x_double = False
     cdef const void *xp = _dense_rows(net, X, m, &x_double)
@@ -455,7 +458,10 @@ def dense_grad(_Net net, object X, const real[:, ::1] y, double scale, list gb, 
                                            <float **>(p + L), outp, actp, nthreads, &bad)
     finally:
         free(p)
+    if status == FBP_NONFINITE:
+        return False
     _dense_status(status, bad)
+    return True
 
 
 def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w0=None,

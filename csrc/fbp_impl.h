@@ -1027,40 +1027,51 @@ static inline __attribute__((always_inline)) void FN(column_sum)(
 }
 
 /* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
- * which only the first `rem` elements are stored. */
+ * which only the first `rem` elements are stored.  *chk += 0 * each value: it becomes
+ * NaN if one is NaN or inf (the lanes past `rem` are sums of zero padding). */
 static inline __attribute__((always_inline)) void FN(gather_block)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
+    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, VEC *restrict chk,
+    const int nv)
 {
     VEC acc[8];
     FN(column_sum)(acc, d, ldd, row, x, 1, cnt, 1, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) FN(store_n)(g + i * VL, sv * acc[i], rem - i * VL);
+    for (int i = 0; i < nv; ++i) {
+        const VEC v = sv * acc[i];
+        *chk += v * (REAL)0;
+        FN(store_n)(g + i * VL, v, rem - i * VL);
+    }
 }
 
-/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row). */
+/* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row);
+ * chk as in gather_block. */
 static inline __attribute__((always_inline)) void FN(gather_block_dense)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const REAL *restrict a, int64_t lda,
-    int64_t m, REAL scale, const int nv)
+    int64_t m, REAL scale, VEC *restrict chk, const int nv)
 {
     VEC acc[8];
     FN(column_sum)(acc, d, ldd, NULL, a, lda, m, 0, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
-    for (int i = 0; i < nv; ++i) FN(store)(g + i * VL, sv * acc[i]);
+    for (int i = 0; i < nv; ++i) {
+        const VEC v = sv * acc[i];
+        *chk += v * (REAL)0;
+        FN(store)(g + i * VL, v);
+    }
 }
 
 /* gather_block for the columns k0..k1-1, into rows k of g (`rem` of each stored). */
 static inline __attribute__((always_inline)) void FN(gather_cols)(
     REAL *g, int64_t ldg, const REAL *d, int64_t ldd, const int64_t *colptr,
     const int32_t *row, const REAL *x, int64_t k0, int64_t k1, REAL scale, int64_t rem,
-    const int nv)
+    VEC *restrict chk, const int nv)
 {
     for (int64_t k = k0; k < k1; ++k) {
         const int64_t q0 = colptr[k];
         FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0, scale,
-                         rem, nv);
+                         rem, chk, nv);
     }
 }
 
@@ -1087,6 +1098,7 @@ typedef struct {
     int64_t nnz[FBP_PARTS];
     int64_t bad[FBP_PARTS];      /* first row with a NaN or inf in the part, or -1 */
     int status[FBP_PARTS];
+    int nonfinite[FBP_PARTS];    /* per thread: a gradient value it wrote is NaN or inf */
     fbp_barrier barrier;
 } FN(dense_job);
 
@@ -1224,6 +1236,7 @@ static void FN(dense_part)(void *arg, int t, int nt)
     fbp_barrier_wait(&job->barrier, nt);
     const REAL scale = job->scale;  /* (d) */
     REAL *dl = job->dbuf, *al = job->abuf;
+    VEC chk = (VEC){0};  /* 0 * every value written: NaN once one is NaN or inf */
     for (int l = 0; l < L; ++l) {
         const int64_t ld = LD(l + 1);
         if (l > 1) al += m * LD(l - 1);
@@ -1232,23 +1245,29 @@ static void FN(dense_part)(void *arg, int t, int nt)
                 FN(part_cols)(n_in, p, &c0, &c1);
                 FBP_BLOCKED(FN(gather_cols), j, ld, job->gwt[0] + c0 * job->ld0 + j, job->ld0,
                             dl + j, ld, job->colptr[p], job->crow[p], job->cval[p], 0, c1 - c0,
-                            scale, job->ld0 - j);
+                            scale, job->ld0 - j, &chk);
             }
         } else {
             /* row k of gwt[l]: sum over the samples of a_{l,s}[k] delta_{l+1,s} */
             const int64_t lda = LD(l), n = net->sizes[l];
             for (int64_t k = n * t / nt; k < n * (t + 1) / nt; ++k)
                 FBP_BLOCKED(FN(gather_block_dense), j, ld, job->gwt[l] + k * ld + j, dl + j,
-                            ld, al + k, lda, m, scale);
+                            ld, al + k, lda, m, scale, &chk);
         }
         if (l % nt == t) {
             REAL *g = job->gb[l];
             for (int64_t i = 0; i < ld; ++i) g[i] = 0;
             for (int64_t s = 0; s < m; ++s) FN(axpy)(g, 1, dl + s * ld, ld);
-            for (int64_t i = 0; i < ld; ++i) g[i] *= scale;
+            for (int64_t i = 0; i < ld; ++i) {
+                g[i] *= scale;
+                chk[0] += g[i] * (REAL)0;
+            }
         }
         dl += m * ld;
     }
+    int nonfinite = 0;
+    for (int e = 0; e < VL; ++e) nonfinite |= chk[e] != chk[e];
+    job->nonfinite[t] = nonfinite;
 }
 
 /* See fbp_dense_batch_d in fbp_kernels.h. */
@@ -1267,6 +1286,7 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
     for (int p = 0; p < FBP_PARTS; ++p) {
         job.bad[p] = -1;
         job.status[p] = FBP_OK;
+        job.nonfinite[p] = 0;
     }
     job.abuf = acts ? acts : (REAL *)fbp_alloc((size_t)(m * units) * sizeof(REAL));
     job.dbuf = gb ? (REAL *)fbp_alloc((size_t)(m * units) * sizeof(REAL)) : NULL;
@@ -1283,6 +1303,8 @@ int FN(dense_batch)(const fbp_net *net, const REAL *w0, int64_t ld0, const void 
         free(job.rstart[p]); free(job.rpos[p]); free(job.rval[p]);
     }
     if (status == FBP_OK && *bad >= 0) status = FBP_BADINPUT;
+    for (int t = 0; t < FBP_PARTS; ++t)
+        if (status == FBP_OK && job.nonfinite[t]) status = FBP_NONFINITE;
     if (!acts) free(job.abuf);
     free(job.dbuf); free(job.zpart);
     return status;

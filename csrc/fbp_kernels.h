@@ -20,7 +20,8 @@ enum { FBP_SIGMOID = 0, FBP_TANH = 1, FBP_RELU = 2 };
  * a backward pass takes the error z - y) */
 enum { FBP_QUADRATIC = 0, FBP_CROSS_ENTROPY = 1, FBP_LOG_LIKELIHOOD = 2, FBP_SCORES = 3 };
 /* FBP_NOTHREAD (-2, fbp_pool.h): a worker thread could not be started. */
-enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3, FBP_BADINPUT = -4 };
+enum { FBP_OK = 0, FBP_NOMEM = -1, FBP_INTERRUPTED = -3, FBP_BADINPUT = -4,
+       FBP_NONFINITE = -5 };
 
 /* Every row of a weight block, bias and activation buffer is padded to a multiple of
  * FBP_PAD elements, with the padding kept at zero, so inner loops have no scalar tail. */
@@ -113,8 +114,9 @@ int fbp_grad_sum_f(const fbp_net *net, const fbp_data *data, int64_t start, int6
  * sizes[0] rows of ld0 elements, sizes[1] <= ld0 <= fbp_ld(sizes[1]) (elements past
  * sizes[1] are not read); gwt[0] then has the same layout (every element written; gb[0]
  * stays padded).  Returns
- * FBP_OK, FBP_NOMEM, FBP_NOTHREAD, or FBP_BADINPUT with *bad the first row holding a
- * NaN or inf.  Uses at most FBP_PARTS threads. */
+ * FBP_OK, FBP_NOMEM, FBP_NOTHREAD, FBP_BADINPUT with *bad the first row holding a
+ * NaN or inf, or FBP_NONFINITE: every output was written, and a gradient value is NaN
+ * or inf.  Uses at most FBP_PARTS threads. */
 int fbp_dense_batch_d(const fbp_net *net, const double *w0, int64_t ld0, const void *x,
                       int x_double, int64_t m, const double *y, double scale,
                       double *const *gb, double *const *gwt, double *out, double *acts,

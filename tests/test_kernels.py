@@ -532,7 +532,7 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         got_w = [np.full_like(g, np.nan) for g in gwt]  # every element must be written
         got_b = [np.full_like(g, np.nan) for g in gb]
         grad_out = np.full((m, sizes[-1]), np.nan)
-        _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads, out=grad_out)
+        assert _core.dense_grad(net, X, Y, 0.5, got_b, got_w, nthreads, out=grad_out)
         for g, w in zip(got_w + got_b, gwt + gb):
             assert_close(g, 0.5 * w, TIGHT, "dense_grad")
         assert np.array_equal(grad_out, want), "dense_grad's outputs differ from forward"
@@ -550,6 +550,43 @@ def test_column_batch_equals_the_row_kernels(n_in, rest, m, act, cost, x64, dens
         assert np.array_equal(got_w[0], runs[-1][0][:, :sizes[1]]), "w0 changed dW1"
         assert all(np.array_equal(g, r) for g, r in zip(got_w[1:] + got_b, runs[-1][1:]))
     assert all(np.array_equal(a, b) for a, b in zip(*runs)), "thread count changed the result"
+
+
+def _scaled_grad(net, sizes, X, Y, scale, nthreads):
+    """``(finite, [dW..., db...])`` from ``dense_grad`` with ``scale``."""
+    gwt = [np.zeros((a, _core.padded(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+    with np.errstate(over="ignore"):
+        finite = _core.dense_grad(net, X, Y, scale, gb, gwt, nthreads)
+    return finite, gwt + gb
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_column_batch_says_when_a_gradient_value_is_not_finite(nthreads):
+    """``dense_grad`` returns False exactly when a value it wrote (any layer's dW or db)
+    is NaN or inf: each array in turn is taken just past the float range by the scale
+    (its largest value first), and each is somewhere the only one that went past."""
+    big = np.finfo(np.float64).max
+    alone = set()
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        net, sizes, X, Y, _, _ = _column_batch_case(rng, 30, [9, 4], 12, seed % 3, 2, True,
+                                                    0.3)
+        X *= 10.0 ** rng.integers(-3, 4)  # (which array is largest varies)
+        finite, arrays = _scaled_grad(net, sizes, X, Y, 1.0, nthreads)
+        assert finite and all(np.isfinite(a).all() for a in arrays)
+        for i, a in enumerate(arrays):
+            with np.errstate(over="ignore", divide="ignore"):  # (an all-zero array)
+                scale = big / np.abs(a).max() * (1 + 1e-9)
+            if not np.isfinite(scale):
+                continue  # (no finite scale takes it past the range)
+            finite, got = _scaled_grad(net, sizes, X, Y, scale, nthreads)
+            past = [j for j, g in enumerate(got) if not np.isfinite(g).all()]
+            assert finite == (not past), (seed, i, past)
+            assert i in past
+            if past == [i]:
+                alone.add(i)
+    assert alone == {0, 1, 2, 3}, alone  # dW1, dW2, db1 and db2 each checked on its own
 
 
 @settings(max_examples=80, deadline=None)

@@ -440,12 +440,13 @@ class Kernels:
         return run
 
     def grad_mean(self, params: dict, X: np.ndarray,
-                  Y: np.ndarray) -> tuple[list, list, np.ndarray, list | None]:
+                  Y: np.ndarray) -> tuple[list, list, np.ndarray, list | None, bool]:
         """The gradient for the rows of ``X`` (from ``as_rows``) divided by their number N
         (the book's SoftmaxWithLoss averages), in one compiled pass over the batch:
-        ``(dW, db, y, hidden)``, C-contiguous (in, out) and (out,) arrays per layer, the
-        output activations y (N, out) of the forward pass (what the book's last layer
-        keeps) and its hidden layers' (see ``hidden_views``)."""
+        ``(dW, db, y, hidden, finite)``, C-contiguous (in, out) and (out,) arrays per
+        layer, the output activations y (N, out) of the forward pass (what the book's last
+        layer keeps), its hidden layers' (see ``hidden_views``), and whether every
+        gradient value is finite."""
         n = X.shape[0]
         widths = self.sizes[1:]
         y = np.empty((n, widths[-1]), dtype=DTYPE)
@@ -459,6 +460,7 @@ class Kernels:
             _core.grad_sum(full, rows.indptr, rows.split, rows.indices, rows.values, Y, gb, gwt)
             for g in gwt + gb:
                 g *= 1.0 / n
+            finite = _core.all_finite(gwt + gb)
             # the outputs and the hidden layers' activations, which this kernel does not
             # keep: one more forward pass (the same sums)
             _forward(full, X, y, None, acts)
@@ -467,12 +469,12 @@ class Kernels:
             gwt = [np.empty(shape, dtype=DTYPE) for shape in self.grad_shapes]
             gb = [np.empty(size, dtype=DTYPE) for size in self.bias_sizes]
             try:
-                _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n), w0=w1,
-                                 out=y, acts=acts)
+                finite = _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n),
+                                          w0=w1, out=y, acts=acts)
             except ValueError as exc:
                 raise _bad_item(exc) from None
         return ([np.ascontiguousarray(g[:, :b]) for g, b in zip(gwt, widths)],
-                [g[:b] for g, b in zip(gb, widths)], y, self.hidden_views(acts, n))
+                [g[:b] for g, b in zip(gb, widths)], y, self.hidden_views(acts, n), finite)
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,
               learning_rate: float, weight_decay: float) -> None:

@@ -382,11 +382,11 @@ class FusedNet:
             Y = _fused.one_hot(cast(np.ndarray, labels), self._sizes[-1])
         weights = self._weights()
         try:
-            dWs, dbs, y, hidden = self._kernels.grad_mean(weights, X, Y)
+            dWs, dbs, y, hidden, finite = self._kernels.grad_mean(weights, X, Y)
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "gradient")
             return self._book_gradient(x, t)
-        if not _core.all_finite(dbs + dWs):  # NaN or inf deltas (where the book's products
+        if not finite:  # NaN or inf deltas (where the book's products
             # give 0 * NaN = NaN for blank pixels, the kernels skip them), or a sum beyond
             # float range that the book's, divided by N first, keeps finite
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
