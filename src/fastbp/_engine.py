@@ -807,11 +807,15 @@ class CompiledNetwork:
         column = self._backprop_column(x, y)
         if column is not None:
             return column
-        if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] > 1:
-            # m examples as the columns of x (the book's matrix-based backprop exercise):
-            # the classic code's NumPy arithmetic broadcasts over them, nabla_b keeping
-            # one column per example; so does this (it is already whole-matrix work)
-            if x.dtype.kind in "fc" and not np.isfinite(x).all():
+        sizes = self._layer_sizes()
+        if (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] > 1
+                and x.shape[0] == sizes[0] and x.dtype.kind in "fiu"
+                and np.shape(y) == (sizes[-1], x.shape[1])):
+            # m examples as the columns of x, targets as the columns of y (the book's
+            # matrix-based backprop exercise): the classic code's NumPy arithmetic
+            # broadcasts over them, nabla_b keeping one column per example; so does this
+            # (it is already whole-matrix work)
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise ValueError("backprop: the input contains NaN or inf")
             return _classic.classic_backprop(self, x, y)
         return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
