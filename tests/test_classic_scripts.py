@@ -1720,3 +1720,113 @@ def test_parameters_as_nested_lists_evaluate_as_the_classic_code(data):
     nets[0].weights[0][0] = [1.0, 2.0]  # ragged: a clear error
     with pytest.raises(ValueError, match=r"weights\[0\] must be a 2-D array"):
         nets[0].evaluate(test)
+
+
+def test_bool_labels_are_refused_where_labels_are_one_hot_encoded():
+    """The classic ``vectorized_result(True)`` sets every entry (``e[True] = 1.0``): the
+    evaluation-cost monitor refuses bool labels before training, as ``total_cost(convert=
+    True)`` does, rather than encoding True as class 1."""
+    np.random.seed(0)
+    net = network2.Network([5, 6, 10])
+    train = make_data(1, [5, 6, 10], 20, onehot=True)
+    before = [w.copy() for w in net.weights]
+    for kind in (bool, np.bool_):
+        flags = [(x, kind(i % 2)) for i, (x, _) in enumerate(make_labelled(2, [5, 6, 10], 8))]
+        with pytest.raises(network2.VectorTargetError, match=r"evaluation_data\[0\] has a bool"):
+            net.SGD(list(train), 1, 5, 0.1, evaluation_data=flags,
+                    monitor_evaluation_cost=True)
+        with pytest.raises(network2.VectorTargetError, match="a bool sets every entry"):
+            net.total_cost(flags, 0.1, convert=True)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_the_quadratic_costs_output_error_goes_through_the_networks_activation(activation):
+    """With ``activation="tanh"`` or ``"relu"``, QuadraticCost's output error is (a - y)
+    times that activation's derivative on every path, as the fused kernels and the
+    reference compute it (``QuadraticCost.delta`` itself is the classic sigmoid one)."""
+    sizes = [4, 6, 3]
+    np.random.seed(1)
+    net = network2.Network(sizes, cost=network2.QuadraticCost, activation=activation)
+    np.random.seed(1)
+    ref = network2_loop.Network(sizes, cost=network2_loop.QuadraticCost, activation=activation)
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((4, 5)), rng.random((3, 5))
+    for got, want in ((net.backprop(X, Y), ref.backprop(X, Y)),  # (the matrix path)
+                      (net.backprop(X[:, :1], Y[:, :1]), ref.backprop(X[:, :1], Y[:, :1]))):
+        for g, w in zip(got[0] + got[1], want[0] + want[1]):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+    # the classic path (float32 weights in a float64 network) and a training step on it
+    net.weights = [w.astype(np.float32) for w in net.weights]
+    ref.weights = [w.astype(np.float32) for w in ref.weights]
+    pairs = [(X[:, [i]], Y[:, [i]]) for i in range(5)]
+    with pytest.warns(SlowPathWarning, match="float32"):
+        net.update_mini_batch(pairs, 0.5, 0.0, 5)
+    ref.update_mini_batch(pairs, 0.5, 0.0, 5)
+    assert_same_weights(net.weights + net.biases, ref.weights + ref.biases)
+
+
+def test_gradcheck_of_a_network_subclass_ignores_its_own_cost_attribute(data):
+    """network.py's cost is quadratic whatever a subclass keeps under ``cost``."""
+    import fastbp
+
+    class Reporting(network.Network):
+        def __init__(self, sizes):
+            super().__init__(sizes)
+            self.cost = network2.CrossEntropyCost
+
+    training, _, _ = data
+    np.random.seed(2)
+    errors = fastbp.gradcheck(Reporting(SIZES), training[:5], max_per_layer=5)
+    assert max(errors.values()) < 1e-6
+
+
+def test_backprop_refuses_matrix_targets_it_cannot_take_clearly():
+    """A matrix of examples with targets that are not a real (n_out, m) array: the clear
+    refusal naming the backprop input, not a NumPy error from inside the arithmetic."""
+    np.random.seed(5)
+    net = network2.Network([3, 4, 2])
+    X = np.random.default_rng(0).random((3, 5))
+    for y in ([[0.0] * 5, [1.0] * 4], np.full((2, 5), "a"), np.zeros((2, 5), object),
+              np.zeros((2, 4)), np.zeros((2, 5), np.longdouble)):
+        with pytest.raises((ValueError, TypeError), match="backprop input"):
+            net.backprop(X, y)
+    net32 = network2.Network([3, 4, 2], dtype=np.float32)
+    nabla_b, nabla_w = net32.backprop(X, np.zeros((2, 5)))
+    assert all(a.dtype == np.float32 for a in nabla_b + nabla_w)
+
+
+def test_activation_assigned_before_the_constructor_and_deleted():
+    class Early(network2.Network):
+        def __init__(self, sizes):
+            self.activation = "tanh"  # (its own, before fastbp's __init__ ran)
+            super().__init__(sizes, activation="tanh", cost=network2.QuadraticCost)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = Early([3, 4, 2])
+    assert net.activation == "tanh" == net._activation
+    del net.activation
+    assert net.activation == "tanh"
+    with pytest.raises(AttributeError, match="only an activation assigned"):
+        del net.activation
+
+
+def test_nested_lists_of_float32_values_compute_in_float32_as_the_classic(data):
+    """Lists of np.float32 values make float32 products in the classic code's NumPy: the
+    classic path runs (one warning), as for float32 arrays."""
+    _, _, test = data
+    nets = []
+    for module in (network, network_loop):
+        np.random.seed(6)
+        net = module.Network(SIZES)
+        net.weights = [w.astype(np.float32).tolist() for w in net.weights]
+        net.weights = [[[np.float32(v) for v in row] for row in w] for w in net.weights]
+        net.biases = [[[np.float32(v) for v in row] for row in b] for b in net.biases]
+        nets.append(net)
+    x = test[0][0].astype(np.float32)
+    with pytest.warns(SlowPathWarning, match="float32"):
+        got = nets[0].feedforward(x)
+    want = nets[1].feedforward(x)
+    assert got.dtype == want.dtype == np.float32
+    assert np.array_equal(got, want)

@@ -1699,3 +1699,16 @@ def test_a_gradient_beyond_float_range_in_the_sums_takes_the_books_path():
     assert np.isfinite(want["W2"]).all()
     for key in want:
         np.testing.assert_allclose(grads[key], want[key], rtol=1e-12)
+
+
+def test_a_layer_pickled_with_an_earlier_pending_loss_still_reads():
+    """Earlier versions kept a pending loss as ``(y, t)``: such a layer, unpickled, reads
+    its loss (and copies) as before."""
+    import copy
+
+    rng = np.random.default_rng(1)
+    y, t = layers.softmax(rng.standard_normal((4, 3))), np.eye(3)[[0, 2, 1, 1]]
+    last = layers.SoftmaxWithLoss()
+    last.__dict__.update(_loss=None, _pending=(y, t))  # (as an old pickle restores it)
+    twin = copy.deepcopy(last)
+    assert last.loss == twin.loss == layers.cross_entropy_error(y, t)

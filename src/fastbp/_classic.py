@@ -111,7 +111,7 @@ def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
         activations.append(activation)
     # backward pass
     if net._USES_COST:  # network2 (network.py never reads a ``cost`` attribute)
-        delta = net.cost.delta(zs[-1], activations[-1], y)
+        delta = net._output_error()(zs[-1], activations[-1], y)  # (its cost's delta)
     else:  # network
         delta = net.cost_derivative(activations[-1], y) * _module_functions(net)[1](zs[-1])
     nabla_b[-1] = delta

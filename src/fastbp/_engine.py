@@ -362,6 +362,11 @@ class CompiledNetwork:
                 continue  # (the parameter checks say what is wrong)
             for l, a in enumerate(arrays):
                 dtype = getattr(a, "dtype", None)
+                if dtype is None and isinstance(a, (list, tuple)):  # nested lists: the
+                    try:  # dtype NumPy's products give them (np.float32 values: float32)
+                        dtype = np.asarray(a).dtype
+                    except (TypeError, ValueError):
+                        continue  # (the parameter checks say what is wrong)
                 if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize != 8:
                     return (f"{name}[{l}] is {dtype}: the classic code computes in that "
                             "precision where its other operands are no wider, the kernels "
@@ -808,15 +813,18 @@ class CompiledNetwork:
         if column is not None:
             return column
         sizes = self._layer_sizes()
-        if (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] > 1
-                and x.shape[0] == sizes[0] and x.dtype.kind in "fiu"
-                and np.shape(y) == (sizes[-1], x.shape[1])):
+        if (type(x) is np.ndarray and x.ndim == 2 and x.shape[1] > 1
+                and x.shape[0] == sizes[0] and _plain_real(x.dtype)
+                and type(y) is np.ndarray and (_plain_real(y.dtype) or y.dtype.kind == "b")
+                and y.shape == (sizes[-1], x.shape[1])):
             # m examples as the columns of x, targets as the columns of y (the book's
             # matrix-based backprop exercise): the classic code's NumPy arithmetic
             # broadcasts over them, nabla_b keeping one column per example; so does this
             # (it is already whole-matrix work)
             if x.dtype.kind == "f" and not np.isfinite(x).all():
                 raise ValueError("backprop: the input contains NaN or inf")
+            if self.dtype != np.float64:  # (a float32 network computes in float32)
+                x, y = x.astype(self.dtype), y.astype(self.dtype)
             return _classic.classic_backprop(self, x, y)
         return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
 
@@ -1154,6 +1162,11 @@ def classic_data(data: Any, targets: str = "labels", n_out: int = 0, what: str =
 
 HONOURED_METHODS = ("update_mini_batch", "backprop", "cost_derivative", "feedforward",
                     "evaluate", "accuracy", "total_cost")
+
+
+def _plain_real(dtype: np.dtype) -> bool:
+    """Integers, or floats no wider than float64 (long doubles are refused elsewhere)."""
+    return dtype.kind in "iu" or (dtype.kind == "f" and dtype.itemsize <= 8)
 
 
 def _shape(a: Any) -> tuple | None:

@@ -169,6 +169,12 @@ class VectorTargetError(TypeError, IndexError):
     data: the classic ``e[j]`` with an array j, an IndexError)."""
 
 
+_VECTOR_TARGETS = ("{} must hold integer class labels as y, which convert=True one-hot "
+                   "encodes (the classic code's vectorized_result: a vector y fails there "
+                   "with an IndexError, a bool sets every entry); for one-hot targets use "
+                   "convert=False")
+
+
 #### Main Network class
 
 
@@ -206,12 +212,21 @@ class Network(CompiledNetwork):
     @activation.setter
     def activation(self, value: Any) -> None:
         self.__dict__["_user_activation"] = value
-        if isinstance(value, str) and value in ACTIVATIONS and value != self._activation:
+        if ("_activation" in self.__dict__  # (made: not a subclass's __init__ before ours)
+                and isinstance(value, str) and value in ACTIVATIONS
+                and value != self._activation):
             warn_user(self, f"activation {value}",
                       f"net.activation = {value!r} does not change the network's activation "
                       f"({self._activation!r}, chosen when it was made; the classic code "
                       "reads no such attribute): make it with Network(..., "
                       f"activation={value!r})", RuntimeWarning)
+
+    @activation.deleter
+    def activation(self) -> None:
+        if "_user_activation" not in self.__dict__:
+            raise AttributeError("activation: only an activation assigned to the network "
+                                 "can be deleted")
+        del self.__dict__["_user_activation"]
 
     def _cost_code(self) -> int:
         # (a patched delta runs as the classic code; the code still picks the output layer)
@@ -226,6 +241,13 @@ class Network(CompiledNetwork):
         return None
 
     def _output_error(self) -> Any:
+        if self._activation != "sigmoid" and _known_cost(self.cost, "delta") is QuadraticCost:
+            prime = _classic.ACTIVATIONS[self._activation][1]
+
+            def error(z: Any, a: Any, y: Any) -> Any:  # (QuadraticCost.delta is sigmoid's)
+                return (a - y) * prime(z)  # the quadratic cost's, through this activation
+
+            return error
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
     def _softmax_output(self) -> bool:
@@ -416,14 +438,9 @@ class Network(CompiledNetwork):
         if convert and as_arrays(data) is None:
             try:
                 packed = self._pack(data, "label", "data")
-                if packed.bool_label >= 0:  # (a class for accuracy, not here)
-                    raise LabelsNeeded
             except LabelsNeeded:
-                raise VectorTargetError(
-                    "total_cost(data, lmbda, convert=True): data must hold integer class "
-                    "labels as y, which convert=True one-hot encodes (the classic code's "
-                    "vectorized_result: a vector y fails there with an IndexError, a bool "
-                    "sets every entry); for one-hot targets use convert=False") from None
+                raise VectorTargetError(_VECTOR_TARGETS.format(
+                    "total_cost(data, lmbda, convert=True): data")) from None
             return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
                                     lmbda)
         packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
@@ -612,6 +629,9 @@ def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
         raise ValueError(f"convert=True one-hot encodes labels as 10-vectors "
                          f"(vectorized_result), but the network has {n_out} outputs")
     labels = cast(np.ndarray, packed.labels)  # (packed for "label")
+    if packed.bool_label >= 0:  # (a class for accuracy, not for vectorized_result)
+        raise VectorTargetError(f"{what}[{packed.bool_label}] has a bool label: "
+                                + _VECTOR_TARGETS.format(what))
     if packed.float_label >= 0:
         raise FloatLabelError(f"{what}[{packed.float_label}]: the label is a float; "
                               "convert=True one-hot encodes labels with vectorized_result, "

@@ -139,7 +139,7 @@ class SoftmaxWithLoss:
     (y - t) / N."""
 
     _loss: float | None
-    _pending: tuple[Callable, np.ndarray, np.ndarray] | None
+    _pending: tuple | None  # (cross_entropy_error, y, t)
 
     def __init__(self) -> None:
         self.loss = None
@@ -151,8 +151,8 @@ class SoftmaxWithLoss:
         """The cross-entropy error of the last batch (after a network's fused gradient,
         computed when first read, from copies of that batch's y and t)."""
         pending = self.__dict__.get("_pending")
-        if pending is not None:
-            error, y, t = pending
+        if pending is not None:  # ((y, t) in layers pickled by earlier versions)
+            error, y, t = pending if len(pending) == 3 else (cross_entropy_error, *pending)
             self._loss, self._pending = error(y, t), None
         return self.__dict__.get("_loss")
 
