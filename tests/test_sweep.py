@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import threading
 
@@ -476,6 +477,8 @@ def test_cli_book_three_learning_rates(fake_mnist, tmp_path, capsys) -> None:
     (["--eta", "0.1,x"], "--eta: expected comma-separated values"),
     (["--cost", "hinge"], "--cost: unknown hinge"),
     (["--monitor", "accuracy"], "--monitor: unknown accuracy"),
+    (["--eta", "0.1,,1"], "--eta: an empty value"),
+    (["--sizes", "784,,10"], "--sizes: an empty value"),
 ])
 def test_cli_rejects_bad_values(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as info:
@@ -484,7 +487,11 @@ def test_cli_rejects_bad_values(argv, message, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--out", "/nonexistent-dir/x"], "--out: directory /nonexistent-dir does not exist"),
+    (["--out", "/nonexistent-dir/x"], "the directory '/nonexistent-dir' does not exist"),
+    (["--sizes", "784,30"], "--sizes: MNIST needs sizes from 784 inputs to 10 outputs"),
+    (["--sizes", "784,30,10", "700,30,10"], "from 784 inputs to 10 outputs, e.g. 784,30,10: 700"),
+    (["--train-size", "60000"], "--train-size must be from 1 to 50000"),
+    (["--plot", "."], "is a directory; only regular files are written"),
     (["--epochs", "-1"], "epochs must be >= 0"),
     (["--seeds", "-3"], "seeds must be integers"),
     (["--activation", "tanh"], "CrossEntropyCost needs outputs"),
@@ -497,3 +504,35 @@ def test_cli_bad_input_fails_before_loading_mnist(monkeypatch, argv, message, ca
     monkeypatch.setattr(_cli_sweep.mnist_loader, "load_data_wrapper", no_mnist)
     assert cli.main(["sweep", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_zipped_data_are_read_once_and_trained_on_whole() -> None:
+    """The Python 3 ports' loader gives zips: each run trains on all of them, as SGD
+    given the zip would (the check used to use them up)."""
+    options = {"sizes": SIZES, "mini_batch_size": 7, "eta": 0.5}
+    want = fastbp.sweep({"lmbda": [0.0, 1.0]}, TRAIN, 2, evaluation_data=EVAL, **options)
+    got = fastbp.sweep({"lmbda": [0.0, 1.0]}, zip(*zip(*TRAIN)), 2,
+                       evaluation_data=(pair for pair in EVAL), **options)
+    assert [r["evaluation_accuracy"] for r in got] == [r["evaluation_accuracy"] for r in want]
+
+
+def test_cli_output_targets_are_checked_before_training(monkeypatch, tmp_path, capsys) -> None:
+    """--out PREFIX whose PREFIX.csv is a directory is refused before MNIST is loaded (it
+    used to fail after the whole sweep, losing it); the reports honour the umask and
+    symbolic links as ``save`` does."""
+    (tmp_path / "runs.csv").mkdir()
+
+    def no_mnist(*a, **k):
+        raise AssertionError("MNIST was loaded")
+
+    monkeypatch.setattr(_cli_sweep.mnist_loader, "load_data_wrapper", no_mnist)
+    assert cli.main(["sweep", "--out", str(tmp_path / "runs")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    (tmp_path / "real.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to("real.csv")
+    old = os.umask(0o077)
+    try:
+        _cli_sweep.write_atomic(tmp_path / "link.csv", b"new")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text() == "new"

@@ -18,15 +18,16 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import mnist_loader
+from . import _files, mnist_loader
 from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
+
+REPORTS = (".csv", ".json", ".md")  # the files --out PREFIX writes
+N_TRAINING = 50_000  # MNIST's training images (the other 10,000 are validation data)
 
 # command-line option -> sweep parameter
 PARAMS = {"sizes": "sizes", "eta": "eta", "lmbda": "lmbda", "batch_size": "mini_batch_size",
@@ -35,8 +36,11 @@ PARAMS = {"sizes": "sizes", "eta": "eta", "lmbda": "lmbda", "batch_size": "mini_
 
 def _list(kind: Any, what: str) -> Any:
     def parse(text: str) -> list:
+        parts = text.replace(" ", "").split(",")
+        if "" in parts and parts != [""]:
+            raise argparse.ArgumentTypeError(f"{what}: an empty value in {text!r}")
         try:
-            values = [kind(s) for s in text.replace(" ", "").split(",") if s]
+            values = [kind(s) for s in parts if s]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what}: expected comma-separated values, "
                                              f"got {text!r}") from None
@@ -126,13 +130,24 @@ def run(args: argparse.Namespace) -> int:
     needs_evaluation = args.early_stopping > 0 or any(m.startswith("evaluation")
                                                       for m in args.monitor)
     try:
-        if args.train_size is not None and args.train_size < 1:
-            raise ValueError("--train-size must be >= 1")
+        if args.train_size is not None and not 1 <= args.train_size <= N_TRAINING:
+            raise ValueError(f"--train-size must be from 1 to {N_TRAINING} (the training "
+                             f"images), got {args.train_size}")
         if args.jobs is not None and args.jobs < 1:
             raise ValueError("--jobs must be >= 1")
-        for option, path in (("--out", args.out), ("--plot", args.plot)):
-            if path is not None and not path.absolute().parent.is_dir():
-                raise ValueError(f"{option}: directory {path.absolute().parent} does not exist")
+        for sizes in args.sizes:
+            if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
+                raise ValueError("--sizes: MNIST needs sizes from 784 inputs to 10 outputs, "
+                                 f"e.g. 784,30,10: {','.join(map(str, sizes))}")
+        targets = [] if args.out is None else [(
+            "--out", args.out.with_name(args.out.name + ext)) for ext in REPORTS]
+        if args.plot is not None:
+            targets.append(("--plot", args.plot))
+        for option, path in targets:  # (as they will be written: refused before training)
+            try:
+                _files.resolve_target(path, option)
+            except OSError as exc:
+                raise ValueError(" ".join(str(exc.strerror or exc).split())) from None
         if args.plot is not None:
             import importlib.util
 
@@ -276,7 +291,7 @@ def csv_text(results: list[dict], columns: list[str]) -> str:
 def write_reports(results: list[dict], rows: list[dict], columns: list[str], settings: dict,
                   prefix: Path) -> list[Path]:
     """PREFIX.csv, PREFIX.json and PREFIX.md, each written atomically."""
-    paths = [prefix.with_name(prefix.name + ext) for ext in (".csv", ".json", ".md")]
+    paths = [prefix.with_name(prefix.name + ext) for ext in REPORTS]
     texts = [csv_text(results, columns),
              json.dumps({"settings": settings, "results": results}, indent=1),
              "# fastbp sweep\n\n" + ", ".join(f"{k} {_fmt(v)}" for k, v in settings.items())
@@ -287,22 +302,10 @@ def write_reports(results: list[dict], rows: list[dict], columns: list[str], set
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.absolute().parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically, as ``save`` writes (permissions, symbolic
+    links and non-regular targets handled as ``open(path, "wb")`` would)."""
+    with _files.atomic_open(path, "wb", what="file") as f:
+        f.write(data)
 
 
 # ---------------------------------------------------------------- the plot

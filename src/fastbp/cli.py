@@ -44,10 +44,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _sizes(text: str) -> list[int]:
     parts = text.replace(" ", "").split(",")
-    if len(parts) > MAX_LAYERS or not all(p.isdigit() and len(p) <= 10 for p in parts if p):
+    if len(parts) > MAX_LAYERS or not all(p.isdigit() and len(p) <= 10 for p in parts):
         raise argparse.ArgumentTypeError(
             f"sizes must be up to {MAX_LAYERS} integers like 784,30,10: {text[:80]!r}")
-    sizes = [int(p) for p in parts if p]
+    sizes = [int(p) for p in parts]
     if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(
             f"MNIST needs sizes from 784 inputs to 10 outputs, e.g. 784,30,10: {text!r}")
@@ -105,19 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "train":
-        try:
-            _check_train_args(args)
-        except Refused as exc:
-            print(f"fastbp train: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
+    try:
+        if args.command == "train":
+            try:
+                _check_train_args(args)
+            except Refused as exc:
+                print(f"fastbp train: {exc}", file=sys.stderr)
+                return EXIT_USAGE
             return _train(args)
-        except KeyboardInterrupt:  # before or after training (during it, _train says more)
-            print("fastbp: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    if args.command == "sweep":
-        return _cli_sweep.run(args)
+        if args.command == "sweep":
+            return _cli_sweep.run(args)
+    except KeyboardInterrupt:  # before or after training (during it, _train says more)
+        print("fastbp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return _info()
 
 

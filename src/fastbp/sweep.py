@@ -31,7 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from . import network2
-from ._engine import ACTIVATIONS, threads_in_this_thread
+from ._engine import ACTIVATIONS, listed, threads_in_this_thread
 from ._packing import pack
 from ._validate import check_count, check_dtype, check_rate, check_sizes
 
@@ -89,6 +89,11 @@ def sweep(grid: Mapping[str, Sequence[Any]], training_data: Any, epochs: int,
     from . import _sweep_backends as backends
 
     backends.require(backend)
+    # (a zip or generator, as the Python 3 ports' loader gives, is read once, here: every
+    # run trains on all of it, as SGD given it once would)
+    training_data, _ = listed(training_data, "training_data")
+    if evaluation_data is not None:
+        evaluation_data, _ = listed(evaluation_data, "evaluation_data")
     _check_data(runs, training_data, evaluation_data)
     from tqdm.auto import tqdm
 
