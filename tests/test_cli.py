@@ -123,7 +123,7 @@ def test_train_early_stopping_and_float32(full_mnist, capsys):
     out = capsys.readouterr().out
     assert "float32" in out
     check_epochs_and_best(out, 2)  # eta 0: no improvement after epoch 0, stop after epoch 1
-    assert "early stopping after epoch 1: no better validation accuracy in 1 epochs" in out
+    assert "early stopping after epoch 1: no better validation accuracy in 1 epoch\n" in out
 
 
 @pytest.mark.parametrize("sizes", ["784,x,10", "784,30", "100,30,10", "784,30,9", "784,0,10",

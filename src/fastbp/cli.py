@@ -126,8 +126,9 @@ def _info() -> int:
     print(f"fastbp {__version__}")
     print(f"kernels: {_core.isa()} SIMD path, own thread pool, "
           f"threads {threads if threads else f'auto (up to {eval_threads()})'}")
-    print(f"MNIST: $FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset)')}, "
-          f"cache {mnist_loader.cache_dir()}")
+    print("MNIST, looked for in this order: ../data/mnist.pkl.gz and ./mnist.pkl.gz (the "
+          f"classic places), $FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset)')}, "
+          f"cache {mnist_loader.cache_dir()}, then a download")
     return 0
 
 
@@ -298,7 +299,7 @@ def _train(args: argparse.Namespace) -> int:
     ran = len(history["accuracy"])
     if args.early_stopping and ran < args.epochs:
         print(f"early stopping after epoch {ran - 1}: no better validation accuracy in "
-              f"{args.early_stopping} epochs")
+              f"{args.early_stopping} epoch{'s' if args.early_stopping > 1 else ''}")
     if history["accuracy"]:
         best = max(range(len(history["accuracy"])), key=history["accuracy"].__getitem__)
         print(f"best {args.evaluate_on} accuracy {100 * history['accuracy'][best]:.2f}% "
