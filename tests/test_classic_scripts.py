@@ -1830,3 +1830,58 @@ def test_nested_lists_of_float32_values_compute_in_float32_as_the_classic(data):
     want = nets[1].feedforward(x)
     assert got.dtype == want.dtype == np.float32
     assert np.array_equal(got, want)
+
+
+COMBINATIONS = [("sigmoid", "QuadraticCost"), ("sigmoid", "CrossEntropyCost"),
+                ("sigmoid", "LogLikelihoodCost"), ("tanh", "QuadraticCost"),
+                ("tanh", "LogLikelihoodCost"), ("relu", "QuadraticCost"),
+                ("relu", "LogLikelihoodCost")]
+
+
+@pytest.mark.parametrize("trigger", ["fused", "update_mini_batch", "backprop", "float32",
+                                     "num_layers"])
+@pytest.mark.parametrize("activation,cost", COMBINATIONS)
+def test_every_path_trains_every_activation_and_cost_as_the_reference(activation, cost,
+                                                                       trigger):
+    """Each activation with each cost it allows, on the fused path and on each way into
+    the classic one (an override calling fastbp's method, float32 weight arrays, a lower
+    num_layers): the same weights and monitor lists as python/network2_loop.py."""
+    sizes = [6, 5, 4, 10]
+    training = make_data(11, sizes, 24, onehot=True)
+    evaluation = make_labelled(12, sizes, 10)
+
+    def build(module):
+        class Net(module.Network):
+            if trigger == "update_mini_batch":
+                def update_mini_batch(self, *args):
+                    super().update_mini_batch(*args)
+            elif trigger == "backprop":
+                def backprop(self, x, y):
+                    return super().backprop(x, y)
+
+        np.random.seed(13)
+        net = Net(sizes, cost=getattr(module, cost), activation=activation)
+        if trigger == "float32":
+            net.weights = [w.astype(np.float32) for w in net.weights]
+        elif trigger == "num_layers":
+            net.num_layers = 3  # (the first layer then gets no gradient)
+        return net
+
+    results = []
+    for module in (network2, network2_loop):
+        net = build(module)
+        random.seed(14)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            lists = net.SGD(list(training), 2, 4, 0.3, lmbda=0.5,
+                            evaluation_data=evaluation, monitor_evaluation_cost=True,
+                            monitor_evaluation_accuracy=True, monitor_training_cost=True,
+                            monitor_training_accuracy=True)
+        results.append((net, lists))
+    (net, lists), (ref, ref_lists) = results
+    tol = 1e-5 if trigger == "float32" else 1e-9  # (a float32 first step, as the classic)
+    for a, b in zip(ref.weights + ref.biases, net.weights + net.biases):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    for got, want in zip(lists, ref_lists):
+        np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
+                                   rtol=tol)
