@@ -369,6 +369,17 @@ def test_ray_runs_equal_the_classic_runs_and_data_go_once(ray_cluster, monkeypat
     assert_classic(results, 3, OPTIONS)
 
 
+def test_dask_runs_take_arrays_as_the_threads_do(dask_client):
+    """(X, Y) arrays go to the workers as arrays (they were read as a list of two pairs)."""
+    X = np.hstack([x for x, _ in TRAIN]).T
+    Y = np.hstack([y for _, y in TRAIN]).T
+    EX, EY = np.hstack([x for x, _ in EVAL]).T, np.array([y for _, y in EVAL])
+    want = fastbp.sweep(GRID, (X, Y), 2, (EX, EY), **OPTIONS)
+    got = fastbp.sweep(GRID, (X, Y), 2, (EX, EY), backend="dask", **OPTIONS)
+    assert [r["evaluation_accuracy"] for r in got] == [r["evaluation_accuracy"] for r in want]
+    assert [r["training_cost"] for r in got] == [r["training_cost"] for r in want]
+
+
 def test_shipped_data_rebuild_the_same_pairs() -> None:
     import pickle
 
@@ -380,6 +391,11 @@ def test_shipped_data_rebuild_the_same_pairs() -> None:
             assert np.array_equal(x, x0) and x.dtype == np.asarray(x0).dtype
             assert np.array_equal(y, y0) and type(y) is type(y0)
         assert shipped.pairs()[0] is training  # rebuilt once per process
+    X, Y = np.random.default_rng(0).random((7, 12)), np.arange(7) % 10  # (X, Y) arrays
+    shipped = pickle.loads(pickle.dumps(_sweep_backends.Shipped((X, Y), (X, Y))))
+    for arrays in shipped.pairs():  # go as they are, not as a list of two "pairs"
+        assert type(arrays) is tuple and len(arrays) == 2
+        assert np.array_equal(arrays[0], X) and np.array_equal(arrays[1], Y)
 
 
 # ---------------------------------------------------------------- the command line
@@ -492,6 +508,10 @@ def test_cli_rejects_bad_values(argv, message, capsys) -> None:
     (["--sizes", "784,30,10", "700,30,10"], "from 784 inputs to 10 outputs, e.g. 784,30,10: 700"),
     (["--train-size", "60000"], "--train-size must be from 1 to 50000"),
     (["--plot", "."], "is a directory; only regular files are written"),
+    (["--out", "same", "--plot", "same.csv"], "--out and --plot name the same file"),
+    (["--plot", "p.xyz"], "unknown image format 'xyz'"),
+    (["--out", "."], "names no file"),
+    (["--data-dir", "/nonexistent-dir"], "--data-dir /nonexistent-dir does not exist"),
     (["--epochs", "-1"], "epochs must be >= 0"),
     (["--seeds", "-3"], "seeds must be integers"),
     (["--activation", "tanh"], "CrossEntropyCost needs outputs"),
@@ -533,6 +553,55 @@ def test_cli_output_targets_are_checked_before_training(monkeypatch, tmp_path, c
     old = os.umask(0o077)
     try:
         _cli_sweep.write_atomic(tmp_path / "link.csv", b"new")
+        _cli_sweep.write_atomic(tmp_path / "fresh.md", b"text")
     finally:
         os.umask(old)
     assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text() == "new"
+    assert (tmp_path / "fresh.md").stat().st_mode & 0o777 == 0o600  # (it was always 0o644)
+
+
+def test_a_stopped_run_ends_after_its_current_epoch() -> None:
+    """Once the sweep's stop event is set (Ctrl-C, or an error elsewhere), a run ends
+    after the epoch it is in, its lists holding the epochs done."""
+    from fastbp.sweep import train_one
+
+    run = plan({"eta": [0.5]}, 30, (0,), {"sizes": SIZES, "mini_batch_size": 10}, True)[0]
+    stop = threading.Event()
+    assert len(train_one(run, TRAIN, EVAL, 1, stop)["evaluation_accuracy"]) == 30
+    stop.set()
+    assert len(train_one(run, TRAIN, EVAL, 1, stop)["evaluation_accuracy"]) == 1
+
+
+def test_ctrl_c_in_a_threaded_sweep_stops_the_runs_under_way(monkeypatch) -> None:
+    """A KeyboardInterrupt while the threads run (here raised as the first run finishes)
+    tells the runs under way to stop, rather than waiting for all their epochs."""
+    seen, started = [], threading.Event()
+
+    def fake_train_one(run, training, evaluation, threads, stop):
+        if run.seed == 0:  # (finishes once the other is under way)
+            started.wait(timeout=30)
+            return {}
+        started.set()
+        seen.append(stop.wait(timeout=30))  # (a run under way: stopped, or 30 s)
+        return {}
+
+    def done():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_sweep_backends, "train_one", fake_train_one)
+    runs = plan({"eta": [0.5]}, 3, (0, 1), {"sizes": SIZES, "mini_batch_size": 10}, False)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep_backends.run_threads(runs, TRAIN, None, 2, done)
+    assert seen == [True]
+
+
+def test_cli_reports_that_cannot_be_written_after_the_sweep_say_so(fake_mnist, tmp_path,
+                                                                  monkeypatch, capsys):
+    """The directory gone (or the disk full) by the end of a sweep: one line, exit 1."""
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_cli_sweep, "write_reports", fail)
+    argv = ["sweep", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")]
+    assert cli.main(argv) == 1
+    assert "could not write the results: [Errno 28] No space left" in capsys.readouterr().err

@@ -135,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
                              f"images), got {args.train_size}")
         if args.jobs is not None and args.jobs < 1:
             raise ValueError("--jobs must be >= 1")
+        if args.out is not None and args.out.name in ("", ".", ".."):
+            raise ValueError(f"--out {str(args.out)!r} names no file: give a prefix such as "
+                             "results/sweep (it writes results/sweep.csv, .json and .md)")
+        if args.data_dir is not None and not args.data_dir.is_dir():
+            kind = "is not a directory" if args.data_dir.exists() else "does not exist"
+            raise ValueError(f"--data-dir {args.data_dir} {kind}")
         for sizes in args.sizes:
             if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
                 raise ValueError("--sizes: MNIST needs sizes from 784 inputs to 10 outputs, "
@@ -143,16 +149,22 @@ def run(args: argparse.Namespace) -> int:
             "--out", args.out.with_name(args.out.name + ext)) for ext in REPORTS]
         if args.plot is not None:
             targets.append(("--plot", args.plot))
+        resolved: dict[str, str] = {}
         for option, path in targets:  # (as they will be written: refused before training)
             try:
-                _files.resolve_target(path, option)
+                where = _files.resolve_target(path, option)
             except OSError as exc:
                 raise ValueError(" ".join(str(exc.strerror or exc).split())) from None
+            if where in resolved:
+                raise ValueError(f"{resolved[where]} and {option} name the same file, {path}")
+            resolved[where] = option
         if args.plot is not None:
-            import importlib.util
+            from .cli import Refused, _plot_format  # (cli imports this module)
 
-            if importlib.util.find_spec("matplotlib") is None:
-                raise ImportError("--plot needs matplotlib: pip install 'fastbp[plot]'")
+            try:
+                _plot_format(args.plot)
+            except Refused as exc:
+                raise ValueError(str(exc)) from None
         runs = plan(grid, args.epochs, args.seeds, options, needs_evaluation)
         from . import _sweep_backends
 
@@ -191,14 +203,19 @@ def run(args: argparse.Namespace) -> int:
               f"{_metric_text(metric, best[metric][epoch], sizes)} (epoch {epoch})")
     except ValueError as exc:  # every run diverged
         print(f"no best run: {exc}")
-    if args.out is not None:
-        settings = {"epochs": args.epochs, **options, **{f"{k}_size": n for k, n in sizes.items()},
-                    "evaluate_on": args.evaluate_on if evaluation is not None else None}
-        for path in write_reports(results, rows, columns, settings, args.out):
-            print(f"wrote {path}")
-    if args.plot is not None:
-        plot(results, list(grid), args.monitor[0], sizes, args.plot)
-        print(f"wrote {args.plot}")
+    try:
+        if args.out is not None:
+            settings = {"epochs": args.epochs, **options,
+                        **{f"{k}_size": n for k, n in sizes.items()},
+                        "evaluate_on": args.evaluate_on if evaluation is not None else None}
+            for path in write_reports(results, rows, columns, settings, args.out):
+                print(f"wrote {path}")
+        if args.plot is not None:
+            plot(results, list(grid), args.monitor[0], sizes, args.plot)
+            print(f"wrote {args.plot}")
+    except OSError as exc:  # (the disk filled, the directory went away, ...)
+        print(f"fastbp sweep: could not write the results: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -338,13 +355,13 @@ def plot(results: list[dict], varied: list[str], metric: str, sizes: dict,
     ax.set(xlabel="Epoch", ylabel=metric.replace("_", " ") + (" (%)" if accuracy else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    if len(results) <= 16:  # beyond that a legend hides the lines
-        ax.legend(fontsize="small")
+    if len(results) <= 16 and (varied or seeds):  # (beyond 16 a legend hides the lines;
+        ax.legend(fontsize="small")                # one run has nothing to tell apart)
     if heat:
         _heat_map(axes[0][1], results, varied, metric, scale, accuracy)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format=path.suffix[1:].lower() or "png", dpi=120)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return fig

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import _CORES
+from ._packing import as_arrays
 from .sweep import Run, train_one
 
 EXTRAS = {"dask": ("distributed", "fastbp[dask]"), "ray": ("ray", "fastbp[ray]")}
@@ -61,12 +62,16 @@ def run_threads(runs: list[Run], training: Any, evaluation: Any, n_jobs: int | N
     data through the packing cache."""
     jobs = min(n_jobs or _CORES, len(runs))
     threads = 1 if jobs > 1 else None
+    stop = threading.Event()
     pool = cf.ThreadPoolExecutor(jobs, thread_name_prefix="fastbp-sweep")
     try:
-        futures = {pool.submit(train_one, run, training, evaluation, threads): i
+        futures = {pool.submit(train_one, run, training, evaluation, threads, stop): i
                    for i, run in enumerate(runs)}
         return _collect(futures, done, len(runs), cf.as_completed)
-    finally:  # on an error or Ctrl-C, start nothing new (running runs finish)
+    except BaseException:  # an error or Ctrl-C: runs under way end after their epoch
+        stop.set()
+        raise
+    finally:  # (and nothing new starts)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -101,6 +106,9 @@ class Shipped:
 def _compact(data: Any) -> Any:
     if data is None:
         return None
+    arrays = as_arrays(data)
+    if arrays is not None:  # (X, Y) arrays go as they are
+        return ("arrays", *arrays)
     items = list(data)
     try:
         xs = np.stack([np.asarray(x) for x, _ in items])
@@ -115,6 +123,8 @@ def _compact(data: Any) -> Any:
 def _expand(part: Any) -> Any:
     if part is None or part[0] == "list":
         return None if part is None else part[1]
+    if part[0] == "arrays":
+        return part[1], part[2]
     _, xs, ys, labels = part  # Ray's zero-copy arrays are read-only: packing only reads
     if labels:
         return [(x, int(y)) for x, y in zip(xs, ys.tolist())]

@@ -23,6 +23,7 @@ import itertools
 import numbers
 import random
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -248,8 +249,10 @@ def _network(net: dict) -> _SeededNetwork:
 
 
 def train_one(run: Run, training_data: Any, evaluation_data: Any,
-              threads: int | None = 1) -> dict:
-    """Train one run; ``threads`` kernel threads for it (None: the automatic choice)."""
+              threads: int | None = 1, stop: threading.Event | None = None) -> dict:
+    """Train one run; ``threads`` kernel threads for it (None: the automatic choice).
+    Once ``stop`` is set, the run ends after its current epoch (its lists hold the
+    epochs done)."""
     start = time.perf_counter()
     net = _network(run.network)
     # network2's default_weight_initializer, drawn from the run's own generator
@@ -260,10 +263,10 @@ def train_one(run: Run, training_data: Any, evaluation_data: Any,
     result: dict = {**run.params, "seed": run.seed}
     try:
         if threads is None:
-            lists = _sgd(net, run, training_data, evaluation_data)
+            lists = _sgd(net, run, training_data, evaluation_data, stop)
         else:
             with threads_in_this_thread(threads):
-                lists = _sgd(net, run, training_data, evaluation_data)
+                lists = _sgd(net, run, training_data, evaluation_data, stop)
     except FloatingPointError as exc:
         lists = ([], [], [], [])
         result["error"] = str(exc)
@@ -272,14 +275,20 @@ def train_one(run: Run, training_data: Any, evaluation_data: Any,
     return result
 
 
-def _sgd(net: network2.Network, run: Run, training_data: Any,
-         evaluation_data: Any) -> tuple[list, list, list, list]:
+def _sgd(net: network2.Network, run: Run, training_data: Any, evaluation_data: Any,
+         stop: threading.Event | None = None) -> tuple[list, list, list, list]:
     sgd = dict(run.sgd)
     if isinstance(training_data, list):  # SGD shuffles a list in place: each run its own
         training_data = list(training_data)
+    callback = None
+    if stop is not None:
+        def callback(epoch: int, net: network2.Network) -> bool:
+            return not stop.is_set()  # (False ends SGD after this epoch)
+
+        callback._fastbp_reads_only = True  # type: ignore[attr-defined]  # (no user code)
     return net.SGD(training_data, run.epochs, sgd.pop("mini_batch_size"), sgd.pop("eta"),
                    evaluation_data=evaluation_data, verbose=False,
-                   rng=random.Random(run.seed), **sgd)
+                   rng=random.Random(run.seed), callback=callback, **sgd)
 
 
 def best_run(results: Sequence[dict], metric: str | None = None) -> tuple[dict, str, int]:
