@@ -40,8 +40,9 @@ ACTIVATIONS = {
 
 
 def softmax(z):
-    e = np.exp(z - np.max(z))
-    return e / np.sum(e)
+    # (per column: one example per column, as a matrix of columns gives them)
+    e = np.exp(z - np.max(z, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
 
 
 #### Costs
@@ -97,7 +98,8 @@ class Network:
         self.weights = [np.random.randn(y, x) for x, y in zip(self.sizes[:-1], self.sizes[1:])]
 
     def _out(self, z):
-        return softmax(z) if self.cost is LogLikelihoodCost else self.act(z)
+        cost = self.cost if isinstance(self.cost, type) else type(self.cost)
+        return softmax(z) if issubclass(cost, LogLikelihoodCost) else self.act(z)
 
     def feedforward(self, a):
         for l, (b, w) in enumerate(zip(self.biases, self.weights)):

@@ -1885,3 +1885,89 @@ def test_every_path_trains_every_activation_and_cost_as_the_reference(activation
     for got, want in zip(lists, ref_lists):
         np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
                                    rtol=tol)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_a_softmax_output_is_per_example_on_every_path(activation):
+    """LogLikelihoodCost's softmax normalizes each example: a matrix of columns gives
+    columns summing to 1 on the classic path as on the fused one, and backprop on the
+    matrix sums to the per-column gradients (it normalized over the whole matrix)."""
+    sizes = [6, 5, 10]
+    rng = np.random.default_rng(3)
+    X, Y = rng.random((6, 4)), np.eye(10)[:, rng.integers(0, 10, 4)]
+    np.random.seed(0)
+    net = network2.Network(sizes, cost=network2.LogLikelihoodCost, activation=activation)
+    fused = net.feedforward(X)
+    np.testing.assert_allclose(fused.sum(axis=0), 1.0, rtol=1e-12)
+    nabla = net.backprop(X, Y)
+    columns = [net.backprop(X[:, [i]], Y[:, [i]]) for i in range(4)]
+    np.testing.assert_allclose(nabla[1][0], sum(c[1][0] for c in columns), rtol=1e-10)
+    np.testing.assert_allclose(nabla[0][-1].sum(axis=1, keepdims=True),
+                               sum(c[0][-1] for c in columns), rtol=1e-10, atol=1e-15)
+    net.weights = [w.astype(np.float32) for w in net.weights]  # (the classic path)
+    with pytest.warns(SlowPathWarning, match="float32"):
+        slow = net.feedforward(X)
+    np.testing.assert_allclose(slow, fused, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_a_log_likelihood_subclass_keeps_the_softmax_output(activation):
+    """A subclass of LogLikelihoodCost with its own delta (the same a - y, logging, say)
+    keeps the softmax output layer, on the fused forward pass and the classic steps."""
+    class MyLogLikelihood(network2.LogLikelihoodCost):
+        @staticmethod
+        def delta(z, a, y):
+            return a - y
+
+    class RefLogLikelihood(network2_loop.LogLikelihoodCost):
+        @staticmethod
+        def delta(z, a, y, prime=None):
+            return a - y
+
+    sizes = [6, 5, 10]
+    training = make_data(21, sizes, 16, onehot=True)
+    evaluation = make_labelled(22, sizes, 8)
+    results = []
+    for module, cost in ((network2, MyLogLikelihood), (network2_loop, RefLogLikelihood)):
+        np.random.seed(23)
+        net = module.Network(sizes, cost=cost, activation=activation)
+        random.seed(24)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            lists = net.SGD(list(training), 2, 4, 0.2, lmbda=0.1, evaluation_data=evaluation,
+                            monitor_evaluation_cost=True, monitor_training_accuracy=True)
+        results.append((net, lists))
+    (net, lists), (ref, ref_lists) = results
+    assert net.feedforward(evaluation[0][0]).sum() == pytest.approx(1.0, rel=1e-12)
+    assert_same_weights(net.weights + net.biases, ref.weights + ref.biases)
+    for got, want in zip(lists, ref_lists):
+        np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-9)
+
+
+@pytest.mark.parametrize("module", [network, network2])
+def test_a_float32_network_computes_in_float32_on_the_classic_path(module, monkeypatch):
+    """fastbp's float32 networks compute in float32 on every path: a replaced (identical)
+    module sigmoid runs the classic code, which gives the fused path's numbers to float32
+    rounding and keeps the parameters float32."""
+    sizes = [6, 5, 10]
+    training = make_data(31, sizes, 16, onehot=True)
+    x = training[0][0]
+    nets = []
+    original = module.sigmoid
+    for replace in (False, True):
+        if replace:
+            monkeypatch.setattr(module, "sigmoid", lambda z: original(z))
+        np.random.seed(32)
+        net = module.Network(sizes, dtype=np.float32)
+        random.seed(33)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SlowPathWarning)
+            net.SGD(list(training), 2, 4, 0.5)
+            out = net.feedforward(x)
+        nets.append((net, out))
+    (fused, fused_out), (slow, slow_out) = nets
+    assert slow_out.dtype == fused_out.dtype == np.float32
+    assert all(a.dtype == np.float32 for a in slow.weights + slow.biases)
+    np.testing.assert_allclose(slow_out, fused_out, rtol=1e-5, atol=1e-6)
+    for a, b in zip(slow.weights + slow.biases, fused.weights + fused.biases):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -32,7 +32,7 @@ def _relu(z: Any) -> Any:
 
 
 def _relu_prime(z: Any) -> Any:
-    return (z > 0).astype(float)
+    return (z > 0).astype(getattr(z, "dtype", float))  # (float32 stays float32)
 
 
 def _tanh_prime(z: Any) -> Any:
@@ -40,8 +40,10 @@ def _tanh_prime(z: Any) -> Any:
 
 
 def _softmax(z: Any) -> Any:
-    e = np.exp(z - np.max(z))
-    return e / np.sum(e)
+    """Softmax of each column (one example per column, as a matrix of columns gives them;
+    for a single column the very sums of a softmax over the whole array)."""
+    e = np.exp(z - np.max(z, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
 
 
 ACTIVATIONS = {"sigmoid": (sigmoid, sigmoid_prime), "tanh": (np.tanh, _tanh_prime),
@@ -67,8 +69,20 @@ def _layers(net: Any) -> tuple[Any, Any, Any]:
     return act, prime, out
 
 
+def _own_precision(net: Any, a: Any) -> Any:
+    """``a`` in a float32 network's precision (fastbp's own: it computes in float32 on
+    every path, as its kernels do), else ``a`` itself (a float64 network computes as the
+    classic code, in whatever precision its arrays have)."""
+    dtype = getattr(net, "_dtype", None)
+    if dtype is None or dtype == np.float64 or getattr(a, "dtype", None) == dtype:
+        return a
+    a = np.asarray(a)
+    return a.astype(dtype) if a.dtype.kind in "fiub" else a
+
+
 def feedforward(net: Any, a: Any) -> Any:
     """Return the output of the network if ``a`` is input."""
+    a = _own_precision(net, a)
     act, _, out = _layers(net)
     last = len(net.weights) - 1
     for l, (b, w) in enumerate(zip(net.biases, net.weights)):
@@ -96,6 +110,7 @@ class DepthError(ValueError, IndexError):
 
 def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
     """network.py's / network2.py's backprop, line for line."""
+    x, y = _own_precision(net, x), _own_precision(net, y)
     act, prime, out = _layers(net)
     nabla_b = [np.zeros(b.shape) for b in net.biases]
     nabla_w = [np.zeros(w.shape) for w in net.weights]
@@ -146,11 +161,14 @@ def update_mini_batch(net: Any, mini_batch: Any, eta: float, lmbda: float = 0.0,
         nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
         nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
     if lmbda:
-        net.weights = [(1 - eta * (lmbda / n)) * w - (eta / len(mini_batch)) * nw
-                       for w, nw in zip(net.weights, nabla_w)]
+        weights = [(1 - eta * (lmbda / n)) * w - (eta / len(mini_batch)) * nw
+                   for w, nw in zip(net.weights, nabla_w)]
     else:
-        net.weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(net.weights, nabla_w)]
-    net.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(net.biases, nabla_b)]
+        weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(net.weights, nabla_w)]
+    biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(net.biases, nabla_b)]
+    # (a float32 network stays float32, as its fused steps keep it)
+    net.weights = [_own_precision(net, w) for w in weights]
+    net.biases = [_own_precision(net, b) for b in biases]
 
 
 def evaluate(net: Any, test_data: Any) -> int:

@@ -230,6 +230,8 @@ class Network(CompiledNetwork):
 
     def _cost_code(self) -> int:
         # (a patched delta runs as the classic code; the code still picks the output layer)
+        if self._softmax_output():
+            return LOG_LIKELIHOOD
         known = _known_cost(self.cost, "delta", patched=True)
         return known.code if known is not None else QUADRATIC
 
@@ -251,8 +253,12 @@ class Network(CompiledNetwork):
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
     def _softmax_output(self) -> bool:
-        # (a patched LogLikelihoodCost.delta still has the softmax output layer)
-        return _known_cost(self.cost, "delta", patched=True) is LogLikelihoodCost
+        # LogLikelihoodCost has the softmax output layer, and so has any subclass of it
+        # (or instance), whatever it overrides or patches: its fn and delta take softmax
+        # outputs
+        cost = self.cost
+        cls = cost if isinstance(cost, type) else type(cost)
+        return issubclass(cls, LogLikelihoodCost)
 
     def default_weight_initializer(self) -> None:
         """Biases from N(0, 1), then weights from N(0, 1/n_in) (n_in inputs to a neuron)."""
