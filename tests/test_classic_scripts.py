@@ -1971,3 +1971,22 @@ def test_a_float32_network_computes_in_float32_on_the_classic_path(module, monke
     np.testing.assert_allclose(slow_out, fused_out, rtol=1e-5, atol=1e-6)
     for a, b in zip(slow.weights + slow.biases, fused.weights + fused.biases):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::fastbp.SlowPathWarning")
+def test_a_quadratic_cost_subclass_with_its_own_delta_on_tanh_says_what_it_computes():
+    """QuadraticCost.delta is the classic sigmoid one: a subclass's own delta built on it
+    is honoured as written in a tanh network, with a warning saying so."""
+    class Logging(network2.QuadraticCost):
+        @staticmethod
+        def delta(z, a, y):
+            return network2.QuadraticCost.delta(z, a, y)
+
+    np.random.seed(3)
+    net = network2.Network([4, 5, 3], cost=Logging, activation="tanh")
+    x, y = np.ones((4, 1)), np.eye(3)[:, [1]]
+    with pytest.warns(RuntimeWarning, match="multiplies by sigmoid'"):
+        nabla_b, _ = net.backprop(x, y)
+    z = np.dot(net.weights[1], np.tanh(np.dot(net.weights[0], x) + net.biases[0])) + net.biases[1]
+    np.testing.assert_allclose(nabla_b[-1], (np.tanh(z) - y) * network2.sigmoid_prime(z),
+                               rtol=1e-12)

@@ -250,6 +250,14 @@ class Network(CompiledNetwork):
                 return (a - y) * prime(z)  # the quadratic cost's, through this activation
 
             return error
+        cls = self.cost if isinstance(self.cost, type) else type(self.cost)
+        if self._activation != "sigmoid" and issubclass(cls, QuadraticCost):
+            warn_user(self, "quadratic delta", (
+                f"{_cost_name(self.cost)} has its own delta, called as network2.py calls it, "
+                "delta(z, a, y); network2's QuadraticCost.delta (the classic one) multiplies "
+                f"by sigmoid'(z), not the {self._activation} derivative: a delta built on it "
+                f"computes a sigmoid network's output error in this {self._activation} one"),
+                RuntimeWarning)
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
     def _softmax_output(self) -> bool:
