@@ -812,11 +812,11 @@ class CompiledNetwork:
         column = self._backprop_column(x, y)
         if column is not None:
             return column
-        sizes = self._layer_sizes()
         if (type(x) is np.ndarray and x.ndim == 2 and x.shape[1] > 1
-                and x.shape[0] == sizes[0] and _plain_real(x.dtype)
-                and type(y) is np.ndarray and (_plain_real(y.dtype) or y.dtype.kind == "b")
-                and y.shape == (sizes[-1], x.shape[1])):
+                and type(y) is np.ndarray and _plain_real(x.dtype)
+                and (_plain_real(y.dtype) or y.dtype.kind == "b")
+                and x.shape[0] == self._layer_sizes()[0]
+                and y.shape == (self._layer_sizes()[-1], x.shape[1])):
             # m examples as the columns of x, targets as the columns of y (the book's
             # matrix-based backprop exercise): the classic code's NumPy arithmetic
             # broadcasts over them, nabla_b keeping one column per example; so does this
