@@ -1990,3 +1990,13 @@ def test_a_quadratic_cost_subclass_with_its_own_delta_on_tanh_says_what_it_compu
     z = np.dot(net.weights[1], np.tanh(np.dot(net.weights[0], x) + net.biases[0])) + net.biases[1]
     np.testing.assert_allclose(nabla_b[-1], (np.tanh(z) - y) * network2.sigmoid_prime(z),
                                rtol=1e-12)
+
+
+def test_a_float32_relu_network_backprops_in_float32_on_the_matrix_path():
+    """The classic path's relu derivative keeps float32 (it made the gradient float64)."""
+    np.random.seed(4)
+    net = network2.Network([5, 4, 3], cost=network2.QuadraticCost, activation="relu",
+                           dtype=np.float32)
+    X = np.random.default_rng(1).random((5, 6))
+    nabla_b, nabla_w = net.backprop(X, np.zeros((3, 6)))
+    assert all(a.dtype == np.float32 for a in nabla_b + nabla_w)

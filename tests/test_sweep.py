@@ -605,3 +605,19 @@ def test_cli_reports_that_cannot_be_written_after_the_sweep_say_so(fake_mnist, t
     argv = ["sweep", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")]
     assert cli.main(argv) == 1
     assert "could not write the results: [Errno 28] No space left" in capsys.readouterr().err
+
+
+def test_cli_plot_writes_the_format_its_suffix_names(fake_mnist, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    svg = tmp_path / "runs.svg"
+    assert cli.main(["sweep", "--epochs", "1", "--no-progress", "--plot", str(svg)]) == 0
+    assert svg.read_bytes().lstrip().startswith(b"<?xml")  # (it was always a PNG)
+
+
+def test_cli_ctrl_c_in_a_sweep_says_interrupted(monkeypatch, capsys) -> None:
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli_sweep, "run", interrupted)
+    assert cli.main(["sweep"]) == 130
+    assert "fastbp: interrupted" in capsys.readouterr().err
