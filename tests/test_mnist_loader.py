@@ -63,6 +63,16 @@ def test_vectorized_result():
         assert e[j, 0] == 1.0 and e.sum() == 1.0
 
 
+@pytest.mark.parametrize("j", [10, -11, 2.0, "3"])
+def test_vectorized_result_fails_as_the_classic_does(j):
+    """The classic ``e[j] = 1.0`` raises IndexError for these; fastbp's clearer errors are
+    IndexErrors too, so a script's ``except IndexError`` still catches them."""
+    with pytest.raises(IndexError):
+        np.zeros((10, 1))[j] = 1.0
+    with pytest.raises(IndexError, match="j must"):
+        mnist_loader.vectorized_result(j)
+
+
 def test_load_matrices_rejects_integer_dtype():
     with pytest.raises(TypeError, match="floating"):
         mnist_loader.load_matrices(np.uint8)

@@ -682,6 +682,29 @@ def port_early_stopping(ref, train, epochs, batch, eta, n, watch):
     return seen
 
 
+@pytest.mark.parametrize("n", [True, 2.0, np.float64(3.0)])
+def test_early_stopping_n_as_the_port_compares_it(n):
+    """The port stops at ``no_accuracy_change == early_stopping_n``: True counts as 1 and
+    a whole float as its integer (fastbp used to refuse both)."""
+    sizes = [4, 5, 3]
+    train = synthetic(3, sizes, 24)
+    net, ref = pair(sizes, 5)
+    random.seed(7)
+    result = net.SGD(list(train), 40, 4, 0.0, monitor_training_accuracy=True,
+                     early_stopping_n=n, verbose=False)
+    seen = port_early_stopping(ref, train, 40, 4, 0.0, n,
+                               lambda r, data: r.accuracy(data, convert=True))
+    assert result[3] == seen and len(seen) == int(n) + 1
+
+
+def test_early_stopping_n_that_the_port_never_reaches_is_refused():
+    # the port's count never equals 2.5, so it never stops: refused rather than guessed
+    with pytest.raises(TypeError, match="early_stopping_n must be an integer"):
+        network2.Network([4, 5, 3]).SGD(synthetic(3, [4, 5, 3], 8), 2, 4, 0.5,
+                                        monitor_training_accuracy=True,
+                                        early_stopping_n=2.5, verbose=False)
+
+
 @pytest.mark.parametrize("eta", [0.0, 3.0])
 def test_early_stopping_watches_what_the_port_watches(eta, capsys):
     """With only monitor_training_accuracy set, the port's early stopping compares the

@@ -104,6 +104,18 @@ def check_count(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def check_patience(name: str, value: Any) -> int:
+    """``early_stopping_n`` / ``lr_schedule_n``: a count of epochs, 0 = off.  As in the
+    classic ``no_accuracy_change == early_stopping_n``, ``True`` counts as 1 and a whole
+    float (``2.0``) as its integer."""
+    value = _unwrapped(value)
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    elif _is_real(value) and not _is_integer(value) and float(value).is_integer():
+        value = int(value)
+    return check_count(name, value, 0)
+
+
 def check_positive(name: str, value: Any) -> float:
     """A finite number > 0 (e.g. the training-set size n in update_mini_batch)."""
     value = _unwrapped(value)

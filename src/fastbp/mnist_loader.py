@@ -119,12 +119,20 @@ def load_data(
     return _splits(None, data_dir, path, download)
 
 
+class _DigitTypeError(TypeError, IndexError):
+    """Not an integer digit (the classic ``e[j]`` raises IndexError)."""
+
+
+class _DigitRangeError(ValueError, IndexError):
+    """A digit out of range (the classic ``e[j]`` raises IndexError)."""
+
+
 def vectorized_result(j: int) -> np.ndarray:
     """Return a float64 ``(10, 1)`` unit vector with 1.0 in position ``j`` (0 to 9)."""
     if isinstance(j, (bool, np.bool_, np.timedelta64)) or not isinstance(j, numbers.Integral):
-        raise TypeError(f"j must be an integer from 0 to 9, got {j!r}")
+        raise _DigitTypeError(f"j must be an integer from 0 to 9, got {j!r}")
     if not -10 <= j < 10:
-        raise ValueError(f"j must be from 0 to 9, got {j}")
+        raise _DigitRangeError(f"j must be from 0 to 9, got {j}")
     e = np.zeros((10, 1))
     e[int(j)] = 1.0  # as the classic e[j]: a negative j counts from the end
     return e

@@ -314,8 +314,8 @@ class Network(CompiledNetwork):
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
-        early_stopping_n = check_count("early_stopping_n", early_stopping_n, 0)
-        lr_schedule_n = check_count("lr_schedule_n", lr_schedule_n, 0)
+        early_stopping_n = _validate.check_patience("early_stopping_n", early_stopping_n)
+        lr_schedule_n = _validate.check_patience("lr_schedule_n", lr_schedule_n)
         watch = early_stopping_n > 0 or lr_schedule_n > 0
         # the accuracy watched is the one the Python 3 port's network2 compares: the last
         # it computed, the evaluation accuracy if monitored, else the training accuracy;
