@@ -28,12 +28,6 @@ COMBOS = [("sigmoid", "QuadraticCost"), ("sigmoid", "CrossEntropyCost"),
 SIZES = [5, 9, 7, 10]  # 10 outputs: the reference one-hot encodes labels as 10-vectors
 
 
-
-
-
-
-
-
 def data(seed, sizes, n):
     rng = np.random.default_rng(seed)
     out = []
@@ -58,6 +52,25 @@ def test_cross_entropy_needs_sigmoid(activation):
         network2.Network(SIZES, cost=network2.CrossEntropyCost, activation=activation)
     with pytest.raises(ValueError):  # the default cost is cross-entropy
         network2.Network(SIZES, activation=activation)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("call", ["SGD", "update_mini_batch", "backprop"])
+def test_cross_entropy_assigned_later_needs_sigmoid_too(activation, call):
+    """``net.cost = CrossEntropyCost`` after a tanh/relu network is made: training used to
+    go on with a cost whose log needs outputs in (0, 1)."""
+    net = network2.Network(SIZES, cost=network2.QuadraticCost, activation=activation)
+    net.cost = network2.CrossEntropyCost()
+    train = data(0, SIZES, 4)
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(ValueError, match=f"CrossEntropyCost needs .* {activation} network"):
+        if call == "SGD":
+            net.SGD(train, 1, 2, 0.5, verbose=False)
+        elif call == "update_mini_batch":
+            net.update_mini_batch(train, 0.5, 0.0, len(train))
+        else:
+            net.backprop(*train[0])
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
 
 
 @pytest.mark.parametrize("activation", ["softplus", "Sigmoid", "", None, 1])

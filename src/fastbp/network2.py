@@ -175,6 +175,13 @@ _VECTOR_TARGETS = ("{} must hold integer class labels as y, which convert=True o
                    "convert=False")
 
 
+def _check_cost_output(cost: Any, activation: str) -> None:
+    if _known_cost(cost, "delta") is CrossEntropyCost and activation != "sigmoid":
+        raise ValueError(f"CrossEntropyCost needs outputs in (0, 1), not this {activation} "
+                         "network's: use activation='sigmoid', or LogLikelihoodCost for a "
+                         "softmax output layer")
+
+
 #### Main Network class
 
 
@@ -194,9 +201,7 @@ class Network(CompiledNetwork):
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {activation!r}")
-        if _known_cost(cost, "delta") is CrossEntropyCost and activation != "sigmoid":
-            raise ValueError("CrossEntropyCost needs outputs in (0, 1): use activation="
-                             "'sigmoid', or LogLikelihoodCost for a softmax output layer")
+        _check_cost_output(cost, activation)
         self._activation = activation
         self.gradient_norm_history: list[dict[str, list[float]]] = []
         self.default_weight_initializer()
@@ -233,6 +238,8 @@ class Network(CompiledNetwork):
         if self._softmax_output():
             return LOG_LIKELIHOOD
         known = _known_cost(self.cost, "delta", patched=True)
+        if known is CrossEntropyCost:  # (net.cost may have been assigned since __init__)
+            _check_cost_output(self.cost, self._activation)
         return known.code if known is not None else QUADRATIC
 
     def _cost_blocker(self, part: str) -> str | None:
