@@ -529,6 +529,33 @@ def test_rebinding_every_params_entry_warns_once_naming_them_all():
         net.gradient(x, t)
 
 
+@pytest.mark.parametrize("lam", [None, "0.1", np.array([0.1, 0.2]), 1j])
+@pytest.mark.parametrize("call", ["loss", "gradient"])
+def test_a_weight_decay_that_is_no_number_is_refused_as_the_book_fails(lam, call):
+    """``weight_decay_lambda`` set after construction to something that is no number: the
+    book's ``0.5 * lambda * np.sum(W ** 2)`` raises or gives no loss; fastbp took None as
+    0 and trained on."""
+    net, book = twins("MultiLayerNet", 5, [4], 3)
+    x, t = batch(np.random.default_rng(2), 6, 5, 3, onehot=False, dtype=np.float64)
+    net.weight_decay_lambda = book.weight_decay_lambda = lam
+    if lam is None or isinstance(lam, str):
+        with pytest.raises(TypeError):
+            getattr(book, call)(x, t)
+    with pytest.raises(TypeError, match="weight_decay_lambda must be a number"):
+        getattr(net, call)(x, t)
+
+
+@pytest.mark.parametrize("lam", [-0.5, True, np.float32(0.25), 2])
+def test_a_weight_decay_set_later_counts_as_the_books(lam):
+    net, book = twins("MultiLayerNet", 5, [4], 3)
+    rng = np.random.default_rng(3)
+    randomize(net, book, rng)
+    x, t = batch(rng, 6, 5, 3, onehot=False, dtype=np.float64)
+    net.weight_decay_lambda = book.weight_decay_lambda = lam
+    assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+
+
 def test_a_changed_hidden_layer_num_is_read_as_the_book_reads_it():
     """The book's MultiLayerNet takes the weight decay and the gradients of the first
     ``hidden_layer_num + 1`` Affine layers (while predict walks all of its layers):

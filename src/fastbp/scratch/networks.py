@@ -244,7 +244,14 @@ class FusedNet:
     def _lambda(self) -> float:
         """The weight decay the book's methods apply: ``weight_decay_lambda`` (the book's
         TwoLayerNet has none, whatever the attribute says)."""
-        return self.weight_decay_lambda if self._BOOK_DECAY else 0
+        if not self._BOOK_DECAY:
+            return 0
+        lam = self.weight_decay_lambda
+        if not isinstance(lam, (int, float, np.number)) or isinstance(lam, complex):
+            # (the book's 0.5 * lambda * sum(W**2) raises for None, or works out something
+            # other than a weight decay)
+            raise TypeError(f"weight_decay_lambda must be a number, got {lam!r}")
+        return lam
 
     def _decay_counts(self) -> bool:
         """Whether the book's weight-decay term can change its loss: lambda is not 0, or
