@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _files, mnist_loader
+from ._cli_checks import data_dir_problem, mnist_sizes_problem
 from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
 
 REPORTS = (".csv", ".json", ".md")  # the files --out PREFIX writes
@@ -138,13 +139,10 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None and args.out.name in ("", ".", ".."):
             raise ValueError(f"--out {str(args.out)!r} names no file: give a prefix such as "
                              "results/sweep (it writes results/sweep.csv, .json and .md)")
-        if args.data_dir is not None and not args.data_dir.is_dir():
-            kind = "is not a directory" if args.data_dir.exists() else "does not exist"
-            raise ValueError(f"--data-dir {args.data_dir} {kind}")
-        for sizes in args.sizes:
-            if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
-                raise ValueError("--sizes: MNIST needs sizes from 784 inputs to 10 outputs, "
-                                 f"e.g. 784,30,10: {','.join(map(str, sizes))}")
+        problem = data_dir_problem(args.data_dir) or next(
+            (f"--sizes: {p}" for p in map(mnist_sizes_problem, args.sizes) if p), None)
+        if problem:
+            raise ValueError(problem)
         targets = [] if args.out is None else [(
             "--out", args.out.with_name(args.out.name + ext)) for ext in REPORTS]
         if args.plot is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, network2
+from ._cli_checks import data_dir_problem, mnist_sizes_problem
 from ._engine import eval_threads, get_num_threads, set_num_threads
 from ._validate import MAX_COUNT, MAX_LAYERS
 
@@ -48,9 +49,9 @@ def _sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"sizes must be up to {MAX_LAYERS} integers like 784,30,10: {text[:80]!r}")
     sizes = [int(p) for p in parts]
-    if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(
-            f"MNIST needs sizes from 784 inputs to 10 outputs, e.g. 784,30,10: {text!r}")
+    problem = mnist_sizes_problem(sizes)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return sizes
 
 
@@ -156,9 +157,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise Refused("the cross-entropy cost needs sigmoid outputs; use --cost "
                       "log-likelihood for a softmax output layer")
     _check_memory(args.sizes, np.dtype(args.dtype).itemsize)
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        kind = "is not a directory" if args.data_dir.exists() else "does not exist"
-        raise Refused(f"--data-dir {args.data_dir} {kind}")
+    problem = data_dir_problem(args.data_dir)
+    if problem:
+        raise Refused(problem)
     outputs = [(flag, path) for flag, path in (("--save", args.save), ("--plot", args.plot))
                if path is not None]
     if args.plot is not None:

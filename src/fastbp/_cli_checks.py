@@ -1,0 +1,22 @@
+"""Checks that ``fastbp train`` and ``fastbp sweep`` share (apart from cli.py, which
+imports the sweep command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def mnist_sizes_problem(sizes: list[int]) -> str | None:
+    """Why ``sizes`` cannot be an MNIST network's layer widths, or None."""
+    if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
+        return ("MNIST needs sizes from 784 inputs to 10 outputs, e.g. 784,30,10: "
+                + ",".join(map(str, sizes)))
+    return None
+
+
+def data_dir_problem(data_dir: Path | None) -> str | None:
+    """Why ``--data-dir`` cannot be searched for MNIST, or None."""
+    if data_dir is None or data_dir.is_dir():
+        return None
+    kind = "is not a directory" if data_dir.exists() else "does not exist"
+    return f"--data-dir {data_dir} {kind}"
