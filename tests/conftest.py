@@ -177,7 +177,7 @@ def twin(sizes, seed: int = 0, dtype=np.float64):
 
 # CI runs with HYPOTHESIS_PROFILE=ci: the same examples every run (no flaky CI), and a
 # reproduction blob printed for any failure.  No profile times an example: hypothesis's
-# default 200 ms deadline made a test fail on a loaded machine, not on a wrong result.
+# default 200 ms deadline can fail a test on a loaded machine, not on a wrong result.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("local", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "local")
