@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -387,6 +388,19 @@ def test_no_early_stopping_message_when_all_epochs_run(fake_mnist, capsys):
                      "--early-stopping", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert len(epoch_lines(out)) == 2 and "early stopping" not in out
+
+
+def test_more_threads_than_cores_is_one_line(fake_mnist, capsys):
+    """--threads beyond the cores trains on the cores, and says so in the command's own
+    one-line form (it printed a Python warning and its source line)."""
+    many = len(os.sched_getaffinity(0)) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (escaping as a warning fails the test)
+        assert cli.main(["train", "--epochs", "1", "--threads", str(many),
+                         "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastbp: --threads: num_threads={many} is more than")
+    assert len(err.splitlines()) == 1 and "Warning" not in err
 
 
 def test_plot_and_save_are_written_atomically_with_the_umask(fake_mnist, tmp_path, capsys):

@@ -13,6 +13,7 @@ import random
 import runpy
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -219,10 +220,14 @@ def _plot_format(path: Path) -> str:
 def _train(args: argparse.Namespace) -> int:
     if args.threads is not None:
         try:
-            set_num_threads(args.threads)  # more than the cores: clamped, with a warning
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", RuntimeWarning)
+                set_num_threads(args.threads)  # more than the cores: clamped, warned
         except ValueError as exc:
             print(f"fastbp: --threads: {exc}", file=sys.stderr)
             return 2
+        for w in said:  # (one line, as the command's other messages)
+            print(f"fastbp: --threads: {w.message}", file=sys.stderr)
     try:
         # load_data's (images, labels) arrays, the very ones load_data_wrapper's lists of
         # pairs are made of (float32 k / 256 pixels, or a classic pickle's as pickled):
