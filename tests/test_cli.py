@@ -390,6 +390,14 @@ def test_no_early_stopping_message_when_all_epochs_run(fake_mnist, capsys):
     assert len(epoch_lines(out)) == 2 and "early stopping" not in out
 
 
+@pytest.mark.parametrize("lmbda", ["0", "2.0"])
+def test_the_header_says_when_the_cost_column_leaves_out_l2(fake_mnist, capsys, lmbda):
+    assert cli.main(["train", "--epochs", "1", "--lmbda", lmbda, "--no-progress"]) == 0
+    header = capsys.readouterr().out.splitlines()[1]
+    assert header.startswith("training on 200 images, evaluating on 40 test images")
+    assert header.endswith("; the cost column leaves out the L2 term") == (lmbda != "0")
+
+
 def test_more_threads_than_cores_is_one_line(fake_mnist, capsys):
     """--threads beyond the cores trains on the cores, and says so in the command's own
     one-line form (it printed a Python warning and its source line)."""

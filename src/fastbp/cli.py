@@ -256,7 +256,8 @@ def _train(args: argparse.Namespace) -> int:
           f"{args.activation}, eta {args.eta}, lmbda {args.lmbda}, mini-batch "
           f"{args.batch_size}, {args.epochs} epochs, {args.dtype}, {_core.isa()} kernels")
     print(f"training on {len(training[1])} images, evaluating on {n_eval} "
-          f"{args.evaluate_on} images")
+          f"{args.evaluate_on} images"
+          + ("; the cost column leaves out the L2 term" if args.lmbda else ""))
 
     history: dict[str, list[float]] = {"accuracy": [], "cost": [], "seconds": []}
     bar = _progress(args.epochs, disable=args.no_progress)
