@@ -398,6 +398,14 @@ def test_the_header_says_when_the_cost_column_leaves_out_l2(fake_mnist, capsys, 
     assert header.endswith("; the cost column leaves out the L2 term") == (lmbda != "0")
 
 
+def test_a_saturated_run_prints_cost_inf_and_no_numpy_warning(fake_mnist, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (NumPy's overflow warning fails the test)
+        assert cli.main(["train", "--epochs", "1", "--eta", "1e5", "--cost", "cross-entropy",
+                         "--no-progress"]) == 0
+    assert "cost inf" in capsys.readouterr().out
+
+
 def test_more_threads_than_cores_is_one_line(fake_mnist, capsys):
     """--threads beyond the cores trains on the cores, and says so in the command's own
     one-line form (it printed a Python warning and its source line)."""

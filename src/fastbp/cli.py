@@ -267,7 +267,7 @@ def _train(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - clock[0]
         out = trained._outputs(packed_eval).astype(np.float64, copy=False)
         correct = int(np.sum(np.argmax(out, axis=1) == packed_eval.labels))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # per sample, as total_cost sums them: fn on the whole matrix would call
             # BLAS (np.linalg.norm), whose threads then spin and the next epoch's
             # automatic thread rule, seeing the second core busy, takes one thread
