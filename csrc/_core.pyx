@@ -187,7 +187,8 @@ cdef class _Net:
     cdef void **ptrs
     cdef object keep
 
-    def __cinit__(self, list wt, list b, int64_t[::1] sizes, int activation, int cost):
+    def __cinit__(self, list wt not None, list b not None, int64_t[::1] sizes not None,
+                  int activation, int cost):
         cdef Py_ssize_t L = len(wt), l
         if L < 1 or L > 63 or len(b) != L or sizes.shape[0] != L + 1:
             # the kernels keep per-layer pointers in arrays of 64 (layers 0..L)
@@ -233,10 +234,10 @@ cdef inline const void *_first(real[::1] values):
     return <const void *>&values[0] if values.shape[0] > 0 else NULL
 
 
-def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
-          real[::1] values,
-          const real[:, ::1] y, int64_t[::1] order, int64_t batch, double eta, double lmbda,
-          double n_total, int nthreads):
+def train(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
+          int32_t[::1] indices not None, real[::1] values not None, const real[:, ::1] y not None,
+          int64_t[::1] order not None, int64_t batch, double eta, double lmbda, double n_total,
+          int nthreads):
     """Train in place over the rows ``order``, in mini-batches of ``batch``.  If a signal
     handler raises (Ctrl-C), training stops after the mini-batch in progress, the
     parameters hold that mini-batch's result, and the exception propagates."""
@@ -264,9 +265,9 @@ def train(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indice
     intr.raise_status(status, "training")
 
 
-def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
-            real[::1] values,
-            real[:, ::1] out, int nthreads):
+def forward(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
+            int32_t[::1] indices not None, real[::1] values not None, real[:, ::1] out not None,
+            int nthreads):
     """Output activations of every CSR row into ``out`` (rows x output width)."""
     cdef fbp_data d = _data(indptr, split, indices, _first(values), NULL)
     cdef int64_t count = out.shape[0]
@@ -280,9 +281,9 @@ def forward(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indi
     intr.raise_status(status, "forward")
 
 
-def grad_sum(_Net net, int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
-             real[::1] values,
-             const real[:, ::1] y, list gb, list gwt):
+def grad_sum(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
+             int32_t[::1] indices not None, real[::1] values not None,
+             const real[:, ::1] y not None, list gb not None, list gwt not None):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
     cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
     cdef int64_t count = y.shape[0]
@@ -417,8 +418,9 @@ cdef real *_acts_buffer(_Net net, int64_t m, real[::1] acts) except? NULL:
     return &acts[0] if m * units else NULL
 
 
-def dense_grad(_Net net, object X, const real[:, ::1] y, double scale, list gb, list gwt,
-               int nthreads=1, object w0=None, real[:, ::1] out=None, real[::1] acts=None):
+def dense_grad(_Net net not None, object X, const real[:, ::1] y not None, double scale,
+               list gb not None, list gwt not None, int nthreads=1, object w0=None,
+               real[:, ::1] out=None, real[::1] acts=None):
     """Write ``scale`` times the gradient of the summed cost of the rows of X (dense,
     (m, n_in) float32 or float64) for targets y to ``gb`` and ``gwt`` (W transposed;
     every element, padding included, is overwritten).  ``w0``: the first layer's W
@@ -464,8 +466,8 @@ def dense_grad(_Net net, object X, const real[:, ::1] y, double scale, list gb, 
     return True
 
 
-def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w0=None,
-                  real[::1] acts=None):
+def dense_forward(_Net net not None, object X, real[:, ::1] out not None, int nthreads=1,
+                  object w0=None, real[::1] acts=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
     into ``out`` (m, n_out): equal to ``forward`` on the same rows packed.  ``w0`` as in
     ``dense_grad``.  ``acts``, if given, receives every layer's activations: layer 1's m
@@ -490,7 +492,7 @@ def dense_forward(_Net net, object X, real[:, ::1] out, int nthreads=1, object w
     _dense_status(status, bad)
 
 
-def activation(real[::1] z, int act):
+def activation(real[::1] z not None, int act):
     """Apply activation ``act`` (0 sigmoid, 1 tanh, 2 ReLU) to z in place, exactly as the
     kernels do (for tests of their arithmetic)."""
     if act not in (0, 1, 2):
@@ -503,8 +505,8 @@ def activation(real[::1] z, int act):
         fbp_activation_f(&z[0], z.shape[0], act)
 
 
-def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1] acts=None,
-                 object w0=None):
+def forward_rows(_Net net not None, object X, real[:, ::1] out not None, int nthreads=1,
+                 real[::1] acts=None, object w0=None):
     """The output activations of the rows of X (dense, (m, n_in) float32 or float64)
     into ``out`` (m, n_out), row by row, each row's non-zeros found as it is taken: equal
     to ``forward`` on the same rows packed, with no packed copy (for many rows).  ``acts``
@@ -534,7 +536,7 @@ def forward_rows(_Net net, object X, real[:, ::1] out, int nthreads=1, real[::1]
     intr.raise_status(status, "forward_rows")
 
 
-def csr_rows(const real[:, ::1] X, int nthreads=1, bint wide=False):
+def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False):
     """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
     row's first stored position with column >= n_in // 2; see fbp_data).  Values keep
     X's dtype, or are float64 with ``wide`` (float32 widened exactly, in the same pass).
@@ -665,7 +667,7 @@ cdef class Rows:
     cdef readonly object items
     cdef bint ready  # the pointers are filled in (by _gather; gather_pairs makes sure)
 
-    def __cinit__(self, list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
+    def __cinit__(self, list items not None, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
         items = list(items)  # one C-level copy under the GIL: a consistent snapshot
         cdef Py_ssize_t n = len(items)
         self.items, self.n, self.n_in, self.n_out, self.targets = items, n, n_in, n_out, targets
@@ -797,7 +799,7 @@ cdef class Rows:
         return indptr_a, split_a, indices_a, values_a, Y_a, fp
 
 
-def gather_pairs(list items, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
+def gather_pairs(list items not None, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
     """``Rows`` for ``[(x, y), ...]`` if every item is a 2-tuple of aligned, contiguous
     float32/float64 arrays of n_in (and, with ``targets``, n_out) values shaped (n, 1)
     or (n,); else None (the caller then takes the general NumPy path, which also
@@ -845,7 +847,7 @@ def array_fingerprint(object A, int nthreads=1):
     return blocks, tail, bytes(base[words * 4:nbytes])
 
 
-def same_objects(list a, list b):
+def same_objects(list a not None, list b not None):
     """Whether ``a`` and ``b`` hold the very same objects at every position (``is``):
     ``all(map(operator.is_, a, b))`` without a Python call per item (50,000 in 0.03 ms
     instead of about 3 ms).  Holds the GIL: no other thread changes the lists meanwhile."""
@@ -858,7 +860,7 @@ def same_objects(list a, list b):
     return True
 
 
-def permutation(list a, list b):
+def permutation(list a not None, list b not None):
     """``order`` with ``b[i] is a[order[i]]`` for every i, if ``b`` holds each object of
     ``a`` exactly once (a reordering of it); else None.  An open-addressing table keyed
     by the objects' addresses (50,000 items in a few milliseconds).  Holds the GIL."""
@@ -915,7 +917,7 @@ def permutation(list a, list b):
     return order if ok else None
 
 
-def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
+def mt_shuffle(int64_t[::1] x not None, uint32_t[::1] mt not None, int pos):
     """``random.shuffle`` of ``x`` in place, driven by the MT19937 state ``mt`` (624
     words) at index ``pos``; returns the new index (see fbp_shuffle.h)."""
     if mt.shape[0] != 624 or not 0 <= pos <= 624 or x.shape[0] > 2**32:
@@ -926,7 +928,7 @@ def mt_shuffle(int64_t[::1] x, uint32_t[::1] mt, int pos):
     return pos
 
 
-def mt_shuffle_random(int64_t[::1] x, object inst):
+def mt_shuffle_random(int64_t[::1] x not None, object inst):
     """``random.shuffle``'s permutation of ``x`` in place, drawn from the MT19937 state of
     ``inst`` (a ``random.Random``), which is left exactly as ``random.shuffle`` would
     leave it.  Atomic for Python threads: the GIL is held throughout and no Python code
@@ -954,7 +956,7 @@ cdef extern from "fbp_pack.h" nogil:
     int fbp_all_modest_d(const double *x, int64_t n)
 
 
-def all_finite(list arrays):
+def all_finite(list arrays not None):
     """Whether no C-contiguous float32/float64 array in ``arrays`` holds a NaN or inf."""
     cdef cnp.ndarray a
     cdef int ok = 1
@@ -990,7 +992,8 @@ def sum_of_squares_is_finite(object obj):
 from libc.math cimport exp, tanh, isfinite
 
 
-def bias_activate(real[:, ::1] z, const real[:, ::1] b, int activation, bint softmax):
+def bias_activate(real[:, ::1] z not None, const real[:, ::1] b, int activation,
+                  bint softmax):
     """``z <- f(z + b)`` in place, for one column ``z`` (n, 1) and biases ``b`` (n, 1)
     (None: no biases): f is the sigmoid (0), tanh (1) or relu (2), or the softmax of the
     column.  Returns False if a NaN or inf went in (the caller raises)."""
@@ -1033,7 +1036,7 @@ def bias_activate(real[:, ::1] z, const real[:, ::1] b, int activation, bint sof
     return ok
 
 
-def times_prime(real[:, ::1] delta, const real[:, ::1] a, int activation):
+def times_prime(real[:, ::1] delta not None, const real[:, ::1] a not None, int activation):
     """``delta *= f'(z)`` in place, with f' computed from the activation ``a = f(z)``:
     a(1 - a) for the sigmoid (0), 1 - a^2 for tanh (1), [a > 0] for relu (2)."""
     cdef Py_ssize_t n = delta.shape[0], j

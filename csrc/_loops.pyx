@@ -127,9 +127,9 @@ cdef void sgd_steps(int L, const int64_t *sizes, real **w, real **b, real **a,
         update_mini_batch(L, sizes, w, b, nabla_b, nabla_w, m, eta, lmbda, n_total)
 
 
-def train(list weights, list biases, real[:, ::1] X, real[:, ::1] Y, int64_t[::1] order,
-          int64_t batch, double eta, double lmbda=0.0, double n_total=1.0,
-          int cost=C_QUADRATIC):
+def train(list weights not None, list biases not None, real[:, ::1] X not None,
+          real[:, ::1] Y not None, int64_t[::1] order not None, int64_t batch, double eta,
+          double lmbda=0.0, double n_total=1.0, int cost=C_QUADRATIC):
     """Train in place over the samples ``order`` (mini-batches of ``batch``), sigmoid
     units, the quadratic (``QUADRATIC``) or cross-entropy (``CROSS_ENTROPY``) cost.
 
@@ -142,9 +142,10 @@ def train(list weights, list biases, real[:, ::1] X, real[:, ::1] Y, int64_t[::1
          order, batch, eta, lmbda, n_total, cost)
 
 
-def train_csr(list weights, list biases, int64_t[::1] indptr, int32_t[::1] indices,
-              real[::1] values, real[:, ::1] Y, int64_t[::1] order, int64_t batch,
-              double eta, double lmbda=0.0, double n_total=1.0, int cost=C_QUADRATIC):
+def train_csr(list weights not None, list biases not None, int64_t[::1] indptr not None,
+              int32_t[::1] indices not None, real[::1] values not None, real[:, ::1] Y not None,
+              int64_t[::1] order not None, int64_t batch, double eta, double lmbda=0.0,
+              double n_total=1.0, int cost=C_QUADRATIC):
     """``train`` on inputs stored as CSR rows (fastbp's packed data): each example is
     scattered into a dense input vector before the same dense loops run."""
     if indptr.shape[0] != Y.shape[0] + 1:

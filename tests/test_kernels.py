@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import re
 import threading
+from pathlib import Path
 
 import network_loop
 import numpy as np
@@ -361,9 +363,9 @@ def test_weight_buffers_start_on_a_cache_line(shape, dtype):
     assert a.shape == (shape if isinstance(shape, tuple) else (shape,)) and a.dtype == dtype
     assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
     assert not a.any()
-    wt, b = network.Network([784, 30, 10])._params()
+    wt, b = network.Network([784, 30, 10])._fb_params()
     book = TwoLayerNet(784, 50, 10)
-    scratch_wt, scratch_b = book._kernels.buffers(book.params)
+    scratch_wt, scratch_b = book._fb_kernels.buffers(book.params)
     assert all(x.ctypes.data % 64 == 0 for x in wt + b + scratch_wt + scratch_b)
 
 
@@ -947,3 +949,49 @@ def test_aligned_zeros_refuses_negative_sizes_and_takes_any_integer_shape():
     assert _engine.aligned_zeros((2, np.int64(3)), np.float32).shape == (2, 3)
     with pytest.raises(TypeError):
         _core.address(None)
+
+
+# ---------------------------------------------------------------- None never reaches a kernel
+
+# arguments for which None has a meaning, checked by the function itself
+_NONE_MEANS = {("bias_activate", "const real[:, ::1] b")}  # (no biases to add)
+_TYPED = re.compile(r"^(const\s+)?(\w+\[[^\]]*\]|_Net|list)\s+\w+$")
+
+
+def _python_signatures(path: Path) -> list[tuple[str, list[str]]]:
+    """The parameters of every Python-visible function (``def``) in a .pyx file."""
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for m in re.finditer(r"^\s*def +(\w+)\((.*?)\)\s*(->[^:]+)?:", text, flags=re.M | re.S):
+        params, depth, cur = [], 0, ""
+        for ch in m.group(2):
+            if ch in "[(":
+                depth += 1
+            elif ch in "])":
+                depth -= 1
+            if ch == "," and depth == 0:
+                params.append(" ".join(cur.split()))
+                cur = ""
+            else:
+                cur += ch
+        params.append(" ".join(cur.split()))
+        found.append((m.group(1), params))
+    return found
+
+
+@pytest.mark.parametrize("pyx", ["_core.pyx", "_loops.pyx"])
+def test_typed_kernel_arguments_refuse_none(pyx):
+    """Cython lets None through a typed memoryview, extension-type or list argument unless
+    it says ``not None``; the kernel then reads a NULL buffer (a subclass method returning
+    None where fastbp expected its network handle crashed SGD with a segfault)."""
+    path = Path(__file__).parents[1] / "csrc" / pyx
+    missing = [f"{name}({param})" for name, params in _python_signatures(path)
+               for param in params if _TYPED.match(param) and (name, param) not in _NONE_MEANS]
+    assert not missing, f"typed arguments without 'not None': {missing}"
+
+
+def test_a_none_network_handle_is_a_type_error():
+    with pytest.raises(TypeError):
+        _core.forward_rows(None, np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(TypeError):
+        _core.csr_rows(None)
