@@ -270,6 +270,51 @@ def test_concurrent_saves_of_one_file_stay_whole(tmp_path):
     assert names(tmp_path) == ["net.json"]
 
 
+@pytest.mark.parametrize("flock", [True, False], ids=["flock", "no-flock"])
+def test_concurrent_saves_of_one_file_stay_whole_with_or_without_flock(tmp_path, monkeypatch,
+                                                                       flock):
+    """Without flock (a file system that has none) the saves used one temporary name:
+    one removed another's live file, and a save failed with FileNotFoundError."""
+    if not flock:
+        monkeypatch.setattr(_files, "fcntl", None)
+    test_concurrent_saves_of_one_file_stay_whole(tmp_path)
+
+
+REENTRANT_SAVE = """
+import os, signal, sys
+import numpy as np
+from fastbp import network2
+directory = sys.argv[1]
+net = network2.Network([784, 100, 10])
+saved = []
+
+def on_term(signum, frame):  # the usual checkpoint-on-SIGTERM handler
+    net.save(os.path.join(directory, sys.argv[2]))
+    saved.append(True)
+
+signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGALRM, lambda *a: os.kill(os.getpid(), signal.SIGTERM))
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+for i in range(400):  # per-epoch checkpoints, one of them interrupted by the handler
+    net.save(os.path.join(directory, "epoch.json"))
+    if saved:
+        break
+print("saved" if saved else "no signal", flush=True)
+"""
+
+
+@pytest.mark.parametrize("target", ["emergency.json", "epoch.json"])
+def test_a_signal_handler_saving_during_a_save_does_not_wait_for_itself(tmp_path, target):
+    """A save that starts on a thread already saving into that directory (a signal
+    handler's) waited forever for the lock its own thread held."""
+    proc = subprocess.run([sys.executable, "-c", REENTRANT_SAVE, str(tmp_path), target],
+                          capture_output=True, text=True, timeout=120, env=_child_env())
+    assert proc.returncode == 0 and proc.stdout.strip() == "saved", proc.stderr
+    for name in {"epoch.json", target}:
+        assert network2.load(tmp_path / name).sizes == [784, 100, 10]
+    assert names(tmp_path) == sorted({"epoch.json", target})
+
+
 # ---------------------------------------------------------------- dtype and contents
 
 

@@ -19,9 +19,12 @@ The data go to a temporary file beside the target with a fixed name,
 ``.NAME.fastbp-tmp``, which is then renamed over the target.  A save killed part-way
 leaves at most that one file, and the next save of the same target removes it.  Saves
 into one directory take turns (``flock`` on the directory, released by the kernel if the
-process dies), so one save never removes another's live temporary file; where the
-directory cannot be locked (no ``fcntl``, or a file system without ``flock``) saves
-proceed without taking turns.
+process dies), so one save never removes another's live temporary file.  A save that
+cannot take its turn writes to a temporary file of its own,
+``.NAME.<random>.fastbp-tmp``, instead: where the directory cannot be locked (no
+``fcntl``, or a file system without ``flock``), and a save that starts on a thread
+already saving into that directory (a signal handler's, which would otherwise wait for
+itself forever).  Each save is still atomic; a killed one of these leaves its own file.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -123,9 +128,12 @@ def atomic_open(path: Any, mode: str = "w", *, encoding: str | None = "utf-8",
     name = fspath(path, what)
     target = resolve_target(name, what, probe=False)
     directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}{TMP_SUFFIX}")
-    with _directory_lock(directory):
-        _remove_stale(tmp)
+    with _directory_lock(directory) as turn:
+        if turn:
+            tmp = os.path.join(directory, f".{base}{TMP_SUFFIX}")
+            _remove_stale(tmp)
+        else:  # (no turns taken: a name no other save uses)
+            tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}{TMP_SUFFIX}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
             | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -170,25 +178,36 @@ def _remove_stale(tmp: str) -> None:
         os.unlink(tmp)
 
 
+_HELD = threading.local()  # .dirs: the directories (st_dev, st_ino) this thread holds
+
+
 @contextlib.contextmanager
-def _directory_lock(directory: str) -> Iterator[None]:
-    """An exclusive ``flock`` on ``directory`` while one save runs in it (not reentrant:
-    a save must not start another save in the same directory before it ends)."""
+def _directory_lock(directory: str) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``directory`` while one save runs in it; yields whether
+    the save has its turn (False: no lock could be taken, or this thread already holds
+    it, say a signal handler saving while the code it interrupted saves)."""
     fd = -1
+    held: set = _HELD.__dict__.setdefault("dirs", set())
+    key = None
     if fcntl is not None:
         try:
             fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) not in held:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                key = (st.st_dev, st.st_ino)
+                held.add(key)
         except BaseException as exc:
-            if fd >= 0:
-                os.close(fd)
-            fd = -1
             if not isinstance(exc, OSError):  # e.g. Ctrl-C while waiting for the lock
+                if fd >= 0:
+                    os.close(fd)
                 raise
             # an unreadable directory, or no flock on this file system: no turns
     try:
-        yield
+        yield key is not None
     finally:
+        if key is not None:
+            held.discard(key)
         if fd >= 0:
             os.close(fd)  # releases the lock
 
