@@ -36,9 +36,9 @@ def prepare_fastbp_steady(data: bl.BenchData, sizes, batch: int, dtype=np.float6
 
     np.random.seed(seed)
     net = network.Network(list(sizes), dtype=dtype)
-    packed = net._pack(data.pairs, "train", "training_data")
-    wt, b = net._params()
-    handle = net._net(wt, b, list(sizes))
+    packed = net._fb_pack(data.pairs, "train", "training_data")
+    wt, b = net._fb_params()
+    handle = net._fb_net(wt, b, list(sizes))
     order = np.asarray(bl.shuffled_order(data.n, seed), dtype=np.int64)
     args = (packed.indptr, packed.split, packed.indices, packed.values, packed.y)
     density = packed.density(sizes[0])
@@ -211,7 +211,7 @@ def test_pack_fresh_list(benchmark, data):
         _packing.clear_cache()
         return ([(x.copy(), y) for x, y in data.pairs],), {}
 
-    benchmark.pedantic(lambda pairs: net._pack(pairs, "train", "training_data"),
+    benchmark.pedantic(lambda pairs: net._fb_pack(pairs, "train", "training_data"),
                        setup=setup, rounds=3, iterations=1)
 
 
@@ -221,8 +221,8 @@ def test_pack_cache_check(benchmark, data):
 
     net = network.Network(list(bl.MAIN_SIZES))
     benchmark.group = "packing 50,000 pairs"
-    first = net._pack(data.pairs, "train", "training_data")
-    again = benchmark(net._pack, data.pairs, "train", "training_data")
+    first = net._fb_pack(data.pairs, "train", "training_data")
+    again = benchmark(net._fb_pack, data.pairs, "train", "training_data")
     assert again is first
 
 

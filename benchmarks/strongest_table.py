@@ -112,11 +112,11 @@ def _packing(data: bl.BenchData, repeats: int) -> tuple[float, float]:
         pairs = [(x.copy(), y) for x, y in data.pairs]
         gc.collect()
         t0 = time.perf_counter()
-        net._pack(pairs, "train", "training_data")
+        net._fb_pack(pairs, "train", "training_data")
         fresh.append(time.perf_counter() - t0)
         for _ in range(3):
             t0 = time.perf_counter()
-            net._pack(pairs, "train", "training_data")
+            net._fb_pack(pairs, "train", "training_data")
             check.append(time.perf_counter() - t0)
         del pairs
     return statistics.median(fresh), statistics.median(check)

@@ -324,7 +324,7 @@ def test_pickled_networks_keep_their_dtype():
     back = pickle.loads(pickle.dumps(net))
     assert back.dtype == np.float32 and back.feedforward(np.zeros((4, 1))).dtype == np.float32
     state = back.__getstate__()
-    state["dtype"] = state.pop("_dtype")  # a network pickled before dtype was checked
+    state["dtype"] = state.pop("_fb_dtype")  # a network pickled before dtype was checked
     old = network2.Network.__new__(network2.Network)
     old.__setstate__(state)
     assert old.dtype == np.float32

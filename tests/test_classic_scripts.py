@@ -1330,9 +1330,9 @@ def test_arrays_resized_during_sgd_are_refused_not_read_out_of_bounds():
     with pytest.raises(ValueError, match="changed shape during SGD"):
         network.Network(SIZES).SGD((X, y), 3, 10, 3.0, verbose=False, callback=shrink)
     net = network.Network(SIZES)
-    packed = net._pack(make_data(37, SIZES, 20, onehot=True), "train", "training_data")
-    wt, b = net._params()
-    handle = net._net(wt, b, list(SIZES))
+    packed = net._fb_pack(make_data(37, SIZES, 20, onehot=True), "train", "training_data")
+    wt, b = net._fb_params()
+    handle = net._fb_net(wt, b, list(SIZES))
     for order in ([0, 20], [-1, 3]):
         with pytest.raises(ValueError, match="outside the 20 packed rows"):
             _core.train(handle, packed.indptr, packed.split, packed.indices, packed.values,
@@ -1641,11 +1641,11 @@ def test_a_network2_subclass_may_keep_its_own_activation(data):
 
     marker = object()
     net = Pluggable(SIZES, marker)
-    assert net.activation is marker and net._activation == "sigmoid"
+    assert net.activation is marker and net._fb_activation == "sigmoid"
     plain = network2.Network(SIZES)
     with pytest.warns(RuntimeWarning, match="does not change the network's activation"):
         plain.activation = "tanh"
-    assert plain._activation == "sigmoid"
+    assert plain._fb_activation == "sigmoid"
 
 
 @pytest.mark.parametrize("module,ref", [(network, network_loop), (network2, network2_loop)])
@@ -1805,7 +1805,7 @@ def test_activation_assigned_before_the_constructor_and_deleted():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net = Early([3, 4, 2])
-    assert net.activation == "tanh" == net._activation
+    assert net.activation == "tanh" == net._fb_activation
     del net.activation
     assert net.activation == "tanh"
     with pytest.raises(AttributeError, match="only an activation assigned"):
@@ -2000,3 +2000,93 @@ def test_a_float32_relu_network_backprops_in_float32_on_the_matrix_path():
     X = np.random.default_rng(1).random((5, 6))
     nabla_b, nabla_w = net.backprop(X, np.zeros((3, 6)))
     assert all(a.dtype == np.float32 for a in nabla_b + nabla_w)
+
+
+# ---------------------------------------------------------------- a subclass's private names
+
+# every private name fastbp's classes used before they took the _fb_ prefix (and a few
+# more a subclass might pick): the classic classes have none, so each is a subclass's own
+PRIVATE_NAMES = """_FUNCTIONS _ORIGINALS _USES_COST _accuracy _activation _backprop_blocker
+_backprop_column _busy _check_fits _claim _classic_norms _classic_step _cost_blocker
+_cost_code _count_correct _depth_blocker _dtype _epoch_norms _feedforward_column
+_forward_cause _function_cause _fused_epoch _gradient_sums _handle _hook_cause _in_own_sgd
+_layer_sizes _net _norms _output_error _outputs _overridden _owner _pack _params
+_precision_cause _publish _release _repack _run_epoch _setup _shapes _slow _softmax_output
+_step_blocker _target_cause _total_cost _train _update _update_blocker _user_activation
+_warned""".split()
+
+
+def _with_private(base, name, how):
+    """A subclass of ``base`` with its own ``name``: a helper method, or an attribute its
+    ``__init__`` sets before or after the base class's."""
+    if how == "method":
+        return type("Mine", (base,), {name: lambda self, *a, **k: "mine"})
+
+    def __init__(self, *args, **kwargs):
+        if how == "attribute before init":
+            setattr(self, name, np.tanh)
+        base.__init__(self, *args, **kwargs)
+        if how == "attribute after init":
+            setattr(self, name, "mine")
+
+    return type("Mine", (base,), {"__init__": __init__})
+
+
+@pytest.mark.parametrize("how", ["method", "attribute before init", "attribute after init"])
+@pytest.mark.parametrize("name", PRIVATE_NAMES)
+def test_a_subclass_private_name_changes_nothing(data, name, how):
+    """A subclass's own helper or attribute named like one of fastbp's internals used to
+    replace it: training silently did nothing (``_publish``, ``_update``), monitors
+    returned the helper's value (``_accuracy``), or SGD crashed (``_net``: a segfault)."""
+    training, validation, test = data
+
+    def script(mod):
+        Mine = _with_private(mod.Network, name, how)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no slow path either: nothing to honour)
+            if mod in (network, network_loop):
+                net = Mine(SIZES)
+                net.SGD(list(training), 2, 10, 3.0, test_data=test)
+                net.update_mini_batch(training[:10], 3.0)
+                return [net], (net.evaluate(test), net.feedforward(test[0][0]))
+            net = Mine(SIZES)
+            result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
+                             monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                             monitor_training_cost=True, monitor_training_accuracy=True)
+            net.update_mini_batch(training[:10], 0.5, 1.0, len(training))
+            return [net], (result, net.accuracy(test), net.total_cost(test, 1.0, convert=True))
+
+    got, want = compare(script, network, network_loop)
+    assert got[0] == want[0]
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-9)
+    got, want = compare(script, network2, network2_loop)
+    (eval_cost, eval_acc, train_cost, train_acc), accuracy, cost = got
+    assert (eval_acc, train_acc, accuracy) == (want[0][1], want[0][3], want[1])
+    np.testing.assert_allclose(eval_cost + train_cost + [cost],
+                               want[0][0] + want[0][2] + [want[2]], rtol=1e-9)
+
+
+def test_a_subclass_defining_fastbps_own_names_is_refused():
+    with pytest.raises(TypeError, match="_fb_update: names starting with _fb_ are fastbp's"):
+        type("Mine", (network.Network,), {"_fb_update": lambda self: None})
+
+
+def test_networks_pickled_before_the_prefix_still_load(data):
+    """Pickles made before fastbp's attributes took the _fb_ prefix hold ``_activation``,
+    ``_dtype``, ``_warned`` and ``_user_activation``."""
+    import pickle
+
+    training, _, test = data
+    net = network2.Network(SIZES, cost=network2.QuadraticCost, activation="tanh",
+                           dtype=np.float32)
+    net.activation = "mine"
+    state = pickle.loads(pickle.dumps(net)).__dict__.copy()
+    state["_fb_warned"] = {"a warning given"}
+    for name in ("_activation", "_dtype", "_warned", "_user_activation"):
+        state[name] = state.pop("_fb" + name)
+    old = network2.Network.__new__(network2.Network)
+    old.__setstate__(state)
+    assert (old.dtype, old._fb_activation, old.activation) == (np.float32, "tanh", "mine")
+    assert old._fb_warned == {"a warning given"}
+    assert not {"_activation", "_dtype", "_warned", "_user_activation"} & vars(old).keys()
+    np.testing.assert_array_equal(old.feedforward(test[0][0]), net.feedforward(test[0][0]))

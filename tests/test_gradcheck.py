@@ -263,8 +263,8 @@ def _wrong(original, layer, part, factor):
 def test_gradcheck_catches_a_wrong_gradient(monkeypatch, layer, part):
     net, _ = pair2(SIZES, 20, "sigmoid", "QuadraticCost")
     pairs = data(21, SIZES, 8)
-    original = type(net)._gradient_sums
-    monkeypatch.setattr(type(net), "_gradient_sums", _wrong(original, layer, part, 1.02))
+    original = type(net)._fb_gradient_sums
+    monkeypatch.setattr(type(net), "_fb_gradient_sums", _wrong(original, layer, part, 1.02))
     errors = fastbp.gradcheck(net, pairs)
     bad = f"{'bw'[part]}{layer + 1}"
     assert errors[bad] > 1e-3, errors
@@ -279,7 +279,7 @@ def test_gradcheck_catches_a_mismatched_cost(monkeypatch):
     pairs = data(23, SIZES, 8)
     assert max(fastbp.gradcheck(net, pairs).values()) < 1e-6  # consistent as built
     # make the kernels backpropagate the quadratic cost while net.cost stays cross-entropy
-    monkeypatch.setattr(type(net), "_cost_code", lambda self: network2.QuadraticCost.code)
+    monkeypatch.setattr(type(net), "_fb_cost_code", lambda self: network2.QuadraticCost.code)
     errors = fastbp.gradcheck(net, pairs)
     assert max(errors.values()) > 1e-3, errors
 

@@ -1197,7 +1197,7 @@ def test_gradient_leaves_the_last_layer_as_the_books_loss_does(kind, onehot, n):
     assert last.t is t
     assert_close(last.y, book_last.y, TIGHT, "y")
     assert last.loss == pytest.approx(book_last.loss, rel=TIGHT)
-    assert last.loss == pytest.approx(net.loss(x, t) - (net._decay_loss() if
+    assert last.loss == pytest.approx(net.loss(x, t) - (net._fb_decay_loss() if
                                                         kind == "MultiLayerNet" else 0),
                                       rel=TIGHT)
     assert_close(last.backward(1), book_last.backward(1), TIGHT, "dout")
@@ -1739,3 +1739,67 @@ def test_a_layer_pickled_with_an_earlier_pending_loss_still_reads():
     last.__dict__.update(_loss=None, _pending=(y, t))  # (as an old pickle restores it)
     twin = copy.deepcopy(last)
     assert last.loss == twin.loss == pytest.approx(ref.cross_entropy_error(y, t), rel=1e-15)
+
+
+# names fastbp's networks used before they took the _fb_ prefix; the book's have none
+SCRATCH_PRIVATE = """_ACTIVATION_NAME _BOOK_DECAY _array_cause _array_name _blocker
+_book_accuracy _book_gradient _book_loop _book_loss _book_predict _decay_counts _decay_loss
+_forget_forward _integer_cause _keep_forward _keep_loss _kernels _lambda _last _n_affine
+_rebound _repeated_loss _scores _setup _setup_cause _sizes _warn_rebound _warned
+_weights""".split()
+
+
+@pytest.mark.parametrize("how", ["method", "attribute"])
+@pytest.mark.parametrize("name", SCRATCH_PRIVATE)
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+def test_a_subclass_private_name_changes_nothing(kind, name, how):
+    """A subclass's helper or attribute named like one of fastbp's internals used to
+    replace it (or crash it)."""
+    args = (6, 5, 3) if kind == "TwoLayerNet" else (6, [5, 4], 3)
+
+    def make(base):
+        if how == "method":
+            return type("Mine", (base,), {name: lambda self, *a, **k: "mine"})
+
+        def __init__(self, *a, **k):
+            base.__init__(self, *a, **k)
+            setattr(self, name, "mine")
+
+        return type("Mine", (base,), {"__init__": __init__})
+
+    np.random.seed(4)
+    net = make(getattr(scratch, kind))(*args)
+    np.random.seed(4)
+    book = getattr(ref, kind)(*args)  # (the book's classes read no such name)
+    rng = np.random.default_rng(4)
+    randomize(net, book, rng)
+    x, t = batch(rng, 8, 6, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (nothing to honour: no slow path)
+        assert_close(net.loss(x, t), book.loss(x, t), TIGHT, "loss")
+        assert net.accuracy(x, t) == book.accuracy(x, t)
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        assert_fits_as_book(net, book, x, t, 6, iters=3, batch_size=4, learning_rate=0.1)
+
+
+def test_a_subclass_defining_fastbps_own_names_is_refused():
+    with pytest.raises(TypeError, match="_fb_weights: names starting with _fb_ are fastbp's"):
+        type("Mine", (scratch.TwoLayerNet,), {"_fb_weights": lambda self: None})
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+def test_networks_pickled_before_the_prefix_still_load(kind):
+    """Pickles made before fastbp's attributes took the _fb_ prefix hold ``_kernels`` and
+    ``_warned``."""
+    args = (6, 5, 3) if kind == "TwoLayerNet" else (6, [5], 3)
+    net, book = twins(kind, *args)
+    x, t = batch(np.random.default_rng(1), 5, 6, 3, onehot=False, dtype=np.float64)
+    state = pickle.loads(pickle.dumps(net)).__dict__.copy()
+    state["_warned"] = {"a warning given"}
+    state["_kernels"] = state.pop("_fb_kernels")
+    old = getattr(scratch, kind).__new__(getattr(scratch, kind))
+    old.__setstate__(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the kernels found: no "did not call __init__")
+        assert_grads(old.gradient(x, t), book.gradient(x, t))
+    assert old._fb_warned == {"a warning given"} and "_kernels" not in vars(old)

@@ -302,7 +302,7 @@ def test_a_subclass_init_that_does_not_call_fastbps_runs_the_books_code():
     """A subclass whose own ``__init__`` sets ``params`` as the book's does (say with
     another initialisation), without calling TwoLayerNet's: the book's methods read
     ``params`` alone, so fastbp runs the book's code, saying why (it raised
-    AttributeError: no '_kernels')."""
+    AttributeError: no '_fb_kernels')."""
     def __init__(self, input_size, hidden_size, output_size):
         self.params = {"W1": np.random.randn(input_size, hidden_size) / np.sqrt(input_size),
                        "b1": np.zeros(hidden_size),

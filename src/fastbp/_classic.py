@@ -53,7 +53,7 @@ ACTIVATIONS = {"sigmoid": (sigmoid, sigmoid_prime), "tanh": (np.tanh, _tanh_prim
 def _module_functions(net: Any) -> tuple[Any, Any]:
     """The ``sigmoid`` and ``sigmoid_prime`` of ``net``'s drop-in module as they are now
     (the classic code looks them up by name at every call, so a replacement counts)."""
-    name, originals = getattr(net, "_FUNCTIONS", ("", {}))
+    name, originals = getattr(net, "_fb_FUNCTIONS", ("", {}))
     if not originals:
         return sigmoid, sigmoid_prime
     module = vars(sys.modules[name])
@@ -62,10 +62,10 @@ def _module_functions(net: Any) -> tuple[Any, Any]:
 
 def _layers(net: Any) -> tuple[Any, Any, Any]:
     """(hidden activation, its derivative, output activation) of ``net``."""
-    name = net._activation  # (fastbp's own choice: a user's ``activation`` attribute is
+    name = net._fb_activation  # (fastbp's own choice: a user's ``activation`` attribute is
     #                          theirs, as the classic code never reads one)
     act, prime = _module_functions(net) if name == "sigmoid" else ACTIVATIONS[name]
-    out = _softmax if getattr(net, "_softmax_output", lambda: False)() else act
+    out = _softmax if getattr(net, "_fb_softmax_output", lambda: False)() else act
     return act, prime, out
 
 
@@ -73,7 +73,7 @@ def _own_precision(net: Any, a: Any) -> Any:
     """``a`` in a float32 network's precision (fastbp's own: it computes in float32 on
     every path, as its kernels do), else ``a`` itself (a float64 network computes as the
     classic code, in whatever precision its arrays have)."""
-    dtype = getattr(net, "_dtype", None)
+    dtype = getattr(net, "_fb_dtype", None)
     if dtype is None or dtype == np.float64 or getattr(a, "dtype", None) == dtype:
         return a
     a = np.asarray(a)
@@ -97,9 +97,9 @@ def backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
     example as the classic code calls it.  The rest runs on the network's compiled
     column path where the example and the error are plain columns (the same numbers to
     rounding), else as the classic code does."""
-    if net._depth_blocker() is not None or net._function_cause() is not None:
+    if net._fb_depth_blocker() is not None or net._fb_function_cause() is not None:
         return classic_backprop(net, x, y)
-    column = net._backprop_column(x, y, net._output_error())
+    column = net._fb_backprop_column(x, y, net._fb_output_error())
     return column if column is not None else classic_backprop(net, x, y)
 
 
@@ -125,8 +125,8 @@ def classic_backprop(net: Any, x: Any, y: Any) -> tuple[list, list]:
         activation = out(z) if l == last else act(z)
         activations.append(activation)
     # backward pass
-    if net._USES_COST:  # network2 (network.py never reads a ``cost`` attribute)
-        delta = net._output_error()(zs[-1], activations[-1], y)  # (its cost's delta)
+    if net._fb_USES_COST:  # network2 (network.py never reads a ``cost`` attribute)
+        delta = net._fb_output_error()(zs[-1], activations[-1], y)  # (its cost's delta)
     else:  # network
         delta = net.cost_derivative(activations[-1], y) * _module_functions(net)[1](zs[-1])
     nabla_b[-1] = delta
@@ -149,7 +149,7 @@ def update_mini_batch(net: Any, mini_batch: Any, eta: float, lmbda: float = 0.0,
                       n: float = 1.0) -> None:
     """Gradient descent on one mini-batch, with ``net.backprop`` for each example (with
     lmbda = 0, network.py's update; else network2.py's L2-regularised one)."""
-    if net._overridden(("backprop",)):
+    if net._fb_overridden(("backprop",)):
         backprop_one = net.backprop
     else:  # fastbp's own backprop would come straight back here: skip the detour
         def backprop_one(x: Any, y: Any) -> tuple[list, list]:

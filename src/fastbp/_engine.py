@@ -244,7 +244,7 @@ class SlowPathWarning(UserWarning):
 def warn_user(obj: Any, key: str, message: str, category: type[Warning]) -> None:
     """Warn ``message`` once per ``obj`` and ``key``, at the user's line (the first
     caller outside fastbp)."""
-    warned = obj.__dict__.setdefault("_warned", set())
+    warned = obj.__dict__.setdefault("_fb_warned", set())
     if key in warned:
         return
     # a fresh registry, so that Python's own once-per-location filter does not hide the
@@ -266,6 +266,27 @@ def warn_slow(obj: Any, cause: str, what: str) -> None:
               "fused kernels", SlowPathWarning)
 
 
+def check_own_names(cls: type) -> None:
+    """Refuse a user's subclass that defines a name of fastbp's own (they all start with
+    ``_fb_``, so that every other private name stays free for subclasses' helpers, as in
+    the classic classes, which have none)."""
+    if not cls.__module__.startswith("fastbp."):
+        clash = sorted(name for name in vars(cls) if name.startswith("_fb_"))
+        if clash:
+            raise TypeError(f"{cls.__name__} defines {', '.join(clash)}: names starting "
+                            "with _fb_ are fastbp's own; rename them")
+
+
+def prefixed(state: dict, *names: str) -> dict:
+    """An unpickled ``state`` with fastbp's attributes ``names`` as they are now called:
+    pickles made before fastbp prefixed its own attributes with ``_fb`` (so that a
+    subclass's private names never meet fastbp's) have them unprefixed."""
+    for old in names:
+        if old in state and "_fb" + old not in state:
+            state["_fb" + old] = state.pop(old)
+    return state
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -275,50 +296,55 @@ class CompiledNetwork:
     code's updates do, so an array you hold is never changed behind your back.
     """
 
-    _activation = "sigmoid"
-    _USES_COST = False  # network2's backprop takes its output error from ``cost.delta``
+    _fb_activation = "sigmoid"
+    _fb_USES_COST = False  # network2's backprop takes its output error from ``cost.delta``
     # fastbp's own methods, recorded when the drop-in class is defined: a subclass, an
     # instance attribute or a patch of the class itself all count as an override
-    _ORIGINALS: dict = {}
+    _fb_ORIGINALS: dict = {}
     # (the drop-in's module, its sigmoid and sigmoid_prime), see _function_cause
-    _FUNCTIONS: tuple[str, dict] = ("", {})
+    _fb_FUNCTIONS: tuple[str, dict] = ("", {})
     # defaults for a subclass whose own __init__ sets sizes, weights and biases without
     # calling ours (the classic classes need nothing else); see also _claim and _slow
-    _dtype = np.dtype(np.float64)
-    _owner: int | None = None
+    _fb_dtype = np.dtype(np.float64)
+    _fb_owner: int | None = None
 
-    def _setup(self, sizes: Any, dtype: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_own_names(cls)
+
+    def _fb_setup(self, sizes: Any, dtype: Any) -> None:
         self.sizes = check_sizes(sizes)
         self.num_layers = len(self.sizes)
         self.dtype = check_dtype(dtype)
-        self._busy = threading.Lock()
-        self._owner: int | None = None
-        self._warned: set[str] = set()
+        self._fb_busy = threading.Lock()
+        self._fb_owner: int | None = None
+        self._fb_warned: set[str] = set()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_busy", "_owner"):
+        for key in ("_fb_busy", "_fb_owner"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         if "dtype" in state:  # pickled when dtype was a plain attribute
-            state["_dtype"] = check_dtype(state.pop("dtype"))
-        self.__dict__.update(state)
-        self._busy = threading.Lock()
-        self._owner = None
-        self.__dict__.setdefault("_warned", set())
+            state["_fb_dtype"] = check_dtype(state.pop("dtype"))
+        self.__dict__.update(prefixed(state, "_activation", "_dtype", "_warned",
+                                      "_user_activation"))
+        self._fb_busy = threading.Lock()
+        self._fb_owner = None
+        self.__dict__.setdefault("_fb_warned", set())
 
     @property
     def dtype(self) -> np.dtype:
         """float64 (the classic behaviour) or float32; assigning anything else raises
         (the kernels exist for these two only)."""
-        return self._dtype
+        return self._fb_dtype
 
     @dtype.setter
     def dtype(self, value: Any) -> None:
-        self._dtype = check_dtype(value)
+        self._fb_dtype = check_dtype(value)
 
     def __copy__(self) -> CompiledNetwork:
         twin = type(self).__new__(type(self))
@@ -327,21 +353,21 @@ class CompiledNetwork:
 
     # -- what must run as the classic code
 
-    def _overridden(self, names: tuple[str, ...]) -> list[str]:
+    def _fb_overridden(self, names: tuple[str, ...]) -> list[str]:
         """Which of the methods ``names`` a subclass or the instance replaces."""
-        originals = self._ORIGINALS  # fastbp's own functions, kept when the class was made
+        originals = self._fb_ORIGINALS  # fastbp's own functions, kept when the class was made
         return [n for n in names
                 if n in vars(self) or getattr(type(self), n, None) is not originals.get(n)]
 
-    def _function_cause(self, names: tuple[str, ...] = ("sigmoid", "sigmoid_prime"),
+    def _fb_function_cause(self, names: tuple[str, ...] = ("sigmoid", "sigmoid_prime"),
                         ) -> str | None:
         """Which of the drop-in module's functions ``names`` was replaced (``network.sigmoid
         = ...``), or None.  The classic code looks them up by name at every call: the
         forward pass calls ``sigmoid``, backprop ``sigmoid_prime`` too (which calls
         ``sigmoid``), so a replacement changes what it computes, and the kernels, which
         have their own, cannot follow.  (Other activations do not call them.)"""
-        module, originals = self._FUNCTIONS
-        if self._activation != "sigmoid" or not originals:
+        module, originals = self._fb_FUNCTIONS
+        if self._fb_activation != "sigmoid" or not originals:
             return None
         namespace = vars(sys.modules[module])
         for name in names:
@@ -349,13 +375,13 @@ class CompiledNetwork:
                 return f"{module}.{name} was replaced"
         return None
 
-    def _precision_cause(self) -> str | None:
+    def _fb_precision_cause(self) -> str | None:
         """Which parameter array holds floats of another precision than float64 (float32,
         say), or None.  The classic code's NumPy computes in that precision (and its
         first update makes the parameters float64 again); the kernels of a float64
         network would compute in float64.  (A float32 network, fastbp's extra, converts
         what it is given: that is what it was asked for.)"""
-        if self._dtype != np.float64:
+        if self._fb_dtype != np.float64:
             return None
         for name, arrays in (("weights", self.weights), ("biases", self.biases)):
             if not isinstance(arrays, (list, tuple)):
@@ -373,25 +399,25 @@ class CompiledNetwork:
                             "of this float64 network in float64")
         return None
 
-    def _forward_cause(self) -> str | None:
+    def _fb_forward_cause(self) -> str | None:
         """Why the forward pass must run as the classic ``feedforward`` (an override of
         it, a replaced ``sigmoid``, parameters of another precision), or None."""
-        if self._overridden(("feedforward",)):
+        if self._fb_overridden(("feedforward",)):
             return f"{type(self).__name__}.feedforward is overridden"
-        return self._function_cause(("sigmoid",)) or self._precision_cause()
+        return self._fb_function_cause(("sigmoid",)) or self._fb_precision_cause()
 
-    def _slow(self, cause: str, what: str) -> None:
+    def _fb_slow(self, cause: str, what: str) -> None:
         """Warn once per network and cause that ``cause`` makes ``what`` (and whatever
         else it touches) run as the classic Python code."""
         warn_slow(self, cause, what)
 
-    def _step_blocker(self) -> str | None:
+    def _fb_step_blocker(self) -> str | None:
         """Why SGD's mini-batch steps cannot be fused (an override or a cost), or None."""
-        if self._overridden(("update_mini_batch",)):
+        if self._fb_overridden(("update_mini_batch",)):
             return f"{type(self).__name__}.update_mini_batch is overridden"
-        return self._hook_cause() or self._update_blocker()
+        return self._fb_hook_cause() or self._fb_update_blocker()
 
-    def _hook_cause(self) -> str | None:
+    def _fb_hook_cause(self) -> str | None:
         """Which of the class's hooks on attribute access (``weights`` or ``biases`` a
         property, ``__setattr__`` or ``__getattribute__`` its own) would see every
         mini-batch's update in the classic code (it assigns ``self.weights`` per step; a
@@ -407,18 +433,18 @@ class CompiledNetwork:
                 return f"{cls.__name__}.{name} is overridden"
         return None
 
-    def _update_blocker(self) -> str | None:
+    def _fb_update_blocker(self) -> str | None:
         """Why ``update_mini_batch`` cannot be fused (an override or a cost), or None."""
-        if self._overridden(("backprop",)):
+        if self._fb_overridden(("backprop",)):
             return f"{type(self).__name__}.backprop is overridden"
-        return self._backprop_blocker()
+        return self._fb_backprop_blocker()
 
-    def _backprop_blocker(self) -> str | None:
+    def _fb_backprop_blocker(self) -> str | None:
         """Why fastbp's ``backprop`` must run as the classic code, or None."""
-        return (self._depth_blocker() or self._function_cause() or self._precision_cause()
-                or self._cost_blocker("delta"))
+        return (self._fb_depth_blocker() or self._fb_function_cause() or self._fb_precision_cause()
+                or self._fb_cost_blocker("delta"))
 
-    def _depth_blocker(self) -> str | None:
+    def _fb_depth_blocker(self) -> str | None:
         """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
         runs its backward loop to ``num_layers``, not to the depth the parameters have:
         set lower, it leaves the first layers' gradients zero), or None."""
@@ -432,16 +458,16 @@ class CompiledNetwork:
         return (f"num_layers is {num_layers!r}, but the parameters make {depth} layers "
                 "(the classic backprop goes back through num_layers - 1 of them)")
 
-    def _cost_blocker(self, part: str) -> str | None:
+    def _fb_cost_blocker(self, part: str) -> str | None:
         """Why the cost's ``part`` ("delta" or "fn") cannot be fused, or None."""
         return None
 
-    def _cost_code(self) -> int:
+    def _fb_cost_code(self) -> int:
         return QUADRATIC
 
     # -- parameters
 
-    def _layer_sizes(self) -> list[int]:
+    def _fb_layer_sizes(self) -> list[int]:
         """Layer widths as the parameters that are there now say (not ``sizes``, which is
         only a description); ValueError unless they chain up."""
         weights, biases = self.weights, self.biases
@@ -474,10 +500,10 @@ class CompiledNetwork:
             sizes.append(int(n_out))
         return sizes
 
-    def _params(self) -> tuple[list, list]:
+    def _fb_params(self) -> tuple[list, list]:
         """Fresh copies of the parameters as the kernels take them: W^T blocks
         (n_in, padded n_out) and padded b vectors, in the network's dtype."""
-        sizes = self._layer_sizes()
+        sizes = self._fb_layer_sizes()
         wt, b = [], []
         for l, (w, bl) in enumerate(zip(self.weights, self.biases)):
             n_in, n_out = sizes[l], sizes[l + 1]
@@ -497,56 +523,56 @@ class CompiledNetwork:
             b.append(b_l)
         return wt, b
 
-    def _publish(self, wt: list, b: list, sizes: list[int]) -> None:
+    def _fb_publish(self, wt: list, b: list, sizes: list[int]) -> None:
         """Set ``weights``/``biases`` to new (n_out, n_in) and (n_out, 1) C-contiguous
         arrays, owning their memory, from kernel buffers."""
         self.weights = [np.ascontiguousarray(w[:, :n].T) for w, n in zip(wt, sizes[1:])]
         self.biases = [bl[:n].reshape(-1, 1).copy() for bl, n in zip(b, sizes[1:])]
 
-    def _net(self, wt: list, b: list, sizes: list[int]) -> Any:
+    def _fb_net(self, wt: list, b: list, sizes: list[int]) -> Any:
         return _core._Net(wt, b, np.asarray(sizes, dtype=np.int64),
-                          ACTIVATIONS[self._activation], self._cost_code())
+                          ACTIVATIONS[self._fb_activation], self._fb_cost_code())
 
-    def _handle(self) -> tuple[Any, list[int]]:
+    def _fb_handle(self) -> tuple[Any, list[int]]:
         """A kernel handle on copies of the current parameters, and the layer widths."""
-        sizes = self._layer_sizes()
-        wt, b = self._params()
-        return self._net(wt, b, sizes), sizes
+        sizes = self._fb_layer_sizes()
+        wt, b = self._fb_params()
+        return self._fb_net(wt, b, sizes), sizes
 
-    def _claim(self) -> None:
+    def _fb_claim(self) -> None:
         """Take the network for a training call; clear errors for a second thread or for
         SGD re-entered from its own callback or override."""
         # dict.setdefault is atomic: two threads get the same lock, even when a
         # subclass's own __init__ did not make one
-        busy = self.__dict__.setdefault("_busy", threading.Lock())
+        busy = self.__dict__.setdefault("_fb_busy", threading.Lock())
         if not busy.acquire(blocking=False):
-            if self._owner == threading.get_ident():
+            if self._fb_owner == threading.get_ident():
                 raise RuntimeError("SGD was called again on this network from inside its own "
                                    "SGD (a callback or an overridden method); train a copy "
                                    "instead")
             raise RuntimeError("this network is already training in another thread; "
                                "train separate networks (or copies) in separate threads")
-        self._owner = threading.get_ident()
+        self._fb_owner = threading.get_ident()
 
-    def _release(self) -> None:
-        self._owner = None
-        self._busy.release()
+    def _fb_release(self) -> None:
+        self._fb_owner = None
+        self._fb_busy.release()
 
-    def _in_own_sgd(self) -> bool:
-        return self._owner == threading.get_ident()
+    def _fb_in_own_sgd(self) -> bool:
+        return self._fb_owner == threading.get_ident()
 
     # -- compiled operations
 
-    def _pack(self, data: Any, targets: str, what: str, reorder: bool = False) -> Packed:
-        sizes = self._layer_sizes()
+    def _fb_pack(self, data: Any, targets: str, what: str, reorder: bool = False) -> Packed:
+        sizes = self._fb_layer_sizes()
         return pack(data, sizes[0], sizes[-1], self.dtype, targets, what, eval_threads(),
                     reorder)
 
-    def _shapes(self) -> str:
+    def _fb_shapes(self) -> str:
         return (f"weights {[np.shape(w) for w in self.weights]}, "
                 f"biases {[np.shape(b) for b in self.biases]}")
 
-    def _check_fits(self, packed: Packed, sizes: list[int], what: str = "the data") -> None:
+    def _fb_check_fits(self, packed: Packed, sizes: list[int], what: str = "the data") -> None:
         """ValueError unless ``packed`` was packed for the layer widths ``sizes`` (the
         parameters may have been reassigned since, e.g. by a callback): the kernels would
         read past the inputs or targets."""
@@ -555,41 +581,41 @@ class CompiledNetwork:
             raise ValueError(
                 f"{what} has inputs of {packed.n_in} values"
                 + (f" and targets of {y_out}" if packed.y is not None else "")
-                + f", but the network's parameters ({self._shapes()}) now take {sizes[0]} "
+                + f", but the network's parameters ({self._fb_shapes()}) now take {sizes[0]} "
                 f"inputs and give {sizes[-1]} outputs: were weights/biases reassigned?")
 
-    def _repack(self, packed: Packed | None, data: Any, targets: str, what: str,
+    def _fb_repack(self, packed: Packed | None, data: Any, targets: str, what: str,
                 reorder: bool = False, recheck: bool = False) -> Packed:
         """``packed`` if the network's layer widths are still those it was packed for
         (and, with ``recheck``, the data's values what they were: through the packing
         cache), else ``data`` packed afresh (weights/biases of other widths were assigned
         during SGD, by a callback or an override): that checks the data against the new
         widths, and a ValueError names the shapes."""
-        sizes = self._layer_sizes()
+        sizes = self._fb_layer_sizes()
         if (packed is not None and not recheck
                 and (packed.n_in, packed.n_out) == (sizes[0], sizes[-1])):
             return packed
         try:
-            return self._pack(data, targets, what, reorder)
+            return self._fb_pack(data, targets, what, reorder)
         except ValueError as exc:
             if packed is None:
                 raise
             raise ValueError(f"{exc}: the network's parameters were reassigned during SGD "
-                             f"and now have {self._shapes()}") from None
+                             f"and now have {self._fb_shapes()}") from None
 
-    def _outputs(self, packed: Packed) -> np.ndarray:
+    def _fb_outputs(self, packed: Packed) -> np.ndarray:
         """Output activations (n, n_out) for packed inputs, in packed-row order."""
-        net, sizes = self._handle()
-        self._check_fits(packed, sizes)
+        net, sizes = self._fb_handle()
+        self._fb_check_fits(packed, sizes)
         out = np.empty((packed.n, sizes[-1]), dtype=self.dtype)
         _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
                       eval_threads())
         return out
 
-    def _gradient_sums(self, packed: Packed) -> tuple[list, list]:
+    def _fb_gradient_sums(self, packed: Packed) -> tuple[list, list]:
         """Per-sample gradients summed over ``packed``, in the public layout."""
-        net, sizes = self._handle()
-        self._check_fits(packed, sizes)
+        net, sizes = self._fb_handle()
+        self._fb_check_fits(packed, sizes)
         outs = sizes[1:]
         gb = [np.zeros(_core.padded(n), dtype=self.dtype) for n in outs]
         gwt = [np.zeros((a, _core.padded(n)), dtype=self.dtype) for a, n in zip(sizes, outs)]
@@ -598,7 +624,7 @@ class CompiledNetwork:
         return ([g[:n].reshape(-1, 1).copy() for g, n in zip(gb, outs)],
                 [np.ascontiguousarray(g[:, :n].T) for g, n in zip(gwt, outs)])
 
-    def _run_epoch(self, net: Any, wt: list, b: list, packed: Packed, order: np.ndarray,
+    def _fb_run_epoch(self, net: Any, wt: list, b: list, packed: Packed, order: np.ndarray,
                    batch: int, eta: float, lmbda: float, n_total: float, threads: int,
                    epoch: int) -> None:
         """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
@@ -615,14 +641,14 @@ class CompiledNetwork:
             train(net, *args, order, batch, eta, lmbda, n_total, threads)
         except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
             if not _all_finite(params):  # diverged before the interrupt: keep the epoch start
-                for a, s in zip(params, sum(self._params(), [])):
+                for a, s in zip(params, sum(self._fb_params(), [])):
                     a[...] = s
             raise
         if _all_finite(params):
             return
         # A NaN or inf never turns finite again, and the kernels are deterministic, so
         # replaying one mini-batch at a time from before the epoch finds the first bad one.
-        for a, s in zip(params, sum(self._params(), [])):
+        for a, s in zip(params, sum(self._fb_params(), [])):
             a[...] = s
         for k, start in enumerate(range(0, len(order), batch)):
             before = [a.copy() for a in params]
@@ -637,11 +663,11 @@ class CompiledNetwork:
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
-                self._publish(wt, b, self._layer_sizes())
+                self._fb_publish(wt, b, self._fb_layer_sizes())
                 raise _diverged(epoch, k, eta)
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
-    def _train(self, training_data: Any, epochs: int, batch: int, eta: float, lmbda: float,
+    def _fb_train(self, training_data: Any, epochs: int, batch: int, eta: float, lmbda: float,
                after_epoch: Callable[[int, Epoch, float], float | None], rng: Any = None,
                ) -> None:
         """The classic SGD loop.  Each epoch: ``random.shuffle(training_data)`` (a list is
@@ -652,38 +678,38 @@ class CompiledNetwork:
         to stop.  Parameters are read afresh before every epoch, so assignments made by
         callbacks and overrides count."""
         if rng is None:  # the classic module's ``random.shuffle``: its global ``random``
-            module = sys.modules.get(type(self)._FUNCTIONS[0])
+            module = sys.modules.get(type(self)._fb_FUNCTIONS[0])
             module_random = getattr(module, "random", random)
             if module_random is not random:  # (network.random = random.Random(42), say)
                 if module_random is None:
                     raise AttributeError("'NoneType' object has no attribute 'shuffle' "
-                                         f"({type(self)._FUNCTIONS[0]}.random is None)")
+                                         f"({type(self)._fb_FUNCTIONS[0]}.random is None)")
                 rng = module_random
         data = Epoch(training_data)
-        self._claim()
+        self._fb_claim()
         try:
             for j in range(epochs):
-                blocker = self._step_blocker()
+                blocker = self._fb_step_blocker()
                 fused = self if blocker is None else None
                 data.current(fused)  # (checked before the shuffle)
                 if data.shuffle(rng):  # a replaced shuffle ran user code
                     data.current(fused)
                 if blocker is None:
-                    self._fused_epoch(data, batch, eta, lmbda, j)
+                    self._fb_fused_epoch(data, batch, eta, lmbda, j)
                 else:
-                    self._slow(blocker, "each mini-batch step")
+                    self._fb_slow(blocker, "each mini-batch step")
                     data.user_code_runs()
                     items = data.items(self)
                     for k in range(0, data.n, batch):
-                        self._classic_step(items[k:k + batch], eta, lmbda, data.n)
+                        self._fb_classic_step(items[k:k + batch], eta, lmbda, data.n)
                 next_eta = after_epoch(j, data, eta)
                 if next_eta is None:
                     break
                 eta = next_eta
         finally:
-            self._release()
+            self._fb_release()
 
-    def _fused_epoch(self, data: Epoch, batch: int, eta: float, lmbda: float,
+    def _fb_fused_epoch(self, data: Epoch, batch: int, eta: float, lmbda: float,
                      epoch: int) -> None:
         """One fused epoch.  The kernel buffers are kept from the previous epoch while
         ``weights``/``biases`` are still the arrays it published and no user code has run
@@ -693,41 +719,41 @@ class CompiledNetwork:
                 or self.biases is not kept[5]
                 or not all(map(operator.is_, self.weights, kept[6]))
                 or not all(map(operator.is_, self.biases, kept[7]))
-                or kept[3] != self._cost_code()):
-            sizes = self._layer_sizes()
-            wt, b = self._params()
-            kept = [sizes, wt, b, self._cost_code(), None, None, (), ()]
-            kept.append(self._net(wt, b, sizes))
+                or kept[3] != self._fb_cost_code()):
+            sizes = self._fb_layer_sizes()
+            wt, b = self._fb_params()
+            kept = [sizes, wt, b, self._fb_cost_code(), None, None, (), ()]
+            kept.append(self._fb_net(wt, b, sizes))
         sizes, wt, b, net = kept[0], kept[1], kept[2], kept[8]
         packed = cast(Packed, data.packed)  # (packed by _train before the epoch)
-        self._check_fits(packed, sizes, "training_data")
+        self._fb_check_fits(packed, sizes, "training_data")
         threads = threads_for(sizes, batch, packed.density(sizes[0]))
         try:
-            self._run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
+            self._fb_run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
                             float(data.n), threads, epoch)
         finally:
-            self._publish(wt, b, sizes)
+            self._fb_publish(wt, b, sizes)
             kept[4:8] = [self.weights, self.biases, tuple(self.weights), tuple(self.biases)]
             data.kernel, data.touched = kept, False
 
-    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+    def _fb_classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         """One classic mini-batch step through the (possibly overridden) public method."""
         raise NotImplementedError
 
-    def _update(self, mini_batch: Any, eta: Any, lmbda: Any, n_total: Any) -> None:
+    def _fb_update(self, mini_batch: Any, eta: Any, lmbda: Any, n_total: Any) -> None:
         """One compiled mini-batch step (update_mini_batch), on copies of the parameters:
         if it diverges, the network simply keeps the parameters it had."""
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         n_total = check_positive("n", n_total)
-        packed = self._pack(mini_batch, "train", "mini_batch")
-        nested = self._in_own_sgd()  # called by an override from this network's SGD
+        packed = self._fb_pack(mini_batch, "train", "mini_batch")
+        nested = self._fb_in_own_sgd()  # called by an override from this network's SGD
         if not nested:
-            self._claim()
+            self._fb_claim()
         try:
-            sizes = self._layer_sizes()
-            wt, b = self._params()
-            net = self._net(wt, b, sizes)
-            self._check_fits(packed, sizes, "mini_batch")
+            sizes = self._fb_layer_sizes()
+            wt, b = self._fb_params()
+            net = self._fb_net(wt, b, sizes)
+            self._fb_check_fits(packed, sizes, "mini_batch")
             order = np.arange(packed.n, dtype=np.int64)
             # a single step pays for waking a second thread only when it is large
             threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
@@ -737,10 +763,10 @@ class CompiledNetwork:
                         threads)
             if not _all_finite(wt + b):
                 raise _diverged(0, 0, eta)
-            self._publish(wt, b, sizes)
+            self._fb_publish(wt, b, sizes)
         finally:
             if not nested:
-                self._release()
+                self._fb_release()
 
     # -- public methods shared by network and network2
 
@@ -750,28 +776,28 @@ class CompiledNetwork:
         ``a`` is a column (n_in, 1) and the result is (n_out, 1); a matrix of columns
         (n_in, m) gives (n_out, m), as the classic code's matrix products do.
         """
-        cause = self._function_cause(("sigmoid",)) or self._precision_cause()
+        cause = self._fb_function_cause(("sigmoid",)) or self._fb_precision_cause()
         if cause is not None:
-            self._slow(cause, "feedforward")
+            self._fb_slow(cause, "feedforward")
             return _classic.feedforward(self, a)
         try:
             x = np.asarray(a)
         except (TypeError, ValueError, OverflowError):  # ragged lists, huge ints, ...
             raise TypeError("feedforward input must be a numeric array") from None
         if x.ndim == 2 and x.shape[1] == 1 and x.dtype.kind == "f":
-            column = self._feedforward_column(x)
+            column = self._fb_feedforward_column(x)
             if column is not None:
                 return column
-        n_in = self._layer_sizes()[0]
+        n_in = self._fb_layer_sizes()[0]
         if x.dtype.kind not in "fiub":
             raise TypeError(f"feedforward input must be numeric, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[0] != n_in or x.shape[1] < 1:
             hint = f"; reshape it to ({n_in}, 1)" if x.size == n_in else ""
             raise ValueError(f"feedforward input has shape {x.shape}, expected ({n_in}, 1) "
                              f"or ({n_in}, m){hint}")
-        return self._outputs(pack_inputs(x.T, self.dtype, "feedforward input")).T
+        return self._fb_outputs(pack_inputs(x.T, self.dtype, "feedforward input")).T
 
-    def _feedforward_column(self, x: np.ndarray) -> np.ndarray | None:
+    def _fb_feedforward_column(self, x: np.ndarray) -> np.ndarray | None:
         """One input column, layer by layer: a BLAS matrix-vector product, then bias and
         activation in one compiled pass (the classic code makes five NumPy calls there).
         None if the parameters are not plain arrays of the network's dtype (the general
@@ -785,9 +811,9 @@ class CompiledNetwork:
         if not _finite_column(a):
             raise ValueError("feedforward: the input contains NaN or inf")
         bias_activate = _BIAS_ACTIVATE[dtype.char]
-        act = ACTIVATIONS[self._activation]
+        act = ACTIVATIONS[self._fb_activation]
         last = len(weights) - 1
-        softmax = self._softmax_output()
+        softmax = self._fb_softmax_output()
         try:
             for l, (w, b) in enumerate(zip(weights, biases)):
                 z = w.dot(a)  # the input is finite: only parameters can make NaN/inf here
@@ -800,23 +826,23 @@ class CompiledNetwork:
             return None  # not plain arrays of the dtype, or shapes that do not chain
         raise ValueError("feedforward: NaN or inf in the parameters")
 
-    def _softmax_output(self) -> bool:
+    def _fb_softmax_output(self) -> bool:
         return False
 
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
-        blocker = self._backprop_blocker()
+        blocker = self._fb_backprop_blocker()
         if blocker is not None:
-            self._slow(blocker, "backprop")
+            self._fb_slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch
-        column = self._backprop_column(x, y)
+        column = self._fb_backprop_column(x, y)
         if column is not None:
             return column
         if (type(x) is np.ndarray and x.ndim == 2 and x.shape[1] > 1
                 and type(y) is np.ndarray and _plain_real(x.dtype)
                 and (_plain_real(y.dtype) or y.dtype.kind == "b")
-                and x.shape[0] == self._layer_sizes()[0]
-                and y.shape == (self._layer_sizes()[-1], x.shape[1])):
+                and x.shape[0] == self._fb_layer_sizes()[0]
+                and y.shape == (self._fb_layer_sizes()[-1], x.shape[1])):
             # m examples as the columns of x, targets as the columns of y (the book's
             # matrix-based backprop exercise): the classic code's NumPy arithmetic
             # broadcasts over them, nabla_b keeping one column per example; so does this
@@ -826,9 +852,9 @@ class CompiledNetwork:
             if self.dtype != np.float64:  # (a float32 network computes in float32)
                 x, y = x.astype(self.dtype), y.astype(self.dtype)
             return _classic.classic_backprop(self, x, y)
-        return self._gradient_sums(self._pack([(x, y)], "train", "backprop input"))
+        return self._fb_gradient_sums(self._fb_pack([(x, y)], "train", "backprop input"))
 
-    def _backprop_column(self, x: Any, y: Any, error: Callable | None = None,
+    def _fb_backprop_column(self, x: Any, y: Any, error: Callable | None = None,
                          ) -> tuple[list, list] | None:
         """One example, as the classic code computes it but with fewer, larger steps: BLAS
         products, and bias + activation, sigma' * delta each in one compiled pass.  The
@@ -845,8 +871,8 @@ class CompiledNetwork:
         y_col = _target_column(y, dtype) if error is None else y
         if y_col is None:
             return None
-        act = ACTIVATIONS[self._activation]
-        softmax = self._softmax_output()
+        act = ACTIVATIONS[self._fb_activation]
+        softmax = self._fb_softmax_output()
         last = len(weights) - 1
         activations = [x if x.dtype == dtype else _cast_input(x, dtype)]
         if not _finite_column(activations[0]):
@@ -872,7 +898,7 @@ class CompiledNetwork:
             if y_col.shape != activations[-1].shape:
                 return None
             delta = activations[-1] - y_col
-            if self._cost_code() == QUADRATIC:
+            if self._fb_cost_code() == QUADRATIC:
                 _core.times_prime(delta, activations[-1], act)
         else:
             delta = error(z, activations[-1], y)
@@ -889,7 +915,7 @@ class CompiledNetwork:
             nabla_w.append(np.dot(delta, activations[-l - 1].T))
         return nabla_b[::-1], nabla_w[::-1]
 
-    def _output_error(self) -> Callable:
+    def _fb_output_error(self) -> Callable:
         """The classic backprop's output error for this network: ``error(z, a, y)``."""
         raise NotImplementedError
 
@@ -900,29 +926,29 @@ class CompiledNetwork:
         (``num_layers - 1``; the output layer last): the "speed of learning" of each
         layer in the vanishing-gradient study.
         """
-        if self._update_blocker() is not None:
+        if self._fb_update_blocker() is not None:
             data, n = listed(data)
             if not n:
                 raise ValueError("data is empty")
-            return self._classic_norms(
-                classic_data(data, "columns", self._layer_sizes()[-1], what="data"))
-        return self._norms(self._pack(data, "train", "data"))
+            return self._fb_classic_norms(
+                classic_data(data, "columns", self._fb_layer_sizes()[-1], what="data"))
+        return self._fb_norms(self._fb_pack(data, "train", "data"))
 
-    def _epoch_norms(self, epoch: Epoch) -> dict[str, list[float]]:
+    def _fb_epoch_norms(self, epoch: Epoch) -> dict[str, list[float]]:
         """``gradient_norms`` of this epoch's training data."""
-        if self._update_blocker() is not None:
-            return self._classic_norms(epoch.items(self))
-        return self._norms(cast(Packed, epoch.current(self)))
+        if self._fb_update_blocker() is not None:
+            return self._fb_classic_norms(epoch.items(self))
+        return self._fb_norms(cast(Packed, epoch.current(self)))
 
-    def _norms(self, packed: Packed) -> dict[str, list[float]]:
-        nabla_b, nabla_w = self._gradient_sums(packed)
+    def _fb_norms(self, packed: Packed) -> dict[str, list[float]]:
+        nabla_b, nabla_w = self._fb_gradient_sums(packed)
         return {"biases": [norm(g) / packed.n for g in nabla_b],
                 "weights": [norm(g) / packed.n for g in nabla_w]}
 
-    def _classic_norms(self, pairs: Any) -> dict[str, list[float]]:
+    def _fb_classic_norms(self, pairs: Any) -> dict[str, list[float]]:
         """``_norms`` through ``backprop`` per example (an overridden ``backprop`` or a
         cost the kernels do not compute is honoured; one SlowPathWarning)."""
-        self._slow(self._update_blocker() or "", "gradient_norms")
+        self._fb_slow(self._fb_update_blocker() or "", "gradient_norms")
         sum_b: list | None = None
         sum_w: list = []
         n = 0
@@ -961,7 +987,7 @@ class Epoch:
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed: Packed | None = None
         self.stamp: tuple | None = None  # fingerprints of the arrays as packed
-        self.kernel: list | None = None  # see CompiledNetwork._fused_epoch
+        self.kernel: list | None = None  # see CompiledNetwork._fb_fused_epoch
         # user code ran (see user_code_runs) since the kernel buffers were published and
         # the data packed (cleared by a fused epoch), or since the last evaluation
         self.touched = False
@@ -980,7 +1006,7 @@ class Epoch:
         if recheck and self.arrays is not None and self.stamp is not None \
                 and self.stamp == _stamp(self.arrays):  # (arrays: no packing cache)
             recheck = False  # (the values are those packed; the widths checked below)
-        packed = net._repack(self.packed, data, "train", "training_data", reorder=True,
+        packed = net._fb_repack(self.packed, data, "train", "training_data", reorder=True,
                              recheck=recheck)
         if packed is not self.packed:  # (fingerprinted now if user code may run before
             # the next check, else when it is about to: see user_code_runs)
@@ -1028,7 +1054,7 @@ class Epoch:
         """The pairs in this epoch's order (built from the arrays if need be: labels
         become one-hot targets as wide as the network's output)."""
         if self.arrays is not None and net is not None:
-            n_out = net._layer_sizes()[-1]
+            n_out = net._fb_layer_sizes()[-1]
             if self.base is None or self.n_out != n_out:
                 self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
                 self.n_out = n_out
@@ -1185,8 +1211,8 @@ def record_originals(cls: type[CompiledNetwork], *functions: Callable) -> None:
     """Remember ``cls``'s own methods, so that later replacements are seen as overrides,
     and the module functions the classic code calls by name (``sigmoid``,
     ``sigmoid_prime``), so that a module attribute replaced later is seen too."""
-    cls._ORIGINALS = {n: getattr(cls, n) for n in HONOURED_METHODS if hasattr(cls, n)}
-    cls._FUNCTIONS = (cls.__module__, {f.__name__: f for f in functions})
+    cls._fb_ORIGINALS = {n: getattr(cls, n) for n in HONOURED_METHODS if hasattr(cls, n)}
+    cls._fb_FUNCTIONS = (cls.__module__, {f.__name__: f for f in functions})
 
 
 def _stamp(arrays: tuple) -> tuple | None:

@@ -45,14 +45,14 @@ def get_kernels() -> str:
 def loops_trainer(network: Any, wt: list, b: list) -> Callable[..., None]:
     """A drop-in for ``_core.train`` that trains ``network``'s kernel buffers ``wt``
     (W^T, padded) and ``b`` in place with the compiled loops."""
-    code = network._cost_code()
-    if network._activation != "sigmoid" or code not in _LOOPS_COSTS:
+    code = network._fb_cost_code()
+    if network._fb_activation != "sigmoid" or code not in _LOOPS_COSTS:
         raise ValueError(
             f"the 'loops' kernels train sigmoid units with the quadratic or cross-entropy "
-            f"cost, not activation={network._activation!r} with this cost; use "
+            f"cost, not activation={network._fb_activation!r} with this cost; use "
             "fastbp.set_kernels('fused')")
     cost = _LOOPS_COSTS[code]
-    outs = network._layer_sizes()[1:]
+    outs = network._fb_layer_sizes()[1:]
 
     def train(net: Any, indptr: np.ndarray, split: np.ndarray, indices: np.ndarray,
               values: np.ndarray, y: np.ndarray, order: np.ndarray, batch: int, eta: float,

@@ -249,7 +249,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         net = network2.Network(args.sizes, cost=cost, activation=args.activation,
                                dtype=args.dtype)
-    packed_eval = net._pack(evaluation, "label", "evaluation data")  # once, not per epoch
+    packed_eval = net._fb_pack(evaluation, "label", "evaluation data")  # once, not per epoch
     onehot_eval = np.eye(args.sizes[-1])[packed_eval.labels]
     model = "network" if classic else "network2"
     print(f"fastbp {__version__}: {model}.Network({args.sizes}), {args.cost} cost, "
@@ -265,7 +265,7 @@ def _train(args: argparse.Namespace) -> int:
 
     def after_epoch(j: int, trained: Any) -> None:
         seconds = time.perf_counter() - clock[0]
-        out = trained._outputs(packed_eval).astype(np.float64, copy=False)
+        out = trained._fb_outputs(packed_eval).astype(np.float64, copy=False)
         correct = int(np.sum(np.argmax(out, axis=1) == packed_eval.labels))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # per sample, as total_cost sums them: fn on the whole matrix would call
@@ -339,7 +339,7 @@ def _save(net: Any, cost: Any, activation: str, path: Path) -> None:
     # a network.Network saves as the network2 JSON it is equivalent to (quadratic cost)
     twin = network2.Network.__new__(network2.Network)
     twin.__dict__.update(net.__dict__)
-    twin.cost, twin._activation = cost, activation
+    twin.cost, twin._fb_activation = cost, activation
     network2.Network.save(twin, path)
 
 

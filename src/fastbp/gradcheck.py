@@ -41,18 +41,18 @@ def gradcheck(net: CompiledNetwork, data: Any, eps: float = 1e-5,
     if max_per_layer is not None:
         max_per_layer = check_count("max_per_layer", max_per_layer, 1)
     seed = check_count("seed", seed, 0)
-    blocker = net._step_blocker() or net._cost_blocker("fn")
+    blocker = net._fb_step_blocker() or net._fb_cost_blocker("fn")
     if blocker is not None:
         raise ValueError(f"gradcheck checks fastbp's compiled gradient, but {blocker}")
     twin = copy.copy(net)
     twin.dtype = np.dtype(np.float64)
-    packed = twin._pack(data, "train", "data")
-    nabla_b, nabla_w = twin._gradient_sums(packed)
-    sizes = twin._layer_sizes()
-    wt, b = twin._params()
-    handle = twin._net(wt, b, sizes)
+    packed = twin._fb_pack(data, "train", "data")
+    nabla_b, nabla_w = twin._fb_gradient_sums(packed)
+    sizes = twin._fb_layer_sizes()
+    wt, b = twin._fb_params()
+    handle = twin._fb_net(wt, b, sizes)
     # (network2's cost; network.py's is quadratic, whatever a ``cost`` attribute says)
-    fn = cast(Any, net).cost.fn if net._USES_COST else _quadratic
+    fn = cast(Any, net).cost.fn if net._fb_USES_COST else _quadratic
 
     def total_cost() -> float:
         out = np.empty((packed.n, sizes[-1]))

@@ -32,20 +32,20 @@ __all__ = ["Network", "np", "random", "sigmoid", "sigmoid_prime"]
 
 
 class Network(CompiledNetwork):
-    _activation = "sigmoid"
+    _fb_activation = "sigmoid"
 
     def __init__(self, sizes: Any, dtype: Any = np.float64) -> None:
         """``sizes`` lists the widths of the layers, e.g. [784, 30, 10].  Biases and
         then weights are drawn from N(0, 1) with ``np.random.randn``, as in network.py
         (the input layer has no biases)."""
-        self._setup(sizes, dtype)
+        self._fb_setup(sizes, dtype)
         sizes = self.sizes
         self.biases = [np.random.randn(y, 1).astype(self.dtype, copy=False) for y in sizes[1:]]
         self.weights = [np.random.randn(y, x).astype(self.dtype, copy=False)
                         for x, y in zip(sizes[:-1], sizes[1:])]
 
-    def _cost_blocker(self, part: str) -> str | None:
-        if self._overridden(("cost_derivative",)):
+    def _fb_cost_blocker(self, part: str) -> str | None:
+        if self._fb_overridden(("cost_derivative",)):
             return f"{type(self).__name__}.cost_derivative is overridden"
         return None
 
@@ -73,8 +73,8 @@ class Network(CompiledNetwork):
         test_source = test_data
         if test_data is not None:
             test_data, n_test = listed(test_data, "test_data")
-            if n_test and not (self._overridden(("evaluate",)) or self._forward_cause()):
-                test = self._pack(test_data, "label", "test_data")
+            if n_test and not (self._fb_overridden(("evaluate",)) or self._fb_forward_cause()):
+                test = self._fb_pack(test_data, "label", "test_data")
             test_data = classic_data(test_data, what="test_data") if test is None else test_data
 
         def report(j: int, epoch: Epoch, eta: float) -> float | None:
@@ -84,7 +84,8 @@ class Network(CompiledNetwork):
                 if fresh is not test_data:
                     test_data = fresh if test is not None else classic_data(
                         fresh, what="test_data")
-            honoured = test is None or self._overridden(("evaluate",)) or self._forward_cause()
+            honoured = (test is None or self._fb_overridden(("evaluate",))
+                        or self._fb_forward_cause())
             if n_test and honoured:  # (the classic evaluate: an override's, say)
                 epoch.user_code_runs()
             if n_test:
@@ -92,9 +93,9 @@ class Network(CompiledNetwork):
                     correct = self.evaluate(classic_data(test_data, what="test_data"))
                 elif test is not None:  # packed again if a callback changed the widths, and
                     # read again if user code ran since (it may have edited test_data)
-                    test = self._repack(test, test_data, "label", "test_data",
+                    test = self._fb_repack(test, test_data, "label", "test_data",
                                         recheck=epoch.eval_stale)
-                    correct = self._count_correct(test)
+                    correct = self._fb_count_correct(test)
                 else:
                     correct = self.evaluate(test_data)
                 epoch.eval_stale = False
@@ -109,36 +110,36 @@ class Network(CompiledNetwork):
                     return None
             return eta
 
-        self._train(training_data, epochs, mini_batch_size, eta, 0.0, report, rng)
+        self._fb_train(training_data, epochs, mini_batch_size, eta, 0.0, report, rng)
 
-    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+    def _fb_classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         self.update_mini_batch(mini_batch, eta)
 
     def update_mini_batch(self, mini_batch: Any, eta: float) -> None:
         """One gradient-descent step on the list of ``(x, y)`` pairs ``mini_batch``."""
-        blocker = self._update_blocker()
+        blocker = self._fb_update_blocker()
         if blocker is not None:
-            self._slow(blocker, "update_mini_batch")
+            self._fb_slow(blocker, "update_mini_batch")
             _classic.update_mini_batch(self, mini_batch, eta)
             return
-        self._update(mini_batch, eta, 0.0, 1.0)
+        self._fb_update(mini_batch, eta, 0.0, 1.0)
 
     def evaluate(self, test_data: Any) -> int:
         """Number of ``(x, label)`` pairs whose most active output neuron is ``label``
         (or of rows of ``(X, labels)`` arrays)."""
-        cause = self._forward_cause()
+        cause = self._fb_forward_cause()
         if cause is not None:
-            self._slow(cause, "evaluate")
+            self._fb_slow(cause, "evaluate")
             return _classic.evaluate(self, classic_data(test_data, what="test_data"))
         test_data, n = listed(test_data, "test_data")
         if not n:
             return 0  # as network.py: sum([]) == 0
-        return self._count_correct(self._pack(test_data, "label", "test_data"))
+        return self._fb_count_correct(self._fb_pack(test_data, "label", "test_data"))
 
-    def _count_correct(self, packed: Any) -> int:
-        return int(np.sum(np.argmax(self._outputs(packed), axis=1) == packed.labels))
+    def _fb_count_correct(self, packed: Any) -> int:
+        return int(np.sum(np.argmax(self._fb_outputs(packed), axis=1) == packed.labels))
 
-    def _output_error(self) -> Any:
+    def _fb_output_error(self) -> Any:
         cost_derivative = self.cost_derivative
 
         def error(z: Any, a: Any, y: Any) -> Any:  # network.py: C'(a) * sigma'(z)

@@ -186,7 +186,7 @@ def _check_cost_output(cost: Any, activation: str) -> None:
 
 
 class Network(CompiledNetwork):
-    _USES_COST = True
+    _fb_USES_COST = True
 
     def __init__(self, sizes: Any, cost: Any = CrossEntropyCost, activation: str = "sigmoid",
                  dtype: Any = np.float64) -> None:
@@ -194,7 +194,7 @@ class Network(CompiledNetwork):
         ``default_weight_initializer`` (the same ``np.random`` draws as network2.py).
         ``cost`` is a cost class or instance with ``fn(a, y)`` and ``delta(z, a, y)``:
         fastbp's own run fused; any other is honoured by the classic code (slower)."""
-        self._setup(sizes, dtype)
+        self._fb_setup(sizes, dtype)
         if not (callable(getattr(cost, "fn", None)) and callable(getattr(cost, "delta", None))):
             raise TypeError("cost must have fn(a, y) and delta(z, a, y), like "
                             f"network2.CrossEntropyCost; got {cost!r}")
@@ -202,7 +202,7 @@ class Network(CompiledNetwork):
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {activation!r}")
         _check_cost_output(cost, activation)
-        self._activation = activation
+        self._fb_activation = activation
         self.gradient_norm_history: list[dict[str, list[float]]] = []
         self.default_weight_initializer()
         self.cost = cost
@@ -212,62 +212,62 @@ class Network(CompiledNetwork):
         """The activation of every layer ("sigmoid", "tanh" or "relu"), chosen when the
         network is made.  network2.py has no such attribute, so one a subclass assigns
         is its own (its methods may read it) and changes nothing fastbp computes."""
-        return self.__dict__.get("_user_activation", self._activation)
+        return self.__dict__.get("_fb_user_activation", self._fb_activation)
 
     @activation.setter
     def activation(self, value: Any) -> None:
-        self.__dict__["_user_activation"] = value
-        if ("_activation" in self.__dict__  # (made: not a subclass's __init__ before ours)
+        self.__dict__["_fb_user_activation"] = value
+        if ("_fb_activation" in self.__dict__  # (made: not a subclass's __init__ before ours)
                 and isinstance(value, str) and value in ACTIVATIONS
-                and value != self._activation):
+                and value != self._fb_activation):
             warn_user(self, f"activation {value}",
                       f"net.activation = {value!r} does not change the network's activation "
-                      f"({self._activation!r}, chosen when it was made; the classic code "
+                      f"({self._fb_activation!r}, chosen when it was made; the classic code "
                       "reads no such attribute): make it with Network(..., "
                       f"activation={value!r})", RuntimeWarning)
 
     @activation.deleter
     def activation(self) -> None:
-        if "_user_activation" not in self.__dict__:
+        if "_fb_user_activation" not in self.__dict__:
             raise AttributeError("activation: only an activation assigned to the network "
                                  "can be deleted")
-        del self.__dict__["_user_activation"]
+        del self.__dict__["_fb_user_activation"]
 
-    def _cost_code(self) -> int:
+    def _fb_cost_code(self) -> int:
         # (a patched delta runs as the classic code; the code still picks the output layer)
-        if self._softmax_output():
+        if self._fb_softmax_output():
             return LOG_LIKELIHOOD
         known = _known_cost(self.cost, "delta", patched=True)
         if known is CrossEntropyCost:  # (net.cost may have been assigned since __init__)
-            _check_cost_output(self.cost, self._activation)
+            _check_cost_output(self.cost, self._fb_activation)
         return known.code if known is not None else QUADRATIC
 
-    def _cost_blocker(self, part: str) -> str | None:
+    def _fb_cost_blocker(self, part: str) -> str | None:
         if _known_cost(self.cost, part) is None:
             if _known_cost(self.cost, part, patched=True) is not None:
                 return f"{_cost_name(self.cost)}.{part} is not fastbp's (it was replaced)"
             return f"the cost {_cost_name(self.cost)} is not one of fastbp's"
         return None
 
-    def _output_error(self) -> Any:
-        if self._activation != "sigmoid" and _known_cost(self.cost, "delta") is QuadraticCost:
-            prime = _classic.ACTIVATIONS[self._activation][1]
+    def _fb_output_error(self) -> Any:
+        if self._fb_activation != "sigmoid" and _known_cost(self.cost, "delta") is QuadraticCost:
+            prime = _classic.ACTIVATIONS[self._fb_activation][1]
 
             def error(z: Any, a: Any, y: Any) -> Any:  # (QuadraticCost.delta is sigmoid's)
                 return (a - y) * prime(z)  # the quadratic cost's, through this activation
 
             return error
         cls = self.cost if isinstance(self.cost, type) else type(self.cost)
-        if self._activation != "sigmoid" and issubclass(cls, QuadraticCost):
+        if self._fb_activation != "sigmoid" and issubclass(cls, QuadraticCost):
             warn_user(self, "quadratic delta", (
                 f"{_cost_name(self.cost)} has its own delta, called as network2.py calls it, "
                 "delta(z, a, y); network2's QuadraticCost.delta (the classic one) multiplies "
-                f"by sigmoid'(z), not the {self._activation} derivative: a delta built on it "
-                f"computes a sigmoid network's output error in this {self._activation} one"),
+                f"by sigmoid'(z), not the {self._fb_activation} derivative: a delta built on it "
+                f"computes a sigmoid network's output error in this {self._fb_activation} one"),
                 RuntimeWarning)
         return self.cost.delta  # network2.py: (self.cost).delta(zs[-1], activations[-1], y)
 
-    def _softmax_output(self) -> bool:
+    def _fb_softmax_output(self) -> bool:
         # LogLikelihoodCost has the softmax output layer, and so has any subclass of it
         # (or instance), whatever it overrides or patches: its fn and delta take softmax
         # outputs
@@ -377,7 +377,7 @@ class Network(CompiledNetwork):
                 say(f"Accuracy on evaluation data: {again} / {n_data}")
             if monitor_gradient_norms:
                 self.__dict__.setdefault("gradient_norm_history", []).append(
-                    self._epoch_norms(epoch))
+                    self._fb_epoch_norms(epoch))
             say()
             if callback is not None:
                 if _user_code(callback):
@@ -404,51 +404,51 @@ class Network(CompiledNetwork):
                 say(f"Learning-rate schedule: halving eta to {eta:g}")
             return eta
 
-        self._train(training_data, epochs, mini_batch_size, eta, lmbda, after_epoch, rng)
+        self._fb_train(training_data, epochs, mini_batch_size, eta, lmbda, after_epoch, rng)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
-    def _classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
+    def _fb_classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         self.update_mini_batch(mini_batch, eta, lmbda, n)
 
     def update_mini_batch(self, mini_batch: Any, eta: float, lmbda: float, n: int) -> None:
         """One step: w <- (1 - eta*lmbda/n) w - (eta/m) nabla_w; b <- b - (eta/m) nabla_b."""
-        blocker = self._update_blocker()
+        blocker = self._fb_update_blocker()
         if blocker is not None:
-            self._slow(blocker, "update_mini_batch")
+            self._fb_slow(blocker, "update_mini_batch")
             _classic.update_mini_batch(self, mini_batch, eta, lmbda, n)
             return
-        self._update(mini_batch, eta, lmbda, n)
+        self._fb_update(mini_batch, eta, lmbda, n)
 
     def accuracy(self, data: Any, convert: bool = False) -> int:
         """Number of inputs whose most active output neuron is the right class:
         ``convert=False`` for integer labels (validation/test data), ``convert=True`` for
         one-hot vectors (training data), as in network2.py.  ``data`` may also be an
         ``(X, Y)`` pair of arrays."""
-        cause = self._forward_cause()
+        cause = self._fb_forward_cause()
         if cause is not None:
-            self._slow(cause, "accuracy")
+            self._fb_slow(cause, "accuracy")
             arrays = as_arrays(data) is not None  # arrays: labels, whatever convert says
             return _classic.accuracy(self, classic_data(data), convert and not arrays)
         data, n = listed(data)
         if not n:
             return 0  # as network2.py: sum([]) == 0
         targets = "argmax" if convert and as_arrays(data) is None else "label"
-        return self._accuracy(self._pack(data, targets, "data"))
+        return self._fb_accuracy(self._fb_pack(data, targets, "data"))
 
     def total_cost(self, data: Any, lmbda: float, convert: bool = False) -> Any:
         """The average cost over ``data`` plus the L2 term 0.5 (lmbda/n) sum ||w||^2;
         ``convert=True`` one-hot encodes integer labels (validation/test data), as in
         network2.py.  ``data`` may also be an ``(X, Y)`` pair of arrays."""
-        blocker = (self._forward_cause() or self._cost_blocker("fn")
+        blocker = (self._fb_forward_cause() or self._fb_cost_blocker("fn")
                    or (_vectorize_cause() if convert else None))
         if blocker is not None:
-            self._slow(blocker, "total_cost")
+            self._fb_slow(blocker, "total_cost")
             vectorize = globals().get("vectorized_result")
             if as_arrays(data) is not None:  # arrays: labels mean one-hot targets, which a
                 if convert and _vectorize_cause():  # replaced vectorized_result makes
                     return _classic.total_cost(self, classic_data(data), lmbda, True,
                                                vectorize)
-                n_out = self._layer_sizes()[-1]
+                n_out = self._fb_layer_sizes()[-1]
                 return _classic.total_cost(self, classic_data(data, "columns", n_out), lmbda)
             return _classic.total_cost(self, data, lmbda, convert, vectorize)
         lmbda = check_rate("lmbda", lmbda)
@@ -458,22 +458,22 @@ class Network(CompiledNetwork):
                                  "len(data))")
         if convert and as_arrays(data) is None:
             try:
-                packed = self._pack(data, "label", "data")
+                packed = self._fb_pack(data, "label", "data")
             except LabelsNeeded:
                 raise VectorTargetError(_VECTOR_TARGETS.format(
                     "total_cost(data, lmbda, convert=True): data")) from None
-            return self._total_cost(packed, _onehot10(packed, self._layer_sizes()[-1], "data"),
-                                    lmbda)
-        packed = self._pack(data, "train", "data")  # arrays: labels mean one-hot targets
-        cause = self._target_cause(packed)
+            targets = _onehot10(packed, self._fb_layer_sizes()[-1], "data")
+            return self._fb_total_cost(packed, targets, lmbda)
+        packed = self._fb_pack(data, "train", "data")  # arrays: labels mean one-hot targets
+        cause = self._fb_target_cause(packed)
         if cause is not None:
-            self._slow(cause, "total_cost")
+            self._fb_slow(cause, "total_cost")
             if as_arrays(data) is not None:
-                data = classic_data(data, "columns", self._layer_sizes()[-1])
+                data = classic_data(data, "columns", self._fb_layer_sizes()[-1])
             return _classic.total_cost(self, data, lmbda)
-        return self._total_cost(packed, cast(np.ndarray, packed.y), lmbda)
+        return self._fb_total_cost(packed, cast(np.ndarray, packed.y), lmbda)
 
-    def _target_cause(self, packed: Packed) -> str | None:
+    def _fb_target_cause(self, packed: Packed) -> str | None:
         """Why the cost of these targets must be the classic ``fn``'s own arithmetic, or
         None: the cross-entropy's ``-y`` of unsigned (or bool) targets wraps around (or
         raises), in NumPy's integer arithmetic, where the fused cost computes in floats."""
@@ -491,14 +491,14 @@ class Network(CompiledNetwork):
         _files.resolve_target(filename, "filename", probe=False)  # before any work
         # the widths the parameters have: ``sizes`` left stale after weights of other
         # widths were assigned would make a file that does not load
-        sizes = self._layer_sizes()
+        sizes = self._fb_layer_sizes()
         data: dict[str, Any] = {
             "sizes": sizes,
             "weights": [np.asarray(w, dtype=np.float64).tolist() for w in self.weights],
             "biases": [np.asarray(b, dtype=np.float64).tolist() for b in self.biases],
             "cost": _cost_name(self.cost)}
-        if self._activation != "sigmoid":
-            data["activation"] = self._activation
+        if self._fb_activation != "sigmoid":
+            data["activation"] = self._fb_activation
         if self.dtype != np.float64:
             data["dtype"] = self.dtype.name
         with _files.atomic_open(filename, "w", what="filename") as f:
@@ -506,14 +506,14 @@ class Network(CompiledNetwork):
 
     # -- compiled helpers on packed data
 
-    def _accuracy(self, packed: Packed) -> int:
-        return int(np.sum(np.argmax(self._outputs(packed), axis=1) == packed.labels))
+    def _fb_accuracy(self, packed: Packed) -> int:
+        return int(np.sum(np.argmax(self._fb_outputs(packed), axis=1) == packed.labels))
 
-    def _total_cost(self, packed: Packed, Y: np.ndarray, lmbda: float,
+    def _fb_total_cost(self, packed: Packed, Y: np.ndarray, lmbda: float,
                     order: np.ndarray | None = None) -> Any:
         """total_cost from fused outputs, summed in the classic per-sample order
         (``order``: the packed row of each sample, in the data's order)."""
-        A = self._outputs(packed).astype(np.float64, copy=False)
+        A = self._fb_outputs(packed).astype(np.float64, copy=False)
         Y = np.asarray(Y, dtype=np.float64)
         if order is not None:
             A, Y = A[order], Y[order]
@@ -551,12 +551,12 @@ class _Monitors:
     @property
     def honour_cost(self) -> bool:
         net = self.net
-        return bool(net._overridden(("total_cost",)) or net._forward_cause()
-                    or net._cost_blocker("fn") or _vectorize_cause())
+        return bool(net._fb_overridden(("total_cost",)) or net._fb_forward_cause()
+                    or net._fb_cost_blocker("fn") or _vectorize_cause())
 
     @property
     def honour_accuracy(self) -> bool:
-        return bool(self.net._overridden(("accuracy",)) or self.net._forward_cause())
+        return bool(self.net._fb_overridden(("accuracy",)) or self.net._fb_forward_cause())
 
     @property
     def honour_any(self) -> bool:
@@ -582,13 +582,13 @@ class _Monitors:
         layer widths (again if a callback or an override changed them)."""
         net, evaluation_data = self.net, self.data
         # (read again if user code ran since: it may have edited evaluation_data)
-        packed = net._repack(self.evaluation, evaluation_data, "label", "evaluation_data",
+        packed = net._fb_repack(self.evaluation, evaluation_data, "label", "evaluation_data",
                              recheck=self.stale)
         self.stale = False
         if packed is not self.evaluation:
             self.evaluation, self.evaluation_y = packed, None
         if self.want_cost and self.evaluation_y is None and not self.honour_cost:
-            n_out = net._layer_sizes()[-1]
+            n_out = net._fb_layer_sizes()[-1]
             if n_out != 10 and as_arrays(evaluation_data) is None:
                 raise ValueError(
                     "monitor_evaluation_cost needs 10 outputs: network2.py one-hot encodes "
@@ -602,31 +602,31 @@ class _Monitors:
         if self.honour_cost:
             return self.net.total_cost(epoch.data(self.net), lmbda)
         packed = cast(Packed, epoch.current(self.net))  # (read again if user code ran)
-        cause = self.net._target_cause(packed)
+        cause = self.net._fb_target_cause(packed)
         if cause is not None:
-            self.net._slow(cause, "the training cost")
+            self.net._fb_slow(cause, "the training cost")
             return _classic.total_cost(self.net, epoch.data(self.net), lmbda)
-        return self.net._total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm)
+        return self.net._fb_total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm)
 
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(epoch.data(self.net), convert=True)
         packed = cast(Packed, epoch.current(self.net))
-        return int(np.sum(np.argmax(self.net._outputs(packed), axis=1)
+        return int(np.sum(np.argmax(self.net._fb_outputs(packed), axis=1)
                           == np.argmax(cast(np.ndarray, packed.y), axis=1)))
 
     def evaluation_cost(self, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
         self._prepare()  # (sets both)
-        return self.net._total_cost(cast(Packed, self.evaluation),
+        return self.net._fb_total_cost(cast(Packed, self.evaluation),
                                     cast(np.ndarray, self.evaluation_y), lmbda)
 
     def evaluation_accuracy(self) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(self.evaluation_data)
         self._prepare()
-        return self.net._accuracy(cast(Packed, self.evaluation))
+        return self.net._fb_accuracy(cast(Packed, self.evaluation))
 
     def evaluation_accuracy_again(self, accuracy: int) -> int:
         """network2.py calls accuracy a second time for its printed line."""

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._engine import warn_slow
+from .._engine import check_own_names, prefixed, warn_slow
 from . import _fused
 from .functions import cross_entropy_error, numerical_gradient, sigmoid, sigmoid_grad, softmax
 
@@ -43,19 +43,26 @@ class TwoLayerNet:
         self.params["b1"] = np.zeros(hidden_size)
         self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
         self.params["b2"] = np.zeros(output_size)
-        self._kernels = _fused.Kernels(sizes, "sigmoid")
+        self._fb_kernels = _fused.Kernels(sizes, "sigmoid")
 
-    def _blocker(self, x: Any, t: Any = None) -> str | None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_own_names(cls)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
+
+    def _fb_blocker(self, x: Any, t: Any = None) -> str | None:
         """Why the kernels would not compute what the book's method does here, or None
         (``loss`` and ``accuracy`` call ``self.predict``, so an override is honoured)."""
-        if "_kernels" not in self.__dict__:  # (a subclass's own __init__ set params alone)
+        if "_fb_kernels" not in self.__dict__:  # (a subclass's own __init__ set params alone)
             return (f"{type(self).__name__}.__init__ did not call TwoLayerNet.__init__ "
                     "(which sets up fastbp's kernels)")
         names = globals()
         for name, function in _FUNCTIONS.items():
             if names.get(name) is not function:
                 return f"fastbp.scratch.ch04.{name} is not fastbp's {name}"
-        n_in, n_out = self._kernels.sizes[0], self._kernels.sizes[-1]
+        n_in, n_out = self._fb_kernels.sizes[0], self._fb_kernels.sizes[-1]
         if getattr(x, "ndim", None) != 2 or x.shape[1] != n_in or not x.shape[0]:
             return f"x of shape {np.shape(x)} (the kernels take rows (N, {n_in}))"
         if t is not None and (getattr(t, "ndim", None) != 2 or t.shape != (x.shape[0], n_out)):
@@ -63,7 +70,7 @@ class TwoLayerNet:
                     f"({x.shape[0]}, {n_out}) here)")
         # (any mapping: np.load of an .npz file gives one, read afresh on every access)
         params = self.params if isinstance(self.params, Mapping) else {}
-        sizes = self._kernels.sizes
+        sizes = self._fb_kernels.sizes
         for key, shape in (("W1", (sizes[0], sizes[1])), ("b1", (sizes[1],)),
                            ("W2", (sizes[1], sizes[2])), ("b2", (sizes[2],))):
             a = params.get(key)
@@ -78,16 +85,16 @@ class TwoLayerNet:
 
     def predict(self, x: Any) -> np.ndarray:
         """The softmax probabilities (N, output_size)."""
-        cause = self._blocker(x)
+        cause = self._fb_blocker(x)
         if cause:
             warn_slow(self, cause, "predict")
-            return self._book_predict(x)
+            return self._fb_book_predict(x)
         try:
-            return self._kernels.activations(self.params,
-                                             _fused.as_rows(x, self._kernels.sizes[0]))
+            return self._fb_kernels.activations(self.params,
+                                             _fused.as_rows(x, self._fb_kernels.sizes[0]))
         except _fused.NonFiniteParams as exc:  # (a diverged net: the book's NaN)
             warn_slow(self, str(exc), "predict")
-            return self._book_predict(x)
+            return self._fb_book_predict(x)
 
     def loss(self, x: Any, t: Any) -> float:
         """The cross-entropy error of ``predict(x)`` (the book's formula)."""
@@ -110,28 +117,28 @@ class TwoLayerNet:
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Backpropagation for the batch (one compiled call): ``(y - t) / N`` at the output,
         through the sigmoid, as the book's ``gradient``."""
-        cause = self._blocker(x, t)
+        cause = self._fb_blocker(x, t)
         if cause:
             warn_slow(self, cause, "gradient")
-            return self._book_gradient(x, t)
-        X = _fused.as_rows(x, self._kernels.sizes[0])
-        _, Y = _fused.pack_t(t, X.shape[0], self._kernels.sizes[-1], labels=False)
+            return self._fb_book_gradient(x, t)
+        X = _fused.as_rows(x, self._fb_kernels.sizes[0])
+        _, Y = _fused.pack_t(t, X.shape[0], self._fb_kernels.sizes[-1], labels=False)
         # (Y is t's one-hot rows: _blocker checked them)
         try:
-            dWs, dbs, _, _, finite = self._kernels.grad_mean(self.params, X,
+            dWs, dbs, _, _, finite = self._fb_kernels.grad_mean(self.params, X,
                                                              cast(np.ndarray, Y))
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "gradient")
-            return self._book_gradient(x, t)
+            return self._fb_book_gradient(x, t)
         if not finite:  # deltas overflowed (the book's 0 * NaN for blank pixels), or sums
             # beyond float range that the book's, divided by N first, keeps finite
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
-            return self._book_gradient(x, t)
+            return self._fb_book_gradient(x, t)
         return {"W2": dWs[1], "b2": dbs[1], "W1": dWs[0], "b1": dbs[0]}  # the book's order
 
     # -- the book's code (the slow path)
 
-    def _book_predict(self, x: Any) -> np.ndarray:
+    def _fb_book_predict(self, x: Any) -> np.ndarray:
         W1, W2 = self.params["W1"], self.params["W2"]
         b1, b2 = self.params["b1"], self.params["b2"]
         a1 = np.dot(x, W1) + b1
@@ -139,7 +146,7 @@ class TwoLayerNet:
         a2 = np.dot(z1, W2) + b2
         return softmax(a2)
 
-    def _book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+    def _fb_book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         W1, W2 = self.params["W1"], self.params["W2"]
         b1, b2 = self.params["b1"], self.params["b2"]
         grads = {}

@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from .. import _core
-from .._engine import warn_slow, warn_user
+from .._engine import check_own_names, prefixed, warn_slow, warn_user
 from . import _fused
 from . import layers as _layers
 from .functions import numerical_gradient
@@ -57,37 +57,44 @@ class FusedNet:
     params: dict
     layers: OrderedDict
     lastLayer: Any  # (MultiLayerNet: a property)
-    _kernels: _fused.Kernels
-    _ACTIVATION_NAME = "Activation_function"  # layers' key prefix for the hidden activations
-    _BOOK_DECAY = True  # the book's loss and gradient add the weight-decay terms (even for 0)
+    _fb_kernels: _fused.Kernels
+    _fb_ACTIVATION_NAME = "Activation_function"  # layers' key prefix for the hidden activations
+    _fb_BOOK_DECAY = True  # the book's loss and gradient add the weight-decay terms (even for 0)
 
-    def _setup(self, sizes: list[int], activation: str) -> None:
-        self._kernels = _fused.Kernels(sizes, activation)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_own_names(cls)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
+
+    def _fb_setup(self, sizes: list[int], activation: str) -> None:
+        self._fb_kernels = _fused.Kernels(sizes, activation)
 
     @property
-    def _sizes(self) -> list[int]:
-        return self._kernels.sizes
+    def _fb_sizes(self) -> list[int]:
+        return self._fb_kernels.sizes
 
-    def _n_affine(self) -> int:
+    def _fb_n_affine(self) -> int:
         """How many Affine layers the book's methods read (its TwoLayerNet: two)."""
         return 2
 
-    def _setup_cause(self) -> str | None:
+    def _fb_setup_cause(self) -> str | None:
         """Why there are no kernels (a subclass's ``__init__`` built the network without
         calling fastbp's), or None."""
-        if "_kernels" in self.__dict__:
+        if "_fb_kernels" in self.__dict__:
             return None
         base = next(c for c in type(self).__mro__ if c.__module__ == __name__)
         return (f"{type(self).__name__}.__init__ did not call {base.__name__}.__init__ "
                 "(which sets up fastbp's kernels)")
 
-    def _last(self) -> Any:
+    def _fb_last(self) -> Any:
         """The SoftmaxWithLoss layer (``lastLayer`` or ``last_layer``, by class)."""
         return self.lastLayer
 
     # -- what the fused kernels compute, and when they cannot
 
-    def _blocker(self, method: str) -> str | None:
+    def _fb_blocker(self, method: str) -> str | None:
         """Why ``method`` cannot run fused (it would not compute what the book's method
         computes on this object), or None.  (Called on every call: one pass over the
         layers.)"""
@@ -96,14 +103,14 @@ class FusedNet:
         for name in _CALLS[method]:
             if name in own or getattr(cls, name, None) is not _ORIGINALS[name]:
                 return f"{cls.__name__}.{name} is overridden"
-        kernels = self.__dict__.get("_kernels")
+        kernels = self.__dict__.get("_fb_kernels")
         if kernels is None:
-            return self._setup_cause()
+            return self._fb_setup_cause()
         layers = self.layers
         plan = kernels.__dict__.get("plan")
         if plan is None:  # (kept on the kernels, which do not pickle it)
             plan = kernels.plan = _plan(tuple(kernels.sizes), kernels.activation,
-                                        self._ACTIVATION_NAME)
+                                        self._fb_ACTIVATION_NAME)
         if not isinstance(layers, dict) or len(layers) != len(plan):
             return "the network's layers are not the ones its constructor made"
         for (key, kind, shapes), (got, layer) in zip(plan, layers.items()):
@@ -119,7 +126,7 @@ class FusedNet:
                 a = state.get(attr)
                 if type(a) is np.ndarray and a.dtype is _fused.F64 and a.shape == shape:
                     continue  # (the usual case, checked quickly)
-                cause = self._array_cause(got, attr, a, shape)
+                cause = self._fb_array_cause(got, attr, a, shape)
                 if cause:
                     return cause
         patched = _patched_class()
@@ -130,13 +137,14 @@ class FusedNet:
         if len(set(layers.values())) < len(plan):  # (fastbp's layers hash by identity)
             return "one layer object stands at two places in the network's layers"
         if method in ("loss", "gradient", "fit"):
-            depth = self._n_affine()  # (MultiLayerNet: hidden_layer_num + 1, as the book reads it)
+            depth = self._fb_n_affine()  # (MultiLayerNet: hidden_layer_num + 1, as the book
+            #                              reads it)
             sizes = kernels.sizes
             if not isinstance(depth, (int, np.integer)) or depth != len(sizes) - 1:
                 return (f"hidden_layer_num is {self.__dict__.get('hidden_layer_num')!r}, not "
                         f"the {len(sizes) - 2} hidden layers the network was built with (the "
                         "book's loss and gradient then take that many layers' weights)")
-            last = self._last()
+            last = self._fb_last()
             if type(last) is not SoftmaxWithLoss:
                 return (f"the last layer is a {_class_name(last)}, not fastbp's "
                         "SoftmaxWithLoss")
@@ -149,29 +157,29 @@ class FusedNet:
                     return f"fastbp.scratch.layers.{name} is not fastbp's {name}"
         return None
 
-    def _integer_cause(self, x: Any) -> str | None:
+    def _fb_integer_cause(self, x: Any) -> str | None:
         """Why integer inputs ``x`` (uint8 pixels, say) cannot run fused: with integer
         first-layer weights too, the book's products are integer ones (see
         ``_fused.integer_cause``), or None."""
         dtype = getattr(x, "dtype", None)
         if isinstance(dtype, np.dtype) and dtype.kind == "f":  # (the usual case, quickly)
             return None
-        return _fused.integer_cause(x, self._weights()["W1"], "params['W1']")
+        return _fused.integer_cause(x, self._fb_weights()["W1"], "params['W1']")
 
-    def _array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
+    def _fb_array_cause(self, affine: str, attr: str, a: Any, shape: tuple) -> str | None:
         """Why the layer ``affine``'s array ``attr`` (``a``, expected of ``shape``) keeps
         the kernels from computing what the book does with it, or None."""
-        cause = _fused.precision_cause(self._array_name(affine, attr, a), a)
+        cause = _fused.precision_cause(self._fb_array_name(affine, attr, a), a)
         if cause:
             return cause
         # (np.shape: a scalar bias, which the book adds, has shape ())
         got_shape = a.shape if type(a) is np.ndarray else np.shape(a)
         if got_shape != shape:  # (resized: the book computes with the new one)
-            return (f"{self._array_name(affine, attr, a)} has shape {got_shape}, not the "
+            return (f"{self._fb_array_name(affine, attr, a)} has shape {got_shape}, not the "
                     f"{shape} the network was built with")
         return None
 
-    def _array_name(self, affine: str, attr: str, a: Any) -> str:
+    def _fb_array_name(self, affine: str, attr: str, a: Any) -> str:
         """``params['W1']`` if ``a`` (the layer ``affine``'s ``attr``) is that entry, else
         ``layers['Affine1'].W``."""
         key = f"{attr}{affine[len('Affine'):]}"
@@ -179,14 +187,14 @@ class FusedNet:
         return (f"params[{key!r}]" if isinstance(params, dict) and params.get(key) is a
                 else f"layers[{affine!r}].{attr}")
 
-    def _weights(self) -> _fused.Weights:
+    def _fb_weights(self) -> _fused.Weights:
         """The arrays the network computes with, as the book's: its Affine layers' W and b.
         A ``params`` entry rebound to another array is not one of them (the book's layers
         keep theirs): said once per network and key."""
         weights = _fused.Weights()
         params = self.params
         layers = self.layers
-        for l, (affine, w, b) in enumerate(_KEYS[:len(self._sizes) - 1], start=1):
+        for l, (affine, w, b) in enumerate(_KEYS[:len(self._fb_sizes) - 1], start=1):
             layer = layers[affine]
             for key, a, attr in ((w, layer.W, "W"), (b, layer.b, "b")):
                 weights[key] = a
@@ -195,13 +203,13 @@ class FusedNet:
                         weights.names = {}
                     weights.names[key] = f"layers['Affine{l}'].{attr}"
         if weights.names:
-            self._warn_rebound(weights.names)
+            self._fb_warn_rebound(weights.names)
         return weights
 
-    def _warn_rebound(self, names: dict[str, str]) -> None:
+    def _fb_warn_rebound(self, names: dict[str, str]) -> None:
         """One warning for the ``params`` entries (key: the layer array's name) that are
         not their layers' arrays and were not named before."""
-        warned = self.__dict__.get("_warned", ())
+        warned = self.__dict__.get("_fb_warned", ())
         new = [key for key in names if f"rebound {key}" not in warned]
         if not new:
             return
@@ -213,9 +221,9 @@ class FusedNet:
             f"{'holds' if one else 'hold'} (rebound, or params was replaced): as in the "
             f"book, the network computes with {layers}; edit params in place, or assign "
             "the new array to both"), RuntimeWarning)
-        self.__dict__["_warned"].update(f"rebound {key}" for key in new)
+        self.__dict__["_fb_warned"].update(f"rebound {key}" for key in new)
 
-    def _forget_forward(self, last: bool = False,
+    def _fb_forget_forward(self, last: bool = False,
                         grads: tuple[list | None, list | None] | None = None) -> None:
         """Clear what the layers (and with ``last`` the last layer) kept from an earlier
         forward pass (the fused methods do not run them, so it would be stale: their
@@ -238,13 +246,13 @@ class FusedNet:
             elif kind is Sigmoid:
                 layer.out = None
         if last:
-            layer = self._last()
+            layer = self._fb_last()
             layer.loss = layer.y = layer.t = None
 
-    def _lambda(self) -> float:
+    def _fb_lambda(self) -> float:
         """The weight decay the book's methods apply: ``weight_decay_lambda`` (the book's
         TwoLayerNet has none, whatever the attribute says)."""
-        if not self._BOOK_DECAY:
+        if not self._fb_BOOK_DECAY:
             return 0
         lam = self.weight_decay_lambda
         if not isinstance(lam, (int, float, np.number)) or isinstance(lam, complex):
@@ -253,20 +261,20 @@ class FusedNet:
             raise TypeError(f"weight_decay_lambda must be a number, got {lam!r}")
         return lam
 
-    def _decay_counts(self) -> bool:
+    def _fb_decay_counts(self) -> bool:
         """Whether the book's weight-decay term can change its loss: lambda is not 0, or
         (where the book computes it even for 0) a sum of squares of the weights might
         overflow, and 0.5 * 0 * inf makes the book's loss NaN."""
-        if self._lambda():
+        if self._fb_lambda():
             return True
-        return self._BOOK_DECAY and not all(
+        return self._fb_BOOK_DECAY and not all(
             _core.sum_of_squares_is_finite(self.params[f"W{l}"])
-            for l in range(1, self._n_affine() + 1))
+            for l in range(1, self._fb_n_affine() + 1))
 
-    def _decay_loss(self) -> float:
+    def _fb_decay_loss(self) -> float:
         lam = self.weight_decay_lambda
         weight_decay = 0
-        for l in range(1, self._n_affine() + 1):
+        for l in range(1, self._fb_n_affine() + 1):
             weight_decay += 0.5 * lam * np.sum(self.params[f"W{l}"] ** 2)
         return weight_decay
 
@@ -275,46 +283,46 @@ class FusedNet:
     def predict(self, x: Any) -> np.ndarray:
         """The last Affine layer's scores (N, output_size), before the softmax."""
         if _walks_layers(self):
-            return self._book_predict(x)
-        cause = self._blocker("predict") or self._integer_cause(x)
+            return self._fb_book_predict(x)
+        cause = self._fb_blocker("predict") or self._fb_integer_cause(x)
         if cause:
             warn_slow(self, cause, "predict")
-            return self._book_predict(x)
+            return self._fb_book_predict(x)
         try:
-            return self._scores(x, _fused.as_rows(x, self._sizes[0]))
+            return self._fb_scores(x, _fused.as_rows(x, self._fb_sizes[0]))
         except _fused.NonFiniteParams as exc:  # (a diverged net: the book's NaN scores)
             warn_slow(self, str(exc), "predict")
-            return self._book_predict(x)
+            return self._fb_book_predict(x)
 
-    def _scores(self, x: Any, X: np.ndarray) -> np.ndarray:
+    def _fb_scores(self, x: Any, X: np.ndarray) -> np.ndarray:
         """The last Affine layer's scores for ``x`` (rows ``X``), the layers left as the
         book's forward pass leaves them."""
-        scores, hidden = self._kernels.activations(self._weights(), X, scores=True,
+        scores, hidden = self._fb_kernels.activations(self._fb_weights(), X, scores=True,
                                                    hidden=True)
-        self._keep_forward(x, hidden)
+        self._fb_keep_forward(x, hidden)
         return scores
 
     def loss(self, x: Any, t: Any) -> float:
         """Softmax cross-entropy error averaged over the batch (the book's formula, with
         its ``+ 1e-7`` inside the log), plus the weight-decay term."""
         if _walks_layers(self):
-            return self._book_loss(x, t)
-        cause = self._blocker("loss") or self._integer_cause(x)
+            return self._fb_book_loss(x, t)
+        cause = self._fb_blocker("loss") or self._fb_integer_cause(x)
         if cause:
             warn_slow(self, cause, "loss")
-            return self._book_loss(x, t)
-        X = _fused.as_rows(x, self._sizes[0])
-        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
+            return self._fb_book_loss(x, t)
+        X = _fused.as_rows(x, self._fb_sizes[0])
+        labels, _ = _fused.pack_t(t, X.shape[0], self._fb_sizes[-1])
         try:
-            y, hidden = self._kernels.activations(self._weights(), X, hidden=True)
+            y, hidden = self._fb_kernels.activations(self._fb_weights(), X, hidden=True)
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "loss")
-            return self._book_loss(x, t)
-        self._keep_forward(x, hidden)
-        loss = self._keep_loss(y, t, labels)
-        return loss + self._decay_loss() if self._decay_counts() else loss
+            return self._fb_book_loss(x, t)
+        self._fb_keep_forward(x, hidden)
+        loss = self._fb_keep_loss(y, t, labels)
+        return loss + self._fb_decay_loss() if self._fb_decay_counts() else loss
 
-    def _keep_forward(self, x: Any, hidden: list | None,
+    def _fb_keep_forward(self, x: Any, hidden: list | None,
                       grads: tuple[list, list] | None = None) -> None:
         """What the book's layers keep from a forward pass of ``x``, so that their
         ``backward`` works as after the book's: each Affine layer its input (the first
@@ -324,14 +332,14 @@ class FusedNet:
         ``(dW, db)`` lists, as the book's backward pass leaves them (None: dW and db left
         as they are)."""
         if hidden is None:
-            self._forget_forward(False, grads)
+            self._fb_forget_forward(False, grads)
             return
         layers = self.layers
         x = np.asarray(x)
         affine = layers["Affine1"]
         affine.original_x_shape = x.shape
         affine.x = x.reshape(x.shape[0], -1)
-        name = self._ACTIVATION_NAME
+        name = self._fb_ACTIVATION_NAME
         for l, h in enumerate(hidden, start=1):  # (made when read: see layers._Kept)
             activation = layers[f"{name}{l}"]
             keep(activation, "mask" if type(activation) is Relu else "out", h)
@@ -343,7 +351,7 @@ class FusedNet:
                 affine = layers[f"Affine{l}"]
                 affine.dW, affine.db = dW, db
 
-    def _keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
+    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
                    picks: np.ndarray | None = None) -> float:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
         softmax outputs ``y`` and the cross-entropy error (the book's formula, with its
@@ -351,56 +359,56 @@ class FusedNet:
         the labels' entries of ``y``, if known."""
         batch_size = y.shape[0]
         if picks is None:
-            picks = self._kernels.offsets(batch_size) + labels
+            picks = self._fb_kernels.offsets(batch_size) + labels
         picked = y.take(picks)  # (the book's -sum(log(y[i, t_i] + 1e-7)) / N, in place)
         picked += 1e-7
         loss = -np.log(picked, out=picked).sum() / batch_size
-        last = self._last()
+        last = self._fb_last()
         last.t, last.y, last.loss = t, y, loss
         return loss
 
     def accuracy(self, x: Any, t: Any) -> float:
         """Fraction of samples whose largest score is at the label (argmax of one-hot t)."""
         if _walks_layers(self):  # (called within the book's gradient: its predict walks)
-            return self._book_accuracy(x, t)
-        cause = self._blocker("accuracy") or self._integer_cause(x)
+            return self._fb_book_accuracy(x, t)
+        cause = self._fb_blocker("accuracy") or self._fb_integer_cause(x)
         if cause:
             warn_slow(self, cause, "accuracy")
-            return self._book_accuracy(x, t)
-        X = _fused.as_rows(x, self._sizes[0])
+            return self._fb_book_accuracy(x, t)
+        X = _fused.as_rows(x, self._fb_sizes[0])
         try:
-            y = np.argmax(self._scores(x, X), axis=1)
+            y = np.argmax(self._fb_scores(x, X), axis=1)
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "accuracy")
-            return self._book_accuracy(x, t)
+            return self._fb_book_accuracy(x, t)
         return _accuracy(y, t)
 
     def gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         """Backpropagation: ``{'W1': dL/dW1, 'b1': dL/db1, ...}`` for the batch, in one
         compiled call (the gradient of the summed cost divided by N, as the book's
         SoftmaxWithLoss averages); weight decay adds ``lambda * W`` to each dW."""
-        cause = self._blocker("gradient") or self._integer_cause(x)
+        cause = self._fb_blocker("gradient") or self._fb_integer_cause(x)
         if cause:
             warn_slow(self, cause, "gradient")
-            return self._book_gradient(x, t)
-        X = _fused.as_rows(x, self._sizes[0])
-        labels, Y = _fused.pack_t(t, X.shape[0], self._sizes[-1], labels=False)
+            return self._fb_book_gradient(x, t)
+        X = _fused.as_rows(x, self._fb_sizes[0])
+        labels, Y = _fused.pack_t(t, X.shape[0], self._fb_sizes[-1], labels=False)
         if Y is None:  # (then t held labels)
-            Y = _fused.one_hot(cast(np.ndarray, labels), self._sizes[-1])
-        weights = self._weights()
+            Y = _fused.one_hot(cast(np.ndarray, labels), self._fb_sizes[-1])
+        weights = self._fb_weights()
         try:
-            dWs, dbs, y, hidden, finite = self._kernels.grad_mean(weights, X, Y)
+            dWs, dbs, y, hidden, finite = self._fb_kernels.grad_mean(weights, X, Y)
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "gradient")
-            return self._book_gradient(x, t)
+            return self._fb_book_gradient(x, t)
         if not finite:  # NaN or inf deltas (where the book's products
             # give 0 * NaN = NaN for blank pixels, the kernels skip them), or a sum beyond
             # float range that the book's, divided by N first, keeps finite
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
-            return self._book_gradient(x, t)
-        lam = self._lambda()
-        self._keep_forward(x, hidden, (dWs, dbs))
-        last = self._last()  # as the book's gradient leaves it (it runs loss first); the
+            return self._fb_book_gradient(x, t)
+        lam = self._fb_lambda()
+        self._fb_keep_forward(x, hidden, (dWs, dbs))
+        last = self._fb_last()  # as the book's gradient leaves it (it runs loss first); the
         last.t, last.y = t, y  # loss, which scripts read off it, is computed when read
         last._defer_loss(y.copy(), np.array(t if labels is None else labels))
         grads = {}
@@ -412,24 +420,24 @@ class FusedNet:
                     dW = decayed
                 else:
                     dW = dW + decayed
-            elif self._BOOK_DECAY:  # the book's dW + 0 * W: a new array all the same
+            elif self._fb_BOOK_DECAY:  # the book's dW + 0 * W: a new array all the same
                 dW = dW.copy()  # (W is finite here, so 0 * W adds only zeros)
             grads[f"W{l}"], grads[f"b{l}"] = dW, db
         return grads
 
     # -- the book's methods as the book writes them (the slow path)
 
-    def _book_predict(self, x: Any) -> np.ndarray:
+    def _fb_book_predict(self, x: Any) -> np.ndarray:
         for layer in self.layers.values():
             x = layer.forward(x)
         return x
 
-    def _book_loss(self, x: Any, t: Any) -> float:
+    def _fb_book_loss(self, x: Any, t: Any) -> float:
         y = self.predict(x)
-        loss = self._last().forward(y, t)
-        return loss + self._decay_loss() if self._BOOK_DECAY else loss
+        loss = self._fb_last().forward(y, t)
+        return loss + self._fb_decay_loss() if self._fb_BOOK_DECAY else loss
 
-    def _book_accuracy(self, x: Any, t: Any) -> float:
+    def _fb_book_accuracy(self, x: Any, t: Any) -> float:
         y = np.argmax(self.predict(x), axis=1)
         if not isinstance(t, np.ndarray):  # (a list, as the fused accuracy takes it)
             t = np.asarray(t)
@@ -437,17 +445,17 @@ class FusedNet:
             t = np.argmax(t, axis=1)
         return np.sum(y == t) / float(x.shape[0])
 
-    def _book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
+    def _fb_book_gradient(self, x: Any, t: Any) -> dict[str, np.ndarray]:
         with _walking(self):
             self.loss(x, t)
-        dout = self._last().backward(1)
+        dout = self._fb_last().backward(1)
         for layer in reversed(list(self.layers.values())):
             dout = layer.backward(dout)
         grads = {}
-        for l in range(1, self._n_affine() + 1):
+        for l in range(1, self._fb_n_affine() + 1):
             affine = self.layers[f"Affine{l}"]
             grads[f"W{l}"] = (affine.dW + self.weight_decay_lambda * affine.W
-                              if self._BOOK_DECAY else affine.dW)
+                              if self._fb_BOOK_DECAY else affine.dW)
             grads[f"b{l}"] = affine.db
         return grads
 
@@ -456,38 +464,38 @@ class FusedNet:
         parameter; for checking ``gradient``).  Where ``loss`` runs fused, its checks are
         made once, not once per parameter: the loop changes nothing but the parameters'
         values."""
-        lean = self._repeated_loss(x, t)
+        lean = self._fb_repeated_loss(x, t)
 
         def loss_W(W: np.ndarray) -> float:
             return self.loss(x, t) if lean is None else lean()
 
         grads = {}
-        for l in range(1, self._n_affine() + 1):
+        for l in range(1, self._fb_n_affine() + 1):
             grads[f"W{l}"] = numerical_gradient(loss_W, self.params[f"W{l}"])
             grads[f"b{l}"] = numerical_gradient(loss_W, self.params[f"b{l}"])
         if lean is not None:  # the layers as the last loss's forward pass leaves them
-            self._keep_forward(x, lean.hidden)  # type: ignore[attr-defined]
+            self._fb_keep_forward(x, lean.hidden)  # type: ignore[attr-defined]
         return grads
 
-    def _repeated_loss(self, x: Any, t: Any) -> Callable[[], float] | None:
+    def _fb_repeated_loss(self, x: Any, t: Any) -> Callable[[], float] | None:
         """``loss(x, t)`` for calls between which only the values in the parameter
         arrays change (``numerical_gradient``'s loop), with what does not change checked
         once; None where ``loss`` would not run fused (then call it)."""
-        if _walks_layers(self) or self._blocker("loss") or self._integer_cause(x):
+        if _walks_layers(self) or self._fb_blocker("loss") or self._fb_integer_cause(x):
             return None
-        X = _fused.as_rows(x, self._sizes[0])
-        labels, _ = _fused.pack_t(t, X.shape[0], self._sizes[-1])
-        weights = self._weights()
+        X = _fused.as_rows(x, self._fb_sizes[0])
+        labels, _ = _fused.pack_t(t, X.shape[0], self._fb_sizes[-1])
+        weights = self._fb_weights()
         try:
-            outputs = self._kernels.repeated_activations(weights, X)
+            outputs = self._fb_kernels.repeated_activations(weights, X)
         except _fused.NonFiniteParams:  # (then each loss says so and runs the book's)
             return None
         if outputs is None:  # (arrays the kernels take copies of: no shortcut)
             return None
-        decay = self._decay_counts()
-        self._forget_forward()
-        picks = np.arange(X.shape[0]) * self._sizes[-1] + labels
-        keep_loss, decay_loss = self._keep_loss, self._decay_loss
+        decay = self._fb_decay_counts()
+        self._fb_forget_forward()
+        picks = np.arange(X.shape[0]) * self._fb_sizes[-1] + labels
+        keep_loss, decay_loss = self._fb_keep_loss, self._fb_decay_loss
 
         def loss() -> float:
             value = keep_loss(outputs(), t, labels, picks)
@@ -504,13 +512,13 @@ class FusedNet:
         draws as the loop makes) followed by ``params[key] -= learning_rate * grad[key]``.
         ``params`` are updated in place, as the loop updates them.  Where ``gradient``
         could not run fused (see the class), the loop runs as written, in Python."""
-        missing = self._setup_cause()
+        missing = self._fb_setup_cause()
         if missing:  # (the book's loop checks x and t as it goes)
             n = len(x)
         else:
-            X = _fused.as_rows(x, self._sizes[0])
+            X = _fused.as_rows(x, self._fb_sizes[0])
             n = X.shape[0]
-            labels, Y = _fused.pack_t(t, n, self._sizes[-1])
+            labels, Y = _fused.pack_t(t, n, self._fb_sizes[-1])
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -523,32 +531,33 @@ class FusedNet:
             raise ValueError(f"learning_rate must be finite and >= 0, got {learning_rate!r}")
         if iters == 0:
             return
-        cause = missing or self._blocker("fit") or self._rebound() or self._integer_cause(x)
+        cause = (missing or self._fb_blocker("fit") or self._fb_rebound()
+                 or self._fb_integer_cause(x))
         if cause:
             warn_slow(self, cause, "fit")
-            self._book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
+            self._fb_book_loop(x, t, n, int(iters), int(batch_size), learning_rate)
             return
-        rows = _fused.pack_x(X, self._sizes[0])
+        rows = _fused.pack_x(X, self._fb_sizes[0])
         if Y is None:
-            Y = _fused.one_hot(labels, self._sizes[-1])
+            Y = _fused.one_hot(labels, self._fb_sizes[-1])
         order = np.random.choice(n, int(iters) * int(batch_size)).astype(np.int64)
-        self._kernels.train(self.params, rows, Y, order, int(batch_size), lr,
-                            float(self._lambda()))
+        self._fb_kernels.train(self.params, rows, Y, order, int(batch_size), lr,
+                            float(self._fb_lambda()))
         # the layers kept nothing from this run's batches (nor dW/db of its last one)
-        self._forget_forward(True, (None, None))
+        self._fb_forget_forward(True, (None, None))
 
-    def _rebound(self) -> str | None:
+    def _fb_rebound(self) -> str | None:
         """Which ``params`` entry is not its layer's array (fit would train the one and
         the book's loop update the other), or None."""
         params = self.params
-        for l in range(1, len(self._sizes)):
+        for l in range(1, len(self._fb_sizes)):
             layer = self.layers[f"Affine{l}"]
             for key, a in ((f"W{l}", layer.W), (f"b{l}", layer.b)):
                 if not isinstance(params, dict) or params.get(key) is not a:
                     return f"params[{key!r}] is not the array its layer computes with"
         return None
 
-    def _book_loop(self, x: Any, t: Any, n: int, iters: int, batch_size: int,
+    def _fb_book_loop(self, x: Any, t: Any, n: int, iters: int, batch_size: int,
                    learning_rate: float) -> None:
         """fit's loop as written (ch05/train_neuralnet.py): each iteration draws its
         batch, then runs ``gradient`` (which may draw from ``np.random`` too, as a
@@ -660,8 +669,8 @@ class TwoLayerNet(FusedNet):
     """Affine -> Relu -> Affine -> SoftmaxWithLoss; weights drawn as
     ``weight_init_std * np.random.randn(in, out)``, biases zero."""
 
-    _ACTIVATION_NAME = "Relu"
-    _BOOK_DECAY = False
+    _fb_ACTIVATION_NAME = "Relu"
+    _fb_BOOK_DECAY = False
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01) -> None:
@@ -672,7 +681,7 @@ class TwoLayerNet(FusedNet):
         self.params["b1"] = np.zeros(hidden_size)
         self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
         self.params["b2"] = np.zeros(output_size)
-        self._setup(sizes, "relu")
+        self._fb_setup(sizes, "relu")
         self.layers = OrderedDict()
         self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
         self.layers["Relu1"] = Relu()
@@ -721,7 +730,7 @@ class MultiLayerNet(FusedNet):
                                  f"or a number, got {weight_init_std!r}")
             self.params[f"W{idx}"] = scale * np.random.randn(sizes[idx - 1], sizes[idx])
             self.params[f"b{idx}"] = np.zeros(sizes[idx])
-        self._setup(sizes, activation)
+        self._fb_setup(sizes, activation)
         self.layers = OrderedDict()
         for idx in range(1, self.hidden_layer_num + 2):
             self.layers[f"Affine{idx}"] = Affine(self.params[f"W{idx}"], self.params[f"b{idx}"])
@@ -740,10 +749,10 @@ class MultiLayerNet(FusedNet):
     def lastLayer(self, layer: Any) -> None:
         self.__dict__["lastLayer"] = layer
 
-    def _last(self) -> Any:
+    def _fb_last(self) -> Any:
         return self.last_layer
 
-    def _n_affine(self) -> int:
+    def _fb_n_affine(self) -> int:
         return self.hidden_layer_num + 1
 
 
