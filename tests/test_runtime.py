@@ -8,10 +8,12 @@ Anything that could crash or hang runs in a subprocess with a time limit.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -639,3 +641,97 @@ def test_packing_names_the_first_bad_item_whichever_thread_finds_it(nthreads):
     for dtype in (np.float32, np.float64):
         with pytest.raises(ValueError, match=r"^data\[1600\] contains NaN or inf"):
             _packing.pack(items, 5, 2, np.dtype(dtype), "train", "data", nthreads)
+
+
+# ---------------------------------------------------------------- copies of a network's state
+
+
+def _net_and_data(seed=0):
+    rng = np.random.default_rng(seed)
+    np.random.seed(seed)
+    net = network2.Network([20, 8, 4])
+    data = [(rng.random((20, 1)), np.eye(4)[:, [k % 4]]) for k in range(200)]
+    return net, data
+
+
+class _OwnState(network2.Network):
+    def __getstate__(self):
+        return self.__dict__
+
+
+def test_a_networks_attributes_deep_copy_and_pickle():
+    """``copy.deepcopy(vars(net))`` and a ``__getstate__`` returning ``self.__dict__`` (a
+    common subclass pattern) failed: "cannot pickle '_thread.lock' object"."""
+    import copy
+    import pickle
+
+    net, data = _net_and_data()
+    mine = _OwnState([20, 8, 4])
+    mine.weights, mine.biases = net.weights, net.biases
+    for thing in (copy.deepcopy(vars(net)), pickle.loads(pickle.dumps(vars(net)))):
+        assert all(np.array_equal(a, b) for a, b in zip(thing["weights"], net.weights))
+    back = pickle.loads(pickle.dumps(mine))
+    for n in (back, mine):  # both train, from the same state, to the same weights
+        random.seed(3)
+        n.SGD(list(data), 1, 10, 0.5, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, mine.weights))
+
+
+def test_a_clone_made_by_copying_attributes_trains_beside_the_original():
+    """A clone made with ``twin.__dict__.update(net.__dict__)`` shared the original's
+    training lock: training both at once raised "already training in another thread"."""
+    net, data = _net_and_data()
+    twin = network2.Network.__new__(network2.Network)
+    twin.__dict__.update(net.__dict__)
+    started, errors = threading.Event(), []
+
+    def train(n, callback=None):
+        try:
+            n.SGD(list(data), 3, 10, 0.5, verbose=False, callback=callback)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def wait(j, n):  # (the original holds its claim while the twin starts training)
+        started.set()
+        time.sleep(0.2)
+
+    first = threading.Thread(target=train, args=(net, wait))
+    first.start()
+    started.wait(30)
+    train(twin)
+    first.join(60)
+    assert not errors, errors
+
+
+def test_a_child_forked_while_another_thread_trains_can_train_the_network():
+    """The child inherited the network's lock held by a thread it does not have: "this
+    network is already training in another thread", for ever."""
+    proc = run_script("""
+        import os, threading, time
+        import numpy as np
+        from fastbp import network2
+        rng = np.random.default_rng(0)
+        X, Y = rng.random((20000, 100)), np.arange(20000) % 10
+        net = network2.Network([100, 50, 10])
+        busy = threading.Event()
+        def callback(j, n):
+            busy.set()
+            time.sleep(0.5)
+        t = threading.Thread(target=net.SGD, args=((X, Y), 2, 10, 0.1),
+                             kwargs={"verbose": False, "callback": callback})
+        t.start()
+        busy.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                net.SGD((X[:100], Y[:100]), 1, 10, 0.1, verbose=False)
+                os._exit(0)
+            except BaseException as exc:
+                print("child:", exc, flush=True)
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        t.join()
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "child exit 0", proc.stdout

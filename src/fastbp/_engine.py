@@ -287,6 +287,44 @@ def prefixed(state: dict, *names: str) -> dict:
     return state
 
 
+class _Claim:
+    """Who is training a network: a lock made for one network in one process.  Attributes
+    copied to another object (``twin.__dict__.update(net.__dict__)``), deep-copied or
+    pickled ones, and the network in a child forked while another thread trained it get a
+    new claim when they are first trained."""
+
+    __slots__ = ("lock", "net", "pid", "owner")
+    _making = threading.Lock()  # (serializes replacing a claim that is not the network's)
+
+    def __init__(self, net: Any = None) -> None:
+        self.lock = threading.Lock()
+        self.net, self.pid = id(net), os.getpid()
+        self.owner: int | None = None  # the thread training the network
+
+    def __reduce__(self) -> tuple:
+        return (_Claim, ())  # a copy belongs to no network yet (see ``of``)
+
+    @classmethod
+    def of(cls, net: Any) -> _Claim:
+        claim = net.__dict__.get("_fb_busy")
+        if type(claim) is cls and claim.net == id(net) and claim.pid == os.getpid():
+            return claim
+        with cls._making:  # (two threads get the same new claim)
+            claim = net.__dict__.get("_fb_busy")
+            if not (type(claim) is cls and claim.net == id(net)
+                    and claim.pid == os.getpid()):
+                claim = net.__dict__["_fb_busy"] = cls(net)
+            return claim
+
+
+def _new_claim_lock() -> None:
+    _Claim._making = threading.Lock()  # (a thread may have held it when the process forked)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_claim_lock)
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -306,7 +344,6 @@ class CompiledNetwork:
     # defaults for a subclass whose own __init__ sets sizes, weights and biases without
     # calling ours (the classic classes need nothing else); see also _claim and _slow
     _fb_dtype = np.dtype(np.float64)
-    _fb_owner: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -316,14 +353,12 @@ class CompiledNetwork:
         self.sizes = check_sizes(sizes)
         self.num_layers = len(self.sizes)
         self.dtype = check_dtype(dtype)
-        self._fb_busy = threading.Lock()
-        self._fb_owner: int | None = None
+        self._fb_busy = _Claim(self)
         self._fb_warned: set[str] = set()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_fb_busy", "_fb_owner"):
-            state.pop(key, None)
+        state.pop("_fb_busy", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -332,8 +367,7 @@ class CompiledNetwork:
             state["_fb_dtype"] = check_dtype(state.pop("dtype"))
         self.__dict__.update(prefixed(state, "_activation", "_dtype", "_warned",
                                       "_user_activation"))
-        self._fb_busy = threading.Lock()
-        self._fb_owner = None
+        self._fb_busy = _Claim(self)
         self.__dict__.setdefault("_fb_warned", set())
 
     @property
@@ -539,27 +573,29 @@ class CompiledNetwork:
         wt, b = self._fb_params()
         return self._fb_net(wt, b, sizes), sizes
 
-    def _fb_claim(self) -> None:
-        """Take the network for a training call; clear errors for a second thread or for
-        SGD re-entered from its own callback or override."""
-        # dict.setdefault is atomic: two threads get the same lock, even when a
-        # subclass's own __init__ did not make one
-        busy = self.__dict__.setdefault("_fb_busy", threading.Lock())
-        if not busy.acquire(blocking=False):
-            if self._fb_owner == threading.get_ident():
+    def _fb_claim(self) -> _Claim:
+        """Take the network for a training call (give the claim back to ``_fb_release``);
+        clear errors for a second thread or for SGD re-entered from its own callback or
+        override."""
+        claim = _Claim.of(self)
+        if not claim.lock.acquire(blocking=False):
+            if claim.owner == threading.get_ident():
                 raise RuntimeError("SGD was called again on this network from inside its own "
                                    "SGD (a callback or an overridden method); train a copy "
                                    "instead")
             raise RuntimeError("this network is already training in another thread; "
                                "train separate networks (or copies) in separate threads")
-        self._fb_owner = threading.get_ident()
+        claim.owner = threading.get_ident()
+        return claim
 
-    def _fb_release(self) -> None:
-        self._fb_owner = None
-        self._fb_busy.release()
+    @staticmethod
+    def _fb_release(claim: _Claim) -> None:
+        claim.owner = None
+        claim.lock.release()
 
     def _fb_in_own_sgd(self) -> bool:
-        return self._fb_owner == threading.get_ident()
+        claim = self.__dict__.get("_fb_busy")
+        return isinstance(claim, _Claim) and claim.owner == threading.get_ident()
 
     # -- compiled operations
 
@@ -686,7 +722,7 @@ class CompiledNetwork:
                                          f"({type(self)._fb_FUNCTIONS[0]}.random is None)")
                 rng = module_random
         data = Epoch(training_data)
-        self._fb_claim()
+        claim = self._fb_claim()
         try:
             for j in range(epochs):
                 blocker = self._fb_step_blocker()
@@ -707,7 +743,7 @@ class CompiledNetwork:
                     break
                 eta = next_eta
         finally:
-            self._fb_release()
+            self._fb_release(claim)
 
     def _fb_fused_epoch(self, data: Epoch, batch: int, eta: float, lmbda: float,
                      epoch: int) -> None:
@@ -747,8 +783,7 @@ class CompiledNetwork:
         n_total = check_positive("n", n_total)
         packed = self._fb_pack(mini_batch, "train", "mini_batch")
         nested = self._fb_in_own_sgd()  # called by an override from this network's SGD
-        if not nested:
-            self._fb_claim()
+        claim = None if nested else self._fb_claim()
         try:
             sizes = self._fb_layer_sizes()
             wt, b = self._fb_params()
@@ -765,8 +800,8 @@ class CompiledNetwork:
                 raise _diverged(0, 0, eta)
             self._fb_publish(wt, b, sizes)
         finally:
-            if not nested:
-                self._fb_release()
+            if claim is not None:
+                self._fb_release(claim)
 
     # -- public methods shared by network and network2
 
