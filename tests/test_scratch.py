@@ -1803,3 +1803,51 @@ def test_networks_pickled_before_the_prefix_still_load(kind):
         warnings.simplefilter("error")  # (the kernels found: no "did not call __init__")
         assert_grads(old.gradient(x, t), book.gradient(x, t))
     assert old._fb_warned == {"a warning given"} and "_kernels" not in vars(old)
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet", "ch04"])
+def test_copies_used_from_two_threads_keep_their_own_weights(kind):
+    """``copy.copy`` (or a copy of ``__dict__``) shared fastbp's kernel buffers, which each
+    call refills from its own network's params: two copies used from two threads computed
+    with each other's weights (65 of 600 gradients wrong, seen)."""
+    import copy
+    import threading
+
+    from fastbp.scratch import ch04
+
+    make = {"TwoLayerNet": lambda: scratch.TwoLayerNet(30, 12, 4),
+            "MultiLayerNet": lambda: scratch.MultiLayerNet(30, [12], 4),
+            "ch04": lambda: ch04.TwoLayerNet(30, 12, 4)}[kind]
+    np.random.seed(0)
+    a = make()
+    b = copy.copy(a)
+    c = type(a).__new__(type(a))
+    c.__dict__.update(a.__dict__)
+    for net, scale in ((b, 2.0), (c, -1.0)):  # each copy gets weights of its own
+        net.params = {key: scale * v for key, v in a.params.items()}
+        if kind != "ch04":  # (the layers compute, holding the same arrays as params)
+            net.layers = OrderedDict((name, copy.copy(layer))
+                                     for name, layer in a.layers.items())
+            last = "lastLayer" if kind == "TwoLayerNet" else "last_layer"
+            setattr(net, last, copy.copy(getattr(a, last)))
+            for l in (1, 2):
+                affine = net.layers[f"Affine{l}"]
+                affine.W, affine.b = net.params[f"W{l}"], net.params[f"b{l}"]
+    rng = np.random.default_rng(1)
+    x, t = batch(rng, 16, 30, 4, onehot=True, dtype=np.float64)
+    want = {id(n): n.gradient(x, t)["W2"].copy() for n in (a, b, c)}
+    assert not np.allclose(want[id(a)], want[id(b)])
+    wrong = []
+
+    def work(net):
+        for _ in range(150):
+            got = net.gradient(x, t)["W2"]
+            if not np.array_equal(got, want[id(net)]):
+                wrong.append(net)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (a, b, c)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not wrong, f"{len(wrong)} of 450 gradients computed with another copy's weights"

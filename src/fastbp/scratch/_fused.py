@@ -262,9 +262,12 @@ class Kernels:
     more than DENSE_MAX_ROWS rows (``whole=True``).
     """
 
-    def __init__(self, sizes: list[int], activation: str) -> None:
+    plan: Any  # the layers the network's constructor made (see networks._plan), when known
+
+    def __init__(self, sizes: list[int], activation: str, owner: Any = None) -> None:
         self.sizes = sizes = list(sizes)
         self.activation = activation
+        self.owner = id(owner)  # the network whose params the buffers hold (see ``of``)
         self._handles: tuple | None = None
         self._offsets: np.ndarray | None = None
         # per layer ((W key, W shape), (b key, b shape))
@@ -276,6 +279,16 @@ class Kernels:
         self.grad_shapes = [(a, sizes[1] if l == 0 else pad)
                             for l, (a, pad) in enumerate(zip(sizes[:-1], pads))]
         self.bias_sizes, self.units = pads, sum(pads)
+
+    @classmethod
+    def of(cls, net: Any) -> Kernels | None:
+        """``net._fb_kernels``, or new ones where they are another network's: a copy of
+        its attributes (``copy.copy``, ``__dict__.update``), whose calls would refill the
+        same buffers with two networks' weights from two threads.  None if it has none."""
+        kernels = net.__dict__.get("_fb_kernels")
+        if kernels is not None and kernels.owner != id(net):
+            kernels = net.__dict__["_fb_kernels"] = cls(kernels.sizes, kernels.activation, net)
+        return kernels
 
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "activation": self.activation}

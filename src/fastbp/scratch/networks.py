@@ -69,7 +69,7 @@ class FusedNet:
         self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
 
     def _fb_setup(self, sizes: list[int], activation: str) -> None:
-        self._fb_kernels = _fused.Kernels(sizes, activation)
+        self._fb_kernels = _fused.Kernels(sizes, activation, self)
 
     @property
     def _fb_sizes(self) -> list[int]:
@@ -103,7 +103,7 @@ class FusedNet:
         for name in _CALLS[method]:
             if name in own or getattr(cls, name, None) is not _ORIGINALS[name]:
                 return f"{cls.__name__}.{name} is overridden"
-        kernels = self.__dict__.get("_fb_kernels")
+        kernels = _fused.Kernels.of(self)
         if kernels is None:
             return self._fb_setup_cause()
         layers = self.layers
