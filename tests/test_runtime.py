@@ -735,3 +735,25 @@ def test_a_child_forked_while_another_thread_trains_can_train_the_network():
     """, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "child exit 0", proc.stdout
+
+
+def test_pairs_another_thread_appends_during_sgd_are_never_removed():
+    """Each epoch wrote the shuffled snapshot over the whole list, deleting pairs another
+    thread had appended meanwhile (199 of 200, seen).  Now every pair stays, and SGD
+    stops with the classic-length error instead of training on a guess."""
+    rng = np.random.default_rng(0)
+    data = [(rng.random((20, 1)), np.eye(4)[:, [k % 4]]) for k in range(2000)]
+    extra = [(rng.random((20, 1)), np.eye(4)[:, [k % 4]]) for k in range(50)]
+    ids = {id(p) for p in data + extra}
+
+    def producer():
+        time.sleep(0.05)  # (SGD is under way: its epochs would take minutes)
+        for pair in extra:
+            data.append(pair)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    with pytest.raises(ValueError, match="changed its length during SGD, from 2000 to 20"):
+        network2.Network([20, 8, 4]).SGD(data, 10**6, 10, 0.1, verbose=False)
+    t.join()
+    assert len(data) == 2050 and {id(p) for p in data} == ids

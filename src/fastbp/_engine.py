@@ -1077,9 +1077,7 @@ class Epoch:
     def _rebase(self, items: list) -> None:
         """``items`` (the same number of pairs) are the data, in this order, from now on."""
         if len(items) != self.n:  # (the classic SGD slices up to its first len(...))
-            raise ValueError(f"training_data changed its length during SGD, from {self.n} "
-                             f"to {len(items)}: the classic SGD keeps the length it started "
-                             "with, and fastbp will not guess what that makes it train on")
+            raise _length_changed(self.n, len(items))
         self.base = items
         self.perm = np.arange(self.n, dtype=np.int64)
         self.packed = None
@@ -1144,15 +1142,25 @@ class Epoch:
 
     def reorder_caller(self) -> None:
         caller = self.caller
+        if caller is None:
+            return
+        if len(caller) != self.n:  # (another thread appended, say): every item is kept
+            raise _length_changed(self.n, len(caller))
         if isinstance(caller, list) and type(caller).__setitem__ is list.__setitem__:
-            caller[:] = self.items()
-        elif caller is not None:  # item by item, as random.shuffle writes (no slices)
+            caller[:self.n] = self.items()  # (an item appended meanwhile stays)
+        else:  # item by item, as random.shuffle writes (no slices)
             for i, item in enumerate(self.items()):
                 caller[i] = item
 
     def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
         return self.caller if self.caller is not None else self.items(net)
+
+
+def _length_changed(n: int, now: int) -> ValueError:
+    return ValueError(f"training_data changed its length during SGD, from {n} to {now}: the "
+                      "classic SGD keeps the length it started with, and fastbp will not "
+                      "guess what that makes it train on")
 
 
 _BIAS_ACTIVATE = {"d": _core.bias_activate["double"], "f": _core.bias_activate["float"]}
