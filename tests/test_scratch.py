@@ -1851,3 +1851,67 @@ def test_copies_used_from_two_threads_keep_their_own_weights(kind):
     for th in threads:
         th.join(120)
     assert not wrong, f"{len(wrong)} of 450 gradients computed with another copy's weights"
+
+
+def test_fit_refuses_a_read_only_params_array_before_training(monkeypatch):
+    """The check ran after the whole run was trained (an hour's fit thrown away); the
+    book's loop fails at its first update."""
+    from fastbp.scratch import _fused
+
+    def never(*args, **kwargs):
+        raise AssertionError("fit trained before refusing params")
+
+    monkeypatch.setattr(_fused._core, "train", never)
+    net = scratch.TwoLayerNet(6, 5, 3)
+    net.params["b2"].flags.writeable = False
+    x, t = batch(np.random.default_rng(0), 20, 6, 3, onehot=False, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"params\['b2'\] cannot be updated in place"):
+        net.fit(x, t, epochs=3, batch_size=5)
+
+
+FIT_INTERRUPT = """
+import signal
+import numpy as np
+from fastbp.scratch import TwoLayerNet
+rng = np.random.default_rng(0)
+x = rng.random((20000, 784)); x[x < 0.8] = 0; t = rng.integers(0, 10, 20000)
+net = TwoLayerNet(784, 100, 10)
+W0 = net.params["W1"].copy()
+signal.signal(signal.SIGALRM, signal.default_int_handler)
+signal.setitimer(signal.ITIMER_REAL, 1.5)
+try:  # (about 20 s of training)
+    net.fit(x, t, epochs=500, batch_size=100, learning_rate=0.1)
+    print("finished")
+except KeyboardInterrupt:
+    W1 = net.params["W1"]
+    print("interrupted", not np.array_equal(W0, W1), bool(np.isfinite(W1).all()))
+"""
+
+
+def test_ctrl_c_in_fit_keeps_the_training_done():
+    """Ctrl-C in fit threw away every mini-batch trained (params unchanged); the book's
+    loop, updating params in place, keeps them."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FIT_INTERRUPT], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.stdout.split() == ["interrupted", "True", "True"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 40])
+def test_fit_in_chunks_draws_and_trains_as_the_book(monkeypatch, chunk):
+    """fit draws the book's np.random.choice per iteration a chunk of iterations at a
+    time (FIT_CHUNK samples); any chunk size gives the book's parameters."""
+    from fastbp.scratch import networks
+
+    monkeypatch.setattr(networks, "FIT_CHUNK", chunk)
+    net, book = twins("TwoLayerNet", 6, 5, 3)
+    rng = np.random.default_rng(3)
+    randomize(net, book, rng)
+    x, t = batch(rng, 30, 6, 3, onehot=True, dtype=np.float64)
+    assert_fits_as_book(net, book, x, t, 9, iters=11, batch_size=4, learning_rate=0.1)
+    after_fit = np.random.rand()  # (the generator left where the book's loop leaves it)
+    np.random.seed(9)
+    ref.train(book, x, t, iters_num=11, batch_size=4, learning_rate=0.1)
+    assert np.random.rand() == after_fit

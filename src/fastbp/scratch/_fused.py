@@ -494,26 +494,37 @@ class Kernels:
         """SGD over the rows ``order`` in mini-batches of ``batch``, in one compiled call:
         per mini-batch W <- W (1 - lr lambda) - (lr/m) sum of per-sample gradients, and
         b <- b - (lr/m) sum, the book's ``params[key] -= lr * grad[key]``.  Works on copies
-        and writes the result into ``params`` in place only if it is finite."""
-        wt, b = self.buffers(params)
-        if not _core.all_finite(wt + b):
-            _refuse_nonfinite(params, self.keys(), [a for pair in zip(wt, b) for a in pair])
-        net = self.net(wt, b)
-        threads = threads_for(self.sizes, batch, rows.density())
-        _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order, batch,
-                    float(learning_rate), float(weight_decay), 1.0, threads)
-        if not _core.all_finite(wt + b):
-            raise FloatingPointError(
-                "training diverged: a weight or bias became NaN or inf (is learning_rate="
-                f"{learning_rate:g} too large?); params keep their values from before fit")
+        and writes the result into ``params`` in place only if it is finite.  Ctrl-C stops
+        it after a mini-batch, ``params`` holding the parameters after that mini-batch (as
+        the book's loop leaves them)."""
         dest = [params[key] for key in self.keys()]
-        for key, a in zip(self.keys(), dest):  # all checked before any is written
+        for key, a in zip(self.keys(), dest):  # checked before a whole run is trained
             if (not isinstance(a, np.ndarray) or not a.flags.writeable
                     or not np.can_cast(DTYPE, a.dtype, "same_kind")):
                 raise ValueError(
                     f"{_name(params, key)} cannot be updated in place (fit writes into the "
                     "arrays, as the book's params[key] -= ...): assign a writeable float "
-                    "array; params keep their values from before fit")
+                    "array; params keep their values")
+        wt, b = self.buffers(params)
+        if not _core.all_finite(wt + b):
+            _refuse_nonfinite(params, self.keys(), [a for pair in zip(wt, b) for a in pair])
+        net = self.net(wt, b)
+        threads = threads_for(self.sizes, batch, rows.density())
+        try:
+            _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order,
+                        batch, float(learning_rate), float(weight_decay), 1.0, threads)
+        except KeyboardInterrupt:
+            if _core.all_finite(wt + b):  # (else the FloatingPointError's rule below)
+                self._write(dest, wt, b)
+            raise
+        if not _core.all_finite(wt + b):
+            raise FloatingPointError(
+                "training diverged: a weight or bias became NaN or inf (is learning_rate="
+                f"{learning_rate:g} too large?); params keep their values from before fit")
+        self._write(dest, wt, b)
+
+    def _write(self, dest: list, wt: list, b: list) -> None:
+        """The trained buffers into the arrays ``dest`` (W1, b1, ... in place)."""
         for l, n_out in enumerate(self.sizes[1:], start=1):
             dest[2 * l - 2][...] = wt[l - 1][:, :n_out]
             dest[2 * l - 1][...] = b[l - 1][:n_out]

@@ -37,6 +37,7 @@ __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 ACTIVATION_LAYERS = {"relu": Relu, "sigmoid": Sigmoid}
 MAX_HIDDEN = 62  # the kernels take at most 63 weight layers
+FIT_CHUNK = 1 << 20  # samples drawn (and trained in one compiled call) at a time by fit
 
 
 class FusedNet:
@@ -540,9 +541,15 @@ class FusedNet:
         rows = _fused.pack_x(X, self._fb_sizes[0])
         if Y is None:
             Y = _fused.one_hot(labels, self._fb_sizes[-1])
-        order = np.random.choice(n, int(iters) * int(batch_size)).astype(np.int64)
-        self._fb_kernels.train(self.params, rows, Y, order, int(batch_size), lr,
-                            float(self._fb_lambda()))
+        # the book's draws, np.random.choice(N, batch_size) per iteration, made a chunk of
+        # iterations at a time (the same numbers: the draws are consecutive), so that a
+        # long run needs no index array of its full length
+        per_chunk = max(1, FIT_CHUNK // int(batch_size))
+        for start in range(0, int(iters), per_chunk):
+            count = min(per_chunk, int(iters) - start)
+            order = np.random.choice(n, count * int(batch_size)).astype(np.int64)
+            self._fb_kernels.train(self.params, rows, Y, order, int(batch_size), lr,
+                                   float(self._fb_lambda()))
         # the layers kept nothing from this run's batches (nor dW/db of its last one)
         self._fb_forget_forward(True, (None, None))
 
