@@ -605,10 +605,11 @@ cdef _check_rows(int64_t bad, int why=0):
         raise ValueError(f"item {bad} contains NaN or inf")
 
 
-cdef inline char _kind(object a, Py_ssize_t n):
+cdef inline char _kind(object a, Py_ssize_t n, bint exact=False):
     """1 for float64, 2 for float32, 0 unless ``a`` is an aligned, C-contiguous array of
-    n native floats (the C-API macros make this check nearly free per item)."""
-    if not cnp.PyArray_Check(a):
+    n native floats (the C-API macros make this check nearly free per item); with
+    ``exact``, an ndarray itself, not a subclass (a masked array, say)."""
+    if not (cnp.PyArray_CheckExact(a) if exact else cnp.PyArray_Check(a)):
         return 0
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_SIZE(arr) != n or not cnp.PyArray_ISCARRAY_RO(arr):
@@ -695,7 +696,7 @@ cdef class Rows:
             self.xp[i] = cnp.PyArray_DATA(<cnp.ndarray>x)
             if self.targets:
                 y = (<tuple>item)[1]
-                self.yk[i] = _kind(y, self.n_out)
+                self.yk[i] = _kind(y, self.n_out, True)  # (see _packing for subclasses)
                 if self.yk[i] == 0:
                     return False
                 self.yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)

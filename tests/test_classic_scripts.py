@@ -2090,3 +2090,78 @@ def test_networks_pickled_before_the_prefix_still_load(data):
     assert old._fb_warned == {"a warning given"}
     assert not {"_activation", "_dtype", "_warned", "_user_activation"} & vars(old).keys()
     np.testing.assert_array_equal(old.feedforward(test[0][0]), net.feedforward(test[0][0]))
+
+
+# ---------------------------------------------------------------- parameters NumPy reads its way
+
+
+def _pruned_list(kind):
+    class Pruned(list):  # a pruning mask applied whenever a weight matrix is read
+        if kind == "__iter__":
+            def __iter__(self):
+                for w in list.__iter__(self):
+                    yield np.where(np.abs(w) < 0.5, 0.0, w)
+        else:
+            def __getitem__(self, i):
+                w = list.__getitem__(self, i)
+                return np.where(np.abs(w) < 0.5, 0.0, w)
+    return Pruned
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda w: np.ma.masked_array(w, mask=np.abs(w) < 0.3), id="masked"),
+    pytest.param(lambda w: np.round(3 * w).astype(np.int8), id="int8"),
+    pytest.param(lambda w: w > 0, id="bool"),
+])
+def test_weights_numpy_reads_its_own_way_compute_as_the_classic_code(data, make):
+    """A masked first layer (np.dot ignores the mask; the update keeps the masked entries)
+    and integer or bool weights (their products with float32 images are float32): the
+    fused kernels computed something else, silently."""
+    training, _, test = data
+    training = [(x.astype(np.float32), y) for x, y in training]  # (the loader's images)
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.weights[0] = make(net.weights[0])
+        outs = [net.feedforward(x) for x, _ in test[:5]]
+        nb, nw = net.backprop(*training[0])
+        net.SGD(list(training), 1, 10, 3.0)
+        return [net], (outs, nb, nw, [type(w).__name__ for w in net.weights])
+
+    got, want = compare(script, network, network_loop)
+    for a, b in zip(got[0] + got[1] + got[2], want[0] + want[1] + want[2]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    assert got[3] == want[3]
+
+
+@pytest.mark.parametrize("kind", ["__iter__", "__getitem__"])
+def test_a_weights_list_that_prunes_on_read_is_read_through(data, kind):
+    training, _, _ = data
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        net.weights = _pruned_list(kind)(net.weights)
+        nb, nw = net.backprop(*training[0])
+        net.update_mini_batch(training[:10], 3.0)
+        net.SGD(list(training), 1, 10, 3.0)
+        return [net], (nb, nw)
+
+    got, want = compare(script, network, network_loop)
+    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_masked_targets_backprop_as_the_classic_code_and_are_refused_for_training(data):
+    training, _, _ = data
+    x, y = training[0]
+    masked = np.ma.masked_array(y, mask=np.arange(10).reshape(10, 1) % 3 == 0)
+    np.random.seed(1)
+    net = network.Network(SIZES)
+    np.random.seed(1)
+    ref = network_loop.Network(SIZES)
+    with pytest.warns(SlowPathWarning, match="MaskedArray"):
+        got = net.backprop(x, masked)
+    for a, b in zip(got[0] + got[1], [*ref.backprop(x, masked)[0], *ref.backprop(x, masked)[1]]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    with pytest.raises(TypeError, match=r"mini_batch\[0\]: y is a numpy.ma.MaskedArray"):
+        net.update_mini_batch([(x, masked)], 3.0)

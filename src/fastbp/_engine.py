@@ -410,27 +410,46 @@ class CompiledNetwork:
         return None
 
     def _fb_precision_cause(self) -> str | None:
-        """Which parameter array holds floats of another precision than float64 (float32,
-        say), or None.  The classic code's NumPy computes in that precision (and its
-        first update makes the parameters float64 again); the kernels of a float64
-        network would compute in float64.  (A float32 network, fastbp's extra, converts
-        what it is given: that is what it was asked for.)"""
-        if self._fb_dtype != np.float64:
-            return None
+        """Which parameter the kernels would not compute with as the classic code's NumPy
+        does, or None: floats of another precision than float64 in a float64 network
+        (float32, say: NumPy computes in that precision where the other operands are no
+        wider, and the first update makes them float64 again); integer or bool weights
+        (NumPy's products with float32 inputs are float32); an array subclass (a masked
+        array: ``np.dot`` ignores the mask, the update keeps the masked entries); a
+        ``weights``/``biases`` container whose own ``__iter__`` or ``__getitem__`` gives
+        other arrays than it holds (the classic code reads through it).  (A float32
+        network, fastbp's extra, converts what it is given: that is what was asked.)"""
         for name, arrays in (("weights", self.weights), ("biases", self.biases)):
             if not isinstance(arrays, (list, tuple)):
                 continue  # (the parameter checks say what is wrong)
+            kind = type(arrays)
+            if kind not in (list, tuple) and (
+                    kind.__iter__ not in (list.__iter__, tuple.__iter__)
+                    or kind.__getitem__ not in (list.__getitem__, tuple.__getitem__)):
+                return (f"{name} is a {kind.__name__} with its own __iter__ or __getitem__, "
+                        "through which the classic code reads the parameters")
             for l, a in enumerate(arrays):
+                if isinstance(a, np.ndarray) and type(a) not in (np.ndarray, np.memmap):
+                    return (f"{name}[{l}] is a {type(a).__module__}.{type(a).__name__}, "
+                            "whose arithmetic the classic code's NumPy operations follow")
+                if self._fb_dtype != np.float64:
+                    continue
                 dtype = getattr(a, "dtype", None)
                 if dtype is None and isinstance(a, (list, tuple)):  # nested lists: the
                     try:  # dtype NumPy's products give them (np.float32 values: float32)
                         dtype = np.asarray(a).dtype
                     except (TypeError, ValueError):
                         continue  # (the parameter checks say what is wrong)
-                if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize != 8:
+                if not isinstance(dtype, np.dtype):
+                    continue
+                if dtype.kind == "f" and dtype.itemsize != 8:
                     return (f"{name}[{l}] is {dtype}: the classic code computes in that "
                             "precision where its other operands are no wider, the kernels "
                             "of this float64 network in float64")
+                if name == "weights" and dtype.kind in "biu":
+                    return (f"weights[{l}] is {dtype}: NumPy's products with it take the "
+                            "precision of the inputs (float32 images: float32), the kernels "
+                            "of this float64 network compute in float64")
         return None
 
     def _fb_forward_cause(self) -> str | None:
@@ -475,8 +494,8 @@ class CompiledNetwork:
 
     def _fb_backprop_blocker(self) -> str | None:
         """Why fastbp's ``backprop`` must run as the classic code, or None."""
-        return (self._fb_depth_blocker() or self._fb_function_cause() or self._fb_precision_cause()
-                or self._fb_cost_blocker("delta"))
+        return (self._fb_depth_blocker() or self._fb_function_cause()
+                or self._fb_precision_cause() or self._fb_cost_blocker("delta"))
 
     def _fb_depth_blocker(self) -> str | None:
         """Why backprop cannot be fused because of ``num_layers`` (the classic backprop
@@ -867,6 +886,9 @@ class CompiledNetwork:
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
         blocker = self._fb_backprop_blocker()
+        if blocker is None and isinstance(y, np.ma.MaskedArray):
+            blocker = ("y is a numpy.ma.MaskedArray, whose masked entries the classic a - y "
+                       "replaces by a")
         if blocker is not None:
             self._fb_slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch

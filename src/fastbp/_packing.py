@@ -97,6 +97,7 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     else:
         packed = _pack_inputs(_stack(items, 0, n_in, what, "x"), dtype, what, nthreads)
         if want_y:
+            _refuse_masked_targets(items, what)
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
             # (the classic cross-entropy's -y wraps around for them: see network2)
             packed.unsigned_y = next((i for i, (_, y) in enumerate(items)
@@ -249,6 +250,18 @@ def whole_labels(Y: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what}[{bad[0]}]: label {Y[bad[0]]} is not a whole number: a 1-D Y "
                          "holds class labels (each meaning its one-hot target)")
     return Y.astype(np.int64)
+
+
+def _refuse_masked_targets(items: list, what: str) -> None:
+    """A masked array as a target: the classic ``a - y`` gives a masked array holding
+    ``a`` where ``y`` is masked, which its products then use, and its updates leave the
+    masked biases as they were; fastbp packs plain values."""
+    for i, (_, y) in enumerate(items):
+        if isinstance(y, np.ma.MaskedArray):
+            raise TypeError(f"{what}[{i}]: y is a numpy.ma.MaskedArray, whose masked "
+                            "entries the classic a - y replaces by a (and its updates keep "
+                            "unchanged): fastbp does not compute that; pass y.filled(...) "
+                            "or a plain array")
 
 
 def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0, what: str = "data") -> list:
