@@ -2165,3 +2165,23 @@ def test_masked_targets_backprop_as_the_classic_code_and_are_refused_for_trainin
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
     with pytest.raises(TypeError, match=r"mini_batch\[0\]: y is a numpy.ma.MaskedArray"):
         net.update_mini_batch([(x, masked)], 3.0)
+
+
+@pytest.mark.parametrize("mod", [network, network2], ids=["network", "network2"])
+def test_finite_parameters_whose_product_overflows_compute_as_the_classic_code(mod):
+    """z = 1e200 * 1e200 overflows to inf, whose sigmoid is 1: the one-column
+    feedforward and backprop refused the finite parameters ("NaN or inf in the
+    parameters") where every other path and the classic code compute."""
+    ref_mod = network_loop if mod is network else network2_loop
+    nets = []
+    for m in (mod, ref_mod):
+        n = m.Network([2, 1, 1])
+        n.weights = [np.array([[1e200, 1.0]]), np.array([[2.0]])]
+        n.biases = [np.zeros((1, 1)), np.zeros((1, 1))]
+        nets.append(n)
+    x, y = np.array([[1e200], [1.0]]), np.array([[1.0]])
+    with np.errstate(over="ignore", invalid="ignore"):
+        got = [nets[0].feedforward(x), *nets[0].backprop(x, y)[0], *nets[0].backprop(x, y)[1]]
+        want = [nets[1].feedforward(x), *nets[1].backprop(x, y)[0], *nets[1].backprop(x, y)[1]]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)

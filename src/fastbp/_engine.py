@@ -870,15 +870,15 @@ class CompiledNetwork:
         softmax = self._fb_softmax_output()
         try:
             for l, (w, b) in enumerate(zip(weights, biases)):
-                z = w.dot(a)  # the input is finite: only parameters can make NaN/inf here
+                z = w.dot(a)
                 if not bias_activate(z, b, act, softmax and l == last):
-                    break
+                    # NaN or inf parameters, or finite ones whose product overflowed (the
+                    # sigmoid of inf is 1): the general path tells them apart
+                    return None
                 a = z
-            else:
-                return a
+            return a
         except (AttributeError, TypeError, ValueError):
             return None  # not plain arrays of the dtype, or shapes that do not chain
-        raise ValueError("feedforward: NaN or inf in the parameters")
 
     def _fb_softmax_output(self) -> bool:
         return False
@@ -940,7 +940,7 @@ class CompiledNetwork:
                     or b.dtype != dtype or w.ndim != 2 or b.shape != (w.shape[0], 1)
                     or w.shape[1] != a.shape[0] or not b.flags.c_contiguous):
                 return None
-            z = np.dot(w, a)  # the input is finite: only parameters can make NaN/inf here
+            z = np.dot(w, a)
             if error is not None and l == last:  # keep z for the user's delta(z, a, y)
                 z += b
                 a = z.copy()
@@ -948,8 +948,8 @@ class CompiledNetwork:
             else:
                 ok = _core.bias_activate(z, b, act, softmax and l == last)
                 a = z
-            if not ok:
-                raise ValueError("backprop: the input or the parameters contain NaN or inf")
+            if not ok:  # NaN or inf parameters, or an overflowed product: the general
+                return None  # path tells them apart (the sigmoid of inf is 1)
             activations.append(a)
         if error is None:
             if y_col.shape != activations[-1].shape:
