@@ -320,3 +320,24 @@ def test_threads_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     fastbp.set_num_threads(None)
     with pytest.raises(ValueError, match="FASTBP_NUM_THREADS"):
         fastbp.get_num_threads()
+
+
+class _LyingShape:
+    """``.shape`` says one thing, ``__array__`` gives another array."""
+
+    def __init__(self, shape, a):
+        self.shape, self._a = shape, a
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a
+
+
+def test_a_parameter_whose_shape_lies_is_refused_not_broadcast():
+    """The layer sizes are read from ``.shape``; the array was then broadcast into the
+    kernel buffers (a (3, 1) column filling a (3, 4) layer), and trained on."""
+    net = network2.Network([4, 3, 2])
+    net.weights = [_LyingShape((3, 4), np.random.randn(3, 1)), net.weights[1]]
+    with pytest.raises(ValueError, match=r"weights\[0\] has shape \(3, 1\)"):
+        net.feedforward(np.arange(4.0).reshape(4, 1))
+    with pytest.raises(ValueError, match=r"weights\[0\] has shape \(3, 1\)"):
+        net.SGD([(np.ones((4, 1)), np.ones((2, 1)))], 1, 1, 0.1, verbose=False)

@@ -563,6 +563,11 @@ class CompiledNetwork:
             w, bl = np.asarray(w), np.asarray(bl)
             if w.dtype.kind not in "fiu" or bl.dtype.kind not in "fiu":
                 raise TypeError(f"weights[{l}] and biases[{l}] must be real-valued arrays")
+            if w.shape != (n_out, n_in) or bl.size != n_out:  # (an object whose .shape,
+                # which the sizes were read from, is not its array's: never broadcast)
+                raise ValueError(f"weights[{l}] has shape {w.shape} and biases[{l}] "
+                                 f"{bl.shape} as arrays, expected ({n_out}, {n_in}) and "
+                                 f"({n_out}, 1)")
             wt_l = aligned_zeros((n_in, _core.padded(n_out)), self.dtype)
             b_l = aligned_zeros(_core.padded(n_out), self.dtype)
             with np.errstate(over="ignore", invalid="ignore"):
