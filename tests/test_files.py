@@ -379,3 +379,10 @@ def test_plots_write_through_the_atomic_writer(tmp_path):
     assert (tmp_path / "speed.svg").read_text().lstrip().startswith("<?xml")
     assert mode(tmp_path / "speed.svg") == 0o600
     assert names(tmp_path) == ["pipe.png", "speed.svg"]
+
+
+def test_load_of_a_number_too_long_to_convert_names_the_file(tmp_path):
+    path = tmp_path / "huge.json"
+    path.write_text('{"sizes": [' + "9" * 5000 + "]}")
+    with pytest.raises(ValueError, match=r"huge.json: not a saved network \(Exceeds"):
+        network2.load(path)

@@ -692,6 +692,8 @@ def load(filename: str | os.PathLike, cost: Any = None) -> Network:
         raise ValueError(f"{name}: not a saved network (not UTF-8 text)") from None
     except RecursionError:
         raise ValueError(f"{name}: not a saved network (JSON nested too deeply)") from None
+    except ValueError as exc:  # (an integer of more digits than Python converts, say)
+        raise ValueError(f"{name}: not a saved network ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{name}: not a saved network (expected a JSON object)")
     missing = [k for k in ("sizes", "weights", "biases", "cost") if k not in data]
