@@ -1915,3 +1915,16 @@ def test_fit_in_chunks_draws_and_trains_as_the_book(monkeypatch, chunk):
     np.random.seed(9)
     ref.train(book, x, t, iters_num=11, batch_size=4, learning_rate=0.1)
     assert np.random.rand() == after_fit
+
+
+def test_a_params_entry_that_views_its_layers_array_is_not_rebound():
+    """``params['W1'] = params['W1'][:]`` shares the layer's memory (the book's updates
+    through it reach the layer): no warning that the updates go unused, and fit trains."""
+    net, book = twins("TwoLayerNet", 6, 5, 3)
+    for n in (net, book):
+        n.params["W1"] = n.params["W1"][:]
+    x, t = batch(np.random.default_rng(2), 12, 6, 3, onehot=False, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_grads(net.gradient(x, t), book.gradient(x, t))
+        assert_fits_as_book(net, book, x, t, 4, iters=3, batch_size=4, learning_rate=0.5)

@@ -40,6 +40,15 @@ MAX_HIDDEN = 62  # the kernels take at most 63 weight layers
 FIT_CHUNK = 1 << 20  # samples drawn (and trained in one compiled call) at a time by fit
 
 
+
+def _same_array(p: Any, a: Any) -> bool:
+    """``p`` is ``a``, or a view of exactly its elements (``params['W1'][:]``): an update
+    of the one is an update of the other."""
+    return p is a or (type(p) is np.ndarray and type(a) is np.ndarray
+                      and p.shape == a.shape and p.strides == a.strides
+                      and p.dtype == a.dtype
+                      and p.__array_interface__["data"][0] == a.__array_interface__["data"][0])
+
 class FusedNet:
     """What both networks share: the fused predict/loss/accuracy/gradient and ``fit``.
 
@@ -199,7 +208,7 @@ class FusedNet:
             layer = layers[affine]
             for key, a, attr in ((w, layer.W, "W"), (b, layer.b, "b")):
                 weights[key] = a
-                if not isinstance(params, dict) or params.get(key) is not a:
+                if not isinstance(params, dict) or not _same_array(params.get(key), a):
                     if not weights.names:
                         weights.names = {}
                     weights.names[key] = f"layers['Affine{l}'].{attr}"
@@ -560,7 +569,7 @@ class FusedNet:
         for l in range(1, len(self._fb_sizes)):
             layer = self.layers[f"Affine{l}"]
             for key, a in ((f"W{l}", layer.W), (f"b{l}", layer.b)):
-                if not isinstance(params, dict) or params.get(key) is not a:
+                if not isinstance(params, dict) or not _same_array(params.get(key), a):
                     return f"params[{key!r}] is not the array its layer computes with"
         return None
 
