@@ -1129,8 +1129,9 @@ class Epoch:
         ``rng``): on the index permutation, the caller's list then reordered to match.
         True if it ran user code (a replaced shuffle, which may have edited the data)."""
         if native_shuffle(rng):
+            before = self.perm.copy()
             shuffle(self.perm, rng)
-            self.reorder_caller()
+            self.reorder_caller(before)
             return False
         self.user_code_runs()
         if self.arrays is None:
@@ -1167,7 +1168,9 @@ class Epoch:
         if self.caller is None:  # (a private list: what it holds now is the data)
             self._rebase(list(items))
 
-    def reorder_caller(self) -> None:
+    def reorder_caller(self, before: np.ndarray) -> None:
+        """Put the caller's list, which holds the pairs in the order ``before`` (indices
+        into the pairs), in the current order, as the classic shuffle reorders it."""
         caller = self.caller
         if caller is None:
             return
@@ -1175,9 +1178,23 @@ class Epoch:
             raise _length_changed(self.n, len(caller))
         if isinstance(caller, list) and type(caller).__setitem__ is list.__setitem__:
             caller[:self.n] = self.items()  # (an item appended meanwhile stays)
-        else:  # item by item, as random.shuffle writes (no slices)
-            for i, item in enumerate(self.items()):
-                caller[i] = item
+        elif isinstance(caller, UserList) and type(caller).__setitem__ is UserList.__setitem__:
+            caller.data[:self.n] = self.items()
+        else:  # by swaps, as random.shuffle writes (no slices): stopped part-way (Ctrl-C,
+            # an exception), the list still holds every pair but at most one
+            where = np.empty(self.n, dtype=np.int64)
+            where[before] = np.arange(self.n)
+            source = where[self.perm].tolist()  # position i takes the pair at source[i]
+            done = bytearray(self.n)
+            for start in range(self.n):
+                j = start
+                while not done[j]:
+                    done[j] = 1
+                    k = source[j]
+                    if k == start:
+                        break
+                    caller[j], caller[k] = caller[k], caller[j]
+                    j = k
 
     def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
