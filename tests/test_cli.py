@@ -458,14 +458,23 @@ class _Bar:
 
 def test_ctrl_c_during_training_is_one_line_and_exit_130(fake_mnist, tmp_path, monkeypatch,
                                                          capsys):
+    """Ctrl-C keeps what was trained: --save writes the network as training left it and
+    --plot the epochs run (they used to write nothing: 52 trained epochs lost, seen)."""
     monkeypatch.setattr(cli, "_progress", lambda total, disable: _Bar())
-    save = tmp_path / "net.json"
+    trained = []
+    real_save = cli._save
+    monkeypatch.setattr(cli, "_save", lambda net, *a: (trained.append(
+        [w.copy() for w in net.weights]), real_save(net, *a)))
+    save, plot = tmp_path / "net.json", tmp_path / "epochs.png"
     assert cli.main(["train", "--epochs", "10", "--sizes", "784,5,10",
-                     "--save", str(save)]) == 130
+                     "--save", str(save), "--plot", str(plot)]) == 130
     captured = capsys.readouterr()
     assert captured.err.strip() == "fastbp: interrupted after epoch 1"
     assert len(epoch_lines(captured.out)) == 2
-    assert not save.exists()  # an interrupted run saves nothing
+    assert f"saved the network as the interruption left it to {save}" in captured.out
+    loaded = network2.load(save)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.weights, trained[0]))
+    assert plot.stat().st_size > 0 and f"wrote {plot}" in captured.out
 
 
 def test_ctrl_c_while_loading_is_one_line(monkeypatch, capsys):

@@ -300,6 +300,10 @@ def _train(args: argparse.Namespace) -> int:
         done = len(history["accuracy"])
         print(f"fastbp: interrupted after epoch {done - 1}" if done else
               "fastbp: interrupted during epoch 0", file=sys.stderr)
+        try:  # what was trained is kept: the network as training left it, the epochs run
+            _outputs(net, cost, args, history, interrupted=True)
+        except KeyboardInterrupt:  # (a second Ctrl-C: the files written are whole)
+            pass
         return EXIT_INTERRUPTED
     bar.close()
     total = time.perf_counter() - start
@@ -312,11 +316,18 @@ def _train(args: argparse.Namespace) -> int:
         print(f"best {args.evaluate_on} accuracy {100 * history['accuracy'][best]:.2f}% "
               f"(epoch {best}); {total:.1f} s in all, "
               f"{np.median(history['seconds']):.3f} s per epoch (median)")
+    return _outputs(net, cost, args, history)
+
+
+def _outputs(net: Any, cost: Any, args: argparse.Namespace, history: dict,
+             interrupted: bool = False) -> int:
+    """Write ``--save`` and ``--plot``; 1 if a file could not be written."""
     try:
         if args.save is not None:
             _save(net, cost, args.activation, args.save)
-            print(f"saved the network to {args.save}")
-        if args.plot is not None:
+            print(f"saved the network{' as the interruption left it' if interrupted else ''}"
+                  f" to {args.save}")
+        if args.plot is not None and history["accuracy"]:
             _plot(history, args, args.plot)
             print(f"wrote {args.plot}")
     except OSError as exc:  # e.g. the disk filled up, or the directory went away
