@@ -2226,3 +2226,20 @@ def test_a_userlist_is_reordered_as_random_shuffle_reorders_it(data, own_setitem
 
     got, want = compare(script, network, network_loop)
     assert got == want
+
+
+def test_narrow_numpy_scalar_rates_are_said_once(data):
+    """The classic code computes with an np.float32/np.float16 eta or lmbda in that
+    precision (NumPy 2); fastbp in float64, silently until now."""
+    training, validation, _ = data
+    net = network2.Network(SIZES)
+    with pytest.warns(RuntimeWarning, match=r"eta is a numpy.float32: .* pass float\(eta\)") as w:
+        net.SGD(list(training), 2, 10, np.float32(0.5), verbose=False)
+        net.SGD(list(training), 1, 10, np.float32(0.5), verbose=False)
+    assert len([x for x in w if "numpy.float32" in str(x.message)]) == 1
+    with pytest.warns(RuntimeWarning, match="lmbda is a numpy.float16"):
+        net.total_cost(validation, np.float16(0.1), convert=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.SGD(list(training), 1, 10, np.float64(0.5), lmbda=np.float64(0.1), verbose=False)
+        network.Network(SIZES).update_mini_batch(training[:10], 3.0)

@@ -800,9 +800,24 @@ class CompiledNetwork:
         """One classic mini-batch step through the (possibly overridden) public method."""
         raise NotImplementedError
 
+    def _fb_narrow(self, **values: Any) -> None:
+        """Warn once per network and name where a hyper-parameter is a NumPy float scalar
+        narrower than float64: the classic code's NumPy 2 computes with it in that
+        precision, the kernels in float64."""
+        for name, value in values.items():
+            if isinstance(value, np.ndarray) and value.ndim == 0:
+                value = value[()]
+            if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+                warn_user(self, f"narrow {name}", (
+                    f"{name} is a numpy.{value.dtype}: the classic code computes its step "
+                    f"coefficients (eta/len(mini_batch), 1 - eta*(lmbda/n)) and the L2 cost "
+                    f"term with it in {value.dtype}, fastbp in float64; pass float({name}) "
+                    "for the same numbers both ways"), RuntimeWarning)
+
     def _fb_update(self, mini_batch: Any, eta: Any, lmbda: Any, n_total: Any) -> None:
         """One compiled mini-batch step (update_mini_batch), on copies of the parameters:
         if it diverges, the network simply keeps the parameters it had."""
+        self._fb_narrow(eta=eta, lmbda=lmbda, n=n_total)
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         n_total = check_positive("n", n_total)
         packed = self._fb_pack(mini_batch, "train", "mini_batch")

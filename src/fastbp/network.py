@@ -65,6 +65,7 @@ class Network(CompiledNetwork):
         """
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
+        self._fb_narrow(eta=eta)
         eta = check_rate("eta", eta)
         check_flags(verbose=verbose)
         check_callback(callback)

@@ -320,6 +320,7 @@ class Network(CompiledNetwork):
         say = print if verbose else _quiet
         epochs = check_count("epochs", epochs, 0)
         mini_batch_size = check_count("mini_batch_size", mini_batch_size, 1)
+        self._fb_narrow(eta=eta, lmbda=lmbda)
         eta, lmbda = check_rate("eta", eta), check_rate("lmbda", lmbda)
         early_stopping_n = _validate.check_patience("early_stopping_n", early_stopping_n)
         lr_schedule_n = _validate.check_patience("lr_schedule_n", lr_schedule_n)
@@ -451,6 +452,7 @@ class Network(CompiledNetwork):
                 n_out = self._fb_layer_sizes()[-1]
                 return _classic.total_cost(self, classic_data(data, "columns", n_out), lmbda)
             return _classic.total_cost(self, data, lmbda, convert, vectorize)
+        self._fb_narrow(lmbda=lmbda)
         lmbda = check_rate("lmbda", lmbda)
         data, n = listed(data)
         if not n:
