@@ -115,9 +115,11 @@ class LabelsNeeded(TypeError):
 
 
 def _need_labels(what: str) -> None:
-    raise LabelsNeeded(f"{what} must hold integer class labels as y (as test_data does), "
-                       "not vectors: the classic code compares argmax(output) == y, which "
-                       "fails for a vector y; use convert=True for one-hot targets")
+    raise LabelsNeeded(f"{what} must hold integer class labels as y, numbers (int(y) for a "
+                       "label held in an array): the classic code compares argmax(output) == "
+                       "y, or one-hot encodes y with vectorized_result, and fastbp takes no "
+                       "vector or array y there (network2's accuracy(data, convert=True) and "
+                       "total_cost(data, lmbda) take one-hot targets)")
 
 
 def _finish_targets(packed: Packed, labels: Labels | None, targets: str, n_out: int,

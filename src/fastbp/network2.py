@@ -169,10 +169,10 @@ class VectorTargetError(TypeError, IndexError):
     data: the classic ``e[j]`` with an array j, an IndexError)."""
 
 
-_VECTOR_TARGETS = ("{} must hold integer class labels as y, which convert=True one-hot "
-                   "encodes (the classic code's vectorized_result: a vector y fails there "
-                   "with an IndexError, a bool sets every entry); for one-hot targets use "
-                   "convert=False")
+_VECTOR_TARGETS = ("{} must hold integer class labels as y, numbers (int(y) for a label held "
+                   "in an array), which convert=True one-hot encodes with vectorized_result "
+                   "(the classic e[y] = 1.0: a float vector y raises IndexError there, a "
+                   "bool sets every entry); for one-hot targets use convert=False")
 
 
 def _check_cost_output(cost: Any, activation: str) -> None:
