@@ -2243,3 +2243,21 @@ def test_narrow_numpy_scalar_rates_are_said_once(data):
         warnings.simplefilter("error")
         net.SGD(list(training), 1, 10, np.float64(0.5), lmbda=np.float64(0.1), verbose=False)
         network.Network(SIZES).update_mini_batch(training[:10], 3.0)
+
+
+class _OwnPrivate(network.Network):
+    def __init__(self, sizes):
+        super().__init__(sizes)
+        self._activation, self._warned, self._dtype = "tanh", "no", "mine"
+
+
+def test_a_subclass_private_attributes_survive_a_pickle():
+    """Unpickling took a subclass's own ``_activation`` (and ``_warned``, ...) for one of
+    fastbp's from before the prefix: the loaded network silently became a tanh one."""
+    import pickle
+
+    net = _OwnPrivate([3, 4, 2])
+    back = pickle.loads(pickle.dumps(net))
+    assert (back._activation, back._warned, back._dtype) == ("tanh", "no", "mine")
+    x = np.ones((3, 1))
+    np.testing.assert_array_equal(back.feedforward(x), net.feedforward(x))

@@ -1928,3 +1928,19 @@ def test_a_params_entry_that_views_its_layers_array_is_not_rebound():
         warnings.simplefilter("error")
         assert_grads(net.gradient(x, t), book.gradient(x, t))
         assert_fits_as_book(net, book, x, t, 4, iters=3, batch_size=4, learning_rate=0.5)
+
+
+class _OwnWarned(scratch.TwoLayerNet):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._warned, self._kernels = "no", "mine"
+
+
+def test_a_subclass_private_attributes_survive_a_pickle():
+    net = _OwnWarned(4, 5, 3)
+    back = pickle.loads(pickle.dumps(net))
+    assert (back._warned, back._kernels) == ("no", "mine")
+    back.params["W1"] = back.params["W1"].copy()  # (a warning: fastbp's own set is used)
+    x, t = np.random.default_rng(0).random((2, 4)), np.eye(3)[[0, 1]]
+    with pytest.warns(RuntimeWarning, match="rebound"):
+        back.gradient(x, t)

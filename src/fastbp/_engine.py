@@ -277,13 +277,24 @@ def check_own_names(cls: type) -> None:
                             "with _fb_ are fastbp's own; rename them")
 
 
+STATE_MARK = "_fb_state"  # in every state fastbp pickles since it prefixed its names
+
+
 def prefixed(state: dict, *names: str) -> dict:
     """An unpickled ``state`` with fastbp's attributes ``names`` as they are now called:
     pickles made before fastbp prefixed its own attributes with ``_fb`` (so that a
-    subclass's private names never meet fastbp's) have them unprefixed."""
-    for old in names:
-        if old in state and "_fb" + old not in state:
-            state["_fb" + old] = state.pop(old)
+    subclass's private names never meet fastbp's) have them unprefixed; newer ones carry
+    ``STATE_MARK``, and their unprefixed names are a subclass's own."""
+    if state.pop(STATE_MARK, None) is None:
+        for old in names:
+            if old in state and "_fb" + old not in state:
+                state["_fb" + old] = state.pop(old)
+    return state
+
+
+def marked(state: dict) -> dict:
+    """``state`` to pickle, marked as made with fastbp's prefixed names."""
+    state[STATE_MARK] = 1
     return state
 
 
@@ -359,7 +370,7 @@ class CompiledNetwork:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_fb_busy", None)
-        return state
+        return marked(state)
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._engine import check_own_names, prefixed, warn_slow
+from .._engine import check_own_names, marked, prefixed, warn_slow
 from . import _fused
 from .functions import cross_entropy_error, numerical_gradient, sigmoid, sigmoid_grad, softmax
 
@@ -48,6 +48,9 @@ class TwoLayerNet:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_own_names(cls)
+
+    def __getstate__(self) -> dict:
+        return marked(self.__dict__.copy())
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))

@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from .. import _core
-from .._engine import check_own_names, prefixed, warn_slow, warn_user
+from .._engine import check_own_names, marked, prefixed, warn_slow, warn_user
 from . import _fused
 from . import layers as _layers
 from .functions import numerical_gradient
@@ -74,6 +74,9 @@ class FusedNet:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_own_names(cls)
+
+    def __getstate__(self) -> dict:
+        return marked(self.__dict__.copy())
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
