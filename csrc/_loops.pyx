@@ -19,6 +19,7 @@ a (1 - a) from the stored activation, which is exactly network.py's
 from libc.math cimport exp
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport calloc, free, malloc
+from cpython.exc cimport PyErr_CheckSignals
 
 ctypedef fused real:
     float
@@ -27,6 +28,8 @@ ctypedef fused real:
 cdef enum:  # the costs (codes as in fastbp._engine)
     C_QUADRATIC = 0
     C_CROSS_ENTROPY = 1
+
+cdef int64_t POLL_EXAMPLES = 256  # examples trained between two checks for Ctrl-C
 
 QUADRATIC = C_QUADRATIC
 CROSS_ENTROPY = C_CROSS_ENTROPY
@@ -164,7 +167,7 @@ cdef _run(list weights, list biases, real[:, ::1] Y, int64_t n_in, const real *X
     """Check shapes, gather the layer pointers, allocate the work vectors, run (inputs:
     the dense X with ``n_in`` columns, else the CSR rows and ``n_in`` -1)."""
     cdef int L = len(weights), l
-    cdef int64_t n = order.shape[0], i, total = 0
+    cdef int64_t n = order.shape[0], i, total = 0, chunk, start
     cdef real[:, ::1] wl
     cdef real[::1] bl
     if L < 1 or len(biases) != L:
@@ -228,10 +231,15 @@ cdef _run(list weights, list biases, real[:, ::1] Y, int64_t n_in, const real *X
             delta[l] = work + total + sizes[l + 1]
             a[l + 1] = work + total + 2 * sizes[l + 1]
             total += 3 * sizes[l + 1]
-        with nogil:
-            sgd_steps(L, sizes, w, b, a, delta, nabla_b, nabla_w,
-                      X, indptr, indices, values, &Y[0, 0] if Y.shape[0] else NULL, &order[0] if n else NULL, n, batch,
-                      eta, lmbda, n_total, cost)
+        # a chunk of mini-batches at a time, Ctrl-C checked between chunks (a
+        # KeyboardInterrupt then leaves the parameters after the last mini-batch)
+        chunk = max(1, POLL_EXAMPLES // batch) * batch
+        for start in range(0, n, chunk):
+            with nogil:
+                sgd_steps(L, sizes, w, b, a, delta, nabla_b, nabla_w, X, indptr, indices,
+                          values, &Y[0, 0] if Y.shape[0] else NULL, &order[start],
+                          min(chunk, n - start), batch, eta, lmbda, n_total, cost)
+            PyErr_CheckSignals()
     finally:
         free(work)
         free(ptrs)

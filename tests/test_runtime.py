@@ -757,3 +757,29 @@ def test_pairs_another_thread_appends_during_sgd_are_never_removed():
         network2.Network([20, 8, 4]).SGD(data, 10**6, 10, 0.1, verbose=False)
     t.join()
     assert len(data) == 2050 and {id(p) for p in data} == ids
+
+
+def test_ctrl_c_stops_the_loops_tier_at_a_mini_batch_and_keeps_it():
+    """The compiled-loops tier ran a whole epoch without looking for Ctrl-C, and then
+    dropped the mini-batches it had trained."""
+    proc = run_script("""
+        import signal, time
+        import numpy as np
+        import fastbp
+        from fastbp import network2
+        rng = np.random.default_rng(0)
+        X = rng.random((20000, 784)); X[X < 0.8] = 0; Y = np.arange(20000) % 10
+        fastbp.set_kernels("loops")
+        net = network2.Network([784, 200, 10])
+        w0 = net.weights[0].copy()
+        signal.signal(signal.SIGALRM, signal.default_int_handler)
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        t0 = time.monotonic()
+        try:
+            net.SGD((X, Y), 30, 10, 0.1, verbose=False)  # (about a minute)
+            print("finished")
+        except KeyboardInterrupt:
+            late = time.monotonic() - t0 - 1.0
+            print("interrupted", late < 0.5, not np.array_equal(w0, net.weights[0]))
+    """, timeout=300)
+    assert proc.stdout.split() == ["interrupted", "True", "True"], proc.stdout + proc.stderr

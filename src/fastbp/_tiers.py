@@ -60,10 +60,12 @@ def loops_trainer(network: Any, wt: list, b: list) -> Callable[..., None]:
         # the book's layout: W (n_out, n_in) and b (n_out,), copied in and out
         weights = [np.ascontiguousarray(w[:, :n].T) for w, n in zip(wt, outs)]
         biases = [bl[:n].copy() for bl, n in zip(b, outs)]
-        _loops.train_csr(weights, biases, indptr, indices, values, y, order, batch, eta,
-                         lmbda, n_total, cost)
-        for w_l, b_l, w, bl, n in zip(wt, b, weights, biases, outs):
-            w_l[:, :n] = w.T
-            b_l[:n] = bl
+        try:  # (Ctrl-C: the mini-batches trained are copied out all the same)
+            _loops.train_csr(weights, biases, indptr, indices, values, y, order, batch, eta,
+                             lmbda, n_total, cost)
+        finally:
+            for w_l, b_l, w, bl, n in zip(wt, b, weights, biases, outs):
+                w_l[:, :n] = w.T
+                b_l[:n] = bl
 
     return train
