@@ -2261,3 +2261,44 @@ def test_a_subclass_private_attributes_survive_a_pickle():
     assert (back._activation, back._warned, back._dtype) == ("tanh", "no", "mine")
     x = np.ones((3, 1))
     np.testing.assert_array_equal(back.feedforward(x), net.feedforward(x))
+
+
+class _Half(np.ndarray):
+    """A target with arithmetic of its own: every ufunc result halved."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [np.asarray(i) if isinstance(i, _Half) else i for i in inputs]
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        return (result * 0.5).view(_Half) if isinstance(result, np.ndarray) else result
+
+
+def test_a_target_with_arithmetic_of_its_own_backprops_as_the_classic_code(data):
+    training, _, _ = data
+    x, y = training[0]
+    half = y.copy().view(_Half)
+    np.random.seed(2)
+    net = network.Network(SIZES)
+    np.random.seed(2)
+    ref = network_loop.Network(SIZES)
+    with pytest.warns(SlowPathWarning, match="_Half, whose arithmetic the classic a - y"):
+        got = net.backprop(x, half)
+    want = ref.backprop(x, half)
+    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    with pytest.raises(TypeError, match=r"mini_batch\[0\]: y is a .*_Half"):
+        net.update_mini_batch([(x, half)], 3.0)
+
+
+def test_masked_parameters_of_a_float32_network_stay_masked(data):
+    """The float32 classic path converted each updated parameter with np.asarray: the
+    mask was gone after the first step."""
+    training, _, _ = data
+    net = network2.Network(SIZES, dtype=np.float32)
+    mask = np.zeros(net.biases[0].shape, bool)
+    mask[0] = True
+    net.biases[0] = np.ma.masked_array(net.biases[0], mask=mask)
+    kept = float(net.biases[0].data[0, 0])
+    with pytest.warns(SlowPathWarning, match="MaskedArray"):
+        net.SGD(list(training[:40]), 1, 4, 0.5, verbose=False)
+    assert isinstance(net.biases[0], np.ma.MaskedArray) and net.biases[0].dtype == np.float32
+    assert float(net.biases[0].data[0, 0]) == kept

@@ -76,7 +76,8 @@ def _own_precision(net: Any, a: Any) -> Any:
     dtype = getattr(net, "_fb_dtype", None)
     if dtype is None or dtype == np.float64 or getattr(a, "dtype", None) == dtype:
         return a
-    a = np.asarray(a)
+    if not isinstance(a, np.ndarray):  # (an array subclass, a masked one say, keeps its
+        a = np.asarray(a)               # arithmetic: its astype keeps its type)
     return a.astype(dtype) if a.dtype.kind in "fiub" else a
 
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 
 from . import _classic, _core
-from ._packing import Packed, as_arrays, pack, pack_inputs, pairs_of
+from ._packing import Packed, as_arrays, own_arithmetic, pack, pack_inputs, pairs_of
 from ._shuffle import native as native_shuffle
 from ._shuffle import shuffle
 from ._tiers import get_kernels, loops_trainer
@@ -917,9 +917,9 @@ class CompiledNetwork:
     def backprop(self, x: Any, y: Any) -> tuple[list, list]:
         """Return ``(nabla_b, nabla_w)``, the gradient of the cost C_x for one example."""
         blocker = self._fb_backprop_blocker()
-        if blocker is None and isinstance(y, np.ma.MaskedArray):
-            blocker = ("y is a numpy.ma.MaskedArray, whose masked entries the classic a - y "
-                       "replaces by a")
+        if blocker is None and own_arithmetic(y):
+            blocker = (f"y is a {type(y).__module__}.{type(y).__name__}, whose arithmetic "
+                       "the classic a - y follows")
         if blocker is not None:
             self._fb_slow(blocker, "backprop")
             return _classic.backprop(self, x, y)  # see _classic.update_mini_batch

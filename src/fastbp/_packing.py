@@ -254,16 +254,23 @@ def whole_labels(Y: np.ndarray, what: str) -> np.ndarray:
     return Y.astype(np.int64)
 
 
+def own_arithmetic(y: Any) -> bool:
+    """``y`` is an array subclass whose arithmetic the classic ``a - y`` follows (a masked
+    array: ``a`` where ``y`` is masked), not the plain values fastbp packs (a memory map's
+    are plain)."""
+    return isinstance(y, np.ndarray) and type(y) not in (np.ndarray, np.memmap)
+
+
 def _refuse_masked_targets(items: list, what: str) -> None:
-    """A masked array as a target: the classic ``a - y`` gives a masked array holding
-    ``a`` where ``y`` is masked, which its products then use, and its updates leave the
-    masked biases as they were; fastbp packs plain values."""
+    """Training targets of an array subclass with arithmetic of its own: the classic
+    ``a - y`` follows it (a masked array: ``a`` where ``y`` is masked, its updates then
+    leaving the masked biases as they were); fastbp packs plain values."""
     for i, (_, y) in enumerate(items):
-        if isinstance(y, np.ma.MaskedArray):
-            raise TypeError(f"{what}[{i}]: y is a numpy.ma.MaskedArray, whose masked "
-                            "entries the classic a - y replaces by a (and its updates keep "
-                            "unchanged): fastbp does not compute that; pass y.filled(...) "
-                            "or a plain array")
+        if own_arithmetic(y):
+            raise TypeError(f"{what}[{i}]: y is a {type(y).__module__}.{type(y).__name__}, "
+                            "whose arithmetic the classic a - y follows (a masked one: a "
+                            "where y is masked): fastbp does not compute that; pass "
+                            "np.asarray(y) (or y.filled(...)) for plain values")
 
 
 def pairs_of(X: np.ndarray, Y: np.ndarray, onehot: int = 0, what: str = "data") -> list:
