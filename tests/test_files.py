@@ -386,3 +386,37 @@ def test_load_of_a_number_too_long_to_convert_names_the_file(tmp_path):
     path.write_text('{"sizes": [' + "9" * 5000 + "]}")
     with pytest.raises(ValueError, match=r"huge.json: not a saved network \(Exceeds"):
         network2.load(path)
+
+
+DENSE_SIGNALS = """
+import os, signal, sys, time
+from fastbp._files import atomic_open
+directory, busy = sys.argv[1], [False]
+
+def handler(signum, frame):  # a save on every timer tick, landing anywhere in the loop's
+    if busy[0]:
+        return
+    busy[0] = True
+    with atomic_open(os.path.join(directory, "ckpt.json")) as f:
+        f.write("inner")
+    busy[0] = False
+
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+end = time.monotonic() + 2
+while time.monotonic() < end:
+    with atomic_open(os.path.join(directory, "ckpt.json")) as f:
+        f.write("outer")
+signal.setitimer(signal.ITIMER_REAL, 0)
+print("done", flush=True)
+"""
+
+
+def test_saves_nested_anywhere_in_a_save_never_wait_for_it(tmp_path):
+    """The directory was marked as this thread's after the flock and unmarked before the
+    close: a handler's save landing in either window waited for its own lock forever."""
+    proc = subprocess.run([sys.executable, "-c", DENSE_SIGNALS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=_child_env())
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert names(tmp_path) == ["ckpt.json"]
+    assert (tmp_path / "ckpt.json").read_text() in ("inner", "outer")

@@ -188,28 +188,35 @@ def _directory_lock(directory: str) -> Iterator[bool]:
     it, say a signal handler saving while the code it interrupted saves)."""
     fd = -1
     held: set = _HELD.__dict__.setdefault("dirs", set())
-    key = None
+    mine = None  # the directory this save marked as held by its thread
+    locked = False
     if fcntl is not None:
         try:
             fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) not in held:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                key = (st.st_dev, st.st_ino)
+            key = (st.st_dev, st.st_ino)
+            if key not in held:
+                # marked before the flock and unmarked after the close: a save nested at
+                # any moment in between (a signal handler's) never waits for this one
                 held.add(key)
+                mine = key
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                locked = True
         except BaseException as exc:
             if not isinstance(exc, OSError):  # e.g. Ctrl-C while waiting for the lock
                 if fd >= 0:
                     os.close(fd)
+                if mine is not None:
+                    held.discard(mine)
                 raise
             # an unreadable directory, or no flock on this file system: no turns
     try:
-        yield key is not None
+        yield locked
     finally:
-        if key is not None:
-            held.discard(key)
         if fd >= 0:
             os.close(fd)  # releases the lock
+        if mine is not None:
+            held.discard(mine)
 
 
 def _fsync_directory(directory: str) -> None:
