@@ -81,11 +81,15 @@ def labelled(n: int = 4) -> list:
 
 
 def clean(call, *names: str):
-    """Run ``call``: success, or a ValueError/TypeError naming one of ``names``."""
+    """Run ``call``: success, or a ValueError/TypeError naming one of ``names`` (or, for a
+    huge eta or lmbda, the clear FloatingPointError of a diverged training)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a thread count clamped with a warning
             return call()
+    except FloatingPointError as exc:
+        assert "diverged" in str(exc) and any(n in ("eta", "lmbda") for n in names), exc
+        return exc
     except (ValueError, TypeError) as exc:
         text = str(exc)
         assert not any(r in text for r in RAW), f"raw message: {type(exc).__name__}: {text}"

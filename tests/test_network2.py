@@ -925,3 +925,16 @@ def test_long_double_data_is_refused_naming_it(where):
     for call in calls:
         with pytest.raises(TypeError, match="long double.*astype"):
             call()
+
+
+@pytest.mark.parametrize("j", [10, -11, 2.0, "3"])
+def test_network2_vectorized_result_fails_as_the_classic_does(j):
+    """The classic network2's ``e[j] = 1.0`` raises IndexError; fastbp's clear errors are
+    IndexErrors too (they were plain ValueError/TypeError), and -1 counts from the end."""
+    with pytest.raises(IndexError):
+        np.zeros((10, 1))[j] = 1.0
+    with pytest.raises(IndexError, match="j must"):
+        network2.vectorized_result(j)
+    assert network2.vectorized_result(-1)[9, 0] == 1.0
+    with pytest.raises(IndexError, match="outside 0..9"):
+        network2.Network([4, 3, 10]).total_cost([(np.zeros((4, 1)), 10)], 0.0, convert=True)

@@ -151,12 +151,21 @@ def as_list(name: str, data: Any) -> list:
     return items
 
 
+class DigitTypeError(TypeError, IndexError):
+    """Not an integer digit (the classic ``e[j] = 1.0`` raises IndexError)."""
+
+
+class DigitRangeError(ValueError, IndexError):
+    """A digit out of range (the classic ``e[j] = 1.0`` raises IndexError)."""
+
+
 def check_digit(name: str, value: Any, n: int = 10) -> int:
-    """A class index 0 <= value < n (e.g. the digit of ``vectorized_result``)."""
+    """A class index -n <= value < n (e.g. the digit of ``vectorized_result``; a negative
+    one counts from the end, as the classic ``e[j]`` does)."""
     if not _is_integer(value):
-        raise TypeError(f"{name} must be an integer from 0 to {n - 1}, got {value!r}")
-    if not 0 <= value < n:
-        raise ValueError(f"{name} must be from 0 to {n - 1}, got {value}")
+        raise DigitTypeError(f"{name} must be an integer from 0 to {n - 1}, got {value!r}")
+    if not -n <= value < n:
+        raise DigitRangeError(f"{name} must be from 0 to {n - 1}, got {value}")
     return int(value)
 
 

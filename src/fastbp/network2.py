@@ -660,9 +660,9 @@ def _onehot10(packed: Packed, n_out: int, what: str) -> np.ndarray:
                               "convert=True one-hot encodes labels with vectorized_result, "
                               "which needs integers (the classic e[j] raises IndexError)")
     bad = np.flatnonzero((labels < -10) | (labels >= 10))
-    if bad.size:
-        raise ValueError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside 0..9 "
-                         "(vectorized_result cannot encode it)")
+    if bad.size:  # (the classic e[j]: an IndexError)
+        raise _validate.DigitRangeError(f"{what}[{bad[0]}]: label {labels[bad[0]]} is outside "
+                                        "0..9 (vectorized_result cannot encode it)")
     Y = np.zeros((labels.size, 10))
     Y[np.arange(labels.size), labels] = 1.0  # a negative label counts from the end, as e[j]
     return Y
