@@ -1944,3 +1944,16 @@ def test_a_subclass_private_attributes_survive_a_pickle():
     x, t = np.random.default_rng(0).random((2, 4)), np.eye(3)[[0, 1]]
     with pytest.warns(RuntimeWarning, match="rebound"):
         back.gradient(x, t)
+
+
+def test_a_fit_diverging_in_a_later_chunk_keeps_the_parameters_from_before_fit(monkeypatch):
+    from fastbp.scratch import networks
+
+    monkeypatch.setattr(networks, "FIT_CHUNK", 10)
+    np.random.seed(0)
+    x, t = np.random.rand(50, 8) * 10, np.eye(4)[np.random.randint(0, 4, 50)]
+    net = scratch.MultiLayerNet(8, [20, 20], 4, weight_init_std=1.0)
+    before = {key: a.copy() for key, a in net.params.items()}
+    with pytest.raises(FloatingPointError, match="params keep their values from before fit"):
+        net.fit(x, t, batch_size=10, iters=200, learning_rate=1e100)
+    assert all(np.array_equal(before[key], net.params[key]) for key in before)

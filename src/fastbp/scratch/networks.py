@@ -557,11 +557,20 @@ class FusedNet:
         # iterations at a time (the same numbers: the draws are consecutive), so that a
         # long run needs no index array of its full length
         per_chunk = max(1, FIT_CHUNK // int(batch_size))
-        for start in range(0, int(iters), per_chunk):
-            count = min(per_chunk, int(iters) - start)
-            order = np.random.choice(n, count * int(batch_size)).astype(np.int64)
-            self._fb_kernels.train(self.params, rows, Y, order, int(batch_size), lr,
-                                   float(self._fb_lambda()))
+        starts = range(0, int(iters), per_chunk)
+        # (a divergence restores the parameters from before fit, whichever chunk it is in)
+        before = [a.copy() for a in self.params.values()] if len(starts) > 1 else None
+        try:
+            for start in starts:
+                count = min(per_chunk, int(iters) - start)
+                order = np.random.choice(n, count * int(batch_size)).astype(np.int64)
+                self._fb_kernels.train(self.params, rows, Y, order, int(batch_size), lr,
+                                       float(self._fb_lambda()))
+        except FloatingPointError:
+            if before is not None:
+                for a, kept in zip(self.params.values(), before):
+                    a[...] = kept
+            raise
         # the layers kept nothing from this run's batches (nor dW/db of its last one)
         self._fb_forget_forward(True, (None, None))
 
