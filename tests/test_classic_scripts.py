@@ -2302,3 +2302,19 @@ def test_masked_parameters_of_a_float32_network_stay_masked(data):
         net.SGD(list(training[:40]), 1, 4, 0.5, verbose=False)
     assert isinstance(net.biases[0], np.ma.MaskedArray) and net.biases[0].dtype == np.float32
     assert float(net.biases[0].data[0, 0]) == kept
+
+
+@pytest.mark.parametrize("cost", ["QuadraticCost", "LogLikelihoodCost"])
+def test_an_overflowing_relu_backprop_gives_the_classic_nan(cost):
+    """The overflow fallback went to the kernels, whose relu' * inf is 0 where the classic
+    inf * 0 is NaN."""
+    np.random.seed(3)
+    f = network2.Network([4, 3, 2], cost=getattr(network2, cost), activation="relu")
+    c = network2_loop.Network([4, 3, 2], cost=getattr(network2_loop, cost), activation="relu")
+    f.weights = [w * 1e200 for w in f.weights]
+    c.weights, c.biases = [w.copy() for w in f.weights], [b.copy() for b in f.biases]
+    x, y = np.random.rand(4, 1), np.array([[1.0], [0.0]])
+    with np.errstate(all="ignore"):
+        got, want = f.backprop(x, y), c.backprop(x, y)
+    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+        np.testing.assert_array_equal(a, b)

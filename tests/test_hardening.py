@@ -341,3 +341,10 @@ def test_a_parameter_whose_shape_lies_is_refused_not_broadcast():
         net.feedforward(np.arange(4.0).reshape(4, 1))
     with pytest.raises(ValueError, match=r"weights\[0\] has shape \(3, 1\)"):
         net.SGD([(np.ones((4, 1)), np.ones((2, 1)))], 1, 1, 0.1, verbose=False)
+
+
+def test_a_bias_whose_shape_lies_is_refused_too():
+    net = network2.Network([4, 3, 2])
+    net.biases = [_LyingShape((3, 1), np.random.randn(1, 3)), net.biases[1]]
+    with pytest.raises(ValueError, match=r"biases\[0\] \(1, 3\) as arrays"):
+        net.feedforward(np.ones((4, 1)))

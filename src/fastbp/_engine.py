@@ -571,11 +571,14 @@ class CompiledNetwork:
         wt, b = [], []
         for l, (w, bl) in enumerate(zip(self.weights, self.biases)):
             n_in, n_out = sizes[l], sizes[l + 1]
+            told = getattr(bl, "shape", None)
             w, bl = np.asarray(w), np.asarray(bl)
             if w.dtype.kind not in "fiu" or bl.dtype.kind not in "fiu":
                 raise TypeError(f"weights[{l}] and biases[{l}] must be real-valued arrays")
-            if w.shape != (n_out, n_in) or bl.size != n_out:  # (an object whose .shape,
-                # which the sizes were read from, is not its array's: never broadcast)
+            if (w.shape != (n_out, n_in) or bl.size != n_out
+                    or (told is not None and tuple(told) != bl.shape)):
+                # (an object whose .shape, which the sizes were read from, is not its
+                # array's: never broadcast)
                 raise ValueError(f"weights[{l}] has shape {w.shape} and biases[{l}] "
                                  f"{bl.shape} as arrays, expected ({n_out}, {n_in}) and "
                                  f"({n_out}, 1)")
@@ -979,8 +982,12 @@ class CompiledNetwork:
             else:
                 ok = _core.bias_activate(z, b, act, softmax and l == last)
                 a = z
-            if not ok:  # NaN or inf parameters, or an overflowed product: the general
-                return None  # path tells them apart (the sigmoid of inf is 1)
+            if not ok:  # NaN or inf parameters (the general path refuses them), or
+                # finite ones whose product overflowed: NumPy's inf and NaN arithmetic
+                # then decides (inf * 0 is NaN where a relu is off), as in the classic code
+                if error is None and all(np.isfinite(p).all() for p in weights + biases):
+                    return cast(tuple, _classic.backprop(self, x, y))
+                return None
             activations.append(a)
         if error is None:
             if y_col.shape != activations[-1].shape:
