@@ -2318,3 +2318,24 @@ def test_an_overflowing_relu_backprop_gives_the_classic_nan(cost):
         got, want = f.backprop(x, y), c.backprop(x, y)
     for a, b in zip(got[0] + got[1], want[0] + want[1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_list_whose_setitem_stores_other_pairs_trains_on_what_it_stores():
+    """The classic SGD shuffles through the list's own ``__setitem__`` and slices what it
+    stored; fastbp swapped through it but trained on its snapshot."""
+
+    class Normalising(list):
+        def __setitem__(self, i, v):
+            list.__setitem__(self, i, (v[0] / v[0].max(), v[1]))
+
+    rng = np.random.default_rng(1)
+    pairs = [(rng.random((6, 1)), np.eye(3)[:, [i % 3]]) for i in range(12)]
+
+    def script(mod):
+        net = mod.Network([6, 5, 3])
+        data = Normalising(pairs)
+        net.SGD(data, 3, 4, 0.5)
+        return [net], [float(x.max()) for x, _ in data]
+
+    got, want = compare(script, network, network_loop)
+    assert got == want

@@ -1161,11 +1161,12 @@ class Epoch:
         """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
         ``rng``): on the index permutation, the caller's list then reordered to match.
         True if it ran user code (a replaced shuffle, which may have edited the data)."""
-        if native_shuffle(rng):
-            before = self.perm.copy()
+        if native_shuffle(rng) and not self._own_setitem():
             shuffle(self.perm, rng)
-            self.reorder_caller(before)
+            self.reorder_caller()
             return False
+        # (a replaced shuffle, or a sequence with its own __setitem__, which random.shuffle
+        # calls as it swaps: it may store other pairs than it is given)
         self.user_code_runs()
         if self.arrays is None:
             self._shuffle_items(rng)
@@ -1201,33 +1202,26 @@ class Epoch:
         if self.caller is None:  # (a private list: what it holds now is the data)
             self._rebase(list(items))
 
-    def reorder_caller(self, before: np.ndarray) -> None:
-        """Put the caller's list, which holds the pairs in the order ``before`` (indices
-        into the pairs), in the current order, as the classic shuffle reorders it."""
+    def _own_setitem(self) -> bool:
+        """The caller's sequence has a ``__setitem__`` of its own (not a list's or a
+        ``UserList``'s)."""
+        kind = type(self.caller)
+        return self.caller is not None and not (
+            (issubclass(kind, list) and kind.__setitem__ is list.__setitem__)
+            or (issubclass(kind, UserList) and kind.__setitem__ is UserList.__setitem__))
+
+    def reorder_caller(self) -> None:
+        """Put the caller's list (a list, or a ``UserList``, with the stock
+        ``__setitem__``) in the current order, as the classic shuffle reorders it."""
         caller = self.caller
         if caller is None:
             return
         if len(caller) != self.n:  # (another thread appended, say): every item is kept
             raise _length_changed(self.n, len(caller))
-        if isinstance(caller, list) and type(caller).__setitem__ is list.__setitem__:
-            caller[:self.n] = self.items()  # (an item appended meanwhile stays)
-        elif isinstance(caller, UserList) and type(caller).__setitem__ is UserList.__setitem__:
+        if isinstance(caller, UserList):
             caller.data[:self.n] = self.items()
-        else:  # by swaps, as random.shuffle writes (no slices): stopped part-way (Ctrl-C,
-            # an exception), the list still holds every pair but at most one
-            where = np.empty(self.n, dtype=np.int64)
-            where[before] = np.arange(self.n)
-            source = where[self.perm].tolist()  # position i takes the pair at source[i]
-            done = bytearray(self.n)
-            for start in range(self.n):
-                j = start
-                while not done[j]:
-                    done[j] = 1
-                    k = source[j]
-                    if k == start:
-                        break
-                    caller[j], caller[k] = caller[k], caller[j]
-                    j = k
+        else:
+            caller[:self.n] = self.items()  # (an item appended meanwhile stays)
 
     def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
