@@ -545,7 +545,7 @@ def test_a_weight_decay_that_is_no_number_is_refused_as_the_book_fails(lam, call
         getattr(net, call)(x, t)
 
 
-@pytest.mark.parametrize("lam", [-0.5, True, np.float32(0.25), 2])
+@pytest.mark.parametrize("lam", [-0.5, True, np.float32(0.25), 2, np.array(0.1)])
 def test_a_weight_decay_set_later_counts_as_the_books(lam):
     net, book = twins("MultiLayerNet", 5, [4], 3)
     rng = np.random.default_rng(3)

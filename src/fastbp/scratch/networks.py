@@ -268,6 +268,8 @@ class FusedNet:
         if not self._fb_BOOK_DECAY:
             return 0
         lam = self.weight_decay_lambda
+        if isinstance(lam, np.ndarray) and lam.ndim == 0:  # (a number to NumPy, as to
+            lam = lam[()]                                  # the book's formula)
         if not isinstance(lam, (int, float, np.number)) or isinstance(lam, complex):
             # (the book's 0.5 * lambda * sum(W**2) raises for None, or works out something
             # other than a weight decay)
