@@ -998,7 +998,7 @@ def test_a_list_whose_slices_are_its_own_is_refused():
             return list.__getitem__(self, k)
 
     net = network.Network(SIZES)
-    with pytest.raises(TypeError, match="Augmented with its own __getitem__"):
+    with pytest.raises(TypeError, match="of type Augmented, with its own __getitem__"):
         net.SGD(Augmented(make_data(23, SIZES, 20, onehot=True)), 1, 10, 3.0)
 
 
@@ -1250,7 +1250,7 @@ def test_odd_sequences_train_as_the_classic_sgd_reads_them():
         def __len__(self):
             return 10
 
-    with pytest.raises(TypeError, match="Counted with its own __len__"):
+    with pytest.raises(TypeError, match="of type Counted, with its own __len__"):
         network.Network(SIZES).SGD(Counted(data), 1, 10, 3.0, verbose=False)
 
     class Slotted(network.Network):
@@ -1482,7 +1482,7 @@ def test_a_sequence_whose_slices_are_not_its_items_is_refused():
                 return [(x * 2, y) for x, y in self.items[i]]
             return self.items[i]
 
-    with pytest.raises(TypeError, match="Augmenting whose slices are not its items"):
+    with pytest.raises(TypeError, match="of type Augmenting, has slices that are not its items"):
         network.Network(SIZES).SGD(Augmenting(make_data(44, SIZES, 20, onehot=True)), 1, 10,
                                    3.0, verbose=False)
 

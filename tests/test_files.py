@@ -420,3 +420,11 @@ def test_saves_nested_anywhere_in_a_save_never_wait_for_it(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
     assert names(tmp_path) == ["ckpt.json"]
     assert (tmp_path / "ckpt.json").read_text() in ("inner", "outer")
+
+
+def test_a_directory_at_the_fixed_temporary_name_does_not_stop_a_save(tmp_path):
+    """It made the save fail with an error naming the temporary file, not the target."""
+    (tmp_path / f".net.json{TMP_SUFFIX}").mkdir()
+    small_net().save(tmp_path / "net.json")
+    assert network2.load(tmp_path / "net.json").sizes == [5, 4, 3]
+    assert names(tmp_path) == [f".net.json{TMP_SUFFIX}", "net.json"]

@@ -437,7 +437,7 @@ class CompiledNetwork:
             if kind not in (list, tuple) and (
                     kind.__iter__ not in (list.__iter__, tuple.__iter__)
                     or kind.__getitem__ not in (list.__getitem__, tuple.__getitem__)):
-                return (f"{name} is a {kind.__name__} with its own __iter__ or __getitem__, "
+                return (f"{name} is of type {kind.__name__}, with its own __iter__ or __getitem__, "
                         "through which the classic code reads the parameters")
             for l, a in enumerate(arrays):
                 if isinstance(a, np.ndarray) and type(a) not in (np.ndarray, np.memmap):
@@ -1359,15 +1359,16 @@ def _shuffled_in_place(data: Any) -> bool:
     if not isinstance(data, (list, UserList)):  # its own __getitem__: slices as items?
         n = len(data)
         if not _core.same_objects(list(data[0:n]), [data[i] for i in range(n)]):
-            raise TypeError(f"training_data is a {type(data).__name__} whose slices are not "
-                            "its items: the classic SGD trains on the slices, fastbp on the "
-                            "items; pass list(training_data), or an (X, Y) pair of arrays")
+            raise TypeError(f"training_data, of type {type(data).__name__}, has slices that "
+                            "are not its items: the classic SGD trains on the slices, fastbp "
+                            "on the items; pass list(training_data), or an (X, Y) pair of "
+                            "arrays")
     if isinstance(data, (list, UserList)):
         base = list if isinstance(data, list) else UserList
         for name in ("__getitem__", "__len__"):
             if getattr(type(data), name) is not getattr(base, name):
                 raise TypeError(
-                    f"training_data is a {type(data).__name__} with its own {name}: the "
+                    f"training_data is of type {type(data).__name__}, with its own {name}: the "
                     "classic SGD takes its mini-batches by slicing it (and its size from "
                     "len), fastbp trains on its items; pass list(training_data), or an "
                     "(X, Y) pair of arrays")

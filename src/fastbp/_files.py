@@ -129,10 +129,9 @@ def atomic_open(path: Any, mode: str = "w", *, encoding: str | None = "utf-8",
     target = resolve_target(name, what, probe=False)
     directory, base = os.path.split(target)
     with _directory_lock(directory) as turn:
-        if turn:
-            tmp = os.path.join(directory, f".{base}{TMP_SUFFIX}")
-            _remove_stale(tmp)
-        else:  # (no turns taken: a name no other save uses)
+        tmp = os.path.join(directory, f".{base}{TMP_SUFFIX}")
+        if not (turn and _remove_stale(tmp)):  # (no turn taken, or something that is no
+            # killed save's file at the fixed name: a name no other save uses)
             tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}{TMP_SUFFIX}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
             | getattr(os, "O_CLOEXEC", 0)
@@ -172,10 +171,16 @@ def _keep_metadata(fd: int, target: str) -> None:
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))  # chown may clear setgid bits
 
 
-def _remove_stale(tmp: str) -> None:
-    """Remove what a killed save left (only ever our fixed name; we hold the lock)."""
-    with contextlib.suppress(FileNotFoundError):
+def _remove_stale(tmp: str) -> bool:
+    """Remove what a killed save left (only ever our fixed name; we hold the lock); False
+    if something else is there that cannot be removed (a directory, say)."""
+    try:
         os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
 
 
 _HELD = threading.local()  # .dirs: the directories (st_dev, st_ino) this thread holds
