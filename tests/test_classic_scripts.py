@@ -2151,22 +2151,6 @@ def test_a_weights_list_that_prunes_on_read_is_read_through(data, kind):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_masked_targets_backprop_as_the_classic_code_and_are_refused_for_training(data):
-    training, _, _ = data
-    x, y = training[0]
-    masked = np.ma.masked_array(y, mask=np.arange(10).reshape(10, 1) % 3 == 0)
-    np.random.seed(1)
-    net = network.Network(SIZES)
-    np.random.seed(1)
-    ref = network_loop.Network(SIZES)
-    with pytest.warns(SlowPathWarning, match="MaskedArray"):
-        got = net.backprop(x, masked)
-    for a, b in zip(got[0] + got[1], [*ref.backprop(x, masked)[0], *ref.backprop(x, masked)[1]]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
-    with pytest.raises(TypeError, match=r"mini_batch\[0\]: y is a numpy.ma.MaskedArray"):
-        net.update_mini_batch([(x, masked)], 3.0)
-
-
 @pytest.mark.parametrize("mod", [network, network2], ids=["network", "network2"])
 def test_finite_parameters_whose_product_overflows_compute_as_the_classic_code(mod):
     """z = 1e200 * 1e200 overflows to inf, whose sigmoid is 1: the one-column
@@ -2272,21 +2256,30 @@ class _Half(np.ndarray):
         return (result * 0.5).view(_Half) if isinstance(result, np.ndarray) else result
 
 
-def test_a_target_with_arithmetic_of_its_own_backprops_as_the_classic_code(data):
+@pytest.mark.parametrize("seed, make, warned, refused", [
+    (1, lambda y: np.ma.masked_array(y, mask=np.arange(10).reshape(10, 1) % 3 == 0),
+     "MaskedArray", r"mini_batch\[0\]: y is a numpy.ma.MaskedArray"),
+    (2, lambda y: y.copy().view(_Half), "_Half, whose arithmetic the classic a - y",
+     r"mini_batch\[0\]: y is a .*_Half"),
+], ids=["masked", "own-ufuncs"])
+def test_a_target_with_arithmetic_of_its_own_backprops_as_the_classic_code(data, seed, make,
+                                                                            warned, refused):
+    """A masked target (or any array subclass with arithmetic of its own): backprop runs
+    the classic code, whose a - y follows it; training refuses it."""
     training, _, _ = data
     x, y = training[0]
-    half = y.copy().view(_Half)
-    np.random.seed(2)
+    target = make(y)
+    np.random.seed(seed)
     net = network.Network(SIZES)
-    np.random.seed(2)
+    np.random.seed(seed)
     ref = network_loop.Network(SIZES)
-    with pytest.warns(SlowPathWarning, match="_Half, whose arithmetic the classic a - y"):
-        got = net.backprop(x, half)
-    want = ref.backprop(x, half)
+    with pytest.warns(SlowPathWarning, match=warned):
+        got = net.backprop(x, target)
+    want = ref.backprop(x, target)
     for a, b in zip(got[0] + got[1], want[0] + want[1]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
-    with pytest.raises(TypeError, match=r"mini_batch\[0\]: y is a .*_Half"):
-        net.update_mini_batch([(x, half)], 3.0)
+    with pytest.raises(TypeError, match=refused):
+        net.update_mini_batch([(x, target)], 3.0)
 
 
 def test_masked_parameters_of_a_float32_network_stay_masked(data):

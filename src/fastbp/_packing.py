@@ -97,7 +97,7 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     else:
         packed = _pack_inputs(_stack(items, 0, n_in, what, "x"), dtype, what, nthreads)
         if want_y:
-            _refuse_masked_targets(items, what)
+            _refuse_own_arithmetic(items, what)
             packed.y = _float_matrix(_stack(items, 1, n_out, what, "y"), dtype, what, "y")
             # (the classic cross-entropy's -y wraps around for them: see network2)
             packed.unsigned_y = next((i for i, (_, y) in enumerate(items)
@@ -261,7 +261,7 @@ def own_arithmetic(y: Any) -> bool:
     return isinstance(y, np.ndarray) and type(y) not in (np.ndarray, np.memmap)
 
 
-def _refuse_masked_targets(items: list, what: str) -> None:
+def _refuse_own_arithmetic(items: list, what: str) -> None:
     """Training targets of an array subclass with arithmetic of its own: the classic
     ``a - y`` follows it (a masked array: ``a`` where ``y`` is masked, its updates then
     leaving the masked biases as they were); fastbp packs plain values."""

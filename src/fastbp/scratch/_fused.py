@@ -25,7 +25,10 @@ from .._engine import (
     LOG_LIKELIHOOD,
     aligned_empty,
     aligned_zeros,
+    check_own_names,
     eval_threads,
+    marked,
+    prefixed,
     threads_for,
     warn_user,
 )
@@ -246,6 +249,22 @@ def _refuse_nonfinite(params: dict, keys: list[str], arrays: list[np.ndarray]) -
     for key, a in zip(keys, arrays):
         if not _core.all_finite([a]):
             raise NonFiniteParams(f"{_name(params, key)} contains NaN or inf")
+
+
+class ScratchNet:
+    """What the fastbp.scratch networks share about names: fastbp's attributes start with
+    ``_fb_`` (a subclass defining one is refused), and pickles made before that prefix
+    (``_kernels``, ``_warned``) load."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_own_names(cls)
+
+    def __getstate__(self) -> dict:
+        return marked(self.__dict__.copy())
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
 
 
 class Kernels:

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._engine import check_own_names, marked, prefixed, warn_slow
+from .._engine import warn_slow
 from . import _fused
 from .functions import cross_entropy_error, numerical_gradient, sigmoid, sigmoid_grad, softmax
 
@@ -30,7 +30,7 @@ __all__ = ["TwoLayerNet"]
 _FUNCTIONS = {"sigmoid": sigmoid, "sigmoid_grad": sigmoid_grad, "softmax": softmax}
 
 
-class TwoLayerNet:
+class TwoLayerNet(_fused.ScratchNet):
     """Affine -> sigmoid -> Affine -> softmax, with the cross-entropy error; weights drawn
     as ``weight_init_std * np.random.randn(in, out)``, biases zero."""
 
@@ -44,16 +44,6 @@ class TwoLayerNet:
         self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
         self.params["b2"] = np.zeros(output_size)
         self._fb_kernels = _fused.Kernels(sizes, "sigmoid", self)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_own_names(cls)
-
-    def __getstate__(self) -> dict:
-        return marked(self.__dict__.copy())
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
 
     def _fb_blocker(self, x: Any, t: Any = None) -> str | None:
         """Why the kernels would not compute what the book's method does here, or None

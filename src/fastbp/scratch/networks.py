@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from .. import _core
-from .._engine import check_own_names, marked, prefixed, warn_slow, warn_user
+from .._engine import warn_slow, warn_user
 from . import _fused
 from . import layers as _layers
 from .functions import numerical_gradient
@@ -49,7 +49,7 @@ def _same_array(p: Any, a: Any) -> bool:
                       and p.dtype == a.dtype
                       and p.__array_interface__["data"][0] == a.__array_interface__["data"][0])
 
-class FusedNet:
+class FusedNet(_fused.ScratchNet):
     """What both networks share: the fused predict/loss/accuracy/gradient and ``fit``.
 
     Subclasses draw ``params`` as the book does, then call ``_setup(sizes, activation)``
@@ -70,16 +70,6 @@ class FusedNet:
     _fb_kernels: _fused.Kernels
     _fb_ACTIVATION_NAME = "Activation_function"  # layers' key prefix for the hidden activations
     _fb_BOOK_DECAY = True  # the book's loss and gradient add the weight-decay terms (even for 0)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        check_own_names(cls)
-
-    def __getstate__(self) -> dict:
-        return marked(self.__dict__.copy())
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(prefixed(dict(state), "_kernels", "_warned"))
 
     def _fb_setup(self, sizes: list[int], activation: str) -> None:
         self._fb_kernels = _fused.Kernels(sizes, activation, self)
