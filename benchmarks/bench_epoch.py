@@ -77,3 +77,23 @@ def test_implementations_agree(data, sizes):
             kwargs = {} if impl in ("matrix", "rows") else {"dtype": dtype}
             _, w = bl.RUNNERS[impl](sub, sizes, 10, **kwargs)
             assert bl.max_weight_difference(w, ref) < tol, (impl, dtype)
+
+
+@pytest.mark.parametrize("order", ["shuffled", "stored"])
+def test_epoch_input_order(benchmark, data, order):
+    """The fused kernel alone over the same packed rows in SGD's shuffled order or in
+    stored order: the difference is what reading shuffled inputs from memory costs."""
+    benchmark.group = "fused epoch (kernel only), 784-30-10, batch 10, 2 threads: input order"
+    epoch, _ = bl.prepare_input_order(data, order, threads=2)
+    benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
+
+
+def test_report_input_order_section(data):
+    """The report's paragraph on input order renders from a real measurement."""
+    import report
+
+    times = bl.input_order(data.subset(2_000), repeats=1, threads=(1,))
+    assert set(times[1]) == {"shuffled", "stored"} and times["bytes"] > 0
+    assert all(v > 0 for v in times[1].values())
+    text = report.order_section(times)
+    assert "| 1 |" in text and "stored order" in text

@@ -639,6 +639,53 @@ def machine_limits(data: BenchData, threads: tuple = (1, 2)) -> dict:
     return out
 
 
+def prepare_input_order(data: BenchData, order: str, threads: int = 1,
+                        sizes: Any = MAIN_SIZES, batch: int = 10,
+                        seed: int = 0) -> tuple[Callable, int]:
+    """One fused epoch (the kernel alone: no packing, no shuffle) over ``data`` packed
+    once, with the rows in SGD's shuffled order (``order="shuffled"``) or in stored order
+    ("stored"), each call from the same initial weights.  Also the packed inputs' size in
+    bytes."""
+    from fastbp import _core, network
+
+    np.random.seed(seed)
+    net = network.Network(list(sizes))
+    packed = net._fb_pack((data.X, data.labels), "train", "training data")
+    rows = (np.asarray(shuffled_order(data.n, seed), dtype=np.int64) if order == "shuffled"
+            else np.arange(data.n, dtype=np.int64))
+
+    def epoch() -> None:
+        wt, b = net._fb_params()
+        handle = net._fb_net(wt, b, list(sizes))
+        _core.train(handle, packed.indptr, packed.split, packed.indices, packed.values,
+                    packed.y, rows, batch, ETA, 0.0, float(data.n), threads)
+
+    return epoch, packed.indices.nbytes + packed.values.nbytes
+
+
+def input_order(data: BenchData, repeats: int = 3, threads: tuple = (1, 2)) -> dict:
+    """Seconds per fused epoch ([784,30,10], mini-batch 10; medians of ``repeats``, the
+    two orders interleaved) over the same packed rows in SGD's shuffled order and in
+    stored order, per thread count: the same work, but in stored order the hardware
+    streams the inputs from memory instead of fetching each sample's rows at a random
+    place.  The difference is what reading the shuffled inputs costs the epoch.  Also
+    the packed inputs' size ("bytes", and "bytes_per_sample")."""
+    out: dict = {}
+    for t in threads:
+        epochs = {}
+        for name in ("shuffled", "stored"):
+            epochs[name], size = prepare_input_order(data, name, t)
+        times: dict = {name: [] for name in epochs}
+        for _ in range(repeats):
+            for name, epoch in epochs.items():
+                t0 = time.perf_counter()
+                epoch()
+                times[name].append(time.perf_counter() - t0)
+        out[t] = {name: float(np.median(v)) for name, v in times.items()}
+    out.update(bytes=size, bytes_per_sample=size / data.n)
+    return out
+
+
 def overhead_floor(impl: str, n: int, batch: int = 10, seed: int = 0) -> float:
     """Seconds per sample of a reference implementation ("loop", "matrix" or "rows") on
     a [1,1,1] network: the same code, the same NumPy calls, almost no arithmetic; what
