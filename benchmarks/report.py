@@ -717,9 +717,11 @@ def order_section(times: dict) -> str:
         + table(["threads", "epoch, shuffled order", "epoch, stored order",
                  "cost of the shuffled reads"], rows)
         + f"\n\nSo {min(shares):.0%}–{max(shares):.0%} of a fused epoch is spent waiting "
-        "for the shuffled inputs, although the kernels ask for each mini-batch's rows one "
-        "mini-batch ahead (software prefetch).  Training in stored order is no fix: the "
-        "shuffle is part of the algorithm (and of network.py's results).")
+        "for the shuffled inputs, although each thread reads where its rows begin and end "
+        "two mini-batches ahead, so that their pages are mapped by the time it needs them "
+        "(software prefetching of the rows gained nothing measurable here).  Training in "
+        "stored order is no fix: the shuffle is part of the algorithm (and of network.py's "
+        "results).")
 
 
 def fastbp_isa() -> str:
