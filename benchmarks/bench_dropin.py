@@ -1,4 +1,4 @@
-"""The drop-in's per-call methods and its honouring (slow) paths against the classic code.
+"""(i) The drop-in's per-call methods and its honouring (slow) paths against the classic code.
 
 When a user's cost or an override keeps fastbp from fusing, it runs the classic Python
 code for that part; these benchmarks show what that costs next to network.py /

@@ -1,4 +1,4 @@
-"""(f) "Deep Learning from Scratch" chapter 5: fastbp.scratch against the book's layers.
+"""(g) "Deep Learning from Scratch" chapter 5: fastbp.scratch against the book's layers.
 
 The book's code is ``python/scratch_ref.py`` (layer by layer, NumPy); fastbp's is
 ``fastbp.scratch``.  Suites: ``gradient`` on a batch of 100 (TwoLayerNet 784-50-10),

@@ -1,4 +1,4 @@
-"""(g) A hyper-parameter sweep: 8 runs of [784,30,10] (eta 0.1/0.5/1/3 x seeds 0/1, 2
+"""(h) A hyper-parameter sweep: 8 runs of [784,30,10] (eta 0.1/0.5/1/3 x seeds 0/1, 2
 epochs each, mini-batch 10, no monitoring) with ``fastbp.sweep``.
 
 * ``threads``: the sweep on the threads backend, one run per core, each on one kernel

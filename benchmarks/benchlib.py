@@ -150,8 +150,10 @@ def synthetic_data(n: int = EPOCH, seed: int = 12345) -> BenchData:
 
 
 def load_data(n: int = EPOCH, synthetic: bool = False) -> BenchData:
-    """Real MNIST (the first ``n`` of the classic 50,000 training images) when
-    ``$FASTBP_DATA`` holds it, else synthetic data; ``source`` says which and why.
+    """Real MNIST (the first ``n`` of the classic 50,000 training images) from
+    ``$FASTBP_DATA``, or when that is not set from wherever ``mnist_loader`` finds it
+    without downloading (the cache ``python -m fastbp train`` fills, ../data, ...); else
+    synthetic data.  ``source`` says which and why.
 
     The data live for the whole run, so they are moved out of the garbage collector's
     sight (``gc.freeze``): otherwise every full collection re-scans 50,000 pairs."""
@@ -164,20 +166,18 @@ def load_data(n: int = EPOCH, synthetic: bool = False) -> BenchData:
 def _load_data(n: int, synthetic: bool) -> BenchData:
     why = "synthetic data requested"
     if not synthetic:
-        data_dir = os.environ.get("FASTBP_DATA", "").strip()
-        if not data_dir:
-            why = "FASTBP_DATA is not set"
-        else:
-            try:
-                from fastbp import mnist_loader
+        data_dir = os.environ.get("FASTBP_DATA", "").strip() or None
+        where = "$FASTBP_DATA" if data_dir else "mnist_loader's local places"
+        try:
+            from fastbp import mnist_loader
 
-                (X, labels), _, _ = mnist_loader.load_data(data_dir, download=False)
-                return BenchData(np.ascontiguousarray(X[:n]), labels[:n].astype(np.int64),
-                                 real=True,
-                                 source=f"real MNIST, first {min(n, len(labels)):,} images "
-                                        "of the classic training split (from $FASTBP_DATA)")
-            except Exception as exc:  # noqa: BLE001 - any failure means: fall back, say why
-                why = f"MNIST not loadable from $FASTBP_DATA: {exc}"
+            (X, labels), _, _ = mnist_loader.load_data(data_dir, download=False)
+            return BenchData(np.ascontiguousarray(X[:n]), labels[:n].astype(np.int64),
+                             real=True,
+                             source=f"real MNIST, first {min(n, len(labels)):,} images "
+                                    f"of the classic training split (from {where})")
+        except Exception as exc:  # noqa: BLE001 - any failure means: fall back, say why
+            why = f"MNIST not loadable from {where}: {exc}"
     data = synthetic_data(n)
     data.source += f" -- {why}"
     return data

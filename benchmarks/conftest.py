@@ -19,7 +19,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     torch = bl.torch_or_none()
     return [
         f"fastbp {fastbp.__version__}, ISA {fastbp.isa()}; "
-        f"FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset: synthetic data)')}",
+        f"FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset: MNIST from the loader')}"
+        + ("" if os.environ.get("FASTBP_DATA") else "'s local places, else synthetic data)"),
         "threads: BLAS 1 (threadpoolctl), PyTorch "
         + ("1" if torch is not None else "not installed: PyTorch benchmarks skipped")
         + ", fastbp 1 unless the test id says t2",
@@ -63,7 +64,7 @@ def restore_fastbp_settings():
 
 @pytest.fixture(scope="session")
 def data() -> bl.BenchData:
-    """One epoch of training data: real MNIST from $FASTBP_DATA, else synthetic."""
+    """One epoch of training data: real MNIST (see ``bl.load_data``), else synthetic."""
     d = bl.load_data(bl.EPOCH)
     if not d.real:
         warnings.warn(f"benchmarks run on {d.source}", stacklevel=1)

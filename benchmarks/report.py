@@ -7,8 +7,9 @@ case (implementation x network x mini-batch size x dtype x threads) trains one e
 from the same start (``np.random.seed(r)``, ``random.seed(r)``), in an order rotated by
 r.  Times are medians over repeats; every speed-up is the median of per-repeat ratios.
 Writes ``report.md``, ``results.json`` and PNG plots to ``--out`` (default
-``./fastbp-bench-report``).  Uses real MNIST when ``$FASTBP_DATA`` holds it, else
-synthetic MNIST-shaped data (and says so at the top of the report).
+``./fastbp-bench-report``).  Uses real MNIST from ``$FASTBP_DATA``, or where
+``mnist_loader`` finds it without downloading, else synthetic MNIST-shaped data (and
+says so at the top of the report).
 """
 
 from __future__ import annotations
