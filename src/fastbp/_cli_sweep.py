@@ -336,7 +336,7 @@ def plot(results: list[dict], varied: list[str], metric: str, sizes: dict,
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("fastbp sweep: --plot needs matplotlib: pip install 'fastbp[plot]'"
+        raise SystemExit("fastbp sweep: --plot needs matplotlib: pip install matplotlib"
                          ) from None
     accuracy = metric.endswith("accuracy")
     scale = 100 / sizes[metric.split("_")[0]] if accuracy else 1.0

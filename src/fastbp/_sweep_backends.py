@@ -22,7 +22,8 @@ from ._engine import _CORES
 from ._packing import as_arrays
 from .sweep import Run, train_one
 
-EXTRAS = {"dask": ("distributed", "fastbp[dask]"), "ray": ("ray", "fastbp[ray]")}
+EXTRAS = {"dask": ("distributed", "dask[distributed]"), "ray": ("ray", "ray")}  # (the extras
+# fastbp[dask] and fastbp[ray] install the same)
 
 
 def require(backend: str) -> None:

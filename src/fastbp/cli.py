@@ -208,7 +208,7 @@ def _plot_format(path: Path) -> str:
         matplotlib.use("Agg")
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
-        raise Refused("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
+        raise Refused("--plot needs matplotlib: pip install matplotlib") from None
     fmt = path.suffix[1:].lower() or "png"
     formats = FigureCanvasAgg.get_supported_filetypes()
     if fmt not in formats:
@@ -364,7 +364,7 @@ def _plot(history: dict[str, list[float]], args: argparse.Namespace, path: Path)
                       title=f"{args.sizes}, eta {args.eta}, lmbda {args.lmbda}, "
                             f"mini-batch {args.batch_size}")
     except ImportError:
-        raise SystemExit("fastbp: --plot needs matplotlib: pip install 'fastbp[plot]'") from None
+        raise SystemExit("fastbp: --plot needs matplotlib: pip install matplotlib") from None
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:

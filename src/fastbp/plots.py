@@ -13,7 +13,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError("fastbp.plots needs matplotlib: pip install 'fastbp[plot]'") from None
+        raise ImportError("fastbp.plots needs matplotlib: pip install matplotlib") from None
     import matplotlib.pyplot as plt  # matplotlib picks Agg by itself when there is no display
 
     return plt
