@@ -387,7 +387,10 @@ def test_no_early_stopping_message_when_all_epochs_run(fake_mnist, capsys):
     assert cli.main(["train", "--epochs", "2", "--cost", "cross-entropy", "--eta", "0.1",
                      "--early-stopping", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert len(epoch_lines(out)) == 2 and "early stopping" not in out
+    assert len(epoch_lines(out)) == 2 and "early stopping after" not in out
+    # the header says what the rule watches, as the printed accuracy is the test set's
+    assert out.splitlines()[1].endswith(
+        "; early stopping watches the validation accuracy, not the one printed")
 
 
 @pytest.mark.parametrize("lmbda", ["0", "2.0"])
@@ -525,8 +528,31 @@ def test_info_prints_the_isa(capsys, monkeypatch):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"fastbp {fastbp.__version__}" in out
-    assert f"kernels: {fastbp.isa()} SIMD path" in out
+    assert f"kernels: fused, {fastbp.isa()} SIMD path" in out
     assert "$FASTBP_DATA=/some/where" in out
+
+
+def test_info_says_which_kernels_train(capsys, monkeypatch):
+    monkeypatch.setattr(fastbp, "get_kernels", fastbp.get_kernels)  # (restored after)
+    before = fastbp.get_kernels()
+    try:
+        fastbp.set_kernels("loops")
+        assert cli.main(["info"]) == 0
+    finally:
+        fastbp.set_kernels(before)
+    assert "kernels: compiled per-example loops" in capsys.readouterr().out
+
+
+def test_mnist_not_found_is_said_once_with_the_flag(capsys, monkeypatch):
+    def missing(*args, **kwargs):
+        raise mnist_loader.MNISTNotFoundError("MNIST could not be loaded. Tried, in order: ...")
+
+    monkeypatch.setattr(mnist_loader, "load_data", missing)
+    assert cli.main(["train", "--epochs", "1", "--no-progress"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "fastbp: MNIST could not be loaded. Tried, in order: ..."
+    assert err[-1] == "fastbp: --data-dir DIR reads it from a directory of your choice"
+    assert not any("could not load MNIST" in line for line in err)
 
 
 def test_version(capsys):

@@ -11,11 +11,18 @@ __version__ = "0.1.0"
 try:
     from . import _core
 except ImportError as exc:  # no silent pure-Python fallback: say how to build
+    import importlib.util
+
+    built = importlib.util.find_spec("fastbp._core") is not None
     raise ImportError(
-        "fastbp's compiled extension (fastbp._core) is not built or cannot be loaded "
-        f"({exc}).  Install fastbp with a C compiler available: `pip install .` from the "
-        "source tree, or for development `pip install --no-build-isolation "
-        "-Cbuild-dir=build -e .` (re-run it after changing csrc/)."
+        "fastbp's compiled extension (fastbp._core) "
+        + (f"cannot be loaded ({exc})" if built else
+           f"is not built: there is none beside {__file__!r} (run from a source tree "
+           "without building it?)")
+        + ".  Install fastbp with a C compiler available: `pip install .` from the source "
+        "tree, or for development `pip install scikit-build-core cython cython-cmake numpy "
+        "cmake ninja`, then `pip install --no-build-isolation -Cbuild-dir=build -e .` "
+        "(re-run it after changing csrc/)."
     ) from exc
 
 from ._engine import SlowPathWarning, get_num_threads, set_num_threads

@@ -20,3 +20,13 @@ def data_dir_problem(data_dir: Path | None) -> str | None:
         return None
     kind = "is not a directory" if data_dir.exists() else "does not exist"
     return f"--data-dir {data_dir} {kind}"
+
+
+def mnist_failure(prog: str, exc: BaseException) -> str:
+    """What ``prog`` prints when MNIST could not be loaded: the loader's message (which,
+    when nothing was found, lists every place tried), then the flag that names a place."""
+    from .mnist_loader import MNISTNotFoundError
+
+    head = f"{prog}: {exc}" if isinstance(exc, MNISTNotFoundError) else \
+        f"{prog}: could not load MNIST:\n{exc}"
+    return f"{head}\n{prog}: --data-dir DIR reads it from a directory of your choice"

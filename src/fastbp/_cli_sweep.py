@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _files, mnist_loader
-from ._cli_checks import data_dir_problem, mnist_sizes_problem
+from ._cli_checks import data_dir_problem, mnist_failure, mnist_sizes_problem
 from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
 
 REPORTS = (".csv", ".json", ".md")  # the files --out PREFIX writes
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
-        print(f"fastbp sweep: could not load MNIST:\n{exc}", file=sys.stderr)
+        print(mnist_failure("fastbp sweep", exc), file=sys.stderr)
         return 1
     training = training[:args.train_size]
     evaluation = (test if args.evaluate_on == "test" else validation) if needs_evaluation \
@@ -181,9 +181,11 @@ def run(args: argparse.Namespace) -> int:
     _connect(args)
     fixed = ", ".join(f"{k} {_fmt(v)}" for k, v in options.items()
                       if not k.startswith("monitor_"))
-    print(f"fastbp sweep: {len(runs)} runs ({len(runs) // len(args.seeds)} settings x "
-          f"{len(args.seeds)} seeds) of {args.epochs} epochs on {len(training)} training "
-          f"images; {fixed}; backend {args.backend}")
+    n_settings, n_seeds = len(runs) // len(args.seeds), len(args.seeds)
+    print(f"fastbp sweep: {len(runs)} run{'s' * (len(runs) != 1)} ({n_settings} "
+          f"setting{'s' * (n_settings != 1)} x {n_seeds} seed{'s' * (n_seeds != 1)}) of "
+          f"{args.epochs} epochs on {len(training)} training images; {fixed}; "
+          f"backend {args.backend}")
     start = time.perf_counter()
     results = sweep(grid, training, args.epochs, evaluation_data=evaluation, seeds=args.seeds,
                     backend=args.backend, n_jobs=args.jobs,
@@ -345,16 +347,23 @@ def plot(results: list[dict], varied: list[str], metric: str, sizes: dict,
     fig, axes = plt.subplots(1, 2 if heat else 1, figsize=(12 if heat else 7, 4.5),
                              squeeze=False)
     ax = axes[0][0]
-    seeds = len({r["seed"] for r in results}) > 1
-    for r in results:
+    seed_list = list(dict.fromkeys(r["seed"] for r in results))
+    seeds = len(seed_list) > 1
+    settings = list(dict.fromkeys(tuple(_fmt(r[k]) for k in varied) for r in results))
+    palette = plt.get_cmap("tab10" if len(settings) <= 10 else "tab20")
+    for r in results:  # a colour per setting, a line style per seed
         label = ", ".join(f"{k} {_fmt(r[k])}" for k in varied + (["seed"] if seeds else []))
-        ax.plot(range(len(r[metric])), [v * scale for v in r[metric]], "o-", ms=3,
+        setting = settings.index(tuple(_fmt(r[k]) for k in varied))
+        style = ("-", "--", ":", "-.")[seed_list.index(r["seed"]) % 4]
+        ax.plot(range(len(r[metric])), [v * scale for v in r[metric]], marker="o", ms=3,
+                linestyle=style, color=palette(setting % palette.N),
                 label=label.replace("eta", "$\\eta$"))
     ax.set(xlabel="Epoch", ylabel=metric.replace("_", " ") + (" (%)" if accuracy else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     if len(results) <= 16 and (varied or seeds):  # (beyond 16 a legend hides the lines;
-        ax.legend(fontsize="small")                # one run has nothing to tell apart)
+        # one run has nothing to tell apart); beside the curves, not over them
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     if heat:
         _heat_map(axes[0][1], results, varied, metric, scale, accuracy)
     fig.tight_layout()
@@ -383,9 +392,12 @@ def _heat_map(ax: Any, results: list[dict], varied: list[str], metric: str, scal
     image = ax.imshow(grid, cmap="viridis" if accuracy else "viridis_r", aspect="auto")
     ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)),
            yticklabels=rows, xlabel=varied[1], ylabel=varied[0],
-           title=f"{'best' if accuracy else 'lowest'} {metric.replace('_', ' ')}")
+           title=f"{'best' if accuracy else 'lowest'} {metric.replace('_', ' ')}"
+           + (" (mean over seeds)" if any(len(v) > 1 for v in cells.values()) else ""))
     for (i, j), value in np.ndenumerate(grid):
-        if np.isfinite(value):
+        if np.isfinite(value):  # dark text on the bright end of the colour map
+            shade = image.cmap(image.norm(value))
+            light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
             ax.text(j, i, f"{value:.2f}" if accuracy else f"{value:.3g}", ha="center",
-                    va="center", color="white", fontsize="small")
+                    va="center", color="black" if light else "white", fontsize="small")
     ax.figure.colorbar(image, ax=ax)

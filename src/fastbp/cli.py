@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, network2
-from ._cli_checks import data_dir_problem, mnist_sizes_problem
+from ._cli_checks import data_dir_problem, mnist_failure, mnist_sizes_problem
 from ._engine import eval_threads, get_num_threads, set_num_threads
+from ._tiers import get_kernels
 from ._validate import MAX_COUNT, MAX_LAYERS
 
 COSTS: dict[str, network2._KnownCost] = {
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                        "--early-stopping trains a network2 network (N(0,1/n_in) weights). "
                        "Ctrl-C stops training (exit code 130).")
     t.add_argument("--sizes", type=_sizes, default=[784, 30, 10], help="layer widths (784,30,10)")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=30, help="epochs (30)")
     t.add_argument("--batch-size", type=int, default=10, help="mini-batch size (10)")
     t.add_argument("--eta", type=float, default=3.0, help="learning rate (3.0)")
     t.add_argument("--lmbda", type=float, default=0.0, help="L2 regularisation (0.0)")
@@ -85,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", type=Path, default=None,
                    help="write a PNG of accuracy and cost per epoch (needs matplotlib)")
     t.add_argument("--data-dir", type=Path, default=None,
-                   help="directory with MNIST (default: $FASTBP_DATA, then the cache)")
+                   help="directory with MNIST (default: where mnist_loader looks: "
+                   "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
+                   "download; see `fastbp info`)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="run the benchmark report (needs a source checkout)",
@@ -126,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 def _info() -> int:
     threads = get_num_threads()
     print(f"fastbp {__version__}")
-    print(f"kernels: {_core.isa()} SIMD path, own thread pool, "
+    kind = ("fused" if get_kernels() == "fused" else
+            "compiled per-example loops (FASTBP_KERNELS=loops or fastbp.set_kernels)")
+    print(f"kernels: {kind}, {_core.isa()} SIMD path, own thread pool, "
           f"threads {threads if threads else f'auto (up to {eval_threads()})'}")
     print("MNIST, looked for in this order: ../data/mnist.pkl.gz and ./mnist.pkl.gz (the "
           f"classic places), $FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset)')}, "
@@ -234,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
         # SGD gives the same results on them bit for bit, without 70,000 pairs
         training, validation, test = mnist_loader.load_data(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
-        print(f"fastbp: could not load MNIST:\n{exc}", file=sys.stderr)
+        print(mnist_failure("fastbp", exc), file=sys.stderr)
         return 1
     evaluation = test if args.evaluate_on == "test" else validation
     n_eval = len(evaluation[1])
@@ -257,7 +262,9 @@ def _train(args: argparse.Namespace) -> int:
           f"{args.batch_size}, {args.epochs} epochs, {args.dtype}, {_core.isa()} kernels")
     print(f"training on {len(training[1])} images, evaluating on {n_eval} "
           f"{args.evaluate_on} images"
-          + ("; the cost column leaves out the L2 term" if args.lmbda else ""))
+          + ("; the cost column leaves out the L2 term" if args.lmbda else "")
+          + ("; early stopping watches the validation accuracy, not the one printed"
+             if args.early_stopping and args.evaluate_on != "validation" else ""))
 
     history: dict[str, list[float]] = {"accuracy": [], "cost": [], "seconds": []}
     bar = _progress(args.epochs, disable=args.no_progress)
