@@ -574,3 +574,13 @@ def test_no_command(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("activation, eta, noted", [("relu", "3.0", True), ("tanh", "2", True),
+                                                    ("relu", "0.05", False),
+                                                    ("sigmoid", "3.0", False)])
+def test_a_sigmoid_rate_for_other_units_gets_a_note(fake_mnist, capsys, activation, eta, noted):
+    assert cli.main(["train", "--epochs", "1", "--activation", activation, "--eta", eta,
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert ("need a much smaller one" in err) == noted

@@ -626,6 +626,7 @@ def test_fetch_from_mirror_caches_and_says_where(serve, monkeypatch, arrays, spe
     assert f"downloading MNIST from {srv.url}/missing/" in err and "404" in err
     assert f"downloading MNIST from {srv.url}/mnist/" in err
     cache = Path(os.environ["FASTBP_CACHE"])
+    assert f"MNIST cached at {cache / 'mnist.npz'}" in err
     assert sorted(p.name for p in cache.iterdir()) == ["mnist.npz"]  # downloads cleaned up
     srv.close()  # a second run reads the cache, never the network
     assert_same(find(spec=spec), arrays)

@@ -7,6 +7,7 @@ Real-MNIST tests need ``$FASTBP_DATA`` and are skipped, with the reason, without
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -852,6 +853,27 @@ def test_badly_shaped_hand_set_parameters(small):
 
 
 # ---------------------------------------------------------------- 12. import failure
+
+
+def test_import_of_a_source_tree_never_built_says_so(tmp_path):
+    """A copy of the package with no compiled extension beside it (a source tree run
+    without building): the error says the extension is not built, not some import
+    machinery's own words."""
+    import shutil
+
+    import fastbp
+
+    shutil.copytree(Path(fastbp.__file__).parent, tmp_path / "fastbp",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    numpy_dir = str(Path(np.__file__).parent.parent)
+    script = "import fastbp"
+    out = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{numpy_dir}"})
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: fastbp's compiled extension (fastbp._core) is not built")
+    assert "pip install ." in last and "circular" not in last
 
 
 def test_import_without_the_compiled_extension_fails_loudly():

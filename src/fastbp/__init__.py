@@ -13,7 +13,10 @@ try:
 except ImportError as exc:  # no silent pure-Python fallback: say how to build
     import importlib.util
 
-    built = importlib.util.find_spec("fastbp._core") is not None
+    try:
+        built = importlib.util.find_spec("fastbp._core") is not None
+    except (ImportError, ValueError):  # (a finder that refuses it: say what it said)
+        built = True
     raise ImportError(
         "fastbp's compiled extension (fastbp._core) "
         + (f"cannot be loaded ({exc})" if built else

@@ -266,6 +266,10 @@ def _train(args: argparse.Namespace) -> int:
           + ("; early stopping watches the validation accuracy, not the one printed"
              if args.early_stopping and args.evaluate_on != "validation" else ""))
 
+    if args.activation != "sigmoid" and args.eta > 1:
+        print(f"fastbp train: note: eta {args.eta} is network.py's rate for sigmoid units; "
+              f"{args.activation} networks usually need a much smaller one (try --eta 0.05)",
+              file=sys.stderr)
     history: dict[str, list[float]] = {"accuracy": [], "cost": [], "seconds": []}
     bar = _progress(args.epochs, disable=args.no_progress)
     clock = [time.perf_counter()]
