@@ -125,14 +125,13 @@ def _packing(data: bl.BenchData, repeats: int) -> tuple[float, float]:
 def _main_job(repeats: int) -> float | None:
     """Median wall time of ``python -m fastbp train`` (None without real MNIST where
     ``bl.load_data`` looks: the command must not download it)."""
-    data_dir = os.environ.get("FASTBP_DATA", "").strip()
-    if not data_dir:
-        from fastbp import mnist_loader
+    from fastbp import mnist_loader
 
-        try:
-            mnist_loader.load_data(download=False)
-        except Exception:  # noqa: BLE001 - not found locally: no main-job row
-            return None
+    data_dir = os.environ.get("FASTBP_DATA", "").strip()
+    try:
+        mnist_loader.load_data(data_dir or None, download=False)
+    except Exception:  # noqa: BLE001 - not found locally: no main-job row
+        return None
     cmd = [sys.executable, "-m", "fastbp", "train", "--no-progress"]
     if data_dir:
         cmd += ["--data-dir", data_dir]

@@ -533,14 +533,30 @@ def test_info_prints_the_isa(capsys, monkeypatch):
 
 
 def test_info_says_which_kernels_train(capsys, monkeypatch):
-    monkeypatch.setattr(fastbp, "get_kernels", fastbp.get_kernels)  # (restored after)
-    before = fastbp.get_kernels()
-    try:
-        fastbp.set_kernels("loops")
-        assert cli.main(["info"]) == 0
-    finally:
-        fastbp.set_kernels(before)
+    from fastbp import _tiers
+
+    monkeypatch.setattr(_tiers, "_kernels", "loops")  # (as set_kernels sets it; restored)
+    assert cli.main(["info"]) == 0
     assert "kernels: compiled per-example loops" in capsys.readouterr().out
+
+
+def test_info_survives_a_bad_kernel_setting(capsys, monkeypatch):
+    monkeypatch.setenv("FASTBP_KERNELS", "bogus")
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "kernels: none (FASTBP_KERNELS must be one of" in out and "SIMD path" in out
+
+
+def test_mnist_not_found_in_the_given_directory_says_what_it_needs(capsys, monkeypatch,
+                                                                  tmp_path):
+    def missing(*args, **kwargs):
+        raise mnist_loader.MNISTNotFoundError("MNIST could not be loaded. Tried, in order: ...")
+
+    monkeypatch.setattr(mnist_loader, "load_data", missing)
+    assert cli.main(["train", "--epochs", "1", "--no-progress", "--data-dir",
+                     str(tmp_path)]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"fastbp: --data-dir {tmp_path} needs one of the files listed")
 
 
 def test_mnist_not_found_is_said_once_with_the_flag(capsys, monkeypatch):

@@ -472,6 +472,24 @@ def test_cli_plot_lines_and_heat_map(tmp_path) -> None:
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
 
 
+@pytest.mark.parametrize("etas, seeds", [((1,), range(6)), ((1, 2), range(6)),
+                                         (range(12), (0,)), (range(3), range(5))])
+def test_cli_plot_tells_every_run_apart(tmp_path, etas, seeds) -> None:
+    """Every line differs from every other in colour, line style or marker (the
+    legend's only way to tell runs apart)."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_hex
+
+    results = [{"eta": e, "seed": s, "evaluation_accuracy": [50 + e, 60 + s]}
+               for e in etas for s in seeds]
+    varied = ["eta"] if len(etas) > 1 else []
+    fig = _cli_sweep.plot(results, varied, "evaluation_accuracy",
+                          {"training": 100, "evaluation": 100}, tmp_path / "p.png")
+    looks = [(to_hex(line.get_color()), line.get_linestyle(), line.get_marker())
+             for line in fig.axes[0].get_lines()]
+    assert len(looks) == len(results) and len(set(looks)) == len(looks)
+
+
 def test_cli_book_three_learning_rates(fake_mnist, tmp_path, capsys) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "multiple_eta.png"

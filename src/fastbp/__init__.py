@@ -17,9 +17,16 @@ except ImportError as exc:  # no silent pure-Python fallback: say how to build
         built = importlib.util.find_spec("fastbp._core") is not None
     except (ImportError, ValueError):  # (a finder that refuses it: say what it said)
         built = True
+    import os
+
+    here = os.path.dirname(__file__)
+    other = sorted(f for f in os.listdir(here) if f.startswith("_core.") and
+                   f.endswith((".so", ".pyd")))
     raise ImportError(
         "fastbp's compiled extension (fastbp._core) "
         + (f"cannot be loaded ({exc})" if built else
+           f"is not built for this Python: {', '.join(other)} beside {__file__!r} is "
+           "another interpreter's or platform's; rebuild" if other else
            f"is not built: there is none beside {__file__!r} (run from a source tree "
            "without building it?)")
         + ".  Install fastbp with a C compiler available: `pip install .` from the source "

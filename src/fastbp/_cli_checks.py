@@ -22,11 +22,15 @@ def data_dir_problem(data_dir: Path | None) -> str | None:
     return f"--data-dir {data_dir} {kind}"
 
 
-def mnist_failure(prog: str, exc: BaseException) -> str:
+def mnist_failure(prog: str, exc: BaseException, data_dir: Path | None = None) -> str:
     """What ``prog`` prints when MNIST could not be loaded: the loader's message (which,
-    when nothing was found, lists every place tried), then the flag that names a place."""
+    when nothing was found, lists every place tried), then the flag that names a place
+    (or, when it was given, what that place needs)."""
     from .mnist_loader import MNISTNotFoundError
 
     head = f"{prog}: {exc}" if isinstance(exc, MNISTNotFoundError) else \
         f"{prog}: could not load MNIST:\n{exc}"
+    if data_dir is not None:
+        return (f"{head}\n{prog}: --data-dir {data_dir} needs one of the files listed above "
+                "(mnist.npz, the IDX files, mnist.pkl.gz or the wheel)")
     return f"{head}\n{prog}: --data-dir DIR reads it from a directory of your choice"

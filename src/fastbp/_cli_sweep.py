@@ -105,7 +105,9 @@ def register(sub: Any) -> None:
     s.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="draw the first --monitor metric per epoch per run (needs matplotlib)")
     s.add_argument("--data-dir", type=Path, default=None,
-                   help="directory with MNIST (default: $FASTBP_DATA, then the cache)")
+                   help="directory with MNIST (default: where mnist_loader looks: "
+                   "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
+                   "download; see `fastbp info`)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         training, validation, test = mnist_loader.load_data_wrapper(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
-        print(mnist_failure("fastbp sweep", exc), file=sys.stderr)
+        print(mnist_failure("fastbp sweep", exc, args.data_dir), file=sys.stderr)
         return 1
     training = training[:args.train_size]
     evaluation = (test if args.evaluate_on == "test" else validation) if needs_evaluation \
@@ -184,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     n_settings, n_seeds = len(runs) // len(args.seeds), len(args.seeds)
     print(f"fastbp sweep: {len(runs)} run{'s' * (len(runs) != 1)} ({n_settings} "
           f"setting{'s' * (n_settings != 1)} x {n_seeds} seed{'s' * (n_seeds != 1)}) of "
-          f"{args.epochs} epochs on {len(training)} training images; {fixed}; "
+          f"{args.epochs} epoch{'s' * (args.epochs != 1)} on {len(training)} training "
+          f"images; {fixed}; "
           f"backend {args.backend}")
     start = time.perf_counter()
     results = sweep(grid, training, args.epochs, evaluation_data=evaluation, seeds=args.seeds,
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     columns = [*grid, "seed"]
     rows = summary(results, columns, args.monitor, sizes)
     print(_text_table(rows))
-    print(f"{len(results)} runs in {elapsed:.1f} s")
+    print(f"{len(results)} run{'s' * (len(results) != 1)} in {elapsed:.1f} s")
     try:
         best, metric, epoch = best_run(results, args.monitor[0])
         where = ", ".join(f"{k} {_fmt(best[k])}" for k in columns)
@@ -350,25 +353,39 @@ def plot(results: list[dict], varied: list[str], metric: str, sizes: dict,
     seed_list = list(dict.fromkeys(r["seed"] for r in results))
     seeds = len(seed_list) > 1
     settings = list(dict.fromkeys(tuple(_fmt(r[k]) for k in varied) for r in results))
-    palette = plt.get_cmap("tab10" if len(settings) <= 10 else "tab20")
-    for r in results:  # a colour per setting, a line style per seed
+    # a colour per setting and a line style and marker per seed; only seeds varying: a
+    # colour per seed
+    colours = len(settings) if varied else len(seed_list)
+    palette = plt.get_cmap("tab10" if colours <= 10 else "tab20" if colours <= 20
+                           else "viridis", max(colours, 1))
+    for r in results:
         label = ", ".join(f"{k} {_fmt(r[k])}" for k in varied + (["seed"] if seeds else []))
         setting = settings.index(tuple(_fmt(r[k]) for k in varied))
-        style = ("-", "--", ":", "-.")[seed_list.index(r["seed"]) % 4]
-        ax.plot(range(len(r[metric])), [v * scale for v in r[metric]], marker="o", ms=3,
-                linestyle=style, color=palette(setting % palette.N),
+        seed = seed_list.index(r["seed"])
+        style, marker = "-", "o"
+        if varied:
+            style = ("-", "--", ":", "-.")[seed % 4]
+            marker = ("o", "s", "^", "D", "v", "x")[seed // 4 % 6]
+        ax.plot(range(len(r[metric])), [v * scale for v in r[metric]], marker=marker, ms=3,
+                linestyle=style, color=palette(setting if varied else seed),
                 label=label.replace("eta", "$\\eta$"))
     ax.set(xlabel="Epoch", ylabel=metric.replace("_", " ") + (" (%)" if accuracy else ""))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    if len(results) <= 16 and (varied or seeds):  # (beyond 16 a legend hides the lines;
-        # one run has nothing to tell apart); beside the curves, not over them
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     if heat:
         _heat_map(axes[0][1], results, varied, metric, scale, accuracy)
-    fig.tight_layout()
+    fig.tight_layout()  # (before the legend: the curves keep their width)
+    if len(results) <= 16 and (varied or seeds):  # (beyond 16 a legend hides the lines;
+        # one run has nothing to tell apart); off the curves: below them beside a heat
+        # map, else on their right, the saved image growing to hold it
+        if heat:
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15),
+                      ncol=2)
+        else:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix[1:].lower() or "png", dpi=120)
+    fig.savefig(buffer, format=path.suffix[1:].lower() or "png", dpi=120,
+                bbox_inches="tight")
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return fig

@@ -129,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 def _info() -> int:
     threads = get_num_threads()
     print(f"fastbp {__version__}")
-    kind = ("fused" if get_kernels() == "fused" else
-            "compiled per-example loops (FASTBP_KERNELS=loops or fastbp.set_kernels)")
+    try:
+        kind = ("fused" if get_kernels() == "fused" else
+                "compiled per-example loops (FASTBP_KERNELS=loops or fastbp.set_kernels)")
+    except ValueError as exc:  # (info is what one runs to find out what is wrong)
+        kind = f"none ({exc}: training refuses it)"
     print(f"kernels: {kind}, {_core.isa()} SIMD path, own thread pool, "
           f"threads {threads if threads else f'auto (up to {eval_threads()})'}")
     print("MNIST, looked for in this order: ../data/mnist.pkl.gz and ./mnist.pkl.gz (the "
@@ -239,7 +242,7 @@ def _train(args: argparse.Namespace) -> int:
         # SGD gives the same results on them bit for bit, without 70,000 pairs
         training, validation, test = mnist_loader.load_data(args.data_dir)
     except (mnist_loader.MNISTNotFoundError, OSError, ValueError) as exc:
-        print(mnist_failure("fastbp", exc), file=sys.stderr)
+        print(mnist_failure("fastbp", exc, args.data_dir), file=sys.stderr)
         return 1
     evaluation = test if args.evaluate_on == "test" else validation
     n_eval = len(evaluation[1])
