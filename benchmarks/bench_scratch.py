@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -79,9 +80,12 @@ def book_script(TwoLayerNet, load_mnist, iters_num=10000, verbose=True):
 
 
 def _mnist():
+    from fastbp import mnist_loader
     from fastbp.scratch import load_mnist
 
-    try:
+    try:  # (found locally first: a benchmark never downloads)
+        mnist_loader.load_data(os.environ.get("FASTBP_DATA", "").strip() or None,
+                               download=False)
         return load_mnist(normalize=True, one_hot_label=True)
     except Exception as exc:  # noqa: BLE001 - no MNIST: these benchmarks need it
         pytest.skip(f"real MNIST not available ({exc}); set FASTBP_DATA")

@@ -17,10 +17,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     import fastbp
 
     torch = bl.torch_or_none()
+    data = os.environ.get("FASTBP_DATA", "").strip()
     return [
         f"fastbp {fastbp.__version__}, ISA {fastbp.isa()}; "
-        f"FASTBP_DATA={os.environ.get('FASTBP_DATA', '(unset: MNIST from the loader')}"
-        + ("" if os.environ.get("FASTBP_DATA") else "'s local places, else synthetic data)"),
+        + (f"FASTBP_DATA={data}" if data else
+           "FASTBP_DATA unset: MNIST from the loader's local places, else synthetic data"),
         "threads: BLAS 1 (threadpoolctl), PyTorch "
         + ("1" if torch is not None else "not installed: PyTorch benchmarks skipped")
         + ", fastbp 1 unless the test id says t2",
