@@ -717,7 +717,8 @@ def order_section(times: dict) -> str:
         "the hardware streams the rows in ahead of use), medians, interleaved:\n\n"
         + table(["threads", "epoch, shuffled order", "epoch, stored order",
                  "cost of the shuffled reads"], rows)
-        + f"\n\nSo {min(shares):.0%}–{max(shares):.0%} of a fused epoch is spent waiting "
+        + "\n\nSo " + (f"{min(shares):.0%}–{max(shares):.0%}" if len(shares) > 1 else
+                          f"{shares[0]:.0%}") + " of a fused epoch is spent waiting "
         "for the shuffled inputs, although each thread reads where its rows begin and end "
         "two mini-batches ahead, so that their pages are mapped by the time it needs them "
         "(software prefetching of the rows gained nothing measurable here).  Training in "

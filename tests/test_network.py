@@ -2,7 +2,8 @@
 
 Every numerical expectation comes from the pure-Python references in ``python/``:
 ``network_loop`` (the classic per-example code) and ``network_matrix`` (NumPy, batched).
-Real-MNIST tests need ``$FASTBP_DATA`` and are skipped, with the reason, without it.
+Real-MNIST tests find MNIST where the loader does without downloading ($FASTBP_DATA, the
+cache the main job fills, ...) and are skipped, with the reason, without it.
 """
 
 from __future__ import annotations

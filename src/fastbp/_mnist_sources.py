@@ -209,10 +209,11 @@ def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | No
     if arrays is not None:
         try:
             save_npz_atomic(dest, arrays)
-            _mnist_fetch._say(f"MNIST cached at {dest}: later loads read it from there")
         except OSError as exc:
             warnings.warn(f"fastbp: MNIST could not be cached in {dest}: {exc}",
                           RuntimeWarning, stacklevel=3)  # fmt: skip
+        else:
+            _mnist_fetch._say(f"MNIST cached at {dest}: later loads read it from there")
     return arrays
 
 
