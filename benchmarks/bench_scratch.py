@@ -124,6 +124,22 @@ def threads(impl: str):
 IMPLS = ["book-1", "book-2", "fastbp-1", "fastbp-2"]
 
 
+def test_mnist_is_never_downloaded(monkeypatch):
+    """No MNIST found locally: the suites skip; the book's loader, which would download
+    it, is not called."""
+    from fastbp import mnist_loader, scratch
+
+    def missing(*args, **kwargs):
+        raise mnist_loader.MNISTNotFoundError("not here")
+
+    called = []
+    monkeypatch.setattr(mnist_loader, "load_data", missing)
+    monkeypatch.setattr(scratch, "load_mnist", lambda *a, **k: called.append(1))
+    with pytest.raises(pytest.skip.Exception):
+        _mnist()
+    assert called == []
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_gradient_batch100(benchmark, mnist, impl):
     benchmark.group = "scratch: gradient, TwoLayerNet 784-50-10, batch 100"

@@ -266,3 +266,14 @@ def test_epochs_leave_the_thread_setting_as_they_found_it(data, env, monkeypatch
     steady()
     assert _engine._num_threads == 1
     assert steady.chosen == ([2] if env is None else [1])
+
+
+def test_main_job_row_never_downloads(tmp_path, monkeypatch):
+    """FASTBP_DATA naming a directory without MNIST: no main-job row, and no
+    `fastbp train` run (which would download MNIST into that directory and time it)."""
+    import strongest_table
+
+    runs = []
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path))
+    monkeypatch.setattr(strongest_table.subprocess, "run", lambda *a, **k: runs.append(a))
+    assert strongest_table._main_job(1) is None and runs == []

@@ -877,6 +877,24 @@ def test_import_of_a_source_tree_never_built_says_so(tmp_path):
     assert "pip install ." in last and "circular" not in last
 
 
+def test_import_with_an_extension_for_another_python_names_it(tmp_path):
+    """An extension built for another interpreter beside the package is named as such,
+    not reported as missing."""
+    import shutil
+
+    import fastbp
+
+    shutil.copytree(Path(fastbp.__file__).parent, tmp_path / "fastbp",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    (tmp_path / "fastbp" / "_core.cpython-27-x86_64-linux-gnu.so").write_bytes(b"")
+    numpy_dir = str(Path(np.__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-S", "-c", "import fastbp"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{numpy_dir}"})
+    last = out.stderr.strip().splitlines()[-1]
+    assert "is not built for this Python: _core.cpython-27-x86_64-linux-gnu.so" in last
+
+
 def test_import_without_the_compiled_extension_fails_loudly():
     script = textwrap.dedent("""
         import sys
