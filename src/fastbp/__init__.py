@@ -12,16 +12,15 @@ try:
     from . import _core
 except ImportError as exc:  # no silent pure-Python fallback: say how to build
     import importlib.util
+    import os
 
     try:
         built = importlib.util.find_spec("fastbp._core") is not None
     except (ImportError, ValueError):  # (a finder that refuses it: say what it said)
         built = True
-    import os
-
     here = os.path.dirname(__file__)
-    other = sorted(f for f in os.listdir(here) if f.startswith("_core.") and
-                   f.endswith((".so", ".pyd")))
+    other = [] if built else sorted(  # extensions for another interpreter or platform
+        f for f in os.listdir(here) if f.startswith("_core.") and f.endswith((".so", ".pyd")))
     raise ImportError(
         "fastbp's compiled extension (fastbp._core) "
         + (f"cannot be loaded ({exc})" if built else

@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DATA_DIR_HELP = ("directory with MNIST (default: where mnist_loader looks: "
+                 "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
+                 "download; see `fastbp info`)")
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 run"``, ``"3 runs"``."""
+    return f"{n} {word}{'s' * (n != 1)}"
+
 
 def mnist_sizes_problem(sizes: list[int]) -> str | None:
     """Why ``sizes`` cannot be an MNIST network's layer widths, or None."""

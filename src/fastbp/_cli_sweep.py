@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import _files, mnist_loader
-from ._cli_checks import data_dir_problem, mnist_failure, mnist_sizes_problem
+from ._cli_checks import (
+    DATA_DIR_HELP,
+    data_dir_problem,
+    mnist_failure,
+    mnist_sizes_problem,
+    plural,
+)
 from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
 
 REPORTS = (".csv", ".json", ".md")  # the files --out PREFIX writes
@@ -105,9 +111,7 @@ def register(sub: Any) -> None:
     s.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="draw the first --monitor metric per epoch per run (needs matplotlib)")
     s.add_argument("--data-dir", type=Path, default=None,
-                   help="directory with MNIST (default: where mnist_loader looks: "
-                   "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
-                   "download; see `fastbp info`)")
+                   help=DATA_DIR_HELP)
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -183,12 +187,10 @@ def run(args: argparse.Namespace) -> int:
     _connect(args)
     fixed = ", ".join(f"{k} {_fmt(v)}" for k, v in options.items()
                       if not k.startswith("monitor_"))
-    n_settings, n_seeds = len(runs) // len(args.seeds), len(args.seeds)
-    print(f"fastbp sweep: {len(runs)} run{'s' * (len(runs) != 1)} ({n_settings} "
-          f"setting{'s' * (n_settings != 1)} x {n_seeds} seed{'s' * (n_seeds != 1)}) of "
-          f"{args.epochs} epoch{'s' * (args.epochs != 1)} on {len(training)} training "
-          f"images; {fixed}; "
-          f"backend {args.backend}")
+    print(f"fastbp sweep: {plural(len(runs), 'run')} "
+          f"({plural(len(runs) // len(args.seeds), 'setting')} x "
+          f"{plural(len(args.seeds), 'seed')}) of {plural(args.epochs, 'epoch')} on "
+          f"{len(training)} training images; {fixed}; backend {args.backend}")
     start = time.perf_counter()
     results = sweep(grid, training, args.epochs, evaluation_data=evaluation, seeds=args.seeds,
                     backend=args.backend, n_jobs=args.jobs,
@@ -198,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     columns = [*grid, "seed"]
     rows = summary(results, columns, args.monitor, sizes)
     print(_text_table(rows))
-    print(f"{len(results)} run{'s' * (len(results) != 1)} in {elapsed:.1f} s")
+    print(f"{plural(len(results), 'run')} in {elapsed:.1f} s")
     try:
         best, metric, epoch = best_run(results, args.monitor[0])
         where = ", ".join(f"{k} {_fmt(best[k])}" for k in columns)

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, network2
-from ._cli_checks import data_dir_problem, mnist_failure, mnist_sizes_problem
+from ._cli_checks import (
+    DATA_DIR_HELP,
+    data_dir_problem,
+    mnist_failure,
+    mnist_sizes_problem,
+    plural,
+)
 from ._engine import eval_threads, get_num_threads, set_num_threads
 from ._tiers import get_kernels
 from ._validate import MAX_COUNT, MAX_LAYERS
@@ -86,9 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", type=Path, default=None,
                    help="write a PNG of accuracy and cost per epoch (needs matplotlib)")
     t.add_argument("--data-dir", type=Path, default=None,
-                   help="directory with MNIST (default: where mnist_loader looks: "
-                   "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
-                   "download; see `fastbp info`)")
+                   help=DATA_DIR_HELP)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="run the benchmark report (needs a source checkout)",
@@ -324,7 +328,7 @@ def _train(args: argparse.Namespace) -> int:
     ran = len(history["accuracy"])
     if args.early_stopping and ran < args.epochs:
         print(f"early stopping after epoch {ran - 1}: no better validation accuracy in "
-              f"{args.early_stopping} epoch{'s' if args.early_stopping > 1 else ''}")
+              f"{plural(args.early_stopping, 'epoch')}")
     if history["accuracy"]:
         best = max(range(len(history["accuracy"])), key=history["accuracy"].__getitem__)
         print(f"best {args.evaluate_on} accuracy {100 * history['accuracy'][best]:.2f}% "
