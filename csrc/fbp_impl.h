@@ -1035,52 +1035,58 @@ static inline __attribute__((always_inline)) void FN(column_sum)(
 }
 
 /* g[0:nv*VL] = scale * sum_q x_q d_{row[q]}[0:nv*VL] (one column's gradient row), of
- * which only the first `rem` elements are stored.  *chk += 0 * each value: it becomes
- * NaN if one is NaN or inf (the lanes past `rem` are sums of zero padding). */
-static inline __attribute__((always_inline)) void FN(gather_block)(
+ * which only the first `rem` elements are stored.  Returns the sum of 0 * each value:
+ * NaN if one is NaN or inf (the lanes past `rem` are sums of zero padding).  (A value,
+ * not an update through a pointer: the stores to g may alias a VEC in memory, which
+ * then made every column wait on a chain of loads and stores of it.) */
+static inline __attribute__((always_inline)) VEC FN(gather_block)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const int32_t *restrict row,
-    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, VEC *restrict chk,
-    const int nv)
+    const REAL *restrict x, int64_t cnt, REAL scale, int64_t rem, const int nv)
 {
-    VEC acc[8];
+    VEC acc[8], zero = (VEC){0};
     FN(column_sum)(acc, d, ldd, row, x, 1, cnt, 1, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) {
         const VEC v = sv * acc[i];
-        *chk += v * (REAL)0;
+        zero += v * (REAL)0;
         FN(store_n)(g + i * VL, v, rem - i * VL);
     }
+    return zero;
 }
 
 /* g[0:nv*VL] = scale * sum_s a[s * lda] d_s[0:nv*VL] (a later layer's gradient row);
- * chk as in gather_block. */
+ * *chk += the sum of 0 * each value (see gather_block). */
 static inline __attribute__((always_inline)) void FN(gather_block_dense)(
     REAL *restrict g, const REAL *restrict d, int64_t ldd, const REAL *restrict a, int64_t lda,
     int64_t m, REAL scale, VEC *restrict chk, const int nv)
 {
-    VEC acc[8];
+    VEC acc[8], zero = (VEC){0};
     FN(column_sum)(acc, d, ldd, NULL, a, lda, m, 0, nv);
     const VEC sv = scale - (VEC){0};
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) {
         const VEC v = sv * acc[i];
-        *chk += v * (REAL)0;
+        zero += v * (REAL)0;
         FN(store)(g + i * VL, v);
     }
+    *chk += zero;
 }
 
-/* gather_block for the columns k0..k1-1, into rows k of g (`rem` of each stored). */
+/* gather_block for the columns k0..k1-1, into rows k of g (`rem` of each stored);
+ * *chk += the sum of their checks (kept in a register meanwhile). */
 static inline __attribute__((always_inline)) void FN(gather_cols)(
     REAL *g, int64_t ldg, const REAL *d, int64_t ldd, const int64_t *colptr,
     const int32_t *row, const REAL *x, int64_t k0, int64_t k1, REAL scale, int64_t rem,
     VEC *restrict chk, const int nv)
 {
+    VEC sum = (VEC){0};
     for (int64_t k = k0; k < k1; ++k) {
         const int64_t q0 = colptr[k];
-        FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0, scale,
-                         rem, chk, nv);
+        sum += FN(gather_block)(g + k * ldg, d, ldd, row + q0, x + q0, colptr[k + 1] - q0,
+                                scale, rem, nv);
     }
+    *chk += sum;
 }
 
 

@@ -524,20 +524,22 @@ void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_
     }
 }
 
-/* x * 0 is 0 for a finite x and NaN for inf or NaN, and a NaN stays in a sum: eight
- * independent sums of it (whole vectors of the clone's width), one compare at the end.
+/* x * 0 is 0 for a finite x and NaN for inf or NaN, and a NaN stays in a sum: 32
+ * independent sums of it (whole vectors of the clone's width, enough of them that the
+ * adds' latency does not bound the loop: 1.4x faster than 8 sums on a W1 of 313 KB in
+ * L2), one compare at the end.
  * Floating-point adds and multiplies only, so the SSE2 baseline vectorizes it too
  * (fbp_count_nonzero's 64-bit integer compares need SSE4.1). */
 #define ALL_FINITE(TAG, T)                                                          \
     FBP_CLONES int fbp_all_finite_##TAG(const T *x, int64_t n)                     \
     {                                                                               \
-        T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                        \
+        T acc[32] = {0};                                                            \
         int64_t j = 0;                                                              \
-        for (; j + 8 <= n; j += 8)                                                  \
-            for (int i = 0; i < 8; ++i) acc[i] += x[j + i] * (T)0;                  \
+        for (; j + 32 <= n; j += 32)                                                \
+            for (int i = 0; i < 32; ++i) acc[i] += x[j + i] * (T)0;                 \
         for (; j < n; ++j) acc[0] += x[j] * (T)0;                                   \
         T t = 0;                                                                    \
-        for (int i = 0; i < 8; ++i) t += acc[i];                                    \
+        for (int i = 0; i < 32; ++i) t += acc[i];                                   \
         return t == 0;                                                              \
     }
 

@@ -591,6 +591,43 @@ def test_column_batch_says_when_a_gradient_value_is_not_finite(nthreads):
     assert alone == {0, 1, 2, 3}, alone  # dW1, dW2, db1 and db2 each checked on its own
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_column_batch_flags_each_first_layer_gradient_value(nthreads):
+    """With a hidden layer of 50 (its gradient rows taken in two blocks of vectors, as
+    MNIST's scratch network has it), ``dense_grad`` says a gradient is not finite when
+    only its few largest first-layer values went past the float range, wherever they
+    are: either part of the inputs, either block of units, W read padded or in place."""
+    big = np.finfo(np.float64).max
+    seen = set()
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        net, sizes, X, Y, _, wt = _column_batch_case(rng, 30, [50, 4], 12, seed % 3, 2,
+                                                     True, 0.3)
+        w0 = np.ascontiguousarray(wt[0][:, :50])
+        for first in (None, w0):
+            shapes = [(30, 50 if first is not None else _core.padded(50)),
+                      (50, _core.padded(4))]
+            gwt = [np.zeros(shape) for shape in shapes]
+            gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+            assert _core.dense_grad(net, X, Y, 1.0, gb, gwt, nthreads, w0=first)
+            dw1 = np.abs(gwt[0][:, :50])
+            for k in (1, 2, 3):  # the k largest values of dW1 taken past the range
+                threshold = np.sort(dw1, axis=None)[-k]
+                if threshold == 0 or dw1[dw1 >= threshold].size != k:
+                    continue
+                scale = big / threshold * (1 + 1e-9)
+                gwt = [np.zeros(shape) for shape in shapes]
+                gb = [np.zeros(_core.padded(b)) for b in sizes[1:]]
+                with np.errstate(over="ignore"):
+                    finite = _core.dense_grad(net, X, Y, scale, gb, gwt, nthreads, w0=first)
+                past = [a for a in gwt + gb if not np.isfinite(a).all()]
+                assert finite == (not past), (seed, k)
+                assert not finite
+                for c, j in np.argwhere(~np.isfinite(gwt[0][:, :50])):
+                    seen.add((c < 15, j < 32))
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}, seen
+
+
 @settings(max_examples=80, deadline=None)
 @given(n_in=st.integers(1, 40), n_out=st.integers(1, 70), m=st.integers(1, 30),
        double=st.booleans(), x64=st.booleans(), density=st.sampled_from([0.1, 0.5, 1.0]),
