@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import fastbp
 from fastbp import _cli_sweep, _engine, _shuffle, _sweep_backends, cli, network2
-from fastbp.sweep import MONITORS, best_run, plan
+from fastbp.sweep import MONITORS, SweepInterrupted, best_run, plan
 
 SIZES = [12, 6, 10]  # ten outputs: network2 one-hot encodes evaluation labels to 10
 TRAIN = make_data(1, SIZES, 120, sparse=True, onehot=True)
@@ -612,6 +612,109 @@ def test_ctrl_c_in_a_threaded_sweep_stops_the_runs_under_way(monkeypatch) -> Non
     with pytest.raises(KeyboardInterrupt):
         _sweep_backends.run_threads(runs, TRAIN, None, 2, done)
     assert seen == [True]
+
+
+def test_ctrl_c_in_a_threaded_sweep_keeps_the_runs_that_ended(monkeypatch) -> None:
+    """Ctrl-C while a run trains: SweepInterrupted holds, in grid order, the runs that
+    finished (whole) and the run under way, stopped after its current epoch, marked
+    interrupted and holding the epochs it did (which equal an uninterrupted run's)."""
+    import dataclasses
+    import time
+
+    from fastbp.sweep import train_one
+
+    runs = plan({"eta": [0.5, 1.0]}, 20, (0,), {"sizes": SIZES, "mini_batch_size": 10},
+                True)
+    first, started = threading.Event(), threading.Event()
+    long = dataclasses.replace(runs[1], epochs=100_000)  # (minutes, unless stopped)
+
+    def train(run, training, evaluation, threads, stop):
+        if run is runs[1]:  # starts once the first has finished, and runs long
+            first.wait(timeout=30)
+            started.set()
+            run = long
+        return train_one(run, training, evaluation, threads, stop)
+
+    def done():  # Ctrl-C as the first run is counted, the second under way
+        first.set()
+        started.wait(timeout=30)
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_sweep_backends, "train_one", train)
+    with pytest.raises(SweepInterrupted) as info:
+        _sweep_backends.run_threads(runs, TRAIN, EVAL, 2, done)
+    got = info.value.results
+    assert info.value.planned == 2 and len(got) == 2
+    assert [r["eta"] for r in got] == [0.5, 1.0]
+    assert "interrupted" not in got[0] and len(got[0]["evaluation_accuracy"]) == 20
+    assert got[1]["interrupted"] is True
+    epochs = len(got[1]["evaluation_accuracy"])
+    assert 1 <= epochs < 100_000
+    whole = train_one(dataclasses.replace(runs[1], epochs=epochs), TRAIN, EVAL, 1)
+    assert got[1]["evaluation_accuracy"] == whole["evaluation_accuracy"]
+    assert "interrupted" not in whole
+
+
+def test_ctrl_c_while_collecting_keeps_the_results_collected() -> None:
+    """The Dask and Ray backends' loop: Ctrl-C gives SweepInterrupted with the results
+    collected so far, in the runs' order."""
+    import concurrent.futures as cf
+
+    futures = {}
+    for i in (2, 0, 1):
+        f: cf.Future = cf.Future()
+        f.set_result({"run": i})
+        futures[f] = i
+    seen = []
+
+    def done():
+        seen.append(1)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted) as info:
+        _sweep_backends._collect(futures, done, 3, lambda fs: list(fs))
+    assert info.value.results == [{"run": 0}, {"run": 2}] and info.value.planned == 3
+
+
+def test_cli_ctrl_c_mid_sweep_writes_what_ended(fake_mnist, tmp_path, monkeypatch,
+                                                capsys) -> None:
+    """Ctrl-C during `fastbp sweep --out`: the runs that ended are printed and written
+    (the files say the sweep was interrupted), and the exit code is 130."""
+    training, validation, _ = fake_mnist
+    ended = fastbp.sweep({"eta": [0.5]}, training, 2, validation, sizes=MNIST_SIZES,
+                         mini_batch_size=10)
+    ended[0]["interrupted"] = True
+
+    def interrupted(*args, **kwargs):
+        raise SweepInterrupted(ended, 3)
+
+    monkeypatch.setattr(_cli_sweep, "sweep", interrupted)
+    prefix = tmp_path / "r"
+    argv = ["sweep", "--sizes", "784,8,10", "--eta", "0.5,1,3", "--epochs", "2",
+            "--no-progress", "--out", str(prefix)]
+    assert cli.main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "interrupted: 1 run of 3 ended (1 of them stopped after their current epoch)" in err
+    assert "yes (Ctrl-C)" in out and "1 run in" in out and "(interrupted: 3 planned)" in out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["settings"]["interrupted"] == "1 of 3 runs ended"
+    assert [r["eta"] for r in saved["results"]] == [0.5]
+    assert (tmp_path / "r.csv").exists() and "interrupted" in (tmp_path / "r.md").read_text()
+
+
+def test_cli_ctrl_c_before_any_run_ended_writes_nothing(fake_mnist, tmp_path, monkeypatch,
+                                                        capsys) -> None:
+    def interrupted(*args, **kwargs):
+        raise SweepInterrupted([], 2)
+
+    monkeypatch.setattr(_cli_sweep, "sweep", interrupted)
+    argv = ["sweep", "--eta", "0.5,1", "--epochs", "1", "--no-progress", "--out",
+            str(tmp_path / "r")]
+    assert cli.main(argv) == 130
+    assert "interrupted: 0 runs of 2 ended" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_reports_that_cannot_be_written_after_the_sweep_say_so(fake_mnist, tmp_path,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130  # (130: as a shell reports a process ended by Ctrl-C)
+
 DATA_DIR_HELP = ("directory with MNIST (default: where mnist_loader looks: "
                  "../data/mnist.pkl.gz, ./mnist.pkl.gz, $FASTBP_DATA, the cache, then a "
                  "download; see `fastbp info`)")

@@ -26,12 +26,21 @@ from typing import Any
 from . import _files, mnist_loader
 from ._cli_checks import (
     DATA_DIR_HELP,
+    EXIT_INTERRUPTED,
     data_dir_problem,
     mnist_failure,
     mnist_sizes_problem,
     plural,
 )
-from .sweep import BACKENDS, COST_NAMES, MONITORS, best_run, plan, sweep
+from .sweep import (
+    BACKENDS,
+    COST_NAMES,
+    MONITORS,
+    SweepInterrupted,
+    best_run,
+    plan,
+    sweep,
+)
 
 REPORTS = (".csv", ".json", ".md")  # the files --out PREFIX writes
 N_TRAINING = 50_000  # MNIST's training images (the other 10,000 are validation data)
@@ -192,15 +201,26 @@ def run(args: argparse.Namespace) -> int:
           f"{plural(len(args.seeds), 'seed')}) of {plural(args.epochs, 'epoch')} on "
           f"{len(training)} training images; {fixed}; backend {args.backend}")
     start = time.perf_counter()
-    results = sweep(grid, training, args.epochs, evaluation_data=evaluation, seeds=args.seeds,
-                    backend=args.backend, n_jobs=args.jobs,
-                    progress=False if args.no_progress else None, **options)
+    interrupted = None
+    try:
+        results = sweep(grid, training, args.epochs, evaluation_data=evaluation,
+                        seeds=args.seeds, backend=args.backend, n_jobs=args.jobs,
+                        progress=False if args.no_progress else None, **options)
+    except SweepInterrupted as exc:  # Ctrl-C: what ended is reported and written
+        interrupted, results = exc, exc.results
+        cut = sum(1 for r in results if r.get("interrupted"))
+        print(f"fastbp sweep: interrupted: {plural(len(results), 'run')} of {len(runs)} "
+              f"ended" + (f" ({cut} of them stopped after their current epoch)" if cut
+                          else ""), file=sys.stderr)
+        if not results:
+            return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - start
     sizes = {"training": len(training), "evaluation": len(evaluation or ())}
     columns = [*grid, "seed"]
     rows = summary(results, columns, args.monitor, sizes)
     print(_text_table(rows))
-    print(f"{plural(len(results), 'run')} in {elapsed:.1f} s")
+    print(f"{plural(len(results), 'run')} in {elapsed:.1f} s"
+          + (f" (interrupted: {len(runs)} planned)" if interrupted else ""))
     try:
         best, metric, epoch = best_run(results, args.monitor[0])
         where = ", ".join(f"{k} {_fmt(best[k])}" for k in columns)
@@ -213,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
             settings = {"epochs": args.epochs, **options,
                         **{f"{k}_size": n for k, n in sizes.items()},
                         "evaluate_on": args.evaluate_on if evaluation is not None else None}
+            if interrupted:
+                settings["interrupted"] = f"{len(results)} of {len(runs)} runs ended"
             for path in write_reports(results, rows, columns, settings, args.out):
                 print(f"wrote {path}")
         if args.plot is not None:
@@ -221,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # (the disk filled, the directory went away, ...)
         print(f"fastbp sweep: could not write the results: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _connect(args: argparse.Namespace) -> None:
@@ -272,6 +294,8 @@ def summary(results: list[dict], columns: list[str], monitors: list[str],
         row["seconds"] = f"{r['seconds']:.1f}"
         if "error" in r:
             row["error"] = r["error"]
+        if r.get("interrupted"):
+            row["interrupted"] = "yes (Ctrl-C)"
         rows.append(row)
     return rows
 
@@ -283,7 +307,7 @@ def _headers(rows: list[dict]) -> list[str]:
 def _text_table(rows: list[dict]) -> str:
     headers = _headers(rows)
     widths = [max(len(h), *(len(row.get(h, "")) for row in rows)) for h in headers]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines += ["  ".join(row.get(h, "").ljust(w) for h, w in zip(headers, widths)).rstrip()
               for row in rows]
     return "\n".join(lines)

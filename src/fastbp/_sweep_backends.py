@@ -20,7 +20,7 @@ import numpy as np
 
 from ._engine import _CORES
 from ._packing import as_arrays
-from .sweep import Run, train_one
+from .sweep import Run, SweepInterrupted, train_one
 
 EXTRAS = {"dask": ("distributed", "dask[distributed]"), "ray": ("ray", "ray")}  # (the extras
 # fastbp[dask] and fastbp[ray] install the same)
@@ -46,10 +46,15 @@ def _random_kept() -> Iterator[None]:
 
 
 def _collect(futures: dict, done: Callable[[], None], n: int, wait: Callable) -> list[dict]:
+    """The results of ``futures`` (future: its run's index) in the runs' order; on Ctrl-C,
+    SweepInterrupted with those collected so far."""
     results: list[Any] = [None] * n
-    for future in wait(futures):
-        results[futures[future]] = future.result()
-        done()
+    try:
+        for future in wait(futures):
+            results[futures[future]] = future.result()
+            done()
+    except KeyboardInterrupt:
+        raise SweepInterrupted([r for r in results if r is not None], n) from None
     return results
 
 
@@ -65,14 +70,22 @@ def run_threads(runs: list[Run], training: Any, evaluation: Any, n_jobs: int | N
     threads = 1 if jobs > 1 else None
     stop = threading.Event()
     pool = cf.ThreadPoolExecutor(jobs, thread_name_prefix="fastbp-sweep")
+    futures: dict = {}
     try:
-        futures = {pool.submit(train_one, run, training, evaluation, threads, stop): i
-                   for i, run in enumerate(runs)}
+        for i, run in enumerate(runs):
+            futures[pool.submit(train_one, run, training, evaluation, threads, stop)] = i
         return _collect(futures, done, len(runs), cf.as_completed)
-    except BaseException:  # an error or Ctrl-C: runs under way end after their epoch
+    except KeyboardInterrupt:  # runs under way end after their epoch, nothing new starts
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        ended = sorted(((i, f.result()) for f, i in futures.items()
+                        if f.done() and not f.cancelled() and f.exception() is None),
+                       key=lambda pair: pair[0])
+        raise SweepInterrupted([r for _, r in ended], len(runs)) from None
+    except BaseException:  # an error elsewhere: the same, and it goes on up
         stop.set()
         raise
-    finally:  # (and nothing new starts)
+    finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -192,6 +205,8 @@ def run_ray(runs: list[Run], training: Any, evaluation: Any, n_jobs: int | None,
                 ready, pending = ray.wait(pending, num_returns=1)
                 results[refs[ready[0]]] = ray.get(ready[0])
                 done()
+        except KeyboardInterrupt:
+            raise SweepInterrupted([r for r in results if r is not None], len(runs)) from None
         finally:
             for ref in pending:
                 ray.cancel(ref)

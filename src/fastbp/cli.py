@@ -22,6 +22,8 @@ import numpy as np
 from . import __version__, _cli_sweep, _core, _files, mnist_loader, network, network2
 from ._cli_checks import (
     DATA_DIR_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
     data_dir_problem,
     mnist_failure,
     mnist_sizes_problem,
@@ -37,7 +39,6 @@ COSTS: dict[str, network2._KnownCost] = {
 N_TRAINING = 50_000  # the classic split's training images: the largest useful mini-batch
 MAX_SEED = 2**32 - 1  # np.random.seed's range
 PARAMETER_COPIES = 4  # published/kernel buffers, training copies, divergence snapshot, slack
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 class Refused(Exception):

@@ -36,7 +36,7 @@ from ._engine import ACTIVATIONS, listed, threads_in_this_thread
 from ._packing import pack
 from ._validate import check_count, check_dtype, check_rate, check_sizes
 
-__all__ = ["MONITORS", "best_run", "sweep"]
+__all__ = ["MONITORS", "SweepInterrupted", "best_run", "sweep"]
 
 NETWORK_PARAMS = ("sizes", "cost", "activation", "dtype")
 SGD_PARAMS = ("mini_batch_size", "eta", "lmbda", "early_stopping_n", "lr_schedule_n")
@@ -46,6 +46,19 @@ REQUIRED = ("sizes", "mini_batch_size", "eta")
 BACKENDS = ("threads", "dask", "ray")
 COST_NAMES = {"quadratic": "QuadraticCost", "cross-entropy": "CrossEntropyCost",
               "log-likelihood": "LogLikelihoodCost"}
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep.  ``results`` holds the runs that ended, in grid order (as
+    ``sweep`` returns them): those that finished, and with the threads backend those under
+    way, each stopped after its current epoch (``"interrupted": True``, its lists holding
+    the epochs done); runs on Dask or Ray workers that had not finished are dropped.
+    ``planned`` is the number of runs in the sweep."""
+
+    def __init__(self, results: list[dict], planned: int) -> None:
+        super().__init__(f"sweep interrupted: {len(results)} of {planned} runs ended")
+        self.results = results
+        self.planned = planned
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,8 @@ def sweep(grid: Mapping[str, Sequence[Any]], training_data: Any, epochs: int,
     ``"error"`` with empty monitor lists.  ``n_jobs``: parallel runs (default: the
     usable cores; "threads" and a LocalCluster or local Ray started here).
     ``progress``: a bar counting finished runs (default: when stderr is a terminal,
-    cleared at the end; ``True`` leaves it).
+    cleared at the end; ``True`` leaves it).  Ctrl-C raises ``SweepInterrupted`` (a
+    ``KeyboardInterrupt``) holding the results of the runs that ended.
     """
     runs = plan(grid, epochs, seeds, options, evaluation_data is not None)
     if backend not in BACKENDS:
@@ -261,29 +275,39 @@ def train_one(run: Run, training_data: Any, evaluation_data: Any,
     net.weights = [(rs.randn(y, x) / np.sqrt(x)).astype(net.dtype, copy=False)
                    for x, y in zip(net.sizes[:-1], net.sizes[1:])]
     result: dict = {**run.params, "seed": run.seed}
+    cut: list[int] = []  # (the epoch after which ``stop`` ended the run, if it did)
     try:
         if threads is None:
-            lists = _sgd(net, run, training_data, evaluation_data, stop)
+            lists = _sgd(net, run, training_data, evaluation_data, stop, cut)
         else:
             with threads_in_this_thread(threads):
-                lists = _sgd(net, run, training_data, evaluation_data, stop)
+                lists = _sgd(net, run, training_data, evaluation_data, stop, cut)
     except FloatingPointError as exc:
         lists = ([], [], [], [])
         result["error"] = str(exc)
     result.update(zip(MONITORS, lists))
+    if cut and cut[0] < run.epochs - 1:
+        result["interrupted"] = True
     result["seconds"] = time.perf_counter() - start
     return result
 
 
 def _sgd(net: network2.Network, run: Run, training_data: Any, evaluation_data: Any,
-         stop: threading.Event | None = None) -> tuple[list, list, list, list]:
+         stop: threading.Event | None = None,
+         cut: list[int] | None = None) -> tuple[list, list, list, list]:
+    """``SGD`` for the run; once ``stop`` is set it ends after the current epoch, whose
+    index is then appended to ``cut``."""
     sgd = dict(run.sgd)
     if isinstance(training_data, list):  # SGD shuffles a list in place: each run its own
         training_data = list(training_data)
     callback = None
     if stop is not None:
         def callback(epoch: int, net: network2.Network) -> bool:
-            return not stop.is_set()  # (False ends SGD after this epoch)
+            if not stop.is_set():
+                return True
+            if cut is not None:
+                cut.append(epoch)
+            return False  # (ends SGD after this epoch)
 
         callback._fastbp_reads_only = True  # type: ignore[attr-defined]  # (no user code)
     return net.SGD(training_data, run.epochs, sgd.pop("mini_batch_size"), sgd.pop("eta"),
