@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import random
+import sys
 import threading
 
 import numpy as np
@@ -696,12 +697,101 @@ def test_cli_ctrl_c_mid_sweep_writes_what_ended(fake_mnist, tmp_path, monkeypatc
             "--no-progress", "--out", str(prefix)]
     assert cli.main(argv) == 130
     out, err = capsys.readouterr()
-    assert "interrupted: 1 run of 3 ended (1 of them stopped after their current epoch)" in err
+    assert "interrupted: 1 run of 3 ended, 1 of them cut short after their current epoch" in err
     assert "yes (Ctrl-C)" in out and "1 run in" in out and "(interrupted: 3 planned)" in out
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["settings"]["interrupted"] == "1 of 3 runs ended"
+    assert saved["settings"]["interrupted"] == ("1 run of 3 ended, 1 of them cut short after "
+                                                "their current epoch")
     assert [r["eta"] for r in saved["results"]] == [0.5]
     assert (tmp_path / "r.csv").exists() and "interrupted" in (tmp_path / "r.md").read_text()
+
+
+def test_a_second_ctrl_c_stops_waiting_and_keeps_what_ended(monkeypatch, capsys) -> None:
+    """After Ctrl-C the sweep says it waits for the runs under way; a second Ctrl-C stops
+    the waiting: SweepInterrupted holds the runs that had ended and counts the dropped."""
+    import signal
+
+    release, started = threading.Event(), threading.Event()
+
+    def fake_train_one(run, training, evaluation, threads, stop):
+        if run.seed == 0:
+            return {"seed": 0}
+        started.set()
+        release.wait(timeout=60)  # (an epoch that outlasts the second Ctrl-C)
+        return {"seed": run.seed}
+
+    def done():  # Ctrl-C as the first run is counted, the other under way; a real SIGINT
+        # a moment later, while the sweep waits for it (it waits for the test)
+        assert started.wait(timeout=30)
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_sweep_backends, "train_one", fake_train_one)
+    runs = plan({"eta": [0.5]}, 3, (0, 1), {"sizes": SIZES, "mini_batch_size": 10}, False)
+    try:
+        with pytest.raises(SweepInterrupted) as info:
+            _sweep_backends.run_threads(runs, TRAIN, None, 2, done)
+    finally:
+        release.set()
+    assert info.value.results == [{"seed": 0}] and info.value.dropped == 1
+    assert "1 run under way end after their current epoch (Ctrl-C again" in \
+        capsys.readouterr().err
+
+
+def test_sweep_interrupted_pickles_and_is_exported() -> None:
+    import pickle
+
+    exc = SweepInterrupted([{"seed": 1}], 4, 1)
+    back = pickle.loads(pickle.dumps(exc))
+    assert (back.results, back.planned, back.dropped) == ([{"seed": 1}], 4, 1)
+    assert isinstance(back, KeyboardInterrupt) and fastbp.SweepInterrupted is SweepInterrupted
+
+
+def test_ctrl_c_before_any_run_starts_is_a_sweep_interrupted(monkeypatch) -> None:
+    """Ctrl-C while the sweep still checks its data: SweepInterrupted, no runs ended."""
+    from fastbp import sweep as sweep_module
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["fastbp.sweep"], "_check_data", interrupted)
+    with pytest.raises(SweepInterrupted) as info:
+        sweep_module({"eta": [0.5, 1.0]}, TRAIN, 1, sizes=SIZES, mini_batch_size=10)
+    assert info.value.results == [] and info.value.planned == 2
+
+
+def test_cli_after_a_second_ctrl_c_writes_then_exits_at_once(fake_mnist, tmp_path,
+                                                             monkeypatch, capsys) -> None:
+    """Runs left ending their epoch in the background: the reports of the runs that ended
+    are written, then the command exits (130) without waiting for those runs."""
+    training, validation, _ = fake_mnist
+    ended = fastbp.sweep({"eta": [0.5]}, training, 1, validation, sizes=MNIST_SIZES,
+                         mini_batch_size=10)
+
+    def interrupted(*args, **kwargs):
+        raise SweepInterrupted(ended, 2, 1)
+
+    exits = []
+    monkeypatch.setattr(_cli_sweep, "sweep", interrupted)
+    monkeypatch.setattr(_cli_sweep, "_exit_now", exits.append)
+    argv = ["sweep", "--sizes", "784,8,10", "--eta", "0.5,1", "--epochs", "1", "--no-progress",
+            "--out", str(tmp_path / "r")]
+    assert cli.main(argv) == 130 and exits == [130]
+    assert "1 under way not waited for (a second Ctrl-C)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["eta"] == 0.5
+
+
+def test_cli_ctrl_c_when_every_run_had_ended_says_so(fake_mnist, monkeypatch, capsys) -> None:
+    training, validation, _ = fake_mnist
+    ended = fastbp.sweep({"eta": [0.5]}, training, 1, validation, sizes=MNIST_SIZES,
+                         mini_batch_size=10)
+
+    def interrupted(*args, **kwargs):
+        raise SweepInterrupted(ended, 1)
+
+    monkeypatch.setattr(_cli_sweep, "sweep", interrupted)
+    assert cli.main(["sweep", "--sizes", "784,8,10", "--epochs", "1", "--no-progress"]) == 130
+    assert "interrupted: every run ended (1)" in capsys.readouterr().err
 
 
 def test_cli_ctrl_c_before_any_run_ended_writes_nothing(fake_mnist, tmp_path, monkeypatch,

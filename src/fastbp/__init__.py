@@ -38,10 +38,10 @@ from ._engine import SlowPathWarning, get_num_threads, set_num_threads
 from ._packing import clear_cache
 from ._tiers import get_kernels, set_kernels
 from .gradcheck import gradcheck
-from .sweep import sweep  # the function; the module stays importable as fastbp.sweep
+from .sweep import SweepInterrupted, sweep  # (fastbp.sweep is the function)
 
-__all__ = ["SlowPathWarning", "__version__", "clear_cache", "get_kernels", "get_num_threads",
-           "gradcheck", "isa", "set_kernels", "set_num_threads", "sweep"]
+__all__ = ["SlowPathWarning", "SweepInterrupted", "__version__", "clear_cache", "get_kernels",
+           "get_num_threads", "gradcheck", "isa", "set_kernels", "set_num_threads", "sweep"]
 
 
 def isa() -> str:

@@ -5,8 +5,10 @@ Every option takes comma-separated values (``--eta 0.025,0.25,2.5 --lmbda 0,5``;
 combination for every seed (``fastbp.sweep``), prints a table, names the best run,
 writes ``PREFIX.csv`` (one row per run and epoch), ``PREFIX.json`` and ``PREFIX.md``
 with ``--out PREFIX``, and draws the chosen metric per epoch for each run with
-``--plot`` (plus a heat map when exactly two parameters vary).  The book's
-three-learning-rates figure (chapter 3, multiple_eta.py) is::
+``--plot`` (plus a heat map when exactly two parameters vary).  Ctrl-C stops the runs
+under way after their current epoch (Ctrl-C again: stop waiting for them), then prints
+and writes the runs that ended, and exits with 130.  The book's three-learning-rates
+figure (chapter 3, multiple_eta.py) is::
 
     fastbp sweep --eta 0.025,0.25,2.5 --lmbda 5 --epochs 30 --monitor training_cost \\
         --seeds 12345678 --plot multiple_eta.png
@@ -18,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -208,12 +211,9 @@ def run(args: argparse.Namespace) -> int:
                         progress=False if args.no_progress else None, **options)
     except SweepInterrupted as exc:  # Ctrl-C: what ended is reported and written
         interrupted, results = exc, exc.results
-        cut = sum(1 for r in results if r.get("interrupted"))
-        print(f"fastbp sweep: interrupted: {plural(len(results), 'run')} of {len(runs)} "
-              f"ended" + (f" ({cut} of them stopped after their current epoch)" if cut
-                          else ""), file=sys.stderr)
+        print(f"fastbp sweep: interrupted: {_ended_text(exc, len(runs))}", file=sys.stderr)
         if not results:
-            return EXIT_INTERRUPTED
+            return _leave(exc)
     elapsed = time.perf_counter() - start
     sizes = {"training": len(training), "evaluation": len(evaluation or ())}
     columns = [*grid, "seed"]
@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         best, metric, epoch = best_run(results, args.monitor[0])
         where = ", ".join(f"{k} {_fmt(best[k])}" for k in columns)
         print(f"best run by {metric}: {where}: "
-              f"{_metric_text(metric, best[metric][epoch], sizes)} (epoch {epoch})")
+              f"{_metric_text(metric, best[metric][epoch], sizes)} (epoch {epoch})"
+              + (" (cut short by Ctrl-C)" if best.get("interrupted") else ""))
     except ValueError as exc:  # every run diverged
         print(f"no best run: {exc}")
     try:
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
                         **{f"{k}_size": n for k, n in sizes.items()},
                         "evaluate_on": args.evaluate_on if evaluation is not None else None}
             if interrupted:
-                settings["interrupted"] = f"{len(results)} of {len(runs)} runs ended"
+                settings["interrupted"] = _ended_text(interrupted, len(runs))
             for path in write_reports(results, rows, columns, settings, args.out):
                 print(f"wrote {path}")
         if args.plot is not None:
@@ -242,8 +243,35 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {args.plot}")
     except OSError as exc:  # (the disk filled, the directory went away, ...)
         print(f"fastbp sweep: could not write the results: {exc}", file=sys.stderr)
-        return 1
-    return EXIT_INTERRUPTED if interrupted else 0
+        return 1 if not interrupted else _leave(interrupted, 1)
+    return _leave(interrupted) if interrupted else 0
+
+
+def _ended_text(exc: SweepInterrupted, planned: int) -> str:
+    """What an interrupted sweep ended with, for the message and the reports."""
+    results = exc.results
+    cut = sum(1 for r in results if r.get("interrupted"))
+    text = (f"every run ended ({planned})" if len(results) == planned else
+            f"{plural(len(results), 'run')} of {planned} ended")
+    if cut:
+        text += f", {cut} of them cut short after their current epoch"
+    if exc.dropped:
+        text += f"; {exc.dropped} under way not waited for (a second Ctrl-C)"
+    return text
+
+
+def _leave(exc: SweepInterrupted, code: int = EXIT_INTERRUPTED) -> int:
+    """The exit code after an interrupted sweep.  If a second Ctrl-C left runs ending
+    their epoch in the background, exit now rather than wait for them at shutdown."""
+    if exc.dropped:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    os._exit(code)  # (the reports are written and closed; only the abandoned runs remain)
 
 
 def _connect(args: argparse.Namespace) -> None:

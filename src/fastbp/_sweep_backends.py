@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import contextlib
 import importlib.util
 import random
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -74,19 +75,39 @@ def run_threads(runs: list[Run], training: Any, evaluation: Any, n_jobs: int | N
     try:
         for i, run in enumerate(runs):
             futures[pool.submit(train_one, run, training, evaluation, threads, stop)] = i
-        return _collect(futures, done, len(runs), cf.as_completed)
+        results = _collect(futures, done, len(runs), cf.as_completed)
     except KeyboardInterrupt:  # runs under way end after their epoch, nothing new starts
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        ended = sorted(((i, f.result()) for f, i in futures.items()
-                        if f.done() and not f.cancelled() and f.exception() is None),
-                       key=lambda pair: pair[0])
-        raise SweepInterrupted([r for _, r in ended], len(runs)) from None
+        _interrupted(pool, futures, len(runs))
     except BaseException:  # an error elsewhere: the same, and it goes on up
         stop.set()
-        raise
-    finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    try:
+        pool.shutdown(wait=True)
+    except KeyboardInterrupt:  # (every run had ended)
+        raise SweepInterrupted(results, len(runs)) from None
+    return results
+
+
+def _interrupted(pool: cf.ThreadPoolExecutor, futures: dict, planned: int) -> None:
+    """After Ctrl-C (stop set): wait for the runs under way to end their epoch (a second
+    Ctrl-C stops the waiting), then raise SweepInterrupted with the runs that ended."""
+    under_way = sum(1 for f in futures if f.running())
+    dropped = 0
+    if under_way:
+        print(f"fastbp.sweep: stopping: {under_way} run{'s' * (under_way != 1)} under way "
+              "end after their current epoch (Ctrl-C again: stop waiting for them)",
+              file=sys.stderr, flush=True)
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:  # they end their epoch in the background; not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
+        dropped = sum(1 for f in futures if not f.done())
+    ended = sorted(((i, f.result()) for f, i in futures.items()
+                    if f.done() and not f.cancelled() and f.exception() is None),
+                   key=lambda pair: pair[0])
+    raise SweepInterrupted([r for _, r in ended], planned, dropped) from None
 
 
 # ---------------------------------------------------------------- data for workers

@@ -49,16 +49,23 @@ COST_NAMES = {"quadratic": "QuadraticCost", "cross-entropy": "CrossEntropyCost",
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep.  ``results`` holds the runs that ended, in grid order (as
-    ``sweep`` returns them): those that finished, and with the threads backend those under
-    way, each stopped after its current epoch (``"interrupted": True``, its lists holding
-    the epochs done); runs on Dask or Ray workers that had not finished are dropped.
-    ``planned`` is the number of runs in the sweep."""
+    """Ctrl-C during a sweep (also ``fastbp.SweepInterrupted``).  ``results`` holds the
+    runs that ended, in grid order (as ``sweep`` returns them): those that finished, and
+    with the threads backend those under way, each stopped after its current epoch (those
+    it cut short marked ``"interrupted": True``, their lists holding the epochs done; a
+    run that would have stopped early at that very epoch is marked too); runs on Dask or
+    Ray workers that had not finished are left out.  ``dropped`` counts the runs under way
+    that a second Ctrl-C stopped waiting for (they end their epoch in the background, and
+    are left out too).  ``planned`` is the number of runs in the sweep."""
 
-    def __init__(self, results: list[dict], planned: int) -> None:
+    def __init__(self, results: list[dict], planned: int, dropped: int = 0) -> None:
         super().__init__(f"sweep interrupted: {len(results)} of {planned} runs ended")
         self.results = results
         self.planned = planned
+        self.dropped = dropped
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.results, self.planned, self.dropped)
 
 
 @dataclass(frozen=True)
@@ -104,18 +111,26 @@ def sweep(grid: Mapping[str, Sequence[Any]], training_data: Any, epochs: int,
     from . import _sweep_backends as backends
 
     backends.require(backend)
-    # (a zip or generator, as the Python 3 ports' loader gives, is read once, here: every
-    # run trains on all of it, as SGD given it once would)
-    training_data, _ = listed(training_data, "training_data")
-    if evaluation_data is not None:
-        evaluation_data, _ = listed(evaluation_data, "evaluation_data")
-    _check_data(runs, training_data, evaluation_data)
-    from tqdm.auto import tqdm
+    results = None
+    try:
+        # (a zip or generator, as the Python 3 ports' loader gives, is read once, here:
+        # every run trains on all of it, as SGD given it once would)
+        training_data, _ = listed(training_data, "training_data")
+        if evaluation_data is not None:
+            evaluation_data, _ = listed(evaluation_data, "evaluation_data")
+        _check_data(runs, training_data, evaluation_data)
+        from tqdm.auto import tqdm
 
-    show = progress if progress is not None else sys.stderr.isatty()
-    with tqdm(total=len(runs), unit="run", disable=not show, leave=progress is True) as bar:
-        return backends.BACKENDS[backend](runs, training_data, evaluation_data, n_jobs,
-                                          lambda: bar.update(1))
+        show = progress if progress is not None else sys.stderr.isatty()
+        with tqdm(total=len(runs), unit="run", disable=not show,
+                  leave=progress is True) as bar:
+            results = backends.BACKENDS[backend](runs, training_data, evaluation_data,
+                                                 n_jobs, lambda: bar.update(1))
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt:  # (before any run started, or as the bar closed)
+        raise SweepInterrupted(results or [], len(runs)) from None
+    return results
 
 
 def plan(grid: Mapping[str, Sequence[Any]], epochs: int, seeds: Sequence[int],
