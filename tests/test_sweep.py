@@ -794,6 +794,21 @@ def test_cli_ctrl_c_when_every_run_had_ended_says_so(fake_mnist, monkeypatch, ca
     assert "interrupted: every run ended (1)" in capsys.readouterr().err
 
 
+def test_reports_are_strict_json_when_a_cost_overflowed(tmp_path) -> None:
+    """A cost that overflowed to inf (or NaN) is null in PREFIX.json, which any JSON
+    reader parses (Python's own writes Infinity, which most refuse); the CSV keeps it."""
+    results = [{"eta": 1e4, "seed": 0, "evaluation_cost": [],
+                "evaluation_accuracy": [41, 53], "training_cost": [np.float64(np.inf), 2.5],
+                "training_accuracy": [float("nan"), 3], "seconds": 0.1}]
+    rows = _cli_sweep.summary(results, ["eta", "seed"], ["training_cost"], {"training": 9})
+    _cli_sweep.write_reports(results, rows, ["eta", "seed"], {"epochs": 2}, tmp_path / "r")
+    text = (tmp_path / "r.json").read_text()
+    saved = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert saved["results"][0]["training_cost"] == [None, 2.5]
+    assert saved["results"][0]["training_accuracy"] == [None, 3]
+    assert "inf" in (tmp_path / "r.csv").read_text()
+
+
 def test_cli_ctrl_c_before_any_run_ended_writes_nothing(fake_mnist, tmp_path, monkeypatch,
                                                         capsys) -> None:
     def interrupted(*args, **kwargs):

@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -367,12 +368,25 @@ def write_reports(results: list[dict], rows: list[dict], columns: list[str], set
     """PREFIX.csv, PREFIX.json and PREFIX.md, each written atomically."""
     paths = [prefix.with_name(prefix.name + ext) for ext in REPORTS]
     texts = [csv_text(results, columns),
-             json.dumps({"settings": settings, "results": results}, indent=1),
+             json.dumps({"settings": settings, "results": _strict(results)}, indent=1,
+                        allow_nan=False),
              "# fastbp sweep\n\n" + ", ".join(f"{k} {_fmt(v)}" for k, v in settings.items())
              + "\n\n" + markdown_table(rows)]
     for path, text in zip(paths, texts):
         write_atomic(path, text.encode("utf-8"))
     return paths
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN or inf float (a cost that overflowed) as None: strict JSON,
+    which JSON readers other than Python's can parse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def write_atomic(path: Path, data: bytes) -> None:
