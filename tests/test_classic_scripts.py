@@ -412,6 +412,56 @@ def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
         assert got == pytest.approx(want, rel=1e-9)
 
 
+def test_monitors_of_the_same_data_share_one_forward_pass(data, monkeypatch):
+    """With the four monitors on, each epoch takes one forward pass over the training data
+    and one over the evaluation data (the cost and the accuracy read the same outputs),
+    and the monitors equal the classic code's."""
+    training, validation, _ = data
+    calls = []
+    outputs = network2.Network._fb_outputs
+
+    def counted(self, packed):
+        calls.append(packed.n)
+        return outputs(self, packed)
+
+    monkeypatch.setattr(network2.Network, "_fb_outputs", counted)
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        result = net.SGD(list(training), 3, 10, 0.5, lmbda=1.0, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True)
+        return [net], result
+
+    result, ref_result = compare(script, network2, network2_loop)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-12)
+    assert sorted(calls) == sorted([len(training), len(validation)] * 3)
+
+
+def test_a_monitor_override_that_changes_the_weights_is_seen_by_the_next_monitor(data):
+    """User code in the monitoring (here a total_cost that halves the weights) runs as in
+    the classic SGD, and the fused monitors after it compute with the weights it left."""
+    training, validation, _ = data
+
+    def halving(self, data, lmbda, convert=False):
+        self.weights = [w * 0.5 for w in self.weights]
+        return type(self).__mro__[1].total_cost(self, data, lmbda, convert)
+
+    def script(mod):
+        net = _override(mod.Network, "total_cost", halving)(SIZES)
+        result = net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
+                         monitor_training_cost=True, monitor_training_accuracy=True)
+        return [net], result
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        result, ref_result = compare(script, network2, network2_loop)
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
 def _own_init(mod):
     """A subclass whose __init__ sets the attributes itself, without calling the base
     class's (book exercises on initialisation do this)."""

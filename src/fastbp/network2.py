@@ -351,6 +351,7 @@ class Network(CompiledNetwork):
         state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
+            monitors.new_epoch()
             if monitors.honour_any:  # (the user's monitoring methods run below)
                 epoch.user_code_runs()
             if epoch.eval_stale:
@@ -508,14 +509,19 @@ class Network(CompiledNetwork):
 
     # -- compiled helpers on packed data
 
-    def _fb_accuracy(self, packed: Packed) -> int:
-        return int(np.sum(np.argmax(self._fb_outputs(packed), axis=1) == packed.labels))
+    def _fb_accuracy(self, packed: Packed, outputs: np.ndarray | None = None) -> int:
+        """accuracy from fused outputs (``outputs``: those of ``packed``, if known)."""
+        if outputs is None:
+            outputs = self._fb_outputs(packed)
+        return int(np.sum(np.argmax(outputs, axis=1) == packed.labels))
 
     def _fb_total_cost(self, packed: Packed, Y: np.ndarray, lmbda: float,
-                    order: np.ndarray | None = None) -> Any:
+                    order: np.ndarray | None = None, outputs: np.ndarray | None = None) -> Any:
         """total_cost from fused outputs, summed in the classic per-sample order
-        (``order``: the packed row of each sample, in the data's order)."""
-        A = self._fb_outputs(packed).astype(np.float64, copy=False)
+        (``order``: the packed row of each sample, in the data's order; ``outputs``:
+        those of ``packed``, if known; not changed)."""
+        A = (self._fb_outputs(packed) if outputs is None else outputs).astype(np.float64,
+                                                                           copy=False)
         Y = np.asarray(Y, dtype=np.float64)
         if order is not None:
             A, Y = A[order], Y[order]
@@ -544,6 +550,7 @@ class _Monitors:
         self.evaluation_y: np.ndarray | None = None
         self.stale = False  # user code ran since the evaluation data were packed
         self._pairs: Any = None
+        self._outputs: dict[int, tuple[Packed, np.ndarray]] = {}  # see outputs()
         if evaluation_data is not None:  # checked before training, as it will be used
             if (cost and not self.honour_cost) or (accuracy and not self.honour_accuracy):
                 self._prepare()
@@ -564,6 +571,22 @@ class _Monitors:
     def honour_any(self) -> bool:
         """User code runs in the monitoring."""
         return self.honour_cost or self.honour_accuracy
+
+    def new_epoch(self) -> None:
+        """Forget the last epoch's outputs (the weights have changed since)."""
+        self._outputs.clear()
+
+    def outputs(self, packed: Packed) -> np.ndarray:
+        """The network's outputs for ``packed``, computed once per epoch: the cost and
+        the accuracy monitors of the same data read the same forward pass (the weights
+        do not change between them, and no user code runs between fused monitors: where
+        it runs in the monitoring, every call computes its own)."""
+        if self.honour_any:
+            return self.net._fb_outputs(packed)
+        kept = self._outputs.get(id(packed))
+        if kept is None or kept[0] is not packed:
+            kept = self._outputs[id(packed)] = (packed, self.net._fb_outputs(packed))
+        return kept[1]
 
     def refresh(self) -> None:
         """After user code ran: the evaluation data as the caller's object holds them now
@@ -608,27 +631,30 @@ class _Monitors:
         if cause is not None:
             self.net._fb_slow(cause, "the training cost")
             return _classic.total_cost(self.net, epoch.data(self.net), lmbda)
-        return self.net._fb_total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm)
+        return self.net._fb_total_cost(packed, cast(np.ndarray, packed.y), lmbda, epoch.perm,
+                                       self.outputs(packed))
 
     def training_accuracy(self, epoch: Epoch) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(epoch.data(self.net), convert=True)
         packed = cast(Packed, epoch.current(self.net))
-        return int(np.sum(np.argmax(self.net._fb_outputs(packed), axis=1)
+        return int(np.sum(np.argmax(self.outputs(packed), axis=1)
                           == np.argmax(cast(np.ndarray, packed.y), axis=1)))
 
     def evaluation_cost(self, lmbda: float) -> Any:
         if self.honour_cost:
             return self.net.total_cost(self.evaluation_data, lmbda, convert=True)
         self._prepare()  # (sets both)
-        return self.net._fb_total_cost(cast(Packed, self.evaluation),
-                                    cast(np.ndarray, self.evaluation_y), lmbda)
+        packed = cast(Packed, self.evaluation)
+        return self.net._fb_total_cost(packed, cast(np.ndarray, self.evaluation_y), lmbda,
+                                       outputs=self.outputs(packed))
 
     def evaluation_accuracy(self) -> int:
         if self.honour_accuracy:
             return self.net.accuracy(self.evaluation_data)
         self._prepare()
-        return self.net._fb_accuracy(cast(Packed, self.evaluation))
+        packed = cast(Packed, self.evaluation)
+        return self.net._fb_accuracy(packed, self.outputs(packed))
 
     def evaluation_accuracy_again(self, accuracy: int) -> int:
         """network2.py calls accuracy a second time for its printed line."""
