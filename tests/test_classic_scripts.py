@@ -439,6 +439,32 @@ def test_monitors_of_the_same_data_share_one_forward_pass(data, monkeypatch):
     assert sorted(calls) == sorted([len(training), len(validation)] * 3)
 
 
+def test_fused_cost_monitors_call_no_blas(data, monkeypatch):
+    """The L2 term of a fused cost monitor is summed without BLAS (np.linalg.norm's dot
+    product leaves OpenBLAS's threads spinning beside the next epoch's kernels), and
+    equals the classic code's to rounding."""
+    training, validation, _ = data
+    linalg_norm = np.linalg.norm
+    calls = []
+
+    def norm(*args, **kwargs):
+        calls.append(1)
+        return linalg_norm(*args, **kwargs)
+
+    def script(mod):
+        net = mod.Network(SIZES)
+        result = net.SGD(list(training), 2, 10, 0.5, lmbda=5.0, evaluation_data=validation,
+                         monitor_evaluation_cost=True, monitor_training_cost=True)
+        return [net], result
+
+    ref_result = compare(script, network2, network2_loop)[1]
+    monkeypatch.setattr(np.linalg, "norm", norm)
+    (_, result), _, _ = run(script, network2)
+    assert calls == []
+    for got, want in zip(result, ref_result):
+        assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_a_monitor_override_that_changes_the_weights_is_seen_by_the_next_monitor(data):
     """User code in the monitoring (here a total_cost that halves the weights) runs as in
     the classic SGD, and the fused monitors after it compute with the weights it left."""
