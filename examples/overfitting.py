@@ -27,7 +27,10 @@ MONITORS = ("test cost", "test accuracy", "training cost", "training accuracy")
 
 def run(training: list, test: list, epochs: int, lmbda: float,
         seed: int = 12345678) -> dict[str, list]:
-    """The book's run_network: the four monitor lists of one run, by name."""
+    """The book's run_network: the four monitor lists of one run, by name.  (SGD shuffles
+    its list in place: each run takes a copy of ``training``, in the order given, as the
+    book's takes a fresh ``training_data[:1000]``.)"""
+    training = list(training)
     random.seed(seed)
     np.random.seed(seed)
     net = network2.Network([784, 30, 10], cost=network2.CrossEntropyCost())

@@ -465,6 +465,26 @@ def test_fused_cost_monitors_call_no_blas(data, monkeypatch):
         assert got == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype, row", [(np.int8, [100, -120, 5, 1]),
+                                        (np.int16, [300, -250, 5, 1]),
+                                        (np.float16, [12.3, -11.7, 0.01, 1])])
+def test_the_l2_term_of_weights_that_are_not_float32_or_64_is_the_classic_one(dtype, row):
+    """Integer or half weights in a float32 network: the L2 term is np.linalg.norm's (as
+    the classic code computes it), not squares that wrap around or round in the weights'
+    own type."""
+    net = network2.Network([4, 10], dtype=np.float32)
+    w = np.array([row] * 10, dtype=dtype)
+    net.weights = [w]
+    data = [(np.zeros((4, 1), np.float32), d) for d in range(10)]
+    ref = network2_loop.Network([4, 10])
+    ref.weights, ref.biases = [w], [b.astype(np.float64) for b in net.biases]
+    want = ref.total_cost(data, 1.0, convert=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowPathWarning)
+        got = net.total_cost(data, 1.0, convert=True)
+    assert np.isfinite(got) and got == pytest.approx(want, rel=1e-6)
+
+
 def test_a_monitor_override_that_changes_the_weights_is_seen_by_the_next_monitor(data):
     """User code in the monitoring (here a total_cost that halves the weights) runs as in
     the classic SGD, and the fused monitors after it compute with the weights it left."""

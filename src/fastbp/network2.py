@@ -580,7 +580,8 @@ class _Monitors:
         """The network's outputs for ``packed``, computed once per epoch: the cost and
         the accuracy monitors of the same data read the same forward pass (the weights
         do not change between them, and no user code runs between fused monitors: where
-        it runs in the monitoring, every call computes its own)."""
+        it runs in the monitoring, every call computes its own).  (A ``sys.stdout`` that
+        changed the weights as it printed a monitor's line would go unseen.)"""
         if self.honour_any:
             return self.net._fb_outputs(packed)
         kept = self._outputs.get(id(packed))
@@ -667,7 +668,12 @@ def _norm(w: np.ndarray) -> Any:
     core for a while, and the next epoch's kernels, on two threads, run beside them (a
     monitored epoch of chapter 3's overfitting run measured 15 ms instead of 10)."""
     w = np.asarray(w)
+    if w.dtype not in _FLOATS:  # (integer or half weights: as np.linalg.norm, in float64)
+        return np.linalg.norm(w)
     return np.sqrt(np.sum(w * w))
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _vectorize_cause() -> str | None:
