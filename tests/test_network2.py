@@ -21,6 +21,8 @@ import pytest
 from conftest import UserCost, twin2
 from conftest import assert_close as close
 from conftest import assert_params_close as params_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastbp import SlowPathWarning, _files, mnist_loader, network2
 
@@ -938,3 +940,31 @@ def test_network2_vectorized_result_fails_as_the_classic_does(j):
     assert network2.vectorized_result(-1)[9, 0] == 1.0
     with pytest.raises(IndexError, match="outside 0..9"):
         network2.Network([4, 3, 10]).total_cost([(np.zeros((4, 1)), 10)], 0.0, convert=True)
+
+
+_EDGES = [0.0, -0.0, 1.0, 1e-300, 1 - 1e-16, 2.0, -0.5, np.inf, -np.inf, np.nan, 0.5]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from(["QuadraticCost", "CrossEntropyCost",
+                                               "LogLikelihoodCost"]))
+def test_cost_rows_are_fn_row_by_row_bit_for_bit(seed, name):
+    """``rows`` (the fused monitors' cost of many samples) gives, for every row, the value
+    of the cost's own ``fn`` on that sample, edge values included (0 and 1 outputs,
+    outputs beyond (0, 1), inf and NaN, fractional targets): exactly for the costs made
+    of elementwise operations and a sum, to rounding for the quadratic (fn's norm is a
+    BLAS dot product, rows' a sum over each row)."""
+    cost = network2.COSTS[name]
+    rng = np.random.default_rng(seed)
+    A = rng.random((40, 10))
+    Y = (rng.random((40, 10)) < 0.2).astype(np.float64)
+    Y[rng.random((40, 10)) < 0.1] = 0.3
+    spots = rng.random((40, 10)) < 0.15
+    A[spots] = rng.choice(_EDGES, spots.sum())
+    with np.errstate(all="ignore"):
+        got = cost.rows(A.copy(), Y.copy())
+        want = np.array([cost.fn(a.reshape(-1, 1), y.reshape(-1, 1)) for a, y in zip(A, Y)])
+    if name == "QuadraticCost":
+        np.testing.assert_allclose(got, want, rtol=1e-14, equal_nan=True)
+    else:
+        assert np.array_equal(got, want, equal_nan=True)

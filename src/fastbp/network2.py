@@ -104,7 +104,17 @@ class CrossEntropyCost:
 
     @staticmethod
     def rows(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        return np.sum(np.nan_to_num(-Y * np.log(A) - (1 - Y) * np.log(1 - A)), axis=1)
+        # fn's operations on whole arrays, three temporaries instead of nine (for 50,000
+        # rows each is 4 MB of fresh pages): -(y ln a) is (-y) ln a exactly, and each
+        # product and difference is fn's, value for value
+        t = np.log(A)
+        np.multiply(t, Y, out=t)
+        np.negative(t, out=t)
+        u = np.subtract(1, A)
+        np.log(u, out=u)
+        u *= np.subtract(1, Y)
+        t -= u
+        return np.sum(np.nan_to_num(t, copy=False), axis=1)
 
 
 class LogLikelihoodCost:
@@ -126,7 +136,9 @@ class LogLikelihoodCost:
     @staticmethod
     def rows(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            return -np.sum(np.nan_to_num(Y * np.log(A)), axis=1)
+            t = np.log(A)
+            np.multiply(t, Y, out=t)
+            return -np.sum(np.nan_to_num(t, copy=False), axis=1)
 
 
 if TYPE_CHECKING:  # the class of one of fastbp's costs
@@ -523,12 +535,12 @@ class Network(CompiledNetwork):
         A = (self._fb_outputs(packed) if outputs is None else outputs).astype(np.float64,
                                                                            copy=False)
         Y = np.asarray(Y, dtype=np.float64)
-        if order is not None:
-            A, Y = A[order], Y[order]
         n = packed.n
         known = cast("_KnownCost", _known_cost(self.cost, "fn"))  # (callers checked fn)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            per_sample = known.rows(A, Y) / n
+            per_sample = known.rows(A, Y) / n  # (row by row: the data's order below)
+        if order is not None:
+            per_sample = per_sample[order]
         cost = np.cumsum(per_sample)[-1]  # 0.0 + c_0 + c_1 + ..., in that order
         cost += 0.5 * (lmbda / n) * sum(_norm(w) ** 2 for w in self.weights)
         return cost
