@@ -395,6 +395,10 @@ NETWORK2_OVERRIDES = {
 }
 
 
+ALL_MONITORS = {"monitor_evaluation_cost": True, "monitor_evaluation_accuracy": True,
+                "monitor_training_cost": True, "monitor_training_accuracy": True}
+
+
 @pytest.mark.parametrize("name", sorted(NETWORK2_OVERRIDES))
 def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
     training, validation, _ = data
@@ -403,8 +407,7 @@ def test_network2_overrides_are_called_as_in_the_classic_sgd(data, name):
         cls = _override(mod.Network, name, NETWORK2_OVERRIDES[name])
         net = cls(SIZES)
         result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
-                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
-                         monitor_training_cost=True, monitor_training_accuracy=True)
+                         **ALL_MONITORS)
         return [net], result
 
     result, ref_result = compare(script, network2, network2_loop)
@@ -429,8 +432,7 @@ def test_monitors_of_the_same_data_share_one_forward_pass(data, monkeypatch):
     def script(mod):
         net = mod.Network(SIZES)
         result = net.SGD(list(training), 3, 10, 0.5, lmbda=1.0, evaluation_data=validation,
-                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
-                         monitor_training_cost=True, monitor_training_accuracy=True)
+                         **ALL_MONITORS)
         return [net], result
 
     result, ref_result = compare(script, network2, network2_loop)
@@ -496,14 +498,10 @@ def test_a_monitor_override_that_changes_the_weights_is_seen_by_the_next_monitor
 
     def script(mod):
         net = _override(mod.Network, "total_cost", halving)(SIZES)
-        result = net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation,
-                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
-                         monitor_training_cost=True, monitor_training_accuracy=True)
+        result = net.SGD(list(training), 2, 10, 0.5, evaluation_data=validation, **ALL_MONITORS)
         return [net], result
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SlowPathWarning)
-        result, ref_result = compare(script, network2, network2_loop)
+    result, ref_result = compare(script, network2, network2_loop)  # (it ignores the warning)
     for got, want in zip(result, ref_result):
         assert got == pytest.approx(want, rel=1e-9)
 
@@ -540,8 +538,7 @@ def test_a_subclass_with_its_own_init_trains_as_the_classic_code(data):
     def script2(mod):
         net = _own_init(mod)(SIZES)
         result = net.SGD(list(training), 2, 10, 0.5, lmbda=1.0, evaluation_data=validation,
-                         monitor_evaluation_cost=True, monitor_evaluation_accuracy=True,
-                         monitor_training_cost=True, monitor_training_accuracy=True)
+                         **ALL_MONITORS)
         return [net], result
 
     result, ref_result = compare(script2, network2, network2_loop)

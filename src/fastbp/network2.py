@@ -363,8 +363,7 @@ class Network(CompiledNetwork):
         state = {"best": 0, "stale": 0, "stale_lr": 0}  # (the port's best_accuracy = 0)
 
         def after_epoch(j: int, epoch: Epoch, eta: float) -> float | None:
-            monitors.new_epoch()
-            if monitors.honour_any:  # (the user's monitoring methods run below)
+            if monitors.new_epoch():  # (the user's monitoring methods run below)
                 epoch.user_code_runs()
             if epoch.eval_stale:
                 monitors.refresh()
@@ -563,6 +562,7 @@ class _Monitors:
         self.stale = False  # user code ran since the evaluation data were packed
         self._pairs: Any = None
         self._outputs: dict[int, tuple[Packed, np.ndarray]] = {}  # see outputs()
+        self._user_code = True  # (set by new_epoch: until then, share nothing)
         if evaluation_data is not None:  # checked before training, as it will be used
             if (cost and not self.honour_cost) or (accuracy and not self.honour_accuracy):
                 self._prepare()
@@ -584,9 +584,13 @@ class _Monitors:
         """User code runs in the monitoring."""
         return self.honour_cost or self.honour_accuracy
 
-    def new_epoch(self) -> None:
-        """Forget the last epoch's outputs (the weights have changed since)."""
+    def new_epoch(self) -> bool:
+        """Forget the last epoch's outputs (the weights have changed since); whether user
+        code runs in this epoch's monitoring (it alone could change that before the
+        epoch's monitoring ends)."""
         self._outputs.clear()
+        self._user_code = self.honour_any
+        return self._user_code
 
     def outputs(self, packed: Packed) -> np.ndarray:
         """The network's outputs for ``packed``, computed once per epoch: the cost and
@@ -594,7 +598,7 @@ class _Monitors:
         do not change between them, and no user code runs between fused monitors: where
         it runs in the monitoring, every call computes its own).  (A ``sys.stdout`` that
         changed the weights as it printed a monitor's line would go unseen.)"""
-        if self.honour_any:
+        if self._user_code:
             return self.net._fb_outputs(packed)
         kept = self._outputs.get(id(packed))
         if kept is None or kept[0] is not packed:
