@@ -8,6 +8,7 @@ skip when those extras are not installed."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -703,7 +704,21 @@ def test_cli_ctrl_c_mid_sweep_writes_what_ended(fake_mnist, tmp_path, monkeypatc
     assert saved["settings"]["interrupted"] == ("1 run of 3 ended, 1 of them cut short after "
                                                 "their current epoch")
     assert [r["eta"] for r in saved["results"]] == [0.5]
-    assert (tmp_path / "r.csv").exists() and "interrupted" in (tmp_path / "r.md").read_text()
+    assert "interrupted" in (tmp_path / "r.md").read_text()
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert len(rows) == 2 and all(r["interrupted"] == "yes" for r in rows)
+
+
+def test_the_csv_has_an_interrupted_column_only_when_runs_were_cut_short() -> None:
+    """PREFIX.csv marks the rows of runs cut short by Ctrl-C; a sweep that ran to its end
+    keeps the columns it always had."""
+    run = {"eta": 0.5, "seed": 1, **{m: [0.1, 0.2] for m in _cli_sweep.MONITORS}}
+    whole = list(csv.reader(io.StringIO(_cli_sweep.csv_text([run], ["eta", "seed"]))))
+    assert whole[0] == ["eta", "seed", "epoch", *_cli_sweep.MONITORS]
+    cut = dict(run, eta=1.0, interrupted=True)
+    rows = list(csv.DictReader(io.StringIO(_cli_sweep.csv_text([run, cut], ["eta", "seed"]))))
+    assert [(r["eta"], r["interrupted"]) for r in rows] == [
+        ("0.5", ""), ("0.5", ""), ("1", "yes"), ("1", "yes")]
 
 
 def test_a_second_ctrl_c_stops_waiting_and_keeps_what_ended(monkeypatch, capsys) -> None:

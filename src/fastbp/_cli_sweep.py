@@ -352,14 +352,17 @@ def markdown_table(rows: list[dict]) -> str:
 
 def csv_text(results: list[dict], columns: list[str]) -> str:
     """One row per run and epoch: the run's grid values, seed, epoch and the monitor
-    values of that epoch (empty where not monitored)."""
+    values of that epoch (empty where not monitored); after a Ctrl-C that cut runs short,
+    a last column ``interrupted`` ("yes" on the rows of those runs)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*columns, "epoch", *MONITORS])
+    cut = any(r.get("interrupted") for r in results)
+    writer.writerow([*columns, "epoch", *MONITORS] + (["interrupted"] if cut else []))
     for r in results:
+        flag = ["yes" if r.get("interrupted") else ""] if cut else []
         for epoch in range(max(len(r[m]) for m in MONITORS)):
             writer.writerow([_fmt(r[c]) for c in columns] + [epoch] + [
-                r[m][epoch] if epoch < len(r[m]) else "" for m in MONITORS])
+                r[m][epoch] if epoch < len(r[m]) else "" for m in MONITORS] + flag)
     return out.getvalue()
 
 
