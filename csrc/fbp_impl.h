@@ -647,10 +647,18 @@ static void FN(update_biases)(const fbp_net *net, int l0, int l1, int64_t m, REA
     }
 }
 
+/* Asks for the cache lines strictly between those of first and last (a row's first and
+ * last elements, which the caller reads). */
+static inline void FN(prefetch_between)(const void *first, const void *last)
+{
+    for (const char *c = (const char *)first + 64; c < (const char *)last; c += 64)
+        __builtin_prefetch(c);
+}
+
 /* Thread t of nt reads the first and last input of its parts of data rows
  * order[a0 .. a0 + batch) (within n), and the targets of the samples it takes in phase
  * (2) of that mini-batch: the pages it will read there, brought into its TLB (and those
- * lines into its caches) ahead of use. */
+ * lines into its caches) ahead of use; and prefetches the lines between. */
 static void FN(touch_rows)(const fbp_data *d, const REAL *Y, int64_t nout,
                            const int64_t *order, int64_t n, int64_t a0, int64_t batch, int t,
                            int nt)
@@ -666,6 +674,8 @@ static void FN(touch_rows)(const fbp_data *d, const REAL *Y, int64_t nout,
             if (hi > lo) {
                 isum += (uint32_t)d->indices[lo] + (uint32_t)d->indices[hi - 1];
                 xsum += x[lo] + x[hi - 1];
+                FN(prefetch_between)(d->indices + lo, d->indices + hi - 1);
+                FN(prefetch_between)(x + lo, x + hi - 1);
             }
         }
     for (int64_t s = a0 + (m * t) / nt; s < a0 + (m * (t + 1)) / nt; ++s)
@@ -729,7 +739,8 @@ static void FN(train_part)(void *arg, int t, int nt)
            memory: read (not just prefetch) where this thread's rows of the mini-batch
            after next begin and end, so that their pages are mapped in its TLB by then
            (measured: software prefetches alone gained nothing, these reads ~4% of an
-           MNIST epoch), and ask for the row offsets of the one after that */
+           MNIST epoch) and prefetch the lines between (with the reads: another 5-12% on
+           two threads, 2-5% on one), and ask for the row offsets of the one after that */
         FN(touch_rows)(data, Y, nout, order, n, next + m_next, batch, t, nt);
         for (int64_t s = next + m_next + batch; s < next + m_next + 2 * batch && s < n; ++s) {
             __builtin_prefetch(data->indptr + order[s]);
