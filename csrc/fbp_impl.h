@@ -655,26 +655,29 @@ static inline void FN(prefetch_span)(const void *first, const void *last)
     __builtin_prefetch(last);
 }
 
-/* Thread t of nt asks for the lines of its parts of data rows order[a0 .. a0 + batch)
- * (within n) and of the targets of the samples it takes in phase (2) of that mini-batch,
- * ahead of use. */
+/* Thread t of nt asks for the lines of its parts of data rows order[a0 + i] for i in
+ * [i0, i1) of the mini-batch starting at a0 (within n), and of the targets of those of them
+ * it takes in phase (2) of that mini-batch, ahead of use. */
 static void FN(prefetch_rows)(const fbp_data *d, const REAL *Y, int64_t nout,
                               const int64_t *order, int64_t n, int64_t a0, int64_t batch,
-                              int t, int nt)
+                              int64_t i0, int64_t i1, int t, int nt)
 {
     const int64_t m = n - a0 < batch ? (n - a0 > 0 ? n - a0 : 0) : batch;
     const REAL *x = (const REAL *)d->values;
-    for (int64_t s = a0; s < a0 + m; ++s)
+    if (i1 > m) i1 = m;
+    for (int64_t i = i0; i < i1; ++i) {
+        const int64_t r = order[a0 + i];
         for (int p = t; p < FBP_PARTS; p += nt) {
             int64_t lo, hi;
-            FN(part_range)(d, order[s], p, &lo, &hi);
+            FN(part_range)(d, r, p, &lo, &hi);
             if (hi > lo) {
                 FN(prefetch_span)(d->indices + lo, d->indices + hi - 1);
                 FN(prefetch_span)(x + lo, x + hi - 1);
             }
         }
-    for (int64_t s = a0 + (m * t) / nt; s < a0 + (m * (t + 1)) / nt; ++s)
-        __builtin_prefetch(Y + order[s] * nout);
+        if (i >= (m * t) / nt && i < (m * (t + 1)) / nt)
+            FN(prefetch_span)(Y + r * nout, Y + r * nout + nout - 1);
+    }
 }
 
 /* One training call, shared by its threads (see FN(train_part)). */
@@ -727,18 +730,26 @@ static void FN(train_part)(void *arg, int t, int nt)
         const int64_t *rows = order + start;
         const REAL c = (REAL)(job->eta / (double)m);
         /* samples come in shuffled order, so each data row is at a random place in
-           memory: ask for every line of this thread's rows of the mini-batch after next,
-           and for the row offsets of the one after that.  (Measured on the EPYC: the
-           first lines alone gained nothing; reading the first and last elements gained
-           ~4% of an MNIST epoch, and prefetching the lines between too another 3-9% on
-           two threads; prefetching every line and reading none another 2-6%.) */
-        FN(prefetch_rows)(data, Y, nout, order, n, next + m_next, batch, t, nt);
+           memory: ask for every line of this thread's rows of the next mini-batch (its
+           (1) comes after this one's (3)), a slice after each sample of (2), and for the
+           row offsets of the one after the next.  (Measured on the EPYC, [784,30,10]:
+           the first lines alone, two mini-batches ahead, gained nothing; reading their
+           first and last elements ~4% of an epoch; every line asked for in one burst
+           before (2), which stalled on the full miss buffers, another 5-10%; spread
+           over (2) and one mini-batch ahead another 7-13% on two threads, 7% on one,
+           20-30% in float32.) */
+        const int64_t s0 = (m * t) / nt, s1 = (m * (t + 1)) / nt;
+        if (s1 == s0)  /* (no sample of (2) here) */
+            FN(prefetch_rows)(data, Y, nout, order, n, next, batch, 0, batch, t, nt);
         for (int64_t s = next + m_next + batch; s < next + m_next + 2 * batch && s < n; ++s) {
             __builtin_prefetch(data->indptr + order[s]);
             __builtin_prefetch(data->split + order[s]);
         }
         /* (2) */
-        for (int64_t s = (m * t) / nt; s < (m * (t + 1)) / nt; ++s) {
+        for (int64_t s = s0; s < s1; ++s) {
+            FN(prefetch_rows)(data, Y, nout, order, n, next, batch,
+                              (s - s0) * batch / (s1 - s0), (s - s0 + 1) * batch / (s1 - s0),
+                              t, nt);
             FN(rows)(net, abuf, m, s, A);
             FN(rows)(net, dbuf, m, s, D);
             memcpy(A[1], zpart + s * ld1, (size_t)ld1 * sizeof(REAL));
