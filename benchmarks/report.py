@@ -719,11 +719,11 @@ def order_section(times: dict) -> str:
                  "cost of the shuffled reads"], rows)
         + "\n\nSo " + (f"{min(shares):.0%}–{max(shares):.0%}" if len(shares) > 1 else
                           f"{shares[0]:.0%}") + " of a fused epoch is spent waiting "
-        "for the shuffled inputs, although each thread reads where its rows begin and end "
-        "two mini-batches ahead, so that their pages are mapped by the time it needs them "
-        "(software prefetching of the rows gained nothing measurable here).  Training in "
-        "stored order is no fix: the shuffle is part of the algorithm (and of network.py's "
-        "results).")
+        "for the shuffled inputs, although each thread asks for every cache line of its "
+        "rows of the next mini-batch ahead of use, a slice after each sample it trains "
+        "(the forms tried before, reads of the rows' first and last elements and one burst "
+        "of prefetches, left more: docs/performance-notes.md).  Training in stored order "
+        "is no fix: the shuffle is part of the algorithm (and of network.py's results).")
 
 
 def fastbp_isa() -> str:

@@ -732,12 +732,12 @@ static void FN(train_part)(void *arg, int t, int nt)
         /* samples come in shuffled order, so each data row is at a random place in
            memory: ask for every line of this thread's rows of the next mini-batch (its
            (1) comes after this one's (3)), a slice after each sample of (2), and for the
-           row offsets of the one after the next.  (Measured on the EPYC, [784,30,10]:
-           the first lines alone, two mini-batches ahead, gained nothing; reading their
-           first and last elements ~4% of an epoch; every line asked for in one burst
-           before (2), which stalled on the full miss buffers, another 5-10%; spread
-           over (2) and one mini-batch ahead another 7-13% on two threads, 7% on one,
-           20-30% in float32.) */
+           row offsets of the mini-batch three ahead.  (Measured on the EPYC,
+           [784,30,10], two mini-batches ahead: the first lines alone gained nothing;
+           reading their first and last elements ~4% of an epoch; every line asked for in
+           one burst before (2), which stalls on full miss buffers, another ~10%.  Then
+           spread over (2), one mini-batch ahead: another 8-13% on two threads, 7% on
+           one, 20-30% in float32.  See docs/performance-notes.md.) */
         const int64_t s0 = (m * t) / nt, s1 = (m * (t + 1)) / nt;
         if (s1 == s0)  /* (no sample of (2) here) */
             FN(prefetch_rows)(data, Y, nout, order, n, next, batch, 0, batch, t, nt);
