@@ -655,18 +655,16 @@ static inline void FN(prefetch_span)(const void *first, const void *last)
     __builtin_prefetch(last);
 }
 
-/* Thread t of nt asks for the lines of its parts of data rows order[a0 + i] for i in
- * [i0, i1) of the mini-batch starting at a0 (within n), and of the targets of those of them
- * it takes in phase (2) of that mini-batch, ahead of use. */
+/* Thread t of nt asks for the lines of its parts of data rows rows[i], i in [i0, i1), of
+ * a mini-batch of m samples, and of the targets of those it takes in phase (2) of that
+ * mini-batch, ahead of use. */
 static void FN(prefetch_rows)(const fbp_data *d, const REAL *Y, int64_t nout,
-                              const int64_t *order, int64_t n, int64_t a0, int64_t batch,
-                              int64_t i0, int64_t i1, int t, int nt)
+                              const int64_t *rows, int64_t m, int64_t i0, int64_t i1, int t,
+                              int nt)
 {
-    const int64_t m = n - a0 < batch ? (n - a0 > 0 ? n - a0 : 0) : batch;
     const REAL *x = (const REAL *)d->values;
-    if (i1 > m) i1 = m;
     for (int64_t i = i0; i < i1; ++i) {
-        const int64_t r = order[a0 + i];
+        const int64_t r = rows[i];
         for (int p = t; p < FBP_PARTS; p += nt) {
             int64_t lo, hi;
             FN(part_range)(d, r, p, &lo, &hi);
@@ -740,15 +738,15 @@ static void FN(train_part)(void *arg, int t, int nt)
            one, 20-30% in float32.  See docs/performance-notes.md.) */
         const int64_t s0 = (m * t) / nt, s1 = (m * (t + 1)) / nt;
         if (s1 == s0)  /* (no sample of (2) here) */
-            FN(prefetch_rows)(data, Y, nout, order, n, next, batch, 0, batch, t, nt);
+            FN(prefetch_rows)(data, Y, nout, order + next, m_next, 0, m_next, t, nt);
         for (int64_t s = next + m_next + batch; s < next + m_next + 2 * batch && s < n; ++s) {
             __builtin_prefetch(data->indptr + order[s]);
             __builtin_prefetch(data->split + order[s]);
         }
         /* (2) */
         for (int64_t s = s0; s < s1; ++s) {
-            FN(prefetch_rows)(data, Y, nout, order, n, next, batch,
-                              (s - s0) * batch / (s1 - s0), (s - s0 + 1) * batch / (s1 - s0),
+            FN(prefetch_rows)(data, Y, nout, order + next, m_next,
+                              (s - s0) * m_next / (s1 - s0), (s - s0 + 1) * m_next / (s1 - s0),
                               t, nt);
             FN(rows)(net, abuf, m, s, A);
             FN(rows)(net, dbuf, m, s, D);
