@@ -39,10 +39,11 @@ cdef extern from "fbp_kernels.h" nogil:
         int cost
     ctypedef struct fbp_data:
         const int64_t *indptr
-        const int32_t *indices
+        const void *indices
         const void *values
         const void *y
         const int64_t *split
+        int narrow
     int FBP_OK
     int FBP_NOMEM
     int FBP_INTERRUPTED
@@ -91,16 +92,19 @@ cdef extern from "fbp_pack.h" nogil:
     int FBP_PACK_NOMEM
     int FBP_PACK_CHANGED
     int FBP_PACK_BADVALUE
+    int FBP_PACK_INEXACT
+    int64_t FBP_NARROW_MAX_WIDTH
     int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
-                           int64_t *counts, int out_double, int nthreads, int *why)
+                           int64_t *counts, int out_double, int nthreads, int *why,
+                           int *inexact)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
-                      const int64_t *indptr, int32_t *idx, void *val, int out_double,
+                      const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
                       int nthreads, uint64_t *fingerprint, int64_t *bad, int *why)
     uint64_t FBP_FINGERPRINT_SEED
     uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i)
     int fbp_fits_float(const double *x, int64_t n)
-    void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
-                        int64_t *split)
+    void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow,
+                        int64_t col, int64_t *split)
     uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
                                   int nthreads)
 
@@ -219,23 +223,33 @@ cdef void *_address(object a) except NULL:
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef fbp_data _data(int64_t[::1] indptr, int64_t[::1] split, int32_t[::1] indices,
-                   const void *values, const void *y):
-    cdef fbp_data d
+cdef int _data(fbp_data *d, int64_t[::1] indptr, int64_t[::1] split, object indices,
+               object values, bint double, const void *y) except -1:
+    """The kernels' view of packed rows: columns int32 and values of the net's type, or
+    narrow (see fbp_pack.h) columns uint16 and values float32."""
+    cdef bint narrow = _plain(indices, cnp.NPY_UINT16)
+    if not (narrow or _plain(indices, cnp.NPY_INT32)):
+        raise TypeError("indices must be an aligned, contiguous int32 or uint16 array")
+    if not _plain(values, cnp.NPY_FLOAT32 if narrow or not double else cnp.NPY_FLOAT64):
+        raise TypeError(f"values must be an aligned, contiguous "
+                        f"{'float32' if narrow or not double else 'float64'} array "
+                        f"(for {'uint16' if narrow else 'int32'} indices)")
+    cdef cnp.ndarray ia = <cnp.ndarray>indices, va = <cnp.ndarray>values
+    if cnp.PyArray_NDIM(ia) != 1 or cnp.PyArray_NDIM(va) != 1 or ia.shape[0] != va.shape[0]:
+        raise ValueError(f"indices and values must be 1-d arrays of the same length")
+    if indptr.shape[0] == 0 or indptr[indptr.shape[0] - 1] > ia.shape[0]:
+        raise ValueError("indptr does not fit the indices")
     d.indptr = &indptr[0]
     d.split = &split[0] if split.shape[0] > 0 else NULL
-    d.indices = &indices[0] if indices.shape[0] > 0 else NULL
-    d.values = values
+    d.indices = cnp.PyArray_DATA(ia) if ia.shape[0] > 0 else NULL
+    d.values = cnp.PyArray_DATA(va) if va.shape[0] > 0 else NULL
     d.y = y
-    return d
-
-
-cdef inline const void *_first(real[::1] values):
-    return <const void *>&values[0] if values.shape[0] > 0 else NULL
+    d.narrow = narrow
+    return 0
 
 
 def train(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
-          int32_t[::1] indices not None, real[::1] values not None, const real[:, ::1] y not None,
+          object indices not None, object values not None, const real[:, ::1] y not None,
           int64_t[::1] order not None, int64_t batch, double eta, double lmbda, double n_total,
           int nthreads):
     """Train in place over the rows ``order``, in mini-batches of ``batch``.  If a signal
@@ -252,7 +266,8 @@ def train(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split no
     if n and (lo < 0 or hi >= rows):
         raise ValueError(f"train: order holds row {lo if lo < 0 else hi}, outside the "
                          f"{rows} packed rows")
-    cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
+    cdef fbp_data d
+    _data(&d, indptr, split, indices, values, real is double, &y[0, 0])
     cdef int status
     cdef _Interrupt intr = _Interrupt()
     with nogil:
@@ -266,10 +281,11 @@ def train(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split no
 
 
 def forward(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
-            int32_t[::1] indices not None, real[::1] values not None, real[:, ::1] out not None,
+            object indices not None, object values not None, real[:, ::1] out not None,
             int nthreads):
     """Output activations of every CSR row into ``out`` (rows x output width)."""
-    cdef fbp_data d = _data(indptr, split, indices, _first(values), NULL)
+    cdef fbp_data d
+    _data(&d, indptr, split, indices, values, real is double, NULL)
     cdef int64_t count = out.shape[0]
     cdef int status
     cdef _Interrupt intr = _Interrupt()
@@ -282,10 +298,11 @@ def forward(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split 
 
 
 def grad_sum(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split not None,
-             int32_t[::1] indices not None, real[::1] values not None,
+             object indices not None, object values not None,
              const real[:, ::1] y not None, list gb not None, list gwt not None):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
-    cdef fbp_data d = _data(indptr, split, indices, _first(values), &y[0, 0])
+    cdef fbp_data d
+    _data(&d, indptr, split, indices, values, real is double, &y[0, 0])
     cdef int64_t count = y.shape[0]
     _check_grads(net, gb, gwt, real is double)
     cdef Py_ssize_t L = len(gb)
@@ -536,10 +553,13 @@ def forward_rows(_Net net not None, object X, real[:, ::1] out not None, int nth
     intr.raise_status(status, "forward_rows")
 
 
-def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False):
+def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
+             bint narrow=False):
     """Compress the rows of X to CSR: ``(indptr, split, indices, values)`` (split: each
     row's first stored position with column >= n_in // 2; see fbp_data).  Values keep
     X's dtype, or are float64 with ``wide`` (float32 widened exactly, in the same pass).
+    With ``narrow``, the narrow packing where it is exact (see fbp_pack.h): uint16
+    indices and float32 values.
 
     Zeros are skipped, so the first layer never multiplies by a blank pixel.  Raises
     ValueError naming the first row with a NaN or inf.
@@ -550,11 +570,13 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False):
     cdef const void **rows = <const void **>malloc(max(n, 1) * sizeof(void *))
     cdef char *kinds = <char *>malloc(max(n, 1))
     cdef int64_t bad
-    cdef int why = 0, filled = 0
+    cdef int why = 0, filled = 0, inexact = 0
+    cdef bint out_double = real is double or wide
+    cdef int *check = &inexact if narrow and real is double else NULL
     cdef int64_t[::1] ptr
-    cdef int32_t[::1] idx
     cdef int64_t[::1] sp
     cdef void *out
+    cdef void *idx
     if rows == NULL or kinds == NULL:
         free(rows); free(kinds)
         raise MemoryError()
@@ -567,24 +589,30 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False):
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], real is double or wide, nthreads,
-                                 &why)
+            bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], out_double, nthreads, &why,
+                                 check)
             ptr[0] = 0
             if bad == -1:  # (after a bad row the counts are not all written)
                 for i in range(n):
                     ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
-        indices_a = np.empty(ptr[n], dtype=np.int32)
-        values_a = np.empty(ptr[n], dtype=np.float64 if real is double or wide else np.float32)
-        idx = indices_a
-        out = _address(values_a) if ptr[n] > 0 else NULL
+        narrow = narrow and k <= FBP_NARROW_MAX_WIDTH and not inexact
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
-        with nogil:
-            filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], &idx[0] if ptr[n] > 0 else NULL,
-                                   out, real is double or wide, nthreads, NULL, NULL, NULL)
-            if n > 0:
-                fbp_rows_split(n, &ptr[0], &idx[0] if ptr[n] > 0 else NULL, k // 2, &sp[0])
+        while True:
+            indices_a = np.empty(ptr[n], dtype=np.uint16 if narrow else np.int32)
+            values_a = np.empty(ptr[n], dtype=np.float64 if out_double and not narrow
+                                else np.float32)
+            idx = _address(indices_a) if ptr[n] > 0 else NULL
+            out = _address(values_a) if ptr[n] > 0 else NULL
+            with nogil:
+                filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], idx, out, out_double,
+                                       narrow, nthreads, NULL, NULL, NULL)
+                if n > 0 and filled != FBP_PACK_INEXACT:
+                    fbp_rows_split(n, &ptr[0], idx, narrow, k // 2, &sp[0])
+            if filled != FBP_PACK_INEXACT:
+                break
+            narrow = False  # (X was written since it was counted: packed again, wide)
         _check_rows(-1 if filled == 0 else filled)
         return indptr_a, split_a, indices_a, values_a
     finally:
@@ -717,9 +745,9 @@ cdef class Rows:
                 h ^= fbp_rows_fingerprint(self.n, self.yp, self.yk, self.n_out, nthreads) * 31
         return h
 
-    def pack(self, bint double, int nthreads=1, bint fingerprint=True):
+    def pack(self, bint double, int nthreads=1, bint fingerprint=True, bint narrow=False):
         """``(indptr, split, indices, values, Y, fingerprint)``: the x's as CSR rows (see
-        ``csr_rows``), the y's (if ``targets``) as an (n, n_out) matrix, and the
+        ``csr_rows``, also for ``narrow``), the y's (if ``targets``) as an (n, n_out) matrix, and the
         ``fingerprint()`` of the very values packed (each array read once for both, so
         that a write by another thread meanwhile cannot leave a packing that differs from
         the data its fingerprint stands for; 0 without ``fingerprint``).  Raises ValueError naming the first item
@@ -729,19 +757,21 @@ cdef class Rows:
         self._check_ready()
         cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
         cdef int64_t bad
-        cdef int why = 0, filled = 0
+        cdef int why = 0, filled = 0, inexact = 0
+        cdef int *check = &inexact if narrow and double else NULL
         cdef void *vals
+        cdef void *idx
         cdef char *ys
         cdef uint64_t xh = 0, yh = FBP_FINGERPRINT_SEED
         cdef double *ycopy = NULL
-        cdef int32_t[::1] idx
         cdef int64_t[::1] ptr, sp
         cdef bint targets = self.targets
         # pass 1: count non-zeros per row and find the first non-finite value
         indptr_a = np.empty(n + 1, dtype=np.int64)
         ptr = indptr_a
         with nogil:
-            bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], double, nthreads, &why)
+            bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], double, nthreads, &why,
+                                 check)
             if bad == -1 and targets:
                 for i in range(n):
                     why = _target_why(self.yp[i], self.yk[i], n_out, double)
@@ -754,27 +784,34 @@ cdef class Rows:
                     ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
         nnz = ptr[n]
+        narrow = narrow and n_in <= FBP_NARROW_MAX_WIDTH and not inexact
         dt = np.float64 if double else np.float32
-        indices_a = np.empty(nnz, dtype=np.int32)
-        values_a = np.empty(nnz, dtype=dt)
         Y_a = np.zeros((n, max(n_out, 1)), dtype=dt) if targets else None
-        idx = indices_a
-        vals = _address(values_a) if nnz > 0 else NULL
         ys = <char *>_address(Y_a) if targets else NULL
         # pass 2: fill
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
+        while True:
+            indices_a = np.empty(nnz, dtype=np.uint16 if narrow else np.int32)
+            values_a = np.empty(nnz, dtype=np.float32 if narrow else dt)
+            idx = _address(indices_a) if nnz > 0 else NULL
+            vals = _address(values_a) if nnz > 0 else NULL
+            with nogil:
+                bad = -1
+                filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], idx, vals, double,
+                                       narrow, nthreads, &xh if fingerprint else NULL, &bad,
+                                       &why)
+            if filled != FBP_PACK_INEXACT:
+                break
+            narrow = False  # (an x was written since it was counted: packed again, wide)
+            xh = 0
         if targets and fingerprint:
             ycopy = <double *>malloc(max(n_out, 1) * sizeof(double))
             if ycopy == NULL:
                 raise MemoryError("fastbp: out of memory while packing the targets")
         with nogil:
-            bad = -1
-            filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0],
-                                   &idx[0] if nnz > 0 else NULL, vals, double, nthreads,
-                                   &xh if fingerprint else NULL, &bad, &why)
             if n > 0 and bad < 0:
-                fbp_rows_split(n, &ptr[0], &idx[0] if nnz > 0 else NULL, n_in // 2, &sp[0])
+                fbp_rows_split(n, &ptr[0], idx, narrow, n_in // 2, &sp[0])
             if targets and fingerprint and bad < 0:  # (each y read once too, into ycopy,
                 for i in range(n):                   # and checked there)
                     memcpy(ycopy, self.yp[i], n_out * (8 if self.yk[i] == 1 else 4))

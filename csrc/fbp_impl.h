@@ -225,18 +225,37 @@ static inline REAL FN(prime)(REAL a, int act)
         }                                                                   \
     } while (0)
 
+/* Stored input p's column and value: int32 and REAL, or (narrow: nw, a compile-time
+ * constant at every use) uint16 and float. */
+#define FBP_COL(idx, p, nw) \
+    ((nw) ? (int64_t)((const uint16_t *)(idx))[p] : (int64_t)((const int32_t *)(idx))[p])
+#define FBP_VAL(x, p, nw) ((nw) ? (REAL)((const float *)(x))[p] : ((const REAL *)(x))[p])
+
+/* The column and value arrays of data d from stored position p on. */
+static inline const void *FN(cols_at)(const fbp_data *d, int64_t p)
+{
+    return d->narrow ? (const void *)((const uint16_t *)d->indices + p)
+                     : (const void *)((const int32_t *)d->indices + p);
+}
+
+static inline const void *FN(vals_at)(const fbp_data *d, int64_t p)
+{
+    return d->narrow ? (const void *)((const float *)d->values + p)
+                     : (const void *)((const REAL *)d->values + p);
+}
+
 /* z[0:nv*VL] += sum_p x[p] * wt[idx[p], 0:nv*VL] with the accumulators held in
- * registers (nv is a compile-time constant at every call). */
+ * registers (nv and nw are compile-time constants at every call). */
 static inline __attribute__((always_inline)) void FN(sparse_block)(
-    REAL *restrict z, const REAL *restrict wt, int64_t ld, const int32_t *restrict idx,
-    const REAL *restrict x, int64_t nnz, const int nv)
+    REAL *restrict z, const REAL *restrict wt, int64_t ld, const void *restrict idx,
+    const void *restrict x, int64_t nnz, const int nw, const int nv)
 {
     VEC acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
     for (int64_t p = 0; p < nnz; ++p) {
-        const VEC v = x[p] - (VEC){0};
-        const REAL *restrict w = FBP_ROW(wt + (int64_t)idx[p] * ld);
+        const VEC v = FBP_VAL(x, p, nw) - (VEC){0};
+        const REAL *restrict w = FBP_ROW(wt + FBP_COL(idx, p, nw) * ld);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load)(w + i * VL);
     }
@@ -272,13 +291,17 @@ static void FN(dense_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld
     FBP_BLOCKED(FN(dense_block), j, ld, z + j, wt + j, ld, x, n);
 }
 
-/* z += W x for a sparse x (one CSR row): the first layer's forward product, in column
- * blocks of up to 8 vectors (32 doubles or 64 floats). */
+/* z += W x for a sparse x (one CSR row, narrow or not): the first layer's forward
+ * product, in column blocks of up to 8 vectors (32 doubles or 64 floats). */
 static void FN(sparse_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t ld,
-                            const int32_t *restrict idx, const REAL *restrict x, int64_t nnz)
+                            const void *restrict idx, const void *restrict x, int64_t nnz,
+                            int narrow)
 {
     int64_t j;
-    FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz);
+    if (narrow)
+        FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz, 1);
+    else
+        FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz, 0);
 }
 
 /* sparse_block for the last nv vectors of rows of `rem` elements at stride ldw
@@ -288,8 +311,8 @@ static void FN(sparse_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t l
  * idx[p] with p >= safe (the array's last rows, where that load would leave it), whose
  * last vector is read element by element. */
 static inline __attribute__((always_inline)) void FN(sparse_tail)(
-    REAL *restrict z, const REAL *restrict wt, int64_t ldw, const int32_t *restrict idx,
-    const REAL *restrict x, int64_t nnz, int64_t safe, int64_t rem, const int nv)
+    REAL *restrict z, const REAL *restrict wt, int64_t ldw, const void *restrict idx,
+    const void *restrict x, int64_t nnz, int64_t safe, int64_t rem, const int nw, const int nv)
 {
     typedef __typeof__((VEC){0} < (VEC){0}) mask_t;
     VEC acc[13];
@@ -299,15 +322,15 @@ static inline __attribute__((always_inline)) void FN(sparse_tail)(
     for (int i = 0; i < nv; ++i) acc[i] = FN(load)(z + i * VL);
     int64_t p = 0;
     for (; p < safe; ++p) {
-        const VEC v = x[p] - (VEC){0};
-        const REAL *restrict w = FBP_ROW(wt + (int64_t)idx[p] * ldw);
+        const VEC v = FBP_VAL(x, p, nw) - (VEC){0};
+        const REAL *restrict w = FBP_ROW(wt + FBP_COL(idx, p, nw) * ldw);
 #pragma GCC unroll 13
         for (int i = 0; i < nv - 1; ++i) acc[i] += v * FN(load)(w + i * VL);
         acc[nv - 1] += v * (VEC)((mask_t)FN(load)(w + (nv - 1) * VL) & keep);
     }
     for (; p < nnz; ++p) {
-        const VEC v = x[p] - (VEC){0};
-        const REAL *restrict w = wt + (int64_t)idx[p] * ldw;
+        const VEC v = FBP_VAL(x, p, nw) - (VEC){0};
+        const REAL *restrict w = wt + FBP_COL(idx, p, nw) * ldw;
 #pragma GCC unroll 13
         for (int i = 0; i < nv; ++i) acc[i] += v * FN(load_n)(w + i * VL, rem - i * VL);
     }
@@ -328,17 +351,17 @@ static inline __attribute__((always_inline)) void FN(sparse_tail)(
 /* z[0:LD] += W x for a sparse x (one CSR row, idx ascending) with W^T given unpadded:
  * n_in rows of n_out at stride n_out (z padded to fbp_ld(n_out), its padding left as
  * it is).  The same sums, in the same order, as sparse_gemv over W^T padded. */
-static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
+static inline __attribute__((always_inline)) void FN(sparse_gemv_unpadded_nw)(REAL *restrict z, const REAL *restrict wt,
                                      int64_t n_in, int64_t n_out,
-                                     const int32_t *restrict idx, const REAL *restrict x,
-                                     int64_t nnz)
+                                     const void *restrict idx, const void *restrict x,
+                                     int64_t nnz, const int nw)
 {
     int64_t j = 0;
     /* up to FBP_ONE_PASS vectors (AVX2: 52 doubles, a hidden layer of 50) in one pass
        over the row's non-zeros, each weight row read once; wider rows in blocks of 8 */
     if (n_out > FBP_ONE_PASS * VL)
         for (; j + 8 * VL <= n_out; j += 8 * VL)
-            FN(sparse_block)(z + j, wt + j, n_out, idx, x, nnz, 8);
+            FN(sparse_block)(z + j, wt + j, n_out, idx, x, nnz, nw, 8);
     const int64_t rem = n_out - j;
     if (rem == 0) return;
     const int nv = (int)((rem + VL - 1) / VL);
@@ -347,46 +370,63 @@ static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
     const int64_t kmax = (n_in * n_out - j - nv * VL) >= 0
                              ? (n_in * n_out - j - nv * VL) / n_out : -1;
     int64_t safe = nnz;
-    while (safe > 0 && idx[safe - 1] > kmax) --safe;
+    while (safe > 0 && FBP_COL(idx, safe - 1, nw) > kmax) --safe;
     switch (nv) {
-    case 13: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 13); break;
-    case 12: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 12); break;
-    case 11: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 11); break;
-    case 10: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 10); break;
-    case 9: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 9); break;
-    case 8: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 8); break;
-    case 7: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 7); break;
-    case 6: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 6); break;
-    case 5: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 5); break;
-    case 4: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 4); break;
-    case 3: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 3); break;
-    case 2: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 2); break;
-    default: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, 1); break;
+    case 13: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 13); break;
+    case 12: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 12); break;
+    case 11: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 11); break;
+    case 10: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 10); break;
+    case 9: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 9); break;
+    case 8: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 8); break;
+    case 7: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 7); break;
+    case 6: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 6); break;
+    case 5: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 5); break;
+    case 4: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 4); break;
+    case 3: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 3); break;
+    case 2: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 2); break;
+    default: FN(sparse_tail)(z + j, wt + j, n_out, idx, x, nnz, safe, rem, nw, 1); break;
     }
 }
 
+static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
+                                     int64_t n_in, int64_t n_out,
+                                     const void *restrict idx, const void *restrict x,
+                                     int64_t nnz, int narrow)
+{
+    if (narrow)
+        FN(sparse_gemv_unpadded_nw)(z, wt, n_in, n_out, idx, x, nnz, 1);
+    else
+        FN(sparse_gemv_unpadded_nw)(z, wt, n_in, n_out, idx, x, nnz, 0);
+}
+
 /* W^T[idx[p], 0:nv*VL] += (scale * x[p]) * delta[0:nv*VL] for every p, with this block
- * of delta held in registers (idx NULL: rows k0, k0+1, ...).  The update's rank-1 step. */
+ * of delta held in registers (idx NULL: rows k0, k0+1, ..., x REAL).  The update's
+ * rank-1 step. */
 static inline __attribute__((always_inline)) void FN(rank1_block)(
-    REAL *restrict wt, int64_t ld, const int32_t *restrict idx, int64_t k0,
-    const REAL *restrict x, int64_t nnz, REAL scale, const REAL *restrict delta, const int nv)
+    REAL *restrict wt, int64_t ld, const void *restrict idx, int64_t k0,
+    const void *restrict x, int64_t nnz, REAL scale, const REAL *restrict delta, const int nw,
+    const int nv)
 {
     VEC d[8];
 #pragma GCC unroll 8
     for (int i = 0; i < nv; ++i) d[i] = FN(load)(delta + i * VL);
     for (int64_t p = 0; p < nnz; ++p) {
-        const VEC v = scale * x[p] - (VEC){0};
-        REAL *restrict w = FBP_ROW(wt + (idx ? (int64_t)idx[p] : k0 + p) * ld);
+        const VEC v = scale * FBP_VAL(x, p, nw) - (VEC){0};
+        REAL *restrict w = FBP_ROW(wt + (idx ? FBP_COL(idx, p, nw) : k0 + p) * ld);
 #pragma GCC unroll 8
         for (int i = 0; i < nv; ++i) FN(store)(w + i * VL, FN(load)(w + i * VL) + v * d[i]);
     }
 }
 
-static void FN(rank1)(REAL *restrict wt, int64_t ld, const int32_t *restrict idx, int64_t k0,
-                      const REAL *restrict x, int64_t nnz, REAL scale, const REAL *restrict delta)
+static void FN(rank1)(REAL *restrict wt, int64_t ld, const void *restrict idx, int64_t k0,
+                      const void *restrict x, int64_t nnz, REAL scale, const REAL *restrict delta,
+                      int narrow)
 {
     int64_t j;
-    FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j);
+    if (narrow)
+        FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j, 1);
+    else
+        FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j, 0);
 }
 
 /* ---- one sample: forward keeping activations, then the delta recurrence ---- */
@@ -413,12 +453,12 @@ static void FN(first_layer_part)(const fbp_net *net, const REAL *w0, const fbp_d
         memcpy(z, net->b[0], (size_t)ld * sizeof(REAL));
     else
         memset(z, 0, (size_t)ld * sizeof(REAL));
-    const REAL *x = (const REAL *)d->values + p0;
+    const void *idx = FN(cols_at)(d, p0), *x = FN(vals_at)(d, p0);
     if (w0)
-        FN(sparse_gemv_unpadded)(z, w0, net->sizes[0], net->sizes[1], d->indices + p0, x,
-                                 p1 - p0);
+        FN(sparse_gemv_unpadded)(z, w0, net->sizes[0], net->sizes[1], idx, x, p1 - p0,
+                                 d->narrow);
     else
-        FN(sparse_gemv)(z, (const REAL *)net->wt[0], ld, d->indices + p0, x, p1 - p0);
+        FN(sparse_gemv)(z, (const REAL *)net->wt[0], ld, idx, x, p1 - p0, d->narrow);
 }
 
 /* z_1 of data row r into z1, part by part (`scratch`, a row of LD(1), for the later
@@ -626,8 +666,8 @@ static void FN(update_rows)(const fbp_net *net, const fbp_data *d, int l, int pa
         FN(rows)(net, dbuf, m, s, D);
         int64_t p0, p1;
         FN(part_range)(d, rows[s], part, &p0, &p1);
-        FN(rank1)(wt, ld, d->indices + p0, 0, (const REAL *)d->values + p0, p1 - p0, -c,
-                  D[1]);
+        FN(rank1)(wt, ld, FN(cols_at)(d, p0), 0, FN(vals_at)(d, p0), p1 - p0, -c, D[1],
+                  d->narrow);
     }
 }
 
@@ -662,15 +702,14 @@ static void FN(prefetch_rows)(const fbp_data *d, const REAL *Y, int64_t nout,
                               const int64_t *rows, int64_t m, int64_t i0, int64_t i1, int t,
                               int nt)
 {
-    const REAL *x = (const REAL *)d->values;
     for (int64_t i = i0; i < i1; ++i) {
         const int64_t r = rows[i];
         for (int p = t; p < FBP_PARTS; p += nt) {
             int64_t lo, hi;
             FN(part_range)(d, r, p, &lo, &hi);
             if (hi > lo) {
-                FN(prefetch_span)(d->indices + lo, d->indices + hi - 1);
-                FN(prefetch_span)(x + lo, x + hi - 1);
+                FN(prefetch_span)(FN(cols_at)(d, lo), FN(cols_at)(d, hi - 1));
+                FN(prefetch_span)(FN(vals_at)(d, lo), FN(vals_at)(d, hi - 1));
             }
         }
         if (i >= (m * t) / nt && i < (m * (t + 1)) / nt)
@@ -974,7 +1013,6 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
     FN(rows)(net, abuf, 1, 0, A);
     FN(rows)(net, dbuf, 1, 0, D);
     const REAL *Y = (const REAL *)data->y;
-    const REAL *xv = (const REAL *)data->values;
     for (int64_t i = 0; i < count; ++i) {
         const int64_t r = start + i;
         if (fbp_interrupted(intr)) {
@@ -988,9 +1026,10 @@ int FN(grad_sum)(const fbp_net *net, const fbp_data *data, int64_t start, int64_
             FN(axpy)(gb[l], 1, D[l + 1], ld);
             if (l == 0) {
                 const int64_t lo = data->indptr[r], hi = data->indptr[r + 1];
-                FN(rank1)(gwt[0], ld, data->indices + lo, 0, xv + lo, hi - lo, 1, D[1]);
+                FN(rank1)(gwt[0], ld, FN(cols_at)(data, lo), 0, FN(vals_at)(data, lo), hi - lo, 1,
+                          D[1], data->narrow);
             } else {
-                FN(rank1)(gwt[l], ld, NULL, 0, A[l], net->sizes[l], 1, D[l + 1]);
+                FN(rank1)(gwt[l], ld, NULL, 0, A[l], net->sizes[l], 1, D[l + 1], 0);
             }
         }
     }
@@ -1238,10 +1277,10 @@ static void FN(dense_part)(void *arg, int t, int nt)
             const int32_t *idx = job->rpos[p] + rs[s];
             const REAL *v = job->rval[p] + rs[s];
             if (job->ld0 == ld1)
-                FN(sparse_gemv)(z + s * ld1, wp, ld1, idx, v, rs[s + 1] - rs[s]);
+                FN(sparse_gemv)(z + s * ld1, wp, ld1, idx, v, rs[s + 1] - rs[s], 0);
             else  /* W_1 unpadded (n_out = ld0): rows c0.. to the array's end */
                 FN(sparse_gemv_unpadded)(z + s * ld1, wp, n_in - c0, job->ld0, idx, v,
-                                         rs[s + 1] - rs[s]);
+                                         rs[s + 1] - rs[s], 0);
         }
     }
     fbp_barrier_wait(&job->barrier, nt);

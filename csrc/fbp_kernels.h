@@ -54,11 +54,13 @@ typedef struct {
 
 typedef struct {
     const int64_t *indptr;   /* n + 1 row offsets into indices/values */
-    const int32_t *indices;  /* column (input unit) of each stored value */
-    const void *values;      /* REAL input values */
+    const void *indices;     /* column (input unit) of each stored value: int32, or
+                                uint16 if narrow */
+    const void *values;      /* the stored input values: REAL, or float if narrow */
     const void *y;           /* REAL targets, n x sizes[L] (may be NULL for forward) */
     const int64_t *split;    /* row r's first stored index with column >= sizes[0] / 2:
                                 the boundary between the two parts (see FBP_PARTS) */
+    int narrow;              /* the narrow packing (fbp_pack.h): half the bytes to read */
 } fbp_data;
 
 /* One call trains over `n` samples taken in the order `order`, in mini-batches of

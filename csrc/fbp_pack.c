@@ -179,27 +179,34 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
 /* Append the non-zeros at position p, never writing at or past `end` (x may have
  * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
  * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
- * holds a valid column, in increasing order, and adds nothing. */
-#define APPEND(TAG, S, D, STAG)                                                             \
-    static int64_t append_##TAG(const S *x, int64_t n, int32_t *idx, D *val, int64_t p,      \
-                                int64_t end, int32_t *pos)                                  \
+ * holds a valid column, in increasing order, and adds nothing.  *inexact (if not NULL)
+ * is set to 1 if a value changed when converted to D. */
+#define APPEND(TAG, S, D, STAG, IT)                                                         \
+    static int64_t append_##TAG(const S *x, int64_t n, IT *idx, D *val, int64_t p,           \
+                                int64_t end, int32_t *pos, int *inexact)                    \
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
+        int lost = 0;                                                                       \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
-            idx[p] = pos[i];                                                                \
-            val[p] = (D)x[pos[i]];                                                          \
+            const S v = x[pos[i]];                                                          \
+            idx[p] = (IT)pos[i];                                                            \
+            val[p] = (D)v;                                                                  \
+            lost |= (S)val[p] != v;                                                         \
         }                                                                                   \
         for (; p < end; ++p) {                                                              \
-            idx[p] = (int32_t)(n - 1);                                                      \
+            idx[p] = (IT)(n - 1);                                                           \
             val[p] = 0;                                                                     \
         }                                                                                   \
+        if (inexact && lost) *inexact = 1;                                                  \
         return p;                                                                           \
     }
 
-APPEND(ff, float, float, f)
-APPEND(fd, float, double, f)
-APPEND(df, double, float, d)
-APPEND(dd, double, double, d)
+APPEND(ff, float, float, f, int32_t)
+APPEND(fd, float, double, f, int32_t)
+APPEND(df, double, float, d, int32_t)
+APPEND(dd, double, double, d, int32_t)
+APPEND(ff16, float, float, f, uint16_t)
+APPEND(df16, double, float, d, uint16_t)
 
 /* A double that rounds to a finite float is below FLT_MAX + half an ulp (2^103). */
 #define FBP_FLOAT_LIMIT 3.4028235677973366e38
@@ -212,6 +219,14 @@ static int64_t count_nonzero_d2f(const double *x, int64_t n, int *nonfinite, int
     for (int64_t j = 0; j < n; ++j) big |= (x[j] >= FBP_FLOAT_LIMIT) | (x[j] <= -FBP_FLOAT_LIMIT);
     *overflow = big;
     return c;
+}
+
+/* 1 if every x[:n] is exactly a float (a NaN is not). */
+static int all_float_exact(const double *x, int64_t n)
+{
+    int lost = 0;
+    for (int64_t j = 0; j < n; ++j) lost |= (double)(float)x[j] != x[j];
+    return !lost;
 }
 
 int fbp_fits_float(const double *x, int64_t n)
@@ -234,9 +249,13 @@ typedef struct {
     const char *kind;
     int64_t *counts;
     const int64_t *indptr;
-    int32_t *idx;
+    void *idx;
     void *val;
     int out_double;
+    int narrow;                        /* fill: uint16 columns and float values */
+    int check_exact;                   /* count: note double rows that are not floats */
+    int inexact[FBP_PACK_MAX_THREADS]; /* count: such a row seen; fill: a value changed
+                                          when stored as a float (out_double && narrow) */
     int hash;                          /* fill: also the rows' fingerprint terms */
     int changed;                       /* fill: a row's count differs from the count pass */
     int64_t badrow[FBP_PACK_MAX_THREADS]; /* fill: first row with a bad value, or -1 */
@@ -273,6 +292,8 @@ static void count_part(void *arg, int t, int nt)
             job->bad[t] = i;
             return;
         }
+        if (job->check_exact && job->kind[i] == 1 && !job->inexact[t])
+            job->inexact[t] = !all_float_exact((const double *)job->x[i], job->width);
     }
 }
 
@@ -283,13 +304,17 @@ static int pack_threads(int nthreads)
 }
 
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
-                       int64_t *counts, int out_double, int nthreads, int *why)
+                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .counts = counts,
-                    .out_double = out_double};
+                    .out_double = out_double, .check_exact = inexact != NULL};
     nthreads = pack_threads(nthreads);
     for (int t = 0; t < nthreads; ++t) job.bad[t] = -1;
     if (fbp_pool_run(count_part, &job, nthreads) != 0) return FBP_PACK_NOTHREAD;
+    if (inexact) {
+        *inexact = 0;
+        for (int t = 0; t < nthreads; ++t) *inexact |= job.inexact[t];
+    }
     for (int t = 0; t < nthreads; ++t)  /* ranges are in order: the first bad row wins */
         if (job.bad[t] >= 0) {
             *why = job.why[t];
@@ -348,16 +373,23 @@ static void fill_part(void *arg, int t, int nt)
             sum += row_term(copy, words, i, avx2);
             x = copy;
         }
-        if (job->out_double) {
+        /* (a double net's narrow values must be the very doubles: checked as stored) */
+        int *lost = job->out_double ? &job->inexact[t] : NULL;
+        if (job->narrow) {
             if (job->kind[i] == 1)
-                append_dd(x, w, job->idx, (double *)job->val, ip[i], ip[i + 1], pos);
+                append_df16(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, lost);
             else
-                append_fd(x, w, job->idx, (double *)job->val, ip[i], ip[i + 1], pos);
+                append_ff16(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
+        } else if (job->out_double) {
+            if (job->kind[i] == 1)
+                append_dd(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
+            else
+                append_fd(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
         } else {
             if (job->kind[i] == 1)
-                append_df(x, w, job->idx, (float *)job->val, ip[i], ip[i + 1], pos);
+                append_df(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
             else
-                append_ff(x, w, job->idx, (float *)job->val, ip[i], ip[i + 1], pos);
+                append_ff(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
         }
     }
     job->sum[t] = sum;
@@ -366,11 +398,12 @@ static void fill_part(void *arg, int t, int nt)
 }
 
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
-                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
-                  uint64_t *fingerprint, int64_t *bad, int *why)
+                  const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
+                  int nthreads, uint64_t *fingerprint, int64_t *bad, int *why)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .indptr = indptr, .idx = idx,
-                    .val = val, .out_double = out_double, .hash = fingerprint != NULL};
+                    .val = val, .out_double = out_double, .narrow = narrow,
+                    .hash = fingerprint != NULL};
     nthreads = pack_threads(nthreads);
     for (int t = 0; t < nthreads; ++t) job.badrow[t] = -1;
     if (fbp_pool_run(fill_part, &job, nthreads) != 0) return FBP_PACK_NOTHREAD;
@@ -382,6 +415,8 @@ int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t wid
             *why = job.why[t];
             return FBP_PACK_BADVALUE;
         }
+    for (int t = 0; t < nthreads; ++t)
+        if (job.inexact[t]) return FBP_PACK_INEXACT;
     if (fingerprint) {
         *fingerprint = FBP_FINGERPRINT_SEED;
         for (int t = 0; t < nthreads; ++t) *fingerprint += job.sum[t];
@@ -511,14 +546,16 @@ uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind,
     return total;
 }
 
-void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
+void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow, int64_t col,
                     int64_t *split)
 {
+    const int32_t *wide = (const int32_t *)idx;
+    const uint16_t *slim = (const uint16_t *)idx;
     for (int64_t i = 0; i < n; ++i) {
         int64_t lo = indptr[i], hi = indptr[i + 1];
         while (lo < hi) {
             const int64_t mid = lo + (hi - lo) / 2;
-            if (idx[mid] < col) lo = mid + 1; else hi = mid;
+            if ((narrow ? (int64_t)slim[mid] : (int64_t)wide[mid]) < col) lo = mid + 1; else hi = mid;
         }
         split[i] = lo;
     }

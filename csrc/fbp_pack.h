@@ -32,21 +32,31 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * *why if a NaN, inf or overflow has appeared since, FBP_PACK_CHANGED, the packing
  * complete but not a snapshot of the data, if a row's count has changed).
  * Both return FBP_PACK_NOTHREAD if a thread could not be started (then nothing was
- * done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch could not be allocated. */
+ * done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch could not be allocated.
+ *
+ * Narrow packing (the kernels' fbp_data.narrow: half the bytes to read): columns as
+ * uint16 (width <= FBP_NARROW_MAX_WIDTH) and values as float.  For a double output
+ * it is only exact if every value is a float: fbp_rows_count, given `inexact`, sets it
+ * to 1 if some double row holds a value that is not; fbp_rows_fill with narrow and
+ * out_double checks every value as it stores it and returns FBP_PACK_INEXACT if one
+ * changed (the data were written since the count): the caller then packs wide. */
 #define FBP_PACK_MAX_THREADS 64
+#define FBP_NARROW_MAX_WIDTH 65536
 enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3,
-       FBP_PACK_CHANGED = -4, FBP_PACK_BADVALUE = -5 };
+       FBP_PACK_CHANGED = -4, FBP_PACK_BADVALUE = -5,
+       FBP_PACK_INEXACT = -6 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
-                       int64_t *counts, int out_double, int nthreads, int *why);
+                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
-                  const int64_t *indptr, int32_t *idx, void *val, int out_double, int nthreads,
-                  uint64_t *fingerprint, int64_t *bad, int *why);
+                  const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
+                  int nthreads, uint64_t *fingerprint, int64_t *bad, int *why);
 
 /* 1 if every x[:n] rounds to a finite float (NaN counts as fitting). */
 int fbp_fits_float(const double *x, int64_t n);
 
-/* split[i] = the first position in row i (of the filled CSR) whose column is >= col. */
-void fbp_rows_split(int64_t n, const int64_t *indptr, const int32_t *idx, int64_t col,
+/* split[i] = the first position in row i (of the filled CSR) whose column is >= col
+ * (columns int32, or uint16 if narrow). */
+void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow, int64_t col,
                     int64_t *split);
 
 /* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements) and of

@@ -399,7 +399,18 @@ def problems(draw):
         onehot=draw(st.booleans()) and sizes[-1] > 1,
         eta=draw(st.sampled_from([0.0, 0.05, 0.5, 3.0, 10.0])),
         seed=draw(st.integers(0, 2**31 - 1)),
+        narrow=draw(st.booleans()),  # inputs that are float32 values: the narrow packing
     )
+
+
+def problem_data(p, seed_offset: int = 0, n: int | None = None) -> list:
+    """make_data for problem ``p``; its inputs rounded to float32 values (still float64
+    arrays) where ``p["narrow"]``, so that fastbp packs them narrow."""
+    data = make_data(p["seed"] + seed_offset, p["sizes"], p["n"] if n is None else n,
+                     p["sparse"], p["onehot"])
+    if p["narrow"]:
+        data = [(x.astype(np.float32).astype(np.float64), y) for x, y in data]
+    return data
 
 
 PROPERTY = settings(max_examples=40, deadline=None, database=None)
@@ -409,7 +420,7 @@ PROPERTY = settings(max_examples=40, deadline=None, database=None)
 @given(problems())
 def test_property_update_mini_batch_matches_reference(p):
     net, ref = twin(p["sizes"], p["seed"] % 1000)
-    data = make_data(p["seed"], p["sizes"], p["batch"], p["sparse"], p["onehot"])
+    data = problem_data(p, n=p["batch"])
     x, y = data[0]
     assert_grads_close(net.backprop(x, y), ref.backprop(x, y), 1e-11)
     net.update_mini_batch(data, p["eta"])
@@ -421,7 +432,7 @@ def test_property_update_mini_batch_matches_reference(p):
 @given(problems())
 def test_property_one_epoch_sgd_matches_reference(p):
     net, ref = twin(p["sizes"], p["seed"] % 1000)
-    data = make_data(p["seed"], p["sizes"], p["n"], p["sparse"], p["onehot"])
+    data = problem_data(p)
     labelled = make_labelled(p["seed"] + 1, p["sizes"], 7, p["sparse"])
     out_ref, out_net = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_ref):

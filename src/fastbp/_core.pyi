@@ -16,6 +16,7 @@ _Array = npt.NDArray[Any]
 
 __test__: dict[str, str]  # Cython's doctest dictionary
 _Index = npt.NDArray[np.int64]
+_Columns = npt.NDArray[np.int32] | npt.NDArray[np.uint16]  # wide or narrow packing
 
 PAD: int
 
@@ -31,12 +32,12 @@ class _Net:
     def __new__(cls, wt: list[_Array], b: list[_Array], sizes: _Index, activation: int,
                 cost: int) -> _Net: ...
 
-def train(net: _Net, indptr: _Index, split: _Index, indices: npt.NDArray[np.int32],
+def train(net: _Net, indptr: _Index, split: _Index, indices: _Columns,
           values: _Array, y: _Array, order: _Index, batch: int, eta: float, lmbda: float,
           n_total: float, nthreads: int) -> None: ...
-def forward(net: _Net, indptr: _Index, split: _Index, indices: npt.NDArray[np.int32],
+def forward(net: _Net, indptr: _Index, split: _Index, indices: _Columns,
             values: _Array, out: _Array, nthreads: int) -> None: ...
-def grad_sum(net: _Net, indptr: _Index, split: _Index, indices: npt.NDArray[np.int32],
+def grad_sum(net: _Net, indptr: _Index, split: _Index, indices: _Columns,
              values: _Array, y: _Array, gb: list[_Array], gwt: list[_Array]) -> None: ...
 def dense_grad(net: _Net, X: _Array, y: _Array, scale: float, gb: list[_Array],
                gwt: list[_Array], nthreads: int = 1, w0: _Array | None = None,
@@ -47,8 +48,8 @@ def forward_rows(net: _Net, X: _Array, out: _Array, nthreads: int = 1,
                  acts: _Array | None = None, w0: _Array | None = None) -> None: ...
 def dense_forward(net: _Net, X: _Array, out: _Array, nthreads: int = 1,
                   w0: _Array | None = None, acts: _Array | None = None) -> None: ...
-def csr_rows(X: _Array, nthreads: int = 1,
-             wide: bool = False) -> tuple[_Index, _Index, npt.NDArray[np.int32], _Array]: ...
+def csr_rows(X: _Array, nthreads: int = 1, wide: bool = False,
+             narrow: bool = False) -> tuple[_Index, _Index, _Columns, _Array]: ...
 
 @disjoint_base
 class Rows:
@@ -59,8 +60,9 @@ class Rows:
     items: list[Any]
     def __new__(cls, items: list[Any], n_in: int, n_out: int, targets: bool) -> Rows: ...
     def fingerprint(self, nthreads: int = 1) -> int: ...
-    def pack(self, double: bool, nthreads: int = 1, fingerprint: bool = True) -> tuple[
-        _Index, _Index, npt.NDArray[np.int32], _Array, _Array | None, int | None]: ...
+    def pack(self, double: bool, nthreads: int = 1, fingerprint: bool = True,
+             narrow: bool = False) -> tuple[
+        _Index, _Index, _Columns, _Array, _Array | None, int | None]: ...
 
 def address(a: _Array) -> int: ...
 def array_fingerprint(A: npt.NDArray[Any], nthreads: int = 1) -> tuple[int, int, bytes]: ...

@@ -26,8 +26,8 @@ class Packed:
 
     indptr: np.ndarray  # (n + 1,) int64 row offsets
     split: np.ndarray  # (n,) int64 first position of each row with input >= n_in // 2
-    indices: np.ndarray  # (nnz,) int32 input unit of each value
-    values: np.ndarray  # (nnz,) the non-zero inputs, in the network's dtype
+    indices: np.ndarray  # (nnz,) int32 input unit of each value (narrow: uint16)
+    values: np.ndarray  # (nnz,) the non-zero inputs, in the network's dtype (narrow: float32)
     n: int
     y: np.ndarray | None = None  # (n, n_out) targets
     labels: np.ndarray | None = None  # (n,) int64 class labels
@@ -88,7 +88,8 @@ def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: 
     fast = None
     if rows is not None:
         try:
-            fast = rows.pack(dtype == np.float64, nthreads, fingerprint=use_cache)
+            fast = rows.pack(dtype == np.float64, nthreads, fingerprint=use_cache,
+                             narrow=True)
         except ValueError as exc:  # "item i contains NaN or inf" (or: beyond float32 range)
             _, i, rest = str(exc).split(" ", 2)
             raise ValueError(f"{what}[{i}] {rest}") from None
@@ -164,7 +165,7 @@ def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -
     with np.errstate(over="ignore", invalid="ignore"):
         Xc = np.require(X, None if wide else dtype, _KERNEL_LAYOUT)
     try:
-        csr = _core.csr_rows(Xc, nthreads, wide=wide)
+        csr = _core.csr_rows(Xc, nthreads, wide=wide, narrow=True)
     except ValueError as exc:
         bad = int(str(exc).split()[1])
         beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()

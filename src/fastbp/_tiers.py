@@ -60,6 +60,10 @@ def loops_trainer(network: Any, wt: list, b: list) -> Callable[..., None]:
         # the book's layout: W (n_out, n_in) and b (n_out,), copied in and out
         weights = [np.ascontiguousarray(w[:, :n].T) for w, n in zip(wt, outs)]
         biases = [bl[:n].copy() for bl, n in zip(b, outs)]
+        # the loops read the wide packing (narrow data widen exactly: uint16 columns,
+        # float32 values that were the very inputs)
+        indices = indices.astype(np.int32, copy=False)
+        values = values.astype(y.dtype, copy=False)
         try:  # (Ctrl-C: the mini-batches trained are copied out all the same)
             _loops.train_csr(weights, biases, indptr, indices, values, y, order, batch, eta,
                              lmbda, n_total, cost)
