@@ -97,7 +97,7 @@ def pack_x(x: Any, n_in: int) -> Rows:
     X = as_rows(x, n_in)
     nthreads = eval_threads() if X.shape[0] >= PARALLEL_MIN_ROWS else 1
     try:
-        indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=True)
+        indptr, split, indices, values = _core.csr_rows(X, nthreads, wide=True, narrow=True)
     except ValueError as exc:  # "item i contains NaN or inf"
         raise _bad_item(exc) from None
     return Rows(indptr, split, indices, values, X.shape[0], X)
