@@ -224,9 +224,13 @@ cdef void *_address(object a) except NULL:
 
 
 cdef int _data(fbp_data *d, int64_t[::1] indptr, int64_t[::1] split, object indices,
-               object values, bint double, const void *y) except -1:
-    """The kernels' view of packed rows: columns int32 and values of the net's type, or
-    narrow (see fbp_pack.h) columns uint16 and values float32."""
+               object values, bint double, const void *y, int64_t rows) except -1:
+    """The kernels' view of packed rows, of which the call reads the first ``rows``:
+    columns int32 and values of the net's type, or narrow (see fbp_pack.h) columns
+    uint16 and values float32."""
+    if split.shape[0] != indptr.shape[0] - 1 or rows > split.shape[0]:
+        raise ValueError(f"{indptr.shape[0] - 1} packed rows ({split.shape[0]} split points),"
+                         f" but {rows} rows to read")
     cdef bint narrow = _plain(indices, cnp.NPY_UINT16)
     if not (narrow or _plain(indices, cnp.NPY_INT32)):
         raise TypeError("indices must be an aligned, contiguous int32 or uint16 array")
@@ -267,7 +271,7 @@ def train(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split no
         raise ValueError(f"train: order holds row {lo if lo < 0 else hi}, outside the "
                          f"{rows} packed rows")
     cdef fbp_data d
-    _data(&d, indptr, split, indices, values, real is double, &y[0, 0])
+    _data(&d, indptr, split, indices, values, real is double, &y[0, 0], rows)
     cdef int status
     cdef _Interrupt intr = _Interrupt()
     with nogil:
@@ -285,8 +289,8 @@ def forward(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split 
             int nthreads):
     """Output activations of every CSR row into ``out`` (rows x output width)."""
     cdef fbp_data d
-    _data(&d, indptr, split, indices, values, real is double, NULL)
     cdef int64_t count = out.shape[0]
+    _data(&d, indptr, split, indices, values, real is double, NULL, count)
     cdef int status
     cdef _Interrupt intr = _Interrupt()
     with nogil:
@@ -302,8 +306,8 @@ def grad_sum(_Net net not None, int64_t[::1] indptr not None, int64_t[::1] split
              const real[:, ::1] y not None, list gb not None, list gwt not None):
     """Add the per-sample gradients of every row to ``gb`` and ``gwt`` (W transposed)."""
     cdef fbp_data d
-    _data(&d, indptr, split, indices, values, real is double, &y[0, 0])
     cdef int64_t count = y.shape[0]
+    _data(&d, indptr, split, indices, values, real is double, &y[0, 0], count)
     _check_grads(net, gb, gwt, real is double)
     cdef Py_ssize_t L = len(gb)
     cdef int status
@@ -606,14 +610,16 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
             idx = _address(indices_a) if ptr[n] > 0 else NULL
             out = _address(values_a) if ptr[n] > 0 else NULL
             with nogil:
+                bad = -1
                 filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], idx, out, out_double,
-                                       narrow, nthreads, NULL, NULL, NULL)
-                if n > 0 and filled != FBP_PACK_INEXACT:
+                                       narrow, nthreads, NULL, &bad, &why)
+                if n > 0 and filled == 0:
                     fbp_rows_split(n, &ptr[0], idx, narrow, k // 2, &sp[0])
             if filled != FBP_PACK_INEXACT:
                 break
             narrow = False  # (X was written since it was counted: packed again, wide)
-        _check_rows(-1 if filled == 0 else filled)
+        _check_rows(bad, why)  # (a NaN, inf or overflow written since the count pass)
+        _check_rows(-1 if filled in (0, FBP_PACK_BADVALUE) else filled)
         return indptr_a, split_a, indices_a, values_a
     finally:
         free(rows); free(kinds)

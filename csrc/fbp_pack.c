@@ -179,26 +179,35 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
 /* Append the non-zeros at position p, never writing at or past `end` (x may have
  * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
  * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
- * holds a valid column, in increasing order, and adds nothing.  *inexact (if not NULL)
- * is set to 1 if a value changed when converted to D. */
+ * holds a valid column, in increasing order, and adds nothing.  Returns 0, or the
+ * reason to refuse the row (x written since it was checked): FBP_BAD_NONFINITE for a
+ * NaN or inf, FBP_BAD_OVERFLOW for a value that became inf as a D; *inexact (if not
+ * NULL) is set to 1 if a value changed when converted to D. */
 #define APPEND(TAG, S, D, STAG, IT)                                                         \
-    static int64_t append_##TAG(const S *x, int64_t n, IT *idx, D *val, int64_t p,           \
-                                int64_t end, int32_t *pos, int *inexact)                    \
+    static int append_##TAG(const S *x, int64_t n, IT *idx, D *val, int64_t p,               \
+                            int64_t end, int32_t *pos, int *inexact)                        \
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
-        int lost = 0;                                                                       \
+        int lost = 0, bad_in = 0, bad_out = 0;                                              \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             const S v = x[pos[i]];                                                          \
+            const D d = (D)v;                                                               \
             idx[p] = (IT)pos[i];                                                            \
-            val[p] = (D)v;                                                                  \
-            lost |= (S)val[p] != v;                                                         \
+            val[p] = d;                                                                     \
+            lost |= (S)d != v;                                                              \
+            bad_in |= !(v - v == 0);   /* NaN or inf */                                     \
+            bad_out |= !(d - d == 0);                                                       \
         }                                                                                   \
         for (; p < end; ++p) {                                                              \
             idx[p] = (IT)(n - 1);                                                           \
             val[p] = 0;                                                                     \
         }                                                                                   \
-        if (inexact && lost) *inexact = 1;                                                  \
-        return p;                                                                           \
+        if (bad_in) return FBP_BAD_NONFINITE;                                               \
+        if (inexact) { /* (a value too big for a float is only inexact there) */            \
+            if (lost) *inexact = 1;                                                         \
+            return 0;                                                                       \
+        }                                                                                   \
+        return bad_out ? FBP_BAD_OVERFLOW : 0;                                              \
     }
 
 APPEND(ff, float, float, f, int32_t)
@@ -375,21 +384,21 @@ static void fill_part(void *arg, int t, int nt)
         }
         /* (a double net's narrow values must be the very doubles: checked as stored) */
         int *lost = job->out_double ? &job->inexact[t] : NULL;
-        if (job->narrow) {
-            if (job->kind[i] == 1)
-                append_df16(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, lost);
-            else
-                append_ff16(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
-        } else if (job->out_double) {
-            if (job->kind[i] == 1)
-                append_dd(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
-            else
-                append_fd(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
-        } else {
-            if (job->kind[i] == 1)
-                append_df(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
-            else
-                append_ff(x, w, job->idx, job->val, ip[i], ip[i + 1], pos, NULL);
+        const int64_t a = ip[i], b = ip[i + 1];
+        int why;
+        if (job->narrow)
+            why = job->kind[i] == 1 ? append_df16(x, w, job->idx, job->val, a, b, pos, lost)
+                                    : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL);
+        else if (job->out_double)
+            why = job->kind[i] == 1 ? append_dd(x, w, job->idx, job->val, a, b, pos, NULL)
+                                    : append_fd(x, w, job->idx, job->val, a, b, pos, NULL);
+        else
+            why = job->kind[i] == 1 ? append_df(x, w, job->idx, job->val, a, b, pos, NULL)
+                                    : append_ff(x, w, job->idx, job->val, a, b, pos, NULL);
+        if (why) {  /* (only without a copy: the copy was checked above) */
+            job->why[t] = why;
+            job->badrow[t] = i;
+            break;
         }
     }
     job->sum[t] = sum;

@@ -28,9 +28,10 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
  * if out_double, else float) and, unless fingerprint is NULL, sets *fingerprint to the
  * fbp_rows_fingerprint of the very values it packed (each row read once, into a copy,
- * and checked there as fbp_rows_count checked the row: FBP_PACK_BADVALUE with *bad and
- * *why if a NaN, inf or overflow has appeared since, FBP_PACK_CHANGED, the packing
- * complete but not a snapshot of the data, if a row's count has changed).
+ * and checked there as fbp_rows_count checked the row: FBP_PACK_CHANGED, the packing
+ * complete but not a snapshot of the data, if a row's count has changed).  Either way
+ * it returns FBP_PACK_BADVALUE with *bad and *why if a NaN, inf or overflow has
+ * appeared since the count.
  * Both return FBP_PACK_NOTHREAD if a thread could not be started (then nothing was
  * done); fbp_rows_fill returns FBP_PACK_NOMEM if its scratch could not be allocated.
  *

@@ -8,6 +8,10 @@ dtype), bit for bit; anything else packs wide.
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+
 import numpy as np
 import pytest
 from conftest import make_data
@@ -155,3 +159,59 @@ def test_network_trains_the_same_on_float32_and_float64_copies_of_the_inputs():
         assert np.array_equal(a, b)
     inexact = [(x + 1e-9 * (x != 0), y) for x, y in as64]
     assert network.Network([30, 8, 4])._fb_pack(inexact, "train", "t").indices.dtype == np.int32
+
+
+def test_a_nan_written_while_arrays_are_packed_is_never_packed():
+    """Another thread writes a NaN into X now and then, between the packer's count and
+    its fill: each packing either refuses the data (naming the row) or holds no NaN,
+    narrow or wide (a value that changed in the fill once sent the packer, silently, to
+    a wide packing of the NaN)."""
+    rng = np.random.default_rng(0)
+    n, n_in = 3000, 784
+    X = _sparse(rng, n, n_in, 0.2).astype(np.float32).astype(np.float64)
+    Y = rng.integers(0, 10, n)
+    net = network.Network([n_in, 30, 10])
+    stop = threading.Event()
+
+    def writer() -> None:
+        r = np.random.default_rng(1)
+        while not stop.is_set():
+            i, j = int(r.integers(n)), int(r.integers(n_in))
+            old = X[i, j]
+            X[i, j] = np.nan
+            for _ in range(int(r.integers(1, 2000))):
+                pass
+            X[i, j] = old
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = {"refused": 0, "packed": 0}
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                packed = net._fb_pack((X, Y), "train", "training data")
+            except ValueError as exc:
+                assert re.match(r"training data\[\d+\]: x contains NaN or inf", str(exc))
+                seen["refused"] += 1
+                continue
+            assert np.isfinite(packed.values).all()
+            seen["packed"] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert seen["packed"] + seen["refused"] > 0
+
+
+def test_the_kernels_refuse_more_rows_than_were_packed():
+    np.random.seed(0)
+    net = network.Network([4, 3, 2])
+    h, _, _ = _handle(net)
+    packing = _core.csr_rows(np.ones((2, 4), dtype=np.float32), 1, wide=True, narrow=True)
+    with pytest.raises(ValueError, match="2 packed rows"):
+        _core.forward(h, *packing, np.empty((3, 2)), 1)
+    with pytest.raises(ValueError, match="2 packed rows"):
+        _core.grad_sum(h, *packing, np.zeros((3, 2)), [np.zeros(4), np.zeros(4)],
+                       [np.zeros((4, 4)), np.zeros((3, 4))])
+    with pytest.raises(ValueError, match="split points"):
+        _core.forward(h, packing[0], packing[1][:1], *packing[2:], np.empty((2, 2)), 1)

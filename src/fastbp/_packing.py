@@ -168,7 +168,11 @@ def _pack_inputs(X: np.ndarray, dtype: np.dtype, what: str, nthreads: int = 1) -
         csr = _core.csr_rows(Xc, nthreads, wide=wide, narrow=True)
     except ValueError as exc:
         bad = int(str(exc).split()[1])
-        beyond = np.isfinite(np.asarray(X[bad], dtype=np.float64)).all()
+        # an inf in the converted copy, of a finite value in X, was beyond the dtype's
+        # range (X itself is not read again unless it was converted: another thread may
+        # have written it since)
+        beyond = "beyond" in str(exc) or (
+            Xc is not X and np.isfinite(np.asarray(X[bad], dtype=np.float64)).all())
         reason = f"values beyond {np.dtype(dtype).name} range" if beyond else "NaN or inf"
         raise ValueError(f"{what}[{bad}]: x contains {reason}") from None
     return Packed(*csr, n=X.shape[0])
