@@ -99,12 +99,11 @@ cdef extern from "fbp_pack.h" nogil:
                            int *inexact)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                       const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
-                      int nthreads, uint64_t *fingerprint, int64_t *bad, int *why)
+                      int64_t col, int64_t *split, int nthreads, uint64_t *fingerprint,
+                      int64_t *bad, int *why)
     uint64_t FBP_FINGERPRINT_SEED
     uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i)
     int fbp_fits_float(const double *x, int64_t n)
-    void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow,
-                        int64_t col, int64_t *split)
     uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
                                   int nthreads)
 
@@ -612,9 +611,8 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
             with nogil:
                 bad = -1
                 filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], idx, out, out_double,
-                                       narrow, nthreads, NULL, &bad, &why)
-                if n > 0 and filled == 0:
-                    fbp_rows_split(n, &ptr[0], idx, narrow, k // 2, &sp[0])
+                                       narrow, k // 2, &sp[0] if n > 0 else NULL, nthreads,
+                                       NULL, &bad, &why)
             if filled != FBP_PACK_INEXACT:
                 break
             narrow = False  # (X was written since it was counted: packed again, wide)
@@ -805,8 +803,8 @@ cdef class Rows:
             with nogil:
                 bad = -1
                 filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], idx, vals, double,
-                                       narrow, nthreads, &xh if fingerprint else NULL, &bad,
-                                       &why)
+                                       narrow, n_in // 2, &sp[0] if n > 0 else NULL, nthreads,
+                                       &xh if fingerprint else NULL, &bad, &why)
             if filled != FBP_PACK_INEXACT:
                 break
             narrow = False  # (an x was written since it was counted: packed again, wide)
@@ -816,8 +814,6 @@ cdef class Rows:
             if ycopy == NULL:
                 raise MemoryError("fastbp: out of memory while packing the targets")
         with nogil:
-            if n > 0 and bad < 0:
-                fbp_rows_split(n, &ptr[0], idx, narrow, n_in // 2, &sp[0])
             if targets and fingerprint and bad < 0:  # (each y read once too, into ycopy,
                 for i in range(n):                   # and checked there)
                     memcpy(ycopy, self.yp[i], n_out * (8 if self.yk[i] == 1 else 4))

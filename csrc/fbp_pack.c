@@ -179,15 +179,23 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
 /* Append the non-zeros at position p, never writing at or past `end` (x may have
  * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
  * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
- * holds a valid column, in increasing order, and adds nothing.  Returns 0, or the
+ * holds a valid column, in increasing order, and adds nothing.  *split: the first
+ * position written whose column is >= col (end if none).  Returns 0, or the
  * reason to refuse the row (x written since it was checked): FBP_BAD_NONFINITE for a
  * NaN or inf, FBP_BAD_OVERFLOW for a value that became inf as a D; *inexact (if not
  * NULL) is set to 1 if a value changed when converted to D. */
 #define APPEND(TAG, S, D, STAG, IT)                                                         \
     static int append_##TAG(const S *x, int64_t n, IT *idx, D *val, int64_t p,               \
-                            int64_t end, int32_t *pos, int *inexact)                        \
+                            int64_t end, int32_t *pos, int *inexact, int64_t col,           \
+                            int64_t *split)                                                 \
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
+        int64_t lo = 0, hi = c; /* before = lo: non-zeros in columns < col (pos sorted) */ \
+        while (lo < hi) {                                                                   \
+            const int64_t mid = lo + (hi - lo) / 2;                                         \
+            if (pos[mid] < col) lo = mid + 1; else hi = mid;                                \
+        }                                                                                   \
+        *split = p + (lo < end - p ? lo : end - p);                                         \
         int lost = 0, bad_in = 0, bad_out = 0;                                              \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             const S v = x[pos[i]];                                                          \
@@ -258,6 +266,8 @@ typedef struct {
     const char *kind;
     int64_t *counts;
     const int64_t *indptr;
+    int64_t col;                       /* fill: split[i] = row i's first position >= col */
+    int64_t *split;
     void *idx;
     void *val;
     int out_double;
@@ -384,17 +394,19 @@ static void fill_part(void *arg, int t, int nt)
         }
         /* (a double net's narrow values must be the very doubles: checked as stored) */
         int *lost = job->out_double ? &job->inexact[t] : NULL;
-        const int64_t a = ip[i], b = ip[i + 1];
+        const int64_t a = ip[i], b = ip[i + 1], col = job->col;
+        int64_t *sp = &job->split[i];
         int why;
         if (job->narrow)
-            why = job->kind[i] == 1 ? append_df16(x, w, job->idx, job->val, a, b, pos, lost)
-                                    : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL);
+            why = job->kind[i] == 1
+                      ? append_df16(x, w, job->idx, job->val, a, b, pos, lost, col, sp)
+                      : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
         else if (job->out_double)
-            why = job->kind[i] == 1 ? append_dd(x, w, job->idx, job->val, a, b, pos, NULL)
-                                    : append_fd(x, w, job->idx, job->val, a, b, pos, NULL);
+            why = job->kind[i] == 1 ? append_dd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp)
+                                    : append_fd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
         else
-            why = job->kind[i] == 1 ? append_df(x, w, job->idx, job->val, a, b, pos, NULL)
-                                    : append_ff(x, w, job->idx, job->val, a, b, pos, NULL);
+            why = job->kind[i] == 1 ? append_df(x, w, job->idx, job->val, a, b, pos, NULL, col, sp)
+                                    : append_ff(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
         if (why) {  /* (only without a copy: the copy was checked above) */
             job->why[t] = why;
             job->badrow[t] = i;
@@ -408,9 +420,11 @@ static void fill_part(void *arg, int t, int nt)
 
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                   const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
-                  int nthreads, uint64_t *fingerprint, int64_t *bad, int *why)
+                  int64_t col, int64_t *split, int nthreads, uint64_t *fingerprint,
+                  int64_t *bad, int *why)
 {
-    rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .indptr = indptr, .idx = idx,
+    rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .indptr = indptr,
+                    .col = col, .split = split, .idx = idx,
                     .val = val, .out_double = out_double, .narrow = narrow,
                     .hash = fingerprint != NULL};
     nthreads = pack_threads(nthreads);
@@ -553,21 +567,6 @@ uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind,
     }
     for (int t = 0; t < nthreads; ++t) total += job.sum[t];  /* addition: any split */
     return total;
-}
-
-void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow, int64_t col,
-                    int64_t *split)
-{
-    const int32_t *wide = (const int32_t *)idx;
-    const uint16_t *slim = (const uint16_t *)idx;
-    for (int64_t i = 0; i < n; ++i) {
-        int64_t lo = indptr[i], hi = indptr[i + 1];
-        while (lo < hi) {
-            const int64_t mid = lo + (hi - lo) / 2;
-            if ((narrow ? (int64_t)slim[mid] : (int64_t)wide[mid]) < col) lo = mid + 1; else hi = mid;
-        }
-        split[i] = lo;
-    }
 }
 
 /* x * 0 is 0 for a finite x and NaN for inf or NaN, and a NaN stays in a sum: 32

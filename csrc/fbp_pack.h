@@ -26,7 +26,8 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * writes counts[i] and returns the first bad row (or -1), with *why FBP_BAD_NONFINITE
  * (a NaN or inf) or FBP_BAD_OVERFLOW (a double beyond float range, when the output is
  * float: !out_double); fbp_rows_fill appends row i at indptr[i] into idx/val (val double
- * if out_double, else float) and, unless fingerprint is NULL, sets *fingerprint to the
+ * if out_double, else float), sets split[i] to row i's first position whose column is
+ * >= col (indptr[i + 1] if none) and, unless fingerprint is NULL, sets *fingerprint to the
  * fbp_rows_fingerprint of the very values it packed (each row read once, into a copy,
  * and checked there as fbp_rows_count checked the row: FBP_PACK_CHANGED, the packing
  * complete but not a snapshot of the data, if a row's count has changed).  Either way
@@ -50,15 +51,12 @@ int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_
                        int64_t *counts, int out_double, int nthreads, int *why, int *inexact);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                   const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
-                  int nthreads, uint64_t *fingerprint, int64_t *bad, int *why);
+                  int64_t col, int64_t *split, int nthreads, uint64_t *fingerprint,
+                  int64_t *bad, int *why);
 
 /* 1 if every x[:n] rounds to a finite float (NaN counts as fitting). */
 int fbp_fits_float(const double *x, int64_t n);
 
-/* split[i] = the first position in row i (of the filled CSR) whose column is >= col
- * (columns int32, or uint16 if narrow). */
-void fbp_rows_split(int64_t n, const int64_t *indptr, const void *idx, int narrow, int64_t col,
-                    int64_t *split);
 
 /* A 64-bit fingerprint of the rows' bytes (kind 1: 8-byte, 2: 4-byte elements) and of
  * their positions, to notice an in-place change to data packed before, including rows
