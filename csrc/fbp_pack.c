@@ -180,16 +180,19 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
  * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
  * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
  * holds a valid column, in increasing order, and adds nothing.  *split: the first
- * position written whose column is >= col (end if none).  Returns 0, or the
+ * position written whose column is >= col (end if none); *count: x's non-zeros now.
+ * Every non-zero written is checked (so a NaN or inf, which count as non-zeros, never
+ * goes in unnoticed): returns 0, or the
  * reason to refuse the row (x written since it was checked): FBP_BAD_NONFINITE for a
  * NaN or inf, FBP_BAD_OVERFLOW for a value that became inf as a D; *inexact (if not
  * NULL) is set to 1 if a value changed when converted to D. */
 #define APPEND(TAG, S, D, STAG, IT)                                                         \
     static int append_##TAG(const S *x, int64_t n, IT *idx, D *val, int64_t p,               \
                             int64_t end, int32_t *pos, int *inexact, int64_t col,           \
-                            int64_t *split)                                                 \
+                            int64_t *split, int64_t *count)                                 \
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
+        *count = c;                                                                         \
         int64_t lo = 0, hi = c; /* before = lo: non-zeros in columns < col (pos sorted) */ \
         while (lo < hi) {                                                                   \
             const int64_t mid = lo + (hi - lo) / 2;                                         \
@@ -380,38 +383,35 @@ static void fill_part(void *arg, int t, int nt)
         if (copy) {
             const int64_t words = w * (job->kind[i] == 1 ? 2 : 1);
             memcpy(copy, x, (size_t)words * 4);
-            /* the copy checked as the count pass checked the row: a value written since
-               (a NaN, or a zero become non-zero) must not be packed unchecked, nor
-               cached under a fingerprint the packing does not match */
-            const int64_t c = count_row(job, copy, job->kind[i], &job->why[t]);
-            if (job->why[t]) {
-                job->badrow[t] = i;
-                break;
-            }
-            if (c != ip[i + 1] - ip[i]) job->changed = 1;  /* (a benign race on a flag) */
             sum += row_term(copy, words, i, avx2);
             x = copy;
         }
         /* (a double net's narrow values must be the very doubles: checked as stored) */
         int *lost = job->out_double ? &job->inexact[t] : NULL;
         const int64_t a = ip[i], b = ip[i + 1], col = job->col;
-        int64_t *sp = &job->split[i];
+        int64_t *sp = &job->split[i], count;
         int why;
         if (job->narrow)
             why = job->kind[i] == 1
-                      ? append_df16(x, w, job->idx, job->val, a, b, pos, lost, col, sp)
-                      : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
+                      ? append_df16(x, w, job->idx, job->val, a, b, pos, lost, col, sp, &count)
+                      : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count);
         else if (job->out_double)
-            why = job->kind[i] == 1 ? append_dd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp)
-                                    : append_fd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
+            why = job->kind[i] == 1
+                      ? append_dd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count)
+                      : append_fd(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count);
         else
-            why = job->kind[i] == 1 ? append_df(x, w, job->idx, job->val, a, b, pos, NULL, col, sp)
-                                    : append_ff(x, w, job->idx, job->val, a, b, pos, NULL, col, sp);
-        if (why) {  /* (only without a copy: the copy was checked above) */
+            why = job->kind[i] == 1
+                      ? append_df(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count)
+                      : append_ff(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count);
+        /* a value written since the count pass (a NaN, or a zero become non-zero) is
+           never packed unchecked, nor cached under a fingerprint the packing does not
+           match: the copy's count is the count pass's, or no cache entry */
+        if (why) {
             job->why[t] = why;
             job->badrow[t] = i;
             break;
         }
+        if (count != b - a) job->changed = 1;  /* (a benign race on a flag) */
     }
     job->sum[t] = sum;
     free(pos);
