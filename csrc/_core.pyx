@@ -835,7 +835,7 @@ cdef class Rows:
             xh ^= yh * 31  # (as fingerprint() combines them)
         # a row's count changed since the count pass: another thread wrote the data, so
         # the packing is no snapshot of it: no fingerprint, and no cache entry
-        fp = None if filled == FBP_PACK_CHANGED else xh
+        fp = (None if filled == FBP_PACK_CHANGED else xh) if fingerprint else 0
         return indptr_a, split_a, indices_a, values_a, Y_a, fp
 
 
