@@ -578,8 +578,6 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
     cdef int *check = &inexact if narrow and real is double else NULL
     cdef int64_t[::1] ptr
     cdef int64_t[::1] sp
-    cdef void *out
-    cdef void *idx
     if rows == NULL or kinds == NULL:
         free(rows); free(kinds)
         raise MemoryError()
@@ -602,25 +600,40 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
         narrow = narrow and k <= FBP_NARROW_MAX_WIDTH and not inexact
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
-        while True:
-            indices_a = np.empty(ptr[n], dtype=np.uint16 if narrow else np.int32)
-            values_a = np.empty(ptr[n], dtype=np.float64 if out_double and not narrow
-                                else np.float32)
-            idx = _address(indices_a) if ptr[n] > 0 else NULL
-            out = _address(values_a) if ptr[n] > 0 else NULL
-            with nogil:
-                bad = -1
-                filled = fbp_rows_fill(n, rows, kinds, k, &ptr[0], idx, out, out_double,
-                                       narrow, k // 2, &sp[0] if n > 0 else NULL, nthreads,
-                                       NULL, &bad, &why)
-            if filled != FBP_PACK_INEXACT:
-                break
-            narrow = False  # (X was written since it was counted: packed again, wide)
+        bad = -1
+        indices_a, values_a, filled = _fill(n, rows, kinds, k, ptr, sp, out_double, narrow,
+                                            nthreads, NULL, &bad, &why)
         _check_rows(bad, why)  # (a NaN, inf or overflow written since the count pass)
         _check_rows(-1 if filled in (0, FBP_PACK_BADVALUE) else filled)
         return indptr_a, split_a, indices_a, values_a
     finally:
         free(rows); free(kinds)
+
+
+cdef tuple _fill(Py_ssize_t n, const void **xs, const char *kinds, Py_ssize_t width,
+                 int64_t[::1] ptr, int64_t[::1] sp, bint out_double, bint narrow,
+                 int nthreads, uint64_t *fingerprint, int64_t *bad, int *why):
+    """fbp_rows_fill's pass into new arrays: ``(indices, values, status)``, narrow if
+    asked, or wide if it cannot be (a value written since the count pass is no longer a
+    float32: packed again)."""
+    import numpy as np
+
+    cdef void *idx
+    cdef void *vals
+    cdef int filled
+    while True:
+        indices_a = np.empty(ptr[n], dtype=np.uint16 if narrow else np.int32)
+        values_a = np.empty(ptr[n], dtype=np.float64 if out_double and not narrow
+                            else np.float32)
+        idx = _address(indices_a) if ptr[n] > 0 else NULL
+        vals = _address(values_a) if ptr[n] > 0 else NULL
+        with nogil:
+            filled = fbp_rows_fill(n, xs, kinds, width, &ptr[0], idx, vals, out_double,
+                                   narrow, width // 2, &sp[0] if n > 0 else NULL, nthreads,
+                                   fingerprint, bad, why)
+        if filled != FBP_PACK_INEXACT:
+            return indices_a, values_a, filled
+        narrow = False
 
 
 cdef _check_rows(int64_t bad, int why=0):
@@ -751,10 +764,11 @@ cdef class Rows:
 
     def pack(self, bint double, int nthreads=1, bint fingerprint=True, bint narrow=False):
         """``(indptr, split, indices, values, Y, fingerprint)``: the x's as CSR rows (see
-        ``csr_rows``, also for ``narrow``), the y's (if ``targets``) as an (n, n_out) matrix, and the
-        ``fingerprint()`` of the very values packed (each array read once for both, so
-        that a write by another thread meanwhile cannot leave a packing that differs from
-        the data its fingerprint stands for; 0 without ``fingerprint``).  Raises ValueError naming the first item
+        ``csr_rows``, also for ``narrow``), the y's (if ``targets``) as an (n, n_out)
+        matrix, and the ``fingerprint()`` of the very values packed (each array read once
+        for both, so that a write by another thread meanwhile cannot leave a packing that
+        differs from the data its fingerprint stands for; 0 without ``fingerprint``).
+        Raises ValueError naming the first item
         with a NaN or inf, or (for float32) a value beyond float32 range."""
         import numpy as np
 
@@ -763,8 +777,6 @@ cdef class Rows:
         cdef int64_t bad
         cdef int why = 0, filled = 0, inexact = 0
         cdef int *check = &inexact if narrow and double else NULL
-        cdef void *vals
-        cdef void *idx
         cdef char *ys
         cdef uint64_t xh = 0, yh = FBP_FINGERPRINT_SEED
         cdef double *ycopy = NULL
@@ -795,20 +807,9 @@ cdef class Rows:
         # pass 2: fill
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
-        while True:
-            indices_a = np.empty(nnz, dtype=np.uint16 if narrow else np.int32)
-            values_a = np.empty(nnz, dtype=np.float32 if narrow else dt)
-            idx = _address(indices_a) if nnz > 0 else NULL
-            vals = _address(values_a) if nnz > 0 else NULL
-            with nogil:
-                bad = -1
-                filled = fbp_rows_fill(n, self.xp, self.xk, n_in, &ptr[0], idx, vals, double,
-                                       narrow, n_in // 2, &sp[0] if n > 0 else NULL, nthreads,
-                                       &xh if fingerprint else NULL, &bad, &why)
-            if filled != FBP_PACK_INEXACT:
-                break
-            narrow = False  # (an x was written since it was counted: packed again, wide)
-            xh = 0
+        bad = -1
+        indices_a, values_a, filled = _fill(n, self.xp, self.xk, n_in, ptr, sp, double, narrow,
+                                            nthreads, &xh if fingerprint else NULL, &bad, &why)
         if targets and fingerprint:
             ycopy = <double *>malloc(max(n_out, 1) * sizeof(double))
             if ycopy == NULL:
