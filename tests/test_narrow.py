@@ -215,3 +215,32 @@ def test_the_kernels_refuse_more_rows_than_were_packed():
                        [np.zeros((4, 4)), np.zeros((3, 4))])
     with pytest.raises(ValueError, match="split points"):
         _core.forward(h, packing[0], packing[1][:1], *packing[2:], np.empty((2, 2)), 1)
+
+
+def test_packing_without_a_fingerprint_reports_0_while_rows_change():
+    """Rows.pack(fingerprint=False) gives 0 for the fingerprint, as documented, also when
+    another thread changes rows' counts of non-zeros while they are packed (the fill
+    notices that, and once reported None)."""
+    rng = np.random.default_rng(2)
+    n, n_in = 2000, 784
+    X = _sparse(rng, n, n_in, 0.2).astype(np.float32)
+    data = [(X[i].reshape(-1, 1), np.zeros((10, 1))) for i in range(n)]
+    stop = threading.Event()
+
+    def writer() -> None:
+        r = np.random.default_rng(3)
+        while not stop.is_set():
+            i = int(r.integers(n))
+            X[i, : n_in // 2] = 0.5 - X[i, : n_in // 2]  # zeros become non-zeros and back
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            packed = _core.gather_pairs(data, n_in, 10, True).pack(True, 2, False, True)
+            assert packed[5] == 0
+            assert np.isfinite(packed[3]).all()
+    finally:
+        stop.set()
+        thread.join()
