@@ -226,6 +226,26 @@ def test_pack_cache_check(benchmark, data):
     assert again is first
 
 
+def test_pack_cache_check_shuffled(benchmark, data):
+    """The list as a repeated SGD call finds it: the same pairs, shuffled in place by the
+    previous call (identity as a permutation, and the fingerprint in packed order)."""
+    import random
+
+    from fastbp import network
+
+    net = network.Network(list(bl.MAIN_SIZES))
+    benchmark.group = "packing 50,000 pairs"
+    first = net._fb_pack(data.pairs, "train", "training_data")
+
+    def setup() -> tuple:
+        pairs = list(data.pairs)
+        random.shuffle(pairs)
+        return (pairs, "train", "training_data", True), {}
+
+    again = benchmark.pedantic(net._fb_pack, setup=setup, rounds=5, iterations=1)
+    assert again.values is first.values and again.order is not None
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_baselines_agree(data, config):
     """Not a benchmark: the NumPy rows baseline and fastbp train the same weights."""

@@ -958,6 +958,28 @@ def permutation(list a not None, list b not None):
     return order if ok else None
 
 
+def scatter(list items not None, const int64_t[::1] order not None):
+    """``out`` with ``out[order[i]] is items[i]`` for every i: ``items`` rearranged by
+    the permutation ``order`` (ValueError unless it is one of ``len(items)``).  Holds
+    the GIL and runs no Python code: 50,000 items in about 0.3 ms, not 5."""
+    import numpy as np
+
+    cdef Py_ssize_t n = len(items), i, k
+    if order.shape[0] != n:
+        raise ValueError(f"order has {order.shape[0]} entries for {n} items")
+    cdef unsigned char[::1] seen = np.zeros(n, dtype=np.uint8)
+    out = [None] * n
+    if len(items) != n:  # (a __del__ run by those allocations changed the list)
+        raise ValueError("items changed while they were rearranged")
+    for i in range(n):
+        k = order[i]
+        if not 0 <= k < n or seen[k]:
+            raise ValueError(f"order is not a permutation of range({n}): order[{i}] = {k}")
+        seen[k] = 1
+        out[k] = items[i]
+    return out
+
+
 def mt_shuffle(int64_t[::1] x not None, uint32_t[::1] mt not None, int pos):
     """``random.shuffle`` of ``x`` in place, driven by the MT19937 state ``mt`` (624
     words) at index ``pos``; returns the new index (see fbp_shuffle.h)."""

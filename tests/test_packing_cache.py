@@ -225,3 +225,40 @@ def test_a_write_during_packing_never_leaves_a_stale_entry(values: tuple) -> Non
             if again is first:
                 assert packed_value(again) == v
     fastbp.clear_cache()
+
+
+@pytest.mark.parametrize("reordered", [False, True])
+def test_edits_are_seen_in_a_reordered_or_same_list(data: list, reordered: bool) -> None:
+    """The lookup gathers the cached pairs in packed order, not the caller's: an edit
+    through the caller's list (values, or an array's dtype reinterpreted in place) is
+    still seen."""
+    first = pack(data)
+    items = list(data)
+    if reordered:
+        np.random.default_rng(2).shuffle(items)
+    items[7][0][3, 0] = 0.5 if items[7][0][3, 0] != 0.5 else 0.25
+    again = pack(items, reorder=True)
+    assert again.values is not first.values and again.order is None
+    np.testing.assert_array_equal(dense(again)[7], items[7][0].ravel())
+    items[11][0].dtype = np.int32  # the same bytes, now integers: not float data
+    last = pack(items, reorder=True)
+    assert last.values is not again.values
+    np.testing.assert_array_equal(dense(last)[11], items[11][0].ravel())
+
+
+@given(st.integers(0, 50), st.data())
+@settings(max_examples=200, deadline=None)
+def test_scatter_places_each_item_where_its_order_says(n: int, draw) -> None:
+    items = [object() for _ in range(n)]
+    order = np.array(draw.draw(st.permutations(range(n))), dtype=np.int64)
+    out = _core.scatter(items, order)
+    assert len(out) == n and all(out[k] is items[i] for i, k in enumerate(order.tolist()))
+    if n:
+        bad = order.copy()
+        bad[draw.draw(st.integers(0, n - 1))] = draw.draw(
+            st.sampled_from([-1, n, int(bad[0]) if n > 1 else n]))
+        if len(set(bad.tolist())) != n or bad.min() < 0 or bad.max() >= n:
+            with pytest.raises(ValueError, match="not a permutation"):
+                _core.scatter(items, bad)
+    with pytest.raises(ValueError, match="entries"):
+        _core.scatter(items, np.zeros(n + 1, dtype=np.int64))

@@ -1110,7 +1110,7 @@ class Epoch:
             self.packed = packed
             if packed.order is not None:  # base item k is packed row order[k]
                 # (a list: packed arrays are never reordered)
-                self.base = _in_packed_order(cast(list, self.base), packed.order)
+                self.base = _core.scatter(cast(list, self.base), packed.order)
                 self.perm = packed.order[self.perm]
         return self.packed
 
@@ -1381,13 +1381,5 @@ def _private_list(data: Any) -> list:
         raise TypeError("training_data must be a list of (x, y) pairs or an (X, Y) pair of "
                         "arrays, got one array")
     return list(as_list("training_data", data))
-
-
-def _in_packed_order(items: list, order: np.ndarray) -> list:
-    """``items`` rearranged so that ``items[i]`` lands at position ``order[i]``."""
-    out = [None] * len(items)
-    for item, k in zip(items, order.tolist()):
-        out[k] = item
-    return out
 
 
