@@ -455,6 +455,53 @@ def test_format_order_within_directory(tmp_path, arrays, spec):
     assert_same(find(d, spec=spec, download=False), arrays)
 
 
+def test_a_compressed_npz_is_read_through_an_uncompressed_copy(tmp_path, monkeypatch, arrays,
+                                                               spec):
+    """Made on first use in the cache directory, used while it names the file as it is,
+    made again when stale or damaged, skipped where it cannot be written; a file stored
+    uncompressed is read as it is."""
+    data = tmp_path / "fd"
+    source = write_npz(data / "mnist.npz", arrays)
+    monkeypatch.setenv("FASTBP_DATA", str(data))
+
+    def fresh_find():
+        _mnist_sources._read_npz_memo.cache_clear()
+        return find(spec=spec, download=False)
+
+    assert_same(fresh_find(), arrays)
+    copy = _mnist_sources.unpacked_path(str(source.resolve()))
+    with zipfile.ZipFile(copy) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+        assert sorted(z.namelist()) == sorted([f"{k}.npy" for k in KEYS] + ["source.npy"])
+    real_read = _mnist_sources.read_npz
+    monkeypatch.setattr(_mnist_sources, "read_npz", None)  # the copy only: no inflating
+    assert_same(fresh_find(), arrays)
+    monkeypatch.setattr(_mnist_sources, "read_npz", real_read)
+
+    other = make_arrays(seed=1)
+    time.sleep(0.01)
+    write_npz(source, other)  # rewritten: the copy is stale
+    assert_same(fresh_find(), other)
+    monkeypatch.setattr(_mnist_sources, "read_npz", None)
+    assert_same(fresh_find(), other)  # (the copy was made again)
+    monkeypatch.setattr(_mnist_sources, "read_npz", real_read)
+
+    copy.write_bytes(copy.read_bytes()[:-100])  # damaged: made again
+    assert_same(fresh_find(), other)
+    with zipfile.ZipFile(copy) as z:
+        assert z.testzip() is None
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    monkeypatch.setenv("FASTBP_CACHE", str(blocked))  # nowhere to write it: read as it is
+    assert_same(fresh_find(), other)
+
+    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path / "cache2"))
+    np.savez(source, **arrays)  # stored uncompressed: no copy
+    assert_same(fresh_find(), arrays)
+    assert not (tmp_path / "cache2").exists()
+
+
 def test_cache_dir(tmp_path, monkeypatch):
     import platformdirs
 

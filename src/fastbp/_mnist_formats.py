@@ -128,7 +128,7 @@ def read_idx_dir(directory: PathLike) -> Arrays | None:
     return out
 
 
-def _npy_member(npz: zipfile.ZipFile, key: str) -> np.ndarray:
+def read_npy_member(npz: zipfile.ZipFile, key: str) -> np.ndarray:
     """Read ``key.npy`` from an open npz, checking its header against the member's size first."""
     name = f"{key}.npy"
     try:
@@ -158,7 +158,7 @@ def read_npz(source: PathLike | IO[bytes]) -> Arrays:
     """Read a Keras-layout ``mnist.npz`` (never unpickles)."""
     try:
         with zipfile.ZipFile(source) as npz:
-            return {key: _npy_member(npz, key) for key in KEYS}
+            return {key: read_npy_member(npz, key) for key in KEYS}
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"not a readable npz file: {exc}") from exc
 
