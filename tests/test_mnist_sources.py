@@ -457,9 +457,9 @@ def test_format_order_within_directory(tmp_path, arrays, spec):
 
 def test_a_compressed_npz_is_read_through_an_uncompressed_copy(tmp_path, monkeypatch, arrays,
                                                                spec):
-    """Made on first use in the cache directory, used while it names the file as it is,
-    made again when stale or damaged, skipped where it cannot be written; a file stored
-    uncompressed is read as it is."""
+    """Made on first use in the cache directory (the source's members byte for byte),
+    used while its members' CRC-32s are the source's, made again when stale or damaged,
+    skipped where it cannot be written; a file stored uncompressed is read as it is."""
     data = tmp_path / "fd"
     source = write_npz(data / "mnist.npz", arrays)
     monkeypatch.setenv("FASTBP_DATA", str(data))
@@ -470,17 +470,19 @@ def test_a_compressed_npz_is_read_through_an_uncompressed_copy(tmp_path, monkeyp
 
     assert_same(fresh_find(), arrays)
     copy = _mnist_sources.unpacked_path(str(source.resolve()))
-    with zipfile.ZipFile(copy) as z:
+    with zipfile.ZipFile(copy) as z, zipfile.ZipFile(source) as src:
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
-        assert sorted(z.namelist()) == sorted([f"{k}.npy" for k in KEYS] + ["source.npy"])
+        assert sorted((i.filename, i.CRC) for i in z.infolist()) == sorted(
+            (i.filename, i.CRC) for i in src.infolist())
     real_read = _mnist_sources.read_npz
     monkeypatch.setattr(_mnist_sources, "read_npz", None)  # the copy only: no inflating
     assert_same(fresh_find(), arrays)
     monkeypatch.setattr(_mnist_sources, "read_npz", real_read)
 
     other = make_arrays(seed=1)
-    time.sleep(0.01)
-    write_npz(source, other)  # rewritten: the copy is stale
+    st = source.stat()
+    write_npz(source, other)  # rewritten, its time put back: the CRC-32s tell
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert_same(fresh_find(), other)
     monkeypatch.setattr(_mnist_sources, "read_npz", None)
     assert_same(fresh_find(), other)  # (the copy was made again)
@@ -500,6 +502,74 @@ def test_a_compressed_npz_is_read_through_an_uncompressed_copy(tmp_path, monkeyp
     np.savez(source, **arrays)  # stored uncompressed: no copy
     assert_same(fresh_find(), arrays)
     assert not (tmp_path / "cache2").exists()
+
+
+def _copy_for(source: Path) -> Path:
+    _mnist_sources._read_npz_memo.cache_clear()
+    return _mnist_sources.unpacked_path(str(source.resolve()))
+
+
+@pytest.mark.parametrize("flip", ["encrypted", "version", "pixel"])
+def test_an_altered_copy_is_made_again(tmp_path, monkeypatch, arrays, flip):
+    """Whatever is wrong with the copy (a flag bit that makes zipfile refuse it, a pixel
+    changed with the CRC-32s rewritten to match), it is never served and never an error."""
+    source = write_npz(tmp_path / "mnist.npz", arrays)
+    assert_same(_mnist_sources._read_npz(source), arrays)
+    copy = _copy_for(source)
+    if flip == "pixel":
+        with zipfile.ZipFile(copy) as z:
+            members = {i.filename: z.read(i) for i in z.infolist()}
+        raw = bytearray(members["x_train.npy"])
+        raw[-1] ^= 1
+        members["x_train.npy"] = bytes(raw)
+        with zipfile.ZipFile(copy, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    else:
+        raw = bytearray(copy.read_bytes())
+        central = raw.rindex(b"PK\x01\x02")  # the last member's directory entry
+        if flip == "encrypted":
+            raw[central + 8] |= 1  # general purpose flags: encrypted
+        else:
+            raw[central + 6] = 99  # version needed to extract: 9.9
+        copy.write_bytes(bytes(raw))
+    assert_same(_mnist_sources._read_npz(source), arrays)  # (through the copy made again)
+    _copy_for(source)
+    monkeypatch.setattr(_mnist_sources, "read_npz", None)
+    assert_same(_mnist_sources._read_npz(source), arrays)
+
+
+def test_the_copy_is_never_written_through_a_link_nor_read_from_a_fifo(tmp_path, arrays):
+    source = write_npz(tmp_path / "mnist.npz", arrays)
+    copy = _copy_for(source)
+    copy.parent.mkdir(parents=True)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    copy.symlink_to(precious)
+    assert_same(_mnist_sources._read_npz(source), arrays)
+    assert precious.read_text() == "keep me" and not copy.is_symlink()
+    if hasattr(os, "mkfifo"):
+        copy.unlink()
+        os.mkfifo(copy)
+        done = []
+        _copy_for(source)  # (forgets the loaded arrays)
+        worker = threading.Thread(target=lambda: done.append(
+            _mnist_sources._read_npz(source)), daemon=True)
+        worker.start()
+        worker.join(30)
+        assert done, "loading blocked on a FIFO at the copy's place"
+        assert_same(done[0], arrays)
+
+
+def test_only_the_most_recently_used_copies_are_kept(tmp_path, arrays):
+    sources = [write_npz(tmp_path / f"d{k}" / "mnist.npz", arrays) for k in range(4)]
+    for k, source in enumerate(sources):
+        _copy_for(source)
+        _mnist_sources._read_npz(source)
+        time.sleep(0.01)
+    kept = sorted(p.name for p in _copy_for(sources[0]).parent.glob("*.npz"))
+    newest = [_copy_for(s).name for s in sources[-_mnist_sources.UNPACKED_KEEP:]]
+    assert kept == sorted(newest)
 
 
 def test_cache_dir(tmp_path, monkeypatch):

@@ -26,13 +26,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +50,9 @@ from ._mnist_formats import (
     Arrays,
     PathLike,
     Splits,
-    read_npy_member,
     read_classic_pickle,
     read_idx_dir,
+    read_npy_member,
     read_npz,
     read_wheel,
 )
@@ -136,24 +135,40 @@ def save_npz_atomic(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
 UNPACKED_DIR = "unpacked"
 """Where, in the cache directory, the uncompressed copies of compressed npz files go."""
 
-_SOURCE_KEY = "source"  # (the member of an uncompressed copy naming the file it copies)
+UNPACKED_KEEP = 2
+"""Copies kept (the most recently used): one per source file, so a few at most."""
+
+_NPY_NAMES = frozenset(f"{key}.npy" for key in KEYS)
+_Members = tuple[tuple[str, int, int, int], ...]  # (name, CRC-32, size, compression)
+
+
+def _members(path: str) -> _Members | None:
+    """The npz file's members as its zip directory lists them (no data read), or None if
+    it is no readable zip (:func:`read_npz` then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as npz:
+            infos = npz.infolist()
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile):
+        return None
+    return tuple(sorted((i.filename, i.CRC, i.file_size, i.compress_type) for i in infos))
 
 
 @functools.lru_cache(maxsize=2)
-def _read_npz_memo(path: str, size: int, mtime_ns: int, ctime_ns: int, ino: int) -> Arrays:
-    source = json.dumps([path, size, mtime_ns, ctime_ns, ino])
-    arrays = _read_npz_unpacked(path, source)
+def _read_npz_memo(path: str, size: int, mtime_ns: int, members: _Members | None) -> Arrays:
+    arrays = _read_npz_unpacked(path, members)
     for a in arrays.values():
         a.flags.writeable = False
     return arrays
 
 
 def _read_npz(path: Path) -> Arrays:
-    """:func:`read_npz`, remembered while the file stays the same (repeated loads are cheap);
-    the arrays are read-only, callers copy."""
-    st = path.stat()
-    return _read_npz_memo(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                          st.st_ino)
+    """:func:`read_npz`, remembered while the file stays the same (its size, time and the
+    CRC-32 of every member: repeated loads are cheap); the arrays are read-only, callers
+    copy."""
+    resolved = str(path.resolve())
+    st = os.stat(resolved)
+    return _read_npz_memo(resolved, st.st_size, st.st_mtime_ns, _members(resolved))
 
 
 def unpacked_path(path: str) -> Path:
@@ -162,39 +177,99 @@ def unpacked_path(path: str) -> Path:
     return cache_dir() / UNPACKED_DIR / f"{name}.npz"
 
 
-def _read_npz_unpacked(path: str, source: str) -> Arrays:
+def _read_npz_unpacked(path: str, members: _Members | None) -> Arrays:
     """The arrays of the npz file ``path``; a compressed one (Keras's mnist.npz, or the one
     fastbp downloads) through an uncompressed copy in the cache directory, made on first
     use: inflating MNIST takes about 0.15 s, reading the copy 0.01 s.
 
-    The copy names its source (``source``: the path, size, modification and change times
-    and inode, as a new or rewritten file never has them all the same), and is used only
-    while they match; a copy that is missing, stale or unreadable is made again.  Making
-    it is best effort: where it cannot be written, the file is read as it is."""
-    try:
-        with zipfile.ZipFile(path) as npz:
-            compressed = any(i.compress_type != zipfile.ZIP_STORED for i in npz.infolist())
-    except (OSError, EOFError, zipfile.BadZipFile):
-        compressed = False  # (read_npz reports what is wrong with it)
-    if not compressed:
-        return read_npz(path)
+    The copy holds the source's ``.npy`` members byte for byte, stored: it is used only
+    if its members have the very CRC-32s and sizes the source's zip directory lists (so
+    an edited or replaced source, or a damaged or altered copy, is never served), and
+    the copy's CRC-32s are checked as it is read.  Anything wrong with it (missing,
+    stale, damaged, not a regular file) and it is made again; making it is best effort
+    (where it cannot be written, the source is read as it is)."""
+    want = {name: (crc, size) for name, crc, size, _ in members or ()
+            if name in _NPY_NAMES}
+    compressed = any(kind != zipfile.ZIP_STORED for *_, kind in members or ())
+    if not compressed or set(want) != _NPY_NAMES:
+        return read_npz(path)  # (stored already, or not an npz of MNIST: it says why)
     copy = unpacked_path(path)
+    arrays = _read_copy(copy, want)
+    if arrays is None and _write_copy(path, copy):
+        arrays = _read_copy(copy, want)
+    return arrays if arrays is not None else read_npz(path)
+
+
+def _read_copy(copy: Path, want: dict[str, tuple[int, int]]) -> Arrays | None:
+    """The arrays of the uncompressed copy if it is a regular file holding exactly the
+    members ``want`` describes (name: CRC-32, size), else None."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with zipfile.ZipFile(copy) as npz:
-            if bytes(read_npy_member(npz, _SOURCE_KEY)).decode("utf-8", "surrogateescape") \
-                    == source:
-                return {key: read_npy_member(npz, key) for key in KEYS}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error):
-        pass  # (none yet, stale or damaged: made again below)
-    arrays = read_npz(path)
+        fd = os.open(copy, flags)  # (a FIFO opens without waiting; refused below)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        limit = sum(size for _, size in want.values()) + (1 << 20)  # (+ the zip's headers)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        try:
+            with zipfile.ZipFile(f) as npz:
+                got = {i.filename: (i.CRC, i.file_size) for i in npz.infolist()}
+                if got != want or any(i.compress_type != zipfile.ZIP_STORED
+                                      for i in npz.infolist()):
+                    return None
+                arrays = {key: read_npy_member(npz, key) for key in KEYS}
+        except Exception:  # noqa: BLE001 - damaged in any way: made again
+            return None
     with contextlib.suppress(OSError):
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(copy, "wb", what="cache file") as f:
-            named: dict[str, Any] = {k: arrays[k] for k in KEYS}
-            named[_SOURCE_KEY] = np.frombuffer(source.encode("utf-8", "surrogateescape"),
-                                               dtype=np.uint8)
-            np.savez(f, **named)
+        os.utime(copy)  # (the most recently used copies are the ones kept)
     return arrays
+
+
+def _write_copy(path: str, copy: Path) -> bool:
+    """Write the uncompressed copy of ``path``'s ``.npy`` members (a temporary file
+    renamed over ``copy``: a link or anything else at ``copy`` is replaced, never written
+    through), then remove all but the :data:`UNPACKED_KEEP` most recently used copies.
+    False if it could not be written."""
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{copy.name}.", suffix=".fastbp-tmp",
+                                   dir=copy.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(path) as src, \
+                zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as dst:
+            for name in sorted(_NPY_NAMES):
+                info = src.getinfo(name)
+                with src.open(info) as r, dst.open(  # (the source's CRC checked at its end)
+                        zipfile.ZipInfo(name), "w",
+                        force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as w:
+                    shutil.copyfileobj(r, w, 1 << 20)
+        os.replace(tmp, copy)
+    except BaseException as exc:  # (KeyboardInterrupt too: no temporary file left)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, Exception):
+            return False  # (a full disk, a directory in the way, a damaged source, ...)
+        raise
+    _prune(copy)
+    return True
+
+
+def _prune(keep: Path) -> None:
+    """Remove the copies beyond the :data:`UNPACKED_KEEP` most recently used (``keep``
+    among those kept): a copy whose source is gone is otherwise never read again."""
+    copies = []
+    for entry in keep.parent.glob("*.npz"):
+        with contextlib.suppress(OSError):
+            st = entry.lstat()
+            if stat.S_ISREG(st.st_mode) and entry != keep:
+                copies.append((st.st_mtime_ns, entry))
+    for _, entry in sorted(copies, reverse=True)[UNPACKED_KEEP - 1:]:
+        with contextlib.suppress(OSError):
+            entry.unlink()
 
 
 def _read_user_file(file: Path, spec: MNISTSpec) -> Found:
