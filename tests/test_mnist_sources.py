@@ -563,7 +563,7 @@ def test_the_copy_is_never_written_through_a_link_nor_read_from_a_fifo(tmp_path,
 
 def test_only_the_most_recently_used_copies_are_kept(tmp_path, arrays):
     sources = [write_npz(tmp_path / f"d{k}" / "mnist.npz", arrays) for k in range(4)]
-    for k, source in enumerate(sources):
+    for source in sources:
         _copy_for(source)
         _mnist_sources._read_npz(source)
         time.sleep(0.01)
