@@ -561,6 +561,73 @@ def test_the_copy_is_never_written_through_a_link_nor_read_from_a_fifo(tmp_path,
         assert_same(done[0], arrays)
 
 
+def test_a_directory_at_the_copys_place_is_read_around(tmp_path, arrays):
+    source = write_npz(tmp_path / "mnist.npz", arrays)
+    copy = _copy_for(source)
+    (copy / "inside").mkdir(parents=True)  # (not empty: cannot be replaced either)
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    for _ in range(3):
+        _copy_for(source)
+        assert_same(_mnist_sources._read_npz(source), arrays)
+    if before:
+        assert len(os.listdir("/proc/self/fd")) == before  # (no descriptor left open)
+
+
+def test_a_file_replaced_while_it_was_read_is_not_remembered(tmp_path, monkeypatch, arrays):
+    source = write_npz(tmp_path / "mnist.npz", arrays)
+    _copy_for(source)
+    real, calls = _mnist_sources._members, []
+
+    def members(path):  # the second look (after the read) sees another file
+        calls.append(path)
+        got = real(path)
+        return got if len(calls) == 1 else got[:-1]
+
+    monkeypatch.setattr(_mnist_sources, "_members", members)
+    assert_same(_mnist_sources._read_npz(source), arrays)
+    assert len(calls) == 2 and _mnist_sources._read_npz_memo.cache_info().currsize == 0
+    monkeypatch.setattr(_mnist_sources, "_members", real)
+    _mnist_sources._read_npz(source)
+    assert _mnist_sources._read_npz_memo.cache_info().currsize == 1
+
+
+def test_pruning_removes_only_fastbps_own_files(tmp_path, arrays):
+    source = write_npz(tmp_path / "mnist.npz", arrays)
+    unpacked = _copy_for(source).parent
+    unpacked.mkdir(parents=True)
+    mine = [unpacked / n for n in ("results.npz", "x" * 24 + ".npz", "notes.txt")]
+    old_tmp = unpacked / f".{'a' * 24}.npz.k3j2.fastbp-tmp"
+    new_tmp = unpacked / f".{'b' * 24}.npz.k3j2.fastbp-tmp"
+    for path in [*mine, old_tmp, new_tmp]:
+        path.write_bytes(b"")
+    hour_ago = time.time() - _mnist_sources.STALE_TMP_SECONDS - 60
+    os.utime(old_tmp, (hour_ago, hour_ago))
+    older = [unpacked / f"{k:024x}.npz" for k in range(3)]
+    for k, path in enumerate(older):
+        path.write_bytes(b"")
+        os.utime(path, (hour_ago + k, hour_ago + k))
+    _mnist_sources._read_npz(source)
+    left = {p.name for p in unpacked.iterdir()}
+    assert {p.name for p in mine} | {new_tmp.name, older[-1].name,
+                                    _copy_for(source).name} == left
+
+
+def test_zipfiles_own_errors_are_a_clear_valueerror(tmp_path, arrays):
+    """An encrypted member (RuntimeError from zipfile) or an unsupported method
+    (NotImplementedError) is 'not a readable npz file', as other damage is."""
+    path = write_npz(tmp_path / "mnist.npz", arrays)
+    raw = bytearray(path.read_bytes())
+    raw[raw.rindex(b"PK\x01\x02") + 8] |= 1  # the last member: encrypted
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="not a readable npz"):
+        _mnist_formats.read_npz(path)
+    raw[raw.rindex(b"PK\x01\x02") + 8] &= ~1
+    raw[raw.rindex(b"PK\x01\x02") + 10] = 9  # compression method 9 (deflate64)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="not a readable npz"):
+        _mnist_formats.read_npz(path)
+
+
 def test_only_the_most_recently_used_copies_are_kept(tmp_path, arrays):
     sources = [write_npz(tmp_path / f"d{k}" / "mnist.npz", arrays) for k in range(4)]
     for source in sources:

@@ -159,7 +159,8 @@ def read_npz(source: PathLike | IO[bytes]) -> Arrays:
     try:
         with zipfile.ZipFile(source) as npz:
             return {key: read_npy_member(npz, key) for key in KEYS}
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as exc:  # (zipfile: an unsupported method; an encrypted member)
         raise ValueError(f"not a readable npz file: {exc}") from exc
 
 

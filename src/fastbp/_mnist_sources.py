@@ -27,9 +27,11 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -165,10 +167,18 @@ def _read_npz_memo(path: str, size: int, mtime_ns: int, members: _Members | None
 def _read_npz(path: Path) -> Arrays:
     """:func:`read_npz`, remembered while the file stays the same (its size, time and the
     CRC-32 of every member: repeated loads are cheap); the arrays are read-only, callers
-    copy."""
+    copy.  A file replaced while it was read is not remembered under its old state."""
     resolved = str(path.resolve())
-    st = os.stat(resolved)
-    return _read_npz_memo(resolved, st.st_size, st.st_mtime_ns, _members(resolved))
+
+    def state() -> tuple[str, int, int, _Members | None]:
+        st = os.stat(resolved)
+        return resolved, st.st_size, st.st_mtime_ns, _members(resolved)
+
+    before = state()
+    arrays = _read_npz_memo(*before)
+    if state() != before:
+        _read_npz_memo.cache_clear()
+    return arrays
 
 
 def unpacked_path(path: str) -> Path:
@@ -188,11 +198,12 @@ def _read_npz_unpacked(path: str, members: _Members | None) -> Arrays:
     the copy's CRC-32s are checked as it is read.  Anything wrong with it (missing,
     stale, damaged, not a regular file) and it is made again; making it is best effort
     (where it cannot be written, the source is read as it is)."""
-    want = {name: (crc, size) for name, crc, size, _ in members or ()
-            if name in _NPY_NAMES}
+    listed = [m for m in members or () if m[0] in _NPY_NAMES]
+    want = {name: (crc, size) for name, crc, size, _ in listed}
     compressed = any(kind != zipfile.ZIP_STORED for *_, kind in members or ())
-    if not compressed or set(want) != _NPY_NAMES:
-        return read_npz(path)  # (stored already, or not an npz of MNIST: it says why)
+    if not compressed or set(want) != _NPY_NAMES or len(listed) != len(want):
+        # (stored already, or not an npz of MNIST, which read_npz says; or a name twice)
+        return read_npz(path)
     copy = unpacked_path(path)
     arrays = _read_copy(copy, want)
     if arrays is None and _write_copy(path, copy):
@@ -208,11 +219,16 @@ def _read_copy(copy: Path, want: dict[str, tuple[int, int]]) -> Arrays | None:
         fd = os.open(copy, flags)  # (a FIFO opens without waiting; refused below)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
-        limit = sum(size for _, size in want.values()) + (1 << 20)  # (+ the zip's headers)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
+    except OSError:
+        os.close(fd)
+        return None
+    limit = sum(size for _, size in want.values()) + (1 << 20)  # (+ the zip's headers)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:  # (a directory, a device, ...)
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as f:
         try:
             with zipfile.ZipFile(f) as npz:
                 got = {i.filename: (i.CRC, i.file_size) for i in npz.infolist()}
@@ -258,15 +274,27 @@ def _write_copy(path: str, copy: Path) -> bool:
     return True
 
 
+_COPY_NAME = re.compile(r"[0-9a-f]{24}\.npz")  # (unpacked_path's names: nothing else is
+_TMP_NAME = re.compile(r"\.[0-9a-f]{24}\.npz\..+\.fastbp-tmp")  # ever removed)
+STALE_TMP_SECONDS = 3600
+"""A temporary copy this old was left by a process killed while writing it."""
+
+
 def _prune(keep: Path) -> None:
     """Remove the copies beyond the :data:`UNPACKED_KEEP` most recently used (``keep``
-    among those kept): a copy whose source is gone is otherwise never read again."""
+    among those kept: a copy whose source is gone is otherwise never read again), and
+    temporary copies left by killed processes.  Only files named as fastbp names them."""
     copies = []
-    for entry in keep.parent.glob("*.npz"):
+    now = time.time()
+    for entry in keep.parent.iterdir():
         with contextlib.suppress(OSError):
             st = entry.lstat()
-            if stat.S_ISREG(st.st_mode) and entry != keep:
+            if not stat.S_ISREG(st.st_mode) or entry == keep:
+                continue
+            if _COPY_NAME.fullmatch(entry.name):
                 copies.append((st.st_mtime_ns, entry))
+            elif _TMP_NAME.fullmatch(entry.name) and now - st.st_mtime > STALE_TMP_SECONDS:
+                entry.unlink()
     for _, entry in sorted(copies, reverse=True)[UNPACKED_KEEP - 1:]:
         with contextlib.suppress(OSError):
             entry.unlink()
