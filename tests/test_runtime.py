@@ -292,6 +292,10 @@ rng = np.random.default_rng(0)
 sizes = [784, 2000, 10]
 data = [(rng.random((784, 1)), np.eye(10)[:, [rng.integers(10)]]) for _ in range(4000)]
 net = network2.Network(sizes)
+if phase == "SGD":  # one epoch first (packing, threads, imports: all done when "go" is
+    import contextlib, io  # printed), so that training is under way a second later
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD(data, 1, 10, 0.1)
 w0 = [w.copy() for w in net.weights]
 print("go", flush=True)
 try:
@@ -324,8 +328,12 @@ def test_ctrl_c_stops_a_long_kernel_quickly(phase):
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    fields = out.split()
+    lines = out.strip().splitlines()
+    # (a fast machine may finish an epoch or more of SGD first: "Epoch k training
+    # complete" lines, then the interrupt)
+    fields = lines[-1].split() if lines else []
     assert fields[:1] == ["interrupted"], out + err
+    assert all(line.startswith("Epoch ") or not line.strip() for line in lines[:-1]), out
     caught, moved, finite = float(fields[1]), fields[2] == "True", fields[3] == "True"
     assert caught - sent < 1.0, f"KeyboardInterrupt {caught - sent:.2f} s after SIGINT"
     assert finite
@@ -783,3 +791,66 @@ def test_ctrl_c_stops_the_loops_tier_at_a_mini_batch_and_keeps_it():
             print("interrupted", late < 0.5, not np.array_equal(w0, net.weights[0]))
     """, timeout=300)
     assert proc.stdout.split() == ["interrupted", "True", "True"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("module", ["network", "network2"])
+def test_ctrl_c_while_an_epoch_is_published_still_publishes_it(monkeypatch, module):
+    """A KeyboardInterrupt that lands as the trained parameters are being copied out
+    (after the kernel finished the epoch) left the network with the parameters from
+    before the epoch; now the copy is finished first, then the interrupt raised."""
+    import importlib
+    import random
+
+    mod = importlib.import_module(f"fastbp.{module}")
+    rng = np.random.default_rng(5)
+    data = [(rng.random((20, 1)), np.eye(4)[:, [rng.integers(4)]]) for _ in range(60)]
+
+    def trained(interrupt: bool) -> list:
+        random.seed(1)
+        np.random.seed(1)
+        net = mod.Network([20, 7, 4])
+        calls = []
+        real = type(net)._fb_publish
+
+        def publish(self, *args):
+            calls.append(1)
+            if interrupt and len(calls) == 1:
+                self.weights = [np.zeros_like(w) for w in self.weights]  # half done
+                raise KeyboardInterrupt
+            return real(self, *args)
+
+        monkeypatch.setattr(type(net), "_fb_publish", publish)
+        if interrupt:
+            with pytest.raises(KeyboardInterrupt):
+                net.SGD(list(data), 3, 10, 0.5)
+        else:
+            net.SGD(list(data), 1, 10, 0.5)
+        monkeypatch.undo()
+        return net.weights + net.biases
+
+    for a, b in zip(trained(True), trained(False)):
+        assert np.array_equal(a, b)
+
+
+def test_finish_despite_ctrl_c_reruns_the_step_and_then_raises():
+    from fastbp._engine import CTRL_C_RETRIES, finish_despite_ctrl_c
+
+    done, runs = [], []
+
+    def step() -> None:
+        runs.append(1)
+        if len(runs) <= 2:
+            raise KeyboardInterrupt
+        done.append(1)
+
+    with pytest.raises(KeyboardInterrupt):
+        finish_despite_ctrl_c(step)
+    assert len(runs) == 3 and done == [1]
+
+    def storm() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # (never completes: gives up after the retries)
+        finish_despite_ctrl_c(storm)
+    finish_despite_ctrl_c(lambda: None)  # (no interrupt: nothing raised)
+    assert CTRL_C_RETRIES >= 2

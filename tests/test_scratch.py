@@ -1899,6 +1899,37 @@ def test_ctrl_c_in_fit_keeps_the_training_done():
     assert proc.stdout.split() == ["interrupted", "True", "True"], proc.stdout + proc.stderr
 
 
+def test_ctrl_c_while_fit_writes_params_still_writes_them_all(monkeypatch):
+    """A KeyboardInterrupt that lands as fit copies the trained parameters into params
+    (after the kernel finished) left W1 written and the rest not; now the copy is
+    finished first, then the interrupt raised."""
+    from fastbp.scratch import _fused
+
+    net, book = twins("TwoLayerNet", 6, 5, 3)
+    rng = np.random.default_rng(4)
+    randomize(net, book, rng)
+    x, t = batch(rng, 30, 6, 3, onehot=True, dtype=np.float64)
+    real, calls = _fused.Kernels._write, []
+
+    def write(self, dest, wt, b):
+        calls.append(1)
+        if len(calls) == 1:
+            dest[0][...] = wt[0][:, :dest[0].shape[1]]  # W1 only, then Ctrl-C
+            raise KeyboardInterrupt
+        return real(self, dest, wt, b)
+
+    monkeypatch.setattr(_fused.Kernels, "_write", write)
+    np.random.seed(9)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(x, t, iters=5, batch_size=4, learning_rate=0.1)
+    monkeypatch.undo()
+    np.random.seed(9)
+    ref.train(book, x, t, iters_num=5, batch_size=4, learning_rate=0.1)
+    for key in book.params:
+        np.testing.assert_allclose(net.params[key], book.params[key], rtol=1e-12,
+                                   atol=1e-15)
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 40])
 def test_fit_in_chunks_draws_and_trains_as_the_book(monkeypatch, chunk):
     """fit draws the book's np.random.choice per iteration a chunk of iterations at a

@@ -225,6 +225,27 @@ def _aligned(make: Any, nbytes: int, shape: Any, dtype: np.dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+CTRL_C_RETRIES = 10  # (each retry needs another SIGINT during a copy of milliseconds)
+
+
+def finish_despite_ctrl_c(step: Callable[[], None]) -> None:
+    """Run ``step``, a short copy that must not be left half done (publishing trained
+    parameters), to its end even if Ctrl-C arrives during it: it is run again from the
+    start (it must give the same result when repeated), and the KeyboardInterrupt is
+    raised after it."""
+    interrupted: BaseException | None = None
+    for _ in range(CTRL_C_RETRIES):
+        try:
+            step()
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+    else:
+        step()  # (a storm of signals: one last try, which may itself be interrupted)
+    if interrupted is not None:
+        raise interrupted
+
+
 def _all_finite(arrays: list) -> bool:
     """No NaN or inf in any of the (contiguous, kernel-owned) arrays."""
     return _core.all_finite(arrays)
@@ -715,8 +736,13 @@ class CompiledNetwork:
             train(net, *args, order, batch, eta, lmbda, n_total, threads)
         except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
             if not _all_finite(params):  # diverged before the interrupt: keep the epoch start
-                for a, s in zip(params, sum(self._fb_params(), [])):
-                    a[...] = s
+                epoch_start = sum(self._fb_params(), [])
+
+                def restore() -> None:
+                    for a, s in zip(params, epoch_start):
+                        a[...] = s
+
+                finish_despite_ctrl_c(restore)
             raise
         if _all_finite(params):
             return
@@ -805,10 +831,14 @@ class CompiledNetwork:
         try:
             self._fb_run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
                             float(data.n), threads, epoch)
-        finally:
-            self._fb_publish(wt, b, sizes)
-            kept[4:8] = [self.weights, self.biases, tuple(self.weights), tuple(self.biases)]
-            data.kernel, data.touched = kept, False
+        finally:  # (also when Ctrl-C comes as the kernel returns: published whole)
+            def publish() -> None:
+                self._fb_publish(wt, b, sizes)
+                kept[4:8] = [self.weights, self.biases, tuple(self.weights),
+                             tuple(self.biases)]
+                data.kernel, data.touched = kept, False
+
+            finish_despite_ctrl_c(publish)
 
     def _fb_classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         """One classic mini-batch step through the (possibly overridden) public method."""

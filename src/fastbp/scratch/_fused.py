@@ -27,6 +27,7 @@ from .._engine import (
     aligned_zeros,
     check_own_names,
     eval_threads,
+    finish_despite_ctrl_c,
     marked,
     prefixed,
     threads_for,
@@ -529,18 +530,19 @@ class Kernels:
             _refuse_nonfinite(params, self.keys(), [a for pair in zip(wt, b) for a in pair])
         net = self.net(wt, b)
         threads = threads_for(self.sizes, batch, rows.density())
+        def write_if_finite() -> None:  # (else the FloatingPointError's rule below)
+            if _core.all_finite(wt + b):
+                self._write(dest, wt, b)
+
         try:
             _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order,
                         batch, float(learning_rate), float(weight_decay), 1.0, threads)
-        except KeyboardInterrupt:
-            if _core.all_finite(wt + b):  # (else the FloatingPointError's rule below)
-                self._write(dest, wt, b)
-            raise
+        finally:  # (Ctrl-C from the kernel, or as it returns: params written whole)
+            finish_despite_ctrl_c(write_if_finite)
         if not _core.all_finite(wt + b):
             raise FloatingPointError(
                 "training diverged: a weight or bias became NaN or inf (is learning_rate="
                 f"{learning_rate:g} too large?); params keep their values from before fit")
-        self._write(dest, wt, b)
 
     def _write(self, dest: list, wt: list, b: list) -> None:
         """The trained buffers into the arrays ``dest`` (W1, b1, ... in place)."""
