@@ -9,6 +9,7 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 import operator
@@ -763,7 +764,8 @@ class CompiledNetwork:
             if not _all_finite(params):
                 for a, s in zip(params, before):
                     a[...] = s
-                self._fb_publish(wt, b, self._fb_layer_sizes())
+                finish_despite_ctrl_c(functools.partial(self._fb_publish, wt, b,
+                                                        self._fb_layer_sizes()))
                 raise _diverged(epoch, k, eta)
         raise AssertionError("non-finite parameters that a replay did not reproduce")
 
@@ -881,7 +883,7 @@ class CompiledNetwork:
                         threads)
             if not _all_finite(wt + b):
                 raise _diverged(0, 0, eta)
-            self._fb_publish(wt, b, sizes)
+            finish_despite_ctrl_c(lambda: self._fb_publish(wt, b, sizes))  # (whole)
         finally:
             if claim is not None:
                 self._fb_release(claim)
