@@ -174,13 +174,26 @@ cdef class _Interrupt:
                                "(use fewer threads: fastbp.set_num_threads)")
 
 
+cdef bint _polling = False  # (guarded by the GIL)
+
+
+def polling_signals():
+    """Whether a kernel is polling Python's signal handlers right now (a handler may raise
+    there: the kernel stops at the next mini-batch boundary)."""
+    return _polling
+
+
 cdef int _check_signals(void *ctx) noexcept nogil:
+    global _polling
     with gil:
+        _polling = True
         try:
             PyErr_CheckSignals()
         except BaseException as exc:
             (<_Interrupt>ctx).exc = exc
             return 1
+        finally:
+            _polling = False
     return 0
 
 

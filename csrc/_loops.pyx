@@ -130,6 +130,25 @@ cdef void sgd_steps(int L, const int64_t *sizes, real **w, real **b, real **a,
         update_mini_batch(L, sizes, w, b, nabla_b, nabla_w, m, eta, lmbda, n_total)
 
 
+
+cdef bint _polling = False  # (guarded by the GIL)
+
+
+def polling_signals():
+    """Whether this tier is polling Python's signal handlers right now (see _core's)."""
+    return _polling
+
+
+cdef int _poll_signals() except -1:
+    global _polling
+    _polling = True
+    try:
+        PyErr_CheckSignals()
+    finally:
+        _polling = False
+    return 0
+
+
 def train(list weights not None, list biases not None, real[:, ::1] X not None,
           real[:, ::1] Y not None, int64_t[::1] order not None, int64_t batch, double eta,
           double lmbda=0.0, double n_total=1.0, int cost=C_QUADRATIC):
@@ -239,7 +258,7 @@ cdef _run(list weights, list biases, real[:, ::1] Y, int64_t n_in, const real *X
                 sgd_steps(L, sizes, w, b, a, delta, nabla_b, nabla_w, X, indptr, indices,
                           values, &Y[0, 0] if Y.shape[0] else NULL, &order[start],
                           min(chunk, n - start), batch, eta, lmbda, n_total, cost)
-            PyErr_CheckSignals()
+            _poll_signals()
     finally:
         free(work)
         free(ptrs)

@@ -854,3 +854,46 @@ def test_finish_despite_ctrl_c_reruns_the_step_and_then_raises():
         finish_despite_ctrl_c(storm)
     finish_despite_ctrl_c(lambda: None)  # (no interrupt: nothing raised)
     assert CTRL_C_RETRIES >= 2
+
+
+def test_held_ctrl_c_defers_a_sigint_that_comes_outside_a_kernel():
+    """Inside the block a Ctrl-C between kernels is held and raised as the block ends
+    (so what follows a kernel's return, publishing its parameters, runs whole); with no
+    Ctrl-C the block raises nothing, and Python's handler is back afterwards."""
+    import os
+    import signal
+
+    from fastbp._engine import held_ctrl_c
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # (the handler runs in here: held, not raised)
+                pass
+            time.sleep(0.01)
+            reached.append(1)
+    assert reached == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with held_ctrl_c():
+        pass
+
+
+def test_a_claim_left_taken_by_a_cut_short_call_is_taken_back():
+    """A Ctrl-C between taking a network's claim and the ``try`` that gives it back left
+    the network refusing every later SGD ("called again from inside its own SGD");
+    a claim no training call holds is now taken back."""
+    from fastbp import network
+
+    rng = np.random.default_rng(0)
+    data = [(rng.random((4, 1)), np.eye(2)[:, [k % 2]]) for k in range(8)]
+    net = network.Network([4, 3, 2])
+    net._fb_claim()  # (taken, never given back: as a cut-short call leaves it)
+    net.SGD(list(data), 1, 4, 1.0)  # trains
+    other = network.Network([4, 3, 2])
+    claim = other._fb_claim()
+    done = []
+    worker = threading.Thread(target=lambda: done.append(other._fb_claim()))
+    worker.start()
+    worker.join()
+    assert done and done[0] is not claim  # (no call of its own holds it there either)

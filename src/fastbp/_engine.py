@@ -15,6 +15,7 @@ import numbers
 import operator
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import _classic, _core
+from . import _classic, _core, _tiers
 from ._packing import Packed, as_arrays, own_arithmetic, pack, pack_inputs, pairs_of
 from ._shuffle import native as native_shuffle
 from ._shuffle import shuffle
@@ -358,6 +359,50 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_claim_lock)
 
 
+def _claim_is_live(net: Any) -> bool:
+    """Whether a training call of ``net`` (one that takes its claim) is under way in some
+    thread, besides the one asking (whose own call is on its stack once)."""
+    me = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        calls = 0
+        f: Any = frame
+        while f is not None:
+            if f.f_code in _CLAIMING and f.f_locals.get("self") is net:
+                calls += 1
+            f = f.f_back
+        if calls >= (2 if ident == me else 1):
+            return True
+    return False
+
+
+class held_ctrl_c:  # noqa: N801 - used as a function: ``with held_ctrl_c():``
+    """Within the block, on the main thread with Python's own SIGINT handler in place,
+    a Ctrl-C that arrives while no kernel is polling for it is held, and raised as the
+    block ends; a kernel's poll raises it as before (the kernel stops at a mini-batch
+    boundary).  So the Python between a kernel's return and the end of the block
+    (publishing what it trained) cannot be cut short, however the signal is timed."""
+
+    def __enter__(self) -> held_ctrl_c:
+        self.previous: Any = None
+        self.pending = False
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if _core.polling_signals() or _tiers.polling_signals():
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.pending and kind is None:
+            raise KeyboardInterrupt
+
+
 class CompiledNetwork:
     """Parameter handling and compiled calls shared by the drop-in networks.
 
@@ -639,6 +684,14 @@ class CompiledNetwork:
         override."""
         claim = _Claim.of(self)
         if not claim.lock.acquire(blocking=False):
+            if not _claim_is_live(self):  # left taken by a call a Ctrl-C cut short
+                with _Claim._making:
+                    if self.__dict__.get("_fb_busy") is claim:
+                        self.__dict__["_fb_busy"] = _Claim(self)
+                claim = _Claim.of(self)
+                if claim.lock.acquire(blocking=False):
+                    claim.owner = threading.get_ident()
+                    return claim
             if claim.owner == threading.get_ident():
                 raise RuntimeError("SGD was called again on this network from inside its own "
                                    "SGD (a callback or an overridden method); train a copy "
@@ -830,17 +883,17 @@ class CompiledNetwork:
         packed = cast(Packed, data.packed)  # (packed by _train before the epoch)
         self._fb_check_fits(packed, sizes, "training_data")
         threads = threads_for(sizes, batch, packed.density(sizes[0]))
-        try:
-            self._fb_run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
-                            float(data.n), threads, epoch)
-        finally:  # (also when Ctrl-C comes as the kernel returns: published whole)
-            def publish() -> None:
-                self._fb_publish(wt, b, sizes)
-                kept[4:8] = [self.weights, self.biases, tuple(self.weights),
-                             tuple(self.biases)]
-                data.kernel, data.touched = kept, False
+        def publish() -> None:
+            self._fb_publish(wt, b, sizes)
+            kept[4:8] = [self.weights, self.biases, tuple(self.weights), tuple(self.biases)]
+            data.kernel, data.touched = kept, False
 
-            finish_despite_ctrl_c(publish)
+        with held_ctrl_c():  # (a Ctrl-C as the kernel returns: published whole, then raised)
+            try:
+                self._fb_run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
+                                float(data.n), threads, epoch)
+            finally:
+                finish_despite_ctrl_c(publish)
 
     def _fb_classic_step(self, mini_batch: list, eta: float, lmbda: float, n: int) -> None:
         """One classic mini-batch step through the (possibly overridden) public method."""
@@ -878,12 +931,13 @@ class CompiledNetwork:
             # a single step pays for waking a second thread only when it is large
             threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
                                   min_flops=UPDATE_THREAD_MIN_FLOPS)
-            _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
-                        cast(np.ndarray, packed.y), order, packed.n, eta, lmbda, n_total,
-                        threads)
-            if not _all_finite(wt + b):
-                raise _diverged(0, 0, eta)
-            finish_despite_ctrl_c(lambda: self._fb_publish(wt, b, sizes))  # (whole)
+            with held_ctrl_c():
+                _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
+                            cast(np.ndarray, packed.y), order, packed.n, eta, lmbda, n_total,
+                            threads)
+                if not _all_finite(wt + b):
+                    raise _diverged(0, 0, eta)
+                finish_despite_ctrl_c(lambda: self._fb_publish(wt, b, sizes))  # (whole)
         finally:
             if claim is not None:
                 self._fb_release(claim)
@@ -1415,3 +1469,4 @@ def _private_list(data: Any) -> list:
     return list(as_list("training_data", data))
 
 
+_CLAIMING = frozenset({CompiledNetwork._fb_train.__code__, CompiledNetwork._fb_update.__code__})

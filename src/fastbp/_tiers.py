@@ -73,3 +73,8 @@ def loops_trainer(network: Any, wt: list, b: list) -> Callable[..., None]:
                 b_l[:n] = bl
 
     return train
+
+
+def polling_signals() -> bool:
+    """Whether the loops tier is polling Python's signal handlers right now."""
+    return bool(_loops.polling_signals())

@@ -28,6 +28,7 @@ from .._engine import (
     check_own_names,
     eval_threads,
     finish_despite_ctrl_c,
+    held_ctrl_c,
     marked,
     prefixed,
     threads_for,
@@ -534,11 +535,13 @@ class Kernels:
             if _core.all_finite(wt + b):
                 self._write(dest, wt, b)
 
-        try:
-            _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y, order,
-                        batch, float(learning_rate), float(weight_decay), 1.0, threads)
-        finally:  # (Ctrl-C from the kernel, or as it returns: params written whole)
-            finish_despite_ctrl_c(write_if_finite)
+        with held_ctrl_c():  # (Ctrl-C from the kernel, or as it returns: params written
+            try:             # whole, then raised)
+                _core.train(net, rows.indptr, rows.split, rows.indices, rows.values, Y,
+                            order, batch, float(learning_rate), float(weight_decay), 1.0,
+                            threads)
+            finally:
+                finish_despite_ctrl_c(write_if_finite)
         if not _core.all_finite(wt + b):
             raise FloatingPointError(
                 "training diverged: a weight or bias became NaN or inf (is learning_rate="
