@@ -428,3 +428,35 @@ def test_a_directory_at_the_fixed_temporary_name_does_not_stop_a_save(tmp_path):
     small_net().save(tmp_path / "net.json")
     assert network2.load(tmp_path / "net.json").sizes == [5, 4, 3]
     assert names(tmp_path) == [f".net.json{TMP_SUFFIX}", "net.json"]
+
+
+def test_ctrl_c_as_the_file_object_is_made_closes_the_descriptor_once(tmp_path, monkeypatch):
+    """A KeyboardInterrupt between the file object's making and its use gave
+    ``OSError: Bad file descriptor`` (the descriptor closed twice, the second time
+    perhaps another thread's) instead of the KeyboardInterrupt, and left the temporary
+    file."""
+    import builtins
+    import gc
+
+    from fastbp import _files
+
+    target = tmp_path / "net.json"
+    target.write_text("old")
+    made = []
+
+    def cut_short(*args, **kwargs):
+        made.append(builtins.open(*args, **kwargs))  # (kept: closed by the test, late)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files, "open", cut_short, raising=False)
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    with pytest.raises(KeyboardInterrupt):
+        with _files.atomic_open(target, "w") as f:
+            f.write("new")
+    monkeypatch.undo()
+    made[0].close()  # (closefd=False: closing the orphan closes no descriptor)
+    gc.collect()
+    if before:
+        assert len(os.listdir("/proc/self/fd")) == before
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.json"]

@@ -140,16 +140,19 @@ def atomic_open(path: Any, mode: str = "w", *, encoding: str | None = "utf-8",
         except OSError as exc:
             raise _cannot_create(exc, what, name, directory) from None
         try:
-            _keep_metadata(fd, target)
-            with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as f:
-                fd = -1  # the file object owns it now
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                _keep_metadata(fd, target)
+                # (closefd=False: the descriptor is closed below, exactly once, even if a
+                # Ctrl-C lands between the file object's making and its use)
+                with open(fd, mode, encoding=encoding if mode == "w" else None,
+                          closefd=False) as f:
+                    yield f
+                    f.flush()
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
