@@ -931,13 +931,14 @@ class CompiledNetwork:
             # a single step pays for waking a second thread only when it is large
             threads = threads_for(sizes, packed.n, packed.density(sizes[0]),
                                   min_flops=UPDATE_THREAD_MIN_FLOPS)
-            with held_ctrl_c():
-                _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
-                            cast(np.ndarray, packed.y), order, packed.n, eta, lmbda, n_total,
-                            threads)
-                if not _all_finite(wt + b):
-                    raise _diverged(0, 0, eta)
-                finish_despite_ctrl_c(lambda: self._fb_publish(wt, b, sizes))  # (whole)
+            # (no held_ctrl_c here: it costs 10 us, 8% of a step of 10 examples, and a
+            # Ctrl-C before the publish starts leaves the step undone, as if it came first)
+            _core.train(net, packed.indptr, packed.split, packed.indices, packed.values,
+                        cast(np.ndarray, packed.y), order, packed.n, eta, lmbda, n_total,
+                        threads)
+            if not _all_finite(wt + b):
+                raise _diverged(0, 0, eta)
+            finish_despite_ctrl_c(lambda: self._fb_publish(wt, b, sizes))  # (whole)
         finally:
             if claim is not None:
                 self._fb_release(claim)
