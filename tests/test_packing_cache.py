@@ -145,6 +145,25 @@ def test_permutation_and_same_objects_match_their_definitions(n: int, draw) -> N
         assert all(b[i] is a[k] for i, k in enumerate(got.tolist()))
 
 
+@given(st.integers(0, 40), st.data())
+@settings(max_examples=100, deadline=None)
+def test_positions_serve_many_lookups_and_ignore_later_edits_of_their_list(n: int, draw) -> None:
+    pool = [object() for _ in range(n + 3)]
+    a = [pool[i] for i in draw.draw(st.lists(st.integers(0, n + 2), min_size=n, max_size=n))]
+    frozen = list(a)
+    positions = _core.Positions(a)
+    if a:  # the table is the list's as it was built, whatever happens to the list later
+        a[0] = pool[-1]
+        a.append(object())
+    for _ in range(3):
+        b = list(draw.draw(st.permutations(frozen)))
+        if b and draw.draw(st.booleans()):
+            b[draw.draw(st.integers(0, len(b) - 1))] = draw.draw(st.sampled_from(pool))
+        expected = _reference_permutation(frozen, b)
+        got = positions.order_of(b)
+        assert (got is None) if expected is None else got.tolist() == expected
+
+
 def test_permutation_of_equal_but_distinct_objects_is_none() -> None:
     a = [(np.zeros(1), 2) for _ in range(10)]
     b = [(x.copy(), y) for x, y in a]  # equal, not the same objects

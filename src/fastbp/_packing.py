@@ -315,6 +315,7 @@ class _Entry:
     items: list  # the pairs, in packed order
     fingerprint: int
     packed: Packed
+    positions: _core.Positions | None = None  # of ``items``, made on the first reordering
 
 
 _cache: list[_Entry] = []  # most recent last
@@ -359,9 +360,12 @@ def _cache_lookup(key: tuple, items: list, nthreads: int,
 
 def _permutation(entry: _Entry, items: list) -> np.ndarray | None:
     """``order[i]`` = the packed row of ``items[i]``, if ``items`` is a reordering of the
-    cached pairs (each object exactly once); else None.  (The cached list keeps its
-    objects alive, so their addresses are theirs alone.)"""
-    return _core.permutation(entry.items, items)
+    cached pairs (each object exactly once); else None.  The table of the cached pairs'
+    addresses is made once per entry: made on each lookup, its fresh pages took longer
+    than the lookup itself (0.8 against 0.3 ms for 50,000 pairs)."""
+    if entry.positions is None:
+        entry.positions = _core.Positions(entry.items)
+    return entry.positions.order_of(items)
 
 
 def _cache_store(key: tuple, items: list, fingerprint: int, packed: Packed) -> None:
