@@ -663,25 +663,44 @@ cdef _check_rows(int64_t bad, int why=0):
         raise ValueError(f"item {bad} contains NaN or inf")
 
 
-cdef inline char _kind(object a, Py_ssize_t n, bint exact=False):
-    """1 for float64, 2 for float32, 0 unless ``a`` is an aligned, C-contiguous array of
-    n native floats (the C-API macros make this check nearly free per item); with
-    ``exact``, an ndarray itself, not a subclass (a masked array, say)."""
-    if not (cnp.PyArray_CheckExact(a) if exact else cnp.PyArray_Check(a)):
-        return 0
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_SIZE(arr) != n or not cnp.PyArray_ISCARRAY_RO(arr):
-        return 0
-    if arr.ndim != 2 or arr.shape[1] != 1:  # only columns (n, 1), as the classic code
-        return 0
-    if not cnp.PyArray_ISNOTSWAPPED(arr):
-        return 0
-    cdef int t = cnp.PyArray_TYPE(arr)
-    if t == cnp.NPY_DOUBLE:
-        return 1
-    if t == cnp.NPY_FLOAT:
-        return 2
-    return 0
+cdef extern from *:
+    """
+    /* _kind on a borrowed reference (no reference counts touched: the gather below then
+       reads each object's lines and writes none) */
+    static inline char fbp_kind(PyObject *a, Py_ssize_t n, int exact)
+    {
+        if (!(exact ? PyArray_CheckExact(a) : PyArray_Check(a))) return 0;
+        PyArrayObject *arr = (PyArrayObject *)a;
+        if (PyArray_NDIM(arr) != 2 || PyArray_DIMS(arr)[1] != 1 || PyArray_DIMS(arr)[0] != n)
+            return 0;
+        if (!PyArray_ISCARRAY_RO(arr) || !PyArray_ISNOTSWAPPED(arr)) return 0;
+        const int t = PyArray_TYPE(arr);
+        return t == NPY_DOUBLE ? 1 : t == NPY_FLOAT ? 2 : 0;
+    }
+
+    /* Rows._gather's loop over the list: 1 if every item is a 2-tuple of arrays of the
+       kinds _kind accepts (filling xp/xk, and yp/yk with targets), else 0.  Runs no
+       Python code and holds the GIL (its caller's). */
+    static int fbp_gather(PyObject *items, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                          int targets, const void **xp, char *xk, const void **yp, char *yk)
+    {
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject *item = PyList_GET_ITEM(items, i);
+            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) return 0;
+            PyObject *x = PyTuple_GET_ITEM(item, 0);
+            if (!(xk[i] = fbp_kind(x, n_in, 0))) return 0;
+            xp[i] = PyArray_DATA((PyArrayObject *)x);
+            if (targets) {
+                PyObject *y = PyTuple_GET_ITEM(item, 1);
+                if (!(yk[i] = fbp_kind(y, n_out, 1))) return 0;  /* (see _packing for subclasses) */
+                yp[i] = PyArray_DATA((PyArrayObject *)y);
+            }
+        }
+        return 1;
+    }
+    """
+    int fbp_gather(object items, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int targets,
+                   const void **xp, char *xk, const void **yp, char *yk)
 
 
 cdef inline int64_t _count(const void *x, char kind, int64_t n, int *bad) noexcept nogil:
@@ -741,25 +760,12 @@ cdef class Rows:
         free(self.xp); free(self.yp); free(self.xk); free(self.yk)
 
     cdef bint _gather(self):
-        cdef Py_ssize_t i
         self.ready = False
-        for i in range(self.n):
-            item = self.items[i]
-            if type(item) is not tuple or len(<tuple>item) != 2:
-                return False
-            x = (<tuple>item)[0]
-            self.xk[i] = _kind(x, self.n_in)
-            if self.xk[i] == 0:
-                return False
-            self.xp[i] = cnp.PyArray_DATA(<cnp.ndarray>x)
-            if self.targets:
-                y = (<tuple>item)[1]
-                self.yk[i] = _kind(y, self.n_out, True)  # (see _packing for subclasses)
-                if self.yk[i] == 0:
-                    return False
-                self.yp[i] = cnp.PyArray_DATA(<cnp.ndarray>y)
-        self.ready = True
-        return True
+        if len(self.items) != self.n:  # (its own list: never)
+            return False
+        self.ready = fbp_gather(self.items, self.n, self.n_in, self.n_out, self.targets,
+                                self.xp, self.xk, self.yp, self.yk) == 1
+        return self.ready
 
     cdef _check_ready(self):
         if not self.ready:
@@ -854,10 +860,10 @@ cdef class Rows:
 
 
 def gather_pairs(list items not None, Py_ssize_t n_in, Py_ssize_t n_out, bint targets):
-    """``Rows`` for ``[(x, y), ...]`` if every item is a 2-tuple of aligned, contiguous
-    float32/float64 arrays of n_in (and, with ``targets``, n_out) values shaped (n, 1)
-    or (n,); else None (the caller then takes the general NumPy path, which also
-    explains what is wrong)."""
+    """``Rows`` for ``[(x, y), ...]`` if every item is a 2-tuple of aligned, C-contiguous
+    float32/float64 arrays of n_in (and, with ``targets``, n_out) values shaped (n, 1);
+    else None (the caller then takes the general NumPy path, which also explains what is
+    wrong)."""
     rows = Rows(items, n_in, n_out, targets)
     return rows if rows._gather() else None
 

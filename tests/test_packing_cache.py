@@ -192,6 +192,72 @@ def test_packing_gives_the_fingerprint_of_what_it_packed(x64, y64, threads) -> N
     assert x_only.pack(True, threads)[5] == x_only.fingerprint(1) != rows.fingerprint(1)
 
 
+def _odd_array(kind: str, n: int) -> object:
+    """An array of n values (or not one) of the given kind, for the gather's checks."""
+    base = np.arange(1, n + 1, dtype=np.float64).reshape(n, 1) / 8
+    if kind == "f8":
+        return base
+    if kind == "f4":
+        return base.astype(np.float32)
+    if kind == "readonly":
+        base.flags.writeable = False
+        return base
+    if kind == "flat":
+        return base.ravel()
+    if kind == "row":
+        return base.reshape(1, n)
+    if kind == "strided":
+        return np.repeat(base, 2, axis=0)[::2]
+    if kind == "swapped":
+        return base.astype(">f8")
+    if kind == "int":
+        return base.astype(np.int64)
+    if kind == "f16":
+        return base.astype(np.float16)
+    if kind == "misaligned":
+        raw = np.zeros(n * 8 + 1, dtype=np.uint8)
+        out = raw[1:].view(np.float64).reshape(n, 1)
+        out[:] = base
+        return out
+    if kind == "masked":
+        return np.ma.masked_array(base)
+    if kind == "wrong_length":
+        return base[:-1]
+    return base.tolist()  # "list"
+
+
+_ODD = ["f8", "f4", "readonly", "flat", "row", "strided", "swapped", "int", "f16",
+        "misaligned", "masked", "wrong_length", "list"]
+
+
+def _gatherable(a: object, n: int, exact: bool) -> bool:
+    """The gather's rule: an aligned, C-contiguous, native float64/float32 array shaped
+    (n, 1) (with ``exact``, an ndarray itself, not a subclass)."""
+    if not (type(a) is np.ndarray if exact else isinstance(a, np.ndarray)):
+        return False
+    return (a.shape == (n, 1) and a.flags.c_contiguous and a.flags.aligned
+            and a.dtype.isnative and a.dtype in (np.float64, np.float32))
+
+
+@given(st.lists(st.tuples(st.sampled_from(_ODD), st.sampled_from(_ODD),
+                          st.sampled_from(["tuple", "list", "triple"])), min_size=1, max_size=6),
+       st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_gather_takes_exactly_the_pairs_its_rule_allows(spec, targets) -> None:
+    """gather_pairs (a C loop over borrowed references) against its rule in Python, for
+    every kind of x and y and of item."""
+    items: list = []
+    for xk, yk, shape in spec:
+        x, y = _odd_array(xk, 5), _odd_array(yk, 3)
+        items.append((x, y) if shape == "tuple" else [x, y] if shape == "list" else (x, y, x))
+    expected = all(type(item) is tuple and len(item) == 2 and _gatherable(item[0], 5, False)
+                   and (not targets or _gatherable(item[1], 3, True)) for item in items)
+    rows = _core.gather_pairs(items, 5, 3, targets)
+    assert (rows is not None) == expected
+    if rows is not None:
+        assert rows.fingerprint(1) == rows.fingerprint(2)
+
+
 @pytest.mark.parametrize("values", [(0.25, 0.75), (0.0, 0.75), (0.75, np.nan)],
                          ids=["value", "zero", "nan"])
 def test_a_write_during_packing_never_leaves_a_stale_entry(values: tuple) -> None:
