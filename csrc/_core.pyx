@@ -106,6 +106,9 @@ cdef extern from "fbp_pack.h" nogil:
     int fbp_fits_float(const double *x, int64_t n)
     uint64_t fbp_rows_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
                                   int nthreads)
+    uint64_t fbp_pairs_fingerprint(int64_t n, const void **x, const char *kind, int64_t width,
+                                   const void **y, const char *ykind, int64_t ywidth,
+                                   int nthreads, uint64_t *yfingerprint)
 
 
 cdef extern from "fbp_shuffle.h" nogil:
@@ -773,13 +776,13 @@ cdef class Rows:
 
     def fingerprint(self, int nthreads=1):
         """A 64-bit fingerprint of every x (and y) value, to notice in-place edits."""
-        cdef uint64_t h
+        cdef uint64_t h, hy
         self._check_ready()
-        with nogil:
-            h = fbp_rows_fingerprint(self.n, self.xp, self.xk, self.n_in, nthreads)
-            if self.targets:
-                h ^= fbp_rows_fingerprint(self.n, self.yp, self.yk, self.n_out, nthreads) * 31
-        return h
+        with nogil:  # (x and y in one pass)
+            h = fbp_pairs_fingerprint(self.n, self.xp, self.xk, self.n_in,
+                                      self.yp if self.targets else NULL, self.yk, self.n_out,
+                                      nthreads, &hy)
+        return h ^ (hy * 31) if self.targets else h
 
     def pack(self, bint double, int nthreads=1, bint fingerprint=True, bint narrow=False):
         """``(indptr, split, indices, values, Y, fingerprint)``: the x's as CSR rows (see
