@@ -254,8 +254,11 @@ def test_gather_takes_exactly_the_pairs_its_rule_allows(spec, targets) -> None:
                    and (not targets or _gatherable(item[1], 3, True)) for item in items)
     rows = _core.gather_pairs(items, 5, 3, targets)
     assert (rows is not None) == expected
-    if rows is not None:
-        assert rows.fingerprint(1) == rows.fingerprint(2)
+    kept = _core.gather_pairs(items, 5, 3, targets, snapshot=False)  # (no copy of the list)
+    assert (kept is not None) == expected
+    if rows is not None and kept is not None:
+        assert rows.items is not items and kept.items is items
+        assert rows.fingerprint(1) == rows.fingerprint(2) == kept.fingerprint(2)
 
 
 @pytest.mark.parametrize("values", [(0.25, 0.75), (0.0, 0.75), (0.75, np.nan)],

@@ -345,7 +345,8 @@ def _cache_lookup(key: tuple, items: list, nthreads: int,
         else:
             continue
         # the fingerprint is taken over the cached pairs in packed order
-        now = _core.gather_pairs(entry.items, key[0], key[1], key[4])
+        # (the entry's own list, which nothing changes: no copy of it)
+        now = _core.gather_pairs(entry.items, key[0], key[1], key[4], snapshot=False)
         if now is None or now.fingerprint(nthreads) != entry.fingerprint:
             if order is None:
                 rows = now  # (the same pairs in the same order as ``items``)
