@@ -350,3 +350,34 @@ def test_scatter_places_each_item_where_its_order_says(n: int, draw) -> None:
                 _core.scatter(items, bad)
     with pytest.raises(ValueError, match="entries"):
         _core.scatter(items, np.zeros(n + 1, dtype=np.int64))
+
+
+class _CallsBackOnDel(np.ndarray):
+    """An array whose ``__del__`` calls into the packing cache."""
+
+    def __del__(self) -> None:
+        _packing.clear_cache()
+
+
+def test_an_array_whose_del_calls_the_cache_does_not_deadlock_it() -> None:
+    """Found by a helper session: an evicted entry held the last reference to such an
+    array, dropped while the cache's lock was held, and the ``__del__`` waited for that
+    lock forever.  Run on a thread, so that a hang fails the test instead of the run."""
+    import threading
+
+    def pairs(cls: type) -> list:
+        return [(np.ones((4, 1), np.float32).view(cls), np.zeros((2, 1))) for _ in range(1000)]
+
+    def run() -> None:
+        a = pairs(_CallsBackOnDel)
+        _packing.pack(a, 4, 2, np.dtype(np.float64), "train", "a")
+        del a
+        for k in range(_packing.CACHE_ENTRIES + 1):  # (evicts a's entry)
+            _packing.pack(pairs(np.ndarray), 4, 2, np.dtype(np.float64), "train", f"b{k}")
+        _packing.pack(pairs(_CallsBackOnDel), 4, 2, np.dtype(np.float64), "train", "c")
+        _packing.clear_cache()
+        done.set()
+
+    done = threading.Event()
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(60), "the packing cache deadlocked"

@@ -319,7 +319,7 @@ class _Entry:
 
 
 _cache: list[_Entry] = []  # most recent last
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()  # (a __del__ run by a garbage collection inside it may call in)
 
 
 def _cache_lookup(key: tuple, items: list, nthreads: int,
@@ -370,15 +370,23 @@ def _permutation(entry: _Entry, items: list) -> np.ndarray | None:
 
 
 def _cache_store(key: tuple, items: list, fingerprint: int, packed: Packed) -> None:
+    entry = _Entry(key, list(items), fingerprint, packed)
     with _cache_lock:
-        _cache.append(_Entry(key, list(items), fingerprint, packed))
+        _cache.append(entry)
+        dropped = _cache[:-CACHE_ENTRIES]
         del _cache[:-CACHE_ENTRIES]
+    # the last references to a user's arrays may go with ``dropped``, and a ``__del__``
+    # of theirs (or a garbage collection then) may call back into the cache: they go
+    # here, after the lock is released, never while it is held
+    del dropped
 
 
 def clear_cache() -> None:
     """Forget packed training data (and the references to your arrays it holds)."""
     with _cache_lock:
+        dropped = _cache[:]
         _cache.clear()
+    del dropped  # (after the lock is released: see _cache_store)
 
 
 def pack_inputs(X: np.ndarray, dtype: np.dtype, what: str) -> Packed:
