@@ -381,3 +381,35 @@ def test_an_array_whose_del_calls_the_cache_does_not_deadlock_it() -> None:
     done = threading.Event()
     threading.Thread(target=run, daemon=True).start()
     assert done.wait(60), "the packing cache deadlocked"
+
+
+@given(st.lists(st.sampled_from(["<f4", "<f8", ">f8", "u1", "i8", "b1", "f2"]), min_size=1,
+                max_size=8), st.integers(1, 6))
+@settings(max_examples=100, deadline=None)
+def test_stack_equals_concatenate(dtypes: list, width: int) -> None:
+    """The general path's stack of the x's (each copied into a row of its own, not through
+    np.concatenate) gives what np.concatenate gave: values, dtype and shape."""
+    rng = np.random.default_rng(len(dtypes) * 7 + width)
+    rows = [(rng.random((width, 1)) * 3).astype(d) for d in dtypes]
+    got = _packing._stack([(r, np.zeros((2, 1))) for r in rows], 0, width, "d", "x")
+    want = np.concatenate(rows, axis=1).T
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_an_x_reshaped_while_stacked_is_refused_not_overrun(monkeypatch) -> None:
+    """np.concatenate sized its output from the shapes, then copied each array by its
+    shape at that moment: it wrote past its output (a heap overflow, found by a helper
+    session racing dtype changes from another thread).  Each row is now copied into a
+    slot of its own size, and a shape that changed is a clear error.  Here the "other
+    thread" reassigns x[1]'s dtype just after the shapes were checked."""
+    xs = [np.full((5, 1), 0.5, np.float32) for _ in range(3)]
+    real = np.result_type
+
+    def reshaping(*arrays):  # (called between the checks and the copies)
+        xs[1].dtype = np.uint8  # (5, 1) float32 -> (5, 4) uint8, as the race did
+        return real(*arrays)
+
+    monkeypatch.setattr(np, "result_type", reshaping)
+    with pytest.raises(ValueError, match=r"d\[1\]: x changed shape while it was read"):
+        _packing._stack([(x, np.zeros((2, 1))) for x in xs], 0, 5, "d", "x")

@@ -527,4 +527,15 @@ def _stack(items: list, part: int, n_units: int, what: str, name: str) -> np.nda
             raise ValueError(f"{what}[{i}]: {name} has shape {a.shape}, "
                              f"expected ({n_units}, 1){hint}")
         rows.append(a)
-    return np.concatenate(rows, axis=1).T
+    # each array copied into its own row of a matrix made here, not np.concatenate:
+    # concatenate sizes its output from the arrays' shapes, then copies each array by
+    # its shape at that moment, so another thread reshaping one meanwhile (a dtype
+    # reassigned) made it write past its output (found by a helper session)
+    out = np.empty((len(rows), n_units), np.result_type(*rows) if rows else np.float64)
+    for i, a in enumerate(rows):
+        try:
+            out[i:i + 1] = a.T
+        except ValueError:  # (reshaped since it was checked)
+            raise ValueError(f"{what}[{i}]: {name} changed shape while it was read "
+                             f"(now {np.shape(a)})") from None
+    return out
