@@ -438,3 +438,16 @@ def test_an_iterable_of_non_pairs_fails_at_its_first_item(call):
     with pytest.raises(TypeError, match=r"\[0\] must be an \(x, y\) pair, got int"):
         calls[call]()
     assert len(consumed) == 1
+
+
+@pytest.mark.parametrize(("item", "said"), [
+    ((np.zeros((4, 1)),), "a tuple of 1 item"),
+    ([np.zeros((4, 1)), np.zeros((2, 1)), 1], "a list of 3 items"),
+    (5, "int"),
+])
+def test_an_item_that_is_not_a_pair_says_what_it_is(item, said) -> None:
+    net = network.Network([4, 3, 2])
+    good = (np.zeros((4, 1)), np.zeros((2, 1)))
+    said = rf"training_data\[1\] must be an \(x, y\) pair, got {said}$"
+    with pytest.raises(TypeError, match=said):
+        net.SGD([good, item], 1, 1, 1.0)

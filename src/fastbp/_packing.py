@@ -413,7 +413,12 @@ def _pair(item: Any, i: int, what: str) -> tuple:
     try:
         x, y = item
     except (TypeError, ValueError):
-        raise TypeError(f"{what}[{i}] must be an (x, y) pair, got {type(item).__name__}") from None
+        got = type(item).__name__
+        try:
+            got = f"a {got} of {len(item)} item{'' if len(item) == 1 else 's'}"
+        except TypeError:
+            pass
+        raise TypeError(f"{what}[{i}] must be an (x, y) pair, got {got}") from None
     return x, y
 
 
