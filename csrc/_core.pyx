@@ -684,26 +684,101 @@ cdef extern from *:
     /* Rows._gather's loop over the list: 1 if every item is a 2-tuple of arrays of the
        kinds _kind accepts (filling xp/xk, and yp/yk with targets), else 0.  Runs no
        Python code and holds the GIL (its caller's). */
+    static inline int fbp_gather_one(PyObject *items, Py_ssize_t i, Py_ssize_t n_in,
+                                     Py_ssize_t n_out, int targets, const void **xp, char *xk,
+                                     const void **yp, char *yk)
+    {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) return 0;
+        PyObject *x = PyTuple_GET_ITEM(item, 0);
+        if (!(xk[i] = fbp_kind(x, n_in, 0))) return 0;
+        xp[i] = PyArray_DATA((PyArrayObject *)x);
+        if (targets) {
+            PyObject *y = PyTuple_GET_ITEM(item, 1);
+            if (!(yk[i] = fbp_kind(y, n_out, 1))) return 0;  /* (see _packing for subclasses) */
+            yp[i] = PyArray_DATA((PyArrayObject *)y);
+        }
+        return 1;
+    }
+
     static int fbp_gather(PyObject *items, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                           int targets, const void **xp, char *xk, const void **yp, char *yk)
     {
-        for (Py_ssize_t i = 0; i < n; ++i) {
-            PyObject *item = PyList_GET_ITEM(items, i);
-            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) return 0;
-            PyObject *x = PyTuple_GET_ITEM(item, 0);
-            if (!(xk[i] = fbp_kind(x, n_in, 0))) return 0;
-            xp[i] = PyArray_DATA((PyArrayObject *)x);
-            if (targets) {
-                PyObject *y = PyTuple_GET_ITEM(item, 1);
-                if (!(yk[i] = fbp_kind(y, n_out, 1))) return 0;  /* (see _packing for subclasses) */
-                yp[i] = PyArray_DATA((PyArrayObject *)y);
+        for (Py_ssize_t i = 0; i < n; ++i)
+            if (!fbp_gather_one(items, i, n_in, n_out, targets, xp, xk, yp, yk)) return 0;
+        return 1;
+    }
+
+    /* fbp_gather and Rows.fingerprint in one pass, the items split between threads: each
+       thread gathers its items and hashes each row as it goes, so that the pointer
+       chasing of the gather overlaps the streaming of the rows.  The caller holds the
+       GIL throughout (it is not released), so no other thread changes an object read
+       here; the worker threads only read. */
+    typedef struct {
+        PyObject *items;
+        Py_ssize_t n, n_in, n_out;
+        int targets;
+        const void **xp, **yp;
+        char *xk, *yk;
+        int nt;  /* the threads the pool ran it on (fewer when another call holds it) */
+        int ok[FBP_PACK_MAX_THREADS];
+        uint64_t hx[FBP_PACK_MAX_THREADS], hy[FBP_PACK_MAX_THREADS];
+    } fbp_gfp_job;
+
+    static void fbp_gfp_part(void *arg, int t, int nt)
+    {
+        fbp_gfp_job *j = (fbp_gfp_job *)arg;
+        const Py_ssize_t lo = j->n * t / nt, hi = j->n * (t + 1) / nt;
+        uint64_t hx = 0, hy = 0;
+        if (t == 0) j->nt = nt;
+        j->ok[t] = 0;
+        if (lo < hi && !fbp_gather_one(j->items, lo, j->n_in, j->n_out, j->targets, j->xp,
+                                       j->xk, j->yp, j->yk))
+            return;
+        for (Py_ssize_t i = lo; i < hi; ++i) {
+            if (i + 1 < hi) {  /* the next item's rows asked for while this one's are hashed */
+                if (!fbp_gather_one(j->items, i + 1, j->n_in, j->n_out, j->targets, j->xp,
+                                    j->xk, j->yp, j->yk))
+                    return;
+                const char *next = (const char *)j->xp[i + 1];
+                const Py_ssize_t bytes = j->n_in * (j->xk[i + 1] == 1 ? 8 : 4);
+                for (Py_ssize_t o = 0; o < bytes; o += 64) __builtin_prefetch(next + o);
+                if (j->targets) __builtin_prefetch(j->yp[i + 1]);
             }
+            hx += fbp_row_term(j->xp[i], j->xk[i], j->n_in, i);
+            if (j->targets) hy += fbp_row_term(j->yp[i], j->yk[i], j->n_out, i);
         }
+        j->hx[t] = hx;
+        j->hy[t] = hy;
+        j->ok[t] = 1;
+    }
+
+    /* 1 and *fingerprint (Rows.fingerprint's value) if every item can be gathered, else 0. */
+    static int fbp_gather_fingerprint(PyObject *items, Py_ssize_t n, Py_ssize_t n_in,
+                                      Py_ssize_t n_out, int targets, const void **xp, char *xk,
+                                      const void **yp, char *yk, int nthreads,
+                                      uint64_t *fingerprint)
+    {
+        fbp_gfp_job j = {items, n, n_in, n_out, targets, xp, yp, xk, yk};
+        if (nthreads < 1) nthreads = 1;
+        if (nthreads > FBP_PACK_MAX_THREADS) nthreads = FBP_PACK_MAX_THREADS;
+        if (fbp_pool_run(fbp_gfp_part, &j, nthreads) != 0)
+            fbp_gfp_part(&j, 0, 1);  /* no worker: the same on this thread */
+        uint64_t hx = FBP_FINGERPRINT_SEED, hy = FBP_FINGERPRINT_SEED;
+        for (int t = 0; t < j.nt; ++t) {
+            if (!j.ok[t]) return 0;
+            hx += j.hx[t];
+            hy += j.hy[t];
+        }
+        *fingerprint = targets ? hx ^ (hy * 31) : hx;
         return 1;
     }
     """
     int fbp_gather(object items, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int targets,
                    const void **xp, char *xk, const void **yp, char *yk)
+    int fbp_gather_fingerprint(object items, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                               int targets, const void **xp, char *xk, const void **yp,
+                               char *yk, int nthreads, uint64_t *fingerprint)
 
 
 cdef inline int64_t _count(const void *x, char kind, int64_t n, int *bad) noexcept nogil:
@@ -775,6 +850,20 @@ cdef class Rows:
     cdef _check_ready(self):
         if not self.ready:
             raise RuntimeError("Rows must come from gather_pairs (its arrays were not read)")
+
+    def gather_fingerprint(self, int nthreads=1):
+        """``fingerprint(nthreads)`` of the pairs, gathered in the same pass (the GIL held
+        throughout, so that the worker threads read objects nothing changes meanwhile), or
+        None if they cannot be gathered (as ``gather_pairs`` would return)."""
+        cdef uint64_t h = 0
+        self.ready = False
+        if len(self.items) != self.n:  # (its own list: never)
+            return None
+        if not fbp_gather_fingerprint(self.items, self.n, self.n_in, self.n_out, self.targets,
+                                      self.xp, self.xk, self.yp, self.yk, nthreads, &h):
+            return None
+        self.ready = True
+        return h
 
     def fingerprint(self, int nthreads=1):
         """A 64-bit fingerprint of every x (and y) value, to notice in-place edits."""

@@ -256,9 +256,13 @@ def test_gather_takes_exactly_the_pairs_its_rule_allows(spec, targets) -> None:
     assert (rows is not None) == expected
     kept = _core.gather_pairs(items, 5, 3, targets, snapshot=False)  # (no copy of the list)
     assert (kept is not None) == expected
+    # gathered and fingerprinted in one pass, on 1 to 3 threads (some with no items)
+    fused = [_core.Rows(items, 5, 3, targets, False).gather_fingerprint(t) for t in (1, 2, 3)]
+    assert all((f is not None) == expected for f in fused)
     if rows is not None and kept is not None:
         assert rows.items is not items and kept.items is items
         assert rows.fingerprint(1) == rows.fingerprint(2) == kept.fingerprint(2)
+        assert fused == [rows.fingerprint(1)] * 3
 
 
 @pytest.mark.parametrize("values", [(0.25, 0.75), (0.0, 0.75), (0.75, np.nan)],
@@ -413,3 +417,53 @@ def test_an_x_reshaped_while_stacked_is_refused_not_overrun(monkeypatch) -> None
     monkeypatch.setattr(np, "result_type", reshaping)
     with pytest.raises(ValueError, match=r"d\[1\]: x changed shape while it was read"):
         _packing._stack([(x, np.zeros((2, 1))) for x in xs], 0, 5, "d", "x")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gathering_fingerprint_of_many_pairs_equals_the_two_steps(threads: int) -> None:
+    """The one-pass gather and fingerprint of the cache check, on a list long enough that
+    every thread has thousands of pairs, float32 and float64 mixed: the value of the two
+    steps, and None as soon as one item cannot be gathered (first, middle or last)."""
+    rng = np.random.default_rng(threads)
+    items = [((rng.random((30, 1)) * (rng.random((30, 1)) < 0.3)).astype(
+        np.float32 if k % 3 else np.float64), rng.random((4, 1))) for k in range(5000)]
+    want = _core.gather_pairs(items, 30, 4, True).fingerprint(1)
+    assert _core.Rows(items, 30, 4, True, False).gather_fingerprint(threads) == want
+    x_only = _core.gather_pairs(items, 30, 4, False).fingerprint(1)
+    assert _core.Rows(items, 30, 4, False, False).gather_fingerprint(threads) == x_only
+    for bad in (0, 2500, 4999):
+        broken = list(items)
+        broken[bad] = (items[bad][0].T, items[bad][1])
+        assert _core.Rows(broken, 30, 4, True, False).gather_fingerprint(threads) is None
+
+
+def test_gathering_fingerprint_while_another_thread_holds_the_pool() -> None:
+    """With the thread pool busy with another thread's training, the one-pass gather and
+    fingerprint runs on its caller alone, and gives the same value (not a miss)."""
+    import threading
+
+    from fastbp import _engine, network
+
+    rng = np.random.default_rng(0)
+    items = [((rng.random((30, 1)) < 0.3).astype(np.float32), rng.random((4, 1)))
+             for _ in range(3000)]
+    want = _core.gather_pairs(items, 30, 4, True).fingerprint(1)
+    train = [(rng.random((784, 1)), rng.random((10, 1))) for _ in range(3000)]
+    net = network.Network([784, 60, 10])
+    stop = threading.Event()
+
+    def trainer() -> None:
+        with _engine.threads_in_this_thread(2):  # (the pool's two threads, taken)
+            while not stop.is_set():
+                net.SGD(train, 1, 10, 0.1)
+
+    got = []
+    worker = threading.Thread(target=trainer, daemon=True)
+    worker.start()
+    try:
+        for _ in range(200):
+            got.append(_core.Rows(items, 30, 4, True, False).gather_fingerprint(2))
+    finally:
+        stop.set()
+        worker.join(60)
+    assert got == [want] * len(got)

@@ -344,10 +344,13 @@ def _cache_lookup(key: tuple, items: list, nthreads: int,
                 continue
         else:
             continue
-        # the fingerprint is taken over the cached pairs in packed order
-        # (the entry's own list, which nothing changes: no copy of it)
-        now = _core.gather_pairs(entry.items, key[0], key[1], key[4], snapshot=False)
-        if now is None or now.fingerprint(nthreads) != entry.fingerprint:
+        # the fingerprint is taken over the cached pairs in packed order, as they are
+        # gathered (the entry's own list, which nothing changes: no copy of it)
+        now: _core.Rows | None = _core.Rows(entry.items, key[0], key[1], key[4], False)
+        fingerprint = now.gather_fingerprint(nthreads)
+        if fingerprint is None:
+            now = None
+        if now is None or fingerprint != entry.fingerprint:
             if order is None:
                 rows = now  # (the same pairs in the same order as ``items``)
             continue
