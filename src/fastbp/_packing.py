@@ -346,10 +346,9 @@ def _cache_lookup(key: tuple, items: list, nthreads: int,
             continue
         # the fingerprint is taken over the cached pairs in packed order, as they are
         # gathered (the entry's own list, which nothing changes: no copy of it)
-        now: _core.Rows | None = _core.Rows(entry.items, key[0], key[1], key[4], False)
-        fingerprint = now.gather_fingerprint(nthreads)
-        if fingerprint is None:
-            now = None
+        gathered = _core.Rows(entry.items, key[0], key[1], key[4], False)
+        fingerprint = gathered.gather_fingerprint(nthreads)
+        now = gathered if fingerprint is not None else None
         if now is None or fingerprint != entry.fingerprint:
             if order is None:
                 rows = now  # (the same pairs in the same order as ``items``)
