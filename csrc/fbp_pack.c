@@ -267,9 +267,6 @@ typedef struct {
     int64_t n, width;
     const void *const *x;
     const char *kind;
-    const void *const *y;              /* fingerprint: the targets too, or NULL */
-    const char *ykind;
-    int64_t ywidth;
     int64_t *counts;
     const int64_t *indptr;
     int64_t col;                       /* fill: split[i] = row i's first position >= col */
@@ -287,7 +284,6 @@ typedef struct {
     int64_t bad[FBP_PACK_MAX_THREADS]; /* per thread: first bad row or -1 */
     int why[FBP_PACK_MAX_THREADS];
     uint64_t sum[FBP_PACK_MAX_THREADS];
-    uint64_t ysum[FBP_PACK_MAX_THREADS];
 } rows_job;
 
 /* The non-zeros of row x (of kind 1 or 2, job->width values), and in *why a reason to
@@ -543,7 +539,7 @@ static void fingerprint_part(void *arg, int t, int nt)
     int64_t lo, hi;
     share(job->n, t, nt, &lo, &hi);
     const int avx2 = fbp_isa_avx2();
-    uint64_t sum = 0, ysum = 0;
+    uint64_t sum = 0;
     for (int64_t i = lo; i < hi; ++i) {
         const int64_t words = job->width * (job->kind[i] == 1 ? 2 : 1);
         if (i + 1 < hi) {  /* each row is an array of its own: the hardware prefetcher
@@ -555,40 +551,22 @@ static void fingerprint_part(void *arg, int t, int nt)
         /* the row's position goes through the non-linear mix with its hash, so moving
            rows (a permutation, a swap of two rows' contents) changes the sum */
         sum += row_term(job->x[i], words, i, avx2);
-        if (job->y) {  /* the targets in the same pass: their scattered small arrays are
-                          asked for a few rows ahead, and arrive while the x's stream */
-            if (i + 4 < hi) __builtin_prefetch(job->y[i + 4]);
-            ysum += row_term(job->y[i], job->ywidth * (job->ykind[i] == 1 ? 2 : 1), i, avx2);
-        }
     }
     job->sum[t] = sum;
-    job->ysum[t] = ysum;
-}
-
-uint64_t fbp_pairs_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
-                               const void *const *y, const char *ykind, int64_t ywidth,
-                               int nthreads, uint64_t *yfingerprint)
-{
-    rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .y = y, .ykind = ykind,
-                    .ywidth = ywidth};
-    uint64_t total = FBP_FINGERPRINT_SEED, ytotal = FBP_FINGERPRINT_SEED;
-    nthreads = pack_threads(nthreads);
-    if (fbp_pool_run(fingerprint_part, &job, nthreads) != 0) {
-        fingerprint_part(&job, 0, 1);  /* no worker: the same sums on this thread */
-        nthreads = 1;
-    }
-    for (int t = 0; t < nthreads; ++t) {  /* addition: any split */
-        total += job.sum[t];
-        ytotal += job.ysum[t];
-    }
-    if (yfingerprint) *yfingerprint = ytotal;
-    return total;
 }
 
 uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
                               int nthreads)
 {
-    return fbp_pairs_fingerprint(n, x, kind, width, NULL, NULL, 0, nthreads, NULL);
+    rows_job job = {.n = n, .width = width, .x = x, .kind = kind};
+    uint64_t total = FBP_FINGERPRINT_SEED;
+    nthreads = pack_threads(nthreads);
+    if (fbp_pool_run(fingerprint_part, &job, nthreads) != 0) {
+        fingerprint_part(&job, 0, 1);  /* no worker: the same sum on this thread */
+        nthreads = 1;
+    }
+    for (int t = 0; t < nthreads; ++t) total += job.sum[t];  /* addition: any split */
+    return total;
 }
 
 /* x * 0 is 0 for a finite x and NaN for inf or NaN, and a NaN stays in a sum: 32

@@ -66,10 +66,5 @@ int fbp_fits_float(const double *x, int64_t n);
 uint64_t fbp_row_term(const void *row, char kind, int64_t width, int64_t i);
 uint64_t fbp_rows_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
                               int nthreads);
-/* fbp_rows_fingerprint of the rows x and, in one pass, into *yfingerprint, of the rows y
- * (ykind, ywidth; NULL: none). */
-uint64_t fbp_pairs_fingerprint(int64_t n, const void *const *x, const char *kind, int64_t width,
-                               const void *const *y, const char *ykind, int64_t ywidth,
-                               int nthreads, uint64_t *yfingerprint);
 
 #endif
