@@ -13,6 +13,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.math cimport log
 from libc.string cimport memcpy
 
 cimport numpy as cnp
@@ -1194,6 +1195,99 @@ def all_finite(list arrays not None):
     return True
 
 
+cdef inline bint _plain_f64(cnp.ndarray a, int ndim):
+    """``a`` is a C-contiguous, aligned, native-order float64 array of ``ndim`` dims."""
+    return (cnp.PyArray_NDIM(a) == ndim and cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+def row_argmax(object t):
+    """``np.argmax(t, axis=1)`` (each row's first largest entry) as int64, for a
+    C-contiguous native float64 (n, k) array ``t`` with k >= 1, or None if a value of
+    ``t`` is NaN or inf (the caller names it).  One pass, for one-hot targets."""
+    cdef cnp.ndarray a = <cnp.ndarray?>t
+    if not _plain_f64(a, 2) or cnp.PyArray_DIM(a, 1) < 1:
+        raise ValueError("row_argmax needs a C-contiguous float64 (n, k) array, k >= 1")
+    cdef cnp.npy_intp n = cnp.PyArray_DIM(a, 0), k = cnp.PyArray_DIM(a, 1), i, j
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+    cdef const double *p = <const double *>cnp.PyArray_DATA(a)
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    cdef double best, v, check = 0
+    cdef int64_t arg
+    with nogil:
+        for i in range(n):
+            best = p[i * k]
+            arg = 0
+            for j in range(k):
+                v = p[i * k + j]
+                check += v * 0  # NaN once a value is NaN or inf
+                if v > best:
+                    best = v
+                    arg = j
+            o[i] = arg
+    return out if check == 0 else None
+
+
+def picked_log_loss(object y, object labels, double eps):
+    """The book's cross-entropy error of softmax rows ``y`` (C-contiguous native float64
+    (n, k), n >= 1) at integer ``labels`` (int64 (n,), each checked to be in 0..k-1):
+    ``-sum_i log(y[i, labels[i]] + eps) / n``."""
+    cdef cnp.ndarray ya = <cnp.ndarray?>y
+    cdef cnp.ndarray la = <cnp.ndarray?>labels
+    if (not _plain_f64(ya, 2) or cnp.PyArray_NDIM(la) != 1
+            or cnp.PyArray_TYPE(la) != cnp.NPY_INT64
+            or not cnp.PyArray_IS_C_CONTIGUOUS(la) or not cnp.PyArray_ISALIGNED(la)
+            or not cnp.PyArray_ISNOTSWAPPED(la)
+            or cnp.PyArray_DIM(la, 0) != cnp.PyArray_DIM(ya, 0)
+            or cnp.PyArray_DIM(ya, 0) < 1):
+        raise ValueError("picked_log_loss needs float64 rows y (n, k), n >= 1, and int64 "
+                         "labels (n,)")
+    cdef cnp.npy_intp n = cnp.PyArray_DIM(ya, 0), k = cnp.PyArray_DIM(ya, 1), i
+    cdef const double *p = <const double *>cnp.PyArray_DATA(ya)
+    cdef const int64_t *lab = <const int64_t *>cnp.PyArray_DATA(la)
+    cdef double s = 0
+    cdef int64_t bad = -1, c
+    with nogil:
+        for i in range(n):
+            c = lab[i]
+            if c < 0 or c >= k:
+                bad = i
+                break
+            s += log(p[i * k + c] + eps)
+    if bad >= 0:
+        raise ValueError(f"label {lab[bad]} of row {bad} is outside 0..{k - 1}")
+    return -s / <double>n
+
+
+def copy_plain(object dest, object src):
+    """``dest[...] = src`` for float64 arrays of the same 1-D or 2-D shape, ``src``
+    C-contiguous and ``dest`` C-contiguous rows at any row stride (a view into a padded
+    buffer), both aligned and in native byte order; returns False (nothing copied) for
+    any other pair, which the caller copies with ``np.copyto``."""
+    cdef cnp.ndarray d_arr = <cnp.ndarray?>dest
+    cdef cnp.ndarray s_arr = <cnp.ndarray?>src
+    cdef int nd = cnp.PyArray_NDIM(s_arr)
+    if (nd < 1 or nd > 2 or not _plain_f64(s_arr, nd) or cnp.PyArray_NDIM(d_arr) != nd
+            or cnp.PyArray_TYPE(d_arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISALIGNED(d_arr)
+            or not cnp.PyArray_ISNOTSWAPPED(d_arr) or not cnp.PyArray_ISWRITEABLE(d_arr)):
+        return False
+    cdef cnp.npy_intp rows = cnp.PyArray_DIM(s_arr, 0) if nd == 2 else 1
+    cdef cnp.npy_intp cols = cnp.PyArray_DIM(s_arr, nd - 1), r
+    cdef cnp.npy_intp step = cnp.PyArray_STRIDE(d_arr, 0) if nd == 2 else 0
+    if (cnp.PyArray_DIM(d_arr, 0) != cnp.PyArray_DIM(s_arr, 0)
+            or (nd == 2 and cnp.PyArray_DIM(d_arr, 1) != cols)
+            or cnp.PyArray_STRIDE(d_arr, nd - 1) != sizeof(double)
+            or (nd == 2 and rows > 1 and step < cols * <cnp.npy_intp>sizeof(double))):
+        return False
+    cdef char *d = <char *>cnp.PyArray_DATA(d_arr)
+    cdef const char *p = <const char *>cnp.PyArray_DATA(s_arr)
+    with nogil:
+        for r in range(rows):
+            memcpy(d + r * step, p + r * cols * sizeof(double), cols * sizeof(double))
+    return True
+
+
 def sum_of_squares_is_finite(object obj):
     """Whether ``np.sum(a ** 2)`` is surely finite for the array ``a``: True if it is a
     C-contiguous float64 array of at most 2^23 values, all below 2^500 in magnitude;
@@ -1208,7 +1302,7 @@ def sum_of_squares_is_finite(object obj):
     return fbp_all_modest_d(<const double *>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a)) != 0
 
 
-from libc.math cimport exp, tanh, isfinite
+from libc.math cimport exp, isfinite, tanh
 
 
 def bias_activate(real[:, ::1] z not None, const real[:, ::1] b, int activation,

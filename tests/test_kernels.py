@@ -1043,3 +1043,88 @@ def test_a_none_network_handle_is_a_type_error():
         _core.forward_rows(None, np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(TypeError):
         _core.csr_rows(None)
+
+
+# -- the small helpers the scratch networks call on every batch
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       ties=st.booleans(), bad=st.sampled_from([None, np.nan, np.inf, -np.inf]))
+def test_row_argmax_is_numpys_argmax_or_none_for_nan_and_inf(n, k, seed, ties, bad):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(-2, 3, (n, k)).astype(float) if ties else rng.normal(size=(n, k))
+    if ties:
+        t[rng.random((n, k)) < 0.2] = -0.0
+    if bad is not None:
+        t[rng.integers(n), rng.integers(k)] = bad
+        assert _core.row_argmax(t) is None
+    else:
+        got = _core.row_argmax(t)
+        assert got.dtype == np.int64 and np.array_equal(got, np.argmax(t, axis=1))
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: t.astype(np.float32), lambda t: t.astype(">f8"), lambda t: t[:, ::2],
+    lambda t: t.ravel(), lambda t: t[:, :0]])
+def test_row_argmax_refuses_arrays_it_cannot_read_as_plain_rows(make):
+    with pytest.raises(ValueError, match="row_argmax needs"):
+        _core.row_argmax(make(np.ones((4, 6))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 300), k=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
+def test_picked_log_loss_is_the_books_cross_entropy_to_rounding(n, k, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.random((n, k)) ** 4  # (tiny probabilities too: the 1e-7 counts)
+    labels = rng.integers(0, k, n)
+    want = -np.sum(np.log(y[np.arange(n), labels] + 1e-7)) / n
+    assert _core.picked_log_loss(y, labels, 1e-7) == pytest.approx(want, rel=1e-13)
+
+
+def test_picked_log_loss_checks_labels_and_shapes():
+    y = np.full((3, 4), 0.25)
+    with pytest.raises(ValueError, match="label 4 of row 1 is outside 0..3"):
+        _core.picked_log_loss(y, np.array([0, 4, 1]), 1e-7)
+    with pytest.raises(ValueError, match="label -1 of row 0"):
+        _core.picked_log_loss(y, np.array([-1, 0, 1]), 1e-7)
+    for labels in (np.array([0, 1]), np.array([0, 1, 2], dtype=np.int32)):
+        with pytest.raises(ValueError, match="picked_log_loss needs"):
+            _core.picked_log_loss(y, labels, 1e-7)
+    with pytest.raises(ValueError, match="picked_log_loss needs"):
+        _core.picked_log_loss(y[:0], np.array([], dtype=np.int64), 1e-7)
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 3), (1, 9), (6, 1)])
+def test_copy_plain_copies_into_padded_rows(shape):
+    src = np.arange(int(np.prod(shape)), dtype=float).reshape(shape) + 0.5
+    buf = np.full((shape[0], 16) if len(shape) == 2 else 16, -1.0)
+    dest = buf[:, :shape[1]] if len(shape) == 2 else buf[:shape[0]]
+    assert _core.copy_plain(dest, src)
+    np.testing.assert_array_equal(dest, src)
+    rest = buf[:, shape[1]:] if len(shape) == 2 else buf[shape[0]:]
+    assert (rest == -1).all()  # the padding is left alone
+
+
+@pytest.mark.parametrize("pair", [
+    lambda: (np.zeros((3, 4)), np.ones((3, 4), dtype=np.float32)),  # another dtype
+    lambda: (np.zeros((3, 4)), np.ones((3, 4), dtype=">f8")),  # byte-swapped source
+    lambda: (np.zeros((3, 4)), np.ones((4, 3)).T),  # a source that is not C-contiguous
+    lambda: (np.zeros((3, 8))[:, ::2], np.ones((3, 4))),  # strided columns
+    lambda: (np.zeros((3, 5)), np.ones((3, 4))),  # shapes differ
+    lambda: (np.zeros((2, 4)), np.ones((3, 4))),
+    lambda: (np.zeros(4), np.ones((1, 4))),
+    lambda: (np.zeros((3, 4))[::-1], np.ones((3, 4))),  # rows going backwards
+    lambda: (np.zeros((2, 3, 4)), np.ones((2, 3, 4))),
+])
+def test_copy_plain_leaves_other_pairs_to_numpy(pair):
+    dest, src = pair()
+    before = dest.copy()
+    assert not _core.copy_plain(dest, src)
+    np.testing.assert_array_equal(dest, before)
+
+
+def test_copy_plain_does_not_write_a_read_only_array():
+    dest = np.zeros((2, 3))
+    dest.flags.writeable = False
+    assert not _core.copy_plain(dest, np.ones((2, 3)))

@@ -138,9 +138,10 @@ def pack_t(t: Any, n: int, n_out: int,
     argmax, as the book's cross_entropy_error takes them; None unless ``labels``)."""
     if (type(t) is np.ndarray and t.dtype is F64 and t.shape == (n, n_out)
             and t.flags.c_contiguous and t.flags.aligned):  # one-hot rows, checked quickly
-        if not _core.all_finite([t]):
+        found = _core.row_argmax(t)  # (the argmax and the finiteness check in one pass)
+        if found is None:
             raise ValueError(f"t[{np.argwhere(~np.isfinite(t))[0, 0]}] contains NaN or inf")
-        return (t.argmax(axis=1) if labels else None), t
+        return (found if labels else None), t
     t = np.asarray(t)
     if t.ndim == 0 or t.shape[0] != n:
         raise ValueError(f"t has shape {t.shape}, but x holds {n} samples")
@@ -290,7 +291,6 @@ class Kernels:
         self.activation = activation
         self.owner = id(owner)  # the network whose params the buffers hold (see ``of``)
         self._handles: tuple | None = None
-        self._offsets: np.ndarray | None = None
         # per layer ((W key, W shape), (b key, b shape))
         self.specs = [((f"W{l}", (sizes[l - 1], sizes[l])), (f"b{l}", (sizes[l],)))
                       for l in range(1, len(sizes))]
@@ -364,14 +364,16 @@ class Kernels:
             self._handles = (wt, bs, full, self.net(wt, bs, SCORES), views)
         wt, bs, full, scores, views = self._handles
         w1 = None
-        array = self._array
+        array, copy_plain = self._array, _core.copy_plain
         for l, ((wkey, wshape), (bkey, bshape)) in enumerate(self.specs):
             W = array(params, wkey, wshape)
             b = array(params, bkey, bshape)
             wview, bview = views[l]
-            np.copyto(bview, b, casting="unsafe")
+            if not copy_plain(bview, b):  # (the usual float64 arrays, copied quickly)
+                np.copyto(bview, b, casting="unsafe")
             if l or whole:
-                np.copyto(wview, W, casting="unsafe")
+                if not copy_plain(wview, W):
+                    np.copyto(wview, W, casting="unsafe")
             else:
                 w1 = self._first(W, params)
         # the kernels skip zero inputs, so an inf or NaN weight of a zero pixel would
@@ -419,15 +421,6 @@ class Kernels:
         """A buffer for every layer's activations of ``n`` rows (the kernels write every
         value, padding included): the hidden ones are the state the book's layers keep."""
         return aligned_empty(n * self.units, DTYPE)
-
-    def offsets(self, n: int) -> np.ndarray:
-        """``np.arange(n) * n_out``: the flat index of each of n output rows' first
-        entry (kept for the last n asked for; not to be written)."""
-        offsets = self._offsets
-        if offsets is None or offsets.size != n:
-            offsets = self._offsets = np.arange(n) * self.sizes[-1]
-            offsets.flags.writeable = False
-        return offsets
 
     def hidden_views(self, acts: np.ndarray | None, n: int) -> list[np.ndarray] | None:
         """The hidden layers' activations (n, width) per layer, as views into ``acts``
@@ -507,7 +500,8 @@ class Kernels:
                                           w0=w1, out=y, acts=acts)
             except ValueError as exc:
                 raise _bad_item(exc) from None
-        return ([np.ascontiguousarray(g[:, :b]) for g, b in zip(gwt, widths)],
+        return ([g if g.shape[1] == b else np.ascontiguousarray(g[:, :b])
+                 for g, b in zip(gwt, widths)],
                 [g[:b] for g, b in zip(gb, widths)], y, self.hidden_views(acts, n), finite)
 
     def train(self, params: dict, rows: Rows, Y: np.ndarray, order: np.ndarray, batch: int,

@@ -148,8 +148,8 @@ class SoftmaxWithLoss:
 
     @property
     def loss(self) -> float | None:
-        """The cross-entropy error of the last batch (after a network's fused gradient,
-        computed when first read, from copies of that batch's y and t)."""
+        """The cross-entropy error of the last batch (in layers pickled by versions that
+        computed it when first read, computed then)."""
         pending = self.__dict__.get("_pending")
         if pending is not None:  # ((y, t) in layers pickled by earlier versions)
             error, y, t = pending if len(pending) == 3 else (cross_entropy_error, *pending)
@@ -163,12 +163,6 @@ class SoftmaxWithLoss:
     def __getstate__(self) -> dict:
         _ = self.loss  # (a pending loss is computed: the book's layer holds the number)
         return self.__dict__.copy()
-
-    def _defer_loss(self, y: np.ndarray, t: np.ndarray) -> None:
-        """``loss`` is ``cross_entropy_error(y, t)`` (the function as it is now, as the
-        book computes it now), computed when read (``y`` and ``t`` are the caller's
-        copies, not to be changed)."""
-        self._loss, self._pending = None, (cross_entropy_error, y, t)
 
     def forward(self, x: np.ndarray, t: np.ndarray) -> float:
         self.t = t

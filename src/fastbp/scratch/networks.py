@@ -22,7 +22,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -356,18 +356,11 @@ class FusedNet(_fused.ScratchNet):
                 affine = layers[f"Affine{l}"]
                 affine.dW, affine.db = dW, db
 
-    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray,
-                   picks: np.ndarray | None = None) -> float:
+    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> float:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
-        softmax outputs ``y`` and the cross-entropy error (the book's formula, with its
-        ``+ 1e-7`` inside the log), which is returned.  ``picks``: the flat indices of
-        the labels' entries of ``y``, if known."""
-        batch_size = y.shape[0]
-        if picks is None:
-            picks = self._fb_kernels.offsets(batch_size) + labels
-        picked = y.take(picks)  # (the book's -sum(log(y[i, t_i] + 1e-7)) / N, in place)
-        picked += 1e-7
-        loss = -np.log(picked, out=picked).sum() / batch_size
+        softmax outputs ``y`` and the cross-entropy error (the book's formula,
+        -sum(log(y[i, t_i] + 1e-7)) / N, to rounding), which is returned."""
+        loss = _core.picked_log_loss(y, labels, 1e-7)
         last = self._fb_last()
         last.t, last.y, last.loss = t, y, loss
         return loss
@@ -397,9 +390,9 @@ class FusedNet(_fused.ScratchNet):
             warn_slow(self, cause, "gradient")
             return self._fb_book_gradient(x, t)
         X = _fused.as_rows(x, self._fb_sizes[0])
-        labels, Y = _fused.pack_t(t, X.shape[0], self._fb_sizes[-1], labels=False)
+        labels, Y = _fused.pack_t(t, X.shape[0], self._fb_sizes[-1])
         if Y is None:  # (then t held labels)
-            Y = _fused.one_hot(cast(np.ndarray, labels), self._fb_sizes[-1])
+            Y = _fused.one_hot(labels, self._fb_sizes[-1])
         weights = self._fb_weights()
         try:
             dWs, dbs, y, hidden, finite = self._fb_kernels.grad_mean(weights, X, Y)
@@ -413,9 +406,9 @@ class FusedNet(_fused.ScratchNet):
             return self._fb_book_gradient(x, t)
         lam = self._fb_lambda()
         self._fb_keep_forward(x, hidden, (dWs, dbs))
-        last = self._fb_last()  # as the book's gradient leaves it (it runs loss first); the
-        last.t, last.y = t, y  # loss, which scripts read off it, is computed when read
-        last._defer_loss(y.copy(), np.array(t if labels is None else labels))
+        last = self._fb_last()  # as the book's gradient leaves it (it runs loss first)
+        last.t, last.y = t, y
+        last.loss = _core.picked_log_loss(y, labels, 1e-7)
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
@@ -499,11 +492,10 @@ class FusedNet(_fused.ScratchNet):
             return None
         decay = self._fb_decay_counts()
         self._fb_forget_forward()
-        picks = np.arange(X.shape[0]) * self._fb_sizes[-1] + labels
         keep_loss, decay_loss = self._fb_keep_loss, self._fb_decay_loss
 
         def loss() -> float:
-            value = keep_loss(outputs(), t, labels, picks)
+            value = keep_loss(outputs(), t, labels)
             return value + decay_loss() if decay else value
 
         loss.hidden = outputs.hidden  # type: ignore[attr-defined]  # (the last call's)
