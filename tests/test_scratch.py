@@ -1988,3 +1988,23 @@ def test_a_fit_diverging_in_a_later_chunk_keeps_the_parameters_from_before_fit(m
     with pytest.raises(FloatingPointError, match="params keep their values from before fit"):
         net.fit(x, t, batch_size=10, iters=200, learning_rate=1e100)
     assert all(np.array_equal(before[key], net.params[key]) for key in before)
+
+
+@pytest.mark.parametrize(("kind", "args", "kwargs"), [
+    ("TwoLayerNet", (6, 5, 3), {}), ("MultiLayerNet", (6, [5, 4], 3), {}),
+    ("MultiLayerNet", (6, [5], 3), {"weight_decay_lambda": 0.1})])
+@pytest.mark.parametrize("onehot", [True, False])
+def test_returned_numbers_are_the_books_types(kind, args, kwargs, onehot):
+    """A script that prints its loss list shows np.float64(...) under NumPy 2, as the
+    book's does: every number the methods return or the last layer keeps is of the
+    book's type."""
+    net, book = twins(kind, *args, **kwargs)
+    x, t = batch(np.random.default_rng(4), 8, 6, 3, onehot=onehot)
+    for method in ("loss", "accuracy"):
+        got, want = getattr(net, method)(x, t), getattr(book, method)(x, t)
+        assert type(got) is type(want), method
+        assert repr([got]) == repr([want]) or got == pytest.approx(want, rel=1e-12)
+        assert type(net.lastLayer.loss) is type(book.lastLayer.loss)
+    net.gradient(x, t)
+    book.gradient(x, t)
+    assert type(net.lastLayer.loss) is type(book.lastLayer.loss) is np.float64

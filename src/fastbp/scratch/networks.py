@@ -356,11 +356,12 @@ class FusedNet(_fused.ScratchNet):
                 affine = layers[f"Affine{l}"]
                 affine.dW, affine.db = dW, db
 
-    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> float:
+    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> np.float64:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
         softmax outputs ``y`` and the cross-entropy error (the book's formula,
         -sum(log(y[i, t_i] + 1e-7)) / N, to rounding), which is returned."""
-        loss = _core.picked_log_loss(y, labels, 1e-7)
+        # (a NumPy scalar, as the book's np.sum gives: it prints as np.float64(...))
+        loss = np.float64(_core.picked_log_loss(y, labels, 1e-7))
         last = self._fb_last()
         last.t, last.y, last.loss = t, y, loss
         return loss
@@ -408,7 +409,7 @@ class FusedNet(_fused.ScratchNet):
         self._fb_keep_forward(x, hidden, (dWs, dbs))
         last = self._fb_last()  # as the book's gradient leaves it (it runs loss first)
         last.t, last.y = t, y
-        last.loss = _core.picked_log_loss(y, labels, 1e-7)
+        last.loss = np.float64(_core.picked_log_loss(y, labels, 1e-7))
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
