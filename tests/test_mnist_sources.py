@@ -982,3 +982,73 @@ def test_failed_cache_write_still_returns_data(monkeypatch, tmp_path, arrays, sp
     monkeypatch.setattr(_mnist_sources, "save_npz_atomic", _no_network)
     with pytest.warns(RuntimeWarning, match="could not be cached"):
         assert_same(find(spec=spec), arrays)
+
+
+# ---------------------------------------------------------------- the book's load_mnist
+
+
+@pytest.fixture
+def scratch_mnist(monkeypatch):
+    """fastbp.scratch's loader module, taking the small test sets as the official sizes."""
+    from fastbp.scratch import mnist as scratch_mnist
+
+    monkeypatch.setattr(scratch_mnist, "N_TRAIN", 8)
+    monkeypatch.setattr(scratch_mnist, "N_TEST", 4)
+    return scratch_mnist
+
+
+def test_scratch_load_mnist_skips_the_working_directorys_pickles(tmp_path, monkeypatch,
+                                                                   scratch_mnist):
+    """The book's loader never reads the classic loader's ../data/mnist.pkl.gz or a
+    mnist.pkl.gz in the working directory (a subset, say): fastbp.scratch's neither,
+    while mnist_loader does."""
+    official = make_arrays(8, 4, seed=3)
+    monkeypatch.setattr(_mnist_sources, "MNIST_SPEC", spec_for(official))
+    monkeypatch.setenv("FASTBP_DATA", str(write_idx_dir(tmp_path / "fd", official)))
+    write_pkl_gz(tmp_path / "data" / "mnist.pkl.gz", classic_tuple(2, 1, 1, seed=1))
+    write_pkl_gz(Path("mnist.pkl.gz"), classic_tuple(2, 1, 1, seed=2))
+    (x, t), (xs, ts) = scratch_mnist.load_mnist(normalize=False)
+    np.testing.assert_array_equal(x, official["x_train"].reshape(8, 784))
+    np.testing.assert_array_equal(t, official["y_train"])
+    np.testing.assert_array_equal(xs, official["x_test"].reshape(4, 784))
+    np.testing.assert_array_equal(ts, official["y_test"])
+    assert x.dtype == t.dtype == np.uint8 and x.flags.writeable and x.base is None
+    assert len(mnist_loader.load_data(download=False)[0][0]) == 2  # (the classic reads it)
+
+
+def test_scratch_load_mnist_takes_the_classic_pickle_as_bytes(tmp_path, monkeypatch,
+                                                               scratch_mnist):
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = obj = classic_tuple(5, 3, 4, seed=4)
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
+    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", obj)
+    (x, t), (xs, ts) = scratch_mnist.load_mnist(normalize=False)
+    np.testing.assert_array_equal(x, np.concatenate([x_tr, x_va]) * 256)
+    np.testing.assert_array_equal(t, np.concatenate([y_tr, y_va]))
+    np.testing.assert_array_equal(xs, x_te * 256)
+    np.testing.assert_array_equal(ts, y_te)
+    assert xs.dtype == ts.dtype == np.uint8
+
+
+@pytest.mark.parametrize("scale", [255.0, 1.0])
+def test_scratch_load_mnist_refuses_pixels_it_cannot_turn_back_into_bytes(
+        tmp_path, monkeypatch, scratch_mnist, scale):
+    """A home-made pickle scaled by 1/255 (255 would come back as 256, wrapping to 0) or
+    of raw 0-255 floats is refused, not silently read wrong."""
+    (x_tr, y_tr), va, te = classic_tuple(5, 3, 4, seed=5)
+    x_tr = (x_tr * 256 / scale).astype(np.float32)
+    x_tr[0, 0] = 255 / scale
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
+    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", ((x_tr, y_tr), va, te))
+    with pytest.raises(ValueError, match="byte / 256"):
+        scratch_mnist.load_mnist()
+
+
+def test_scratch_load_mnist_refuses_a_subset(tmp_path, monkeypatch):
+    """A classic pickle holding a subset (raw files of other sizes fail their checks)."""
+    from fastbp.scratch import load_mnist
+
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
+    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", classic_tuple(5, 3, 4))
+    with pytest.raises(ValueError, match="8 training and 4 test images, not the official "
+                                         "60,000 and 10,000"):
+        load_mnist()

@@ -386,19 +386,24 @@ def _read_cache(file: Path, spec: MNISTSpec) -> Arrays | None:
         raise ValueError(f"damaged ({exc})") from exc
 
 
-def _places(data_dir: PathLike | None, spec: MNISTSpec) -> list[tuple[str, Callable, bool]]:
+def _places(data_dir: PathLike | None, spec: MNISTSpec,
+            classic: bool = True) -> list[tuple[str, Callable, bool]]:
     """The local places in search order, as ``(label, read, warn_if_empty)``; read gives
-    None when nothing is there."""
+    None when nothing is there.  ``classic=False`` leaves out the working directory's
+    pickles (step 1), which only the classic loader reads."""
     if data_dir is not None:
         d = Path(data_dir).expanduser()
         return [(f"data_dir {d}", lambda: _read_dir(d, spec), False)]
     env = os.environ.get("FASTBP_DATA")
     cache = cache_dir() / NPZ_NAME
-    return [
+    working_dir = [
         (f"{CLASSIC_PATH} (where the classic loader looks)",
          lambda: read_classic_pickle(CLASSIC_PATH) if CLASSIC_PATH.is_file() else None, False),
         (f"{PORT_PATH} (where the Python 3 port's loader looks)",
          lambda: read_classic_pickle(PORT_PATH) if PORT_PATH.is_file() else None, False),
+    ]  # fmt: skip
+    return [
+        *(working_dir if classic else []),
         (f"$FASTBP_DATA {env}" if env else "$FASTBP_DATA (not set)",
          lambda: _read_dir(Path(env).expanduser(), spec) if env else None, bool(env)),
         (f"cache {cache}", lambda: _read_cache(cache, spec), False),
@@ -411,6 +416,7 @@ def find(
     path: PathLike | None = None,
     download: bool = True,
     spec: MNISTSpec | None = None,
+    classic: bool = True,
 ) -> Found:
     """Return MNIST from the first place that has it (see the module docstring).
 
@@ -421,6 +427,8 @@ def find(
     damaged cache among them) is named in a :class:`RuntimeWarning` when a later one
     succeeds. Raises :class:`MNISTNotFoundError` listing what was tried and how to supply
     MNIST by hand. ``spec`` replaces the expected sizes and checksums (for tests).
+    ``classic=False`` skips the working directory's pickles (for loaders other than the
+    classic one, which never read them).
     """
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
@@ -437,7 +445,7 @@ def find(
 
     attempts: list[str] = []
     unusable: list[str] = []
-    for label, read, warn_if_empty in _places(data_dir, spec):
+    for label, read, warn_if_empty in _places(data_dir, spec, classic):
         try:
             found = read()
         except (ValueError, OSError) as exc:

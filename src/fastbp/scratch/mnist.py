@@ -1,27 +1,67 @@
 """``load_mnist`` of "Deep Learning from Scratch" (dataset/mnist.py), on fastbp's MNIST
 sources: ``$FASTBP_DATA``, the user cache, or a verified download (see
-:mod:`fastbp.mnist_loader`)."""
+:mod:`fastbp._mnist_sources`).  Unlike :mod:`fastbp.mnist_loader` it does not read a
+``mnist.pkl.gz`` from the working directory (the book's loader never does), and it gives
+the official 60,000 training and 10,000 test images or raises."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import mnist_loader
+from .. import _mnist_sources
+from ..mnist_loader import PIXEL_SCALE
 
 __all__ = ["load_mnist"]
 
+N_TRAIN, N_TEST = 60_000, 10_000  # what the book's loader gives
+
+
+def _bytes(x: np.ndarray) -> np.ndarray:
+    """The uint8 pixels of images ``x`` as a fresh (N, 784) array: raw bytes as they are,
+    or a classic pickle's ``byte / 256`` floats times 256 (exact), checked to be that."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x.reshape(len(x), 784).copy()
+    scaled = x.reshape(len(x), 784).astype(np.float64) * PIXEL_SCALE
+    pixels = scaled.astype(np.uint8)
+    if not np.array_equal(pixels, scaled):  # (NaN, < 0, >= 256, or not byte / 256)
+        raise ValueError(f"{_FOUND} is a pickle whose pixels are not the classic file's "
+                         "byte / 256 values, so the book's bytes cannot be recovered from "
+                         "it: use the official files or the classic mnist.pkl.gz")
+    return pixels
+
+
+def _digits(y: np.ndarray) -> np.ndarray:
+    """Labels ``y`` as a fresh uint8 array, checked to be digits."""
+    y = np.asarray(y)
+    digits = y.astype(np.uint8)
+    if y.ndim != 1 or not np.array_equal(digits, y) or (digits > 9).any():
+        raise ValueError(f"{_FOUND} holds labels that are not digits")
+    return digits
+
+
+_FOUND = "the MNIST found in $FASTBP_DATA or the cache"
+
 
 def _raw() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The official images as uint8 (N, 784) and labels as uint8, from mnist_loader's
-    classic split: its pixels are uint8 / 256, so times 256 they are the bytes again
-    (exactly: a power of two), and training + validation is the official training set."""
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = mnist_loader.load_matrices(np.float32)
-
-    def to_bytes(x: np.ndarray) -> np.ndarray:
-        return (x * np.float32(mnist_loader.PIXEL_SCALE)).astype(np.uint8)
-
-    return (np.concatenate([to_bytes(x_tr), to_bytes(x_va)]),
-            np.concatenate([y_tr, y_va]).astype(np.uint8), to_bytes(x_te), y_te.astype(np.uint8))
+    """The official images as uint8 (N, 784) and labels as uint8, from the first source
+    that has MNIST: raw arrays, or a classic pickle's split (training + validation is
+    the official training set)."""
+    found = _mnist_sources.find(classic=False)
+    if isinstance(found, tuple):
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = found
+        x_train = np.concatenate([_bytes(x_tr), _bytes(x_va)])
+        y_train, x_test, y_test = np.concatenate([_digits(y_tr), _digits(y_va)]), x_te, y_te
+    else:
+        x_train, y_train = _bytes(found["x_train"]), _digits(found["y_train"])
+        x_test, y_test = found["x_test"], found["y_test"]
+    x_test, y_test = _bytes(x_test), _digits(y_test)
+    if (len(x_train), len(x_test)) != (N_TRAIN, N_TEST) or len(y_train) != N_TRAIN or \
+            len(y_test) != N_TEST:
+        raise ValueError(f"{_FOUND} holds {len(x_train)} training and {len(x_test)} test "
+                         f"images, not the official {N_TRAIN:,} and {N_TEST:,} the book's "
+                         "load_mnist gives")
+    return x_train, y_train, x_test, y_test
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
