@@ -1247,7 +1247,7 @@ def picked_log_loss(object y, object labels, double eps):
     cdef const double *p = <const double *>cnp.PyArray_DATA(ya)
     cdef const int64_t *lab = <const int64_t *>cnp.PyArray_DATA(la)
     cdef double s = 0
-    cdef int64_t bad = -1, c
+    cdef int64_t bad = -1, c = 0
     with nogil:
         for i in range(n):
             c = lab[i]
@@ -1255,16 +1255,16 @@ def picked_log_loss(object y, object labels, double eps):
                 bad = i
                 break
             s += log(p[i * k + c] + eps)
-    if bad >= 0:
-        raise ValueError(f"label {lab[bad]} of row {bad} is outside 0..{k - 1}")
+    if bad >= 0:  # (c: the label as read, whatever another thread wrote since)
+        raise ValueError(f"label {c} of row {bad} is outside 0..{k - 1}")
     return -s / <double>n
 
 
 def copy_plain(object dest, object src):
     """``dest[...] = src`` for float64 arrays of the same 1-D or 2-D shape, ``src``
     C-contiguous and ``dest`` C-contiguous rows at any row stride (a view into a padded
-    buffer), both aligned and in native byte order; returns False (nothing copied) for
-    any other pair, which the caller copies with ``np.copyto``."""
+    buffer), both aligned and in native byte order, their memory apart; returns False
+    (nothing copied) for any other pair, which the caller copies with ``np.copyto``."""
     cdef cnp.ndarray d_arr = <cnp.ndarray?>dest
     cdef cnp.ndarray s_arr = <cnp.ndarray?>src
     cdef int nd = cnp.PyArray_NDIM(s_arr)
@@ -1282,6 +1282,10 @@ def copy_plain(object dest, object src):
         return False
     cdef char *d = <char *>cnp.PyArray_DATA(d_arr)
     cdef const char *p = <const char *>cnp.PyArray_DATA(s_arr)
+    cdef cnp.npy_intp row_bytes = cols * <cnp.npy_intp>sizeof(double)
+    cdef cnp.npy_intp d_end = (rows - 1) * step + row_bytes if rows else 0
+    if rows and row_bytes and d < p + rows * row_bytes and p < d + d_end:
+        return False  # overlapping memory: np.copyto copies it right
     with nogil:
         for r in range(rows):
             memcpy(d + r * step, p + r * cols * sizeof(double), cols * sizeof(double))

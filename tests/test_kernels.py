@@ -1128,3 +1128,21 @@ def test_copy_plain_does_not_write_a_read_only_array():
     dest = np.zeros((2, 3))
     dest.flags.writeable = False
     assert not _core.copy_plain(dest, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize(("dest", "src", "apart"), [
+    (slice(2, 10), slice(0, 8), False), (slice(0, 8), slice(2, 10), False),
+    (slice(0, 8), slice(0, 8), False), (slice(4, 12), slice(0, 8), False),
+    (slice(8, 16), slice(0, 8), True)])
+def test_copy_plain_leaves_overlapping_memory_to_numpy(dest, src, apart):
+    """Rows of one buffer copied onto themselves shifted: left to np.copyto (which copies
+    overlapping memory right), not memcpy'd; rows apart in the same buffer are copied."""
+    a = np.arange(16.0)
+    d, s = a[dest].reshape(2, 4), a[src].reshape(2, 4)
+    want = a.copy()
+    want[dest] = want[src].copy()
+    copied = _core.copy_plain(d, s)
+    assert copied == apart
+    if not copied:
+        np.copyto(d, s)
+    np.testing.assert_array_equal(a, want)

@@ -1052,3 +1052,19 @@ def test_scratch_load_mnist_refuses_a_subset(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="8 training and 4 test images, not the official "
                                          "60,000 and 10,000"):
         load_mnist()
+
+
+def test_a_skipped_source_is_named_at_the_users_line(tmp_path, monkeypatch, scratch_mnist):
+    """The warning about a place that held no usable MNIST points at the script's call,
+    whichever loader (and how many of fastbp's frames) led there."""
+    official = make_arrays(8, 4, seed=6)
+    monkeypatch.setattr(_mnist_sources, "MNIST_SPEC", spec_for(official))
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "empty"))
+    write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", official)
+    for load in (lambda: mnist_loader.load_data(download=False),
+                 lambda: mnist_loader.load_data_wrapper(),
+                 lambda: scratch_mnist.load_mnist(normalize=False)):
+        with pytest.warns(RuntimeWarning, match=r"\$FASTBP_DATA .*no MNIST there") as got:
+            load()
+        assert {w.filename for w in got} == {__file__}

@@ -2008,3 +2008,24 @@ def test_returned_numbers_are_the_books_types(kind, args, kwargs, onehot):
     net.gradient(x, t)
     book.gradient(x, t)
     assert type(net.lastLayer.loss) is type(book.lastLayer.loss) is np.float64
+
+
+@pytest.mark.parametrize("view", [lambda a: a[:, 0], lambda a: a[::-1, 0],
+                                  lambda a: np.frombuffer(b"\0" + a[:, 0].tobytes(),
+                                                          np.int64, offset=1)])
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet"])
+def test_label_views_of_any_layout_are_the_books_labels(view, kind):
+    """Labels that are a column of an int64 table (strided), reversed, or unaligned:
+    every method takes them as the book does."""
+    args = (6, 5, 3) if kind == "TwoLayerNet" else (6, [5], 3)
+    net, book = twins(kind, *args)
+    rng = np.random.default_rng(9)
+    x, _ = batch(rng, 8, 6, 3, onehot=False)
+    table = np.column_stack([rng.integers(0, 3, 8), np.arange(8)]).astype(np.int64)
+    t = view(table)
+    assert t.dtype == np.int64
+    for method in ("loss", "accuracy"):
+        assert getattr(net, method)(x, t) == pytest.approx(getattr(book, method)(x, t),
+                                                           rel=1e-12)
+    assert_grads(net.gradient(x, t), book.gradient(x, t))
+    assert net.lastLayer.loss == pytest.approx(book.lastLayer.loss, rel=1e-12)

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 import warnings
@@ -371,7 +372,7 @@ def _fetch_into(dest: Path, spec: MNISTSpec, attempts: list[str]) -> Arrays | No
             save_npz_atomic(dest, arrays)
         except OSError as exc:
             warnings.warn(f"fastbp: MNIST could not be cached in {dest}: {exc}",
-                          RuntimeWarning, stacklevel=3)  # fmt: skip
+                          RuntimeWarning, stacklevel=_user_level())  # fmt: skip
         else:
             _mnist_fetch._say(f"MNIST cached at {dest}: later loads read it from there")
     return arrays
@@ -467,5 +468,18 @@ def find(
 
 def _warn(found: Found, unusable: list[str]) -> Found:
     for problem in unusable:
-        warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning,
+                      stacklevel=_user_level())
     return found
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` at which ``warnings.warn``, called by this function's caller,
+    names the user's line: that of the first caller outside fastbp (whichever of
+    fastbp's loaders led here)."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            "fastbp."):
+        frame = frame.f_back
+        level += 1
+    return level

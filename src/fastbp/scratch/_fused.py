@@ -154,7 +154,7 @@ def pack_t(t: Any, n: int, n_out: int,
         bad = np.flatnonzero((t < 0) | (t >= n_out))
         if bad.size:
             raise ValueError(f"t[{bad[0]}]: label {t[bad[0]]} is outside 0..{n_out - 1}")
-        return t.astype(np.int64, copy=False), None
+        return np.require(t, np.int64, ("C", "A")), None  # (C-contiguous for the kernels)
     if t.shape != (n, n_out):
         raise ValueError(f"t has shape {t.shape}, expected ({n},) labels or ({n}, {n_out}) "
                          "one-hot rows")

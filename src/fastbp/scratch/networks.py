@@ -323,8 +323,9 @@ class FusedNet(_fused.ScratchNet):
         except _fused.NonFiniteParams as exc:
             warn_slow(self, str(exc), "loss")
             return self._fb_book_loss(x, t)
+        value = self._fb_cross_entropy(y, labels)  # (first: nothing is kept if it raises)
         self._fb_keep_forward(x, hidden)
-        loss = self._fb_keep_loss(y, t, labels)
+        loss = self._fb_keep_loss(y, t, value)
         return loss + self._fb_decay_loss() if self._fb_decay_counts() else loss
 
     def _fb_keep_forward(self, x: Any, hidden: list | None,
@@ -356,12 +357,16 @@ class FusedNet(_fused.ScratchNet):
                 affine = layers[f"Affine{l}"]
                 affine.dW, affine.db = dW, db
 
-    def _fb_keep_loss(self, y: np.ndarray, t: Any, labels: np.ndarray) -> np.float64:
+    @staticmethod
+    def _fb_cross_entropy(y: np.ndarray, labels: np.ndarray) -> np.float64:
+        """The book's cross-entropy error of softmax rows ``y`` at ``labels``,
+        -sum(log(y[i, t_i] + 1e-7)) / N (to rounding), as a NumPy scalar, as its np.sum
+        gives (it prints as np.float64(...))."""
+        return np.float64(_core.picked_log_loss(y, labels, 1e-7))
+
+    def _fb_keep_loss(self, y: np.ndarray, t: Any, loss: np.float64) -> np.float64:
         """What the book's SoftmaxWithLoss.forward keeps, on the last layer: ``t``, the
-        softmax outputs ``y`` and the cross-entropy error (the book's formula,
-        -sum(log(y[i, t_i] + 1e-7)) / N, to rounding), which is returned."""
-        # (a NumPy scalar, as the book's np.sum gives: it prints as np.float64(...))
-        loss = np.float64(_core.picked_log_loss(y, labels, 1e-7))
+        softmax outputs ``y`` and the cross-entropy error ``loss``, which is returned."""
         last = self._fb_last()
         last.t, last.y, last.loss = t, y, loss
         return loss
@@ -406,10 +411,9 @@ class FusedNet(_fused.ScratchNet):
             warn_slow(self, "the gradient overflowed (NaN or inf)", "gradient")
             return self._fb_book_gradient(x, t)
         lam = self._fb_lambda()
+        loss = self._fb_cross_entropy(y, labels)  # (first: nothing is kept if it raises)
         self._fb_keep_forward(x, hidden, (dWs, dbs))
-        last = self._fb_last()  # as the book's gradient leaves it (it runs loss first)
-        last.t, last.y = t, y
-        last.loss = np.float64(_core.picked_log_loss(y, labels, 1e-7))
+        self._fb_keep_loss(y, t, loss)  # as the book's gradient leaves it (it runs loss first)
         grads = {}
         for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
             if lam:  # a new array, the book's dW + lambda * W (the layer keeps dW)
@@ -494,9 +498,11 @@ class FusedNet(_fused.ScratchNet):
         decay = self._fb_decay_counts()
         self._fb_forget_forward()
         keep_loss, decay_loss = self._fb_keep_loss, self._fb_decay_loss
+        cross_entropy = self._fb_cross_entropy
 
         def loss() -> float:
-            value = keep_loss(outputs(), t, labels)
+            y = outputs()
+            value = keep_loss(y, t, cross_entropy(y, labels))
             return value + decay_loss() if decay else value
 
         loss.hidden = outputs.hidden  # type: ignore[attr-defined]  # (the last call's)
