@@ -897,3 +897,82 @@ def test_a_claim_left_taken_by_a_cut_short_call_is_taken_back():
     worker.start()
     worker.join()
     assert done and done[0] is not claim  # (no call of its own holds it there either)
+
+
+# -- the thread count of the scratch networks' calls, chosen by timing both
+
+
+def test_thread_pick_runs_two_threads_until_one_was_timed_faster():
+    """Two threads first, one call in EXPLORE on one thread; when that is faster, one
+    thread, exploring two; when two became faster, two again."""
+    pick = _engine.ThreadPick()
+    E = pick.EXPLORE
+    seq = []
+    for call in range(1, 4 * E + 1):
+        n = pick.choose()
+        seq.append(n)
+        slow_two = call <= 2 * E  # (two threads 2 ms up to then, 0.5 ms after; one 1 ms)
+        pick.record(n, 1e-3 if n == 1 else 2e-3 if slow_two else 0.5e-3)
+    assert seq[:E] == [2] * (E - 1) + [1]
+    assert seq[E:2 * E] == [1] * (E - 1) + [2]  # (explored at call 2E: still slow)
+    assert seq[2 * E:3 * E] == [1] * (E - 1) + [2]  # (explored at call 3E: fast)
+    assert seq[3 * E:] == [2] * (E - 1) + [1]
+
+
+def test_thread_pick_follows_the_fastest_recent_call():
+    pick = _engine.ThreadPick()
+    for n, seconds in ((2, 3.0), (1, 2.0)):
+        pick.record(n, seconds)
+    assert pick.best == 1
+    for _ in range(pick.WINDOW):  # two threads became faster; its old time drops out
+        pick.record(2, 1.0)
+    assert pick.best == 2
+    for _ in range(pick.WINDOW):
+        pick.record(2, 5.0)  # then slow again: one thread, whose best was 2.0
+    assert pick.best == 1
+
+
+def test_picked_threads_leaves_a_count_the_user_set_alone(monkeypatch):
+    picks: dict = {}
+    monkeypatch.delenv("FASTBP_NUM_THREADS", raising=False)
+    assert _engine.picked_threads(picks, "k", 1) == (1, None) and not picks
+    n, pick = _engine.picked_threads(picks, "k", 2)
+    assert n == 2 and picks["k"] is pick
+    with _engine.threads_in_this_thread(2):
+        assert _engine.picked_threads(picks, "k", 2) == (2, None)
+    fastbp.set_num_threads(1)
+    try:
+        assert _engine.picked_threads(picks, "k", 1) == (1, None)
+    finally:
+        fastbp.set_num_threads(None)
+    monkeypatch.setenv("FASTBP_NUM_THREADS", "2")
+    assert _engine.picked_threads(picks, "k", 2) == (2, None)
+
+
+@pytest.mark.parametrize("rows", [40, 100, 700])
+def test_scratch_results_do_not_depend_on_the_picked_thread_count(rows, monkeypatch):
+    """Whatever the timing picks, the scratch methods give the same numbers bit for bit."""
+    from fastbp import scratch
+
+    monkeypatch.delenv("FASTBP_NUM_THREADS", raising=False)
+    rng = np.random.default_rng(rows)
+    x = rng.random((rows, 30)) * (rng.random((rows, 30)) < 0.3)
+    t = np.eye(4)[rng.integers(0, 4, rows)]
+    results = {}
+    for best in (1, 2):
+        np.random.seed(0)
+        net = scratch.TwoLayerNet(30, 8, 4, weight_init_std=0.5)
+        picks = net._fb_kernels.picks
+        out = []
+        for method in ("gradient", "loss", "predict", "accuracy"):
+            for key in list(picks) + [("gradient", rows.bit_length()),
+                                      ("forward", rows.bit_length())]:
+                picks.setdefault(key, _engine.ThreadPick()).best = best
+                picks[key].calls = 1  # (no call explores the other count here)
+            out.append(getattr(net, method)(*((x, t) if method != "predict" else (x,))))
+        results[best] = out
+    grads1, *rest1 = results[1]
+    grads2, *rest2 = results[2]
+    for key in grads1:
+        assert np.array_equal(grads1[key], grads2[key]), key
+    assert rest1[0] == rest2[0] and np.array_equal(rest1[1], rest2[1]) and rest1[2] == rest2[2]

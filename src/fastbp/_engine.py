@@ -8,6 +8,7 @@ multiple of ``_core.PAD``, so every inner loop is contiguous and tail-free; the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
@@ -195,6 +196,49 @@ def norm(a: Any) -> float:
     which then spin on the second core while the kernels want it."""
     a = np.asarray(a, dtype=np.float64)
     return math.sqrt(float(np.sum(a * a)))
+
+
+class ThreadPick:
+    """1 or 2 threads for one kind of kernel call, chosen by timing both.
+
+    A call runs on the count whose last WINDOW calls include the fastest, and one call
+    in EXPLORE on the other, so that the choice follows the machine: on this project's
+    2-vCPU host the second core at times ran at about half speed, and two threads were
+    then up to 2x slower than one in the chapter-5 loop, while at other times they were
+    10-35% faster.  The kernels' results do not depend on the count."""
+
+    WINDOW = 5
+    EXPLORE = 16
+
+    def __init__(self) -> None:
+        self.times: dict[int, collections.deque[float]] = {
+            n: collections.deque(maxlen=self.WINDOW) for n in (1, 2)}
+        self.calls = 0
+        self.best = 2  # (the usual winner, until one thread was timed faster)
+
+    def choose(self) -> int:
+        """The thread count for the next call (``record`` its time)."""
+        self.calls += 1
+        return 3 - self.best if self.calls % self.EXPLORE == 0 else self.best
+
+    def record(self, n: int, seconds: float) -> None:
+        self.times[n].append(seconds)
+        one, two = self.times[1], self.times[2]
+        if one and two:
+            self.best = 1 if min(one) < min(two) else 2
+
+
+def picked_threads(picks: dict, key: Any, usual: int) -> tuple[int, ThreadPick | None]:
+    """``(threads, pick)`` for a call whose usual thread count is ``usual``: that count
+    and None where it is 1 or the user set the count (``set_num_threads``,
+    ``$FASTBP_NUM_THREADS``, ``threads_in_this_thread``); else the choice of
+    ``picks[key]`` (made on first use), whose ``record`` takes the call's time."""
+    if usual < 2 or _requested_threads() is not None:
+        return usual, None
+    pick = picks.get(key)
+    if pick is None:
+        pick = picks[key] = ThreadPick()
+    return pick.choose(), pick
 
 
 LINE = 64  # bytes in a cache line

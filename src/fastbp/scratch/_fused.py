@@ -14,6 +14,7 @@ per-sample gradients summed over the batch, the book's (y - t) / N averages them
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast, overload
 
@@ -30,6 +31,7 @@ from .._engine import (
     finish_despite_ctrl_c,
     held_ctrl_c,
     marked,
+    picked_threads,
     prefixed,
     threads_for,
     warn_user,
@@ -106,18 +108,25 @@ def pack_x(x: Any, n_in: int) -> Rows:
 
 
 def _forward(net: Any, X: np.ndarray, out: np.ndarray, w1: np.ndarray | None,
-             acts: np.ndarray | None) -> None:
+             acts: np.ndarray | None, picks: dict) -> None:
     """``net``'s outputs for the rows of ``X`` into ``out`` (and every layer's into
     ``acts``, unless None), W1 read in place (``w1``): a small batch by the batch
-    kernel, else row by row (1 thread up to 64 rows)."""
+    kernel (1 thread below 32 rows), else row by row; on 2 threads where ``picks`` (the
+    network's ThreadPicks) finds them faster."""
     n = X.shape[0]
+    small = n <= FORWARD_DENSE_MAX_ROWS
+    threads, pick = picked_threads(picks, ("forward", n.bit_length()),
+                                   _batch_threads(n) if small else eval_threads())
+    start = time.perf_counter()
     try:
-        if n <= FORWARD_DENSE_MAX_ROWS:
-            _core.dense_forward(net, X, out, _batch_threads(n), w0=w1, acts=acts)
+        if small:
+            _core.dense_forward(net, X, out, threads, w0=w1, acts=acts)
         else:
-            _core.forward_rows(net, X, out, eval_threads(), acts=acts, w0=w1)
+            _core.forward_rows(net, X, out, threads, acts=acts, w0=w1)
     except ValueError as exc:
         raise _bad_item(exc) from None
+    if pick is not None:
+        pick.record(threads, time.perf_counter() - start)
 
 
 def _bad_item(exc: ValueError) -> ValueError:
@@ -290,6 +299,7 @@ class Kernels:
         self.sizes = sizes = list(sizes)
         self.activation = activation
         self.owner = id(owner)  # the network whose params the buffers hold (see ``of``)
+        self.picks: dict = {}  # ThreadPicks by kind of call (see _engine.picked_threads)
         self._handles: tuple | None = None
         # per layer ((W key, W shape), (b key, b shape))
         self.specs = [((f"W{l}", (sizes[l - 1], sizes[l])), (f"b{l}", (sizes[l],)))
@@ -414,7 +424,7 @@ class Kernels:
         net = scoring if scores else full
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n) if hidden else None
-        _forward(net, X, out, w1, acts)
+        _forward(net, X, out, w1, acts, self.picks)
         return (out, self.hidden_views(acts, n)) if hidden else out
 
     def _acts(self, n: int) -> np.ndarray:
@@ -456,11 +466,12 @@ class Kernels:
                 copies.append((wt[l - 1][:, :n_out], params[f"W{l}"]))
         out = np.empty((n, self.sizes[-1]), dtype=DTYPE)
         acts = self._acts(n)
+        picks = self.picks
 
         def run() -> np.ndarray:
             for dest, src in copies:
                 np.copyto(dest, src)
-            _forward(full, X, out, w1, acts)
+            _forward(full, X, out, w1, acts, picks)
             return out
 
         run.hidden = self.hidden_views(acts, n)  # type: ignore[attr-defined]  # (the last call's)
@@ -490,16 +501,21 @@ class Kernels:
             finite = _core.all_finite(gwt + gb)
             # the outputs and the hidden layers' activations, which this kernel does not
             # keep: one more forward pass (the same sums)
-            _forward(full, X, y, None, acts)
+            _forward(full, X, y, None, acts, self.picks)
         else:  # the first layer's gradient written unpadded, as W1 is read
             full, _, w1 = self.load(params)
             gwt = [np.empty(shape, dtype=DTYPE) for shape in self.grad_shapes]
             gb = [np.empty(size, dtype=DTYPE) for size in self.bias_sizes]
+            threads, pick = picked_threads(self.picks, ("gradient", n.bit_length()),
+                                           _batch_threads(n))
+            start = time.perf_counter()
             try:
-                finite = _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, _batch_threads(n),
+                finite = _core.dense_grad(full, X, Y, 1.0 / n, gb, gwt, threads,
                                           w0=w1, out=y, acts=acts)
             except ValueError as exc:
                 raise _bad_item(exc) from None
+            if pick is not None:
+                pick.record(threads, time.perf_counter() - start)
         return ([g if g.shape[1] == b else np.ascontiguousarray(g[:, :b])
                  for g, b in zip(gwt, widths)],
                 [g[:b] for g, b in zip(gb, widths)], y, self.hidden_views(acts, n), finite)
