@@ -1030,27 +1030,43 @@ def test_scratch_load_mnist_takes_the_classic_pickle_as_bytes(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("scale", [255.0, 1.0])
-def test_scratch_load_mnist_refuses_pixels_it_cannot_turn_back_into_bytes(
+def test_scratch_load_mnist_skips_pixels_it_cannot_turn_back_into_bytes(
         tmp_path, monkeypatch, scratch_mnist, scale):
     """A home-made pickle scaled by 1/255 (255 would come back as 256, wrapping to 0) or
-    of raw 0-255 floats is refused, not silently read wrong."""
+    of raw 0-255 floats is skipped, named, as damaged data are: never read wrong."""
     (x_tr, y_tr), va, te = classic_tuple(5, 3, 4, seed=5)
     x_tr = (x_tr * 256 / scale).astype(np.float32)
     x_tr[0, 0] = 255 / scale
     monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
     write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", ((x_tr, y_tr), va, te))
-    with pytest.raises(ValueError, match="byte / 256"):
+    with pytest.raises(MNISTNotFoundError, match=r"\$FASTBP_DATA .*byte / 256"):
         scratch_mnist.load_mnist()
+    official = make_arrays(8, 4, seed=8)  # (then the cache's official copy is taken)
+    monkeypatch.setattr(_mnist_sources, "MNIST_SPEC", spec_for(official))
+    write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", official)
+    with pytest.warns(RuntimeWarning, match=r"skipped: \$FASTBP_DATA .*byte / 256"):
+        (x, _), _ = scratch_mnist.load_mnist(normalize=False)
+    np.testing.assert_array_equal(x, official["x_train"].reshape(8, 784))
 
 
-def test_scratch_load_mnist_refuses_a_subset(tmp_path, monkeypatch):
-    """A classic pickle holding a subset (raw files of other sizes fail their checks)."""
+@pytest.mark.parametrize("labels", [None, 10, -1])
+def test_scratch_load_mnist_skips_a_subset_or_labels_that_are_not_digits(tmp_path,
+                                                                         monkeypatch, labels):
+    """A classic pickle holding a subset (raw files of other sizes fail their checks), or
+    labels outside 0..9."""
     from fastbp.scratch import load_mnist
+    from fastbp.scratch import mnist as scratch_mnist
 
     monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
-    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", classic_tuple(5, 3, 4))
-    with pytest.raises(ValueError, match="8 training and 4 test images, not the official "
-                                         "60,000 and 10,000"):
+    (x_tr, y_tr), va, te = classic_tuple(5, 3, 4)
+    if labels is None:
+        match = "8 training and 4 test images, not the official 60,000 and 10,000"
+    else:
+        monkeypatch.setattr(scratch_mnist, "N_TRAIN", 8)
+        monkeypatch.setattr(scratch_mnist, "N_TEST", 4)
+        y_tr[2], match = labels, "labels that are not digits"
+    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", ((x_tr, y_tr), va, te))
+    with pytest.raises(MNISTNotFoundError, match=match):
         load_mnist()
 
 

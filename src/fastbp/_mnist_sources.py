@@ -38,7 +38,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import platformdirs
@@ -431,6 +431,29 @@ def find(
     ``classic=False`` skips the working directory's pickles (for loaders other than the
     classic one, which never read them).
     """
+    return find_with(_as_found, data_dir, path=path, download=download, spec=spec,
+                     classic=classic)
+
+
+def _as_found(found: Found) -> Found:
+    return found
+
+
+T = TypeVar("T")
+
+
+def find_with(
+    accept: Callable[[Found], T],
+    data_dir: PathLike | None = None,
+    *,
+    path: PathLike | None = None,
+    download: bool = True,
+    spec: MNISTSpec | None = None,
+    classic: bool = True,
+) -> T:
+    """``find``, for a loader that takes only some of what the places may hold: the first
+    place whose data ``accept`` takes (returning what it makes of them; a ValueError
+    saying why not makes that place unusable, as damaged data does)."""
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
     spec = MNIST_SPEC if spec is None else spec
@@ -440,7 +463,7 @@ def find(
             found = _read_dir(file, spec) if file.is_dir() else _read_user_file(file, spec)
             if found is None:
                 raise ValueError(f"none of {NPZ_NAME}, the IDX files, {PKL_NAME}, {WHEEL_NAME}")
-            return found
+            return accept(found)
         except (ValueError, OSError) as exc:
             raise _not_found([f"{file}: {exc}"], download=None) from exc
 
@@ -449,12 +472,14 @@ def find(
     for label, read, warn_if_empty in _places(data_dir, spec, classic):
         try:
             found = read()
+            if found is not None:
+                taken = accept(found)
         except (ValueError, OSError) as exc:
             unusable.append(f"{label}: {exc}")
             attempts.append(unusable[-1])
             continue
         if found is not None:
-            return _warn(found, unusable)
+            return _warn(taken, unusable)
         attempts.append(f"{label}: no MNIST there")
         if warn_if_empty:  # $FASTBP_DATA set, yet empty: likely a mistake
             unusable.append(attempts[-1])
@@ -462,11 +487,11 @@ def find(
         dest = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
         arrays = _fetch_into(dest / NPZ_NAME, spec, attempts)
         if arrays is not None:
-            return _warn(arrays, unusable)
+            return _warn(accept(arrays), unusable)
     raise _not_found(attempts, download)
 
 
-def _warn(found: Found, unusable: list[str]) -> Found:
+def _warn(found: T, unusable: list[str]) -> T:
     for problem in unusable:
         warnings.warn(f"fastbp: MNIST source skipped: {problem}", RuntimeWarning,
                       stacklevel=_user_level())

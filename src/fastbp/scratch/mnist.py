@@ -1,8 +1,10 @@
 """``load_mnist`` of "Deep Learning from Scratch" (dataset/mnist.py), on fastbp's MNIST
 sources: ``$FASTBP_DATA``, the user cache, or a verified download (see
 :mod:`fastbp._mnist_sources`).  Unlike :mod:`fastbp.mnist_loader` it does not read a
-``mnist.pkl.gz`` from the working directory (the book's loader never does), and it gives
-the official 60,000 training and 10,000 test images or raises."""
+``mnist.pkl.gz`` from the working directory (the book's loader never does), and it takes
+only the official 60,000 training and 10,000 test images: a place holding anything else (a
+subset, a pickle whose pixels are not byte / 256) is skipped with a warning, as a place
+with damaged data is."""
 
 from __future__ import annotations
 
@@ -25,9 +27,8 @@ def _bytes(x: np.ndarray) -> np.ndarray:
     scaled = x.reshape(len(x), 784).astype(np.float64) * PIXEL_SCALE
     pixels = scaled.astype(np.uint8)
     if not np.array_equal(pixels, scaled):  # (NaN, < 0, >= 256, or not byte / 256)
-        raise ValueError(f"{_FOUND} is a pickle whose pixels are not the classic file's "
-                         "byte / 256 values, so the book's bytes cannot be recovered from "
-                         "it: use the official files or the classic mnist.pkl.gz")
+        raise ValueError("a pickle whose pixels are not the classic file's byte / 256 "
+                         "values: the book's bytes cannot be recovered from it")
     return pixels
 
 
@@ -36,18 +37,15 @@ def _digits(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y)
     digits = y.astype(np.uint8)
     if y.ndim != 1 or not np.array_equal(digits, y) or (digits > 9).any():
-        raise ValueError(f"{_FOUND} holds labels that are not digits")
+        raise ValueError("labels that are not digits")
     return digits
 
 
-_FOUND = "the MNIST found in $FASTBP_DATA or the cache"
-
-
-def _raw() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The official images as uint8 (N, 784) and labels as uint8, from the first source
-    that has MNIST: raw arrays, or a classic pickle's split (training + validation is
-    the official training set)."""
-    found = _mnist_sources.find(classic=False)
+def _official(found: _mnist_sources.Found) -> tuple[np.ndarray, ...]:
+    """``(x_train, t_train, x_test, t_test)``, uint8 (N, 784) images and uint8 labels,
+    from what a place holds: raw arrays, or a classic pickle's split (training +
+    validation is the official training set); a ValueError where that is not the
+    official 60,000 + 10,000 images."""
     if isinstance(found, tuple):
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = found
         x_train = np.concatenate([_bytes(x_tr), _bytes(x_va)])
@@ -58,9 +56,8 @@ def _raw() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x_test, y_test = _bytes(x_test), _digits(y_test)
     if (len(x_train), len(x_test)) != (N_TRAIN, N_TEST) or len(y_train) != N_TRAIN or \
             len(y_test) != N_TEST:
-        raise ValueError(f"{_FOUND} holds {len(x_train)} training and {len(x_test)} test "
-                         f"images, not the official {N_TRAIN:,} and {N_TEST:,} the book's "
-                         "load_mnist gives")
+        raise ValueError(f"{len(x_train)} training and {len(x_test)} test images, not the "
+                         f"official {N_TRAIN:,} and {N_TEST:,} the book's load_mnist gives")
     return x_train, y_train, x_test, y_test
 
 
@@ -79,7 +76,7 @@ def load_mnist(normalize: bool = True, flatten: bool = True,
     if ``normalize``, else uint8.  Labels are uint8 digits (N,), or float64 one-hot rows
     (N, 10) if ``one_hot_label``.  Every call returns fresh, writable arrays.
     """
-    x_train, t_train, x_test, t_test = _raw()
+    x_train, t_train, x_test, t_test = _mnist_sources.find_with(_official, classic=False)
     out = []
     for x, t in ((x_train, t_train), (x_test, t_test)):
         if normalize:
