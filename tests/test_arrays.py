@@ -160,3 +160,35 @@ def test_evaluation_data_without_monitors_is_not_read():
     net = network2.Network(SIZES)
     result = net.SGD((X, Y), 1, 5, 0.5, evaluation_data=(X, half), verbose=False)
     assert result == ([], [], [], [])
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda X, y, Y: (X, y[:-1]), "X has 50 rows and Y 49: they must have one row per"),
+    (lambda X, y, Y: (X, Y[:-1]), "X has 50 rows and Y 49"),
+    (lambda X, y, Y: (X[:, :, None], Y[:, :, None]),
+     r"X has shape \(50, 12, 1\), not \(n, n_in\) rows; np.array of the classic column"),
+    (lambda X, y, Y: (X, Y[:, :, None]), r"Y has shape \(50, 4, 1\), not \(n,\) labels"),
+    (lambda X, y, Y: [X, y[:-1]], "X has 50 rows and Y 49")])
+@pytest.mark.parametrize("call", ["SGD", "evaluate", "accuracy", "total_cost"])
+def test_two_arrays_that_are_no_x_y_pair_are_named_with_the_reason(make, match, call):
+    """Two arrays the classic code cannot read as pairs either (each would be unpacked
+    into one (x, y) pair): the error says what keeps them from being an (X, Y) pair."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((50, 12)), rng.integers(0, 4, 50)
+    Y = np.eye(4)[y]
+    net = network2.Network([12, 5, 4])
+    data = make(X, y, Y)
+    with pytest.raises(ValueError, match=match):
+        if call == "SGD":
+            net.SGD(data, 1, 10, 0.1)
+        elif call == "evaluate":
+            network.Network([12, 5, 4]).evaluate(data)
+        else:
+            getattr(net, call)(data, *((True,) if call == "accuracy" else (0.0,)))
+
+
+def test_two_single_columns_say_to_pass_pairs():
+    net = network2.Network([1, 5, 1])
+    data = (np.random.rand(50, 1), np.random.rand(50, 1))
+    with pytest.raises(ValueError, match="could be one .x, y. pair of columns"):
+        net.SGD(data, 1, 10, 0.1)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -1084,3 +1085,23 @@ def test_a_skipped_source_is_named_at_the_users_line(tmp_path, monkeypatch, scra
         with pytest.warns(RuntimeWarning, match=r"\$FASTBP_DATA .*no MNIST there") as got:
             load()
         assert {w.filename for w in got} == {__file__}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_scratch_load_mnist_skips_non_finite_pixels_with_one_warning(tmp_path, monkeypatch,
+                                                                     scratch_mnist, bad):
+    """Even with NumPy's floating-point errors raised: the place is skipped, named in one
+    warning at the user's line, and the cache's copy is taken."""
+    (x_tr, y_tr), va, te = classic_tuple(5, 3, 4, seed=9)
+    x_tr[1, 3] = bad
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "fd"))
+    write_pkl_gz(tmp_path / "fd" / "mnist.pkl.gz", ((x_tr, y_tr), va, te))
+    official = make_arrays(8, 4, seed=10)
+    monkeypatch.setattr(_mnist_sources, "MNIST_SPEC", spec_for(official))
+    write_npz(Path(os.environ["FASTBP_CACHE"]) / "mnist.npz", official)
+    with warnings.catch_warnings(record=True) as got, np.errstate(all="raise"):
+        warnings.simplefilter("always")
+        (x, _), _ = scratch_mnist.load_mnist(normalize=False)
+    assert [(str(w.message).split(":")[0], w.filename) for w in got] == [
+        ("fastbp", __file__)] and "byte / 256" in str(got[0].message)
+    np.testing.assert_array_equal(x, official["x_train"].reshape(8, 784))

@@ -404,11 +404,37 @@ def _pairs(data: Any, what: str) -> list:
     if isinstance(data, np.ndarray):
         raise TypeError(f"{what} must be a list of (x, y) pairs, got an array; "
                         "use list(zip(inputs, targets))")
+    _refuse_unpaired_arrays(data, what)
     # always our own list: another thread may change the caller's list meanwhile
     items = list(data) if isinstance(data, list) else as_list(what, data)
     if not items:
         raise ValueError(f"{what} is empty")
     return items
+
+
+def _refuse_unpaired_arrays(data: Any, what: str) -> None:
+    """Say what is wrong with two arrays that ``as_arrays`` did not take as an ``(X, Y)``
+    pair, where the classic code cannot read them as two pairs either (it unpacks each
+    array into an (x, y) pair, which needs exactly 2 rows)."""
+    if not (type(data) in (tuple, list) and len(data) == 2  # (a list: the engine's copy)
+            and all(isinstance(a, np.ndarray) and a.ndim for a in data)):
+        return
+    X, Y = data
+    if len(X) == 2 and len(Y) == 2:  # (two pairs, to the classic code)
+        return
+    columns = ("; np.array of the classic column vectors gives (n, size, 1): "
+               "reshape it to (n, size)")
+    if X.ndim != 2:
+        why = f"X has shape {X.shape}, not (n, n_in) rows" + (columns if X.ndim == 3 else "")
+    elif Y.ndim not in (1, 2):
+        why = (f"Y has shape {Y.shape}, not (n,) labels or (n, n_out) targets"
+               + (columns if Y.ndim == 3 else ""))
+    elif len(X) != len(Y):
+        why = f"X has {len(X)} rows and Y {len(Y)}: they must have one row per sample"
+    else:  # (X and Y single columns: see as_arrays)
+        why = (f"X {X.shape} and Y {Y.shape} could be one (x, y) pair of columns; for a "
+               "network of one input and one output, pass a list of (x, y) pairs")
+    raise ValueError(f"{what} holds two arrays but is not an (X, Y) pair of arrays: {why}")
 
 
 def _pair(item: Any, i: int, what: str) -> tuple:

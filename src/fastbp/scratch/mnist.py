@@ -25,7 +25,8 @@ def _bytes(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x.reshape(len(x), 784).copy()
     scaled = x.reshape(len(x), 784).astype(np.float64) * PIXEL_SCALE
-    pixels = scaled.astype(np.uint8)
+    with np.errstate(invalid="ignore", over="ignore"):  # (NaN, inf: refused just below)
+        pixels = scaled.astype(np.uint8)
     if not np.array_equal(pixels, scaled):  # (NaN, < 0, >= 256, or not byte / 256)
         raise ValueError("a pickle whose pixels are not the classic file's byte / 256 "
                          "values: the book's bytes cannot be recovered from it")
