@@ -115,7 +115,7 @@ def _forward(net: Any, X: np.ndarray, out: np.ndarray, w1: np.ndarray | None,
     network's ThreadPicks) finds them faster."""
     n = X.shape[0]
     small = n <= FORWARD_DENSE_MAX_ROWS
-    threads, pick = picked_threads(picks, ("forward", n.bit_length()),
+    threads, pick = picked_threads(picks, ("forward", small, n.bit_length()),
                                    _batch_threads(n) if small else eval_threads())
     start = time.perf_counter()
     try:
