@@ -417,7 +417,6 @@ def find(
     path: PathLike | None = None,
     download: bool = True,
     spec: MNISTSpec | None = None,
-    classic: bool = True,
 ) -> Found:
     """Return MNIST from the first place that has it (see the module docstring).
 
@@ -428,15 +427,8 @@ def find(
     damaged cache among them) is named in a :class:`RuntimeWarning` when a later one
     succeeds. Raises :class:`MNISTNotFoundError` listing what was tried and how to supply
     MNIST by hand. ``spec`` replaces the expected sizes and checksums (for tests).
-    ``classic=False`` skips the working directory's pickles (for loaders other than the
-    classic one, which never read them).
     """
-    return find_with(_as_found, data_dir, path=path, download=download, spec=spec,
-                     classic=classic)
-
-
-def _as_found(found: Found) -> Found:
-    return found
+    return find_with(lambda found: found, data_dir, path=path, download=download, spec=spec)
 
 
 T = TypeVar("T")
@@ -453,7 +445,9 @@ def find_with(
 ) -> T:
     """``find``, for a loader that takes only some of what the places may hold: the first
     place whose data ``accept`` takes (returning what it makes of them; a ValueError
-    saying why not makes that place unusable, as damaged data does)."""
+    saying why not makes that place unusable, as damaged data does).  ``classic=False``
+    skips the working directory's pickles (for loaders other than the classic one, which
+    never read them)."""
     if path is not None and data_dir is not None:
         raise TypeError("pass either data_dir or path, not both")
     spec = MNIST_SPEC if spec is None else spec
