@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -354,6 +356,44 @@ def test_scatter_places_each_item_where_its_order_says(n: int, draw) -> None:
                 _core.scatter(items, bad)
     with pytest.raises(ValueError, match="entries"):
         _core.scatter(items, np.zeros(n + 1, dtype=np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40), st.data())
+def test_permute_list_moves_the_objects_in_place_or_leaves_the_list_alone(n: int,
+                                                                          draw) -> None:
+    """The caller's list is reordered in place (no reference count changes) only when
+    it holds ``base[old]``; any other list, or an ``old``/``new`` that is no
+    permutation, leaves it untouched and says so."""
+    shared = object()
+    base = [object() for _ in range(n)] + ([] if n < 2 else [shared, shared])  # (twice)
+    n = len(base)
+    old = np.array(draw.draw(st.permutations(range(n))), dtype=np.int64)
+    new = np.array(draw.draw(st.permutations(range(n))), dtype=np.int64)
+    extra = object()
+    target = [base[k] for k in old.tolist()] + [extra]  # (an item appended stays)
+    counts = [sys.getrefcount(o) for o in base]
+    assert _core.permute_list(target, base, old, new)
+    assert target[:n] == [base[k] for k in new.tolist()] and target[n] is extra
+    assert all(a is b for a, b in zip(target, [base[k] for k in new.tolist()]))
+    assert [sys.getrefcount(o) for o in base] == counts
+    if n < 2:
+        return
+    # a list not in the order ``old`` says (another thread or a callback moved an item)
+    moved = target.copy()
+    moved[0], moved[1] = moved[1], moved[0]
+    if moved[0] is not moved[1]:
+        before = moved.copy()
+        assert not _core.permute_list(moved, base, new, old)
+        assert all(a is b for a, b in zip(moved, before))
+    for bad in (np.zeros(n, dtype=np.int64), np.full(n, n, dtype=np.int64),
+                -np.ones(n, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)):
+        before = target.copy()
+        assert not _core.permute_list(target, base, new, bad)
+        assert not _core.permute_list(target, base, bad, new)
+        assert all(a is b for a, b in zip(target, before))
+    assert not _core.permute_list(base, base, old, new)  # (the list itself)
+    assert not _core.permute_list(target[:n - 1], base, new, old)  # (too short)
 
 
 class _CallsBackOnDel(np.ndarray):

@@ -1293,8 +1293,9 @@ class Epoch:
         ``rng``): on the index permutation, the caller's list then reordered to match.
         True if it ran user code (a replaced shuffle, which may have edited the data)."""
         if native_shuffle(rng) and not self._own_setitem():
+            before = self.perm.copy()
             shuffle(self.perm, rng)
-            self.reorder_caller()
+            self.reorder_caller(before)
             return False
         # (a replaced shuffle, or a sequence with its own __setitem__, which random.shuffle
         # calls as it swaps: it may store other pairs than it is given)
@@ -1341,14 +1342,20 @@ class Epoch:
             (issubclass(kind, list) and kind.__setitem__ is list.__setitem__)
             or (issubclass(kind, UserList) and kind.__setitem__ is UserList.__setitem__))
 
-    def reorder_caller(self) -> None:
+    def reorder_caller(self, before: np.ndarray | None = None) -> None:
         """Put the caller's list (a list, or a ``UserList``, with the stock
-        ``__setitem__``) in the current order, as the classic shuffle reorders it."""
+        ``__setitem__``) in the current order, as the classic shuffle reorders it:
+        in place, if it holds the pairs in the order ``before`` (base positions) left
+        them."""
         caller = self.caller
         if caller is None:
             return
         if len(caller) != self.n:  # (another thread appended, say): every item is kept
             raise _length_changed(self.n, len(caller))
+        target = caller.data if isinstance(caller, UserList) else caller
+        if (before is not None and type(target) is list and type(self.base) is list
+                and _core.permute_list(target, self.base, before, self.perm)):
+            return
         if isinstance(caller, UserList):
             caller.data[:self.n] = self.items()
         else:
