@@ -12,7 +12,7 @@ import threading
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_GET_ITEM
 from cpython.object cimport PyObject
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport log
 from libc.string cimport memcpy, memset
@@ -98,7 +98,7 @@ cdef extern from "fbp_pack.h" nogil:
     int64_t FBP_NARROW_MAX_WIDTH
     int64_t fbp_rows_count(int64_t n, const void **x, const char *kind, int64_t width,
                            int64_t *counts, int out_double, int nthreads, int *why,
-                           int *inexact)
+                           int *inexact, int *not_bytes)
     int fbp_rows_fill(int64_t n, const void **x, const char *kind, int64_t width,
                       const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
                       int64_t col, int64_t *split, int nthreads, uint64_t *fingerprint,
@@ -241,17 +241,19 @@ cdef int _data(fbp_data *d, int64_t[::1] indptr, int64_t[::1] split, object indi
                object values, bint double, const void *y, int64_t rows) except -1:
     """The kernels' view of packed rows, of which the call reads the first ``rows``:
     columns int32 and values of the net's type, or narrow (see fbp_pack.h) columns
-    uint16 and values float32."""
+    uint16 and values float32, or uint8 k standing for k / 256 (fbp_float_bytes)."""
     if split.shape[0] != indptr.shape[0] - 1 or rows > split.shape[0]:
         raise ValueError(f"{indptr.shape[0] - 1} packed rows ({split.shape[0]} split points),"
                          f" but {rows} rows to read")
-    cdef bint narrow = _plain(indices, cnp.NPY_UINT16)
+    cdef int narrow = _plain(indices, cnp.NPY_UINT16)
     if not (narrow or _plain(indices, cnp.NPY_INT32)):
         raise TypeError("indices must be an aligned, contiguous int32 or uint16 array")
-    if not _plain(values, cnp.NPY_FLOAT32 if narrow or not double else cnp.NPY_FLOAT64):
+    if narrow and _plain(values, cnp.NPY_UINT8):
+        narrow = 2
+    elif not _plain(values, cnp.NPY_FLOAT32 if narrow or not double else cnp.NPY_FLOAT64):
         raise TypeError(f"values must be an aligned, contiguous "
-                        f"{'float32' if narrow or not double else 'float64'} array "
-                        f"(for {'uint16' if narrow else 'int32'} indices)")
+                        f"{'float32 or uint8' if narrow else 'float32' if not double else 'float64'}"
+                        f" array (for {'uint16' if narrow else 'int32'} indices)")
     cdef cnp.ndarray ia = <cnp.ndarray>indices, va = <cnp.ndarray>values
     if cnp.PyArray_NDIM(ia) != 1 or cnp.PyArray_NDIM(va) != 1 or ia.shape[0] != va.shape[0]:
         raise ValueError(f"indices and values must be 1-d arrays of the same length")
@@ -577,7 +579,7 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
     row's first stored position with column >= n_in // 2; see fbp_data).  Values keep
     X's dtype, or are float64 with ``wide`` (float32 widened exactly, in the same pass).
     With ``narrow``, the narrow packing where it is exact (see fbp_pack.h): uint16
-    indices and float32 values.
+    indices and float32 values, or byte values k for k / 256 where every value is one.
 
     Zeros are skipped, so the first layer never multiplies by a blank pixel.  Raises
     ValueError naming the first row with a NaN or inf.
@@ -588,9 +590,11 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
     cdef const void **rows = <const void **>malloc(max(n, 1) * sizeof(void *))
     cdef char *kinds = <char *>malloc(max(n, 1))
     cdef int64_t bad
-    cdef int why = 0, filled = 0, inexact = 0
+    cdef int why = 0, filled = 0, inexact = 0, not_bytes = 1
     cdef bint out_double = real is double or wide
     cdef int *check = &inexact if narrow and real is double else NULL
+    cdef int *bytes_check = &not_bytes if narrow else NULL
+    cdef int level
     cdef int64_t[::1] ptr
     cdef int64_t[::1] sp
     if rows == NULL or kinds == NULL:
@@ -606,17 +610,18 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
         ptr = indptr_a
         with nogil:
             bad = fbp_rows_count(n, rows, kinds, k, &ptr[1], out_double, nthreads, &why,
-                                 check)
+                                 check, bytes_check)
             ptr[0] = 0
             if bad == -1:  # (after a bad row the counts are not all written)
                 for i in range(n):
                     ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
-        narrow = narrow and k <= FBP_NARROW_MAX_WIDTH and not inexact
+        level = (1 + (not not_bytes)) if narrow and k <= FBP_NARROW_MAX_WIDTH and not inexact \
+            else 0
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
         bad = -1
-        indices_a, values_a, filled = _fill(n, rows, kinds, k, ptr, sp, out_double, narrow,
+        indices_a, values_a, filled = _fill(n, rows, kinds, k, ptr, sp, out_double, level,
                                             nthreads, NULL, &bad, &why)
         _check_rows(bad, why)  # (a NaN, inf or overflow written since the count pass)
         _check_rows(-1 if filled in (0, FBP_PACK_BADVALUE) else filled)
@@ -626,10 +631,11 @@ def csr_rows(const real[:, ::1] X not None, int nthreads=1, bint wide=False,
 
 
 cdef tuple _fill(Py_ssize_t n, const void **xs, const char *kinds, Py_ssize_t width,
-                 int64_t[::1] ptr, int64_t[::1] sp, bint out_double, bint narrow,
+                 int64_t[::1] ptr, int64_t[::1] sp, bint out_double, int narrow,
                  int nthreads, uint64_t *fingerprint, int64_t *bad, int *why):
-    """fbp_rows_fill's pass into new arrays: ``(indices, values, status)``, narrow if
-    asked, or wide if it cannot be (a value written since the count pass is no longer a
+    """fbp_rows_fill's pass into new arrays: ``(indices, values, status)``, as narrow as
+    asked (2: byte values, 1: float32 values, 0: wide; see fbp_pack.h), or one step
+    wider if it cannot be (a value written since the count pass is no longer a byte or a
     float32: packed again)."""
     import numpy as np
 
@@ -638,8 +644,8 @@ cdef tuple _fill(Py_ssize_t n, const void **xs, const char *kinds, Py_ssize_t wi
     cdef int filled
     while True:
         indices_a = np.empty(ptr[n], dtype=np.uint16 if narrow else np.int32)
-        values_a = np.empty(ptr[n], dtype=np.float64 if out_double and not narrow
-                            else np.float32)
+        values_a = np.empty(ptr[n], dtype=np.uint8 if narrow == 2 else np.float32 if narrow
+                            else np.float64 if out_double else np.float32)
         idx = _address(indices_a) if ptr[n] > 0 else NULL
         vals = _address(values_a) if ptr[n] > 0 else NULL
         with nogil:
@@ -648,7 +654,7 @@ cdef tuple _fill(Py_ssize_t n, const void **xs, const char *kinds, Py_ssize_t wi
                                    fingerprint, bad, why)
         if filled != FBP_PACK_INEXACT:
             return indices_a, values_a, filled
-        narrow = False
+        narrow -= 1
 
 
 cdef _check_rows(int64_t bad, int why=0):
@@ -887,8 +893,10 @@ cdef class Rows:
         self._check_ready()
         cdef Py_ssize_t n = self.n, n_in = self.n_in, n_out = self.n_out, i, nnz
         cdef int64_t bad
-        cdef int why = 0, filled = 0, inexact = 0
+        cdef int why = 0, filled = 0, inexact = 0, not_bytes = 1
         cdef int *check = &inexact if narrow and double else NULL
+        cdef int *bytes_check = &not_bytes if narrow else NULL
+        cdef int level
         cdef char *ys
         cdef uint64_t xh = 0, yh = FBP_FINGERPRINT_SEED
         cdef double *ycopy = NULL
@@ -899,7 +907,7 @@ cdef class Rows:
         ptr = indptr_a
         with nogil:
             bad = fbp_rows_count(n, self.xp, self.xk, n_in, &ptr[1], double, nthreads, &why,
-                                 check)
+                                 check, bytes_check)
             if bad == -1 and targets:
                 for i in range(n):
                     why = _target_why(self.yp[i], self.yk[i], n_out, double)
@@ -912,7 +920,8 @@ cdef class Rows:
                     ptr[i + 1] += ptr[i]
         _check_rows(bad, why)
         nnz = ptr[n]
-        narrow = narrow and n_in <= FBP_NARROW_MAX_WIDTH and not inexact
+        level = (1 + (not not_bytes)) if narrow and n_in <= FBP_NARROW_MAX_WIDTH \
+            and not inexact else 0
         dt = np.float64 if double else np.float32
         Y_a = np.zeros((n, max(n_out, 1)), dtype=dt) if targets else None
         ys = <char *>_address(Y_a) if targets else NULL
@@ -920,7 +929,7 @@ cdef class Rows:
         split_a = np.empty(n, dtype=np.int64)
         sp = split_a
         bad = -1
-        indices_a, values_a, filled = _fill(n, self.xp, self.xk, n_in, ptr, sp, double, narrow,
+        indices_a, values_a, filled = _fill(n, self.xp, self.xk, n_in, ptr, sp, double, level,
                                             nthreads, &xh if fingerprint else NULL, &bad, &why)
         if targets and fingerprint:
             ycopy = <double *>malloc(max(n_out, 1) * sizeof(double))

@@ -226,10 +226,14 @@ static inline REAL FN(prime)(REAL a, int act)
     } while (0)
 
 /* Stored input p's column and value: int32 and REAL, or (narrow: nw, a compile-time
- * constant at every use) uint16 and float. */
+ * constant at every use) uint16 and float (nw 1) or uint8 k for k / 256 (nw 2: the
+ * same value, exactly, as the float it was packed from). */
 #define FBP_COL(idx, p, nw) \
     ((nw) ? (int64_t)((const uint16_t *)(idx))[p] : (int64_t)((const int32_t *)(idx))[p])
-#define FBP_VAL(x, p, nw) ((nw) ? (REAL)((const float *)(x))[p] : ((const REAL *)(x))[p])
+#define FBP_VAL(x, p, nw)                                               \
+    ((nw) == 2 ? (REAL)((const uint8_t *)(x))[p] * (REAL)(1.0 / 256)   \
+     : (nw)    ? (REAL)((const float *)(x))[p]                          \
+               : ((const REAL *)(x))[p])
 
 /* The column and value arrays of data d from stored position p on. */
 static inline const void *FN(cols_at)(const fbp_data *d, int64_t p)
@@ -240,8 +244,9 @@ static inline const void *FN(cols_at)(const fbp_data *d, int64_t p)
 
 static inline const void *FN(vals_at)(const fbp_data *d, int64_t p)
 {
-    return d->narrow ? (const void *)((const float *)d->values + p)
-                     : (const void *)((const REAL *)d->values + p);
+    return d->narrow == 2 ? (const void *)((const uint8_t *)d->values + p)
+           : d->narrow    ? (const void *)((const float *)d->values + p)
+                          : (const void *)((const REAL *)d->values + p);
 }
 
 /* z[0:nv*VL] += sum_p x[p] * wt[idx[p], 0:nv*VL] with the accumulators held in
@@ -298,7 +303,9 @@ static void FN(sparse_gemv)(REAL *restrict z, const REAL *restrict wt, int64_t l
                             int narrow)
 {
     int64_t j;
-    if (narrow)
+    if (narrow == 2)
+        FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz, 2);
+    else if (narrow)
         FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz, 1);
     else
         FBP_BLOCKED(FN(sparse_block), j, ld, z + j, wt + j, ld, idx, x, nnz, 0);
@@ -393,7 +400,9 @@ static void FN(sparse_gemv_unpadded)(REAL *restrict z, const REAL *restrict wt,
                                      const void *restrict idx, const void *restrict x,
                                      int64_t nnz, int narrow)
 {
-    if (narrow)
+    if (narrow == 2)
+        FN(sparse_gemv_unpadded_nw)(z, wt, n_in, n_out, idx, x, nnz, 2);
+    else if (narrow)
         FN(sparse_gemv_unpadded_nw)(z, wt, n_in, n_out, idx, x, nnz, 1);
     else
         FN(sparse_gemv_unpadded_nw)(z, wt, n_in, n_out, idx, x, nnz, 0);
@@ -423,7 +432,9 @@ static void FN(rank1)(REAL *restrict wt, int64_t ld, const void *restrict idx, i
                       int narrow)
 {
     int64_t j;
-    if (narrow)
+    if (narrow == 2)
+        FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j, 2);
+    else if (narrow)
         FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j, 1);
     else
         FBP_BLOCKED(FN(rank1_block), j, ld, wt + j, ld, idx, k0, x, nnz, scale, delta + j, 0);

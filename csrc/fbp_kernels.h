@@ -56,11 +56,13 @@ typedef struct {
     const int64_t *indptr;   /* n + 1 row offsets into indices/values */
     const void *indices;     /* column (input unit) of each stored value: int32, or
                                 uint16 if narrow */
-    const void *values;      /* the stored input values: REAL, or float if narrow */
+    const void *values;      /* the stored input values: REAL, or float if narrow (uint8
+                                if narrow == 2) */
     const void *y;           /* REAL targets, n x sizes[L] (may be NULL for forward) */
     const int64_t *split;    /* row r's first stored index with column >= sizes[0] / 2:
                                 the boundary between the two parts (see FBP_PARTS) */
-    int narrow;              /* the narrow packing (fbp_pack.h): half the bytes to read */
+    int narrow;              /* the narrow packing (fbp_pack.h): half the bytes to read;
+                                2: values as uint8 k for k / 256 (fbp_float_bytes) */
 } fbp_data;
 
 /* One call trains over `n` samples taken in the order `order`, in mini-batches of

@@ -221,6 +221,63 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
         return bad_out ? FBP_BAD_OVERFLOW : 0;                                              \
     }
 
+/* APPEND for the byte packing: value v stored as the byte 256 v; *inexact (never NULL)
+ * set to 1 if some v is not k / 256 for a whole k in 1..255. */
+#define APPEND8(TAG, S, STAG)                                                               \
+    static int append_##TAG(const S *x, int64_t n, uint16_t *idx, uint8_t *val, int64_t p,  \
+                            int64_t end, int32_t *pos, int *inexact, int64_t col,           \
+                            int64_t *split, int64_t *count)                                 \
+    {                                                                                       \
+        const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
+        *count = c;                                                                         \
+        int64_t lo = 0, hi = c;                                                             \
+        while (lo < hi) {                                                                   \
+            const int64_t mid = lo + (hi - lo) / 2;                                         \
+            if (pos[mid] < col) lo = mid + 1; else hi = mid;                                \
+        }                                                                                   \
+        *split = p + (lo < end - p ? lo : end - p);                                         \
+        int lost = 0, bad_in = 0;                                                           \
+        for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
+            const S v = x[pos[i]];                                                          \
+            const S k = v * (S)256; /* exact: a power of two (NaN, inf stay) */             \
+            const S kc = k >= 1 && k <= 255 ? k : 0;                                        \
+            const int whole = (int)kc;                                                      \
+            idx[p] = (uint16_t)pos[i];                                                      \
+            val[p] = (uint8_t)whole;                                                        \
+            lost |= kc == 0 || (S)whole != kc;                                              \
+            bad_in |= !(v - v == 0); /* NaN or inf */                                       \
+        }                                                                                   \
+        for (; p < end; ++p) {                                                              \
+            idx[p] = (uint16_t)(n - 1);                                                     \
+            val[p] = 0;                                                                     \
+        }                                                                                   \
+        if (bad_in) return FBP_BAD_NONFINITE;                                               \
+        if (lost) *inexact = 1;                                                             \
+        return 0;                                                                           \
+    }
+
+APPEND8(f8, float, f)
+APPEND8(d8, double, d)
+
+/* 1 if every x[:n] is 0 or k / 256 for a whole k in 1..255 (the byte packing's values):
+ * k = 256 x (exact) rounded to a whole number by adding and taking away MAGIC (2^23 or
+ * 2^52: exact for 0 <= k <= 255, and unchanged only if k was whole); NaN fails the
+ * comparison.  Compares and adds only: the loop vectorizes. */
+#define ALL_BYTES(TAG, S, MAGIC)                                                            \
+    static int all_bytes_##TAG(const S *x, int64_t n)                                       \
+    {                                                                                       \
+        int lost = 0;                                                                       \
+        for (int64_t j = 0; j < n; ++j) {                                                   \
+            const S k = x[j] * (S)256;                                                      \
+            const S r = (k + (S)MAGIC) - (S)MAGIC;                                          \
+            lost |= (r != k) | (k > (S)255) | (k < (S)0);                                   \
+        }                                                                                   \
+        return !lost;                                                                       \
+    }
+
+ALL_BYTES(f, float, 8388608.0f)
+ALL_BYTES(d, double, 4503599627370496.0)
+
 APPEND(ff, float, float, f, int32_t)
 APPEND(fd, float, double, f, int32_t)
 APPEND(df, double, float, d, int32_t)
@@ -274,8 +331,10 @@ typedef struct {
     void *idx;
     void *val;
     int out_double;
-    int narrow;                        /* fill: uint16 columns and float values */
+    int narrow;                        /* fill: uint16 columns and float values (2: bytes) */
     int check_exact;                   /* count: note double rows that are not floats */
+    int check_bytes;                   /* count: note rows with values not k / 256 */
+    int not_bytes[FBP_PACK_MAX_THREADS]; /* count: such a row seen */
     int inexact[FBP_PACK_MAX_THREADS]; /* count: such a row seen; fill: a value changed
                                           when stored as a float (out_double && narrow) */
     int hash;                          /* fill: also the rows' fingerprint terms */
@@ -316,6 +375,10 @@ static void count_part(void *arg, int t, int nt)
         }
         if (job->check_exact && job->kind[i] == 1 && !job->inexact[t])
             job->inexact[t] = !all_float_exact((const double *)job->x[i], job->width);
+        if (job->check_bytes && !job->not_bytes[t])  /* (the row is in L1 now) */
+            job->not_bytes[t] = job->kind[i] == 1
+                                    ? !all_bytes_d((const double *)job->x[i], job->width)
+                                    : !all_bytes_f((const float *)job->x[i], job->width);
     }
 }
 
@@ -326,16 +389,22 @@ static int pack_threads(int nthreads)
 }
 
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
-                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact)
+                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact,
+                       int *not_bytes)
 {
     rows_job job = {.n = n, .width = width, .x = x, .kind = kind, .counts = counts,
-                    .out_double = out_double, .check_exact = inexact != NULL};
+                    .out_double = out_double, .check_exact = inexact != NULL,
+                    .check_bytes = not_bytes != NULL};
     nthreads = pack_threads(nthreads);
     for (int t = 0; t < nthreads; ++t) job.bad[t] = -1;
     if (fbp_pool_run(count_part, &job, nthreads) != 0) return FBP_PACK_NOTHREAD;
     if (inexact) {
         *inexact = 0;
         for (int t = 0; t < nthreads; ++t) *inexact |= job.inexact[t];
+    }
+    if (not_bytes) {
+        *not_bytes = 0;
+        for (int t = 0; t < nthreads; ++t) *not_bytes |= job.not_bytes[t];
     }
     for (int t = 0; t < nthreads; ++t)  /* ranges are in order: the first bad row wins */
         if (job.bad[t] >= 0) {
@@ -391,7 +460,13 @@ static void fill_part(void *arg, int t, int nt)
         const int64_t a = ip[i], b = ip[i + 1], col = job->col;
         int64_t *sp = &job->split[i], count;
         int why;
-        if (job->narrow)
+        if (job->narrow == 2)
+            why = job->kind[i] == 1
+                      ? append_d8(x, w, job->idx, job->val, a, b, pos, &job->inexact[t], col,
+                                  sp, &count)
+                      : append_f8(x, w, job->idx, job->val, a, b, pos, &job->inexact[t], col,
+                                  sp, &count);
+        else if (job->narrow)
             why = job->kind[i] == 1
                       ? append_df16(x, w, job->idx, job->val, a, b, pos, lost, col, sp, &count)
                       : append_ff16(x, w, job->idx, job->val, a, b, pos, NULL, col, sp, &count);

@@ -41,14 +41,23 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * it is only exact if every value is a float: fbp_rows_count, given `inexact`, sets it
  * to 1 if some double row holds a value that is not; fbp_rows_fill with narrow and
  * out_double checks every value as it stores it and returns FBP_PACK_INEXACT if one
- * changed (the data were written since the count): the caller then packs wide. */
+ * changed (the data were written since the count): the caller then packs wide.
+ *
+ * Byte packing (narrow == 2: a quarter of a float's bytes): uint16 columns and each
+ * value v as the byte k = 256 v, where every non-zero value is k / 256 for a whole k in
+ * 1..255, as the classic MNIST's pixels are (the kernels read k / 256 back, exactly
+ * v).  fbp_rows_count, given `not_bytes`, sets it to 1 if some value is not such a k /
+ * 256; fbp_rows_fill with narrow == 2 checks every value as it stores it and returns
+ * FBP_PACK_INEXACT if one is not (the data were written since the count): the caller
+ * then packs float32 values. */
 #define FBP_PACK_MAX_THREADS 64
 #define FBP_NARROW_MAX_WIDTH 65536
 enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3,
        FBP_PACK_CHANGED = -4, FBP_PACK_BADVALUE = -5,
        FBP_PACK_INEXACT = -6 };
 int64_t fbp_rows_count(int64_t n, const void *const *x, const char *kind, int64_t width,
-                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact);
+                       int64_t *counts, int out_double, int nthreads, int *why, int *inexact,
+                       int *not_bytes);
 int fbp_rows_fill(int64_t n, const void *const *x, const char *kind, int64_t width,
                   const int64_t *indptr, void *idx, void *val, int out_double, int narrow,
                   int64_t col, int64_t *split, int nthreads, uint64_t *fingerprint,

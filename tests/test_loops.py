@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastbp
-from fastbp import _loops
+from fastbp import _loops, _packing
 
 TIGHT = 1e-12
 
@@ -156,12 +156,18 @@ def sgd(net, data, epochs, batch, eta, seed, **kwargs):
         net.SGD(list(data), epochs, batch, eta, **kwargs)
 
 
+@pytest.mark.parametrize("pixels", [False, True], ids=["floats", "pixels"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sgd_with_loops_kernels_equals_network_loop(dtype):
+def test_sgd_with_loops_kernels_equals_network_loop(dtype, pixels):
     """``set_kernels("loops")`` trains network.Network through the loops (from the packed
-    CSR data) to the reference's result, and to the fused kernels' result."""
+    CSR data) to the reference's result, and to the fused kernels' result; also on
+    pixels k / 256, which pack as bytes."""
     sizes = [30, 12, 6, 4]
     data = make_data(11, sizes, 64, sparse=True, onehot=True)
+    if pixels:
+        data = [(np.floor(x * 256) / 256, y) for x, y in data]
+        packed = _packing.pack(data, sizes[0], sizes[-1], np.dtype(dtype), "train", "t")
+        assert packed.values.dtype == np.uint8
     net, ref = twin(sizes, seed=12, dtype=dtype)
     fused, _ = twin(sizes, seed=12, dtype=dtype)
     fastbp.set_kernels("loops")

@@ -1,4 +1,5 @@
-"""The narrow packing: uint16 columns and float32 values, half the bytes the kernels read.
+"""The narrow packing: uint16 columns and float32 values, half the bytes the kernels read
+(or bytes k for values k / 256, as MNIST's pixels are: a quarter of them).
 
 It is used only where it is exact: at most 65,536 inputs, and (for a float64 network)
 every input value a float32, as the classic ``mnist_loader``'s are.  Then every kernel
@@ -19,37 +20,53 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastbp import _core, _engine, network, network2
+from fastbp._packing import input_values
 
 
 def _exact32(X: np.ndarray) -> bool:
     return bool(np.array_equal(X.astype(np.float32).astype(X.dtype), X))
 
 
-def _sparse(rng: np.random.Generator, n: int, width: int, density: float) -> np.ndarray:
-    X = rng.random((n, width))
+def _sparse(rng: np.random.Generator, n: int, width: int, density: float,
+            pixels: bool = False) -> np.ndarray:
+    """Random rows; with ``pixels``, values k / 256 (k in 0..255), as MNIST's."""
+    X = rng.integers(0, 256, (n, width)) / 256 if pixels else rng.random((n, width))
     X[rng.random(X.shape) >= density] = 0
     return X
 
 
-@settings(max_examples=60, deadline=None, database=None)
+def _bytes_exact(X: np.ndarray) -> bool:
+    """Every non-zero value is k / 256 for a whole k in 1..255: the byte packing."""
+    k = X[X != 0].astype(np.float64) * 256
+    return bool(np.all((k >= 1) & (k <= 255) & (k == np.round(k))))
+
+
+@settings(max_examples=80, deadline=None, database=None)
 @given(n=st.integers(1, 12), width=st.integers(1, 40), x64=st.booleans(),
        round32=st.booleans(), wide=st.booleans(), density=st.sampled_from([0.0, 0.3, 1.0]),
+       pixels=st.booleans(), odd=st.sampled_from([None, 1.0, -1 / 256, 1 / 512, 2.0**-30]),
        nthreads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
-def test_csr_rows_narrow_only_where_exact(n, width, x64, round32, wide, density, nthreads,
-                                          seed):
-    """Narrow where every value is a float32 (always for float32 X), wide otherwise; the
-    same rows, columns and values either way."""
+def test_csr_rows_narrow_only_where_exact(n, width, x64, round32, wide, density, pixels, odd,
+                                          nthreads, seed):
+    """Narrow where every value is a float32 (always for float32 X), as bytes where every
+    one is also k / 256 (k in 1..255: one value that is not, 1.0 or -1/256 or 1/512,
+    keeps the floats), wide otherwise; the same rows, columns and values every way."""
     rng = np.random.default_rng(seed)
-    X = _sparse(rng, n, width, density)
+    X = _sparse(rng, n, width, density, pixels)
+    if odd is not None:
+        X[rng.integers(n), rng.integers(width)] = odd
     X = X.astype(np.float32).astype(np.float64 if x64 else np.float32) if round32 or not x64 \
         else X
     got = _core.csr_rows(X, nthreads, wide=wide, narrow=True)
     ref = _core.csr_rows(X, nthreads, wide=wide)
     narrow = not x64 or _exact32(X)
+    as_bytes = narrow and _bytes_exact(X)  # (also with no non-zero at all)
     assert got[2].dtype == (np.uint16 if narrow else np.int32)
-    assert got[3].dtype == (np.float32 if narrow else ref[3].dtype)
-    for a, b in zip(got, ref):
-        assert np.array_equal(a, b)  # (values compared exactly, across dtypes)
+    assert got[3].dtype == (np.uint8 if as_bytes else np.float32 if narrow else ref[3].dtype)
+    for a, b in zip(got[:3], ref[:3]):
+        assert np.array_equal(a, b)
+    values = input_values(got[3], ref[3].dtype)
+    assert values.dtype == ref[3].dtype and np.array_equal(values, ref[3])
 
 
 def test_wider_inputs_than_uint16_columns_pack_wide():
@@ -62,20 +79,25 @@ def test_wider_inputs_than_uint16_columns_pack_wide():
     assert _core.csr_rows(X, 1, narrow=True)[2].tolist() == [65_535, 0]  # the last that fits
 
 
+@pytest.mark.parametrize("pixels", [False, True], ids=["floats", "pixels"])
 @pytest.mark.parametrize("round32", [True, False])
 @pytest.mark.parametrize("x32", [True, False])
-def test_pairs_pack_narrow_only_where_exact(round32, x32):
+def test_pairs_pack_narrow_only_where_exact(round32, x32, pixels):
     data = make_data(3, [20, 4, 3], 30, sparse=True)
+    if pixels:  # (k / 256: bytes where narrow)
+        data = [(np.floor(x * 256) / 256, y) for x, y in data]
     if round32 or x32:
         data = [(x.astype(np.float32).astype(np.float32 if x32 else np.float64), y)
                 for x, y in data]
     rows = _core.gather_pairs(data, 20, 3, True)
     got = rows.pack(True, 2, narrow=True)
     ref = _core.gather_pairs(data, 20, 3, True).pack(True, 2)
-    assert got[2].dtype == (np.uint16 if round32 or x32 else np.int32)
-    assert got[3].dtype == (np.float32 if round32 or x32 else np.float64)
-    for a, b in zip(got[:5], ref[:5]):
-        assert np.array_equal(a, b)
+    narrow = round32 or x32 or pixels
+    assert got[2].dtype == (np.uint16 if narrow else np.int32)
+    assert got[3].dtype == (np.uint8 if pixels else np.float32 if narrow else np.float64)
+    assert np.array_equal(input_values(got[3], np.float64), ref[3])
+    for i in (0, 1, 2, 4):
+        assert np.array_equal(got[i], ref[i])
     assert got[5] == ref[5]  # the fingerprint is of the data, not of the packing
 
 
@@ -92,23 +114,26 @@ def _handle(net):
        n=st.integers(1, 40), batch=st.integers(1, 12), density=st.sampled_from([0.1, 0.5, 1.0]),
        f32=st.booleans(), activation=st.sampled_from(["sigmoid", "relu", "tanh"]),
        nthreads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
-def test_kernels_compute_the_same_on_both_packings(sizes, n, batch, density, f32, activation,
+def test_kernels_compute_the_same_on_every_packing(sizes, n, batch, density, f32, activation,
                                                    nthreads, seed):
-    """train, forward and grad_sum: the narrow packing gives the wide one's results bit
-    for bit (the same products, in the same order, of the same values)."""
+    """train, forward and grad_sum: the narrow packings, float32 values and (for pixels
+    k / 256) bytes, give the wide one's results bit for bit (the same products, in the
+    same order, of the same values)."""
     rng = np.random.default_rng(seed)
     dtype = np.float32 if f32 else np.float64
-    X = _sparse(rng, n, sizes[0], density).astype(np.float32)
+    X = _sparse(rng, n, sizes[0], density, pixels=True).astype(np.float32)
     Y = rng.random((n, sizes[-1])).astype(dtype)
     np.random.seed(seed)
     net = network2.Network(sizes, cost=network2.QuadraticCost, activation=activation,
                            dtype=dtype)
-    narrow = _core.csr_rows(X, 1, wide=not f32, narrow=True)
+    as_bytes = _core.csr_rows(X, 1, wide=not f32, narrow=True)
+    narrow = (*as_bytes[:3], input_values(as_bytes[3], np.float32))
     wide = _core.csr_rows(X, 1, wide=not f32)
+    assert as_bytes[3].dtype == np.uint8
     assert narrow[2].dtype == np.uint16 and wide[2].dtype == np.int32
     order = rng.permutation(n).astype(np.int64)
     out = []
-    for packing in (narrow, wide):
+    for packing in (as_bytes, narrow, wide):
         h, wt, b = _handle(net)
         _core.train(h, *packing, Y, order, batch, 0.5, 0.1, float(n), nthreads)
         fwd = np.empty((n, sizes[-1]), dtype=dtype)
@@ -117,8 +142,9 @@ def test_kernels_compute_the_same_on_both_packings(sizes, n, batch, density, f32
         gwt = [np.zeros((a, _core.padded(k)), dtype=dtype) for a, k in zip(sizes, sizes[1:])]
         _core.grad_sum(h, *packing, Y, gb, gwt)
         out.append(wt + b + [fwd] + gb + gwt)
-    for a, b in zip(*out):
-        assert np.array_equal(a, b)
+    for got in out[:2]:
+        for a, b in zip(got, out[2]):
+            assert np.array_equal(a, b)
 
 
 def test_the_kernels_refuse_mismatched_packings():
@@ -134,6 +160,9 @@ def test_the_kernels_refuse_mismatched_packings():
         _core.forward(h, indptr, split, idx16.astype(np.int32), v32, out, 1)
     with pytest.raises(TypeError, match="int32 or uint16"):
         _core.forward(h, indptr, split, idx16.astype(np.int64), v32, out, 1)
+    with pytest.raises(TypeError, match="float64"):  # bytes only with uint16 columns
+        _core.forward(h, indptr, split, idx16.astype(np.int32), (v32 * 256).astype(np.uint8),
+                      out, 1)
     with pytest.raises(ValueError, match="same length"):
         _core.forward(h, indptr, split, idx16, v32[:-1], out, 1)
     with pytest.raises(ValueError, match="indptr"):

@@ -27,7 +27,8 @@ class Packed:
     indptr: np.ndarray  # (n + 1,) int64 row offsets
     split: np.ndarray  # (n,) int64 first position of each row with input >= n_in // 2
     indices: np.ndarray  # (nnz,) int32 input unit of each value (narrow: uint16)
-    values: np.ndarray  # (nnz,) the non-zero inputs, in the network's dtype (narrow: float32)
+    values: np.ndarray  # (nnz,) the non-zero inputs, in the network's dtype (narrow: float32,
+    # or uint8 k for k / 256 where every input is such a pixel: see input_values)
     n: int
     y: np.ndarray | None = None  # (n, n_out) targets
     labels: np.ndarray | None = None  # (n,) int64 class labels
@@ -46,6 +47,20 @@ class Packed:
     def density(self, n_in: int) -> float:
         """Fraction of non-zero inputs."""
         return self.values.size / max(1, self.n * n_in)
+
+    def input_values(self, dtype: Any) -> np.ndarray:
+        """The non-zero inputs as ``dtype`` (exactly the values packed)."""
+        return input_values(self.values, dtype)
+
+
+def input_values(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Packed input values as ``dtype``: the byte packing's k (narrow data whose every
+    value is k / 256, as MNIST's pixels are: a quarter of the bytes of a float32) become
+    k / 256 again, exactly; other values are widened exactly."""
+    dtype = np.dtype(dtype)
+    if values.dtype == np.uint8:
+        return values.astype(dtype) * dtype.type(1 / 256)
+    return values.astype(dtype, copy=False)
 
 
 def pack(data: Any, n_in: int, n_out: int, dtype: np.dtype, targets: str, what: str,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _loops
+from ._packing import input_values
 
 KERNELS = ("fused", "loops")
 _kernels: str | None = None
@@ -61,9 +62,9 @@ def loops_trainer(network: Any, wt: list, b: list) -> Callable[..., None]:
         weights = [np.ascontiguousarray(w[:, :n].T) for w, n in zip(wt, outs)]
         biases = [bl[:n].copy() for bl, n in zip(b, outs)]
         # the loops read the wide packing (narrow data widen exactly: uint16 columns,
-        # float32 values that were the very inputs)
+        # float32 or byte values that were the very inputs)
         indices = indices.astype(np.int32, copy=False)
-        values = values.astype(y.dtype, copy=False)
+        values = input_values(values, y.dtype)
         try:  # (Ctrl-C: the mini-batches trained are copied out all the same)
             _loops.train_csr(weights, biases, indptr, indices, values, y, order, batch, eta,
                              lmbda, n_total, cost)
