@@ -15,8 +15,11 @@ import collections
 import collections.abc
 import contextlib
 import io
+import os
 import random
 import re
+import signal
+import sys
 import warnings
 
 import network2_loop
@@ -1306,6 +1309,74 @@ def test_a_replaced_shuffle_that_edits_the_pairs_is_seen(monkeypatch):
         monkeypatch.setattr(random, "shuffle", orig)
         runs.append(net.weights)
     assert_same_weights(runs[1], runs[0])
+
+
+def _at_reorder(epoch: int, act) -> None:
+    """Run ``act()`` as SGD starts to reorder the caller's list in ``epoch`` (after the
+    shuffle of the index order): where a write by another thread or a signal handler
+    can land."""
+    calls = [0]
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "reorder_caller":
+            calls[0] += 1
+            if calls[0] == epoch + 1:
+                sys.setprofile(None)
+                act()
+
+    sys.setprofile(hook)
+
+
+def test_a_pair_replaced_during_sgd_is_shuffled_and_trained_as_the_classic_code_does():
+    """Another thread or a signal handler replaces a pair of the list while SGD runs
+    (found by a helper session: the old pair was written back at the next shuffle and
+    the new one never trained on).  The classic SGD shuffles what the list holds: the new
+    pair moves with the shuffle and is trained on from that epoch on."""
+    data = make_data(33, SIZES, 60, onehot=True)
+    new = make_data(34, SIZES, 1, onehot=True)[0]
+    np.random.seed(13)
+    ref, training_ref = network_loop.Network(SIZES), list(data)
+    random.seed(14)
+    with contextlib.redirect_stdout(io.StringIO()):
+        for epoch in range(3):
+            if epoch == 2:
+                training_ref[5] = new
+            ref.SGD(training_ref, 1, 10, 3.0)
+    state = random.getstate()
+    np.random.seed(13)
+    net, training = network.Network(SIZES), list(data)
+    random.seed(14)
+    _at_reorder(2, lambda: training.__setitem__(5, new))
+    try:
+        net.SGD(training, 3, 10, 3.0, verbose=False)
+    finally:
+        sys.setprofile(None)
+    assert [id(p) for p in training] == [id(p) for p in training_ref]
+    assert random.getstate() == state
+    assert_same_weights(net.weights, ref.weights)
+
+
+def test_a_ctrl_c_between_the_shuffle_and_the_reorder_is_held_to_their_end():
+    """A Ctrl-C that lands after the epoch's shuffle of the index order and before the
+    caller's list is reordered is raised once the list is reordered too (found by a
+    helper session): the list and the generator are both three shuffles on, as after a
+    classic ``random.shuffle`` that the Ctrl-C followed."""
+    data = make_data(35, SIZES, 30, onehot=True)
+    random.seed(15)
+    expected = list(data)
+    for _ in range(3):
+        random.shuffle(expected)
+    state = random.getstate()
+    training = list(data)
+    random.seed(15)
+    _at_reorder(2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            network.Network(SIZES).SGD(training, 3, 10, 3.0, verbose=False)
+    finally:
+        sys.setprofile(None)
+    assert [id(p) for p in training] == [id(p) for p in expected]
+    assert random.getstate() == state
 
 
 def test_odd_sequences_train_as_the_classic_sgd_reads_them():

@@ -1282,21 +1282,28 @@ class Epoch:
             if self.base is None or self.n_out != n_out:
                 self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
                 self.n_out = n_out
-        base = cast(list, self.base)  # (made above from the arrays if need be)
+        return cast(np.ndarray, self.objects())[self.perm].tolist()
+
+    def objects(self) -> np.ndarray:
+        """The pairs in base order as an object array (made once per base list)."""
+        base = cast(list, self.base)
         if self._objects_of is not base:  # (a C loop below, not one in Python)
             self._objects = np.fromiter(base, dtype=object, count=len(base))
             self._objects_of = base
-        return cast(np.ndarray, self._objects)[self.perm].tolist()
+        return cast(np.ndarray, self._objects)
 
     def shuffle(self, rng: Any) -> bool:
         """The classic SGD's ``random.shuffle(training_data)`` (``rng.shuffle`` with
-        ``rng``): on the index permutation, the caller's list then reordered to match.
-        True if it ran user code (a replaced shuffle, which may have edited the data)."""
+        ``rng``): on the index permutation, the caller's list then reordered to match
+        (a Ctrl-C in between is held to the end: the generator never runs ahead of the
+        list).  True if the data must be read again: a replaced shuffle ran user code,
+        which may have edited them, or the caller's list had been changed meanwhile
+        (another thread, a signal handler)."""
         if native_shuffle(rng) and not self._own_setitem():
             before = self.perm.copy()
-            shuffle(self.perm, rng)
-            self.reorder_caller(before)
-            return False
+            with held_ctrl_c():
+                shuffle(self.perm, rng)
+                return self.reorder_caller(before)
         # (a replaced shuffle, or a sequence with its own __setitem__, which random.shuffle
         # calls as it swaps: it may store other pairs than it is given)
         self.user_code_runs()
@@ -1342,24 +1349,38 @@ class Epoch:
             (issubclass(kind, list) and kind.__setitem__ is list.__setitem__)
             or (issubclass(kind, UserList) and kind.__setitem__ is UserList.__setitem__))
 
-    def reorder_caller(self, before: np.ndarray | None = None) -> None:
+    def reorder_caller(self, before: np.ndarray) -> bool:
         """Put the caller's list (a list, or a ``UserList``, with the stock
-        ``__setitem__``) in the current order, as the classic shuffle reorders it:
-        in place, if it holds the pairs in the order ``before`` (base positions) left
-        them."""
+        ``__setitem__``) in the current order, which the shuffle made from the order
+        ``before`` (base positions), as the classic shuffle reorders it: in place if it
+        holds the pairs in the order ``before``.  If it holds others (another thread or
+        a signal handler replaced, swapped or sorted items since), the shuffle's moves
+        are applied to what it holds, as ``random.shuffle`` would, and those pairs are
+        the data from now on; returns True then (they must be packed), else False."""
         caller = self.caller
         if caller is None:
-            return
+            return False
         if len(caller) != self.n:  # (another thread appended, say): every item is kept
             raise _length_changed(self.n, len(caller))
         target = caller.data if isinstance(caller, UserList) else caller
-        if (before is not None and type(target) is list and type(self.base) is list
+        if (type(target) is list and type(self.base) is list
                 and _core.permute_list(target, self.base, before, self.perm)):
-            return
-        if isinstance(caller, UserList):
-            caller.data[:self.n] = self.items()
+            return False
+        now = (list.copy(target) if isinstance(target, list) else _private_list(target))[:self.n]
+        base = cast(np.ndarray, self.objects())
+        changed = not _core.same_objects(now, base[before].tolist())
+        if changed:  # position i now gets what position moves[i] held before the shuffle
+            moves = np.empty(self.n, dtype=np.int64)
+            moves[before] = np.arange(self.n, dtype=np.int64)
+            items = np.fromiter(now, dtype=object, count=self.n)[moves[self.perm]].tolist()
+            self._rebase(items)
         else:
-            caller[:self.n] = self.items()  # (an item appended meanwhile stays)
+            items = base[self.perm].tolist()
+        if isinstance(caller, UserList):
+            caller.data[:self.n] = items
+        else:
+            caller[:self.n] = items  # (an item appended meanwhile stays)
+        return changed
 
     def data(self, net: CompiledNetwork) -> Any:
         """What to hand a user's method: the caller's list, or the pairs, in order."""
