@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import make_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -393,8 +394,11 @@ start = [(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases)]
 original = list(data)  # SGD reorders data in place, as network.py does
 random.seed(5)
 real_train = fastbp._core.train
-def train(*args):  # Ctrl-C once the epoch's kernel runs (not while the list is shuffled)
-    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+armed = []
+def train(*args):  # Ctrl-C once the epoch's kernel runs (not while the list is shuffled;
+    if not armed:  # once: the epoch may be trained in two calls, see _engine.EpochPick)
+        armed.append(threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)))
+        armed[0].start()
     return real_train(*args)
 fastbp._core.train = train
 try:
@@ -976,3 +980,73 @@ def test_scratch_results_do_not_depend_on_the_picked_thread_count(rows, monkeypa
     for key in grads1:
         assert np.array_equal(grads1[key], grads2[key]), key
     assert rest1[0] == rest2[0] and np.array_equal(rest1[1], rest2[1]) and rest1[2] == rest2[2]
+
+
+# -- the thread count of network.py's fused epochs, chosen by timing both
+
+
+def test_epoch_pick_explores_the_first_epoch_then_ever_more_rarely_while_it_holds():
+    """The first epoch trains its first 1/SLICE (whole mini-batches) on one thread; while
+    two stay faster the gap to the next exploring epoch doubles (from EXPLORE), up to
+    LONGEST; when two become slower, one takes over once two's last WINDOW epochs were
+    all slower than one's best."""
+    pick = _engine.EpochPick()
+    n, batch = 50_000, 10
+    k = n // pick.SLICE // batch * batch
+    explored, counts = [], []
+    for epoch in range(80):
+        two_slow = 40 <= epoch < 60  # (per sample: two threads 1 us, 3, then 1; one 2)
+        plan = pick.plan(n, batch)
+        assert sum(length for _, length in plan) == n
+        assert all(length % batch == 0 for _, length in plan[:-1])
+        if len(plan) == 2:
+            explored.append(epoch)
+            assert plan[0] == (3 - plan[1][0], k)
+        for count, length in plan:
+            pick.record(count, length * (2e-6 if count == 1 else 3e-6 if two_slow else 1e-6),
+                        length)
+        pick.done()
+        counts.append(plan[-1][0])
+    # gaps 8 and 16 (two held), then the longest; two threads slow from epoch 40 on
+    # lose once their last WINDOW epochs are all slow
+    assert explored == [0, 8, 24, 40, 56, 72, 76]  # (at 72 two won back: gap EXPLORE)
+    switch = 40 + pick.WINDOW
+    assert counts[:switch] == [2] * switch and set(counts[switch:73]) == {1}
+    assert set(counts[73:]) == {2}
+
+
+def test_epoch_pick_leaves_one_thread_and_a_count_the_user_set_alone(monkeypatch):
+    monkeypatch.delenv("FASTBP_NUM_THREADS", raising=False)
+    key = ("test", id(monkeypatch))
+    assert _engine.epoch_pick(1, key) is None
+    pick = _engine.epoch_pick(2, key)
+    assert pick is not None and _engine.epoch_pick(2, key) is pick
+    with _engine.threads_in_this_thread(2):
+        assert _engine.epoch_pick(2, key) is None
+    monkeypatch.setenv("FASTBP_NUM_THREADS", "2")
+    assert _engine.epoch_pick(2, key) is None
+
+
+@pytest.mark.parametrize("sizes, batch", [([40, 12, 5], 10), ([40, 12, 6, 5], 7)])
+def test_epochs_split_between_thread_counts_train_as_one_call(sizes, batch, monkeypatch):
+    """An epoch the timing splits (its first slice on the other count) trains to the
+    weights of one single-threaded call, bit for bit."""
+    monkeypatch.delenv("FASTBP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_engine, "threads_for", lambda *a, **k: 2)
+    data = make_data(40, sizes, 300, sparse=True, onehot=True)
+    weights = []
+    for split in (True, False):
+        _engine._epoch_picks.clear()
+        if not split:
+            fastbp.set_num_threads(1)
+        try:
+            np.random.seed(41)
+            random.seed(42)
+            net = network.Network(sizes)
+            net.SGD(list(data), 5, batch, 3.0, verbose=False)
+            picks = list(_engine._epoch_picks.values())
+        finally:
+            fastbp.set_num_threads(None)
+        assert len(picks) == (1 if split else 0)
+        weights.append(net.weights + net.biases)
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))

@@ -228,6 +228,68 @@ class ThreadPick:
             self.best = 1 if min(one) < min(two) else 2
 
 
+class EpochPick:
+    """1 or 2 threads for the fused epochs of one kind (layer widths, mini-batch size,
+    dtype), chosen by timing: an exploring epoch trains its first 1/SLICE on the other
+    count, and the rest of every epoch runs on the count whose last WINDOW timings
+    (seconds per sample) include the fastest.  The first epoch explores, then one in
+    EXPLORE, the gap doubling (up to LONGEST) while exploring confirms the choice.  Two
+    threads are the usual winner, but on this project's 2-vCPU host they were at times
+    slower than one over whole epochs (the second vCPU slowed or taken by the host,
+    which the load check cannot see).  Splitting an epoch between calls at a mini-batch
+    boundary changes nothing in the results, nor does the count."""
+
+    WINDOW = 5
+    EXPLORE = 4
+    LONGEST = 16
+    SLICE = 16
+
+    def __init__(self) -> None:
+        self.times: dict[int, collections.deque[float]] = {
+            n: collections.deque(maxlen=self.WINDOW) for n in (1, 2)}
+        self.best = 2
+        self.gap = self.EXPLORE
+        self.since = self.gap - 1  # (epochs since the last exploring one)
+        self.explored: int | None = None  # the choice an exploring epoch started with
+
+    def plan(self, n: int, batch: int) -> list[tuple[int, int]]:
+        """``(threads, samples)`` for the calls of the next epoch of ``n`` samples."""
+        self.since += 1
+        k = n // self.SLICE // batch * batch
+        if self.since < self.gap or not 0 < k < n:
+            return [(self.best, n)]
+        self.since, self.explored = 0, self.best
+        return [(3 - self.best, k), (self.best, n - k)]
+
+    def record(self, n: int, seconds: float, samples: int) -> None:
+        self.times[n].append(seconds / samples)
+        one, two = self.times[1], self.times[2]
+        if one and two:
+            self.best = 1 if min(one) < min(two) else 2
+
+    def done(self) -> None:
+        """After an epoch's calls: an exploring epoch that kept the choice doubles the
+        gap to the next, one that changed it resets the gap."""
+        if self.explored is not None:
+            same = self.best == self.explored
+            self.gap = min(2 * self.gap, self.LONGEST) if same else self.EXPLORE
+            self.explored = None
+
+
+_epoch_picks: dict[tuple, EpochPick] = {}
+
+
+def epoch_pick(threads: int, key: tuple) -> EpochPick | None:
+    """The timing choice for fused epochs of kind ``key`` where the automatic rule chose
+    two threads (None where it chose one, or the user set the count)."""
+    if threads != 2 or _requested_threads() is not None:
+        return None
+    pick = _epoch_picks.get(key)
+    if pick is None:
+        pick = _epoch_picks[key] = EpochPick()
+    return pick
+
+
 def picked_threads(picks: dict, key: Any, usual: int) -> tuple[int, ThreadPick | None]:
     """``(threads, pick)`` for a call whose usual thread count is ``usual``: that count
     and None where it is 1 or the user set the count (``set_num_threads``,
@@ -819,8 +881,9 @@ class CompiledNetwork:
 
     def _fb_run_epoch(self, net: Any, wt: list, b: list, packed: Packed, order: np.ndarray,
                    batch: int, eta: float, lmbda: float, n_total: float, threads: int,
-                   epoch: int) -> None:
-        """Train over ``order`` in place.  If a parameter ends up NaN or inf, find the
+                   epoch: int, pick: EpochPick | None = None) -> None:
+        """Train over ``order`` in place (on ``threads``, or as ``pick`` plans it for the
+        fused kernels).  If a parameter ends up NaN or inf, find the
         mini-batch that did it, restore the parameters from just before it, and raise.
         (The published ``weights``/``biases`` still hold the parameters from before the
         epoch: the replay starts from them.)  On Ctrl-C (KeyboardInterrupt from the kernel)
@@ -829,9 +892,20 @@ class CompiledNetwork:
         params = wt + b
         args = (packed.indptr, packed.split, packed.indices, packed.values,
                 cast(np.ndarray, packed.y))  # (packed for "train")
-        train = _core.train if get_kernels() == "fused" else loops_trainer(self, wt, b)
+        fused = get_kernels() == "fused"
+        train = _core.train if fused else loops_trainer(self, wt, b)
         try:
-            train(net, *args, order, batch, eta, lmbda, n_total, threads)
+            if pick is None or not fused:
+                train(net, *args, order, batch, eta, lmbda, n_total, threads)
+            else:
+                start = 0
+                for count, length in pick.plan(len(order), batch):
+                    began = time.perf_counter()
+                    train(net, *args, order[start:start + length], batch, eta, lmbda,
+                          n_total, count)
+                    pick.record(count, time.perf_counter() - began, length)
+                    start += length
+                pick.done()
         except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
             if not _all_finite(params):  # diverged before the interrupt: keep the epoch start
                 epoch_start = sum(self._fb_params(), [])
@@ -927,6 +1001,8 @@ class CompiledNetwork:
         packed = cast(Packed, data.packed)  # (packed by _train before the epoch)
         self._fb_check_fits(packed, sizes, "training_data")
         threads = threads_for(sizes, batch, packed.density(sizes[0]))
+        pick = epoch_pick(threads, (tuple(sizes), batch, self.dtype))
+
         def publish() -> None:
             self._fb_publish(wt, b, sizes)
             kept[4:8] = [self.weights, self.biases, tuple(self.weights), tuple(self.biases)]
@@ -935,7 +1011,7 @@ class CompiledNetwork:
         with held_ctrl_c():  # (a Ctrl-C as the kernel returns: published whole, then raised)
             try:
                 self._fb_run_epoch(net, wt, b, packed, data.perm, batch, eta, lmbda,
-                                float(data.n), threads, epoch)
+                                float(data.n), threads, epoch, pick)
             finally:
                 finish_despite_ctrl_c(publish)
 
