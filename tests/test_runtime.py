@@ -1050,3 +1050,22 @@ def test_epochs_split_between_thread_counts_train_as_one_call(sizes, batch, monk
         assert len(picks) == (1 if split else 0)
         weights.append(net.weights + net.biases)
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_outputs_do_not_depend_on_the_picked_thread_count(monkeypatch):
+    """Whatever the timing picks for a forward pass over many samples (evaluate,
+    accuracy, the costs), the outputs are the same bit for bit."""
+    monkeypatch.delenv("FASTBP_NUM_THREADS", raising=False)
+    sizes = [40, 12, 6, 5]
+    data = make_data(43, sizes, 700, sparse=True, onehot=True)
+    np.random.seed(44)
+    net = network2.Network(sizes)
+    packed = net._fb_pack(data, "train", "data")
+    key = (tuple(sizes), packed.n.bit_length())
+    outs = []
+    for best in (1, 2):
+        pick = _engine._outputs_picks.setdefault(key, _engine.ThreadPick())
+        pick.best, pick.calls = best, 1  # (the next call is no exploring one)
+        outs.append(net._fb_outputs(packed))
+        assert pick.times[best]  # (timed)
+    assert np.array_equal(outs[0], outs[1])

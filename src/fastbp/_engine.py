@@ -277,6 +277,7 @@ class EpochPick:
 
 
 _epoch_picks: dict[tuple, EpochPick] = {}
+_outputs_picks: dict[tuple, ThreadPick] = {}  # (evaluate, accuracy, the costs' forward passes)
 
 
 def epoch_pick(threads: int, key: tuple) -> EpochPick | None:
@@ -863,8 +864,14 @@ class CompiledNetwork:
         net, sizes = self._fb_handle()
         self._fb_check_fits(packed, sizes)
         out = np.empty((packed.n, sizes[-1]), dtype=self.dtype)
+        # (the count timed, as the epochs' is: see ThreadPick; by size, in powers of two)
+        threads, pick = picked_threads(_outputs_picks, (tuple(sizes), packed.n.bit_length()),
+                                       eval_threads())
+        began = time.perf_counter()
         _core.forward(net, packed.indptr, packed.split, packed.indices, packed.values, out,
-                      eval_threads())
+                      threads)
+        if pick is not None:
+            pick.record(threads, time.perf_counter() - began)
         return out
 
     def _fb_gradient_sums(self, packed: Packed) -> tuple[list, list]:
