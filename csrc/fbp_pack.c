@@ -221,6 +221,28 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
         return bad_out ? FBP_BAD_OVERFLOW : 0;                                              \
     }
 
+/* The byte k of v = k / 256 (k whole, 1..255), with *lost set if v is no such value:
+ * k = 256 v (exact) plus MAGIC (2^23 or 2^52) holds k in its low mantissa bits, and
+ * taking MAGIC away again gives k back only if k was whole.  No branch and no
+ * conversion to an integer register's range (NaN and inf fail the comparisons). */
+static inline uint8_t byte_of_f(float v, int *lost)
+{
+    const float k = v * 256.0f, t = k + 8388608.0f;
+    uint32_t u;
+    memcpy(&u, &t, sizeof u);
+    *lost |= (t - 8388608.0f != k) | (k < 1.0f) | (k > 255.0f);
+    return (uint8_t)u;
+}
+
+static inline uint8_t byte_of_d(double v, int *lost)
+{
+    const double k = v * 256.0, t = k + 4503599627370496.0;
+    uint64_t u;
+    memcpy(&u, &t, sizeof u);
+    *lost |= (t - 4503599627370496.0 != k) | (k < 1.0) | (k > 255.0);
+    return (uint8_t)u;
+}
+
 /* APPEND for the byte packing: value v stored as the byte 256 v; *inexact (never NULL)
  * set to 1 if some v is not k / 256 for a whole k in 1..255. */
 #define APPEND8(TAG, S, STAG)                                                               \
@@ -239,12 +261,8 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
         int lost = 0, bad_in = 0;                                                           \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             const S v = x[pos[i]];                                                          \
-            const S k = v * (S)256; /* exact: a power of two (NaN, inf stay) */             \
-            const S kc = k >= 1 && k <= 255 ? k : 0;                                        \
-            const int whole = (int)kc;                                                      \
             idx[p] = (uint16_t)pos[i];                                                      \
-            val[p] = (uint8_t)whole;                                                        \
-            lost |= kc == 0 || (S)whole != kc;                                              \
+            val[p] = byte_of_##STAG(v, &lost);                                              \
             bad_in |= !(v - v == 0); /* NaN or inf */                                       \
         }                                                                                   \
         for (; p < end; ++p) {                                                              \
@@ -258,6 +276,9 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
 
 APPEND8(f8, float, f)
 APPEND8(d8, double, d)
+
+/* Rows per thread whose values the count pass checks for the byte packing. */
+#define FBP_BYTES_SAMPLE 16
 
 /* 1 if every x[:n] is 0 or k / 256 for a whole k in 1..255 (the byte packing's values):
  * k = 256 x (exact) rounded to a whole number by adding and taking away MAGIC (2^23 or
@@ -375,7 +396,10 @@ static void count_part(void *arg, int t, int nt)
         }
         if (job->check_exact && job->kind[i] == 1 && !job->inexact[t])
             job->inexact[t] = !all_float_exact((const double *)job->x[i], job->width);
-        if (job->check_bytes && !job->not_bytes[t])  /* (the row is in L1 now) */
+        /* bytes: judged on the first rows only (the check costs as much as the count);
+           the fill checks every value it stores, and packs floats after all if one is
+           not a byte */
+        if (job->check_bytes && !job->not_bytes[t] && i < lo + FBP_BYTES_SAMPLE)
             job->not_bytes[t] = job->kind[i] == 1
                                     ? !all_bytes_d((const double *)job->x[i], job->width)
                                     : !all_bytes_f((const float *)job->x[i], job->width);

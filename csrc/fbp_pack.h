@@ -46,10 +46,11 @@ int fbp_all_modest_d(const double *x, int64_t n);
  * Byte packing (narrow == 2: a quarter of a float's bytes): uint16 columns and each
  * value v as the byte k = 256 v, where every non-zero value is k / 256 for a whole k in
  * 1..255, as the classic MNIST's pixels are (the kernels read k / 256 back, exactly
- * v).  fbp_rows_count, given `not_bytes`, sets it to 1 if some value is not such a k /
- * 256; fbp_rows_fill with narrow == 2 checks every value as it stores it and returns
- * FBP_PACK_INEXACT if one is not (the data were written since the count): the caller
- * then packs float32 values. */
+ * v).  fbp_rows_count, given `not_bytes`, sets it to 1 if some value of the first rows
+ * it reads (16 per thread: checking every row cost as much as counting) is not such a
+ * k / 256; fbp_rows_fill with narrow == 2 checks every value as it stores it and returns
+ * FBP_PACK_INEXACT if one is not (a later row, or data written since the count): the
+ * caller then packs float32 values. */
 #define FBP_PACK_MAX_THREADS 64
 #define FBP_NARROW_MAX_WIDTH 65536
 enum { FBP_BAD_NONFINITE = 1, FBP_BAD_OVERFLOW = 2, FBP_PACK_NOTHREAD = -2, FBP_PACK_NOMEM = -3,
