@@ -986,10 +986,11 @@ def test_scratch_results_do_not_depend_on_the_picked_thread_count(rows, monkeypa
 
 
 def test_epoch_pick_explores_the_first_epoch_then_ever_more_rarely_while_it_holds():
-    """The first epoch trains its first 1/SLICE (whole mini-batches) on one thread; while
-    two stay faster the gap to the next exploring epoch doubles (from EXPLORE), up to
-    LONGEST; when two become slower, one takes over once two's last WINDOW epochs were
-    all slower than one's best."""
+    """An exploring epoch trains a slice (1/SLICE, whole mini-batches) on each count, the
+    other first, and the rest on the faster; the first epoch explores, and while two
+    threads stay faster the gap to the next exploring epoch doubles (from EXPLORE) up to
+    LONGEST; when one thread becomes faster it takes over at the next exploring epoch and
+    the gap starts again."""
     pick = _engine.EpochPick()
     n, batch = 50_000, 10
     k = n // pick.SLICE // batch * batch
@@ -997,22 +998,22 @@ def test_epoch_pick_explores_the_first_epoch_then_ever_more_rarely_while_it_hold
     for epoch in range(80):
         two_slow = 40 <= epoch < 60  # (per sample: two threads 1 us, 3, then 1; one 2)
         plan = pick.plan(n, batch)
-        assert sum(length for _, length in plan) == n
-        assert all(length % batch == 0 for _, length in plan[:-1])
-        if len(plan) == 2:
+        assert sum(length for _, length, _ in plan) == n
+        assert all(length % batch == 0 for _, length, _ in plan[:-1])
+        if len(plan) == 3:
             explored.append(epoch)
-            assert plan[0] == (3 - plan[1][0], k)
-        for count, length in plan:
-            pick.record(count, length * (2e-6 if count == 1 else 3e-6 if two_slow else 1e-6),
-                        length)
+            assert plan[0] == (3 - plan[1][0], k, True) and plan[1] == (plan[2][0], k, True)
+            assert not plan[2][2]
+        for count, length, timed in plan:
+            if timed:
+                pick.record(count, length * (2e-6 if count == 1 else 3e-6 if two_slow
+                                             else 1e-6), length)
         pick.done()
         counts.append(plan[-1][0])
-    # gaps 8 and 16 (two held), then the longest; two threads slow from epoch 40 on
-    # lose once their last WINDOW epochs are all slow
-    assert explored == [0, 8, 24, 40, 56, 72, 76]  # (at 72 two won back: gap EXPLORE)
-    switch = 40 + pick.WINDOW
-    assert counts[:switch] == [2] * switch and set(counts[switch:73]) == {1}
-    assert set(counts[73:]) == {2}
+    # gaps 8, 16 and 16 while two held; at 40 one won (gap 4), held at 44 and 52 (gaps
+    # 8, 16); at 68 two, fast again since 60, won back (gap 4)
+    assert explored == [0, 8, 24, 40, 44, 52, 68, 72]
+    assert counts[:41] == [2] * 41 and set(counts[41:69]) == {1} and set(counts[69:]) == {2}
 
 
 def test_epoch_pick_leaves_one_thread_and_a_count_the_user_set_alone(monkeypatch):

@@ -230,16 +230,20 @@ class ThreadPick:
 
 class EpochPick:
     """1 or 2 threads for the fused epochs of one kind (layer widths, mini-batch size,
-    dtype), chosen by timing: an exploring epoch trains its first 1/SLICE on the other
-    count, and the rest of every epoch runs on the count whose last WINDOW timings
-    (seconds per sample) include the fastest.  The first epoch explores, then one in
-    EXPLORE, the gap doubling (up to LONGEST) while exploring confirms the choice.  Two
-    threads are the usual winner, but on this project's 2-vCPU host they were at times
-    slower than one over whole epochs (the second vCPU slowed or taken by the host,
-    which the load check cannot see).  Splitting an epoch between calls at a mini-batch
-    boundary changes nothing in the results, nor does the count."""
+    dtype), chosen by timing.  An exploring epoch trains its first 1/SLICE on the other
+    count and its next 1/SLICE on the current one, and the count faster in those two
+    slices (seconds per sample) trains the rest of every epoch until the next.  The
+    first epoch explores, then one in EXPLORE, the gap doubling (up to LONGEST) while
+    exploring confirms the choice.  Slices are compared with slices: each starts as the
+    caches stand after the other count (a slice timed against whole epochs measured
+    10-40% slower here, and the choice then stuck; and with slices of a few epochs back in
+    the comparison a slowdown went unheeded for dozens of epochs).  Two threads are the
+    usual winner, but on this project's 2-vCPU host they were at times slower than one
+    over whole epochs (the second vCPU slowed or taken by the host, which the load check
+    cannot see).  Splitting an epoch between calls at mini-batch boundaries changes
+    nothing in the results, nor does the count."""
 
-    WINDOW = 5
+    WINDOW = 1  # (the last exploring epoch's slices)
     EXPLORE = 4
     LONGEST = 16
     SLICE = 16
@@ -252,28 +256,31 @@ class EpochPick:
         self.since = self.gap - 1  # (epochs since the last exploring one)
         self.explored: int | None = None  # the choice an exploring epoch started with
 
-    def plan(self, n: int, batch: int) -> list[tuple[int, int]]:
-        """``(threads, samples)`` for the calls of the next epoch of ``n`` samples."""
+    def plan(self, n: int, batch: int) -> list[tuple[int, int, bool]]:
+        """``(threads, samples, timed)`` for the calls of the next epoch of ``n`` samples
+        (``timed``: a slice whose time counts)."""
         self.since += 1
         k = n // self.SLICE // batch * batch
-        if self.since < self.gap or not 0 < k < n:
-            return [(self.best, n)]
+        if self.since < self.gap or not 0 < 2 * k < n:
+            return [(self.best, n, False)]
         self.since, self.explored = 0, self.best
-        return [(3 - self.best, k), (self.best, n - k)]
+        return [(3 - self.best, k, True), (self.best, k, True), (self.best, n - 2 * k, False)]
 
     def record(self, n: int, seconds: float, samples: int) -> None:
+        """A timed slice: ``samples`` on ``n`` threads in ``seconds``."""
         self.times[n].append(seconds / samples)
+
+    def done(self) -> None:
+        """After an exploring epoch's calls: the faster count from now on; the gap to the
+        next exploring epoch doubles if the choice held, else starts again."""
+        if self.explored is None:
+            return
         one, two = self.times[1], self.times[2]
         if one and two:
             self.best = 1 if min(one) < min(two) else 2
-
-    def done(self) -> None:
-        """After an epoch's calls: an exploring epoch that kept the choice doubles the
-        gap to the next, one that changed it resets the gap."""
-        if self.explored is not None:
-            same = self.best == self.explored
-            self.gap = min(2 * self.gap, self.LONGEST) if same else self.EXPLORE
-            self.explored = None
+        same = self.best == self.explored
+        self.gap = min(2 * self.gap, self.LONGEST) if same else self.EXPLORE
+        self.explored = None
 
 
 _epoch_picks: dict[tuple, EpochPick] = {}
@@ -906,11 +913,12 @@ class CompiledNetwork:
                 train(net, *args, order, batch, eta, lmbda, n_total, threads)
             else:
                 start = 0
-                for count, length in pick.plan(len(order), batch):
+                for count, length, timed in pick.plan(len(order), batch):
                     began = time.perf_counter()
                     train(net, *args, order[start:start + length], batch, eta, lmbda,
                           n_total, count)
-                    pick.record(count, time.perf_counter() - began, length)
+                    if timed:
+                        pick.record(count, time.perf_counter() - began, length)
                     start += length
                 pick.done()
         except BaseException:  # Ctrl-C (a signal handler raised): the kernel stopped cleanly
