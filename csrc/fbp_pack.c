@@ -176,6 +176,19 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
     return positions_d(x, n, pos);
 }
 
+/* The stored position of a row's first non-zero in a column >= col, the row's c
+ * non-zeros (columns pos, ascending) going in from position p but not at or past end. */
+static inline int64_t split_at(const int32_t *pos, int64_t c, int64_t col, int64_t p,
+                               int64_t end)
+{
+    int64_t lo = 0, hi = c; /* then lo = the non-zeros in columns < col */
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (pos[mid] < col) lo = mid + 1; else hi = mid;
+    }
+    return p + (lo < end - p ? lo : end - p);
+}
+
 /* Append the non-zeros at position p, never writing at or past `end` (x may have
  * changed since it was counted); pos: scratch room for n + 8 positions.  Slots left
  * over (x lost non-zeros since) get column n - 1 and value 0: every slot up to `end`
@@ -193,12 +206,7 @@ int64_t fbp_nonzero_positions_d(const double *x, int64_t n, int32_t *pos)
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
         *count = c;                                                                         \
-        int64_t lo = 0, hi = c; /* before = lo: non-zeros in columns < col (pos sorted) */ \
-        while (lo < hi) {                                                                   \
-            const int64_t mid = lo + (hi - lo) / 2;                                         \
-            if (pos[mid] < col) lo = mid + 1; else hi = mid;                                \
-        }                                                                                   \
-        *split = p + (lo < end - p ? lo : end - p);                                         \
+        *split = split_at(pos, c, col, p, end);                                             \
         int lost = 0, bad_in = 0, bad_out = 0;                                              \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             const S v = x[pos[i]];                                                          \
@@ -252,12 +260,7 @@ static inline uint8_t byte_of_d(double v, int *lost)
     {                                                                                       \
         const int64_t c = fbp_nonzero_positions_##STAG(x, n, pos);                          \
         *count = c;                                                                         \
-        int64_t lo = 0, hi = c;                                                             \
-        while (lo < hi) {                                                                   \
-            const int64_t mid = lo + (hi - lo) / 2;                                         \
-            if (pos[mid] < col) lo = mid + 1; else hi = mid;                                \
-        }                                                                                   \
-        *split = p + (lo < end - p ? lo : end - p);                                         \
+        *split = split_at(pos, c, col, p, end);                                             \
         int lost = 0, bad_in = 0;                                                           \
         for (int64_t i = 0; i < c && p < end; ++i, ++p) {                                   \
             const S v = x[pos[i]];                                                          \

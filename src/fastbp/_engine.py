@@ -243,14 +243,12 @@ class EpochPick:
     cannot see).  Splitting an epoch between calls at mini-batch boundaries changes
     nothing in the results, nor does the count."""
 
-    WINDOW = 1  # (the last exploring epoch's slices)
     EXPLORE = 4
     LONGEST = 16
     SLICE = 16
 
     def __init__(self) -> None:
-        self.times: dict[int, collections.deque[float]] = {
-            n: collections.deque(maxlen=self.WINDOW) for n in (1, 2)}
+        self.times = {1: math.inf, 2: math.inf}  # (seconds per sample, last slices)
         self.best = 2
         self.gap = self.EXPLORE
         self.since = self.gap - 1  # (epochs since the last exploring one)
@@ -268,16 +266,14 @@ class EpochPick:
 
     def record(self, n: int, seconds: float, samples: int) -> None:
         """A timed slice: ``samples`` on ``n`` threads in ``seconds``."""
-        self.times[n].append(seconds / samples)
+        self.times[n] = seconds / samples
 
     def done(self) -> None:
         """After an exploring epoch's calls: the faster count from now on; the gap to the
         next exploring epoch doubles if the choice held, else starts again."""
         if self.explored is None:
             return
-        one, two = self.times[1], self.times[2]
-        if one and two:
-            self.best = 1 if min(one) < min(two) else 2
+        self.best = 1 if self.times[1] < self.times[2] else 2
         same = self.best == self.explored
         self.gap = min(2 * self.gap, self.LONGEST) if same else self.EXPLORE
         self.explored = None
