@@ -288,9 +288,14 @@ def epoch_pick(threads: int, key: tuple) -> EpochPick | None:
     two threads (None where it chose one, or the user set the count)."""
     if threads != 2 or _requested_threads() is not None:
         return None
-    pick = _epoch_picks.get(key)
+    return _made(_epoch_picks, key, EpochPick)
+
+
+def _made(picks: dict, key: Any, make: Callable[[], Any]) -> Any:
+    """``picks[key]``, made on first use."""
+    pick = picks.get(key)
     if pick is None:
-        pick = _epoch_picks[key] = EpochPick()
+        pick = picks[key] = make()
     return pick
 
 
@@ -301,9 +306,7 @@ def picked_threads(picks: dict, key: Any, usual: int) -> tuple[int, ThreadPick |
     ``picks[key]`` (made on first use), whose ``record`` takes the call's time."""
     if usual < 2 or _requested_threads() is not None:
         return usual, None
-    pick = picks.get(key)
-    if pick is None:
-        pick = picks[key] = ThreadPick()
+    pick = _made(picks, key, ThreadPick)
     return pick.choose(), pick
 
 
@@ -1369,7 +1372,7 @@ class Epoch:
             if self.base is None or self.n_out != n_out:
                 self.base = pairs_of(*self.arrays, onehot=n_out, what="training_data")
                 self.n_out = n_out
-        return cast(np.ndarray, self.objects())[self.perm].tolist()
+        return self.objects()[self.perm].tolist()
 
     def objects(self) -> np.ndarray:
         """The pairs in base order as an object array (made once per base list)."""
@@ -1454,7 +1457,7 @@ class Epoch:
                 and _core.permute_list(target, self.base, before, self.perm)):
             return False
         now = (list.copy(target) if isinstance(target, list) else _private_list(target))[:self.n]
-        base = cast(np.ndarray, self.objects())
+        base = self.objects()
         changed = not _core.same_objects(now, base[before].tolist())
         if changed:  # position i now gets what position moves[i] held before the shuffle
             moves = np.empty(self.n, dtype=np.int64)
